@@ -1,0 +1,101 @@
+//! `govlake ingest`: export files → lake, with a progress bar and a reconciliation summary.
+
+use anyhow::Context as _;
+use govlake::ingest::{self, IngestSettings, IngestSummary};
+
+use super::{ExitStatus, Printer, open_lake, text_table};
+use crate::cli::{GlobalArgs, IngestArgs, OutputFormat};
+
+/// Runs `govlake ingest`.
+pub async fn run(global: &GlobalArgs, args: &IngestArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let lake = open_lake(global, "govlake-data")?;
+    let observed_at = match &args.observed_at {
+        Some(s) => Some(
+            govlake::ingest::value::parse_ts(s)
+                .with_context(|| format!("`--observed-at {s}` is not a timestamp (use RFC 3339, e.g. 2026-10-01T06:00:00Z)"))?,
+        ),
+        None => None,
+    };
+    let settings = IngestSettings {
+        inputs: args.from.clone(),
+        observed_at,
+        chunk_rows: args.chunk_rows.max(1),
+        ..IngestSettings::default()
+    };
+    let summary = ingest_with_progress(&lake, &settings, printer).await?;
+    let failed = summary.rejected > 0 && !args.allow_rejects;
+    print_summary("ingest", &summary, printer, failed)?;
+    Ok(if failed { ExitStatus::Failure } else { ExitStatus::Success })
+}
+
+/// Runs an ingest with a byte progress bar on stderr.
+pub async fn ingest_with_progress(
+    lake: &govlake::lake::Lake,
+    settings: &IngestSettings,
+    printer: &Printer,
+) -> anyhow::Result<IngestSummary> {
+    let bar = printer.bytes_bar("ingest");
+    let progress = |done: u64, total: u64, records: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+        bar.set_prefix(format!("{records} records"));
+    };
+    let summary = ingest::run(lake, settings, &progress)
+        .await
+        .with_context(|| format!("Failed to ingest into `{}`", lake.location().display()))?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+/// Prints an ingest summary (text or JSON) on stdout.
+pub fn print_summary(command: &str, s: &IngestSummary, printer: &Printer, failed: bool) -> anyhow::Result<()> {
+    if printer.format == OutputFormat::Json {
+        let status = if failed { "rejects" } else { "ok" };
+        return printer.json(command, status, s);
+    }
+    if printer.quiet > 0 && !failed {
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = s
+        .tables
+        .iter()
+        .map(|(t, c)| {
+            vec![
+                t.clone(),
+                c.fetched.to_string(),
+                c.stored.to_string(),
+                c.duplicates.to_string(),
+                c.rejected.to_string(),
+                c.closed.to_string(),
+                c.version.map_or("-".into(), |v| v.to_string()),
+                if c.reconciles() { "ok".into() } else { "MISMATCH".into() },
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        text_table(&["table", "fetched", "stored", "duplicates", "rejected", "closed", "version", "fetched=stored+dup+rej"], &rows)
+    );
+    println!(
+        "Read {} files, {} records, {:.1} MB in {:.2} s: {:.1} MB/s, {:.0} records/s. Snapshots observed at {}.",
+        s.files,
+        s.records,
+        s.bytes as f64 / 1e6,
+        s.elapsed_secs,
+        s.mb_per_sec(),
+        s.records_per_sec(),
+        s.observed_at
+    );
+    println!("Lake: {} (run {})", s.lake, s.run_id);
+    if s.rejected > 0 {
+        println!("\n{} record(s) rejected and quarantined in `_rejects`:", s.rejected);
+        for n in &s.reject_notes {
+            let at = if n.location.is_empty() { String::new() } else { format!(" ({})", n.location) };
+            println!("  {}{}: [{}] {}", n.source, at, n.entity, n.reason);
+        }
+        if s.reject_notes.len() as u64 > 0 && (s.reject_notes.len() as u64) < s.rejected {
+            println!("  … see `_rejects` for all of them.");
+        }
+    }
+    Ok(())
+}

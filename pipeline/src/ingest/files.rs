@@ -1,0 +1,77 @@
+//! Finding input files: walks `--from` paths recursively in a fixed (sorted) order, keeps
+//! `.json`, `.jsonl` and `.ndjson` files, and reads `_export.json` markers that say when an
+//! export was taken (the observation time of its snapshots).
+
+use std::path::{Path, PathBuf};
+
+use super::error::{Error, Result};
+
+/// File name of the export marker written by `govlake generate` and by export scripts.
+pub const EXPORT_MARKER: &str = "_export.json";
+
+/// Input files and the observation times their markers declare.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// Files to read, sorted, each with its size in bytes.
+    pub files: Vec<(PathBuf, u64)>,
+    /// `exportedAt` of every marker found (UTC micros), with the marker's path.
+    pub exported_at: Vec<(PathBuf, i64)>,
+}
+
+fn is_data_file(p: &Path) -> bool {
+    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    matches!(ext.as_str(), "json" | "jsonl" | "ndjson")
+}
+
+/// Lists the files under the given paths. A path named explicitly is read whatever its
+/// extension; inside folders, hidden entries are skipped.
+pub fn discover(paths: &[PathBuf]) -> Result<Inputs> {
+    let mut inputs = Inputs::default();
+    for root in paths {
+        let meta = std::fs::metadata(root).map_err(|source| Error::Input { path: root.clone(), source })?;
+        if meta.is_file() {
+            if root.file_name().is_some_and(|n| n == EXPORT_MARKER) {
+                inputs.exported_at.push((root.clone(), read_marker(root)?));
+            } else {
+                inputs.files.push((root.clone(), meta.len()));
+            }
+            continue;
+        }
+        let walker = walkdir::WalkDir::new(root)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+        for entry in walker {
+            let entry = entry.map_err(|e| Error::Input {
+                path: e.path().map_or_else(|| root.clone(), Path::to_path_buf),
+                source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("file system loop")),
+            })?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let p = entry.path();
+            if p.file_name().is_some_and(|n| n == EXPORT_MARKER) {
+                inputs.exported_at.push((p.to_path_buf(), read_marker(p)?));
+            } else if is_data_file(p) {
+                let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                inputs.files.push((p.to_path_buf(), len));
+            }
+        }
+    }
+    if inputs.files.is_empty() {
+        let names: Vec<String> = paths.iter().map(|p| format!("`{}`", p.display())).collect();
+        return Err(Error::NoFiles(names.join(", ")));
+    }
+    Ok(inputs)
+}
+
+fn read_marker(path: &Path) -> Result<i64> {
+    let bad = |reason: String| Error::Marker { path: path.to_path_buf(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let at = v
+        .get("exportedAt")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| bad("it has no `exportedAt` timestamp".into()))?;
+    super::value::parse_ts(at).ok_or_else(|| bad(format!("`exportedAt` is not a timestamp: {at}")))
+}

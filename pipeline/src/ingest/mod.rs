@@ -1,0 +1,696 @@
+//! Stage 1, ingest: export files → typed rows → the lake.
+//!
+//! `files` finds the inputs, `reader` streams their JSON, `context` tells which entity each
+//! page holds, `spec` declares the entities and their columns, and `value` reads Graph's
+//! lenient JSON. This module runs one ingest: records flow from a reader thread through a
+//! bounded channel into [`Run`], which dedupes, quarantines bad records with a reason, appends
+//! audit events in chunks and merges snapshot entities into their history, then records the
+//! run's reconciliation (fetched = stored + duplicates + rejected, per table) in `_ingest_runs`.
+
+pub mod context;
+pub mod error;
+pub mod files;
+pub mod reader;
+pub mod spec;
+pub mod value;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+pub use error::{Error, Result};
+
+use crate::lake::bookkeeping::{self, INGEST_RUNS, RAW, REJECTS};
+use crate::lake::history::Incoming;
+use crate::lake::{Cell, Lake, TableSchema};
+use context::Resolved;
+use reader::Item;
+use spec::{Ctx, EntitySpec, Storage};
+
+/// Settings of one ingest run.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Files and folders to read.
+    pub inputs: Vec<PathBuf>,
+    /// When the snapshots were taken (UTC micros); else the export marker's, else now.
+    pub observed_at: Option<i64>,
+    /// Append-only rows buffered before a commit.
+    pub chunk_rows: usize,
+    /// Largest record accepted, in bytes of JSON.
+    pub max_record_bytes: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            inputs: vec![],
+            observed_at: None,
+            chunk_rows: 100_000,
+            max_record_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Per-table reconciliation of one run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct TableCounts {
+    /// Records read for this table.
+    pub fetched: u64,
+    /// New rows or new versions stored.
+    pub stored: u64,
+    /// Records already in the lake (or repeated in the input).
+    pub duplicates: u64,
+    /// Records quarantined in `_rejects`.
+    pub rejected: u64,
+    /// Versions closed because the object left its snapshot.
+    pub closed: u64,
+    /// Delta version after the run.
+    pub version: Option<i64>,
+    /// Newest event or creation time seen (audit events, requests), RFC 3339.
+    pub watermark: Option<String>,
+}
+
+impl TableCounts {
+    /// Whether fetched = stored + duplicates + rejected.
+    pub fn reconciles(&self) -> bool {
+        self.fetched == self.stored + self.duplicates + self.rejected
+    }
+}
+
+/// A quarantined record, as shown in the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectNote {
+    /// File.
+    pub source: String,
+    /// Where in the file.
+    pub location: String,
+    /// Table it was meant for.
+    pub entity: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What one ingest run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestSummary {
+    /// Run id (also in `_ingest_runs` and `_raw`).
+    pub run_id: String,
+    /// Lake location.
+    pub lake: String,
+    /// Files read.
+    pub files: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Records read.
+    pub records: u64,
+    /// Wall time in seconds.
+    pub elapsed_secs: f64,
+    /// Observation time of the snapshots, RFC 3339.
+    pub observed_at: String,
+    /// Reconciliation per table.
+    pub tables: BTreeMap<String, TableCounts>,
+    /// Total records rejected.
+    pub rejected: u64,
+    /// The first rejects, for the summary.
+    pub reject_notes: Vec<RejectNote>,
+}
+
+impl IngestSummary {
+    /// Megabytes (10^6) read per second.
+    pub fn mb_per_sec(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.elapsed_secs.max(1e-9)
+    }
+    /// Records read per second.
+    pub fn records_per_sec(&self) -> f64 {
+        self.records as f64 / self.elapsed_secs.max(1e-9)
+    }
+}
+
+/// Callback for progress: (bytes read so far, total bytes, records so far).
+pub type ProgressFn<'a> = &'a (dyn Fn(u64, u64, u64) + Sync);
+
+enum Msg {
+    Item { file: usize, item: Item },
+    FileError { file: usize, message: String, location: String },
+}
+
+const UNRESOLVED: &str = "(unresolved)";
+
+/// A 128-bit key for dedupe sets (never stored).
+fn key128(parts: &[&str]) -> u128 {
+    let mut out = 0u128;
+    for seed in [0x9e37u64, 0x85eb] {
+        let mut h = std::hash::DefaultHasher::new();
+        seed.hash(&mut h);
+        for p in parts {
+            p.hash(&mut h);
+        }
+        out = (out << 64) | h.finish() as u128;
+    }
+    out
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… [{} bytes in all]", &s[..cut], s.len())
+}
+
+/// Runs one ingest of export files into the lake.
+pub async fn run(lake: &Lake, settings: &IngestSettings, progress: ProgressFn<'_>) -> Result<IngestSummary> {
+    let started = Instant::now();
+    let started_at = now_micros();
+    let inputs = files::discover(&settings.inputs)?;
+    let observed_at = match settings.observed_at {
+        Some(t) => t,
+        None => {
+            let mut times: Vec<i64> = inputs.exported_at.iter().map(|(_, t)| *t).collect();
+            times.sort();
+            times.dedup();
+            match times.as_slice() {
+                [] => started_at,
+                [one] => *one,
+                _ => {
+                    return Err(Error::Marker {
+                        path: inputs.exported_at[0].0.clone(),
+                        reason: "the inputs hold exports taken at different times; ingest them one run each, oldest first".into(),
+                    });
+                }
+            }
+        }
+    };
+    let total_bytes: u64 = inputs.files.iter().map(|(_, n)| n).sum();
+    let paths: Vec<PathBuf> = inputs.files.iter().map(|(p, _)| p.clone()).collect();
+    let bytes = Arc::new(AtomicU64::new(0));
+
+    let (tx, mut rx) = mpsc::channel::<Msg>(4096);
+    let reader = {
+        let paths = paths.clone();
+        let bytes = bytes.clone();
+        tokio::task::spawn_blocking(move || read_files(&paths, &bytes, &tx))
+    };
+
+    let mut run = Run::new(lake, settings, uuid::Uuid::new_v4().to_string(), started_at, observed_at);
+    let mut records = 0u64;
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Msg::Item { file, item } => {
+                let source = paths[file].display().to_string();
+                match item {
+                    Item::Record { context, index, value } => {
+                        records += 1;
+                        let resolved = run.resolve(file, &paths[file], context.as_deref());
+                        run.record(resolved, value, &source, index, context.as_deref()).await?;
+                        if records % 4096 == 0 {
+                            progress(bytes.load(Ordering::Relaxed), total_bytes, records);
+                        }
+                    }
+                    Item::PageEnd { context } => {
+                        let resolved = run.resolve(file, &paths[file], context.as_deref());
+                        run.page_end(resolved);
+                    }
+                }
+            }
+            Msg::FileError { file, message, location } => {
+                let resolved = run.resolve(file, &paths[file], None);
+                let entity = resolved.map_or(UNRESOLVED, |r| r.entity);
+                records += 1;
+                run.reject(entity, &paths[file].display().to_string(), &location, None, message, "");
+            }
+        }
+    }
+    reader.await.map_err(|_| Error::Reader)?;
+    progress(bytes.load(Ordering::Relaxed), total_bytes, records);
+    let mut summary = run.finish(paths.len() as u64, records).await?;
+    summary.bytes = bytes.load(Ordering::Relaxed);
+    summary.elapsed_secs = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn read_files(paths: &[PathBuf], bytes: &Arc<AtomicU64>, tx: &mpsc::Sender<Msg>) {
+    for (file, path) in paths.iter().enumerate() {
+        let f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.blocking_send(Msg::FileError {
+                    file,
+                    message: format!("the file cannot be opened: {e}"),
+                    location: String::new(),
+                });
+                continue;
+            }
+        };
+        let reader = std::io::BufReader::with_capacity(1 << 20, reader::CountingReader::new(f, bytes.clone()));
+        let result = reader::read_stream(reader, &mut |item| {
+            tx.blocking_send(Msg::Item { file, item }).map_err(|_| "ingest stopped".to_string())
+        });
+        if let Err(e) = result {
+            if e.stopped {
+                return;
+            }
+            let _ = tx.blocking_send(Msg::FileError { file, message: e.message, location: e.location });
+        }
+    }
+}
+
+/// Rows waiting to be written for one append-only table.
+struct AppendBuffer {
+    schema: TableSchema,
+    rows: Vec<Vec<Cell>>,
+    known: Option<HashSet<u128>>,
+}
+
+/// State of one ingest run.
+struct Run<'a> {
+    lake: &'a Lake,
+    settings: &'a IngestSettings,
+    run_id: String,
+    started_at: i64,
+    observed_at: i64,
+    resolved: HashMap<(usize, Option<String>), Option<Resolved>>,
+    counts: BTreeMap<String, TableCounts>,
+    watermarks: BTreeMap<String, i64>,
+    versioned: BTreeMap<&'static str, Vec<Incoming>>,
+    complete_scopes: BTreeMap<&'static str, BTreeSet<String>>,
+    appends: BTreeMap<&'static str, AppendBuffer>,
+    raw: AppendBuffer,
+    rejects: Vec<Vec<Cell>>,
+    reject_notes: Vec<RejectNote>,
+    metadata: HashMap<String, Value>,
+}
+
+impl<'a> Run<'a> {
+    fn new(lake: &'a Lake, settings: &'a IngestSettings, run_id: String, started_at: i64, observed_at: i64) -> Self {
+        let metadata = HashMap::from([
+            ("govlake.run_id".to_string(), Value::String(run_id.clone())),
+            ("govlake.version".to_string(), Value::String(env!("CARGO_PKG_VERSION").into())),
+        ]);
+        Self {
+            lake,
+            settings,
+            run_id,
+            started_at,
+            observed_at,
+            resolved: HashMap::new(),
+            counts: BTreeMap::new(),
+            watermarks: BTreeMap::new(),
+            versioned: BTreeMap::new(),
+            complete_scopes: BTreeMap::new(),
+            appends: BTreeMap::new(),
+            raw: AppendBuffer { schema: bookkeeping::raw_schema(), rows: vec![], known: None },
+            rejects: vec![],
+            reject_notes: vec![],
+            metadata,
+        }
+    }
+
+    fn resolve(&mut self, file: usize, path: &std::path::Path, context: Option<&str>) -> Option<Resolved> {
+        self.resolved
+            .entry((file, context.map(str::to_string)))
+            .or_insert_with(|| match context {
+                Some(c) => context::from_context(c),
+                None => context::from_file_name(path),
+            })
+            .clone()
+    }
+
+    fn count(&mut self, table: &str) -> &mut TableCounts {
+        self.counts.entry(table.to_string()).or_default()
+    }
+
+    fn reject(&mut self, entity: &str, source: &str, location: &str, record_id: Option<&str>, reason: String, raw: &str) {
+        let c = self.count(entity);
+        c.fetched += 1;
+        c.rejected += 1;
+        let raw = truncate(raw, 64 * 1024);
+        let mut h = Sha256::new();
+        for part in [source, location, entity, &reason, &raw] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        let hash = hex::encode(&h.finalize()[..16]);
+        tracing::warn!(source, location, entity, reason = %reason, "Rejected a record.");
+        if self.reject_notes.len() < 20 {
+            self.reject_notes.push(RejectNote {
+                source: source.into(),
+                location: location.into(),
+                entity: entity.into(),
+                reason: reason.clone(),
+            });
+        }
+        let s = |v: &str| Cell::Str(v.to_string());
+        self.rejects.push(vec![
+            Cell::Str(hash),
+            s(&self.run_id),
+            Cell::Ts(self.started_at),
+            s(source),
+            s(location),
+            s(entity),
+            record_id.map_or(Cell::Null, s),
+            Cell::Str(reason),
+            Cell::Str(raw),
+        ]);
+    }
+
+    fn scope_of(spec: &EntitySpec, parents: &[String], constant: Option<&str>) -> String {
+        if !spec.scoped_by_parent {
+            return String::new();
+        }
+        let mut s = parents.first().cloned().unwrap_or_default();
+        if let Some(k) = constant {
+            s.push('/');
+            s.push_str(k);
+        }
+        s
+    }
+
+    fn page_end(&mut self, resolved: Option<Resolved>) {
+        let Some(r) = resolved else { return };
+        let Some(spec) = spec::entity(r.entity) else { return };
+        if spec.versioned().is_some() {
+            let scope = Self::scope_of(spec, &r.parents, r.constant);
+            self.complete_scopes.entry(spec.table).or_default().insert(scope);
+        }
+    }
+
+    async fn record(
+        &mut self,
+        resolved: Option<Resolved>,
+        mut value: Value,
+        source: &str,
+        index: u64,
+        context: Option<&str>,
+    ) -> Result<()> {
+        let location = format!("record {}", index + 1);
+        let Some(r) = resolved else {
+            let file = source.to_string();
+            let reason = match context {
+                Some(c) => format!("`@odata.context` `{c}` names nothing govlake ingests"),
+                None => "cannot tell which entity this file holds: its pages have no `@odata.context` and the file name names no entity (e.g. `assignments.json`)".to_string(),
+            };
+            let raw = value.to_string();
+            self.reject(UNRESOLVED, &file, &location, None, reason, &raw);
+            return Ok(());
+        };
+        let spec = spec::entity(r.entity).expect("resolved entities exist");
+        if r.envelope || (spec.table == "audit_events" && is_monitor_envelope(&value)) {
+            value = match value {
+                Value::Object(mut m) => m.remove("properties").unwrap_or(Value::Null),
+                other => other,
+            };
+        }
+        self.object(spec, &value, source, &location, &r.parents, r.constant, 0).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn object(
+        &mut self,
+        spec: &'static EntitySpec,
+        value: &Value,
+        source: &str,
+        location: &str,
+        parents: &[String],
+        constant: Option<&str>,
+        position: usize,
+    ) -> Result<()> {
+        let json = value.to_string();
+        let record_id = value
+            .as_object()
+            .and_then(|o| value::get_ci(o, "id"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if json.len() > self.settings.max_record_bytes {
+            let reason = format!(
+                "the record is {} bytes of JSON, over the {} byte limit per record",
+                json.len(),
+                self.settings.max_record_bytes
+            );
+            self.reject(spec.table, source, location, record_id.as_deref(), reason, &json);
+            return Ok(());
+        }
+        let row = match spec.extract(value, Ctx { parents, position, constant }) {
+            Ok(row) => row,
+            Err(reason) => {
+                self.reject(spec.table, source, location, record_id.as_deref(), reason, &json);
+                return Ok(());
+            }
+        };
+        let id = row[0].as_str().unwrap_or_default().to_string();
+        self.count(spec.table).fetched += 1;
+        self.note_watermark(spec, &row);
+
+        // Nested lists feed their own tables; the parent's id leads their parents.
+        let mut child_parents = Vec::with_capacity(parents.len() + 1);
+        child_parents.push(id.clone());
+        child_parents.extend_from_slice(parents);
+        for (list, items) in spec.child_lists(value) {
+            let child = spec::entity(list.entity).expect("child entities exist");
+            if child.versioned().is_some() {
+                let scope = Self::scope_of(child, &child_parents, list.constant);
+                self.complete_scopes.entry(child.table).or_default().insert(scope);
+            }
+            for (i, item) in items.iter().enumerate() {
+                let loc = format!("{location}, `{}` item {}", list.entity, i + 1);
+                Box::pin(self.object(child, item, source, &loc, &child_parents, list.constant, i + 1)).await?;
+            }
+        }
+
+        // Raw layer: every distinct version of every object, verbatim. Child rows are part of
+        // their parent's raw record.
+        if position == 0 {
+            let hash = {
+                let mut h = Sha256::new();
+                h.update(spec.table.as_bytes());
+                h.update([0]);
+                h.update(json.as_bytes());
+                hex::encode(&h.finalize()[..16])
+            };
+            self.add_raw(spec.table, &id, hash, source, json).await?;
+        }
+
+        match spec.storage {
+            Storage::Versioned(_) => {
+                let scope = Self::scope_of(spec, parents, constant);
+                self.versioned.entry(spec.table).or_default().push(Incoming { cells: row, scope });
+            }
+            Storage::Append => {
+                let buf = self.append_buffer(spec).await?;
+                let known = buf.known.as_mut().expect("loaded by append_buffer");
+                if known.insert(key128(&[&id])) {
+                    buf.rows.push(row);
+                    self.count(spec.table).stored += 1;
+                } else {
+                    self.count(spec.table).duplicates += 1;
+                }
+                if self.appends[spec.table].rows.len() >= self.settings.chunk_rows {
+                    self.flush_appends().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn note_watermark(&mut self, spec: &EntitySpec, row: &[Cell]) {
+        let col = match spec.table {
+            "audit_events" => "activity_date_time",
+            "assignment_requests" => "created_date_time",
+            _ => return,
+        };
+        if let Some(i) = spec.columns.iter().position(|c| c.name == col) {
+            if let Cell::Ts(t) = row[i] {
+                let w = self.watermarks.entry(spec.table.to_string()).or_insert(i64::MIN);
+                *w = (*w).max(t);
+            }
+        }
+    }
+
+    async fn append_buffer(&mut self, spec: &'static EntitySpec) -> Result<&mut AppendBuffer> {
+        if !self.appends.contains_key(spec.table) {
+            let schema = spec.append_schema().expect("append entity");
+            let mut known = HashSet::new();
+            self.lake.scan_strings(spec.table, &["id"], |v| {
+                if let Some(id) = v[0] {
+                    known.insert(key128(&[id]));
+                }
+            }).await?;
+            self.appends.insert(spec.table, AppendBuffer { schema, rows: vec![], known: Some(known) });
+        }
+        Ok(self.appends.get_mut(spec.table).expect("inserted above"))
+    }
+
+    async fn add_raw(&mut self, entity: &str, id: &str, hash: String, source: &str, json: String) -> Result<()> {
+        if self.raw.known.is_none() {
+            let mut known = HashSet::new();
+            self.lake.scan_strings(RAW, &["entity", "record_hash"], |v| {
+                known.insert(key128(&[v[0].unwrap_or(""), v[1].unwrap_or("")]));
+            }).await?;
+            self.raw.known = Some(known);
+        }
+        let c = self.counts.entry(RAW.to_string()).or_default();
+        c.fetched += 1;
+        if self.raw.known.as_mut().expect("loaded above").insert(key128(&[entity, &hash])) {
+            c.stored += 1;
+            self.raw.rows.push(vec![
+                Cell::Str(entity.into()),
+                Cell::Str(id.into()),
+                Cell::Str(hash),
+                Cell::Str(source.into()),
+                Cell::Str(self.run_id.clone()),
+                Cell::Ts(self.started_at),
+                Cell::Str(json),
+            ]);
+        } else {
+            c.duplicates += 1;
+        }
+        if self.raw.rows.len() >= self.settings.chunk_rows {
+            self.flush_appends().await?;
+        }
+        Ok(())
+    }
+
+    /// Commits buffered append-only rows (audit events and their children, raw records).
+    /// Each table's chunk is one Delta commit; dedupe by id makes a rerun after a crash
+    /// between commits store exactly what is missing.
+    async fn flush_appends(&mut self) -> Result<()> {
+        for buf in self.appends.values_mut().chain(std::iter::once(&mut self.raw)) {
+            if buf.rows.is_empty() {
+                continue;
+            }
+            let rows = std::mem::take(&mut buf.rows);
+            tracing::debug!(table = %buf.schema.name, rows = rows.len(), "Committing a chunk.");
+            let v = self.lake.append(&buf.schema, &rows, &self.metadata).await?;
+            self.counts.entry(buf.schema.name.clone()).or_default().version = Some(v);
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self, files: u64, records: u64) -> Result<IngestSummary> {
+        self.flush_appends().await?;
+
+        // Every table exists after any run, so queries never meet a missing table.
+        for spec in spec::ENTITIES.iter() {
+            match (spec.versioned(), spec.append_schema()) {
+                (Some(v), _) => {
+                    let incoming = self.versioned.remove(spec.table).unwrap_or_default();
+                    let scopes = self.complete_scopes.remove(spec.table).unwrap_or_default();
+                    if incoming.is_empty() && scopes.is_empty() {
+                        self.lake.ensure(&v.history).await?;
+                        self.lake.ensure(&v.current).await?;
+                        continue;
+                    }
+                    let outcome = v.merge(self.lake, incoming, &scopes, self.observed_at, &self.metadata).await?;
+                    let c = self.count(spec.table);
+                    c.stored += outcome.stored;
+                    c.duplicates += outcome.duplicates;
+                    c.closed += outcome.closed;
+                    c.version = outcome.current_version;
+                }
+                (None, Some(schema)) => {
+                    let t = self.lake.ensure(&schema).await?;
+                    if let Some(c) = self.counts.get_mut(spec.table) {
+                        c.version = t.version().map(|v| v as i64);
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        if !self.counts.contains_key(RAW) {
+            self.lake.ensure(&self.raw.schema).await?;
+        }
+
+        // Quarantine: deduped by content so a rerun of the same bad input adds nothing.
+        let rejects_schema = bookkeeping::rejects_schema();
+        let mut known = HashSet::new();
+        self.lake.scan_strings(REJECTS, &["reject_hash"], |v| {
+            if let Some(h) = v[0] {
+                known.insert(h.to_string());
+            }
+        }).await?;
+        let mut new_rejects = std::mem::take(&mut self.rejects);
+        new_rejects.retain(|r| r[0].as_str().is_some_and(|h| known.insert(h.to_string())));
+        if new_rejects.is_empty() {
+            self.lake.ensure(&rejects_schema).await?;
+        } else {
+            self.lake.append(&rejects_schema, &new_rejects, &self.metadata).await?;
+        }
+
+        for (table, w) in &self.watermarks {
+            if let Some(c) = self.counts.get_mut(table) {
+                c.watermark = Some(crate::lake::fmt_ts(*w));
+            }
+        }
+        let rejected: u64 = self.counts.values().map(|c| c.rejected).sum();
+        let finished_at = now_micros();
+        let sources = self
+            .settings
+            .inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let status = if rejected > 0 { "rejects" } else { "ok" };
+        let run_rows: Vec<Vec<Cell>> = self
+            .counts
+            .iter()
+            .map(|(table, c)| {
+                vec![
+                    Cell::Str(self.run_id.clone()),
+                    Cell::Ts(self.started_at),
+                    Cell::Ts(finished_at),
+                    Cell::Ts(self.observed_at),
+                    Cell::Str(sources.clone()),
+                    Cell::Str(table.clone()),
+                    Cell::Int(c.fetched as i64),
+                    Cell::Int(c.stored as i64),
+                    Cell::Int(c.duplicates as i64),
+                    Cell::Int(c.rejected as i64),
+                    Cell::Int(c.closed as i64),
+                    self.watermarks.get(table).map_or(Cell::Null, |w| Cell::Ts(*w)),
+                    c.version.map_or(Cell::Null, Cell::Int),
+                    Cell::Str(status.into()),
+                ]
+            })
+            .collect();
+        self.lake.append(&bookkeeping::ingest_runs_schema(), &run_rows, &self.metadata).await?;
+        let _ = INGEST_RUNS;
+
+        Ok(IngestSummary {
+            run_id: self.run_id,
+            lake: self.lake.location().display(),
+            files,
+            bytes: 0,
+            records,
+            elapsed_secs: 0.0,
+            observed_at: crate::lake::fmt_ts(self.observed_at),
+            tables: self.counts,
+            rejected,
+            reject_notes: self.reject_notes,
+        })
+    }
+}
+
+/// An Azure Monitor record (diagnostic settings, Event Hub) whose `properties` hold the
+/// directoryAudit.
+fn is_monitor_envelope(v: &Value) -> bool {
+    let Some(o) = v.as_object() else { return false };
+    value::get_ci(o, "properties").is_some_and(Value::is_object)
+        && value::get_ci(o, "activityDateTime").is_none()
+        && (value::get_ci(o, "operationName").is_some() || value::get_ci(o, "resourceId").is_some())
+}

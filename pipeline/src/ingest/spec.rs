@@ -1,0 +1,691 @@
+//! The entity catalogue: which Graph objects govlake ingests, into which tables, with which
+//! columns. Each column is declared as `name=graph/path|betaAlternate:conversion`; without a
+//! `name=` the column is the snake_case of its first path (`target/objectId` →
+//! `target_object_id`). Special paths: `@parent` / `@parent2` (ids from the `@odata.context`
+//! or the enclosing object), `@position` (1-based index in the parent's list), `@const` (the
+//! child list's constant, e.g. `internal` for internal sponsors).
+
+use std::sync::LazyLock;
+
+use serde_json::Value;
+
+use super::value::{Conv, convert, get_path};
+use crate::lake::history::{VersionedTable, Versioning};
+use crate::lake::{Cell, Column, ColumnType, TableSchema};
+
+/// Where a column's value comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Property paths tried in order (each split on `/`).
+    Paths(Vec<Vec<String>>),
+    /// A parent id: 0 = nearest parent, 1 = the one above.
+    Parent(usize),
+    /// 1-based position in the parent's list.
+    Position,
+    /// The child list's constant.
+    Const,
+}
+
+/// One column of an entity table.
+#[derive(Debug, Clone)]
+pub struct ColSpec {
+    /// Column name.
+    pub name: String,
+    /// Sources tried in order; the first non-null wins.
+    pub sources: Vec<Source>,
+    /// Conversion.
+    pub conv: Conv,
+}
+
+impl ColSpec {
+    fn ty(&self) -> ColumnType {
+        match self.conv {
+            Conv::Ts => ColumnType::Timestamp,
+            Conv::Bool => ColumnType::Bool,
+            Conv::Int => ColumnType::Int,
+            _ => ColumnType::Str,
+        }
+    }
+}
+
+/// How an entity is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Current table + `_history` with validity intervals.
+    Versioned(Versioning),
+    /// Append-only, deduped by id, partitioned by the month of a timestamp column.
+    Append,
+}
+
+/// How a row's `id` is formed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// The object's own `id`.
+    Own,
+    /// Parent id, child-list constant and these columns joined with `/` (child rows).
+    Composite(Vec<&'static str>),
+}
+
+/// A list nested inside an entity's objects that feeds another entity's table.
+#[derive(Debug, Clone)]
+pub struct ChildList {
+    /// Property paths of the list (alternates).
+    pub paths: Vec<Vec<String>>,
+    /// Entity whose table the list's objects go to.
+    pub entity: &'static str,
+    /// Constant handed to `@const` columns.
+    pub constant: Option<&'static str>,
+}
+
+/// One ingested entity.
+#[derive(Debug, Clone)]
+pub struct EntitySpec {
+    /// Table name.
+    pub table: &'static str,
+    /// Storage kind.
+    pub storage: Storage,
+    /// Row key.
+    pub key: Key,
+    /// Data columns; the first is always `id`.
+    pub columns: Vec<ColSpec>,
+    /// Nested lists feeding child tables.
+    pub children: Vec<ChildList>,
+    /// Columns that must not be null (besides `id`).
+    pub required: Vec<&'static str>,
+    /// Whether a list of these objects under a parent is a complete snapshot of that parent
+    /// only (review decisions of one instance), rather than of the whole table.
+    pub scoped_by_parent: bool,
+    /// One line for `govlake tables` and the README.
+    pub about: &'static str,
+}
+
+/// Column name of the month partition of append-only tables.
+pub const MONTH_COLUMN: &str = "activity_month";
+
+fn snake(path: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in path.trim_start_matches('@').chars().enumerate() {
+        if c == '/' || c == '.' {
+            out.push('_');
+        } else if c.is_ascii_uppercase() {
+            if i > 0 && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn col(dsl: &str) -> ColSpec {
+    let (lhs, conv) = match dsl.rsplit_once(':') {
+        Some((l, c)) => (l, c),
+        None => (dsl, "str"),
+    };
+    let conv = match conv {
+        "str" => Conv::Str,
+        "enum" => Conv::Enum,
+        "ts" => Conv::Ts,
+        "bool" => Conv::Bool,
+        "int" => Conv::Int,
+        "json" => Conv::Json,
+        "type" => Conv::ODataType,
+        "types" => Conv::ODataTypes,
+        "result" => Conv::AuditResult,
+        other => panic!("unknown conversion `{other}` in column spec `{dsl}`"),
+    };
+    let (name, paths) = match lhs.split_once('=') {
+        Some((n, p)) => (n.to_string(), p),
+        None => (snake(lhs.split('|').next().unwrap_or(lhs)), lhs),
+    };
+    let sources = paths
+        .split('|')
+        .map(|p| match p {
+            "@parent" => Source::Parent(0),
+            "@parent2" => Source::Parent(1),
+            "@position" => Source::Position,
+            "@const" => Source::Const,
+            p => Source::Paths(vec![p.split('/').map(str::to_string).collect()]),
+        })
+        .collect();
+    ColSpec { name, sources, conv }
+}
+
+fn cols(dsl: &[&str]) -> Vec<ColSpec> {
+    dsl.iter().map(|d| col(d)).collect()
+}
+
+fn list(paths: &str, entity: &'static str, constant: Option<&'static str>) -> ChildList {
+    ChildList {
+        paths: paths.split('|').map(|p| p.split('/').map(str::to_string).collect()).collect(),
+        entity,
+        constant,
+    }
+}
+
+fn snapshot(table: &'static str, about: &'static str, columns: &[&str]) -> EntitySpec {
+    EntitySpec {
+        table,
+        storage: Storage::Versioned(Versioning::Snapshot),
+        key: Key::Own,
+        columns: cols(columns),
+        children: vec![],
+        required: vec![],
+        scoped_by_parent: false,
+        about,
+    }
+}
+
+fn child(table: &'static str, about: &'static str, key: Vec<&'static str>, columns: &[&str]) -> EntitySpec {
+    let mut all = vec!["id"];
+    all.extend_from_slice(columns);
+    EntitySpec {
+        key: Key::Composite(key),
+        scoped_by_parent: true,
+        ..snapshot(table, about, &all)
+    }
+}
+
+const SCHEDULE: &[&str] = &[
+    "schedule/startDateTime:ts",
+    "schedule/expiration/type:enum",
+    "schedule/expiration/endDateTime:ts",
+    "schedule/expiration/duration",
+];
+
+fn with(base: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
+    base.iter().chain(extra).copied().collect()
+}
+
+fn build() -> Vec<EntitySpec> {
+    let mut specs = Vec::new();
+
+    specs.push(snapshot("catalogs", "Access package catalogs.", &[
+        "id", "displayName", "description", "catalogType:enum", "state:enum",
+        "isExternallyVisible:bool", "createdDateTime:ts", "modifiedDateTime:ts",
+    ]));
+
+    let mut packages = snapshot("access_packages", "Access packages with their catalog.", &[
+        "id", "displayName", "description", "isHidden:bool", "createdDateTime:ts",
+        "modifiedDateTime:ts", "catalog_id=catalog/id|catalogId|accessPackageCatalog/id",
+        "catalog_display_name=catalog/displayName|accessPackageCatalog/displayName",
+    ]);
+    packages.children = vec![
+        list("incompatibleAccessPackages", "incompatible_access_packages", None),
+        list("incompatibleGroups", "incompatible_groups", None),
+        list("resourceRoleScopes|accessPackageResourceRoleScopes", "access_package_resource_role_scopes", None),
+        list("assignmentPolicies|accessPackageAssignmentPolicies", "assignment_policies", None),
+    ];
+    specs.push(packages);
+
+    specs.push(child(
+        "incompatible_access_packages",
+        "Declared incompatibilities: holders of `incompatible_access_package_id` may not get `access_package_id`.",
+        vec!["incompatible_access_package_id"],
+        &["access_package_id=@parent", "incompatible_access_package_id=id",
+          "incompatible_access_package_display_name=displayName"],
+    ));
+    specs.push(child(
+        "incompatible_groups",
+        "Groups whose members may not get the access package.",
+        vec!["group_id"],
+        &["access_package_id=@parent", "group_id=id", "group_display_name=displayName"],
+    ));
+    specs.push(child(
+        "access_package_resource_role_scopes",
+        "Resources and roles an access package grants (app roles, groups, sites).",
+        vec!["role_scope_id"],
+        &["access_package_id=@parent", "role_scope_id=id", "createdDateTime:ts",
+          "role/id", "role/displayName", "role/originId", "role/originSystem",
+          "scope/id", "scope/displayName", "scope/originId", "scope/originSystem",
+          "scope/isRootScope:bool",
+          "resource_id=role/resource/id|scope/resource/id",
+          "resource_display_name=role/resource/displayName|scope/resource/displayName",
+          "resource_origin_system=role/resource/originSystem|scope/resource/originSystem",
+          "resource_origin_id=role/resource/originId|scope/resource/originId"],
+    ));
+
+    let mut policies = snapshot("assignment_policies", "Assignment policies: who may request, approval, expiry, reviews.", &[
+        "id", "displayName", "description", "createdDateTime:ts", "modifiedDateTime:ts",
+        "access_package_id=accessPackage/id|accessPackageId|@parent",
+        "catalog_id=catalog/id|accessPackageCatalog/id|catalogId",
+        "allowedTargetScope:enum", "specificAllowedTargets:json",
+        "specific_allowed_target_types=specificAllowedTargets:types",
+        "expiration/type:enum", "expiration/duration", "expiration/endDateTime:ts",
+        "requestorSettings/enableTargetsToSelfAddAccess:bool",
+        "requestorSettings/enableTargetsToSelfUpdateAccess:bool",
+        "requestorSettings/enableTargetsToSelfRemoveAccess:bool",
+        "requestorSettings/allowCustomAssignmentSchedule:bool",
+        "requestorSettings/enableOnBehalfRequestorsToAddAccess:bool",
+        "requestApprovalSettings/isApprovalRequiredForAdd|requestApprovalSettings/isApprovalRequired:bool",
+        "requestApprovalSettings/isApprovalRequiredForUpdate|requestApprovalSettings/isApprovalRequiredForExtension:bool",
+        "requestApprovalSettings/isRequestorJustificationRequired|requestorSettings/isRequestorJustificationRequired:bool",
+        "reviewSettings/isEnabled|accessReviewSettings/isEnabled:bool",
+        "reviewSettings/expirationBehavior|accessReviewSettings/accessReviewTimeoutBehavior:enum",
+        "reviewSettings/isRecommendationEnabled|accessReviewSettings/isAccessRecommendationEnabled:bool",
+        "reviewSettings/isReviewerJustificationRequired|accessReviewSettings/isApprovalJustificationRequired:bool",
+        "reviewSettings/isSelfReview:bool",
+        "review_settings_primary_reviewer_types=reviewSettings/primaryReviewers|accessReviewSettings/reviewers:types",
+        "reviewSettings/primaryReviewers|accessReviewSettings/reviewers:json",
+        "reviewSettings/fallbackReviewers:json",
+        "reviewSettings/schedule/startDateTime:ts",
+        "reviewSettings/schedule/recurrence/pattern/type:enum",
+        "reviewSettings/schedule/recurrence/pattern/interval:int",
+        "reviewSettings/schedule/expiration/duration",
+        "automaticRequestSettings/requestAccessForAllowedTargets:bool",
+        "questions:json",
+    ]);
+    policies.children = vec![
+        list("requestApprovalSettings/stages|requestApprovalSettings/approvalStages", "policy_approval_stages", None),
+        list("customExtensionStageSettings", "policy_custom_extension_stage_settings", None),
+    ];
+    specs.push(policies);
+
+    specs.push(child(
+        "policy_approval_stages",
+        "Approval stages of each policy, in order (`stage_number` 1..3).",
+        vec!["stage_number"],
+        &["policy_id=@parent", "stage_number=@position:int",
+          "durationBeforeAutomaticDenial", "durationBeforeEscalation",
+          "isApproverJustificationRequired:bool", "isEscalationEnabled:bool",
+          "approverInformationVisibility:enum",
+          "primary_approver_types=primaryApprovers:types", "primaryApprovers:json",
+          "fallback_primary_approver_types=fallbackPrimaryApprovers:types", "fallbackPrimaryApprovers:json",
+          "escalation_approver_types=escalationApprovers:types", "escalationApprovers:json",
+          "fallbackEscalationApprovers:json"],
+    ));
+    specs.push(child(
+        "policy_custom_extension_stage_settings",
+        "Custom extensions (Logic Apps) a policy calls at each request stage.",
+        vec!["setting_id"],
+        &["policy_id=@parent", "setting_id=id", "stage:enum",
+          "custom_extension_id=customExtension/id",
+          "custom_extension_display_name=customExtension/displayName"],
+    ));
+
+    specs.push(snapshot("assignments", "Access package assignments (who holds what, until when).", &with(&[
+        "id", "state:enum", "status", "expiredDateTime:ts",
+        "access_package_id=accessPackage/id|accessPackageId",
+        "access_package_display_name=accessPackage/displayName",
+        "assignment_policy_id=assignmentPolicy/id|assignmentPolicyId|accessPackageAssignmentPolicy/id",
+        "target/id", "target_object_id=target/objectId|targetId", "target/displayName",
+        "target/principalName", "target/email", "target/subjectType:enum",
+        "target_connected_organization_id=target/connectedOrganization/id",
+    ], &with(SCHEDULE, &["customExtensionCalloutInstances:json"]))));
+
+    let mut requests = EntitySpec {
+        storage: Storage::Versioned(Versioning::Upsert),
+        ..snapshot("assignment_requests", "Assignment requests, upserted by id; `_history` keeps every state change.", &with(&[
+            "id", "requestType:enum", "state|requestState:enum", "status|requestStatus",
+            "createdDateTime:ts", "completedDateTime|completedDate:ts", "justification",
+            "access_package_id=accessPackage/id|accessPackageId|assignment/accessPackageId",
+            "access_package_display_name=accessPackage/displayName",
+            "assignment_id=assignment/id|accessPackageAssignment/id",
+            "assignment_policy_id=assignment/assignmentPolicyId|assignment/assignmentPolicy/id|accessPackageAssignment/assignmentPolicyId",
+            "assignment_target_object_id=assignment/target/objectId|assignment/targetId",
+            "requestor/id", "requestor_object_id=requestor/objectId", "requestor/displayName",
+            "requestor/principalName", "requestor/email", "requestor/subjectType:enum",
+            "requestor_connected_organization_id=requestor/connectedOrganization/id",
+        ], &with(SCHEDULE, &[
+            "answers:json",
+            "custom_extension_callout_instances=customExtensionCalloutInstances|customExtensionHandlerInstances:json",
+        ])))
+    };
+    requests.children = vec![
+        list("customExtensionCalloutInstances|customExtensionHandlerInstances", "assignment_request_callouts", None),
+        list("answers", "assignment_request_answers", None),
+    ];
+    specs.push(requests);
+
+    specs.push(child(
+        "assignment_request_callouts",
+        "Custom extension callouts of each request (status, external ticket number).",
+        vec!["callout_id"],
+        &["request_id=@parent", "callout_id=id|@position", "customExtensionId",
+          "custom_extension_stage=stage|customExtensionStage:enum", "status:enum",
+          "externalCorrelationId", "detail"],
+    ));
+    specs.push(child(
+        "assignment_request_answers",
+        "Requestors' answers to policy questions.",
+        vec!["position"],
+        &["request_id=@parent", "position=@position:int", "value", "displayValue",
+          "question_id=answeredQuestion/id", "question_text=answeredQuestion/text"],
+    ));
+
+    let mut orgs = snapshot("connected_organizations", "Connected organizations (partner tenants and domains).", &[
+        "id", "displayName", "description", "state:enum", "createdDateTime:ts", "modifiedDateTime:ts",
+        "identity_source_types=identitySources:types",
+    ]);
+    orgs.children = vec![
+        list("identitySources", "connected_organization_identity_sources", None),
+        list("internalSponsors", "connected_organization_sponsors", Some("internal")),
+        list("externalSponsors", "connected_organization_sponsors", Some("external")),
+    ];
+    specs.push(orgs);
+    specs.push(child(
+        "connected_organization_identity_sources",
+        "Identity sources (tenants, domains) of each connected organization.",
+        vec!["position"],
+        &["connected_organization_id=@parent", "position=@position:int",
+          "type=@odata.type:type", "tenantId", "domainName", "displayName", "issuerUri"],
+    ));
+    specs.push(child(
+        "connected_organization_sponsors",
+        "Internal and external sponsors of each connected organization.",
+        vec!["sponsor_id"],
+        &["connected_organization_id=@parent", "sponsor_kind=@const", "sponsor_id=id",
+          "displayName", "userPrincipalName", "mail", "type=@odata.type:type"],
+    ));
+
+    let mut definitions = snapshot("access_review_definitions", "Access review definitions (recurring reviews).", &[
+        "id", "displayName", "descriptionForAdmins", "descriptionForReviewers", "status",
+        "createdDateTime:ts", "lastModifiedDateTime:ts", "createdBy/id", "createdBy/userPrincipalName",
+        "scope_type=scope/@odata.type:type", "scope/query", "scope:json",
+        "instanceEnumerationScope:json", "reviewers:json", "fallbackReviewers:json",
+        "settings/defaultDecisionEnabled:bool", "settings/defaultDecision",
+        "settings/autoApplyDecisionsEnabled:bool", "settings/recommendationsEnabled:bool",
+        "settings/justificationRequiredOnApproval:bool", "settings/instanceDurationInDays:int",
+        "settings/recurrence/pattern/type:enum", "settings/recurrence/pattern/interval:int",
+        "settings_apply_action_types=settings/applyActions:types",
+    ]);
+    definitions.children = vec![list("instances", "access_review_instances", None)];
+    specs.push(definitions);
+
+    let mut instances = snapshot("access_review_instances", "Access review instances (one per recurrence).", &[
+        "id", "definition_id=@parent", "startDateTime:ts", "endDateTime:ts", "status",
+        "scope/query", "scope:json", "reviewers:json",
+    ]);
+    instances.scoped_by_parent = true;
+    instances.children = vec![list("decisions", "access_review_decisions", None)];
+    specs.push(instances);
+
+    let mut decisions = snapshot("access_review_decisions", "Access review decisions per principal.", &[
+        "id", "instance_id=accessReviewId|@parent", "definition_id=@parent2",
+        "decision", "recommendation", "applyResult", "justification",
+        "reviewedDateTime:ts", "appliedDateTime:ts",
+        "reviewedBy/id", "reviewedBy/displayName", "reviewedBy/userPrincipalName",
+        "appliedBy/id", "appliedBy/displayName",
+        "principal_id=principal/id|target/userId",
+        "principal_display_name=principal/displayName|target/userDisplayName",
+        "principal_user_principal_name=principal/userPrincipalName|target/userPrincipalName",
+        "principal_type=principal/@odata.type:type",
+        "resource/id", "resource/displayName", "resource/type",
+        "access_package_id=resource/accessPackageId",
+        "access_package_display_name=resource/accessPackageDisplayName",
+        "principalLink", "resourceLink",
+    ]);
+    decisions.scoped_by_parent = true;
+    specs.push(decisions);
+
+    specs.push(EntitySpec {
+        storage: Storage::Versioned(Versioning::Upsert),
+        scoped_by_parent: true,
+        ..snapshot("approval_stages", "Approval stages of requests (readable with delegated rights only).", &[
+            "id", "request_id=@parent", "displayName", "reviewResult", "status", "justification",
+            "reviewedDateTime:ts", "reviewedBy/id", "reviewedBy/displayName", "assignedToMe:bool",
+        ])
+    });
+
+    let mut audits = EntitySpec {
+        storage: Storage::Append,
+        required: vec!["activity_date_time"],
+        ..snapshot("audit_events", "Entra audit events (directoryAudits), append-only, deduped by id, partitioned by month.", &[
+            "id", "category", "correlationId", "result:result", "resultReason",
+            "activityDisplayName", "activityDateTime:ts", "loggedByService", "operationType",
+            "initiatedBy/user/id", "initiatedBy/user/displayName",
+            "initiatedBy/user/userPrincipalName", "initiatedBy/user/ipAddress",
+            "initiatedBy/app/appId", "initiatedBy/app/displayName",
+            "initiatedBy/app/servicePrincipalId",
+            "target_resources=targetResources|targetResource:json", "additionalDetails:json",
+        ])
+    };
+    audits.children = vec![
+        list("targetResources|targetResource", "audit_event_target_resources", None),
+        list("additionalDetails", "audit_event_additional_details", None),
+    ];
+    specs.push(audits);
+    specs.push(EntitySpec {
+        storage: Storage::Append,
+        ..child(
+            "audit_event_target_resources",
+            "Target resources of each audit event (users, packages, requests, ...).",
+            vec!["position"],
+            &["audit_event_id=@parent", "position=@position:int", "target_id=id", "displayName",
+              "type:str", "userPrincipalName", "groupType:enum", "modifiedProperties:json"],
+        )
+    });
+    specs.push(EntitySpec {
+        storage: Storage::Append,
+        ..child(
+            "audit_event_additional_details",
+            "Key/value details of each audit event.",
+            vec!["position"],
+            &["audit_event_id=@parent", "position=@position:int", "key", "value"],
+        )
+    });
+
+    let mut members = snapshot("incompatible_group_members", "Members of groups (exported for incompatible-group checks).", &[
+        "id", "group_id=@parent", "member_id=id", "displayName", "userPrincipalName",
+        "type=@odata.type:type",
+    ]);
+    members.key = Key::Composite(vec!["member_id"]);
+    members.scoped_by_parent = true;
+    specs.push(members);
+
+    specs.push(snapshot("users", "Users (optional export: type, sign-in activity).", &[
+        "id", "displayName", "userPrincipalName", "mail", "userType", "accountEnabled:bool",
+        "createdDateTime:ts", "department", "jobTitle", "companyName", "externalUserState",
+        "signInActivity/lastSignInDateTime:ts", "signInActivity/lastSuccessfulSignInDateTime:ts",
+    ]));
+
+    specs
+}
+
+/// All entity specs, in a fixed order.
+pub static ENTITIES: LazyLock<Vec<EntitySpec>> = LazyLock::new(build);
+
+/// Looks up an entity by table name.
+pub fn entity(table: &str) -> Option<&'static EntitySpec> {
+    ENTITIES.iter().find(|e| e.table == table)
+}
+
+/// Extraction context for one object.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ctx<'a> {
+    /// Parent ids, nearest first.
+    pub parents: &'a [String],
+    /// 1-based position in the parent's list.
+    pub position: usize,
+    /// Child-list constant.
+    pub constant: Option<&'a str>,
+}
+
+impl EntitySpec {
+    /// Data columns as lake columns.
+    pub fn lake_columns(&self) -> Vec<Column> {
+        let mut cols: Vec<Column> = self
+            .columns
+            .iter()
+            .map(|c| Column { name: c.name.clone(), ty: c.ty() })
+            .collect();
+        if self.storage == Storage::Append {
+            cols.push(Column { name: MONTH_COLUMN.into(), ty: ColumnType::Str });
+        }
+        cols
+    }
+
+    /// The versioned tables of a `Versioned` entity.
+    pub fn versioned(&self) -> Option<VersionedTable> {
+        match self.storage {
+            Storage::Versioned(v) => Some(VersionedTable::new(self.table, self.lake_columns(), v)),
+            Storage::Append => None,
+        }
+    }
+
+    /// The table schema of an `Append` entity.
+    pub fn append_schema(&self) -> Option<TableSchema> {
+        match self.storage {
+            Storage::Append => Some(TableSchema {
+                name: self.table.into(),
+                columns: self.lake_columns(),
+                partition_by: vec![MONTH_COLUMN.into()],
+            }),
+            Storage::Versioned(_) => None,
+        }
+    }
+
+    /// Extracts the typed row of one object. `Err` is the quarantine reason.
+    pub fn extract(&self, obj: &Value, ctx: Ctx<'_>) -> Result<Vec<Cell>, String> {
+        if !obj.is_object() {
+            return Err(format!("expected an object but found {}", kind_of(obj)));
+        }
+        let mut row = Vec::with_capacity(self.columns.len() + 1);
+        for c in &self.columns {
+            if c.name == "id" && matches!(self.key, Key::Composite(_)) {
+                row.push(Cell::Null); // filled below from the key columns
+                continue;
+            }
+            let mut cell = Cell::Null;
+            for s in &c.sources {
+                cell = match s {
+                    Source::Paths(paths) => match paths.iter().find_map(|p| get_path(obj, p)) {
+                        Some(v) => convert(v, c.conv)
+                            .map_err(|e| format!("column `{}`: {e}", c.name))?,
+                        None => Cell::Null,
+                    },
+                    Source::Parent(n) => ctx.parents.get(*n).map_or(Cell::Null, |p| Cell::Str(p.clone())),
+                    Source::Position => match c.conv {
+                        Conv::Int => Cell::Int(ctx.position as i64),
+                        _ => Cell::Str(ctx.position.to_string()),
+                    },
+                    Source::Const => ctx.constant.map_or(Cell::Null, |k| Cell::Str(k.into())),
+                };
+                if cell != Cell::Null {
+                    break;
+                }
+            }
+            row.push(cell);
+        }
+        if let Key::Composite(parts) = &self.key {
+            let mut key = ctx.parents.first().cloned().unwrap_or_default();
+            if let Some(k) = ctx.constant {
+                key.push('/');
+                key.push_str(k);
+            }
+            for p in parts {
+                let i = self.columns.iter().position(|c| c.name == *p).expect("key column exists");
+                key.push('/');
+                match &row[i] {
+                    Cell::Str(s) => key.push_str(s),
+                    Cell::Int(n) => key.push_str(&n.to_string()),
+                    _ => return Err(format!("column `{p}` is empty but identifies the row")),
+                }
+            }
+            row[0] = Cell::Str(key);
+        }
+        match &row[0] {
+            Cell::Str(s) if !s.is_empty() => {}
+            _ => return Err("the record has no `id`".into()),
+        }
+        for r in &self.required {
+            let i = self.columns.iter().position(|c| c.name == *r).expect("required column exists");
+            if row[i] == Cell::Null {
+                return Err(format!("column `{r}` is required but empty"));
+            }
+        }
+        if self.storage == Storage::Append {
+            let month = self
+                .columns
+                .iter()
+                .zip(&row)
+                .find_map(|(c, v)| match (c.conv, v) {
+                    (Conv::Ts, Cell::Ts(t)) => Some(*t),
+                    _ => None,
+                })
+                .and_then(chrono::DateTime::from_timestamp_micros)
+                .map(|t| t.format("%Y-%m").to_string());
+            row.push(month.map_or(Cell::Str("unknown".into()), Cell::Str));
+        }
+        Ok(row)
+    }
+
+    /// The nested lists of one object, with their entity.
+    pub fn child_lists<'v>(&self, obj: &'v Value) -> Vec<(&ChildList, &'v Vec<Value>)> {
+        self.children
+            .iter()
+            .filter_map(|c| {
+                c.paths
+                    .iter()
+                    .find_map(|p| get_path(obj, p))
+                    .and_then(Value::as_array)
+                    .map(|a| (c, a))
+            })
+            .collect()
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_spec_is_well_formed() {
+        for e in ENTITIES.iter() {
+            assert_eq!(e.columns[0].name, "id", "{}", e.table);
+            let mut names: Vec<_> = e.columns.iter().map(|c| c.name.as_str()).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), e.columns.len(), "duplicate column in {}", e.table);
+            for c in &e.children {
+                assert!(entity(c.entity).is_some(), "{} -> {}", e.table, c.entity);
+            }
+        }
+    }
+
+    #[test]
+    fn column_names_follow_the_graph_path() {
+        let a = entity("assignments").unwrap();
+        let names: Vec<_> = a.columns.iter().map(|c| c.name.as_str()).collect();
+        for n in ["target_object_id", "target_principal_name", "schedule_start_date_time",
+                  "schedule_expiration_end_date_time", "expired_date_time", "access_package_id"] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+    }
+
+    #[test]
+    fn beta_names_and_pascal_case_are_read() {
+        let r = entity("assignment_requests").unwrap();
+        let row = r
+            .extract(
+                &json!({"id": "r1", "RequestType": "AdminAdd", "requestState": "Delivered",
+                        "completedDate": "2026-07-01T00:00:00Z"}),
+                Ctx::default(),
+            )
+            .unwrap();
+        let get = |n: &str| row[r.columns.iter().position(|c| c.name == n).unwrap()].clone();
+        assert_eq!(get("request_type"), Cell::Str("adminAdd".into()));
+        assert_eq!(get("state"), Cell::Str("delivered".into()));
+        assert!(matches!(get("completed_date_time"), Cell::Ts(_)));
+    }
+
+    #[test]
+    fn a_record_without_id_is_refused() {
+        let e = entity("catalogs").unwrap();
+        assert_eq!(e.extract(&json!({"displayName": "x"}), Ctx::default()).unwrap_err(), "the record has no `id`");
+    }
+}

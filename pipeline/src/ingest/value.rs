@@ -1,0 +1,214 @@
+//! Lenient reading of Graph JSON: case-insensitive property paths, beta-name alternates, the
+//! string `"null"` as null, PascalCase enums normalised to camelCase, and typed conversion into
+//! lake cells with a reason when a value does not fit (type drift is quarantined, not guessed).
+
+use serde_json::Value;
+
+use crate::lake::Cell;
+
+/// How a JSON value becomes a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conv {
+    /// Text; numbers and booleans are written as text; objects are refused.
+    Str,
+    /// An open enum: text with the first letter lower-cased (`UserAdd` → `userAdd`).
+    Enum,
+    /// A timestamp (RFC 3339, any fraction, `Z` or offset; a bare date is midnight UTC).
+    Ts,
+    /// A boolean (`true`, `"True"`, ...).
+    Bool,
+    /// A 64-bit integer.
+    Int,
+    /// Compact JSON text of any value.
+    Json,
+    /// The short name of an `@odata.type` (`#microsoft.graph.singleUser` → `singleUser`).
+    ODataType,
+    /// Comma-joined short `@odata.type` names of an array of objects.
+    ODataTypes,
+    /// directoryAudit `result`: `0` → `success`, `1` → `failure`, text as an enum.
+    AuditResult,
+}
+
+/// Looks up a property by name: exact match first, then ASCII case-insensitive; `@odata.type`
+/// also matches the beta spelling `odata.type`.
+pub fn get_ci<'a>(obj: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if let Some(v) = obj.get(key) {
+        return Some(v);
+    }
+    if let Some(v) = obj
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+    {
+        return Some(v);
+    }
+    key.strip_prefix('@').and_then(|bare| get_ci(obj, bare))
+}
+
+/// Follows a `/`-separated property path.
+pub fn get_path<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut cur = value;
+    for seg in path {
+        cur = get_ci(cur.as_object()?, seg)?;
+    }
+    Some(cur)
+}
+
+/// True for JSON null and for the string `"null"` that some published examples carry.
+pub fn is_null(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s == "null",
+        _ => false,
+    }
+}
+
+/// Lower-cases the first character, the stored form of enum members.
+pub fn camel(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The short name of an `@odata.type` string.
+pub fn short_type(s: &str) -> String {
+    let s = s.trim_start_matches('#');
+    s.strip_prefix("microsoft.graph.").unwrap_or(s).to_string()
+}
+
+/// Parses a Graph timestamp into UTC microseconds.
+pub fn parse_ts(s: &str) -> Option<i64> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_micros());
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(t.and_utc().timestamp_micros());
+        }
+    }
+    // "2026-07-01 10:00:00Z"-style and Log Analytics "2026-07-01T10:00:00.123Z" are covered
+    // above; a bare date means midnight UTC.
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_micros())
+}
+
+fn describe(v: &Value) -> String {
+    let mut s = v.to_string();
+    if s.len() > 60 {
+        let mut cut = 57;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+/// Converts one JSON value; `Err` holds the reason (without the column name).
+pub fn convert(v: &Value, conv: Conv) -> Result<Cell, String> {
+    if is_null(v) {
+        return Ok(Cell::Null);
+    }
+    let scalar_text = |v: &Value| -> Result<String, String> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(n.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            other => Err(format!("expected text but found {}", describe(other))),
+        }
+    };
+    match conv {
+        Conv::Str => scalar_text(v).map(Cell::Str),
+        Conv::Enum => scalar_text(v).map(|s| Cell::Str(camel(&s))),
+        Conv::Ts => match v {
+            Value::String(s) if s.is_empty() => Ok(Cell::Null),
+            Value::String(s) => parse_ts(s)
+                .map(Cell::Ts)
+                .ok_or_else(|| format!("cannot read {} as a timestamp", describe(v))),
+            other => Err(format!("expected a timestamp but found {}", describe(other))),
+        },
+        Conv::Bool => match v {
+            Value::Bool(b) => Ok(Cell::Bool(*b)),
+            Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(Cell::Bool(true)),
+            Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(Cell::Bool(false)),
+            other => Err(format!("expected true or false but found {}", describe(other))),
+        },
+        Conv::Int => match v {
+            Value::Number(n) => n
+                .as_i64()
+                .map(Cell::Int)
+                .ok_or_else(|| format!("expected a whole number but found {n}")),
+            Value::String(s) => s
+                .trim()
+                .parse()
+                .map(Cell::Int)
+                .map_err(|_| format!("expected a whole number but found {}", describe(v))),
+            other => Err(format!("expected a whole number but found {}", describe(other))),
+        },
+        Conv::Json => Ok(Cell::Str(v.to_string())),
+        Conv::ODataType => scalar_text(v).map(|s| Cell::Str(short_type(&s))),
+        Conv::ODataTypes => match v {
+            Value::Array(items) => Ok(Cell::Str(
+                items
+                    .iter()
+                    .filter_map(|i| i.as_object())
+                    .filter_map(|o| get_ci(o, "@odata.type").and_then(Value::as_str))
+                    .map(short_type)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )),
+            other => Err(format!("expected a list but found {}", describe(other))),
+        },
+        Conv::AuditResult => match v {
+            Value::Number(n) => Ok(Cell::Str(match n.as_i64() {
+                Some(0) => "success".into(),
+                Some(1) => "failure".into(),
+                _ => n.to_string(),
+            })),
+            other => scalar_text(other).map(|s| Cell::Str(camel(&s))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn paths_are_case_insensitive_and_accept_beta_odata_type() {
+        let v = json!({"Target": {"ObjectId": "x"}, "odata.type": "#microsoft.graph.singleUser"});
+        assert_eq!(get_path(&v, &["target".into(), "objectId".into()]), Some(&json!("x")));
+        assert_eq!(
+            convert(get_ci(v.as_object().unwrap(), "@odata.type").unwrap(), Conv::ODataType),
+            Ok(Cell::Str("singleUser".into()))
+        );
+    }
+
+    #[test]
+    fn lenient_scalars() {
+        assert_eq!(convert(&json!("null"), Conv::Ts), Ok(Cell::Null));
+        assert_eq!(convert(&json!("AdminAdd"), Conv::Enum), Ok(Cell::Str("adminAdd".into())));
+        assert_eq!(convert(&json!("True"), Conv::Bool), Ok(Cell::Bool(true)));
+        assert_eq!(convert(&json!(0), Conv::AuditResult), Ok(Cell::Str("success".into())));
+        assert!(convert(&json!({"a": 1}), Conv::Str).is_err());
+        assert!(convert(&json!("yesterday"), Conv::Ts).is_err());
+    }
+
+    #[test]
+    fn timestamps_in_the_shapes_graph_and_azure_monitor_use() {
+        let a = parse_ts("2018-12-10T00:03:46.6161822Z").unwrap();
+        let b = parse_ts("2018-12-10T00:03:46.616182+00:00").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(parse_ts("2019-10-25T22:55:11.623Z"), parse_ts("2019-10-25T22:55:11.623"));
+        assert_eq!(parse_ts("9999-12-31").map(|t| t > 0), Some(true));
+        assert_eq!(parse_ts("0001-01-01T00:00:00Z").map(|t| t < 0), Some(true));
+    }
+}

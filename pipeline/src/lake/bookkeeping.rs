@@ -1,0 +1,86 @@
+//! The lake's own tables: `_raw` (every distinct object version verbatim), `_rejects`
+//! (quarantined input with its reason) and `_ingest_runs` (per run and table: fetched,
+//! stored, duplicates, rejected, watermark and Delta version).
+
+use super::row::{Column, ColumnType, TableSchema};
+
+/// Raw layer table name.
+pub const RAW: &str = "_raw";
+/// Quarantine table name.
+pub const REJECTS: &str = "_rejects";
+/// Run bookkeeping table name.
+pub const INGEST_RUNS: &str = "_ingest_runs";
+
+fn schema(name: &str, cols: &[(&str, ColumnType)], partition_by: &[&str]) -> TableSchema {
+    TableSchema {
+        name: name.into(),
+        columns: cols
+            .iter()
+            .map(|(n, t)| Column { name: (*n).into(), ty: *t })
+            .collect(),
+        partition_by: partition_by.iter().map(|s| (*s).into()).collect(),
+    }
+}
+
+/// `_raw`: one row per distinct (entity, object version), the JSON as received.
+pub fn raw_schema() -> TableSchema {
+    use ColumnType::*;
+    schema(
+        RAW,
+        &[
+            ("entity", Str),
+            ("id", Str),
+            ("record_hash", Str),
+            ("source", Str),
+            ("run_id", Str),
+            ("fetched_at", Timestamp),
+            ("json", Str),
+        ],
+        &["entity"],
+    )
+}
+
+/// `_rejects`: input that could not be stored, with the reason.
+pub fn rejects_schema() -> TableSchema {
+    use ColumnType::*;
+    schema(
+        REJECTS,
+        &[
+            ("reject_hash", Str),
+            ("run_id", Str),
+            ("rejected_at", Timestamp),
+            ("source", Str),
+            ("location", Str),
+            ("entity", Str),
+            ("record_id", Str),
+            ("reason", Str),
+            ("raw", Str),
+        ],
+        &[],
+    )
+}
+
+/// `_ingest_runs`: one row per run and table.
+pub fn ingest_runs_schema() -> TableSchema {
+    use ColumnType::*;
+    schema(
+        INGEST_RUNS,
+        &[
+            ("run_id", Str),
+            ("started_at", Timestamp),
+            ("finished_at", Timestamp),
+            ("observed_at", Timestamp),
+            ("sources", Str),
+            ("table_name", Str),
+            ("fetched", Int),
+            ("stored", Int),
+            ("duplicates", Int),
+            ("rejected", Int),
+            ("closed", Int),
+            ("watermark", Timestamp),
+            ("table_version", Int),
+            ("status", Str),
+        ],
+        &[],
+    )
+}

@@ -1,0 +1,67 @@
+//! Errors of the lake stage (object storage and Delta tables).
+
+use std::path::PathBuf;
+
+/// Result of lake operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong while reading or writing the lake.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `--lake` location could not be understood.
+    #[error("Cannot use `{location}` as a lake location: {reason}")]
+    BadLocation {
+        /// What the user gave.
+        location: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A local lake folder could not be created.
+    #[error("Failed to create the lake folder `{}`", path.display())]
+    CreateDir {
+        /// Folder.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Delta operation failed.
+    #[error("Delta operation on table `{table}` failed while {action}")]
+    Delta {
+        /// Table name.
+        table: String,
+        /// What was being done.
+        action: &'static str,
+        /// Cause.
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+    /// Reading a table through DataFusion failed.
+    #[error("Failed to read table `{table}`")]
+    Query {
+        /// Table name.
+        table: String,
+        /// Cause.
+        #[source]
+        source: Box<deltalake::datafusion::error::DataFusionError>,
+    },
+    /// Building Arrow data failed.
+    #[error("Failed to build Arrow data for table `{table}`")]
+    Arrow {
+        /// Table name.
+        table: String,
+        /// Cause.
+        #[source]
+        source: deltalake::arrow::error::ArrowError,
+    },
+    /// A snapshot older than what the lake already holds would rewrite history.
+    #[error("Table `{table}` already holds changes observed at {} but this input was observed at {}; ingest exports in time order (or pass a later `--observed-at`)", crate::lake::fmt_ts(*newest), crate::lake::fmt_ts(*observed_at))]
+    OutOfOrder {
+        /// Table.
+        table: String,
+        /// This run's observation time (UTC micros).
+        observed_at: i64,
+        /// Newest change in the table (UTC micros).
+        newest: i64,
+    },
+}

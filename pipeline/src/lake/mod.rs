@@ -1,0 +1,25 @@
+//! Stage 2, the lake: Delta tables on object storage.
+//!
+//! `store` resolves where the lake lives, `table` reads and writes Delta tables through
+//! delta-rs (and scans them with DataFusion over the same store), `row` is the typed value
+//! model, `history` keeps validity intervals for snapshot entities, and `bookkeeping` holds
+//! the schemas of the lake's own tables (`_raw`, `_rejects`, `_ingest_runs`).
+
+pub mod bookkeeping;
+pub mod error;
+pub mod history;
+pub mod row;
+pub mod store;
+pub mod table;
+
+pub use error::{Error, Result};
+pub use row::{Cell, Column, ColumnType, TableSchema};
+pub use store::LakeLocation;
+pub use table::Lake;
+
+/// Formats UTC microseconds as an RFC 3339 timestamp (`2026-09-30T23:59:59Z`).
+pub fn fmt_ts(micros: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| format!("{micros}µs"))
+}

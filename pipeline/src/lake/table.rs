@@ -1,0 +1,219 @@
+//! Delta table I/O: create, append, overwrite and scan the lake's tables through delta-rs,
+//! reading them back with DataFusion over the same object store.
+
+use std::collections::HashMap;
+
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+
+use super::error::{Error, Result};
+use super::row::{Cell, TableSchema};
+use super::store::LakeLocation;
+
+fn delta_err(table: &str, action: &'static str) -> impl FnOnce(DeltaTableError) -> Error {
+    let table = table.to_string();
+    move |e| Error::Delta {
+        table,
+        action,
+        source: Box::new(e),
+    }
+}
+
+fn query_err(table: &str) -> impl FnOnce(deltalake::datafusion::error::DataFusionError) -> Error {
+    let table = table.to_string();
+    move |e| Error::Query {
+        table,
+        source: Box::new(e),
+    }
+}
+
+/// Handle on the lake: opens tables by name.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    location: LakeLocation,
+}
+
+impl Lake {
+    /// A lake at the given location.
+    pub fn new(location: LakeLocation) -> Self {
+        Self { location }
+    }
+
+    /// The location.
+    pub fn location(&self) -> &LakeLocation {
+        &self.location
+    }
+
+    /// Opens a table; a table that does not exist yet comes back uninitialised
+    /// (`version()` is `None`).
+    pub async fn open(&self, name: &str) -> Result<DeltaTable> {
+        let url = self.location.table_url(name);
+        if let Ok(path) = url.to_file_path() {
+            // delta-rs wants a local table's folder to exist before it looks inside.
+            std::fs::create_dir_all(&path).map_err(|source| Error::CreateDir { path, source })?;
+        }
+        deltalake::DeltaTable::try_from_url_with_storage_options(
+            url,
+            self.location.storage_options.clone(),
+        )
+        .await
+        .map_err(delta_err(name, "opening it"))
+    }
+
+    /// Current Delta version of a table, `None` when it does not exist.
+    pub async fn version(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self.open(name).await?.version().map(|v| v as i64))
+    }
+
+    /// Creates the table (empty, with its schema) when it does not exist yet.
+    pub async fn ensure(&self, schema: &TableSchema) -> Result<DeltaTable> {
+        let table = self.open(&schema.name).await?;
+        if table.version().is_some() {
+            return Ok(table);
+        }
+        let batch = schema.to_batch(&[])?;
+        table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_partition_columns(schema.partition_by.clone())
+            .with_table_name(schema.name.clone())
+            .await
+            .map_err(delta_err(&schema.name, "creating it"))
+    }
+
+    /// Appends rows in one commit and returns the new version. `metadata` lands in the
+    /// commit info (run id and so on), which `DESCRIBE HISTORY` readers show.
+    pub async fn append(
+        &self,
+        schema: &TableSchema,
+        rows: &[Vec<Cell>],
+        metadata: &HashMap<String, serde_json::Value>,
+    ) -> Result<i64> {
+        self.write(schema, rows, SaveMode::Append, metadata).await
+    }
+
+    /// Replaces the table's contents in one commit and returns the new version.
+    pub async fn overwrite(
+        &self,
+        schema: &TableSchema,
+        rows: &[Vec<Cell>],
+        metadata: &HashMap<String, serde_json::Value>,
+    ) -> Result<i64> {
+        self.write(schema, rows, SaveMode::Overwrite, metadata).await
+    }
+
+    async fn write(
+        &self,
+        schema: &TableSchema,
+        rows: &[Vec<Cell>],
+        mode: SaveMode,
+        metadata: &HashMap<String, serde_json::Value>,
+    ) -> Result<i64> {
+        let table = self.ensure(schema).await?;
+        let batches = rows
+            .chunks(64 * 1024)
+            .map(|chunk| schema.to_batch(chunk))
+            .collect::<Result<Vec<_>>>()?;
+        // An overwrite with no rows still needs one (empty) batch to carry the schema.
+        let batches = if batches.is_empty() { vec![schema.to_batch(&[])?] } else { batches };
+        let table = table
+            .write(batches)
+            .with_save_mode(mode)
+            .with_partition_columns(schema.partition_by.clone())
+            .with_commit_properties(
+                CommitProperties::default()
+                    .with_metadata(metadata.iter().map(|(k, v)| (k.clone(), v.clone()))),
+            )
+            .await
+            .map_err(delta_err(&schema.name, "writing to it"))?;
+        Ok(table.version().map_or(0, |v| v as i64))
+    }
+
+    /// Scans a whole table into rows of `schema`'s columns. A missing table is empty.
+    pub async fn read_rows(&self, schema: &TableSchema) -> Result<Vec<Vec<Cell>>> {
+        let mut rows = Vec::new();
+        let Some(ctx) = self.scan_context(&schema.name).await? else {
+            return Ok(rows);
+        };
+        let batches = ctx
+            .table(schema.name.as_str())
+            .await
+            .map_err(query_err(&schema.name))?
+            .collect()
+            .await
+            .map_err(query_err(&schema.name))?;
+        for b in &batches {
+            schema.rows_from_batch(b, &mut rows)?;
+        }
+        Ok(rows)
+    }
+
+    /// Reads the given text columns of a table (e.g. ids for dedupe), calling `each` per row.
+    pub async fn scan_strings(
+        &self,
+        table: &str,
+        columns: &[&str],
+        mut each: impl FnMut(&[Option<&str>]),
+    ) -> Result<()> {
+        use deltalake::arrow::array::{Array, AsArray};
+        use deltalake::arrow::compute::cast;
+        use deltalake::arrow::datatypes::DataType;
+        use futures::StreamExt;
+
+        let Some(ctx) = self.scan_context(table).await? else {
+            return Ok(());
+        };
+        let df = ctx
+            .table(table)
+            .await
+            .map_err(query_err(table))?
+            .select_columns(columns)
+            .map_err(query_err(table))?;
+        let mut stream = df.execute_stream().await.map_err(query_err(table))?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(query_err(table))?;
+            let arrays = batch
+                .columns()
+                .iter()
+                .map(|a| cast(a, &DataType::Utf8))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|source| Error::Arrow {
+                    table: table.to_string(),
+                    source,
+                })?;
+            let strings: Vec<&deltalake::arrow::array::StringArray> = arrays.iter().map(|a| a.as_string::<i32>()).collect();
+            let mut values: Vec<Option<&str>> = Vec::with_capacity(columns.len());
+            for row in 0..batch.num_rows() {
+                values.clear();
+                values.extend(
+                    strings
+                        .iter()
+                        .map(|s| (!s.is_null(row)).then(|| s.value(row))),
+                );
+                each(&values);
+            }
+        }
+        Ok(())
+    }
+
+    /// A DataFusion session with just this table registered, or `None` if it does not exist.
+    async fn scan_context(&self, name: &str) -> Result<Option<SessionContext>> {
+        let table = self.open(name).await?;
+        if table.version().is_none() {
+            return Ok(None);
+        }
+        let ctx = SessionContext::new();
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(delta_err(name, "registering its store"))?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(query_err(name))?;
+        ctx.register_table(name, provider)
+            .map_err(query_err(name))?;
+        Ok(Some(ctx))
+    }
+}

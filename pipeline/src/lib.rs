@@ -1,0 +1,13 @@
+//! govlake turns Microsoft Entra ID Governance (Entitlement Management) history into evidence
+//! an examiner accepts.
+//!
+//! The pipeline runs one way: [`ingest`] reads Graph exports into typed rows, [`lake`] keeps
+//! them as Delta tables on object storage with history and bookkeeping, [`query`] reads the
+//! lake with DataFusion. [`generate`] writes synthetic tenants (the sample tenant and large
+//! ones for benchmarks) in export-directory form.
+#![warn(missing_docs)]
+
+pub mod generate;
+pub mod ingest;
+pub mod lake;
+pub mod query;

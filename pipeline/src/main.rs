@@ -1,0 +1,61 @@
+//! The `govlake` binary: parse the command line, set up logging, run the command, and turn
+//! its outcome into an exit code (0 ok, 1 finished with failures, 2 error, 130 interrupted).
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn init_logging(global: &cli::GlobalArgs) {
+    let default = match (global.quiet, global.verbose) {
+        // delta-rs logs a missing table at ERROR while we probe for it; real failures reach
+        // us as errors anyway.
+        (q, _) if q > 0 => "error,deltalake_core=off",
+        (_, 0) => "warn,govlake=info,deltalake_core=off",
+        (_, 1) => "warn,govlake=debug,deltalake_core=warn",
+        (_, 2) => "warn,govlake=trace,deltalake_core=debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(&cli.global);
+    let json = cli.global.format == cli::OutputFormat::Json;
+    let command = format!("{:?}", cli.command).split(['(', ' ']).next().unwrap_or("").to_lowercase();
+    tokio::select! {
+        result = commands::run(cli) => match result {
+            Ok(status) => status.into(),
+            Err(err) => {
+                if json {
+                    let chain: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+                    let doc = serde_json::json!({
+                        "schema_version": 1, "command": command, "status": "error",
+                        "error": {"message": err.to_string(), "causes": chain},
+                    });
+                    println!("{doc}");
+                }
+                eprintln!("error: {err}");
+                for cause in err.chain().skip(1) {
+                    eprintln!("  Caused by: {cause}");
+                }
+                commands::ExitStatus::Error.into()
+            }
+        },
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("error: interrupted");
+            ExitCode::from(130)
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Stage 3, query: a DataFusion session over the lake, with every lake table registered
+//! under its name. (The governance views of `queries/*.sql` build on this.)
+
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::ingest::spec::ENTITIES;
+use crate::lake::bookkeeping::{INGEST_RUNS, RAW, REJECTS};
+use crate::lake::{Error, Lake, Result};
+
+/// Names of every table the lake holds, in a fixed order: entity tables (with their
+/// `_history` companions) then bookkeeping.
+pub fn table_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for e in ENTITIES.iter() {
+        names.push(e.table.to_string());
+        if e.versioned().is_some() {
+            names.push(format!("{}_history", e.table));
+        }
+    }
+    names.extend([RAW, REJECTS, INGEST_RUNS].map(String::from));
+    names
+}
+
+/// A session with every existing lake table registered. Tables not yet created are skipped.
+pub async fn session(lake: &Lake) -> Result<SessionContext> {
+    let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);
+    let ctx = SessionContext::new_with_config(config);
+    for name in table_names() {
+        let table = lake.open(&name).await?;
+        if table.version().is_none() {
+            continue;
+        }
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| Error::Delta { table: name.clone(), action: "registering its store", source: Box::new(e) })?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| Error::Query { table: name.clone(), source: Box::new(e) })?;
+        ctx.register_table(name.as_str(), provider)
+            .map_err(|e| Error::Query { table: name.clone(), source: Box::new(e) })?;
+    }
+    Ok(ctx)
+}

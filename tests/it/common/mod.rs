@@ -1,0 +1,123 @@
+//! Shared helpers: run the binary, find fixtures, dump lake tables for comparison.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use deltalake::arrow::util::pretty::pretty_format_batches;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The committed sample tenant.
+pub fn sample_data() -> PathBuf {
+    root().join("sample-data")
+}
+
+/// A `govlake` command with progress off.
+pub fn govlake() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_govlake"));
+    c.env("GOVLAKE_NO_PROGRESS", "1").env_remove("GOVLAKE_LAKE").env_remove("RUST_LOG");
+    c
+}
+
+/// Result of a finished command.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let Output { status, stdout, stderr } = cmd.output().expect("govlake runs");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// `govlake --lake LAKE --format json ingest --from PATHS... EXTRA...`
+pub fn ingest(lake: &Path, from: &[&Path], extra: &[&str]) -> Run {
+    let mut c = govlake();
+    c.arg("--lake").arg(lake).args(["--format", "json", "ingest", "--from"]);
+    for f in from {
+        c.arg(f);
+    }
+    c.args(extra);
+    run(&mut c)
+}
+
+/// Every table of the lake as sorted text rows, without the bookkeeping that differs by run
+/// (`_ingest_runs`; run ids and fetch times in `_raw` and `_rejects`).
+pub fn dump(lake: &Path) -> Vec<(String, Vec<String>)> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let loc = govlake::lake::LakeLocation::resolve(lake.to_str().expect("utf-8 path"), Default::default()).expect("lake");
+        let lake = govlake::lake::Lake::new(loc);
+        let ctx = govlake::query::session(&lake).await.expect("session");
+        let mut out = Vec::new();
+        for name in govlake::query::table_names() {
+            if name == "_ingest_runs" || !ctx.table_exist(name.as_str()).unwrap_or(false) {
+                continue;
+            }
+            let df = ctx.table(name.as_str()).await.expect("table");
+            let cols: Vec<String> = df
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .filter(|n| !matches!(n.as_str(), "run_id" | "fetched_at" | "rejected_at" | "source"))
+                .collect();
+            let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+            let batches = df.select_columns(&cols).expect("select").collect().await.expect("collect");
+            let text = pretty_format_batches(&batches).expect("format").to_string();
+            let mut rows: Vec<String> = text.lines().filter(|l| l.starts_with("| ")).skip(1).map(str::to_string).collect();
+            rows.sort();
+            out.push((name, rows));
+        }
+        out
+    })
+}
+
+/// Row count of one table.
+pub fn count(lake: &Path, table: &str) -> usize {
+    dump(lake).into_iter().find(|(n, _)| n == table).map_or(0, |(_, r)| r.len())
+}
+
+/// Runs SQL against the lake and returns rows as `|`-joined text.
+pub fn sql(lake: &Path, query: &str) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let loc = govlake::lake::LakeLocation::resolve(lake.to_str().expect("utf-8 path"), Default::default()).expect("lake");
+        let ctx = govlake::query::session(&govlake::lake::Lake::new(loc)).await.expect("session");
+        let batches = ctx.sql(query).await.expect("sql").collect().await.expect("collect");
+        let text = pretty_format_batches(&batches).expect("format").to_string();
+        text.lines()
+            .filter(|l| l.starts_with("| "))
+            .skip(1)
+            .map(|l| l.trim_matches('|').split('|').map(str::trim).collect::<Vec<_>>().join("|"))
+            .collect()
+    })
+}
+
+/// Copies a folder recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.expect("walk");
+        let rel = e.path().strip_prefix(from).expect("prefix");
+        let dest = to.join(rel);
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).expect("mkdir");
+        } else {
+            std::fs::copy(e.path(), &dest).expect("copy");
+        }
+    }
+}
