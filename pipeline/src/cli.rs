@@ -10,7 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// archives) into Delta tables, then query them. Exit codes: 0 success, 1 finished with
 /// rejected records, 2 error, 130 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "govlake", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "govlake",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Options for every command.
     #[command(flatten)]
@@ -36,8 +41,9 @@ pub struct GlobalArgs {
     /// Print more logs on stderr (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Hide progress bars.
-    #[arg(long, global = true, env = "GOVLAKE_NO_PROGRESS")]
+    /// Hide progress bars (env GOVLAKE_NO_PROGRESS=1).
+    #[arg(long, global = true, env = "GOVLAKE_NO_PROGRESS", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub no_progress: bool,
 }
 

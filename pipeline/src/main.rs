@@ -12,8 +12,8 @@ fn init_logging(global: &cli::GlobalArgs) {
     let default = match (global.quiet, global.verbose) {
         // delta-rs logs a missing table at ERROR while we probe for it; real failures reach
         // us as errors anyway.
-        (q, _) if q > 0 => "error,deltalake_core=off",
-        (_, 0) => "warn,govlake=info,deltalake_core=off",
+        (q, _) if q > 0 => "error,deltalake_core=off,buoyant_kernel=off",
+        (_, 0) => "warn,govlake=info,deltalake_core=off,buoyant_kernel=off",
         (_, 1) => "warn,govlake=debug,deltalake_core=warn",
         (_, 2) => "warn,govlake=trace,deltalake_core=debug",
         _ => "trace",
@@ -33,7 +33,11 @@ async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging(&cli.global);
     let json = cli.global.format == cli::OutputFormat::Json;
-    let command = format!("{:?}", cli.command).split(['(', ' ']).next().unwrap_or("").to_lowercase();
+    let command = format!("{:?}", cli.command)
+        .split(['(', ' '])
+        .next()
+        .unwrap_or("")
+        .to_lowercase();
     tokio::select! {
         result = commands::run(cli) => match result {
             Ok(status) => status.into(),

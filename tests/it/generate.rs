@@ -10,7 +10,12 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .into_iter()
         .map(|e| e.unwrap())
         .filter(|e| e.file_type().is_file() && e.file_name() != "README.md")
-        .map(|e| (e.path().strip_prefix(dir).unwrap().display().to_string(), std::fs::read(e.path()).unwrap()))
+        .map(|e| {
+            (
+                e.path().strip_prefix(dir).unwrap().display().to_string(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
         .collect();
     out.sort();
     out
@@ -25,7 +30,10 @@ fn the_committed_sample_tenant_is_what_generate_writes() {
     let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     assert_eq!(names(&want), names(&got));
     for ((name, a), (_, b)) in want.iter().zip(&got) {
-        assert!(a == b, "{name} differs from the generator's output; regenerate sample-data (see its README)");
+        assert!(
+            a == b,
+            "{name} differs from the generator's output; regenerate sample-data (see its README)"
+        );
     }
 }
 
@@ -33,11 +41,15 @@ fn the_committed_sample_tenant_is_what_generate_writes() {
 fn generate_is_deterministic_and_refuses_a_non_empty_folder() {
     let dir = tempfile::tempdir().unwrap();
     for name in ["a", "b"] {
-        let r = run(govlake().args(["generate", "--users", "300", "--seed", "11", "--out"]).arg(dir.path().join(name)));
+        let r = run(govlake()
+            .args(["generate", "--users", "300", "--seed", "11", "--out"])
+            .arg(dir.path().join(name)));
         assert_eq!(r.code, 0, "{}", r.stderr);
     }
     assert_eq!(files(&dir.path().join("a")), files(&dir.path().join("b")));
-    let r = run(govlake().args(["generate", "--out"]).arg(dir.path().join("a")));
+    let r = run(govlake()
+        .args(["generate", "--out"])
+        .arg(dir.path().join("a")));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("not empty"), "{}", r.stderr);
 }

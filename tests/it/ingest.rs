@@ -28,48 +28,106 @@ fn sample_tenant_lands_in_every_table_and_reconciles() {
     let s = r.json();
     assert_eq!(s["status"], "ok");
     assert_reconciles(&s);
-    assert_eq!(s["summary"]["observed_at"], "2026-10-01T06:00:00Z", "the export marker sets the snapshot time");
-    for t in ["catalogs", "access_packages", "incompatible_access_packages", "assignment_policies",
-              "policy_approval_stages", "assignments", "assignment_requests", "audit_events",
-              "access_review_decisions", "connected_organizations", "connected_organization_sponsors",
-              "access_review_instances", "access_review_definitions", "audit_event_target_resources",
-              "incompatible_group_members", "assignment_request_callouts"] {
-        assert!(table(&s, t)["stored"].as_u64().unwrap_or(0) > 0, "{t} is empty: {}", table(&s, t));
+    assert_eq!(
+        s["summary"]["observed_at"], "2026-10-01T06:00:00Z",
+        "the export marker sets the snapshot time"
+    );
+    for t in [
+        "catalogs",
+        "access_packages",
+        "incompatible_access_packages",
+        "assignment_policies",
+        "policy_approval_stages",
+        "assignments",
+        "assignment_requests",
+        "audit_events",
+        "access_review_decisions",
+        "connected_organizations",
+        "connected_organization_sponsors",
+        "access_review_instances",
+        "access_review_definitions",
+        "audit_event_target_resources",
+        "incompatible_group_members",
+        "assignment_request_callouts",
+    ] {
+        assert!(
+            table(&s, t)["stored"].as_u64().unwrap_or(0) > 0,
+            "{t} is empty: {}",
+            table(&s, t)
+        );
     }
     // The archive repeats Graph's audit events: stored once, the rest counted as duplicates.
     assert!(table(&s, "audit_events")["duplicates"].as_u64().unwrap() > 0);
 
     // The story, as SQL.
-    let pkgs = sql(lake.path(), "select display_name from access_packages order by display_name");
-    assert_eq!(pkgs, ["Financial Analyst - Standard", "Vendor Payment - Approver", "Vendor Payment - Initiator"]);
-    let incompatible = sql(lake.path(),
-        "select p.display_name, i.incompatible_access_package_display_name from incompatible_access_packages i join access_packages p on p.id = i.access_package_id");
-    assert_eq!(incompatible, ["Vendor Payment - Approver|Vendor Payment - Initiator"]);
-    let dual = sql(lake.path(),
+    let pkgs = sql(
+        lake.path(),
+        "select display_name from access_packages order by display_name",
+    );
+    assert_eq!(
+        pkgs,
+        [
+            "Financial Analyst - Standard",
+            "Vendor Payment - Approver",
+            "Vendor Payment - Initiator"
+        ]
+    );
+    let incompatible = sql(
+        lake.path(),
+        "select p.display_name, i.incompatible_access_package_display_name from incompatible_access_packages i join access_packages p on p.id = i.access_package_id",
+    );
+    assert_eq!(
+        incompatible,
+        ["Vendor Payment - Approver|Vendor Payment - Initiator"]
+    );
+    let dual = sql(
+        lake.path(),
         "select count(distinct a.target_object_id) from assignments a join assignments b on a.target_object_id = b.target_object_id \
          join incompatible_access_packages i on i.access_package_id = a.access_package_id and i.incompatible_access_package_id = b.access_package_id \
-         where a.state = 'delivered' and b.state = 'delivered'");
+         where a.state = 'delivered' and b.state = 'delivered'",
+    );
     assert_eq!(dual, ["11"], "eleven people hold both payment packages");
-    let stages = sql(lake.path(),
+    let stages = sql(
+        lake.path(),
         "select s.stage_number, s.primary_approver_types from policy_approval_stages s join assignment_policies p on p.id = s.policy_id \
-         where p.display_name like 'External auditors%' order by s.stage_number");
+         where p.display_name like 'External auditors%' order by s.stage_number",
+    );
     assert_eq!(stages, ["1|internalSponsors", "2|singleUser"]);
-    let expiry = sql(lake.path(), "select expiration_duration from assignment_policies where display_name like 'External auditors%'");
+    let expiry = sql(
+        lake.path(),
+        "select expiration_duration from assignment_policies where display_name like 'External auditors%'",
+    );
     assert_eq!(expiry, ["P90D"]);
-    let outcomes = sql(lake.path(), "select state, count(*) from assignment_requests where request_type = 'userAdd' group by state order by state");
-    assert!(outcomes.iter().any(|r| r.starts_with("denied|")), "{outcomes:?}");
-    let expired_delivered = sql(lake.path(),
-        "select count(*) from assignments where state = 'delivered' and schedule_expiration_end_date_time < timestamp '2026-10-01T00:00:00Z'");
+    let outcomes = sql(
+        lake.path(),
+        "select state, count(*) from assignment_requests where request_type = 'userAdd' group by state order by state",
+    );
+    assert!(
+        outcomes.iter().any(|r| r.starts_with("denied|")),
+        "{outcomes:?}"
+    );
+    let expired_delivered = sql(
+        lake.path(),
+        "select count(*) from assignments where state = 'delivered' and schedule_expiration_end_date_time < timestamp '2026-10-01T00:00:00Z'",
+    );
     assert_eq!(expired_delivered, ["1"]);
-    let timestamps = sql(lake.path(), "select arrow_typeof(schedule_start_date_time) from assignments limit 1");
+    let timestamps = sql(
+        lake.path(),
+        "select arrow_typeof(schedule_start_date_time) from assignments limit 1",
+    );
     assert_eq!(timestamps, ["Timestamp(µs, \"UTC\")"]);
     // Every request step is linked to its request in targetResources.
-    let unlinked = sql(lake.path(),
+    let unlinked = sql(
+        lake.path(),
         "select count(*) from audit_events e where e.activity_display_name like '%access package assignment request%' and not exists \
-         (select 1 from audit_event_target_resources t where t.audit_event_id = e.id and t.type = 'AccessPackageAssignmentRequest')");
+         (select 1 from audit_event_target_resources t where t.audit_event_id = e.id and t.type = 'AccessPackageAssignmentRequest')",
+    );
     assert_eq!(unlinked, ["0"]);
     // Hostile text is stored verbatim (escaping is the reports' job).
-    let hostile = sql(lake.path(), "select count(*) from assignment_requests where justification like '%<script>%'");
+    let hostile = sql(
+        lake.path(),
+        "select count(*) from assignment_requests where justification like '%<script>%'",
+    );
     assert_ne!(hostile, ["0"]);
 }
 
@@ -101,7 +159,11 @@ fn file_names_do_not_matter_when_the_context_is_there() {
             continue;
         }
         n += 1;
-        let dest = if name == "_export.json" { renamed.path().join(name) } else { renamed.path().join(format!("download-{n:04}.json")) };
+        let dest = if name == "_export.json" {
+            renamed.path().join(name)
+        } else {
+            renamed.path().join(format!("download-{n:04}.json"))
+        };
         std::fs::copy(e.path(), dest).unwrap();
     }
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -123,7 +185,8 @@ fn a_later_snapshot_closes_what_disappeared_and_keeps_history() {
     // A later export in which one assignment is gone and one changed state.
     let later = tempfile::tempdir().unwrap();
     let page = sample_data().join("entitlementManagement/assignments/assignments-0001.json");
-    let mut doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(page).unwrap()).unwrap();
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(page).unwrap()).unwrap();
     let values = doc["value"].as_array_mut().unwrap();
     let gone = values.remove(0)["id"].as_str().unwrap().to_string();
     values[0]["state"] = "expired".into();
@@ -131,30 +194,61 @@ fn a_later_snapshot_closes_what_disappeared_and_keeps_history() {
     values.truncate(5);
     doc.as_object_mut().unwrap().remove("@odata.nextLink");
     std::fs::write(later.path().join("assignments.json"), doc.to_string()).unwrap();
-    let r = ingest(lake.path(), &[later.path()], &["--observed-at", "2026-10-08T06:00:00Z"]);
+    let r = ingest(
+        lake.path(),
+        &[later.path()],
+        &["--observed-at", "2026-10-08T06:00:00Z"],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let s = r.json();
-    assert_eq!(table(&s, "assignments")["stored"], 1, "one changed version: {s}");
-    assert!(table(&s, "assignments")["closed"].as_u64().unwrap() > 1);
-    assert_eq!(sql(lake.path(), &format!("select count(*) from assignments where id = '{gone}'")), ["0"]);
     assert_eq!(
-        sql(lake.path(), &format!("select cast(valid_from as varchar), cast(valid_to as varchar) from assignments_history where id = '{gone}'")),
+        table(&s, "assignments")["stored"],
+        1,
+        "one changed version: {s}"
+    );
+    assert!(table(&s, "assignments")["closed"].as_u64().unwrap() > 1);
+    assert_eq!(
+        sql(
+            lake.path(),
+            &format!("select count(*) from assignments where id = '{gone}'")
+        ),
+        ["0"]
+    );
+    assert_eq!(
+        sql(
+            lake.path(),
+            &format!(
+                "select cast(valid_from as varchar), cast(valid_to as varchar) from assignments_history where id = '{gone}'"
+            )
+        ),
         ["2026-10-01T06:00:00Z|2026-10-08T06:00:00Z"]
     );
     assert_eq!(
-        sql(lake.path(), &format!("select state from assignments_history where id = '{changed}' order by valid_from")),
+        sql(
+            lake.path(),
+            &format!(
+                "select state from assignments_history where id = '{changed}' order by valid_from"
+            )
+        ),
         ["delivered", "expired"]
     );
     // An older export after a newer one would rewrite history: refused.
-    let r = ingest(lake.path(), &[later.path()], &["--observed-at", "2026-09-01T00:00:00Z"]);
-    assert_eq!(r.code, 2);
+    let older = sample_data().join("entitlementManagement/assignments");
+    let r = ingest(
+        lake.path(),
+        &[&older],
+        &["--observed-at", "2026-09-01T00:00:00Z"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stdout);
     assert!(r.stderr.contains("in time order"), "{}", r.stderr);
 }
 
 #[test]
 fn kill_9_mid_ingest_then_rerun_equals_one_clean_run() {
     let data = tempfile::tempdir().unwrap();
-    let generated = run(govlake().args(["generate", "--users", "1500", "--seed", "3", "--out"]).arg(data.path().join("t")));
+    let generated = run(govlake()
+        .args(["generate", "--users", "1500", "--seed", "3", "--out"])
+        .arg(data.path().join("t")));
     assert_eq!(generated.code, 0, "{}", generated.stderr);
     let input = data.path().join("t");
 
@@ -164,10 +258,14 @@ fn kill_9_mid_ingest_then_rerun_equals_one_clean_run() {
 
     let crashed = tempfile::tempdir().unwrap();
     let mut child = govlake()
-        .arg("--lake").arg(crashed.path())
-        .args(["ingest", "--chunk-rows", "1000", "--from"]).arg(&input)
-        .stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null())
-        .spawn().unwrap();
+        .arg("--lake")
+        .arg(crashed.path())
+        .args(["ingest", "--chunk-rows", "1000", "--from"])
+        .arg(&input)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait until a few chunks of audit events are committed, then kill -9.
     let log = crashed.path().join("audit_events/_delta_log");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
@@ -176,14 +274,20 @@ fn kill_9_mid_ingest_then_rerun_equals_one_clean_run() {
         if commits >= 4 {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "ingest finished before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ingest finished before it could be killed"
+        );
         assert!(std::time::Instant::now() < deadline, "no commits appeared");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let partial = count(crashed.path(), "audit_events");
-    assert!(partial > 0 && partial < count(clean.path(), "audit_events"), "killed mid-ingest: {partial} rows");
+    assert!(
+        partial > 0 && partial < count(clean.path(), "audit_events"),
+        "killed mid-ingest: {partial} rows"
+    );
 
     let r = ingest(crashed.path(), &[&input], &["--chunk-rows", "1000"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -195,59 +299,127 @@ fn kill_9_mid_ingest_then_rerun_equals_one_clean_run() {
 fn published_graph_payloads_parse_leniently() {
     let lake = tempfile::tempdir().unwrap();
     let examples = root().join("tests/fixtures/graph-examples");
-    let r = ingest(lake.path(), &[&examples], &["--allow-rejects", "--observed-at", "2026-10-01T00:00:00Z"]);
+    let r = ingest(
+        lake.path(),
+        &[&examples],
+        &["--allow-rejects", "--observed-at", "2026-10-01T00:00:00Z"],
+    );
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let s = r.json();
     assert_reconciles(&s);
     // `"expiredDateTime": "null"` (a string) is read as null.
-    assert_eq!(sql(lake.path(), "select count(*) from assignments where id = '5521fb4f-6a6c-410a-9191-461a65fd39d4' and expired_date_time is null"), ["1"]);
+    assert_eq!(
+        sql(
+            lake.path(),
+            "select count(*) from assignments where id = '5521fb4f-6a6c-410a-9191-461a65fd39d4' and expired_date_time is null"
+        ),
+        ["1"]
+    );
     // Beta names and PascalCase: `requestState`, `AdminAdd`.
-    let beta = sql(lake.path(), "select request_type, state from assignment_requests where request_type = 'adminAdd'");
-    assert!(!beta.is_empty() && beta.iter().all(|r| r.split('|').nth(1).is_some_and(|s| !s.is_empty())), "{beta:?}");
+    let beta = sql(
+        lake.path(),
+        "select request_type, state from assignment_requests where request_type = 'adminAdd'",
+    );
+    assert!(
+        !beta.is_empty()
+            && beta
+                .iter()
+                .all(|r| r.split('|').nth(1).is_some_and(|s| !s.is_empty())),
+        "{beta:?}"
+    );
     // `Type` with a capital T, and `targetResource` (singular) on the single GET.
-    let types = sql(lake.path(), "select distinct type from audit_event_target_resources order by type");
-    assert!(types.contains(&"Group".to_string()) && types.contains(&"User".to_string()), "{types:?}");
+    let types = sql(
+        lake.path(),
+        "select distinct type from audit_event_target_resources order by type",
+    );
+    assert!(
+        types.contains(&"Group".to_string()) && types.contains(&"User".to_string()),
+        "{types:?}"
+    );
     // Azure Monitor's numeric result.
-    assert_eq!(sql(lake.path(), "select result from audit_events where id = 'Directory_VNXV4_28148892'"), ["success"]);
+    assert_eq!(
+        sql(
+            lake.path(),
+            "select result from audit_events where id = 'Directory_VNXV4_28148892'"
+        ),
+        ["success"]
+    );
     // Decisions with duplicate keys: the last value wins, the record is kept.
-    assert_eq!(sql(lake.path(), "select reviewed_by_display_name from access_review_decisions where id = '4bde8d40-9224-4aa3-936b-08d73e1baf47'"), ["guest example"]);
+    assert_eq!(
+        sql(
+            lake.path(),
+            "select reviewed_by_display_name from access_review_decisions where id = '4bde8d40-9224-4aa3-936b-08d73e1baf47'"
+        ),
+        ["guest example"]
+    );
     // Files that are no entity are quarantined with a reason naming them.
-    assert!(s["summary"]["reject_notes"].as_array().unwrap().iter().any(|n|
-        n["source"].as_str().unwrap().ends_with("nsg-example.json") && n["reason"].as_str().unwrap().contains("cannot tell which entity")));
+    assert!(
+        s["summary"]["reject_notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(
+                |n| n["source"].as_str().unwrap().ends_with("nsg-example.json")
+                    && n["reason"]
+                        .as_str()
+                        .unwrap()
+                        .contains("cannot tell which entity")
+            )
+    );
 }
 
 fn bad_input_case(name: &str, content: &[u8], expect: &str) {
     let lake = tempfile::tempdir().unwrap();
     assert_eq!(ingest(lake.path(), &[&sample_data()], &[]).code, 0);
-    let before: Vec<_> = dump(lake.path()).into_iter().filter(|(t, _)| !t.starts_with('_')).collect();
+    let before: Vec<_> = dump(lake.path())
+        .into_iter()
+        .filter(|(t, _)| !t.starts_with('_'))
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(name);
     std::fs::write(&file, content).unwrap();
     let r = ingest(lake.path(), &[&file], &[]);
-    assert_eq!(r.code, 1, "rejects fail the run: {}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code, 1,
+        "rejects fail the run: {}\n{}",
+        r.stdout, r.stderr
+    );
     let s = r.json();
     assert_eq!(s["status"], "rejects");
     assert_reconciles(&s);
     let notes = s["summary"]["reject_notes"].as_array().unwrap();
     assert!(
-        notes.iter().any(|n| n["source"].as_str().unwrap().ends_with(name) && n["reason"].as_str().unwrap().contains(expect)),
+        notes
+            .iter()
+            .any(|n| n["source"].as_str().unwrap().ends_with(name)
+                && n["reason"].as_str().unwrap().contains(expect)),
         "expected a reject of {name} saying {expect:?}: {notes:?}"
     );
     let reasons = sql(lake.path(), "select reason from _rejects");
     assert!(reasons.iter().any(|r| r.contains(expect)), "{reasons:?}");
-    let after: Vec<_> = dump(lake.path()).into_iter().filter(|(t, _)| !t.starts_with('_')).collect();
+    let after: Vec<_> = dump(lake.path())
+        .into_iter()
+        .filter(|(t, _)| !t.starts_with('_'))
+        .collect();
     assert_eq!(before, after, "nothing already in the lake is damaged");
     // The same bad input again is quarantined once, not twice.
     let again = ingest(lake.path(), &[&file], &[]);
     assert_eq!(again.code, 1);
-    assert_eq!(sql(lake.path(), "select count(*) from _rejects"), [reasons.len().to_string()]);
+    assert_eq!(
+        sql(lake.path(), "select count(*) from _rejects"),
+        [reasons.len().to_string()]
+    );
     // And --allow-rejects lets a batch job carry on.
     assert_eq!(ingest(lake.path(), &[&file], &["--allow-rejects"]).code, 0);
 }
 
 #[test]
 fn bad_input_not_json() {
-    bad_input_case("assignments.json", b"<html>502 Bad Gateway</html>", "not valid JSON");
+    bad_input_case(
+        "assignments.json",
+        b"<html>502 Bad Gateway</html>",
+        "not valid JSON",
+    );
 }
 
 #[test]
@@ -257,29 +429,51 @@ fn bad_input_truncated_json() {
 
 #[test]
 fn bad_input_value_not_a_list() {
-    bad_input_case("assignments.json", br#"{"value": {"id": "x"}}"#, "is an object, not a list");
+    bad_input_case(
+        "assignments.json",
+        br#"{"value": {"id": "x"}}"#,
+        "is an object, not a list",
+    );
 }
 
 #[test]
 fn bad_input_record_without_id() {
-    bad_input_case("assignmentRequests.json", br#"{"value": [{"state": "delivered"}]}"#, "has no `id`");
+    bad_input_case(
+        "assignmentRequests.json",
+        br#"{"value": [{"state": "delivered"}]}"#,
+        "has no `id`",
+    );
 }
 
 #[test]
 fn bad_input_unknown_entity() {
-    bad_input_case("notes.json", br#"{"value": [{"id": "1"}]}"#, "cannot tell which entity");
+    bad_input_case(
+        "notes.json",
+        br#"{"value": [{"id": "1"}]}"#,
+        "cannot tell which entity",
+    );
 }
 
 #[test]
 fn bad_input_type_drift_is_quarantined() {
-    bad_input_case("assignmentRequests.json", br#"{"value": [{"id": "r-drift", "createdDateTime": {"when": "yesterday"}}]}"#, "expected a timestamp");
+    bad_input_case(
+        "assignmentRequests.json",
+        br#"{"value": [{"id": "r-drift", "createdDateTime": {"when": "yesterday"}}]}"#,
+        "expected a timestamp",
+    );
 }
 
 #[test]
 fn bad_input_50_mb_justification() {
     let big = "A".repeat(50 * 1024 * 1024);
-    let doc = format!(r#"{{"value": [{{"id": "r-big", "state": "delivered", "justification": "{big}"}}]}}"#);
-    bad_input_case("assignmentRequests.json", doc.as_bytes(), "over the 4194304 byte limit");
+    let doc = format!(
+        r#"{{"value": [{{"id": "r-big", "state": "delivered", "justification": "{big}"}}]}}"#
+    );
+    bad_input_case(
+        "assignmentRequests.json",
+        doc.as_bytes(),
+        "over the 4194304 byte limit",
+    );
 }
 
 #[test]

@@ -6,11 +6,19 @@ use crate::common::*;
 fn tables_lists_rows_versions_and_reconciliation() {
     let lake = tempfile::tempdir().unwrap();
     assert_eq!(ingest(lake.path(), &[&sample_data()], &[]).code, 0);
-    let r = run(govlake().arg("--lake").arg(lake.path()).args(["--format", "json", "tables"]));
+    let r = run(govlake()
+        .arg("--lake")
+        .arg(lake.path())
+        .args(["--format", "json", "tables"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let doc = r.json();
     let tables = doc["summary"]["tables"].as_array().unwrap();
-    let get = |n: &str| tables.iter().find(|t| t["table"] == n).unwrap_or_else(|| panic!("{n} missing"));
+    let get = |n: &str| {
+        tables
+            .iter()
+            .find(|t| t["table"] == n)
+            .unwrap_or_else(|| panic!("{n} missing"))
+    };
     assert_eq!(get("access_packages")["rows"], 3);
     assert_eq!(get("incompatible_access_packages")["rows"], 1);
     for t in tables {
@@ -24,7 +32,11 @@ fn tables_lists_rows_versions_and_reconciliation() {
 
     let text = run(govlake().arg("--lake").arg(lake.path()).arg("tables"));
     assert_eq!(text.code, 0);
-    assert!(text.stdout.contains("audit_events") && text.stdout.contains("reconciles"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("audit_events") && text.stdout.contains("reconciles"),
+        "{}",
+        text.stdout
+    );
 }
 
 #[test]
@@ -33,13 +45,30 @@ fn demo_ingests_the_sample_tenant_and_ends_with_table_counts() {
     let lake = dir.path().join("demo-lake");
     let r = run(govlake().arg("--lake").arg(&lake).arg("demo"));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("Ingested the sample tenant"), "{}", r.stdout);
-    assert!(r.stdout.contains("access_packages") && r.stdout.contains("audit_events"), "{}", r.stdout);
-    assert!(r.stdout.contains(&lake.display().to_string()), "says where the lake is");
+    assert!(
+        r.stdout.contains("Ingested the sample tenant"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("access_packages") && r.stdout.contains("audit_events"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&lake.display().to_string()),
+        "says where the lake is"
+    );
     // A second demo stores nothing twice.
-    let again = run(govlake().arg("--lake").arg(&lake).args(["--format", "json", "demo"]));
+    let again = run(govlake()
+        .arg("--lake")
+        .arg(&lake)
+        .args(["--format", "json", "demo"]));
     assert_eq!(again.code, 0);
-    for (t, c) in again.json()["summary"]["ingest"]["tables"].as_object().unwrap() {
+    for (t, c) in again.json()["summary"]["ingest"]["tables"]
+        .as_object()
+        .unwrap()
+    {
         assert_eq!(c["stored"], 0, "{t}");
     }
 }

@@ -7,13 +7,18 @@ use super::{ExitStatus, Printer, open_lake, text_table};
 use crate::cli::{GlobalArgs, IngestArgs, OutputFormat};
 
 /// Runs `govlake ingest`.
-pub async fn run(global: &GlobalArgs, args: &IngestArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+pub async fn run(
+    global: &GlobalArgs,
+    args: &IngestArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
     let lake = open_lake(global, "govlake-data")?;
     let observed_at = match &args.observed_at {
-        Some(s) => Some(
-            govlake::ingest::value::parse_ts(s)
-                .with_context(|| format!("`--observed-at {s}` is not a timestamp (use RFC 3339, e.g. 2026-10-01T06:00:00Z)"))?,
-        ),
+        Some(s) => Some(govlake::ingest::value::parse_ts(s).with_context(|| {
+            format!(
+                "`--observed-at {s}` is not a timestamp (use RFC 3339, e.g. 2026-10-01T06:00:00Z)"
+            )
+        })?),
         None => None,
     };
     let settings = IngestSettings {
@@ -25,7 +30,11 @@ pub async fn run(global: &GlobalArgs, args: &IngestArgs, printer: &Printer) -> a
     let summary = ingest_with_progress(&lake, &settings, printer).await?;
     let failed = summary.rejected > 0 && !args.allow_rejects;
     print_summary("ingest", &summary, printer, failed)?;
-    Ok(if failed { ExitStatus::Failure } else { ExitStatus::Success })
+    Ok(if failed {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
 }
 
 /// Runs an ingest with a byte progress bar on stderr.
@@ -48,7 +57,12 @@ pub async fn ingest_with_progress(
 }
 
 /// Prints an ingest summary (text or JSON) on stdout.
-pub fn print_summary(command: &str, s: &IngestSummary, printer: &Printer, failed: bool) -> anyhow::Result<()> {
+pub fn print_summary(
+    command: &str,
+    s: &IngestSummary,
+    printer: &Printer,
+    failed: bool,
+) -> anyhow::Result<()> {
     if printer.format == OutputFormat::Json {
         let status = if failed { "rejects" } else { "ok" };
         return printer.json(command, status, s);
@@ -68,13 +82,29 @@ pub fn print_summary(command: &str, s: &IngestSummary, printer: &Printer, failed
                 c.rejected.to_string(),
                 c.closed.to_string(),
                 c.version.map_or("-".into(), |v| v.to_string()),
-                if c.reconciles() { "ok".into() } else { "MISMATCH".into() },
+                if c.reconciles() {
+                    "ok".into()
+                } else {
+                    "MISMATCH".into()
+                },
             ]
         })
         .collect();
     println!(
         "{}",
-        text_table(&["table", "fetched", "stored", "duplicates", "rejected", "closed", "version", "fetched=stored+dup+rej"], &rows)
+        text_table(
+            &[
+                "table",
+                "fetched",
+                "stored",
+                "duplicates",
+                "rejected",
+                "closed",
+                "version",
+                "fetched=stored+dup+rej"
+            ],
+            &rows
+        )
     );
     println!(
         "Read {} files, {} records, {:.1} MB in {:.2} s: {:.1} MB/s, {:.0} records/s. Snapshots observed at {}.",
@@ -88,9 +118,16 @@ pub fn print_summary(command: &str, s: &IngestSummary, printer: &Printer, failed
     );
     println!("Lake: {} (run {})", s.lake, s.run_id);
     if s.rejected > 0 {
-        println!("\n{} record(s) rejected and quarantined in `_rejects`:", s.rejected);
+        println!(
+            "\n{} record(s) rejected and quarantined in `_rejects`:",
+            s.rejected
+        );
         for n in &s.reject_notes {
-            let at = if n.location.is_empty() { String::new() } else { format!(" ({})", n.location) };
+            let at = if n.location.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", n.location)
+            };
             println!("  {}{}: [{}] {}", n.source, at, n.entity, n.reason);
         }
         if s.reject_notes.len() as u64 > 0 && (s.reject_notes.len() as u64) < s.rejected {

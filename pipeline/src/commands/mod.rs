@@ -58,7 +58,10 @@ impl Printer {
         let g = &cli.global;
         Self {
             format: g.format,
-            progress: !g.no_progress && g.quiet == 0 && g.verbose == 0 && g.format == OutputFormat::Text,
+            progress: !g.no_progress
+                && g.quiet == 0
+                && g.verbose == 0
+                && g.format == OutputFormat::Text,
             quiet: g.quiet,
         }
     }
@@ -81,7 +84,12 @@ impl Printer {
     }
 
     /// Prints the JSON envelope of a command's result on stdout.
-    pub fn json(&self, command: &str, status: &str, summary: &impl serde::Serialize) -> anyhow::Result<()> {
+    pub fn json(
+        &self,
+        command: &str,
+        status: &str,
+        summary: &impl serde::Serialize,
+    ) -> anyhow::Result<()> {
         let doc = serde_json::json!({
             "schema_version": 1,
             "command": command,
@@ -108,7 +116,11 @@ pub fn text_table(header: &[&str], rows: &[Vec<String>]) -> String {
             .map(|(i, c)| {
                 let pad = widths[i] - c.chars().count();
                 // Numbers right-aligned, text left-aligned.
-                if i > 0 && c.chars().next().is_some_and(|ch| ch.is_ascii_digit() || ch == '-') {
+                if i > 0
+                    && c.chars()
+                        .next()
+                        .is_some_and(|ch| ch.is_ascii_digit() || ch == '-')
+                {
                     format!("{}{}", " ".repeat(pad), c)
                 } else {
                     format!("{}{}", c, " ".repeat(pad))
@@ -121,7 +133,15 @@ pub fn text_table(header: &[&str], rows: &[Vec<String>]) -> String {
     };
     let mut out = line(header.to_vec());
     out.push('\n');
-    out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect()));
+    out.push_str(&line(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    ));
     out.push('\n');
     for r in rows {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
@@ -131,7 +151,10 @@ pub fn text_table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Resolves the lake for a command.
-pub fn open_lake(global: &crate::cli::GlobalArgs, default: &str) -> anyhow::Result<govlake::lake::Lake> {
+pub fn open_lake(
+    global: &crate::cli::GlobalArgs,
+    default: &str,
+) -> anyhow::Result<govlake::lake::Lake> {
     let location = global.lake.clone().unwrap_or_else(|| default.to_string());
     let loc = govlake::lake::LakeLocation::resolve(&location, Default::default())?;
     Ok(govlake::lake::Lake::new(loc))

@@ -51,7 +51,12 @@ pub async fn collect(lake: &govlake::lake::Lake) -> anyhow::Result<Vec<TableInfo
             .collect()
             .await?;
         for b in &batches {
-            let s = |i: usize| deltalake::arrow::compute::cast(b.column(i), &deltalake::arrow::datatypes::DataType::Utf8);
+            let s = |i: usize| {
+                deltalake::arrow::compute::cast(
+                    b.column(i),
+                    &deltalake::arrow::datatypes::DataType::Utf8,
+                )
+            };
             let names = s(0)?;
             let runs = s(1)?;
             let (names, runs) = (names.as_string::<i32>(), runs.as_string::<i32>());
@@ -85,11 +90,17 @@ pub async fn collect(lake: &govlake::lake::Lake) -> anyhow::Result<Vec<TableInfo
                 .with_context(|| format!("Failed to count rows of `{name}`"))?
                 .collect()
                 .await?;
-            b.first().map(|b| b.column(0).as_primitive::<Int64Type>().value(0))
+            b.first()
+                .map(|b| b.column(0).as_primitive::<Int64Type>().value(0))
         } else {
             None
         };
-        out.push(TableInfo { last_run: last.remove(&name), table: name, rows, version });
+        out.push(TableInfo {
+            last_run: last.remove(&name),
+            table: name,
+            rows,
+            version,
+        });
     }
     Ok(out)
 }
@@ -97,7 +108,11 @@ pub async fn collect(lake: &govlake::lake::Lake) -> anyhow::Result<Vec<TableInfo
 /// Prints the table list.
 pub fn print(infos: &[TableInfo], printer: &Printer, location: &str) -> anyhow::Result<()> {
     if printer.format == OutputFormat::Json {
-        return printer.json("tables", "ok", &serde_json::json!({"lake": location, "tables": infos}));
+        return printer.json(
+            "tables",
+            "ok",
+            &serde_json::json!({"lake": location, "tables": infos}),
+        );
     }
     let rows: Vec<Vec<String>> = infos
         .iter()
@@ -108,7 +123,11 @@ pub fn print(infos: &[TableInfo], printer: &Printer, location: &str) -> anyhow::
                     l.stored.to_string(),
                     l.duplicates.to_string(),
                     l.rejected.to_string(),
-                    if l.reconciles { "ok".to_string() } else { "MISMATCH".to_string() },
+                    if l.reconciles {
+                        "ok".to_string()
+                    } else {
+                        "MISMATCH".to_string()
+                    },
                 ),
                 None => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
             };
@@ -127,7 +146,19 @@ pub fn print(infos: &[TableInfo], printer: &Printer, location: &str) -> anyhow::
     println!("Lake: {location}\n");
     print!(
         "{}",
-        text_table(&["table", "rows", "version", "last fetched", "stored", "duplicates", "rejected", "reconciles"], &rows)
+        text_table(
+            &[
+                "table",
+                "rows",
+                "version",
+                "last fetched",
+                "stored",
+                "duplicates",
+                "rejected",
+                "reconciles"
+            ],
+            &rows
+        )
     );
     Ok(())
 }
@@ -137,6 +168,12 @@ pub async fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitS
     let lake = open_lake(global, "govlake-data")?;
     let infos = collect(&lake).await?;
     print(&infos, printer, &lake.location().display())?;
-    let ok = infos.iter().all(|t| t.last_run.as_ref().is_none_or(|l| l.reconciles));
-    Ok(if ok { ExitStatus::Success } else { ExitStatus::Failure })
+    let ok = infos
+        .iter()
+        .all(|t| t.last_run.as_ref().is_none_or(|l| l.reconciles));
+    Ok(if ok {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
 }

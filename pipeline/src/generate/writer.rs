@@ -56,8 +56,11 @@ impl PageWriter {
 
     fn write_page(&mut self, records: Vec<String>, more: bool) -> Result<()> {
         self.pages += 1;
-        let path = self.dir.join(format!("{}-{:04}.json", self.stem, self.pages));
-        let mut out = String::with_capacity(records.iter().map(|r| r.len() + 2).sum::<usize>() + 256);
+        let path = self
+            .dir
+            .join(format!("{}-{:04}.json", self.stem, self.pages));
+        let mut out =
+            String::with_capacity(records.iter().map(|r| r.len() + 2).sum::<usize>() + 256);
         out.push_str("{\"@odata.context\":");
         out.push_str(&Value::String(self.context.clone()).to_string());
         out.push_str(",\"value\":[");
@@ -98,7 +101,13 @@ impl PageWriter {
 /// Writes a file, creating its folder.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| Error::Io { path: parent.to_path_buf(), source })?;
+        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
-    std::fs::write(path, bytes).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -29,9 +29,13 @@ fn by_segment(seg: &str, prev: Option<&str>) -> Option<(&'static str, Option<&'s
         "resourcerolescopes" | "accesspackageresourcerolescopes" => {
             ("access_package_resource_role_scopes", None, true)
         }
-        "assignmentpolicies" | "accesspackageassignmentpolicies" => ("assignment_policies", None, false),
+        "assignmentpolicies" | "accesspackageassignmentpolicies" => {
+            ("assignment_policies", None, false)
+        }
         "assignments" | "accesspackageassignments" => ("assignments", None, false),
-        "assignmentrequests" | "accesspackageassignmentrequests" => ("assignment_requests", None, false),
+        "assignmentrequests" | "accesspackageassignmentrequests" => {
+            ("assignment_requests", None, false)
+        }
         "connectedorganizations" => ("connected_organizations", None, false),
         "internalsponsors" => ("connected_organization_sponsors", Some("internal"), true),
         "externalsponsors" => ("connected_organization_sponsors", Some("external"), true),
@@ -100,11 +104,20 @@ pub fn from_context(context: &str) -> Option<Resolved> {
     let i = segs.len().checked_sub(1)?;
     let prev = i.checked_sub(1).map(|j| segs[j].0.as_str());
     let (entity, constant, needs_parent) = by_segment(&segs[i].0, prev)?;
-    let parents: Vec<String> = segs[..i].iter().rev().filter_map(|(_, id)| id.clone()).collect();
+    let parents: Vec<String> = segs[..i]
+        .iter()
+        .rev()
+        .filter_map(|(_, id)| id.clone())
+        .collect();
     if needs_parent && parents.is_empty() {
         return None;
     }
-    Some(Resolved { entity, parents, constant, envelope: false })
+    Some(Resolved {
+        entity,
+        parents,
+        constant,
+        envelope: false,
+    })
 }
 
 /// Resolves by file name: the last dotted/dashed token of the name that names an entity
@@ -112,12 +125,19 @@ pub fn from_context(context: &str) -> Option<Resolved> {
 /// archives (`insights-logs-auditlogs/.../PT1H.json`) are audit envelopes. Lists that need a
 /// parent id cannot be told by name alone.
 pub fn from_file_name(path: &Path) -> Option<Resolved> {
-    let in_archive = path
-        .components()
-        .any(|c| c.as_os_str().to_string_lossy().eq_ignore_ascii_case("insights-logs-auditlogs"));
+    let in_archive = path.components().any(|c| {
+        c.as_os_str()
+            .to_string_lossy()
+            .eq_ignore_ascii_case("insights-logs-auditlogs")
+    });
     let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
     if in_archive || name == "pt1h.json" {
-        return Some(Resolved { entity: "audit_events", parents: vec![], constant: None, envelope: true });
+        return Some(Resolved {
+            entity: "audit_events",
+            parents: vec![],
+            constant: None,
+            envelope: true,
+        });
     }
     let stem = name.split('.').collect::<Vec<_>>();
     let tokens: Vec<&str> = stem
@@ -128,20 +148,47 @@ pub fn from_file_name(path: &Path) -> Option<Resolved> {
     for t in tokens.iter().rev() {
         // Longest entity name that the token starts with (assignmentrequests before assignments).
         const NAMES: &[&str] = &[
-            "accesspackageassignmentrequests", "accesspackageassignmentpolicies",
-            "accesspackageassignments", "accesspackagecatalogs", "assignmentrequests",
-            "assignmentpolicies", "assignments", "accesspackages", "catalogs",
-            "connectedorganizations", "accessreviewdefinitions", "accessreviewinstances",
-            "accessreviewdecisions", "definitions", "instances", "decisions", "directoryaudits",
-            "auditlogs", "users", "incompatibleaccesspackages", "incompatiblegroups",
-            "internalsponsors", "externalsponsors", "approvalstages", "resourcerolescopes",
+            "accesspackageassignmentrequests",
+            "accesspackageassignmentpolicies",
+            "accesspackageassignments",
+            "accesspackagecatalogs",
+            "assignmentrequests",
+            "assignmentpolicies",
+            "assignments",
+            "accesspackages",
+            "catalogs",
+            "connectedorganizations",
+            "accessreviewdefinitions",
+            "accessreviewinstances",
+            "accessreviewdecisions",
+            "definitions",
+            "instances",
+            "decisions",
+            "directoryaudits",
+            "auditlogs",
+            "users",
+            "incompatibleaccesspackages",
+            "incompatiblegroups",
+            "internalsponsors",
+            "externalsponsors",
+            "approvalstages",
+            "resourcerolescopes",
         ];
-        if let Some(n) = NAMES.iter().filter(|n| t.starts_with(**n)).max_by_key(|n| n.len()) {
+        if let Some(n) = NAMES
+            .iter()
+            .filter(|n| t.starts_with(**n))
+            .max_by_key(|n| n.len())
+        {
             let (entity, constant, needs_parent) = by_segment(n, None)?;
             if needs_parent {
                 return None;
             }
-            return Some(Resolved { entity, parents: vec![], constant, envelope: false });
+            return Some(Resolved {
+                entity,
+                parents: vec![],
+                constant,
+                envelope: false,
+            });
         }
     }
     None
@@ -159,31 +206,58 @@ mod tests {
     fn contexts_name_their_entity_and_parents() {
         let base = "https://graph.microsoft.com/v1.0/$metadata#";
         assert_eq!(
-            ctx(&format!("{base}identityGovernance/accessReviews/definitions('d1')/instances('i1')/decisions")),
+            ctx(&format!(
+                "{base}identityGovernance/accessReviews/definitions('d1')/instances('i1')/decisions"
+            )),
             Some(("access_review_decisions", vec!["i1".into(), "d1".into()]))
         );
         assert_eq!(
-            ctx(&format!("{base}identityGovernance/entitlementManagement/assignments(target(),accessPackage())")),
+            ctx(&format!(
+                "{base}identityGovernance/entitlementManagement/assignments(target(),accessPackage())"
+            )),
             Some(("assignments", vec![]))
         );
         assert_eq!(
-            ctx(&format!("{base}identityGovernance/entitlementManagement/accessPackages('p1')/incompatibleAccessPackages")),
+            ctx(&format!(
+                "{base}identityGovernance/entitlementManagement/accessPackages('p1')/incompatibleAccessPackages"
+            )),
             Some(("incompatible_access_packages", vec!["p1".into()]))
         );
-        assert_eq!(ctx(&format!("{base}auditLogs/directoryAudits/$entity")), Some(("audit_events", vec![])));
-        assert_eq!(ctx(&format!("{base}groups('g1')/members")), Some(("incompatible_group_members", vec!["g1".into()])));
-        assert_eq!(ctx(&format!("{base}accessPackages/incompatibleAccessPackages")), None);
+        assert_eq!(
+            ctx(&format!("{base}auditLogs/directoryAudits/$entity")),
+            Some(("audit_events", vec![]))
+        );
+        assert_eq!(
+            ctx(&format!("{base}groups('g1')/members")),
+            Some(("incompatible_group_members", vec!["g1".into()]))
+        );
+        assert_eq!(
+            ctx(&format!("{base}accessPackages/incompatibleAccessPackages")),
+            None
+        );
         assert_eq!(ctx(&format!("{base}something/else")), None);
     }
 
     #[test]
     fn file_names_are_the_fallback() {
         let r = |p: &str| from_file_name(Path::new(p)).map(|r| (r.entity, r.envelope));
-        assert_eq!(r("x/assignmentRequests.list.json"), Some(("assignment_requests", false)));
+        assert_eq!(
+            r("x/assignmentRequests.list.json"),
+            Some(("assignment_requests", false))
+        );
         assert_eq!(r("assignments-page-2.json"), Some(("assignments", false)));
-        assert_eq!(r("accessReviews.decisions.list.example1.json"), Some(("access_review_decisions", false)));
-        assert_eq!(r("a/insights-logs-auditlogs/tenantId=t/y=2026/m=07/d=01/h=10/m=00/PT1H.json"), Some(("audit_events", true)));
-        assert_eq!(r("accessPackages.incompatibleAccessPackages.list.json"), None);
+        assert_eq!(
+            r("accessReviews.decisions.list.example1.json"),
+            Some(("access_review_decisions", false))
+        );
+        assert_eq!(
+            r("a/insights-logs-auditlogs/tenantId=t/y=2026/m=07/d=01/h=10/m=00/PT1H.json"),
+            Some(("audit_events", true))
+        );
+        assert_eq!(
+            r("accessPackages.incompatibleAccessPackages.list.json"),
+            None
+        );
         assert_eq!(r("notes.json"), None);
     }
 }

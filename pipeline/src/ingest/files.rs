@@ -19,7 +19,11 @@ pub struct Inputs {
 }
 
 fn is_data_file(p: &Path) -> bool {
-    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = p
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     matches!(ext.as_str(), "json" | "jsonl" | "ndjson")
 }
 
@@ -28,7 +32,10 @@ fn is_data_file(p: &Path) -> bool {
 pub fn discover(paths: &[PathBuf]) -> Result<Inputs> {
     let mut inputs = Inputs::default();
     for root in paths {
-        let meta = std::fs::metadata(root).map_err(|source| Error::Input { path: root.clone(), source })?;
+        let meta = std::fs::metadata(root).map_err(|source| Error::Input {
+            path: root.clone(),
+            source,
+        })?;
         if meta.is_file() {
             if root.file_name().is_some_and(|n| n == EXPORT_MARKER) {
                 inputs.exported_at.push((root.clone(), read_marker(root)?));
@@ -44,7 +51,9 @@ pub fn discover(paths: &[PathBuf]) -> Result<Inputs> {
         for entry in walker {
             let entry = entry.map_err(|e| Error::Input {
                 path: e.path().map_or_else(|| root.clone(), Path::to_path_buf),
-                source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("file system loop")),
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("file system loop")),
             })?;
             if !entry.file_type().is_file() {
                 continue;
@@ -66,7 +75,10 @@ pub fn discover(paths: &[PathBuf]) -> Result<Inputs> {
 }
 
 fn read_marker(path: &Path) -> Result<i64> {
-    let bad = |reason: String| Error::Marker { path: path.to_path_buf(), reason };
+    let bad = |reason: String| Error::Marker {
+        path: path.to_path_buf(),
+        reason,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let at = v

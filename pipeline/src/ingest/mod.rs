@@ -138,8 +138,15 @@ impl IngestSummary {
 pub type ProgressFn<'a> = &'a (dyn Fn(u64, u64, u64) + Sync);
 
 enum Msg {
-    Item { file: usize, item: Item },
-    FileError { file: usize, message: String, location: String },
+    Item {
+        file: usize,
+        item: Item,
+    },
+    FileError {
+        file: usize,
+        message: String,
+        location: String,
+    },
 }
 
 const UNRESOLVED: &str = "(unresolved)";
@@ -174,7 +181,11 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// Runs one ingest of export files into the lake.
-pub async fn run(lake: &Lake, settings: &IngestSettings, progress: ProgressFn<'_>) -> Result<IngestSummary> {
+pub async fn run(
+    lake: &Lake,
+    settings: &IngestSettings,
+    progress: ProgressFn<'_>,
+) -> Result<IngestSummary> {
     let started = Instant::now();
     let started_at = now_micros();
     let inputs = files::discover(&settings.inputs)?;
@@ -207,17 +218,28 @@ pub async fn run(lake: &Lake, settings: &IngestSettings, progress: ProgressFn<'_
         tokio::task::spawn_blocking(move || read_files(&paths, &bytes, &tx))
     };
 
-    let mut run = Run::new(lake, settings, uuid::Uuid::new_v4().to_string(), started_at, observed_at);
+    let mut run = Run::new(
+        lake,
+        settings,
+        uuid::Uuid::new_v4().to_string(),
+        started_at,
+        observed_at,
+    );
     let mut records = 0u64;
     while let Some(msg) = rx.recv().await {
         match msg {
             Msg::Item { file, item } => {
                 let source = paths[file].display().to_string();
                 match item {
-                    Item::Record { context, index, value } => {
+                    Item::Record {
+                        context,
+                        index,
+                        value,
+                    } => {
                         records += 1;
                         let resolved = run.resolve(file, &paths[file], context.as_deref());
-                        run.record(resolved, value, &source, index, context.as_deref()).await?;
+                        run.record(resolved, value, &source, index, context.as_deref())
+                            .await?;
                         if records % 4096 == 0 {
                             progress(bytes.load(Ordering::Relaxed), total_bytes, records);
                         }
@@ -228,11 +250,22 @@ pub async fn run(lake: &Lake, settings: &IngestSettings, progress: ProgressFn<'_
                     }
                 }
             }
-            Msg::FileError { file, message, location } => {
+            Msg::FileError {
+                file,
+                message,
+                location,
+            } => {
                 let resolved = run.resolve(file, &paths[file], None);
                 let entity = resolved.map_or(UNRESOLVED, |r| r.entity);
                 records += 1;
-                run.reject(entity, &paths[file].display().to_string(), &location, None, message, "");
+                run.reject(
+                    entity,
+                    &paths[file].display().to_string(),
+                    &location,
+                    None,
+                    message,
+                    "",
+                );
             }
         }
     }
@@ -257,15 +290,23 @@ fn read_files(paths: &[PathBuf], bytes: &Arc<AtomicU64>, tx: &mpsc::Sender<Msg>)
                 continue;
             }
         };
-        let reader = std::io::BufReader::with_capacity(1 << 20, reader::CountingReader::new(f, bytes.clone()));
+        let reader = std::io::BufReader::with_capacity(
+            1 << 20,
+            reader::CountingReader::new(f, bytes.clone()),
+        );
         let result = reader::read_stream(reader, &mut |item| {
-            tx.blocking_send(Msg::Item { file, item }).map_err(|_| "ingest stopped".to_string())
+            tx.blocking_send(Msg::Item { file, item })
+                .map_err(|_| "ingest stopped".to_string())
         });
         if let Err(e) = result {
             if e.stopped {
                 return;
             }
-            let _ = tx.blocking_send(Msg::FileError { file, message: e.message, location: e.location });
+            let _ = tx.blocking_send(Msg::FileError {
+                file,
+                message: e.message,
+                location: e.location,
+            });
         }
     }
 }
@@ -297,10 +338,19 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(lake: &'a Lake, settings: &'a IngestSettings, run_id: String, started_at: i64, observed_at: i64) -> Self {
+    fn new(
+        lake: &'a Lake,
+        settings: &'a IngestSettings,
+        run_id: String,
+        started_at: i64,
+        observed_at: i64,
+    ) -> Self {
         let metadata = HashMap::from([
             ("govlake.run_id".to_string(), Value::String(run_id.clone())),
-            ("govlake.version".to_string(), Value::String(env!("CARGO_PKG_VERSION").into())),
+            (
+                "govlake.version".to_string(),
+                Value::String(env!("CARGO_PKG_VERSION").into()),
+            ),
         ]);
         Self {
             lake,
@@ -314,14 +364,23 @@ impl<'a> Run<'a> {
             versioned: BTreeMap::new(),
             complete_scopes: BTreeMap::new(),
             appends: BTreeMap::new(),
-            raw: AppendBuffer { schema: bookkeeping::raw_schema(), rows: vec![], known: None },
+            raw: AppendBuffer {
+                schema: bookkeeping::raw_schema(),
+                rows: vec![],
+                known: None,
+            },
             rejects: vec![],
             reject_notes: vec![],
             metadata,
         }
     }
 
-    fn resolve(&mut self, file: usize, path: &std::path::Path, context: Option<&str>) -> Option<Resolved> {
+    fn resolve(
+        &mut self,
+        file: usize,
+        path: &std::path::Path,
+        context: Option<&str>,
+    ) -> Option<Resolved> {
         self.resolved
             .entry((file, context.map(str::to_string)))
             .or_insert_with(|| match context {
@@ -335,7 +394,15 @@ impl<'a> Run<'a> {
         self.counts.entry(table.to_string()).or_default()
     }
 
-    fn reject(&mut self, entity: &str, source: &str, location: &str, record_id: Option<&str>, reason: String, raw: &str) {
+    fn reject(
+        &mut self,
+        entity: &str,
+        source: &str,
+        location: &str,
+        record_id: Option<&str>,
+        reason: String,
+        raw: &str,
+    ) {
         let c = self.count(entity);
         c.fetched += 1;
         c.rejected += 1;
@@ -383,10 +450,15 @@ impl<'a> Run<'a> {
 
     fn page_end(&mut self, resolved: Option<Resolved>) {
         let Some(r) = resolved else { return };
-        let Some(spec) = spec::entity(r.entity) else { return };
+        let Some(spec) = spec::entity(r.entity) else {
+            return;
+        };
         if spec.versioned().is_some() {
             let scope = Self::scope_of(spec, &r.parents, r.constant);
-            self.complete_scopes.entry(spec.table).or_default().insert(scope);
+            self.complete_scopes
+                .entry(spec.table)
+                .or_default()
+                .insert(scope);
         }
     }
 
@@ -416,7 +488,8 @@ impl<'a> Run<'a> {
                 other => other,
             };
         }
-        self.object(spec, &value, source, &location, &r.parents, r.constant, 0).await
+        self.object(spec, &value, source, &location, &r.parents, r.constant, 0)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -442,13 +515,34 @@ impl<'a> Run<'a> {
                 json.len(),
                 self.settings.max_record_bytes
             );
-            self.reject(spec.table, source, location, record_id.as_deref(), reason, &json);
+            self.reject(
+                spec.table,
+                source,
+                location,
+                record_id.as_deref(),
+                reason,
+                &json,
+            );
             return Ok(());
         }
-        let row = match spec.extract(value, Ctx { parents, position, constant }) {
+        let row = match spec.extract(
+            value,
+            Ctx {
+                parents,
+                position,
+                constant,
+            },
+        ) {
             Ok(row) => row,
             Err(reason) => {
-                self.reject(spec.table, source, location, record_id.as_deref(), reason, &json);
+                self.reject(
+                    spec.table,
+                    source,
+                    location,
+                    record_id.as_deref(),
+                    reason,
+                    &json,
+                );
                 return Ok(());
             }
         };
@@ -464,11 +558,23 @@ impl<'a> Run<'a> {
             let child = spec::entity(list.entity).expect("child entities exist");
             if child.versioned().is_some() {
                 let scope = Self::scope_of(child, &child_parents, list.constant);
-                self.complete_scopes.entry(child.table).or_default().insert(scope);
+                self.complete_scopes
+                    .entry(child.table)
+                    .or_default()
+                    .insert(scope);
             }
             for (i, item) in items.iter().enumerate() {
                 let loc = format!("{location}, `{}` item {}", list.entity, i + 1);
-                Box::pin(self.object(child, item, source, &loc, &child_parents, list.constant, i + 1)).await?;
+                Box::pin(self.object(
+                    child,
+                    item,
+                    source,
+                    &loc,
+                    &child_parents,
+                    list.constant,
+                    i + 1,
+                ))
+                .await?;
             }
         }
 
@@ -488,7 +594,10 @@ impl<'a> Run<'a> {
         match spec.storage {
             Storage::Versioned(_) => {
                 let scope = Self::scope_of(spec, parents, constant);
-                self.versioned.entry(spec.table).or_default().push(Incoming { cells: row, scope });
+                self.versioned
+                    .entry(spec.table)
+                    .or_default()
+                    .push(Incoming { cells: row, scope });
             }
             Storage::Append => {
                 let buf = self.append_buffer(spec).await?;
@@ -515,7 +624,10 @@ impl<'a> Run<'a> {
         };
         if let Some(i) = spec.columns.iter().position(|c| c.name == col) {
             if let Cell::Ts(t) = row[i] {
-                let w = self.watermarks.entry(spec.table.to_string()).or_insert(i64::MIN);
+                let w = self
+                    .watermarks
+                    .entry(spec.table.to_string())
+                    .or_insert(i64::MIN);
                 *w = (*w).max(t);
             }
         }
@@ -525,27 +637,51 @@ impl<'a> Run<'a> {
         if !self.appends.contains_key(spec.table) {
             let schema = spec.append_schema().expect("append entity");
             let mut known = HashSet::new();
-            self.lake.scan_strings(spec.table, &["id"], |v| {
-                if let Some(id) = v[0] {
-                    known.insert(key128(&[id]));
-                }
-            }).await?;
-            self.appends.insert(spec.table, AppendBuffer { schema, rows: vec![], known: Some(known) });
+            self.lake
+                .scan_strings(spec.table, &["id"], |v| {
+                    if let Some(id) = v[0] {
+                        known.insert(key128(&[id]));
+                    }
+                })
+                .await?;
+            self.appends.insert(
+                spec.table,
+                AppendBuffer {
+                    schema,
+                    rows: vec![],
+                    known: Some(known),
+                },
+            );
         }
         Ok(self.appends.get_mut(spec.table).expect("inserted above"))
     }
 
-    async fn add_raw(&mut self, entity: &str, id: &str, hash: String, source: &str, json: String) -> Result<()> {
+    async fn add_raw(
+        &mut self,
+        entity: &str,
+        id: &str,
+        hash: String,
+        source: &str,
+        json: String,
+    ) -> Result<()> {
         if self.raw.known.is_none() {
             let mut known = HashSet::new();
-            self.lake.scan_strings(RAW, &["entity", "record_hash"], |v| {
-                known.insert(key128(&[v[0].unwrap_or(""), v[1].unwrap_or("")]));
-            }).await?;
+            self.lake
+                .scan_strings(RAW, &["entity", "record_hash"], |v| {
+                    known.insert(key128(&[v[0].unwrap_or(""), v[1].unwrap_or("")]));
+                })
+                .await?;
             self.raw.known = Some(known);
         }
         let c = self.counts.entry(RAW.to_string()).or_default();
         c.fetched += 1;
-        if self.raw.known.as_mut().expect("loaded above").insert(key128(&[entity, &hash])) {
+        if self
+            .raw
+            .known
+            .as_mut()
+            .expect("loaded above")
+            .insert(key128(&[entity, &hash]))
+        {
             c.stored += 1;
             self.raw.rows.push(vec![
                 Cell::Str(entity.into()),
@@ -569,14 +705,21 @@ impl<'a> Run<'a> {
     /// Each table's chunk is one Delta commit; dedupe by id makes a rerun after a crash
     /// between commits store exactly what is missing.
     async fn flush_appends(&mut self) -> Result<()> {
-        for buf in self.appends.values_mut().chain(std::iter::once(&mut self.raw)) {
+        for buf in self
+            .appends
+            .values_mut()
+            .chain(std::iter::once(&mut self.raw))
+        {
             if buf.rows.is_empty() {
                 continue;
             }
             let rows = std::mem::take(&mut buf.rows);
             tracing::debug!(table = %buf.schema.name, rows = rows.len(), "Committing a chunk.");
             let v = self.lake.append(&buf.schema, &rows, &self.metadata).await?;
-            self.counts.entry(buf.schema.name.clone()).or_default().version = Some(v);
+            self.counts
+                .entry(buf.schema.name.clone())
+                .or_default()
+                .version = Some(v);
         }
         Ok(())
     }
@@ -595,7 +738,15 @@ impl<'a> Run<'a> {
                         self.lake.ensure(&v.current).await?;
                         continue;
                     }
-                    let outcome = v.merge(self.lake, incoming, &scopes, self.observed_at, &self.metadata).await?;
+                    let outcome = v
+                        .merge(
+                            self.lake,
+                            incoming,
+                            &scopes,
+                            self.observed_at,
+                            &self.metadata,
+                        )
+                        .await?;
                     let c = self.count(spec.table);
                     c.stored += outcome.stored;
                     c.duplicates += outcome.duplicates;
@@ -618,17 +769,21 @@ impl<'a> Run<'a> {
         // Quarantine: deduped by content so a rerun of the same bad input adds nothing.
         let rejects_schema = bookkeeping::rejects_schema();
         let mut known = HashSet::new();
-        self.lake.scan_strings(REJECTS, &["reject_hash"], |v| {
-            if let Some(h) = v[0] {
-                known.insert(h.to_string());
-            }
-        }).await?;
+        self.lake
+            .scan_strings(REJECTS, &["reject_hash"], |v| {
+                if let Some(h) = v[0] {
+                    known.insert(h.to_string());
+                }
+            })
+            .await?;
         let mut new_rejects = std::mem::take(&mut self.rejects);
         new_rejects.retain(|r| r[0].as_str().is_some_and(|h| known.insert(h.to_string())));
         if new_rejects.is_empty() {
             self.lake.ensure(&rejects_schema).await?;
         } else {
-            self.lake.append(&rejects_schema, &new_rejects, &self.metadata).await?;
+            self.lake
+                .append(&rejects_schema, &new_rejects, &self.metadata)
+                .await?;
         }
 
         for (table, w) in &self.watermarks {
@@ -662,13 +817,21 @@ impl<'a> Run<'a> {
                     Cell::Int(c.duplicates as i64),
                     Cell::Int(c.rejected as i64),
                     Cell::Int(c.closed as i64),
-                    self.watermarks.get(table).map_or(Cell::Null, |w| Cell::Ts(*w)),
+                    self.watermarks
+                        .get(table)
+                        .map_or(Cell::Null, |w| Cell::Ts(*w)),
                     c.version.map_or(Cell::Null, Cell::Int),
                     Cell::Str(status.into()),
                 ]
             })
             .collect();
-        self.lake.append(&bookkeeping::ingest_runs_schema(), &run_rows, &self.metadata).await?;
+        self.lake
+            .append(
+                &bookkeeping::ingest_runs_schema(),
+                &run_rows,
+                &self.metadata,
+            )
+            .await?;
         let _ = INGEST_RUNS;
 
         Ok(IngestSummary {

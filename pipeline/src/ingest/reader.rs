@@ -90,7 +90,11 @@ pub fn read_stream<R: Read>(
     sink: &mut dyn FnMut(Item) -> Result<(), String>,
 ) -> Result<(), ReadError> {
     let mut de = serde_json::Deserializer::from_reader(reader);
-    let mut state = State { sink, index: 0, sink_failed: None };
+    let mut state = State {
+        sink,
+        index: 0,
+        sink_failed: None,
+    };
     let mut top = 0u64;
     loop {
         match de.end() {
@@ -101,7 +105,11 @@ pub fn read_stream<R: Read>(
         let result = TopLevel { state: &mut state }.deserialize(&mut de);
         if let Err(e) = result {
             if let Some(msg) = state.sink_failed.take() {
-                return Err(ReadError { message: msg, location: String::new(), stopped: true });
+                return Err(ReadError {
+                    message: msg,
+                    location: String::new(),
+                    stopped: true,
+                });
             }
             let what = if e.is_eof() {
                 "the JSON ends too early (truncated file?)".to_string()
@@ -154,7 +162,11 @@ impl<'de> Visitor<'de> for TopLevel<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(value) = seq.next_element::<Value>()? {
             let index = self.state.index;
-            self.state.emit(Item::Record { context: None, index, value })?;
+            self.state.emit(Item::Record {
+                context: None,
+                index,
+                value,
+            })?;
         }
         self.state.emit(Item::PageEnd { context: None })
     }
@@ -164,42 +176,65 @@ impl<'de> Visitor<'de> for TopLevel<'_, '_> {
         let mut other = Map::new();
         let mut is_page = false;
         let mut pending: Vec<Value> = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if key.eq_ignore_ascii_case("@odata.context") {
-                let v: Value = map.next_value()?;
-                if let Value::String(s) = &v {
-                    context = Some(Arc::from(s.as_str()));
+        let read = (|| -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if key.eq_ignore_ascii_case("@odata.context") {
+                    let v: Value = map.next_value()?;
+                    if let Value::String(s) = &v {
+                        context = Some(Arc::from(s.as_str()));
+                    }
+                    other.insert(key, v);
+                } else if key.eq_ignore_ascii_case("value") || key.eq_ignore_ascii_case("records") {
+                    is_page = true;
+                    map.next_value_seed(ListSeed {
+                        state: &mut *self.state,
+                        context: context.clone(),
+                        pending: &mut pending,
+                        key: &key,
+                    })?;
+                } else if key.starts_with("@odata.") || key.starts_with("@microsoft.graph.") {
+                    // Page annotations (nextLink, count, tips) say nothing about the records.
+                    let v: Value = map.next_value()?;
+                    other.insert(key, v);
+                } else if is_page {
+                    map.next_value::<IgnoredAny>()?;
+                } else {
+                    let v: Value = map.next_value()?;
+                    other.insert(key, v);
                 }
-                other.insert(key, v);
-            } else if key.eq_ignore_ascii_case("value") || key.eq_ignore_ascii_case("records") {
-                is_page = true;
-                map.next_value_seed(ListSeed {
-                    state: &mut *self.state,
-                    context: context.clone(),
-                    pending: &mut pending,
-                    key: &key,
-                })?;
-            } else if key.starts_with("@odata.") || key.starts_with("@microsoft.graph.") {
-                // Page annotations (nextLink, count, tips) say nothing about the records.
-                let v: Value = map.next_value()?;
-                other.insert(key, v);
-            } else if is_page {
-                map.next_value::<IgnoredAny>()?;
-            } else {
-                let v: Value = map.next_value()?;
-                other.insert(key, v);
             }
+            Ok(())
+        })();
+        if let Err(e) = read {
+            // Records read before a truncation or a syntax error are kept, not lost.
+            for value in pending {
+                let index = self.state.index;
+                self.state.emit::<A::Error>(Item::Record {
+                    context: context.clone(),
+                    index,
+                    value,
+                })?;
+            }
+            return Err(e);
         }
         if is_page {
             for value in pending {
                 let index = self.state.index;
-                self.state.emit(Item::Record { context: context.clone(), index, value })?;
+                self.state.emit(Item::Record {
+                    context: context.clone(),
+                    index,
+                    value,
+                })?;
             }
             self.state.emit(Item::PageEnd { context })
         } else {
             other.retain(|k, _| !k.eq_ignore_ascii_case("@odata.context"));
             let index = self.state.index;
-            self.state.emit(Item::Record { context, index, value: Value::Object(other) })
+            self.state.emit(Item::Record {
+                context,
+                index,
+                value: Value::Object(other),
+            })
         }
     }
 }
@@ -231,32 +266,57 @@ impl<'de> Visitor<'de> for ListSeed<'_, '_> {
                 self.pending.push(value);
             } else {
                 let index = self.state.index;
-                self.state.emit(Item::Record { context: self.context.clone(), index, value })?;
+                self.state.emit(Item::Record {
+                    context: self.context.clone(),
+                    index,
+                    value,
+                })?;
             }
         }
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(de::Error::custom(format!("the page's `{}` is an object, not a list", self.key)))
+        Err(de::Error::custom(format!(
+            "the page's `{}` is an object, not a list",
+            self.key
+        )))
     }
     fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Err(E::custom(format!("the page's `{}` is a string, not a list", self.key)))
+        Err(E::custom(format!(
+            "the page's `{}` is a string, not a list",
+            self.key
+        )))
     }
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Err(E::custom(format!("the page's `{}` is a number, not a list", self.key)))
+        Err(E::custom(format!(
+            "the page's `{}` is a number, not a list",
+            self.key
+        )))
     }
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Err(E::custom(format!("the page's `{}` is a number, not a list", self.key)))
+        Err(E::custom(format!(
+            "the page's `{}` is a number, not a list",
+            self.key
+        )))
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Err(E::custom(format!("the page's `{}` is a number, not a list", self.key)))
+        Err(E::custom(format!(
+            "the page's `{}` is a number, not a list",
+            self.key
+        )))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Err(E::custom(format!("the page's `{}` is a boolean, not a list", self.key)))
+        Err(E::custom(format!(
+            "the page's `{}` is a boolean, not a list",
+            self.key
+        )))
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Err(E::custom(format!("the page's `{}` is null, not a list", self.key)))
+        Err(E::custom(format!(
+            "the page's `{}` is null, not a list",
+            self.key
+        )))
     }
 }
 
@@ -277,7 +337,8 @@ mod tests {
 
     #[test]
     fn pages_stream_their_values_with_context() {
-        let (recs, err) = read(r#"{"@odata.context":"c","value":[{"id":"a"},{"id":"b"}],"@odata.nextLink":"n"}"#);
+        let (recs, err) =
+            read(r#"{"@odata.context":"c","value":[{"id":"a"},{"id":"b"}],"@odata.nextLink":"n"}"#);
         assert!(err.is_none());
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[0].0.as_deref(), Some("c"));

@@ -150,7 +150,11 @@ fn col(dsl: &str) -> ColSpec {
             p => Source::Paths(vec![p.split('/').map(str::to_string).collect()]),
         })
         .collect();
-    ColSpec { name, sources, conv }
+    ColSpec {
+        name,
+        sources,
+        conv,
+    }
 }
 
 fn cols(dsl: &[&str]) -> Vec<ColSpec> {
@@ -159,7 +163,10 @@ fn cols(dsl: &[&str]) -> Vec<ColSpec> {
 
 fn list(paths: &str, entity: &'static str, constant: Option<&'static str>) -> ChildList {
     ChildList {
-        paths: paths.split('|').map(|p| p.split('/').map(str::to_string).collect()).collect(),
+        paths: paths
+            .split('|')
+            .map(|p| p.split('/').map(str::to_string).collect())
+            .collect(),
         entity,
         constant,
     }
@@ -178,7 +185,12 @@ fn snapshot(table: &'static str, about: &'static str, columns: &[&str]) -> Entit
     }
 }
 
-fn child(table: &'static str, about: &'static str, key: Vec<&'static str>, columns: &[&str]) -> EntitySpec {
+fn child(
+    table: &'static str,
+    about: &'static str,
+    key: Vec<&'static str>,
+    columns: &[&str],
+) -> EntitySpec {
     let mut all = vec!["id"];
     all.extend_from_slice(columns);
     EntitySpec {
@@ -202,21 +214,52 @@ fn with(base: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
 fn build() -> Vec<EntitySpec> {
     let mut specs = Vec::new();
 
-    specs.push(snapshot("catalogs", "Access package catalogs.", &[
-        "id", "displayName", "description", "catalogType:enum", "state:enum",
-        "isExternallyVisible:bool", "createdDateTime:ts", "modifiedDateTime:ts",
-    ]));
+    specs.push(snapshot(
+        "catalogs",
+        "Access package catalogs.",
+        &[
+            "id",
+            "displayName",
+            "description",
+            "catalogType:enum",
+            "state:enum",
+            "isExternallyVisible:bool",
+            "createdDateTime:ts",
+            "modifiedDateTime:ts",
+        ],
+    ));
 
-    let mut packages = snapshot("access_packages", "Access packages with their catalog.", &[
-        "id", "displayName", "description", "isHidden:bool", "createdDateTime:ts",
-        "modifiedDateTime:ts", "catalog_id=catalog/id|catalogId|accessPackageCatalog/id",
-        "catalog_display_name=catalog/displayName|accessPackageCatalog/displayName",
-    ]);
+    let mut packages = snapshot(
+        "access_packages",
+        "Access packages with their catalog.",
+        &[
+            "id",
+            "displayName",
+            "description",
+            "isHidden:bool",
+            "createdDateTime:ts",
+            "modifiedDateTime:ts",
+            "catalog_id=catalog/id|catalogId|accessPackageCatalog/id",
+            "catalog_display_name=catalog/displayName|accessPackageCatalog/displayName",
+        ],
+    );
     packages.children = vec![
-        list("incompatibleAccessPackages", "incompatible_access_packages", None),
+        list(
+            "incompatibleAccessPackages",
+            "incompatible_access_packages",
+            None,
+        ),
         list("incompatibleGroups", "incompatible_groups", None),
-        list("resourceRoleScopes|accessPackageResourceRoleScopes", "access_package_resource_role_scopes", None),
-        list("assignmentPolicies|accessPackageAssignmentPolicies", "assignment_policies", None),
+        list(
+            "resourceRoleScopes|accessPackageResourceRoleScopes",
+            "access_package_resource_role_scopes",
+            None,
+        ),
+        list(
+            "assignmentPolicies|accessPackageAssignmentPolicies",
+            "assignment_policies",
+            None,
+        ),
     ];
     specs.push(packages);
 
@@ -231,55 +274,88 @@ fn build() -> Vec<EntitySpec> {
         "incompatible_groups",
         "Groups whose members may not get the access package.",
         vec!["group_id"],
-        &["access_package_id=@parent", "group_id=id", "group_display_name=displayName"],
+        &[
+            "access_package_id=@parent",
+            "group_id=id",
+            "group_display_name=displayName",
+        ],
     ));
     specs.push(child(
         "access_package_resource_role_scopes",
         "Resources and roles an access package grants (app roles, groups, sites).",
         vec!["role_scope_id"],
-        &["access_package_id=@parent", "role_scope_id=id", "createdDateTime:ts",
-          "role/id", "role/displayName", "role/originId", "role/originSystem",
-          "scope/id", "scope/displayName", "scope/originId", "scope/originSystem",
-          "scope/isRootScope:bool",
-          "resource_id=role/resource/id|scope/resource/id",
-          "resource_display_name=role/resource/displayName|scope/resource/displayName",
-          "resource_origin_system=role/resource/originSystem|scope/resource/originSystem",
-          "resource_origin_id=role/resource/originId|scope/resource/originId"],
+        &[
+            "access_package_id=@parent",
+            "role_scope_id=id",
+            "createdDateTime:ts",
+            "role/id",
+            "role/displayName",
+            "role/originId",
+            "role/originSystem",
+            "scope/id",
+            "scope/displayName",
+            "scope/originId",
+            "scope/originSystem",
+            "scope/isRootScope:bool",
+            "resource_id=role/resource/id|scope/resource/id",
+            "resource_display_name=role/resource/displayName|scope/resource/displayName",
+            "resource_origin_system=role/resource/originSystem|scope/resource/originSystem",
+            "resource_origin_id=role/resource/originId|scope/resource/originId",
+        ],
     ));
 
-    let mut policies = snapshot("assignment_policies", "Assignment policies: who may request, approval, expiry, reviews.", &[
-        "id", "displayName", "description", "createdDateTime:ts", "modifiedDateTime:ts",
-        "access_package_id=accessPackage/id|accessPackageId|@parent",
-        "catalog_id=catalog/id|accessPackageCatalog/id|catalogId",
-        "allowedTargetScope:enum", "specificAllowedTargets:json",
-        "specific_allowed_target_types=specificAllowedTargets:types",
-        "expiration/type:enum", "expiration/duration", "expiration/endDateTime:ts",
-        "requestorSettings/enableTargetsToSelfAddAccess:bool",
-        "requestorSettings/enableTargetsToSelfUpdateAccess:bool",
-        "requestorSettings/enableTargetsToSelfRemoveAccess:bool",
-        "requestorSettings/allowCustomAssignmentSchedule:bool",
-        "requestorSettings/enableOnBehalfRequestorsToAddAccess:bool",
-        "requestApprovalSettings/isApprovalRequiredForAdd|requestApprovalSettings/isApprovalRequired:bool",
-        "requestApprovalSettings/isApprovalRequiredForUpdate|requestApprovalSettings/isApprovalRequiredForExtension:bool",
-        "requestApprovalSettings/isRequestorJustificationRequired|requestorSettings/isRequestorJustificationRequired:bool",
-        "reviewSettings/isEnabled|accessReviewSettings/isEnabled:bool",
-        "reviewSettings/expirationBehavior|accessReviewSettings/accessReviewTimeoutBehavior:enum",
-        "reviewSettings/isRecommendationEnabled|accessReviewSettings/isAccessRecommendationEnabled:bool",
-        "reviewSettings/isReviewerJustificationRequired|accessReviewSettings/isApprovalJustificationRequired:bool",
-        "reviewSettings/isSelfReview:bool",
-        "review_settings_primary_reviewer_types=reviewSettings/primaryReviewers|accessReviewSettings/reviewers:types",
-        "reviewSettings/primaryReviewers|accessReviewSettings/reviewers:json",
-        "reviewSettings/fallbackReviewers:json",
-        "reviewSettings/schedule/startDateTime:ts",
-        "reviewSettings/schedule/recurrence/pattern/type:enum",
-        "reviewSettings/schedule/recurrence/pattern/interval:int",
-        "reviewSettings/schedule/expiration/duration",
-        "automaticRequestSettings/requestAccessForAllowedTargets:bool",
-        "questions:json",
-    ]);
+    let mut policies = snapshot(
+        "assignment_policies",
+        "Assignment policies: who may request, approval, expiry, reviews.",
+        &[
+            "id",
+            "displayName",
+            "description",
+            "createdDateTime:ts",
+            "modifiedDateTime:ts",
+            "access_package_id=accessPackage/id|accessPackageId|@parent",
+            "catalog_id=catalog/id|accessPackageCatalog/id|catalogId",
+            "allowedTargetScope:enum",
+            "specificAllowedTargets:json",
+            "specific_allowed_target_types=specificAllowedTargets:types",
+            "expiration/type:enum",
+            "expiration/duration",
+            "expiration/endDateTime:ts",
+            "requestorSettings/enableTargetsToSelfAddAccess:bool",
+            "requestorSettings/enableTargetsToSelfUpdateAccess:bool",
+            "requestorSettings/enableTargetsToSelfRemoveAccess:bool",
+            "requestorSettings/allowCustomAssignmentSchedule:bool",
+            "requestorSettings/enableOnBehalfRequestorsToAddAccess:bool",
+            "requestApprovalSettings/isApprovalRequiredForAdd|requestApprovalSettings/isApprovalRequired:bool",
+            "requestApprovalSettings/isApprovalRequiredForUpdate|requestApprovalSettings/isApprovalRequiredForExtension:bool",
+            "requestApprovalSettings/isRequestorJustificationRequired|requestorSettings/isRequestorJustificationRequired:bool",
+            "reviewSettings/isEnabled|accessReviewSettings/isEnabled:bool",
+            "reviewSettings/expirationBehavior|accessReviewSettings/accessReviewTimeoutBehavior:enum",
+            "reviewSettings/isRecommendationEnabled|accessReviewSettings/isAccessRecommendationEnabled:bool",
+            "reviewSettings/isReviewerJustificationRequired|accessReviewSettings/isApprovalJustificationRequired:bool",
+            "reviewSettings/isSelfReview:bool",
+            "review_settings_primary_reviewer_types=reviewSettings/primaryReviewers|accessReviewSettings/reviewers:types",
+            "reviewSettings/primaryReviewers|accessReviewSettings/reviewers:json",
+            "reviewSettings/fallbackReviewers:json",
+            "reviewSettings/schedule/startDateTime:ts",
+            "reviewSettings/schedule/recurrence/pattern/type:enum",
+            "reviewSettings/schedule/recurrence/pattern/interval:int",
+            "reviewSettings/schedule/expiration/duration",
+            "automaticRequestSettings/requestAccessForAllowedTargets:bool",
+            "questions:json",
+        ],
+    );
     policies.children = vec![
-        list("requestApprovalSettings/stages|requestApprovalSettings/approvalStages", "policy_approval_stages", None),
-        list("customExtensionStageSettings", "policy_custom_extension_stage_settings", None),
+        list(
+            "requestApprovalSettings/stages|requestApprovalSettings/approvalStages",
+            "policy_approval_stages",
+            None,
+        ),
+        list(
+            "customExtensionStageSettings",
+            "policy_custom_extension_stage_settings",
+            None,
+        ),
     ];
     specs.push(policies);
 
@@ -287,22 +363,34 @@ fn build() -> Vec<EntitySpec> {
         "policy_approval_stages",
         "Approval stages of each policy, in order (`stage_number` 1..3).",
         vec!["stage_number"],
-        &["policy_id=@parent", "stage_number=@position:int",
-          "durationBeforeAutomaticDenial", "durationBeforeEscalation",
-          "isApproverJustificationRequired:bool", "isEscalationEnabled:bool",
-          "approverInformationVisibility:enum",
-          "primary_approver_types=primaryApprovers:types", "primaryApprovers:json",
-          "fallback_primary_approver_types=fallbackPrimaryApprovers:types", "fallbackPrimaryApprovers:json",
-          "escalation_approver_types=escalationApprovers:types", "escalationApprovers:json",
-          "fallbackEscalationApprovers:json"],
+        &[
+            "policy_id=@parent",
+            "stage_number=@position:int",
+            "durationBeforeAutomaticDenial",
+            "durationBeforeEscalation",
+            "isApproverJustificationRequired:bool",
+            "isEscalationEnabled:bool",
+            "approverInformationVisibility:enum",
+            "primary_approver_types=primaryApprovers:types",
+            "primaryApprovers:json",
+            "fallback_primary_approver_types=fallbackPrimaryApprovers:types",
+            "fallbackPrimaryApprovers:json",
+            "escalation_approver_types=escalationApprovers:types",
+            "escalationApprovers:json",
+            "fallbackEscalationApprovers:json",
+        ],
     ));
     specs.push(child(
         "policy_custom_extension_stage_settings",
         "Custom extensions (Logic Apps) a policy calls at each request stage.",
         vec!["setting_id"],
-        &["policy_id=@parent", "setting_id=id", "stage:enum",
-          "custom_extension_id=customExtension/id",
-          "custom_extension_display_name=customExtension/displayName"],
+        &[
+            "policy_id=@parent",
+            "setting_id=id",
+            "stage:enum",
+            "custom_extension_id=customExtension/id",
+            "custom_extension_display_name=customExtension/displayName",
+        ],
     ));
 
     specs.push(snapshot("assignments", "Access package assignments (who holds what, until when).", &with(&[
@@ -317,24 +405,47 @@ fn build() -> Vec<EntitySpec> {
 
     let mut requests = EntitySpec {
         storage: Storage::Versioned(Versioning::Upsert),
-        ..snapshot("assignment_requests", "Assignment requests, upserted by id; `_history` keeps every state change.", &with(&[
-            "id", "requestType:enum", "state|requestState:enum", "status|requestStatus",
-            "createdDateTime:ts", "completedDateTime|completedDate:ts", "justification",
-            "access_package_id=accessPackage/id|accessPackageId|assignment/accessPackageId",
-            "access_package_display_name=accessPackage/displayName",
-            "assignment_id=assignment/id|accessPackageAssignment/id",
-            "assignment_policy_id=assignment/assignmentPolicyId|assignment/assignmentPolicy/id|accessPackageAssignment/assignmentPolicyId",
-            "assignment_target_object_id=assignment/target/objectId|assignment/targetId",
-            "requestor/id", "requestor_object_id=requestor/objectId", "requestor/displayName",
-            "requestor/principalName", "requestor/email", "requestor/subjectType:enum",
-            "requestor_connected_organization_id=requestor/connectedOrganization/id",
-        ], &with(SCHEDULE, &[
-            "answers:json",
-            "custom_extension_callout_instances=customExtensionCalloutInstances|customExtensionHandlerInstances:json",
-        ])))
+        ..snapshot(
+            "assignment_requests",
+            "Assignment requests, upserted by id; `_history` keeps every state change.",
+            &with(
+                &[
+                    "id",
+                    "requestType:enum",
+                    "state|requestState:enum",
+                    "status|requestStatus",
+                    "createdDateTime:ts",
+                    "completedDateTime|completedDate:ts",
+                    "justification",
+                    "access_package_id=accessPackage/id|accessPackageId|assignment/accessPackageId",
+                    "access_package_display_name=accessPackage/displayName",
+                    "assignment_id=assignment/id|accessPackageAssignment/id",
+                    "assignment_policy_id=assignment/assignmentPolicyId|assignment/assignmentPolicy/id|accessPackageAssignment/assignmentPolicyId",
+                    "assignment_target_object_id=assignment/target/objectId|assignment/targetId",
+                    "requestor/id",
+                    "requestor_object_id=requestor/objectId",
+                    "requestor/displayName",
+                    "requestor/principalName",
+                    "requestor/email",
+                    "requestor/subjectType:enum",
+                    "requestor_connected_organization_id=requestor/connectedOrganization/id",
+                ],
+                &with(
+                    SCHEDULE,
+                    &[
+                        "answers:json",
+                        "custom_extension_callout_instances=customExtensionCalloutInstances|customExtensionHandlerInstances:json",
+                    ],
+                ),
+            ),
+        )
     };
     requests.children = vec![
-        list("customExtensionCalloutInstances|customExtensionHandlerInstances", "assignment_request_callouts", None),
+        list(
+            "customExtensionCalloutInstances|customExtensionHandlerInstances",
+            "assignment_request_callouts",
+            None,
+        ),
         list("answers", "assignment_request_answers", None),
     ];
     specs.push(requests);
@@ -343,107 +454,230 @@ fn build() -> Vec<EntitySpec> {
         "assignment_request_callouts",
         "Custom extension callouts of each request (status, external ticket number).",
         vec!["callout_id"],
-        &["request_id=@parent", "callout_id=id|@position", "customExtensionId",
-          "custom_extension_stage=stage|customExtensionStage:enum", "status:enum",
-          "externalCorrelationId", "detail"],
+        &[
+            "request_id=@parent",
+            "callout_id=id|@position",
+            "customExtensionId",
+            "custom_extension_stage=stage|customExtensionStage:enum",
+            "status:enum",
+            "externalCorrelationId",
+            "detail",
+        ],
     ));
     specs.push(child(
         "assignment_request_answers",
         "Requestors' answers to policy questions.",
         vec!["position"],
-        &["request_id=@parent", "position=@position:int", "value", "displayValue",
-          "question_id=answeredQuestion/id", "question_text=answeredQuestion/text"],
+        &[
+            "request_id=@parent",
+            "position=@position:int",
+            "value",
+            "displayValue",
+            "question_id=answeredQuestion/id",
+            "question_text=answeredQuestion/text",
+        ],
     ));
 
-    let mut orgs = snapshot("connected_organizations", "Connected organizations (partner tenants and domains).", &[
-        "id", "displayName", "description", "state:enum", "createdDateTime:ts", "modifiedDateTime:ts",
-        "identity_source_types=identitySources:types",
-    ]);
+    let mut orgs = snapshot(
+        "connected_organizations",
+        "Connected organizations (partner tenants and domains).",
+        &[
+            "id",
+            "displayName",
+            "description",
+            "state:enum",
+            "createdDateTime:ts",
+            "modifiedDateTime:ts",
+            "identity_source_types=identitySources:types",
+        ],
+    );
     orgs.children = vec![
-        list("identitySources", "connected_organization_identity_sources", None),
-        list("internalSponsors", "connected_organization_sponsors", Some("internal")),
-        list("externalSponsors", "connected_organization_sponsors", Some("external")),
+        list(
+            "identitySources",
+            "connected_organization_identity_sources",
+            None,
+        ),
+        list(
+            "internalSponsors",
+            "connected_organization_sponsors",
+            Some("internal"),
+        ),
+        list(
+            "externalSponsors",
+            "connected_organization_sponsors",
+            Some("external"),
+        ),
     ];
     specs.push(orgs);
     specs.push(child(
         "connected_organization_identity_sources",
         "Identity sources (tenants, domains) of each connected organization.",
         vec!["position"],
-        &["connected_organization_id=@parent", "position=@position:int",
-          "type=@odata.type:type", "tenantId", "domainName", "displayName", "issuerUri"],
+        &[
+            "connected_organization_id=@parent",
+            "position=@position:int",
+            "type=@odata.type:type",
+            "tenantId",
+            "domainName",
+            "displayName",
+            "issuerUri",
+        ],
     ));
     specs.push(child(
         "connected_organization_sponsors",
         "Internal and external sponsors of each connected organization.",
         vec!["sponsor_id"],
-        &["connected_organization_id=@parent", "sponsor_kind=@const", "sponsor_id=id",
-          "displayName", "userPrincipalName", "mail", "type=@odata.type:type"],
+        &[
+            "connected_organization_id=@parent",
+            "sponsor_kind=@const",
+            "sponsor_id=id",
+            "displayName",
+            "userPrincipalName",
+            "mail",
+            "type=@odata.type:type",
+        ],
     ));
 
-    let mut definitions = snapshot("access_review_definitions", "Access review definitions (recurring reviews).", &[
-        "id", "displayName", "descriptionForAdmins", "descriptionForReviewers", "status",
-        "createdDateTime:ts", "lastModifiedDateTime:ts", "createdBy/id", "createdBy/userPrincipalName",
-        "scope_type=scope/@odata.type:type", "scope/query", "scope:json",
-        "instanceEnumerationScope:json", "reviewers:json", "fallbackReviewers:json",
-        "settings/defaultDecisionEnabled:bool", "settings/defaultDecision",
-        "settings/autoApplyDecisionsEnabled:bool", "settings/recommendationsEnabled:bool",
-        "settings/justificationRequiredOnApproval:bool", "settings/instanceDurationInDays:int",
-        "settings/recurrence/pattern/type:enum", "settings/recurrence/pattern/interval:int",
-        "settings_apply_action_types=settings/applyActions:types",
-    ]);
+    let mut definitions = snapshot(
+        "access_review_definitions",
+        "Access review definitions (recurring reviews).",
+        &[
+            "id",
+            "displayName",
+            "descriptionForAdmins",
+            "descriptionForReviewers",
+            "status",
+            "createdDateTime:ts",
+            "lastModifiedDateTime:ts",
+            "createdBy/id",
+            "createdBy/userPrincipalName",
+            "scope_type=scope/@odata.type:type",
+            "scope/query",
+            "scope:json",
+            "instanceEnumerationScope:json",
+            "reviewers:json",
+            "fallbackReviewers:json",
+            "settings/defaultDecisionEnabled:bool",
+            "settings/defaultDecision",
+            "settings/autoApplyDecisionsEnabled:bool",
+            "settings/recommendationsEnabled:bool",
+            "settings/justificationRequiredOnApproval:bool",
+            "settings/instanceDurationInDays:int",
+            "settings/recurrence/pattern/type:enum",
+            "settings/recurrence/pattern/interval:int",
+            "settings_apply_action_types=settings/applyActions:types",
+        ],
+    );
     definitions.children = vec![list("instances", "access_review_instances", None)];
     specs.push(definitions);
 
-    let mut instances = snapshot("access_review_instances", "Access review instances (one per recurrence).", &[
-        "id", "definition_id=@parent", "startDateTime:ts", "endDateTime:ts", "status",
-        "scope/query", "scope:json", "reviewers:json",
-    ]);
+    let mut instances = snapshot(
+        "access_review_instances",
+        "Access review instances (one per recurrence).",
+        &[
+            "id",
+            "definition_id=@parent",
+            "startDateTime:ts",
+            "endDateTime:ts",
+            "status",
+            "scope/query",
+            "scope:json",
+            "reviewers:json",
+        ],
+    );
     instances.scoped_by_parent = true;
     instances.children = vec![list("decisions", "access_review_decisions", None)];
     specs.push(instances);
 
-    let mut decisions = snapshot("access_review_decisions", "Access review decisions per principal.", &[
-        "id", "instance_id=accessReviewId|@parent", "definition_id=@parent2",
-        "decision", "recommendation", "applyResult", "justification",
-        "reviewedDateTime:ts", "appliedDateTime:ts",
-        "reviewedBy/id", "reviewedBy/displayName", "reviewedBy/userPrincipalName",
-        "appliedBy/id", "appliedBy/displayName",
-        "principal_id=principal/id|target/userId",
-        "principal_display_name=principal/displayName|target/userDisplayName",
-        "principal_user_principal_name=principal/userPrincipalName|target/userPrincipalName",
-        "principal_type=principal/@odata.type:type",
-        "resource/id", "resource/displayName", "resource/type",
-        "access_package_id=resource/accessPackageId",
-        "access_package_display_name=resource/accessPackageDisplayName",
-        "principalLink", "resourceLink",
-    ]);
+    let mut decisions = snapshot(
+        "access_review_decisions",
+        "Access review decisions per principal.",
+        &[
+            "id",
+            "instance_id=accessReviewId|@parent",
+            "definition_id=@parent2",
+            "decision",
+            "recommendation",
+            "applyResult",
+            "justification",
+            "reviewedDateTime:ts",
+            "appliedDateTime:ts",
+            "reviewedBy/id",
+            "reviewedBy/displayName",
+            "reviewedBy/userPrincipalName",
+            "appliedBy/id",
+            "appliedBy/displayName",
+            "principal_id=principal/id|target/userId",
+            "principal_display_name=principal/displayName|target/userDisplayName",
+            "principal_user_principal_name=principal/userPrincipalName|target/userPrincipalName",
+            "principal_type=principal/@odata.type:type",
+            "resource/id",
+            "resource/displayName",
+            "resource/type",
+            "access_package_id=resource/accessPackageId",
+            "access_package_display_name=resource/accessPackageDisplayName",
+            "principalLink",
+            "resourceLink",
+        ],
+    );
     decisions.scoped_by_parent = true;
     specs.push(decisions);
 
     specs.push(EntitySpec {
         storage: Storage::Versioned(Versioning::Upsert),
         scoped_by_parent: true,
-        ..snapshot("approval_stages", "Approval stages of requests (readable with delegated rights only).", &[
-            "id", "request_id=@parent", "displayName", "reviewResult", "status", "justification",
-            "reviewedDateTime:ts", "reviewedBy/id", "reviewedBy/displayName", "assignedToMe:bool",
-        ])
+        ..snapshot(
+            "approval_stages",
+            "Approval stages of requests (readable with delegated rights only).",
+            &[
+                "id",
+                "request_id=@parent",
+                "displayName",
+                "reviewResult",
+                "status",
+                "justification",
+                "reviewedDateTime:ts",
+                "reviewedBy/id",
+                "reviewedBy/displayName",
+                "assignedToMe:bool",
+            ],
+        )
     });
 
     let mut audits = EntitySpec {
         storage: Storage::Append,
         required: vec!["activity_date_time"],
-        ..snapshot("audit_events", "Entra audit events (directoryAudits), append-only, deduped by id, partitioned by month.", &[
-            "id", "category", "correlationId", "result:result", "resultReason",
-            "activityDisplayName", "activityDateTime:ts", "loggedByService", "operationType",
-            "initiatedBy/user/id", "initiatedBy/user/displayName",
-            "initiatedBy/user/userPrincipalName", "initiatedBy/user/ipAddress",
-            "initiatedBy/app/appId", "initiatedBy/app/displayName",
-            "initiatedBy/app/servicePrincipalId",
-            "target_resources=targetResources|targetResource:json", "additionalDetails:json",
-        ])
+        ..snapshot(
+            "audit_events",
+            "Entra audit events (directoryAudits), append-only, deduped by id, partitioned by month.",
+            &[
+                "id",
+                "category",
+                "correlationId",
+                "result:result",
+                "resultReason",
+                "activityDisplayName",
+                "activityDateTime:ts",
+                "loggedByService",
+                "operationType",
+                "initiatedBy/user/id",
+                "initiatedBy/user/displayName",
+                "initiatedBy/user/userPrincipalName",
+                "initiatedBy/user/ipAddress",
+                "initiatedBy/app/appId",
+                "initiatedBy/app/displayName",
+                "initiatedBy/app/servicePrincipalId",
+                "target_resources=targetResources|targetResource:json",
+                "additionalDetails:json",
+            ],
+        )
     };
     audits.children = vec![
-        list("targetResources|targetResource", "audit_event_target_resources", None),
+        list(
+            "targetResources|targetResource",
+            "audit_event_target_resources",
+            None,
+        ),
         list("additionalDetails", "audit_event_additional_details", None),
     ];
     specs.push(audits);
@@ -453,8 +687,16 @@ fn build() -> Vec<EntitySpec> {
             "audit_event_target_resources",
             "Target resources of each audit event (users, packages, requests, ...).",
             vec!["position"],
-            &["audit_event_id=@parent", "position=@position:int", "target_id=id", "displayName",
-              "type:str", "userPrincipalName", "groupType:enum", "modifiedProperties:json"],
+            &[
+                "audit_event_id=@parent",
+                "position=@position:int",
+                "target_id=id",
+                "displayName",
+                "type:str",
+                "userPrincipalName",
+                "groupType:enum",
+                "modifiedProperties:json",
+            ],
         )
     });
     specs.push(EntitySpec {
@@ -463,23 +705,50 @@ fn build() -> Vec<EntitySpec> {
             "audit_event_additional_details",
             "Key/value details of each audit event.",
             vec!["position"],
-            &["audit_event_id=@parent", "position=@position:int", "key", "value"],
+            &[
+                "audit_event_id=@parent",
+                "position=@position:int",
+                "key",
+                "value",
+            ],
         )
     });
 
-    let mut members = snapshot("incompatible_group_members", "Members of groups (exported for incompatible-group checks).", &[
-        "id", "group_id=@parent", "member_id=id", "displayName", "userPrincipalName",
-        "type=@odata.type:type",
-    ]);
+    let mut members = snapshot(
+        "incompatible_group_members",
+        "Members of groups (exported for incompatible-group checks).",
+        &[
+            "id",
+            "group_id=@parent",
+            "member_id=id",
+            "displayName",
+            "userPrincipalName",
+            "type=@odata.type:type",
+        ],
+    );
     members.key = Key::Composite(vec!["member_id"]);
     members.scoped_by_parent = true;
     specs.push(members);
 
-    specs.push(snapshot("users", "Users (optional export: type, sign-in activity).", &[
-        "id", "displayName", "userPrincipalName", "mail", "userType", "accountEnabled:bool",
-        "createdDateTime:ts", "department", "jobTitle", "companyName", "externalUserState",
-        "signInActivity/lastSignInDateTime:ts", "signInActivity/lastSuccessfulSignInDateTime:ts",
-    ]));
+    specs.push(snapshot(
+        "users",
+        "Users (optional export: type, sign-in activity).",
+        &[
+            "id",
+            "displayName",
+            "userPrincipalName",
+            "mail",
+            "userType",
+            "accountEnabled:bool",
+            "createdDateTime:ts",
+            "department",
+            "jobTitle",
+            "companyName",
+            "externalUserState",
+            "signInActivity/lastSignInDateTime:ts",
+            "signInActivity/lastSuccessfulSignInDateTime:ts",
+        ],
+    ));
 
     specs
 }
@@ -509,10 +778,16 @@ impl EntitySpec {
         let mut cols: Vec<Column> = self
             .columns
             .iter()
-            .map(|c| Column { name: c.name.clone(), ty: c.ty() })
+            .map(|c| Column {
+                name: c.name.clone(),
+                ty: c.ty(),
+            })
             .collect();
         if self.storage == Storage::Append {
-            cols.push(Column { name: MONTH_COLUMN.into(), ty: ColumnType::Str });
+            cols.push(Column {
+                name: MONTH_COLUMN.into(),
+                ty: ColumnType::Str,
+            });
         }
         cols
     }
@@ -552,11 +827,15 @@ impl EntitySpec {
             for s in &c.sources {
                 cell = match s {
                     Source::Paths(paths) => match paths.iter().find_map(|p| get_path(obj, p)) {
-                        Some(v) => convert(v, c.conv)
-                            .map_err(|e| format!("column `{}`: {e}", c.name))?,
+                        Some(v) => {
+                            convert(v, c.conv).map_err(|e| format!("column `{}`: {e}", c.name))?
+                        }
                         None => Cell::Null,
                     },
-                    Source::Parent(n) => ctx.parents.get(*n).map_or(Cell::Null, |p| Cell::Str(p.clone())),
+                    Source::Parent(n) => ctx
+                        .parents
+                        .get(*n)
+                        .map_or(Cell::Null, |p| Cell::Str(p.clone())),
                     Source::Position => match c.conv {
                         Conv::Int => Cell::Int(ctx.position as i64),
                         _ => Cell::Str(ctx.position.to_string()),
@@ -576,7 +855,11 @@ impl EntitySpec {
                 key.push_str(k);
             }
             for p in parts {
-                let i = self.columns.iter().position(|c| c.name == *p).expect("key column exists");
+                let i = self
+                    .columns
+                    .iter()
+                    .position(|c| c.name == *p)
+                    .expect("key column exists");
                 key.push('/');
                 match &row[i] {
                     Cell::Str(s) => key.push_str(s),
@@ -591,7 +874,11 @@ impl EntitySpec {
             _ => return Err("the record has no `id`".into()),
         }
         for r in &self.required {
-            let i = self.columns.iter().position(|c| c.name == *r).expect("required column exists");
+            let i = self
+                .columns
+                .iter()
+                .position(|c| c.name == *r)
+                .expect("required column exists");
             if row[i] == Cell::Null {
                 return Err(format!("column `{r}` is required but empty"));
             }
@@ -650,7 +937,12 @@ mod tests {
             let mut names: Vec<_> = e.columns.iter().map(|c| c.name.as_str()).collect();
             names.sort();
             names.dedup();
-            assert_eq!(names.len(), e.columns.len(), "duplicate column in {}", e.table);
+            assert_eq!(
+                names.len(),
+                e.columns.len(),
+                "duplicate column in {}",
+                e.table
+            );
             for c in &e.children {
                 assert!(entity(c.entity).is_some(), "{} -> {}", e.table, c.entity);
             }
@@ -661,8 +953,14 @@ mod tests {
     fn column_names_follow_the_graph_path() {
         let a = entity("assignments").unwrap();
         let names: Vec<_> = a.columns.iter().map(|c| c.name.as_str()).collect();
-        for n in ["target_object_id", "target_principal_name", "schedule_start_date_time",
-                  "schedule_expiration_end_date_time", "expired_date_time", "access_package_id"] {
+        for n in [
+            "target_object_id",
+            "target_principal_name",
+            "schedule_start_date_time",
+            "schedule_expiration_end_date_time",
+            "expired_date_time",
+            "access_package_id",
+        ] {
             assert!(names.contains(&n), "{n} missing from {names:?}");
         }
     }
@@ -686,6 +984,10 @@ mod tests {
     #[test]
     fn a_record_without_id_is_refused() {
         let e = entity("catalogs").unwrap();
-        assert_eq!(e.extract(&json!({"displayName": "x"}), Ctx::default()).unwrap_err(), "the record has no `id`");
+        assert_eq!(
+            e.extract(&json!({"displayName": "x"}), Ctx::default())
+                .unwrap_err(),
+            "the record has no `id`"
+        );
     }
 }

@@ -85,7 +85,11 @@ pub fn parse_ts(s: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_micros());
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(t.and_utc().timestamp_micros());
         }
@@ -132,13 +136,19 @@ pub fn convert(v: &Value, conv: Conv) -> Result<Cell, String> {
             Value::String(s) => parse_ts(s)
                 .map(Cell::Ts)
                 .ok_or_else(|| format!("cannot read {} as a timestamp", describe(v))),
-            other => Err(format!("expected a timestamp but found {}", describe(other))),
+            other => Err(format!(
+                "expected a timestamp but found {}",
+                describe(other)
+            )),
         },
         Conv::Bool => match v {
             Value::Bool(b) => Ok(Cell::Bool(*b)),
             Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(Cell::Bool(true)),
             Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(Cell::Bool(false)),
-            other => Err(format!("expected true or false but found {}", describe(other))),
+            other => Err(format!(
+                "expected true or false but found {}",
+                describe(other)
+            )),
         },
         Conv::Int => match v {
             Value::Number(n) => n
@@ -150,7 +160,10 @@ pub fn convert(v: &Value, conv: Conv) -> Result<Cell, String> {
                 .parse()
                 .map(Cell::Int)
                 .map_err(|_| format!("expected a whole number but found {}", describe(v))),
-            other => Err(format!("expected a whole number but found {}", describe(other))),
+            other => Err(format!(
+                "expected a whole number but found {}",
+                describe(other)
+            )),
         },
         Conv::Json => Ok(Cell::Str(v.to_string())),
         Conv::ODataType => scalar_text(v).map(|s| Cell::Str(short_type(&s))),
@@ -185,9 +198,15 @@ mod tests {
     #[test]
     fn paths_are_case_insensitive_and_accept_beta_odata_type() {
         let v = json!({"Target": {"ObjectId": "x"}, "odata.type": "#microsoft.graph.singleUser"});
-        assert_eq!(get_path(&v, &["target".into(), "objectId".into()]), Some(&json!("x")));
         assert_eq!(
-            convert(get_ci(v.as_object().unwrap(), "@odata.type").unwrap(), Conv::ODataType),
+            get_path(&v, &["target".into(), "objectId".into()]),
+            Some(&json!("x"))
+        );
+        assert_eq!(
+            convert(
+                get_ci(v.as_object().unwrap(), "@odata.type").unwrap(),
+                Conv::ODataType
+            ),
             Ok(Cell::Str("singleUser".into()))
         );
     }
@@ -195,9 +214,15 @@ mod tests {
     #[test]
     fn lenient_scalars() {
         assert_eq!(convert(&json!("null"), Conv::Ts), Ok(Cell::Null));
-        assert_eq!(convert(&json!("AdminAdd"), Conv::Enum), Ok(Cell::Str("adminAdd".into())));
+        assert_eq!(
+            convert(&json!("AdminAdd"), Conv::Enum),
+            Ok(Cell::Str("adminAdd".into()))
+        );
         assert_eq!(convert(&json!("True"), Conv::Bool), Ok(Cell::Bool(true)));
-        assert_eq!(convert(&json!(0), Conv::AuditResult), Ok(Cell::Str("success".into())));
+        assert_eq!(
+            convert(&json!(0), Conv::AuditResult),
+            Ok(Cell::Str("success".into()))
+        );
         assert!(convert(&json!({"a": 1}), Conv::Str).is_err());
         assert!(convert(&json!("yesterday"), Conv::Ts).is_err());
     }
@@ -207,7 +232,10 @@ mod tests {
         let a = parse_ts("2018-12-10T00:03:46.6161822Z").unwrap();
         let b = parse_ts("2018-12-10T00:03:46.616182+00:00").unwrap();
         assert_eq!(a, b);
-        assert_eq!(parse_ts("2019-10-25T22:55:11.623Z"), parse_ts("2019-10-25T22:55:11.623"));
+        assert_eq!(
+            parse_ts("2019-10-25T22:55:11.623Z"),
+            parse_ts("2019-10-25T22:55:11.623")
+        );
         assert_eq!(parse_ts("9999-12-31").map(|t| t > 0), Some(true));
         assert_eq!(parse_ts("0001-01-01T00:00:00Z").map(|t| t < 0), Some(true));
     }

@@ -16,7 +16,10 @@ fn schema(name: &str, cols: &[(&str, ColumnType)], partition_by: &[&str]) -> Tab
         name: name.into(),
         columns: cols
             .iter()
-            .map(|(n, t)| Column { name: (*n).into(), ty: *t })
+            .map(|(n, t)| Column {
+                name: (*n).into(),
+                ty: *t,
+            })
             .collect(),
         partition_by: partition_by.iter().map(|s| (*s).into()).collect(),
     }

@@ -82,16 +82,29 @@ impl VersionedTable {
     /// Builds both schemas from the entity's data columns (the first must be `id`).
     pub fn new(name: &str, data: Vec<Column>, versioning: Versioning) -> Self {
         let data_width = data.len();
-        let ts = |n: &str| Column { name: n.into(), ty: ColumnType::Timestamp };
+        let ts = |n: &str| Column {
+            name: n.into(),
+            ty: ColumnType::Timestamp,
+        };
         let mut current = data.clone();
         current.push(ts(VALID_FROM));
         let mut history = data;
         history.push(ts(VALID_FROM));
         history.push(ts(VALID_TO));
-        history.push(Column { name: ROW_HASH.into(), ty: ColumnType::Str });
-        history.push(Column { name: SCOPE.into(), ty: ColumnType::Str });
+        history.push(Column {
+            name: ROW_HASH.into(),
+            ty: ColumnType::Str,
+        });
+        history.push(Column {
+            name: SCOPE.into(),
+            ty: ColumnType::Str,
+        });
         Self {
-            current: TableSchema { name: name.into(), columns: current, partition_by: vec![] },
+            current: TableSchema {
+                name: name.into(),
+                columns: current,
+                partition_by: vec![],
+            },
             history: TableSchema {
                 name: format!("{name}_history"),
                 columns: history,
@@ -124,7 +137,9 @@ impl VersionedTable {
         // Last version per id wins inside one run; repeats count as duplicates.
         let mut latest: BTreeMap<String, Incoming> = BTreeMap::new();
         for inc in incoming {
-            let Some(id) = inc.cells[0].as_str().map(str::to_string) else { continue };
+            let Some(id) = inc.cells[0].as_str().map(str::to_string) else {
+                continue;
+            };
             if latest.insert(id, inc).is_some() {
                 outcome.duplicates += 1;
             }
@@ -196,7 +211,11 @@ impl VersionedTable {
             outcome.history_version =
                 Some(lake.overwrite(&self.history, &history, metadata).await?);
         } else {
-            outcome.history_version = lake.ensure(&self.history).await?.version().map(|v| v as i64);
+            outcome.history_version = lake
+                .ensure(&self.history)
+                .await?
+                .version()
+                .map(|v| v as i64);
         }
 
         // The current table is derived from history; rewrite it whenever it differs, which
@@ -213,11 +232,12 @@ impl VersionedTable {
         stored_current.sort();
         let mut wanted = current.clone();
         wanted.sort();
-        outcome.current_version = if stored_current != wanted || lake.version(&self.current.name).await?.is_none() {
-            Some(lake.overwrite(&self.current, &current, metadata).await?)
-        } else {
-            lake.version(&self.current.name).await?
-        };
+        outcome.current_version =
+            if stored_current != wanted || lake.version(&self.current.name).await?.is_none() {
+                Some(lake.overwrite(&self.current, &current, metadata).await?)
+            } else {
+                lake.version(&self.current.name).await?
+            };
         Ok(outcome)
     }
 }

@@ -157,8 +157,8 @@ impl TableSchema {
                     Arc::new(b.finish())
                 }
                 ColumnType::Timestamp => {
-                    let mut b = TimestampMicrosecondBuilder::with_capacity(rows.len())
-                        .with_timezone("UTC");
+                    let mut b =
+                        TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
                     for r in rows {
                         match &r[i] {
                             Cell::Ts(v) => b.append_value(*v),
@@ -245,15 +245,32 @@ mod tests {
         let schema = TableSchema {
             name: "t".into(),
             columns: vec![
-                Column { name: "a".into(), ty: ColumnType::Str },
-                Column { name: "b".into(), ty: ColumnType::Bool },
-                Column { name: "c".into(), ty: ColumnType::Int },
-                Column { name: "d".into(), ty: ColumnType::Timestamp },
+                Column {
+                    name: "a".into(),
+                    ty: ColumnType::Str,
+                },
+                Column {
+                    name: "b".into(),
+                    ty: ColumnType::Bool,
+                },
+                Column {
+                    name: "c".into(),
+                    ty: ColumnType::Int,
+                },
+                Column {
+                    name: "d".into(),
+                    ty: ColumnType::Timestamp,
+                },
             ],
             partition_by: vec![],
         };
         let rows = vec![
-            vec![Cell::Str("x".into()), Cell::Bool(true), Cell::Int(7), Cell::Ts(1_000)],
+            vec![
+                Cell::Str("x".into()),
+                Cell::Bool(true),
+                Cell::Int(7),
+                Cell::Ts(1_000),
+            ],
             vec![Cell::Null, Cell::Null, Cell::Null, Cell::Null],
         ];
         let batch = schema.to_batch(&rows).expect("batch");

@@ -56,13 +56,18 @@ impl LakeLocation {
             let path = format!("{}/", url.path());
             url.set_path(&path);
         }
-        Ok(Self { url, storage_options })
+        Ok(Self {
+            url,
+            storage_options,
+        })
     }
 
     /// URL of one table's folder.
     pub fn table_url(&self, table: &str) -> Url {
         // Table names are our own snake_case constants, so joining cannot escape the lake.
-        self.url.join(&format!("{table}/")).expect("table names are valid URL segments")
+        self.url
+            .join(&format!("{table}/"))
+            .expect("table names are valid URL segments")
     }
 
     /// A human-readable form of the location (a local path when local).

@@ -101,7 +101,8 @@ impl Lake {
         rows: &[Vec<Cell>],
         metadata: &HashMap<String, serde_json::Value>,
     ) -> Result<i64> {
-        self.write(schema, rows, SaveMode::Overwrite, metadata).await
+        self.write(schema, rows, SaveMode::Overwrite, metadata)
+            .await
     }
 
     async fn write(
@@ -117,7 +118,11 @@ impl Lake {
             .map(|chunk| schema.to_batch(chunk))
             .collect::<Result<Vec<_>>>()?;
         // An overwrite with no rows still needs one (empty) batch to carry the schema.
-        let batches = if batches.is_empty() { vec![schema.to_batch(&[])?] } else { batches };
+        let batches = if batches.is_empty() {
+            vec![schema.to_batch(&[])?]
+        } else {
+            batches
+        };
         let table = table
             .write(batches)
             .with_save_mode(mode)
@@ -183,7 +188,8 @@ impl Lake {
                     table: table.to_string(),
                     source,
                 })?;
-            let strings: Vec<&deltalake::arrow::array::StringArray> = arrays.iter().map(|a| a.as_string::<i32>()).collect();
+            let strings: Vec<&deltalake::arrow::array::StringArray> =
+                arrays.iter().map(|a| a.as_string::<i32>()).collect();
             let mut values: Vec<Option<&str>> = Vec::with_capacity(columns.len());
             for row in 0..batch.num_rows() {
                 values.clear();
@@ -208,10 +214,7 @@ impl Lake {
         table
             .update_datafusion_session(&ctx.state())
             .map_err(delta_err(name, "registering its store"))?;
-        let provider = table
-            .table_provider()
-            .await
-            .map_err(query_err(name))?;
+        let provider = table.table_provider().await.map_err(query_err(name))?;
         ctx.register_table(name, provider)
             .map_err(query_err(name))?;
         Ok(Some(ctx))

@@ -23,7 +23,9 @@ pub fn table_names() -> Vec<String> {
 
 /// A session with every existing lake table registered. Tables not yet created are skipped.
 pub async fn session(lake: &Lake) -> Result<SessionContext> {
-    let config = SessionConfig::new().with_information_schema(true).with_target_partitions(2);
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_target_partitions(2);
     let ctx = SessionContext::new_with_config(config);
     for name in table_names() {
         let table = lake.open(&name).await?;
@@ -32,13 +34,20 @@ pub async fn session(lake: &Lake) -> Result<SessionContext> {
         }
         table
             .update_datafusion_session(&ctx.state())
-            .map_err(|e| Error::Delta { table: name.clone(), action: "registering its store", source: Box::new(e) })?;
-        let provider = table
-            .table_provider()
-            .await
-            .map_err(|e| Error::Query { table: name.clone(), source: Box::new(e) })?;
+            .map_err(|e| Error::Delta {
+                table: name.clone(),
+                action: "registering its store",
+                source: Box::new(e),
+            })?;
+        let provider = table.table_provider().await.map_err(|e| Error::Query {
+            table: name.clone(),
+            source: Box::new(e),
+        })?;
         ctx.register_table(name.as_str(), provider)
-            .map_err(|e| Error::Query { table: name.clone(), source: Box::new(e) })?;
+            .map_err(|e| Error::Query {
+                table: name.clone(),
+                source: Box::new(e),
+            })?;
     }
     Ok(ctx)
 }

@@ -18,7 +18,9 @@ pub fn sample_data() -> PathBuf {
 /// A `govlake` command with progress off.
 pub fn govlake() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_govlake"));
-    c.env("GOVLAKE_NO_PROGRESS", "1").env_remove("GOVLAKE_LAKE").env_remove("RUST_LOG");
+    c.env("GOVLAKE_NO_PROGRESS", "1")
+        .env_remove("GOVLAKE_LAKE")
+        .env_remove("RUST_LOG");
     c
 }
 
@@ -31,12 +33,21 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
 pub fn run(cmd: &mut Command) -> Run {
-    let Output { status, stdout, stderr } = cmd.output().expect("govlake runs");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("govlake runs");
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -47,7 +58,9 @@ pub fn run(cmd: &mut Command) -> Run {
 /// `govlake --lake LAKE --format json ingest --from PATHS... EXTRA...`
 pub fn ingest(lake: &Path, from: &[&Path], extra: &[&str]) -> Run {
     let mut c = govlake();
-    c.arg("--lake").arg(lake).args(["--format", "json", "ingest", "--from"]);
+    c.arg("--lake")
+        .arg(lake)
+        .args(["--format", "json", "ingest", "--from"]);
     for f in from {
         c.arg(f);
     }
@@ -60,7 +73,11 @@ pub fn ingest(lake: &Path, from: &[&Path], extra: &[&str]) -> Run {
 pub fn dump(lake: &Path) -> Vec<(String, Vec<String>)> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let loc = govlake::lake::LakeLocation::resolve(lake.to_str().expect("utf-8 path"), Default::default()).expect("lake");
+        let loc = govlake::lake::LakeLocation::resolve(
+            lake.to_str().expect("utf-8 path"),
+            Default::default(),
+        )
+        .expect("lake");
         let lake = govlake::lake::Lake::new(loc);
         let ctx = govlake::query::session(&lake).await.expect("session");
         let mut out = Vec::new();
@@ -74,12 +91,27 @@ pub fn dump(lake: &Path) -> Vec<(String, Vec<String>)> {
                 .fields()
                 .iter()
                 .map(|f| f.name().clone())
-                .filter(|n| !matches!(n.as_str(), "run_id" | "fetched_at" | "rejected_at" | "source"))
+                .filter(|n| {
+                    !matches!(
+                        n.as_str(),
+                        "run_id" | "fetched_at" | "rejected_at" | "source"
+                    )
+                })
                 .collect();
             let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
-            let batches = df.select_columns(&cols).expect("select").collect().await.expect("collect");
+            let batches = df
+                .select_columns(&cols)
+                .expect("select")
+                .collect()
+                .await
+                .expect("collect");
             let text = pretty_format_batches(&batches).expect("format").to_string();
-            let mut rows: Vec<String> = text.lines().filter(|l| l.starts_with("| ")).skip(1).map(str::to_string).collect();
+            let mut rows: Vec<String> = text
+                .lines()
+                .filter(|l| l.starts_with("| "))
+                .skip(1)
+                .map(str::to_string)
+                .collect();
             rows.sort();
             out.push((name, rows));
         }
@@ -89,21 +121,42 @@ pub fn dump(lake: &Path) -> Vec<(String, Vec<String>)> {
 
 /// Row count of one table.
 pub fn count(lake: &Path, table: &str) -> usize {
-    dump(lake).into_iter().find(|(n, _)| n == table).map_or(0, |(_, r)| r.len())
+    dump(lake)
+        .into_iter()
+        .find(|(n, _)| n == table)
+        .map_or(0, |(_, r)| r.len())
 }
 
 /// Runs SQL against the lake and returns rows as `|`-joined text.
 pub fn sql(lake: &Path, query: &str) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let loc = govlake::lake::LakeLocation::resolve(lake.to_str().expect("utf-8 path"), Default::default()).expect("lake");
-        let ctx = govlake::query::session(&govlake::lake::Lake::new(loc)).await.expect("session");
-        let batches = ctx.sql(query).await.expect("sql").collect().await.expect("collect");
+        let loc = govlake::lake::LakeLocation::resolve(
+            lake.to_str().expect("utf-8 path"),
+            Default::default(),
+        )
+        .expect("lake");
+        let ctx = govlake::query::session(&govlake::lake::Lake::new(loc))
+            .await
+            .expect("session");
+        let batches = ctx
+            .sql(query)
+            .await
+            .expect("sql")
+            .collect()
+            .await
+            .expect("collect");
         let text = pretty_format_batches(&batches).expect("format").to_string();
         text.lines()
             .filter(|l| l.starts_with("| "))
             .skip(1)
-            .map(|l| l.trim_matches('|').split('|').map(str::trim).collect::<Vec<_>>().join("|"))
+            .map(|l| {
+                l.trim_matches('|')
+                    .split('|')
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
             .collect()
     })
 }
