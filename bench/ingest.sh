@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Ingest benchmark: generates a tenant (default 45,000 users ≈ 1M audit events), ingests it
+# Ingest benchmark: generates a tenant (default 77,000 users ≈ 1M audit events), ingests it
 # into a fresh local lake, and prints throughput (from govlake's own summary) and peak RSS
 # (from GNU time). Usage: bench/ingest.sh [USERS]   (PROFILE=dev to skip the release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-USERS="${1:-45000}"
+USERS="${1:-77000}"
 PROFILE="${PROFILE:-release}"
 cargo build --locked --profile "$PROFILE" --bin govlake
 dir=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")

@@ -100,7 +100,7 @@ pub struct DemoArgs {
 /// `govlake generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Number of users in the tenant (the sample tenant has 60; ~45,000 gives 1M audit events).
+    /// Number of users in the tenant (the sample tenant has 60; about 13 audit events per user, so ~77,000 gives 1M).
     #[arg(long, default_value_t = 60)]
     pub users: u32,
     /// Random seed; the same seed and size give byte-identical output.

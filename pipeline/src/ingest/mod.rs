@@ -151,6 +151,9 @@ enum Msg {
 
 const UNRESOLVED: &str = "(unresolved)";
 
+/// JSON bytes of raw records buffered before a commit.
+const RAW_BUFFER_BYTES: usize = 48 * 1024 * 1024;
+
 /// A 128-bit key for dedupe sets (never stored).
 fn key128(parts: &[&str]) -> u128 {
     let mut out = 0u128;
@@ -332,6 +335,7 @@ struct Run<'a> {
     complete_scopes: BTreeMap<&'static str, BTreeSet<String>>,
     appends: BTreeMap<&'static str, AppendBuffer>,
     raw: AppendBuffer,
+    raw_bytes: usize,
     rejects: Vec<Vec<Cell>>,
     reject_notes: Vec<RejectNote>,
     metadata: HashMap<String, Value>,
@@ -364,6 +368,7 @@ impl<'a> Run<'a> {
             versioned: BTreeMap::new(),
             complete_scopes: BTreeMap::new(),
             appends: BTreeMap::new(),
+            raw_bytes: 0,
             raw: AppendBuffer {
                 schema: bookkeeping::raw_schema(),
                 rows: vec![],
@@ -509,40 +514,27 @@ impl<'a> Run<'a> {
             .and_then(|o| value::get_ci(o, "id"))
             .and_then(Value::as_str)
             .map(str::to_string);
-        if json.len() > self.settings.max_record_bytes {
-            let reason = format!(
+        let extracted = if json.len() > self.settings.max_record_bytes {
+            Err(format!(
                 "the record is {} bytes of JSON, over the {} byte limit per record",
                 json.len(),
                 self.settings.max_record_bytes
-            );
-            self.reject(
-                spec.table,
-                source,
-                location,
-                record_id.as_deref(),
-                reason,
-                &json,
-            );
-            return Ok(());
-        }
-        let row = match spec.extract(
-            value,
-            Ctx {
-                parents,
-                position,
-                constant,
-            },
-        ) {
+            ))
+        } else {
+            spec.extract(
+                value,
+                Ctx {
+                    parents,
+                    position,
+                    constant,
+                },
+            )
+        };
+        let row = match extracted {
             Ok(row) => row,
             Err(reason) => {
-                self.reject(
-                    spec.table,
-                    source,
-                    location,
-                    record_id.as_deref(),
-                    reason,
-                    &json,
-                );
+                let id = record_id.as_deref();
+                self.reject(spec.table, source, location, id, reason, &json);
                 return Ok(());
             }
         };
@@ -683,6 +675,7 @@ impl<'a> Run<'a> {
             .insert(key128(&[entity, &hash]))
         {
             c.stored += 1;
+            self.raw_bytes += json.len();
             self.raw.rows.push(vec![
                 Cell::Str(entity.into()),
                 Cell::Str(id.into()),
@@ -695,7 +688,8 @@ impl<'a> Run<'a> {
         } else {
             c.duplicates += 1;
         }
-        if self.raw.rows.len() >= self.settings.chunk_rows {
+        // Raw rows carry whole JSON documents: bound the buffer by bytes as well as rows.
+        if self.raw.rows.len() >= self.settings.chunk_rows || self.raw_bytes >= RAW_BUFFER_BYTES {
             self.flush_appends().await?;
         }
         Ok(())
@@ -705,6 +699,7 @@ impl<'a> Run<'a> {
     /// Each table's chunk is one Delta commit; dedupe by id makes a rerun after a crash
     /// between commits store exactly what is missing.
     async fn flush_appends(&mut self) -> Result<()> {
+        self.raw_bytes = 0;
         for buf in self
             .appends
             .values_mut()
@@ -714,6 +709,7 @@ impl<'a> Run<'a> {
                 continue;
             }
             let rows = std::mem::take(&mut buf.rows);
+            buf.rows.shrink_to_fit();
             tracing::debug!(table = %buf.schema.name, rows = rows.len(), "Committing a chunk.");
             let v = self.lake.append(&buf.schema, &rows, &self.metadata).await?;
             self.counts
