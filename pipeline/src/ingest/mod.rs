@@ -53,7 +53,7 @@ impl Default for IngestSettings {
         Self {
             inputs: vec![],
             observed_at: None,
-            chunk_rows: 100_000,
+            chunk_rows: 25_000,
             max_record_bytes: 4 * 1024 * 1024,
         }
     }

@@ -220,7 +220,7 @@ impl VersionedTable {
 
         // The current table is derived from history; rewrite it whenever it differs, which
         // also repairs a crash between the two commits.
-        let current: Vec<Vec<Cell>> = history
+        let mut current: Vec<Vec<Cell>> = history
             .into_iter()
             .filter(|r| r[i_to] == Cell::Null)
             .map(|mut r| {
@@ -228,16 +228,16 @@ impl VersionedTable {
                 r
             })
             .collect();
+        current.sort();
         let mut stored_current = lake.read_rows(&self.current).await?;
         stored_current.sort();
-        let mut wanted = current.clone();
-        wanted.sort();
-        outcome.current_version =
-            if stored_current != wanted || lake.version(&self.current.name).await?.is_none() {
-                Some(lake.overwrite(&self.current, &current, metadata).await?)
-            } else {
-                lake.version(&self.current.name).await?
-            };
+        let exists = lake.version(&self.current.name).await?;
+        outcome.current_version = if stored_current != current || exists.is_none() {
+            drop(stored_current);
+            Some(lake.overwrite(&self.current, &current, metadata).await?)
+        } else {
+            exists
+        };
         Ok(outcome)
     }
 }
