@@ -860,7 +860,6 @@ pub fn write_tenant(spec: &TenantSpec) -> Result<GenerateStats> {
                                  "id": pol.id, "displayName": pol.name, "type": "accessPackageAssignmentPolicy",
                                  "accessPackageId": pkg.id, "accessPackageDisplayName": pkg.name},
                 }))?;
-                let _ = reviewed_at;
             }
             let (r, f) = dec.finish()?;
             review_files = (review_files.0 + r, review_files.1 + f);

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 pub use error::{Error, Result};
 
-use crate::lake::bookkeeping::{self, INGEST_RUNS, RAW, REJECTS};
+use crate::lake::bookkeeping::{self, RAW, REJECTS};
 use crate::lake::history::Incoming;
 use crate::lake::{Cell, Lake, TableSchema};
 use context::Resolved;
@@ -828,7 +828,6 @@ impl<'a> Run<'a> {
                 &self.metadata,
             )
             .await?;
-        let _ = INGEST_RUNS;
 
         Ok(IngestSummary {
             run_id: self.run_id,

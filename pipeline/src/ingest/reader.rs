@@ -95,7 +95,6 @@ pub fn read_stream<R: Read>(
         index: 0,
         sink_failed: None,
     };
-    let mut top = 0u64;
     loop {
         match de.end() {
             Ok(()) => return Ok(()),
@@ -120,8 +119,6 @@ pub fn read_stream<R: Read>(
             };
             return Err(err_at(&e, &what, false));
         }
-        top += 1;
-        let _ = top;
     }
 }
 
