@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 pub use error::{Error, Result};
 
 use crate::lake::bookkeeping::{self, RAW, REJECTS};
-use crate::lake::history::Incoming;
+use crate::lake::history::VersionMerge;
 use crate::lake::{Cell, Lake, TableSchema};
 use context::Resolved;
 use reader::Item;
@@ -331,7 +331,7 @@ struct Run<'a> {
     resolved: HashMap<(usize, Option<String>), Option<Resolved>>,
     counts: BTreeMap<String, TableCounts>,
     watermarks: BTreeMap<String, i64>,
-    versioned: BTreeMap<&'static str, Vec<Incoming>>,
+    versioned: BTreeMap<&'static str, VersionMerge>,
     complete_scopes: BTreeMap<&'static str, BTreeSet<String>>,
     appends: BTreeMap<&'static str, AppendBuffer>,
     raw: AppendBuffer,
@@ -586,10 +586,13 @@ impl<'a> Run<'a> {
         match spec.storage {
             Storage::Versioned(_) => {
                 let scope = Self::scope_of(spec, parents, constant);
-                self.versioned
-                    .entry(spec.table)
-                    .or_default()
-                    .push(Incoming { cells: row, scope });
+                let (lake, chunk) = (self.lake, self.settings.chunk_rows);
+                self.version_merge(spec).await?;
+                let merge = self.versioned.get_mut(spec.table).expect("begun above");
+                merge.offer(row, &scope)?;
+                if merge.pending() >= chunk {
+                    merge.flush(lake, &self.metadata).await?;
+                }
             }
             Storage::Append => {
                 let buf = self.append_buffer(spec).await?;
@@ -623,6 +626,15 @@ impl<'a> Run<'a> {
                 *w = (*w).max(t);
             }
         }
+    }
+
+    async fn version_merge(&mut self, spec: &'static EntitySpec) -> Result<&mut VersionMerge> {
+        if !self.versioned.contains_key(spec.table) {
+            let table = spec.versioned().expect("versioned entity");
+            let merge = table.begin(self.lake, self.observed_at).await?;
+            self.versioned.insert(spec.table, merge);
+        }
+        Ok(self.versioned.get_mut(spec.table).expect("inserted above"))
     }
 
     async fn append_buffer(&mut self, spec: &'static EntitySpec) -> Result<&mut AppendBuffer> {
@@ -727,22 +739,12 @@ impl<'a> Run<'a> {
         for spec in spec::ENTITIES.iter() {
             match (spec.versioned(), spec.append_schema()) {
                 (Some(v), _) => {
-                    let incoming = self.versioned.remove(spec.table).unwrap_or_default();
                     let scopes = self.complete_scopes.remove(spec.table).unwrap_or_default();
-                    if incoming.is_empty() && scopes.is_empty() {
-                        self.lake.ensure(&v.history).await?;
-                        self.lake.ensure(&v.current).await?;
-                        continue;
-                    }
-                    let outcome = v
-                        .merge(
-                            self.lake,
-                            incoming,
-                            &scopes,
-                            self.observed_at,
-                            &self.metadata,
-                        )
-                        .await?;
+                    let merge = match self.versioned.remove(spec.table) {
+                        Some(m) => m,
+                        None => v.begin(self.lake, self.observed_at).await?,
+                    };
+                    let outcome = merge.finish(self.lake, &scopes, &self.metadata).await?;
                     let c = self.count(spec.table);
                     c.stored += outcome.stored;
                     c.duplicates += outcome.duplicates;

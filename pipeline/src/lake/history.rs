@@ -6,9 +6,21 @@
 //! identified by a hash of its typed columns, so re-ingesting the same data changes nothing.
 //! Snapshot tables close the versions of objects missing from a complete snapshot of their
 //! scope (the whole table, or one parent such as one review instance's decisions).
+//!
+//! A run keeps only a small index in memory (id → open version's hash and scope). New versions
+//! are appended to the history in chunks as they arrive; at the end one MERGE closes the
+//! versions they replace (matched by id and hash), and the current table is rebuilt from the
+//! history when the two disagree. A run killed anywhere converges on rerun: open versions
+//! left behind by a crash are closed (the newest one stays open) and the current table is
+//! re-derived.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
+use deltalake::arrow::array::{RecordBatch, StringArray};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::datafusion::prelude::{col, lit};
+use deltalake::datafusion::scalar::ScalarValue;
 use sha2::{Digest, Sha256};
 
 use super::error::{Error, Result};
@@ -36,7 +48,7 @@ pub enum Versioning {
 /// A versioned entity's two physical tables.
 #[derive(Debug, Clone)]
 pub struct VersionedTable {
-    /// Current state: data columns + `valid_from`.
+    /// Current state: data columns + `valid_from`, `row_hash`.
     pub current: TableSchema,
     /// All versions: data columns + `valid_from`, `valid_to`, `row_hash`, `snapshot_scope`.
     pub history: TableSchema,
@@ -45,26 +57,15 @@ pub struct VersionedTable {
     data_width: usize,
 }
 
-/// One incoming object version.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    /// Data cells in the entity's column order; the first column is `id`.
-    pub cells: Vec<Cell>,
-    /// Snapshot scope ("" for whole-table snapshots).
-    pub scope: String,
-}
-
 /// What a merge did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MergeOutcome {
     /// Objects whose new version was stored.
     pub stored: u64,
-    /// Objects seen unchanged (or repeated in the input).
+    /// Objects seen unchanged (or repeated unchanged in the input).
     pub duplicates: u64,
     /// Versions closed because the object vanished from its snapshot.
     pub closed: u64,
-    /// Delta version of the history table after the merge.
-    pub history_version: Option<i64>,
     /// Delta version of the current table after the merge.
     pub current_version: Option<i64>,
 }
@@ -86,19 +87,18 @@ impl VersionedTable {
             name: n.into(),
             ty: ColumnType::Timestamp,
         };
+        let text = |n: &str| Column {
+            name: n.into(),
+            ty: ColumnType::Str,
+        };
         let mut current = data.clone();
         current.push(ts(VALID_FROM));
+        current.push(text(ROW_HASH));
         let mut history = data;
         history.push(ts(VALID_FROM));
         history.push(ts(VALID_TO));
-        history.push(Column {
-            name: ROW_HASH.into(),
-            ty: ColumnType::Str,
-        });
-        history.push(Column {
-            name: SCOPE.into(),
-            ty: ColumnType::Str,
-        });
+        history.push(text(ROW_HASH));
+        history.push(text(SCOPE));
         Self {
             current: TableSchema {
                 name: name.into(),
@@ -120,124 +120,269 @@ impl VersionedTable {
         self.data_width
     }
 
-    /// Merges one run's versions observed at `observed_at` (UTC micros). `complete_scopes`
-    /// lists the scopes this run saw in full; only those can close objects.
-    pub async fn merge(
-        &self,
-        lake: &Lake,
-        incoming: Vec<Incoming>,
-        complete_scopes: &BTreeSet<String>,
-        observed_at: i64,
-        metadata: &HashMap<String, serde_json::Value>,
-    ) -> Result<MergeOutcome> {
-        let w = self.data_width;
-        let (i_from, i_to, i_hash, i_scope) = (w, w + 1, w + 2, w + 3);
-        let mut outcome = MergeOutcome::default();
-
-        // Last version per id wins inside one run; repeats count as duplicates.
-        let mut latest: BTreeMap<String, Incoming> = BTreeMap::new();
-        for inc in incoming {
-            let Some(id) = inc.cells[0].as_str().map(str::to_string) else {
-                continue;
-            };
-            if latest.insert(id, inc).is_some() {
-                outcome.duplicates += 1;
-            }
-        }
-
-        let mut history = lake.read_rows(&self.history).await?;
-        let mut open: HashMap<String, usize> = HashMap::new();
+    /// Starts a run's merge: loads the index of open versions.
+    pub async fn begin(&self, lake: &Lake, observed_at: i64) -> Result<VersionMerge> {
+        lake.ensure(&self.history).await?;
+        let sql = format!(
+            "select {id}, {ROW_HASH}, {SCOPE}, cast({VALID_FROM} as bigint), cast({VALID_TO} as bigint) from \"{t}\"",
+            id = "id",
+            t = self.history.name
+        );
+        let mut open: HashMap<String, Open> = HashMap::new();
+        let mut stale = Vec::new();
         let mut newest_change = i64::MIN;
-        for (i, row) in history.iter().enumerate() {
-            if let Cell::Ts(t) = row[i_from] {
-                newest_change = newest_change.max(t);
+        lake.scan_sql(&self.history.name, &sql, |v| {
+            let from = v[3].and_then(|s| s.parse::<i64>().ok()).unwrap_or(i64::MIN);
+            let to = v[4].and_then(|s| s.parse::<i64>().ok());
+            newest_change = newest_change.max(from).max(to.unwrap_or(i64::MIN));
+            if to.is_some() {
+                return;
             }
-            if let Cell::Ts(t) = row[i_to] {
-                newest_change = newest_change.max(t);
-            }
-            if row[i_to] == Cell::Null {
-                if let Some(id) = row[0].as_str() {
-                    open.insert(id.to_string(), i);
-                }
-            }
-        }
-
-        let mut changed = false;
-        let mut seen: BTreeSet<&str> = BTreeSet::new();
-        let mut additions = Vec::new();
-        for (id, inc) in &latest {
-            seen.insert(id);
-            let hash = row_hash(&inc.cells);
+            let (Some(id), Some(hash)) = (v[0], v[1]) else {
+                return;
+            };
+            let entry = Open {
+                hash: hash.to_string(),
+                scope: v[2].unwrap_or("").to_string(),
+                valid_from: from,
+                seen: false,
+            };
+            // Two open versions of one id are a crash's leftovers: the newest stays open.
             match open.get(id) {
-                Some(&i) if history[i][i_hash].as_str() == Some(hash.as_str()) => {
-                    outcome.duplicates += 1;
+                Some(o) if (o.valid_from, &o.hash) >= (from, &entry.hash) => {
+                    stale.push((id.to_string(), entry.hash))
                 }
-                existing => {
-                    if let Some(&i) = existing {
-                        history[i][i_to] = Cell::Ts(observed_at);
-                    }
-                    let mut row = inc.cells.clone();
-                    row.push(Cell::Ts(observed_at));
-                    row.push(Cell::Null);
-                    row.push(Cell::Str(hash));
-                    row.push(Cell::Str(inc.scope.clone()));
-                    additions.push(row);
-                    outcome.stored += 1;
-                    changed = true;
+                Some(o) => {
+                    stale.push((id.to_string(), o.hash.clone()));
+                    open.insert(id.to_string(), entry);
+                }
+                None => {
+                    open.insert(id.to_string(), entry);
                 }
             }
-        }
-        if self.versioning == Versioning::Snapshot {
-            for (id, &i) in &open {
-                let scope = history[i][i_scope].as_str().unwrap_or("");
-                if !seen.contains(id.as_str()) && complete_scopes.contains(scope) {
-                    history[i][i_to] = Cell::Ts(observed_at);
-                    outcome.closed += 1;
-                    changed = true;
-                }
+        })
+        .await?;
+        Ok(VersionMerge {
+            table: self.clone(),
+            observed_at,
+            open,
+            to_close: stale,
+            additions: Vec::new(),
+            newest_change,
+            outcome: MergeOutcome::default(),
+            wrote: false,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Open {
+    hash: String,
+    scope: String,
+    valid_from: i64,
+    seen: bool,
+}
+
+/// One entity's merge during a run.
+#[derive(Debug)]
+pub struct VersionMerge {
+    table: VersionedTable,
+    observed_at: i64,
+    open: HashMap<String, Open>,
+    to_close: Vec<(String, String)>,
+    additions: Vec<Vec<Cell>>,
+    newest_change: i64,
+    outcome: MergeOutcome,
+    wrote: bool,
+}
+
+impl VersionMerge {
+    /// Offers one observed version (data cells, first is `id`). Returns whether it was new.
+    pub fn offer(&mut self, cells: Vec<Cell>, scope: &str) -> Result<bool> {
+        let Some(id) = cells[0].as_str().map(str::to_string) else {
+            return Ok(false);
+        };
+        let hash = row_hash(&cells);
+        if let Some(o) = self.open.get_mut(&id) {
+            o.seen = true;
+            if o.hash == hash {
+                self.outcome.duplicates += 1;
+                return Ok(false);
             }
         }
-        if changed && observed_at < newest_change {
+        if self.observed_at < self.newest_change {
             return Err(Error::OutOfOrder {
-                table: self.current.name.clone(),
-                observed_at,
-                newest: newest_change,
+                table: self.table.current.name.clone(),
+                observed_at: self.observed_at,
+                newest: self.newest_change,
             });
         }
-        history.extend(additions);
-        history.sort_by(|a, b| (&a[0], &a[i_from]).cmp(&(&b[0], &b[i_from])));
+        let new = Open {
+            hash: hash.clone(),
+            scope: scope.to_string(),
+            valid_from: self.observed_at,
+            seen: true,
+        };
+        if let Some(old) = self.open.insert(id, new) {
+            self.to_close
+                .push((cells[0].as_str().unwrap_or_default().to_string(), old.hash));
+        }
+        let mut row = cells;
+        row.push(Cell::Ts(self.observed_at));
+        row.push(Cell::Null);
+        row.push(Cell::Str(hash));
+        row.push(Cell::Str(scope.to_string()));
+        self.additions.push(row);
+        self.outcome.stored += 1;
+        Ok(true)
+    }
 
-        if changed {
-            outcome.history_version =
-                Some(lake.overwrite(&self.history, &history, metadata).await?);
-        } else {
-            outcome.history_version = lake
-                .ensure(&self.history)
-                .await?
-                .version()
-                .map(|v| v as i64);
+    /// New versions waiting to be appended.
+    pub fn pending(&self) -> usize {
+        self.additions.len()
+    }
+
+    /// Appends the pending new versions to the history (one commit).
+    pub async fn flush(
+        &mut self,
+        lake: &Lake,
+        metadata: &HashMap<String, serde_json::Value>,
+    ) -> Result<()> {
+        if self.additions.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.additions);
+        lake.append(&self.table.history, &rows, metadata).await?;
+        self.wrote = true;
+        Ok(())
+    }
+
+    /// Ends the run: appends what is left, closes replaced and vanished versions in one
+    /// MERGE, and re-derives the current table when it disagrees with the history.
+    pub async fn finish(
+        mut self,
+        lake: &Lake,
+        complete_scopes: &BTreeSet<String>,
+        metadata: &HashMap<String, serde_json::Value>,
+    ) -> Result<MergeOutcome> {
+        self.flush(lake, metadata).await?;
+        if self.table.versioning == Versioning::Snapshot {
+            let vanished: Vec<String> = self
+                .open
+                .iter()
+                .filter(|(_, o)| !o.seen && complete_scopes.contains(&o.scope))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in vanished {
+                if let Some(o) = self.open.remove(&id) {
+                    self.to_close.push((id, o.hash));
+                    self.outcome.closed += 1;
+                }
+            }
+        }
+        if !self.to_close.is_empty() {
+            if self.observed_at < self.newest_change {
+                return Err(Error::OutOfOrder {
+                    table: self.table.current.name.clone(),
+                    observed_at: self.observed_at,
+                    newest: self.newest_change,
+                });
+            }
+            lake.close_versions(
+                &self.table.history.name,
+                &self.to_close,
+                self.observed_at,
+                metadata,
+            )
+            .await?;
+            self.wrote = true;
         }
 
-        // The current table is derived from history; rewrite it whenever it differs, which
-        // also repairs a crash between the two commits.
-        let mut current: Vec<Vec<Cell>> = history
-            .into_iter()
-            .filter(|r| r[i_to] == Cell::Null)
-            .map(|mut r| {
-                r.truncate(w + 1);
-                r
-            })
+        // The current table must hold exactly the open versions.
+        let wanted: HashSet<(&str, &str)> = self
+            .open
+            .iter()
+            .map(|(id, o)| (id.as_str(), o.hash.as_str()))
             .collect();
-        current.sort();
-        let mut stored_current = lake.read_rows(&self.current).await?;
-        stored_current.sort();
-        let exists = lake.version(&self.current.name).await?;
-        outcome.current_version = if stored_current != current || exists.is_none() {
-            drop(stored_current);
-            Some(lake.overwrite(&self.current, &current, metadata).await?)
-        } else {
+        let mut stored: HashSet<(String, String)> = HashSet::new();
+        let exists = lake.version(&self.table.current.name).await?;
+        if exists.is_some() {
+            lake.scan_sql(
+                &self.table.current.name,
+                &format!("select id, {ROW_HASH} from \"{}\"", self.table.current.name),
+                |v| {
+                    stored.insert((
+                        v[0].unwrap_or("").to_string(),
+                        v[1].unwrap_or("").to_string(),
+                    ));
+                },
+            )
+            .await?;
+        }
+        let same = exists.is_some()
+            && stored.len() == wanted.len()
+            && stored
+                .iter()
+                .all(|(a, b)| wanted.contains(&(a.as_str(), b.as_str())));
+        self.outcome.current_version = if same {
             exists
+        } else {
+            let columns: Vec<String> = self
+                .table
+                .current
+                .columns
+                .iter()
+                .map(|c| format!("\"{}\"", c.name))
+                .collect();
+            let sql = format!(
+                "select {} from \"{}\" where {VALID_TO} is null order by id",
+                columns.join(", "),
+                self.table.history.name
+            );
+            Some(
+                lake.overwrite_from_sql(
+                    &self.table.current,
+                    &self.table.history.name,
+                    &sql,
+                    metadata,
+                )
+                .await?,
+            )
         };
-        Ok(outcome)
+        Ok(self.outcome)
     }
+}
+
+/// The (id, row_hash) pairs to close, as a record batch for the MERGE source.
+pub(crate) fn close_batch(pairs: &[(String, String)]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new(ROW_HASH, DataType::Utf8, false),
+    ]));
+    let ids = StringArray::from_iter_values(pairs.iter().map(|(i, _)| i.as_str()));
+    let hashes = StringArray::from_iter_values(pairs.iter().map(|(_, h)| h.as_str()));
+    RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(hashes)]).map_err(|source| {
+        Error::Arrow {
+            table: "(versions to close)".into(),
+            source,
+        }
+    })
+}
+
+/// MERGE predicate and update for closing versions at `at` (UTC micros).
+pub(crate) fn close_expressions(
+    at: i64,
+) -> (
+    deltalake::datafusion::prelude::Expr,
+    deltalake::datafusion::prelude::Expr,
+) {
+    let predicate = col("target.id")
+        .eq(col("source.id"))
+        .and(col(format!("target.{ROW_HASH}")).eq(col(format!("source.{ROW_HASH}"))))
+        .and(col(format!("target.{VALID_TO}")).is_null());
+    let value = lit(ScalarValue::TimestampMicrosecond(
+        Some(at),
+        Some("UTC".into()),
+    ));
+    (predicate, value)
 }

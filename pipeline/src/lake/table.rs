@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
@@ -27,6 +28,10 @@ fn query_err(table: &str) -> impl FnOnce(deltalake::datafusion::error::DataFusio
         table,
         source: Box::new(e),
     }
+}
+
+fn commit_properties(metadata: &HashMap<String, serde_json::Value>) -> CommitProperties {
+    CommitProperties::default().with_metadata(metadata.iter().map(|(k, v)| (k.clone(), v.clone())))
 }
 
 /// Handle on the lake: opens tables by name.
@@ -112,12 +117,22 @@ impl Lake {
         mode: SaveMode,
         metadata: &HashMap<String, serde_json::Value>,
     ) -> Result<i64> {
-        let table = self.ensure(schema).await?;
         let batches = rows
             .chunks(64 * 1024)
             .map(|chunk| schema.to_batch(chunk))
             .collect::<Result<Vec<_>>>()?;
-        // An overwrite with no rows still needs one (empty) batch to carry the schema.
+        self.write_batches(schema, batches, mode, metadata).await
+    }
+
+    async fn write_batches(
+        &self,
+        schema: &TableSchema,
+        batches: Vec<RecordBatch>,
+        mode: SaveMode,
+        metadata: &HashMap<String, serde_json::Value>,
+    ) -> Result<i64> {
+        let table = self.ensure(schema).await?;
+        // A write with no rows still needs one (empty) batch to carry the schema.
         let batches = if batches.is_empty() {
             vec![schema.to_batch(&[])?]
         } else {
@@ -127,13 +142,71 @@ impl Lake {
             .write(batches)
             .with_save_mode(mode)
             .with_partition_columns(schema.partition_by.clone())
-            .with_commit_properties(
-                CommitProperties::default()
-                    .with_metadata(metadata.iter().map(|(k, v)| (k.clone(), v.clone()))),
-            )
+            .with_commit_properties(commit_properties(metadata))
             .await
             .map_err(delta_err(&schema.name, "writing to it"))?;
         Ok(table.version().map_or(0, |v| v as i64))
+    }
+
+    /// Replaces `target`'s contents with the result of `sql` over the table `source`
+    /// (one commit), returning the new version.
+    pub async fn overwrite_from_sql(
+        &self,
+        target: &TableSchema,
+        source: &str,
+        sql: &str,
+        metadata: &HashMap<String, serde_json::Value>,
+    ) -> Result<i64> {
+        let mut batches = Vec::new();
+        if let Some(ctx) = self.scan_context(source).await? {
+            let df = ctx.sql(sql).await.map_err(query_err(source))?;
+            for b in df.collect().await.map_err(query_err(source))? {
+                // Rebuild with the target's exact schema (DataFusion reads text as Utf8View).
+                let arrow_err = |source| Error::Arrow {
+                    table: target.name.clone(),
+                    source,
+                };
+                let schema = target.arrow();
+                let columns = b
+                    .columns()
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(c, f)| deltalake::arrow::compute::cast(c, f.data_type()))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(arrow_err)?;
+                let b = RecordBatch::try_new(schema, columns).map_err(arrow_err)?;
+                batches.push(b);
+            }
+        }
+        self.write_batches(target, batches, SaveMode::Overwrite, metadata)
+            .await
+    }
+
+    /// Sets `valid_to = at` on the open versions matching the (id, row_hash) pairs, in one
+    /// MERGE commit.
+    pub async fn close_versions(
+        &self,
+        table_name: &str,
+        pairs: &[(String, String)],
+        at: i64,
+        metadata: &HashMap<String, serde_json::Value>,
+    ) -> Result<()> {
+        let table = self.open(table_name).await?;
+        let batch = super::history::close_batch(pairs)?;
+        let source = SessionContext::new()
+            .read_batch(batch)
+            .map_err(query_err(table_name))?;
+        let (predicate, value) = super::history::close_expressions(at);
+        table
+            .merge(source, predicate)
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .when_matched_update(|u| u.update(super::history::VALID_TO, value))
+            .map_err(delta_err(table_name, "preparing a merge"))?
+            .with_commit_properties(commit_properties(metadata))
+            .await
+            .map_err(delta_err(table_name, "closing versions"))?;
+        Ok(())
     }
 
     /// Scans a whole table into rows of `schema`'s columns. A missing table is empty.
@@ -155,11 +228,24 @@ impl Lake {
         Ok(rows)
     }
 
-    /// Reads the given text columns of a table (e.g. ids for dedupe), calling `each` per row.
+    /// Reads the given columns of a table as text (e.g. ids for dedupe), calling `each` per row.
     pub async fn scan_strings(
         &self,
         table: &str,
         columns: &[&str],
+        each: impl FnMut(&[Option<&str>]),
+    ) -> Result<()> {
+        let cols: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+        let sql = format!("select {} from \"{table}\"", cols.join(", "));
+        self.scan_sql(table, &sql, each).await
+    }
+
+    /// Runs `sql` over the table (registered under its name) and streams every row's values
+    /// as text to `each`. A missing table yields no rows.
+    pub async fn scan_sql(
+        &self,
+        table: &str,
+        sql: &str,
         mut each: impl FnMut(&[Option<&str>]),
     ) -> Result<()> {
         use deltalake::arrow::array::{Array, AsArray};
@@ -170,12 +256,7 @@ impl Lake {
         let Some(ctx) = self.scan_context(table).await? else {
             return Ok(());
         };
-        let df = ctx
-            .table(table)
-            .await
-            .map_err(query_err(table))?
-            .select_columns(columns)
-            .map_err(query_err(table))?;
+        let df = ctx.sql(sql).await.map_err(query_err(table))?;
         let mut stream = df.execute_stream().await.map_err(query_err(table))?;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(query_err(table))?;
@@ -190,7 +271,7 @@ impl Lake {
                 })?;
             let strings: Vec<&deltalake::arrow::array::StringArray> =
                 arrays.iter().map(|a| a.as_string::<i32>()).collect();
-            let mut values: Vec<Option<&str>> = Vec::with_capacity(columns.len());
+            let mut values: Vec<Option<&str>> = Vec::with_capacity(strings.len());
             for row in 0..batch.num_rows() {
                 values.clear();
                 values.extend(
