@@ -85,7 +85,7 @@ pub struct IngestArgs {
     #[arg(long)]
     pub allow_rejects: bool,
     /// Audit events buffered per Delta commit.
-    #[arg(long, default_value_t = 25_000, value_name = "N")]
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub chunk_rows: usize,
 }
 

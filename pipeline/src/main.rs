@@ -14,8 +14,8 @@ fn init_logging(global: &cli::GlobalArgs) {
         // us as errors anyway.
         (q, _) if q > 0 => "error,deltalake_core=off,buoyant_kernel=off",
         (_, 0) => "warn,govlake=info,deltalake_core=off,buoyant_kernel=off",
-        (_, 1) => "warn,govlake=debug,deltalake_core=warn",
-        (_, 2) => "warn,govlake=trace,deltalake_core=debug",
+        (_, 1) => "warn,govlake=debug,deltalake_core=warn,buoyant_kernel=off",
+        (_, 2) => "warn,govlake=trace,deltalake_core=debug,buoyant_kernel=warn",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

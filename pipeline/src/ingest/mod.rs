@@ -53,7 +53,7 @@ impl Default for IngestSettings {
         Self {
             inputs: vec![],
             observed_at: None,
-            chunk_rows: 25_000,
+            chunk_rows: 10_000,
             max_record_bytes: 4 * 1024 * 1024,
         }
     }
@@ -152,7 +152,7 @@ enum Msg {
 const UNRESOLVED: &str = "(unresolved)";
 
 /// JSON bytes of raw records buffered before a commit.
-const RAW_BUFFER_BYTES: usize = 48 * 1024 * 1024;
+const RAW_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 
 /// A 128-bit key for dedupe sets (never stored).
 fn key128(parts: &[&str]) -> u128 {
@@ -336,6 +336,7 @@ struct Run<'a> {
     appends: BTreeMap<&'static str, AppendBuffer>,
     raw: AppendBuffer,
     raw_bytes: usize,
+    orphans: HashSet<u128>,
     rejects: Vec<Vec<Cell>>,
     reject_notes: Vec<RejectNote>,
     metadata: HashMap<String, Value>,
@@ -369,6 +370,7 @@ impl<'a> Run<'a> {
             complete_scopes: BTreeMap::new(),
             appends: BTreeMap::new(),
             raw_bytes: 0,
+            orphans: HashSet::new(),
             raw: AppendBuffer {
                 schema: bookkeeping::raw_schema(),
                 rows: vec![],
@@ -493,8 +495,22 @@ impl<'a> Run<'a> {
                 other => other,
             };
         }
-        self.object(spec, &value, source, &location, &r.parents, r.constant, 0)
-            .await
+        self.object(
+            spec, &value, source, &location, &r.parents, r.constant, 0, None,
+        )
+        .await?;
+        // Commit only between whole objects, so a crash never separates an event from some of
+        // its child rows. Raw rows carry whole JSON documents: bounded by bytes as well.
+        let full = self
+            .appends
+            .values()
+            .any(|b| b.rows.len() >= self.settings.chunk_rows)
+            || self.raw.rows.len() >= self.settings.chunk_rows
+            || self.raw_bytes >= RAW_BUFFER_BYTES;
+        if full {
+            self.flush_appends().await?;
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -507,6 +523,7 @@ impl<'a> Run<'a> {
         parents: &[String],
         constant: Option<&str>,
         position: usize,
+        parent_is_new: Option<bool>,
     ) -> Result<()> {
         let json = value.to_string();
         let record_id = value
@@ -542,6 +559,30 @@ impl<'a> Run<'a> {
         self.count(spec.table).fetched += 1;
         self.note_watermark(spec, &row);
 
+        // Append-only rows: a top-level object is new when its id is unknown; a child row is
+        // new when its parent is (unless a crash left the parent's children committed
+        // without the parent: those are "orphans" and already stored).
+        let is_new = match (spec.storage, &spec.key) {
+            (Storage::Append, spec::Key::Own) => {
+                let buf = self.append_buffer(spec).await?;
+                Some(
+                    buf.known
+                        .as_mut()
+                        .expect("top-level append")
+                        .insert(key128(&[&id])),
+                )
+            }
+            (Storage::Append, spec::Key::Composite(_)) => {
+                self.append_buffer(spec).await?;
+                let parent = parents.first().map_or("", String::as_str);
+                Some(
+                    parent_is_new == Some(true)
+                        && !self.orphans.contains(&key128(&[spec.table, parent])),
+                )
+            }
+            (Storage::Versioned(_), _) => None,
+        };
+
         // Nested lists feed their own tables; the parent's id leads their parents.
         let mut child_parents = Vec::with_capacity(parents.len() + 1);
         child_parents.push(id.clone());
@@ -565,6 +606,7 @@ impl<'a> Run<'a> {
                     &child_parents,
                     list.constant,
                     i + 1,
+                    is_new,
                 ))
                 .await?;
             }
@@ -595,16 +637,15 @@ impl<'a> Run<'a> {
                 }
             }
             Storage::Append => {
-                let buf = self.append_buffer(spec).await?;
-                let known = buf.known.as_mut().expect("loaded by append_buffer");
-                if known.insert(key128(&[&id])) {
-                    buf.rows.push(row);
+                if is_new == Some(true) {
+                    self.appends
+                        .get_mut(spec.table)
+                        .expect("created above")
+                        .rows
+                        .push(row);
                     self.count(spec.table).stored += 1;
                 } else {
                     self.count(spec.table).duplicates += 1;
-                }
-                if self.appends[spec.table].rows.len() >= self.settings.chunk_rows {
-                    self.flush_appends().await?;
                 }
             }
         }
@@ -640,20 +681,42 @@ impl<'a> Run<'a> {
     async fn append_buffer(&mut self, spec: &'static EntitySpec) -> Result<&mut AppendBuffer> {
         if !self.appends.contains_key(spec.table) {
             let schema = spec.append_schema().expect("append entity");
-            let mut known = HashSet::new();
-            self.lake
-                .scan_strings(spec.table, &["id"], |v| {
-                    if let Some(id) = v[0] {
-                        known.insert(key128(&[id]));
-                    }
-                })
-                .await?;
+            let mut known = None;
+            if spec.key == spec::Key::Own {
+                let mut ids = HashSet::new();
+                self.lake
+                    .scan_strings(spec.table, &["id"], |v| {
+                        if let Some(id) = v[0] {
+                            ids.insert(key128(&[id]));
+                        }
+                    })
+                    .await?;
+                // Child rows are deduped through their parent; find parents whose children a
+                // crash committed without the parent.
+                for list in &spec.children {
+                    let child = spec::entity(list.entity).expect("child entities exist");
+                    let Some(parent_col) = child.parent_column() else {
+                        continue;
+                    };
+                    let orphans = &mut self.orphans;
+                    self.lake
+                        .scan_strings(child.table, &[parent_col], |v| {
+                            if let Some(p) = v[0] {
+                                if !ids.contains(&key128(&[p])) {
+                                    orphans.insert(key128(&[child.table, p]));
+                                }
+                            }
+                        })
+                        .await?;
+                }
+                known = Some(ids);
+            }
             self.appends.insert(
                 spec.table,
                 AppendBuffer {
                     schema,
                     rows: vec![],
-                    known: Some(known),
+                    known,
                 },
             );
         }
@@ -699,10 +762,6 @@ impl<'a> Run<'a> {
             ]);
         } else {
             c.duplicates += 1;
-        }
-        // Raw rows carry whole JSON documents: bound the buffer by bytes as well as rows.
-        if self.raw.rows.len() >= self.settings.chunk_rows || self.raw_bytes >= RAW_BUFFER_BYTES {
-            self.flush_appends().await?;
         }
         Ok(())
     }

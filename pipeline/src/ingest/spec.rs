@@ -783,13 +783,18 @@ impl EntitySpec {
                 ty: c.ty(),
             })
             .collect();
-        if self.storage == Storage::Append {
+        if self.month_partitioned() {
             cols.push(Column {
                 name: MONTH_COLUMN.into(),
                 ty: ColumnType::Str,
             });
         }
         cols
+    }
+
+    /// Top-level append-only tables are partitioned by month; their child tables are not.
+    fn month_partitioned(&self) -> bool {
+        self.storage == Storage::Append && self.key == Key::Own
     }
 
     /// The versioned tables of a `Versioned` entity.
@@ -806,7 +811,11 @@ impl EntitySpec {
             Storage::Append => Some(TableSchema {
                 name: self.table.into(),
                 columns: self.lake_columns(),
-                partition_by: vec![MONTH_COLUMN.into()],
+                partition_by: if self.month_partitioned() {
+                    vec![MONTH_COLUMN.into()]
+                } else {
+                    vec![]
+                },
             }),
             Storage::Versioned(_) => None,
         }
@@ -883,7 +892,7 @@ impl EntitySpec {
                 return Err(format!("column `{r}` is required but empty"));
             }
         }
-        if self.storage == Storage::Append {
+        if self.month_partitioned() {
             let month = self
                 .columns
                 .iter()
@@ -897,6 +906,14 @@ impl EntitySpec {
             row.push(month.map_or(Cell::Str("unknown".into()), Cell::Str));
         }
         Ok(row)
+    }
+
+    /// The column holding the nearest parent's id (child tables).
+    pub fn parent_column(&self) -> Option<&str> {
+        self.columns
+            .iter()
+            .find(|c| c.sources.iter().any(|s| matches!(s, Source::Parent(0))))
+            .map(|c| c.name.as_str())
     }
 
     /// The nested lists of one object, with their entity.

@@ -128,7 +128,8 @@ impl VersionedTable {
             id = "id",
             t = self.history.name
         );
-        let mut open: HashMap<String, Open> = HashMap::new();
+        let mut open: HashMap<Box<str>, Open> = HashMap::new();
+        let mut scopes = Scopes::default();
         let mut stale = Vec::new();
         let mut newest_change = i64::MIN;
         lake.scan_sql(&self.history.name, &sql, |v| {
@@ -142,22 +143,22 @@ impl VersionedTable {
                 return;
             };
             let entry = Open {
-                hash: hash.to_string(),
-                scope: v[2].unwrap_or("").to_string(),
+                hash: hash_bits(hash),
+                scope: scopes.intern(v[2].unwrap_or("")),
                 valid_from: from,
                 seen: false,
             };
             // Two open versions of one id are a crash's leftovers: the newest stays open.
             match open.get(id) {
-                Some(o) if (o.valid_from, &o.hash) >= (from, &entry.hash) => {
-                    stale.push((id.to_string(), entry.hash))
+                Some(o) if (o.valid_from, o.hash) >= (from, entry.hash) => {
+                    stale.push((id.to_string(), hash.to_string()))
                 }
                 Some(o) => {
-                    stale.push((id.to_string(), o.hash.clone()));
-                    open.insert(id.to_string(), entry);
+                    stale.push((id.to_string(), hash_hex(o.hash)));
+                    open.insert(id.into(), entry);
                 }
                 None => {
-                    open.insert(id.to_string(), entry);
+                    open.insert(id.into(), entry);
                 }
             }
         })
@@ -166,6 +167,7 @@ impl VersionedTable {
             table: self.clone(),
             observed_at,
             open,
+            scopes,
             to_close: stale,
             additions: Vec::new(),
             newest_change,
@@ -175,12 +177,40 @@ impl VersionedTable {
     }
 }
 
+/// An open version in the run's index: kept small, there is one per object.
 #[derive(Debug)]
 struct Open {
-    hash: String,
-    scope: String,
+    hash: u128,
+    scope: u32,
     valid_from: i64,
     seen: bool,
+}
+
+fn hash_bits(hex: &str) -> u128 {
+    u128::from_str_radix(hex, 16).unwrap_or(0)
+}
+
+fn hash_hex(bits: u128) -> String {
+    format!("{bits:032x}")
+}
+
+/// Snapshot scopes, interned (most rows share a handful).
+#[derive(Debug, Default)]
+struct Scopes {
+    names: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Scopes {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(s.to_string());
+        self.index.insert(s.to_string(), i);
+        i
+    }
 }
 
 /// One entity's merge during a run.
@@ -188,7 +218,8 @@ struct Open {
 pub struct VersionMerge {
     table: VersionedTable,
     observed_at: i64,
-    open: HashMap<String, Open>,
+    open: HashMap<Box<str>, Open>,
+    scopes: Scopes,
     to_close: Vec<(String, String)>,
     additions: Vec<Vec<Cell>>,
     newest_change: i64,
@@ -203,9 +234,10 @@ impl VersionMerge {
             return Ok(false);
         };
         let hash = row_hash(&cells);
-        if let Some(o) = self.open.get_mut(&id) {
+        let bits = hash_bits(&hash);
+        if let Some(o) = self.open.get_mut(id.as_str()) {
             o.seen = true;
-            if o.hash == hash {
+            if o.hash == bits {
                 self.outcome.duplicates += 1;
                 return Ok(false);
             }
@@ -218,14 +250,13 @@ impl VersionMerge {
             });
         }
         let new = Open {
-            hash: hash.clone(),
-            scope: scope.to_string(),
+            hash: bits,
+            scope: self.scopes.intern(scope),
             valid_from: self.observed_at,
             seen: true,
         };
-        if let Some(old) = self.open.insert(id, new) {
-            self.to_close
-                .push((cells[0].as_str().unwrap_or_default().to_string(), old.hash));
+        if let Some(old) = self.open.insert(id.as_str().into(), new) {
+            self.to_close.push((id, hash_hex(old.hash)));
         }
         let mut row = cells;
         row.push(Cell::Ts(self.observed_at));
@@ -267,15 +298,19 @@ impl VersionMerge {
     ) -> Result<MergeOutcome> {
         self.flush(lake, metadata).await?;
         if self.table.versioning == Versioning::Snapshot {
-            let vanished: Vec<String> = self
+            let complete: HashSet<u32> = complete_scopes
+                .iter()
+                .filter_map(|s| self.scopes.index.get(s).copied())
+                .collect();
+            let vanished: Vec<Box<str>> = self
                 .open
                 .iter()
-                .filter(|(_, o)| !o.seen && complete_scopes.contains(&o.scope))
+                .filter(|(_, o)| !o.seen && complete.contains(&o.scope))
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in vanished {
                 if let Some(o) = self.open.remove(&id) {
-                    self.to_close.push((id, o.hash));
+                    self.to_close.push((id.into(), hash_hex(o.hash)));
                     self.outcome.closed += 1;
                 }
             }
@@ -299,12 +334,9 @@ impl VersionMerge {
         }
 
         // The current table must hold exactly the open versions.
-        let wanted: HashSet<(&str, &str)> = self
-            .open
-            .iter()
-            .map(|(id, o)| (id.as_str(), o.hash.as_str()))
-            .collect();
-        let mut stored: HashSet<(String, String)> = HashSet::new();
+        let wanted: HashSet<(&str, u128)> =
+            self.open.iter().map(|(id, o)| (&**id, o.hash)).collect();
+        let mut stored: HashSet<(String, u128)> = HashSet::new();
         let exists = lake.version(&self.table.current.name).await?;
         if exists.is_some() {
             lake.scan_sql(
@@ -313,7 +345,7 @@ impl VersionMerge {
                 |v| {
                     stored.insert((
                         v[0].unwrap_or("").to_string(),
-                        v[1].unwrap_or("").to_string(),
+                        hash_bits(v[1].unwrap_or("")),
                     ));
                 },
             )
@@ -323,7 +355,7 @@ impl VersionMerge {
             && stored.len() == wanted.len()
             && stored
                 .iter()
-                .all(|(a, b)| wanted.contains(&(a.as_str(), b.as_str())));
+                .all(|(a, b)| wanted.contains(&(a.as_str(), *b)));
         self.outcome.current_version = if same {
             exists
         } else {

@@ -174,3 +174,21 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Asserts two lakes hold the same rows, naming the first table that differs.
+pub fn assert_same_lake(a: &Path, b: &Path) {
+    let (da, db) = (dump(a), dump(b));
+    let names = |d: &[(String, Vec<String>)]| d.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&da), names(&db), "the lakes hold different tables");
+    for ((name, ra), (_, rb)) in da.iter().zip(&db) {
+        if ra != rb {
+            let only_a: Vec<_> = ra.iter().filter(|r| !rb.contains(r)).take(3).collect();
+            let only_b: Vec<_> = rb.iter().filter(|r| !ra.contains(r)).take(3).collect();
+            panic!(
+                "table `{name}` differs: {} vs {} rows\nonly in the first:\n{only_a:#?}\nonly in the second:\n{only_b:#?}",
+                ra.len(),
+                rb.len()
+            );
+        }
+    }
+}
