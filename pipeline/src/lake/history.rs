@@ -364,10 +364,14 @@ impl VersionMerge {
                 .current
                 .columns
                 .iter()
-                .map(|c| format!("\"{}\"", c.name))
+                // Text is read back as Utf8View; the table stores Utf8.
+                .map(|c| match c.ty {
+                    ColumnType::Str => format!("arrow_cast(\"{0}\", 'Utf8') as \"{0}\"", c.name),
+                    _ => format!("\"{}\"", c.name),
+                })
                 .collect();
             let sql = format!(
-                "select {} from \"{}\" where {VALID_TO} is null order by id",
+                "select {} from \"{}\" where {VALID_TO} is null",
                 columns.join(", "),
                 self.table.history.name
             );

@@ -2,6 +2,7 @@
 //! reading them back with DataFusion over the same object store.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
@@ -149,7 +150,8 @@ impl Lake {
     }
 
     /// Replaces `target`'s contents with the result of `sql` over the table `source`
-    /// (one commit), returning the new version.
+    /// (one commit), returning the new version. The query streams into the writer, so the
+    /// result never sits in memory whole.
     pub async fn overwrite_from_sql(
         &self,
         target: &TableSchema,
@@ -157,29 +159,27 @@ impl Lake {
         sql: &str,
         metadata: &HashMap<String, serde_json::Value>,
     ) -> Result<i64> {
-        let mut batches = Vec::new();
-        if let Some(ctx) = self.scan_context(source).await? {
-            let df = ctx.sql(sql).await.map_err(query_err(source))?;
-            for b in df.collect().await.map_err(query_err(source))? {
-                // Rebuild with the target's exact schema (DataFusion reads text as Utf8View).
-                let arrow_err = |source| Error::Arrow {
-                    table: target.name.clone(),
-                    source,
-                };
-                let schema = target.arrow();
-                let columns = b
-                    .columns()
-                    .iter()
-                    .zip(schema.fields())
-                    .map(|(c, f)| deltalake::arrow::compute::cast(c, f.data_type()))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(arrow_err)?;
-                let b = RecordBatch::try_new(schema, columns).map_err(arrow_err)?;
-                batches.push(b);
-            }
-        }
-        self.write_batches(target, batches, SaveMode::Overwrite, metadata)
+        let Some(ctx) = self.scan_context(source).await? else {
+            return self
+                .write_batches(target, vec![], SaveMode::Overwrite, metadata)
+                .await;
+        };
+        let plan = ctx
+            .sql(sql)
             .await
+            .map_err(query_err(source))?
+            .logical_plan()
+            .clone();
+        let table = self.ensure(target).await?;
+        let table = table
+            .write(vec![])
+            .with_input_plan(plan)
+            .with_session_state(Arc::new(ctx.state()))
+            .with_save_mode(SaveMode::Overwrite)
+            .with_commit_properties(commit_properties(metadata))
+            .await
+            .map_err(delta_err(&target.name, "rewriting it"))?;
+        Ok(table.version().map_or(0, |v| v as i64))
     }
 
     /// Sets `valid_to = at` on the open versions matching the (id, row_hash) pairs, in one
@@ -291,7 +291,8 @@ impl Lake {
         if table.version().is_none() {
             return Ok(None);
         }
-        let ctx = SessionContext::new();
+        // delta-rs' session carries the planner its writes need (overwrite_from_sql).
+        let ctx: SessionContext = deltalake::delta_datafusion::create_session().into_inner();
         table
             .update_datafusion_session(&ctx.state())
             .map_err(delta_err(name, "registering its store"))?;
