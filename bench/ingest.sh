@@ -11,9 +11,13 @@ dir=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 BIN="target/$dir/govlake"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-"$BIN" generate --users "$USERS" --seed 1 --out "$WORK/tenant"
-du -sh "$WORK/tenant"
-/usr/bin/time -v -o "$WORK/time.txt" "$BIN" --lake "$WORK/lake" --no-progress ingest --from "$WORK/tenant" | tail -n 4
+TENANT="${TENANT:-}"   # reuse a generated tenant folder instead of generating one
+if [ -z "$TENANT" ]; then
+  TENANT="$WORK/tenant"
+  "$BIN" generate --users "$USERS" --seed 1 --out "$TENANT"
+fi
+du -sh "$TENANT"
+/usr/bin/time -v -o "$WORK/time.txt" "$BIN" --lake "$WORK/lake" --no-progress ingest --from "$TENANT" | tail -n 4
 rss_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time.txt")
 echo "peak RSS: $((rss_kb / 1024)) MiB (goal: under 1024 MiB)"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; profile $PROFILE"

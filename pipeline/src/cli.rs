@@ -67,6 +67,45 @@ pub enum Command {
     Demo(DemoArgs),
     /// Write a synthetic tenant in export-directory form (the sample tenant's shape, any size).
     Generate(GenerateArgs),
+    /// Read-only SQL over the lake, with the governance views of queries/*.sql registered.
+    Sql(SqlArgs),
+}
+
+/// `govlake sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The SQL to run.
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    pub command: Option<String>,
+    /// A file holding the SQL to run (e.g. queries/access_as_of.sql).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Bind a named parameter (`$name` in the SQL) to a value; repeatable. Values are bound,
+    /// never pasted into the SQL.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// How to print the result on stdout.
+    #[arg(long = "output", short = 'o', value_enum, default_value_t = SqlFormat::Table)]
+    pub output: SqlFormat,
+    /// Read the views from this folder instead of the embedded queries/.
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+    /// List tables and views with their descriptions.
+    #[arg(long)]
+    pub list: bool,
+}
+
+/// Result formats of `govlake sql`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqlFormat {
+    /// An aligned table.
+    Table,
+    /// CSV (RFC 4180), cells that a spreadsheet would run as formulas prefixed with `'`.
+    Csv,
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
 }
 
 /// `govlake ingest`.

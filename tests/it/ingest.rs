@@ -486,3 +486,31 @@ fn missing_input_is_an_error_naming_the_path() {
     assert!(r.stderr.contains("/nonexistent/export"), "{}", r.stderr);
     assert_eq!(r.json()["status"], "error");
 }
+
+#[test]
+fn a_quarantined_record_does_not_count_as_vanished() {
+    let lake = tempfile::tempdir().unwrap();
+    assert_eq!(ingest(lake.path(), &[&sample_data()], &[]).code, 0);
+    let later = tempfile::tempdir().unwrap();
+    let page = sample_data().join("entitlementManagement/assignments/assignments-0001.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(page).unwrap()).unwrap();
+    let values = doc["value"].as_array_mut().unwrap();
+    values[0]["expiredDateTime"] = serde_json::json!({"drifted": true});
+    let broken = values[0]["id"].as_str().unwrap().to_string();
+    let kept = values[1]["id"].as_str().unwrap().to_string();
+    std::fs::write(later.path().join("assignments.json"), doc.to_string()).unwrap();
+    let r = ingest(
+        lake.path(),
+        &[later.path()],
+        &["--observed-at", "2026-10-08T06:00:00Z"],
+    );
+    assert_eq!(r.code, 1, "the drifted record is rejected: {}", r.stdout);
+    assert_eq!(
+        sql(
+            lake.path(),
+            &format!("select count(*) from assignments where id in ('{broken}', '{kept}')")
+        ),
+        ["2"]
+    );
+}

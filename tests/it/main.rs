@@ -4,4 +4,5 @@
 mod common;
 mod generate;
 mod ingest;
+mod sql;
 mod tables;

@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod generate;
 pub mod ingest;
+pub mod sql;
 pub mod tables;
 
 use std::process::ExitCode;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Tables => tables::run(&cli.global, &printer).await,
         Command::Demo(ref args) => demo::run(&cli.global, args, &printer).await,
         Command::Generate(ref args) => generate::run(args, &printer),
+        Command::Sql(ref args) => sql::run(&cli.global, args, &printer).await,
     }
 }
 

@@ -337,6 +337,8 @@ struct Run<'a> {
     raw: AppendBuffer,
     raw_bytes: usize,
     orphans: HashSet<u128>,
+    /// Ids of quarantined records, per table: a rejected object did not vanish.
+    rejected_ids: BTreeMap<String, Vec<String>>,
     rejects: Vec<Vec<Cell>>,
     reject_notes: Vec<RejectNote>,
     metadata: HashMap<String, Value>,
@@ -371,6 +373,7 @@ impl<'a> Run<'a> {
             appends: BTreeMap::new(),
             raw_bytes: 0,
             orphans: HashSet::new(),
+            rejected_ids: BTreeMap::new(),
             raw: AppendBuffer {
                 schema: bookkeeping::raw_schema(),
                 rows: vec![],
@@ -413,6 +416,12 @@ impl<'a> Run<'a> {
         let c = self.count(entity);
         c.fetched += 1;
         c.rejected += 1;
+        if let Some(id) = record_id {
+            self.rejected_ids
+                .entry(entity.to_string())
+                .or_default()
+                .push(id.to_string());
+        }
         let raw = truncate(raw, 64 * 1024);
         let mut h = Sha256::new();
         for part in [source, location, entity, &reason, &raw] {
@@ -799,10 +808,13 @@ impl<'a> Run<'a> {
             match (spec.versioned(), spec.append_schema()) {
                 (Some(v), _) => {
                     let scopes = self.complete_scopes.remove(spec.table).unwrap_or_default();
-                    let merge = match self.versioned.remove(spec.table) {
+                    let mut merge = match self.versioned.remove(spec.table) {
                         Some(m) => m,
                         None => v.begin(self.lake, self.observed_at).await?,
                     };
+                    for id in self.rejected_ids.get(spec.table).into_iter().flatten() {
+                        merge.mark_seen(id);
+                    }
                     let outcome = merge.finish(self.lake, &scopes, &self.metadata).await?;
                     let c = self.count(spec.table);
                     c.stored += outcome.stored;

@@ -268,6 +268,14 @@ impl VersionMerge {
         Ok(true)
     }
 
+    /// Marks an object as present in this run without a new version (its record was
+    /// quarantined), so a complete snapshot does not close it.
+    pub fn mark_seen(&mut self, id: &str) {
+        if let Some(o) = self.open.get_mut(id) {
+            o.seen = true;
+        }
+    }
+
     /// New versions waiting to be appended.
     pub fn pending(&self) -> usize {
         self.additions.len()

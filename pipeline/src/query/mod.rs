@@ -1,5 +1,7 @@
 //! Stage 3, query: a DataFusion session over the lake, with every lake table registered
-//! under its name. (The governance views of `queries/*.sql` build on this.)
+//! under its name; `views` adds the governance views of `queries/*.sql`.
+
+pub mod views;
 
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 

@@ -1,0 +1,296 @@
+//! `govlake sql`: read-only SQL over the lake, with the governance views registered and
+//! parameters bound as values (never formatted into the SQL).
+
+use std::io::Write as _;
+
+use anyhow::{Context as _, bail};
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::DataType;
+use deltalake::datafusion::execution::context::SQLOptions;
+use deltalake::datafusion::scalar::ScalarValue;
+use govlake::query::views::{self, QueryFile};
+
+use super::{ExitStatus, Printer, open_lake};
+use crate::cli::{GlobalArgs, SqlArgs, SqlFormat};
+
+/// Runs `govlake sql`.
+pub async fn run(
+    global: &GlobalArgs,
+    args: &SqlArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
+    let files = match &args.queries {
+        Some(dir) => views::load_dir(dir)
+            .with_context(|| format!("Cannot read queries from `{}`", dir.display()))?,
+        None => views::embedded(),
+    };
+    let lake = open_lake(global, "govlake-data")?;
+    let ctx = govlake::query::session(&lake).await?;
+    let registered = views::register(&ctx, &files).await?;
+
+    if args.list {
+        return list(&ctx, &files, &registered, printer).await;
+    }
+    let output = match (printer.format, args.output) {
+        (crate::cli::OutputFormat::Json, SqlFormat::Table) => SqlFormat::Json,
+        (_, o) => o,
+    };
+    let params = parse_params(&args.params)?;
+    let sql = match (&args.command, &args.file) {
+        (Some(c), None) => c.clone(),
+        (None, Some(f)) => {
+            std::fs::read_to_string(f).with_context(|| format!("Cannot read `{}`", f.display()))?
+        }
+        (Some(_), Some(_)) => bail!("Give either `-c` or `-f`, not both"),
+        (None, None) => {
+            use std::io::IsTerminal as _;
+            if std::io::stdin().is_terminal() {
+                return prompt(&ctx, &params, output, printer).await;
+            }
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("Cannot read SQL from stdin")?;
+            text
+        }
+    };
+    run_one(&ctx, &sql, &params, output, printer).await?;
+    Ok(ExitStatus::Success)
+}
+
+fn parse_params(raw: &[String]) -> anyhow::Result<Vec<(String, ScalarValue)>> {
+    let mut params = Vec::new();
+    for p in raw {
+        let Some((k, v)) = p.split_once('=') else {
+            bail!("`--param {p}` is not of the form name=value");
+        };
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!("`--param {p}`: `{k}` is not a parameter name (letters, digits, _)");
+        }
+        params.push((k.to_string(), ScalarValue::Utf8(Some(v.to_string()))));
+    }
+    Ok(params)
+}
+
+/// Runs one read-only statement and prints its result on stdout.
+async fn run_one(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    sql: &str,
+    params: &[(String, ScalarValue)],
+    output: SqlFormat,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let needed = QueryFile {
+        name: String::new(),
+        sql: sql.to_string(),
+    }
+    .parameters();
+    for n in &needed {
+        if !params.iter().any(|(k, _)| k == n) {
+            bail!("The query needs `--param {n}=…`");
+        }
+    }
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx
+        .sql_with_options(sql.trim().trim_end_matches(';'), options)
+        .await
+        .context("The query was refused or does not plan (govlake sql is read-only: no DDL, DML, COPY or SET)")?;
+    let used: Vec<(String, ScalarValue)> = params
+        .iter()
+        .filter(|(k, _)| needed.contains(k))
+        .cloned()
+        .collect();
+    let df = if used.is_empty() {
+        df
+    } else {
+        df.with_param_values(used)
+            .context("Cannot bind the parameters")?
+    };
+    let columns: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let batches = df.collect().await.context("The query failed")?;
+    let mut out = std::io::stdout().lock();
+    match output {
+        SqlFormat::Table => {
+            writeln!(
+                out,
+                "{}",
+                deltalake::arrow::util::pretty::pretty_format_batches(&batches)?
+            )?;
+            if printer.quiet == 0 {
+                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                eprintln!("{rows} row(s)");
+            }
+        }
+        SqlFormat::Csv => write_csv(&mut out, &columns, &batches)?,
+        SqlFormat::Json => {
+            let mut w = deltalake::arrow::json::ArrayWriter::new(&mut out);
+            w.write_batches(&batches.iter().collect::<Vec<_>>())?;
+            w.finish()?;
+            writeln!(out)?;
+        }
+        SqlFormat::Ndjson => {
+            let mut w = deltalake::arrow::json::LineDelimitedWriter::new(&mut out);
+            w.write_batches(&batches.iter().collect::<Vec<_>>())?;
+            w.finish()?;
+        }
+    }
+    Ok(())
+}
+
+/// A line prompt on a terminal: statements end with `;`; `\q` or end of input quits.
+/// Errors are printed and the prompt goes on.
+async fn prompt(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    params: &[(String, ScalarValue)],
+    output: SqlFormat,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
+    use std::io::BufRead as _;
+    eprintln!(
+        "govlake sql — read-only. End statements with `;`, `\\q` to quit. Try `select * from sod_violations;`"
+    );
+    let mut buffer = String::new();
+    let stdin = std::io::stdin();
+    eprint!("govlake> ");
+    for line in stdin.lock().lines() {
+        let line = line?;
+        if buffer.is_empty() && line.trim() == "\\q" {
+            break;
+        }
+        buffer.push_str(&line);
+        buffer.push('\n');
+        if line.trim_end().ends_with(';') {
+            if let Err(e) = run_one(ctx, &buffer, params, output, printer).await {
+                eprintln!("error: {e}");
+                for cause in e.chain().skip(1) {
+                    eprintln!("  Caused by: {cause}");
+                }
+            }
+            buffer.clear();
+            eprint!("govlake> ");
+        } else {
+            eprint!("    ...> ");
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+async fn list(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    files: &[QueryFile],
+    registered: &[String],
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for name in govlake::query::table_names() {
+        if ctx.table_exist(name.as_str())? {
+            let about = govlake::ingest::spec::ENTITIES
+                .iter()
+                .find(|e| e.table == name || format!("{}_history", e.table) == name)
+                .map_or("govlake bookkeeping", |e| e.about);
+            rows.push(vec![name.clone(), "table".into(), about.into()]);
+        }
+    }
+    for f in files {
+        let kind = if registered.contains(&f.name) {
+            "view".to_string()
+        } else if f.parameters().is_empty() {
+            "view (unavailable: the lake lacks a table it reads)".to_string()
+        } else {
+            format!(
+                "query: govlake sql -f queries/{}.sql --param {}",
+                f.name,
+                f.parameters().join("=… --param ") + "=…"
+            )
+        };
+        rows.push(vec![f.name.clone(), kind, f.description()]);
+    }
+    if printer.format == crate::cli::OutputFormat::Json {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|r| serde_json::json!({"name": r[0], "kind": r[1], "description": r[2]}))
+            .collect();
+        printer.json("sql", "ok", &items)?;
+    } else {
+        print!(
+            "{}",
+            super::text_table(&["name", "kind", "description"], &rows)
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// A cell a spreadsheet would run as a formula gets a leading `'`.
+pub fn guard_csv_cell(s: &str) -> String {
+    let trimmed = s.trim_start_matches(' ');
+    let risky = matches!(
+        trimmed.chars().next(),
+        Some('=' | '+' | '-' | '@' | '\t' | '\r' | '\0')
+    ) || matches!(s.chars().next(), Some('\t' | '\r' | '\0'));
+    let s = if risky {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+fn write_csv(
+    out: &mut impl std::io::Write,
+    columns: &[String],
+    batches: &[RecordBatch],
+) -> anyhow::Result<()> {
+    let header: Vec<String> = columns.iter().map(|c| guard_csv_cell(c)).collect();
+    writeln!(out, "{}", header.join(","))?;
+    for b in batches {
+        let cols = b
+            .columns()
+            .iter()
+            .map(|c| cast(c, &DataType::Utf8))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cols: Vec<_> = cols.iter().map(|c| c.as_string::<i32>().clone()).collect();
+        for row in 0..b.num_rows() {
+            let cells: Vec<String> = cols
+                .iter()
+                .map(|c| {
+                    if c.is_null(row) {
+                        String::new()
+                    } else {
+                        guard_csv_cell(c.value(row))
+                    }
+                })
+                .collect();
+            writeln!(out, "{}", cells.join(","))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guard_csv_cell;
+
+    #[test]
+    fn formulas_are_neutralised_and_cells_quoted() {
+        assert_eq!(
+            guard_csv_cell("=HYPERLINK(\"x\")"),
+            "\"'=HYPERLINK(\"\"x\"\")\""
+        );
+        assert_eq!(guard_csv_cell("  +cmd"), "'  +cmd");
+        assert_eq!(guard_csv_cell("-1"), "'-1");
+        assert_eq!(guard_csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(guard_csv_cell("plain"), "plain");
+    }
+}

@@ -1,0 +1,173 @@
+//! The governance queries of `queries/*.sql`: embedded in the binary (a directory given with
+//! `--queries` replaces them), each file one query whose leading comment says which auditor
+//! question it answers. Files without parameters are registered as views of the same name in
+//! every session; files with `$name` parameters are run with `govlake sql -f` and `--param`.
+
+use std::path::Path;
+
+use deltalake::datafusion::prelude::SessionContext;
+
+use crate::lake::{Error, Result};
+
+/// One query file.
+#[derive(Debug, Clone)]
+pub struct QueryFile {
+    /// View name (the file stem).
+    pub name: String,
+    /// The SQL, comments included.
+    pub sql: String,
+}
+
+macro_rules! embedded {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../../queries/", $name, ".sql")))),*]
+    };
+}
+
+/// The queries shipped in `queries/`, in a fixed order.
+const EMBEDDED: &[(&str, &str)] = embedded![
+    "approval_trail",
+    "recertification_coverage",
+    "sod_violations",
+    "sod_group_violations",
+    "expiration_compliance",
+    "policy_findings",
+    "access_as_of",
+    "approval_latency",
+    "direct_admin_grants",
+    "external_access",
+];
+
+impl QueryFile {
+    /// The first line of the leading comment (`name: what it answers`), without the name.
+    pub fn description(&self) -> String {
+        let first = self
+            .sql
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("--"))
+            .unwrap_or("")
+            .trim();
+        first.split_once(": ").map_or(first, |(_, d)| d).to_string()
+    }
+
+    /// Named parameters (`$as_of`) the query needs, in order of first use.
+    pub fn parameters(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for line in self.sql.lines() {
+            let code = line.split("--").next().unwrap_or("");
+            let mut rest = code;
+            while let Some(i) = rest.find('$') {
+                let name: String = rest[i + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty()
+                    && !name.chars().all(|c| c.is_ascii_digit())
+                    && !out.contains(&name)
+                {
+                    out.push(name.clone());
+                }
+                rest = &rest[i + 1 + name.len()..];
+            }
+        }
+        out
+    }
+}
+
+/// The embedded queries.
+pub fn embedded() -> Vec<QueryFile> {
+    EMBEDDED
+        .iter()
+        .map(|(n, s)| QueryFile {
+            name: (*n).into(),
+            sql: (*s).into(),
+        })
+        .collect()
+}
+
+/// Loads `*.sql` from a folder (sorted by name).
+pub fn load_dir(dir: &Path) -> std::io::Result<Vec<QueryFile>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "sql") {
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            files.push(QueryFile {
+                name,
+                sql: std::fs::read_to_string(&path)?,
+            });
+        }
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+/// Registers every parameterless query as a view. Views may use earlier ones (order: the
+/// list's); a view over a table the lake does not have yet is skipped, not an error.
+pub async fn register(ctx: &SessionContext, files: &[QueryFile]) -> Result<Vec<String>> {
+    let mut registered = Vec::new();
+    for f in files.iter().filter(|f| f.parameters().is_empty()) {
+        let body = f.sql.trim().trim_end_matches(';');
+        let create = format!("CREATE OR REPLACE VIEW \"{}\" AS {body}", f.name);
+        match ctx.sql(&create).await {
+            Ok(df) => {
+                df.collect().await.map_err(|e| Error::Query {
+                    table: f.name.clone(),
+                    source: Box::new(e),
+                })?;
+                registered.push(f.name.clone());
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if text.contains("not found") && text.contains("table") {
+                    tracing::debug!(view = %f.name, error = %text, "View skipped: the lake lacks a table it reads.");
+                    continue;
+                }
+                return Err(Error::Query {
+                    table: f.name.clone(),
+                    source: Box::new(e),
+                });
+            }
+        }
+    }
+    Ok(registered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_in_queries_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("queries");
+        let on_disk: Vec<String> = load_dir(&dir)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        let mut embedded: Vec<String> = embedded().into_iter().map(|f| f.name).collect();
+        embedded.sort();
+        assert_eq!(
+            on_disk, embedded,
+            "add new queries/*.sql files to EMBEDDED in query/views.rs"
+        );
+    }
+
+    #[test]
+    fn parameters_and_descriptions_are_read_from_the_file() {
+        let q = embedded()
+            .into_iter()
+            .find(|q| q.name == "access_as_of")
+            .unwrap();
+        assert_eq!(q.parameters(), ["as_of"]);
+        assert!(q.description().starts_with("who held each access package"));
+        let s = embedded()
+            .into_iter()
+            .find(|q| q.name == "sod_violations")
+            .unwrap();
+        assert!(s.parameters().is_empty());
+    }
+}

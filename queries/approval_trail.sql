@@ -1,0 +1,73 @@
+-- approval_trail: every step of every access package request, who acted, when and why.
+--
+-- Answers: "For each grant of Financial Analyst - Standard, who approved it and why?"
+-- One row per request step, rebuilt from the audit log (app-only Graph access cannot read
+-- approval stages): submitted, approved (stage n), escalated, denied, timed out,
+-- auto-approved, fulfilled, removed, custom extension.
+-- Link rule (the one place it lives): an audit event belongs to a request when one of its
+--   target resources of type AccessPackageAssignmentRequest carries the request id, else
+--   when its additionalDetails key RequestId does.
+-- Columns: request_id, request_type, requestor_principal_name, target_object_id,
+--   access_package_id, access_package_name, assignment_policy_id, created_date_time,
+--   completed_date_time, request_state, requestor_justification, step, stage, actor,
+--   step_time, step_justification, external_correlation_id, self_approved.
+-- Caveats: requests older than Graph's 3-month retention are kept only if govlake captured
+--   them; audit events older than 30 days only if captured or backfilled.
+WITH linked AS (
+    SELECT DISTINCT e.id AS event_id, t.target_id AS request_id
+    FROM audit_events e
+    JOIN audit_event_target_resources t ON t.audit_event_id = e.id
+    WHERE t.type = 'AccessPackageAssignmentRequest'
+    UNION
+    SELECT DISTINCT d.audit_event_id AS event_id, d.value AS request_id
+    FROM audit_event_additional_details d
+    WHERE d.key = 'RequestId'
+),
+details AS (
+    SELECT
+        audit_event_id,
+        max(CASE WHEN key = 'ApprovalStage' THEN value END) AS stage,
+        max(CASE WHEN key = 'Justification' THEN value END) AS justification,
+        max(CASE WHEN key = 'ExternalCorrelationId' THEN value END) AS external_correlation_id,
+        max(CASE WHEN key = 'Escalation' THEN value END) AS escalation
+    FROM audit_event_additional_details
+    GROUP BY audit_event_id
+)
+SELECT
+    r.id AS request_id,
+    r.request_type,
+    r.requestor_principal_name,
+    r.assignment_target_object_id AS target_object_id,
+    r.access_package_id,
+    r.access_package_display_name AS access_package_name,
+    r.assignment_policy_id,
+    r.created_date_time,
+    r.completed_date_time,
+    r.state AS request_state,
+    r.justification AS requestor_justification,
+    CASE
+        WHEN e.activity_display_name IN ('User requests access package assignment',
+            'Administrator directly assigns user to access package') THEN 'submitted'
+        WHEN e.activity_display_name = 'Approve access package assignment request' THEN 'approved'
+        WHEN e.activity_display_name = 'Deny access package assignment request' THEN 'denied'
+        WHEN e.activity_display_name = 'Auto approve access package assignment request' THEN 'auto-approved'
+        WHEN e.activity_display_name LIKE '%timed out%' THEN 'timed out'
+        WHEN e.activity_display_name = 'Add approver to request approval' AND d.escalation = 'true' THEN 'escalated'
+        WHEN e.activity_display_name LIKE 'Fulfill access package%' THEN 'fulfilled'
+        WHEN e.activity_display_name LIKE '%removes access package assignment%'
+          OR e.activity_display_name LIKE 'Remove access package assignment%' THEN 'removed'
+        WHEN e.activity_display_name = 'Execute custom extension' THEN 'custom extension'
+        ELSE e.activity_display_name
+    END AS step,
+    d.stage,
+    coalesce(e.initiated_by_user_user_principal_name, e.initiated_by_app_display_name) AS actor,
+    e.activity_date_time AS step_time,
+    d.justification AS step_justification,
+    d.external_correlation_id,
+    e.activity_display_name = 'Approve access package assignment request'
+        AND e.initiated_by_user_id IN (r.assignment_target_object_id, r.requestor_object_id) AS self_approved
+FROM assignment_requests r
+JOIN linked l ON l.request_id = r.id
+JOIN audit_events e ON e.id = l.event_id
+LEFT JOIN details d ON d.audit_event_id = e.id
+ORDER BY r.created_date_time, r.id, e.activity_date_time, e.id
