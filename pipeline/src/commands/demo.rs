@@ -61,9 +61,12 @@ pub async fn run(
         "\nThe lake is plain Delta Lake: point Spark, DuckDB (delta_scan) or Polars at {} to read it.",
         lake.location().display()
     );
+    let at = lake.location().display();
     println!(
-        "Run `govlake --lake {} tables` to see it again; rerun the demo and nothing is stored twice.",
-        lake.location().display()
+        "Run `govlake --lake {at} tables` to see it again; rerun the demo and nothing is stored twice."
+    );
+    println!(
+        "Ask it a question: govlake --lake {at} sql -c \"select user_principal_name, both_held_since, grandfathered from sod_violations\""
     );
     Ok(if summary.rejected > 0 {
         ExitStatus::Failure
