@@ -12,12 +12,14 @@
 -- Caveats: "now" is the latest ingested snapshot; an assignment counts while delivered or
 --   partially delivered, whatever its scheduled end (see expiration_compliance).
 WITH pairs AS (
+    -- Incompatibilities declared now, and when govlake first observed each.
     SELECT
-        least(access_package_id, incompatible_access_package_id) AS package_a,
-        greatest(access_package_id, incompatible_access_package_id) AS package_b,
-        min(valid_from) AS first_observed
-    FROM incompatible_access_packages_history
-    WHERE access_package_id <> incompatible_access_package_id
+        least(c.access_package_id, c.incompatible_access_package_id) AS package_a,
+        greatest(c.access_package_id, c.incompatible_access_package_id) AS package_b,
+        min(h.valid_from) AS first_observed
+    FROM incompatible_access_packages c
+    JOIN incompatible_access_packages_history h ON h.id = c.id
+    WHERE c.access_package_id <> c.incompatible_access_package_id
     GROUP BY 1, 2
 ),
 declared_in_audit AS (

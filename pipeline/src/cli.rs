@@ -93,6 +93,10 @@ pub struct SqlArgs {
     /// List tables and views with their descriptions.
     #[arg(long)]
     pub list: bool,
+    /// Query every table as it was at this time (RFC 3339; Delta commit time, UTC). Tables
+    /// created later are absent.
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub as_of: Option<String>,
 }
 
 /// Result formats of `govlake sql`.

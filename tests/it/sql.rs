@@ -210,3 +210,47 @@ fn csv_output_neutralises_formulas() {
     let cell = r.stdout.lines().nth(1).unwrap_or_default().to_string();
     assert!(cell.starts_with("'+cmd|"), "{cell}");
 }
+
+#[test]
+fn as_of_reads_every_table_as_it_was() {
+    let lake = sample_lake();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let between = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // A later export in which the payment approver package lost its incompatibility.
+    let later = tempfile::tempdir().unwrap();
+    let page = sample_data().join("entitlementManagement/accessPackages-0001.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(page).unwrap()).unwrap();
+    for p in doc["value"].as_array_mut().unwrap() {
+        p["incompatibleAccessPackages"] = serde_json::json!([]);
+    }
+    std::fs::write(later.path().join("accessPackages.json"), doc.to_string()).unwrap();
+    let r = ingest(
+        lake.path(),
+        &[later.path()],
+        &["--observed-at", "2026-10-08T06:00:00Z"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let count = |extra: &[&str]| {
+        let mut args = vec![
+            "-c",
+            "select count(*) as n from sod_violations",
+            "-o",
+            "csv",
+        ];
+        args.extend_from_slice(extra);
+        let r = sql_cli(lake.path(), &args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout
+    };
+    assert_eq!(count(&[]), "n\n0\n", "the incompatibility is gone now");
+    assert_eq!(
+        count(&["--as-of", &between]),
+        "n\n11\n",
+        "but it held before the second ingest"
+    );
+    let r = sql_cli(lake.path(), &["-c", "select 1", "--as-of", "last tuesday"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--as-of"), "{}", r.stderr);
+}

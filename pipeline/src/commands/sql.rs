@@ -26,7 +26,13 @@ pub async fn run(
         None => views::embedded(),
     };
     let lake = open_lake(global, "govlake-data")?;
-    let ctx = govlake::query::session(&lake).await?;
+    let as_of = match &args.as_of {
+        Some(s) => Some(govlake::ingest::value::parse_ts(s).with_context(|| {
+            format!("`--as-of {s}` is not a timestamp (use RFC 3339, e.g. 2026-10-01T06:00:00Z)")
+        })?),
+        None => None,
+    };
+    let ctx = govlake::query::session_as_of(&lake, as_of).await?;
     let registered = views::register(&ctx, &files).await?;
 
     if args.list {

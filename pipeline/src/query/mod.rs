@@ -25,14 +25,27 @@ pub fn table_names() -> Vec<String> {
 
 /// A session with every existing lake table registered. Tables not yet created are skipped.
 pub async fn session(lake: &Lake) -> Result<SessionContext> {
+    session_as_of(lake, None).await
+}
+
+/// Like [`session`], with every table as it was at `as_of` (UTC micros; Delta commit time).
+/// A table with no commit at or before that time is absent from the session.
+pub async fn session_as_of(lake: &Lake, as_of: Option<i64>) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(2);
     let ctx = SessionContext::new_with_config(config);
     for name in table_names() {
-        let table = lake.open(&name).await?;
+        let mut table = lake.open(&name).await?;
         if table.version().is_none() {
             continue;
+        }
+        if let Some(t) = as_of {
+            let at = chrono::DateTime::from_timestamp_micros(t).unwrap_or_default();
+            if let Err(e) = table.load_with_datetime(at).await {
+                tracing::debug!(table = %name, error = %e, "Table skipped: no version at the requested time.");
+                continue;
+            }
         }
         table
             .update_datafusion_session(&ctx.state())
