@@ -30,6 +30,7 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "recertification_coverage",
     "sod_violations",
     "sod_group_violations",
+    "sod_history",
     "expiration_compliance",
     "policy_findings",
     "access_as_of",
