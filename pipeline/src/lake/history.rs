@@ -54,7 +54,6 @@ pub struct VersionedTable {
     pub history: TableSchema,
     /// Snapshot or upsert.
     pub versioning: Versioning,
-    data_width: usize,
 }
 
 /// What a merge did.
@@ -82,7 +81,6 @@ pub fn row_hash(cells: &[Cell]) -> String {
 impl VersionedTable {
     /// Builds both schemas from the entity's data columns (the first must be `id`).
     pub fn new(name: &str, data: Vec<Column>, versioning: Versioning) -> Self {
-        let data_width = data.len();
         let ts = |n: &str| Column {
             name: n.into(),
             ty: ColumnType::Timestamp,
@@ -111,13 +109,7 @@ impl VersionedTable {
                 partition_by: vec![],
             },
             versioning,
-            data_width,
         }
-    }
-
-    /// Number of data columns.
-    pub fn data_width(&self) -> usize {
-        self.data_width
     }
 
     /// Starts a run's merge: loads the index of open versions.
@@ -172,7 +164,6 @@ impl VersionedTable {
             additions: Vec::new(),
             newest_change,
             outcome: MergeOutcome::default(),
-            wrote: false,
         })
     }
 }
@@ -224,7 +215,6 @@ pub struct VersionMerge {
     additions: Vec<Vec<Cell>>,
     newest_change: i64,
     outcome: MergeOutcome,
-    wrote: bool,
 }
 
 impl VersionMerge {
@@ -292,7 +282,6 @@ impl VersionMerge {
         }
         let rows = std::mem::take(&mut self.additions);
         lake.append(&self.table.history, &rows, metadata).await?;
-        self.wrote = true;
         Ok(())
     }
 
@@ -338,7 +327,6 @@ impl VersionMerge {
                 metadata,
             )
             .await?;
-            self.wrote = true;
         }
 
         // The current table must hold exactly the open versions.

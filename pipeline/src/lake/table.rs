@@ -100,17 +100,6 @@ impl Lake {
         self.write(schema, rows, SaveMode::Append, metadata).await
     }
 
-    /// Replaces the table's contents in one commit and returns the new version.
-    pub async fn overwrite(
-        &self,
-        schema: &TableSchema,
-        rows: &[Vec<Cell>],
-        metadata: &HashMap<String, serde_json::Value>,
-    ) -> Result<i64> {
-        self.write(schema, rows, SaveMode::Overwrite, metadata)
-            .await
-    }
-
     async fn write(
         &self,
         schema: &TableSchema,
@@ -207,25 +196,6 @@ impl Lake {
             .await
             .map_err(delta_err(table_name, "closing versions"))?;
         Ok(())
-    }
-
-    /// Scans a whole table into rows of `schema`'s columns. A missing table is empty.
-    pub async fn read_rows(&self, schema: &TableSchema) -> Result<Vec<Vec<Cell>>> {
-        let mut rows = Vec::new();
-        let Some(ctx) = self.scan_context(&schema.name).await? else {
-            return Ok(rows);
-        };
-        let batches = ctx
-            .table(schema.name.as_str())
-            .await
-            .map_err(query_err(&schema.name))?
-            .collect()
-            .await
-            .map_err(query_err(&schema.name))?;
-        for b in &batches {
-            schema.rows_from_batch(b, &mut rows)?;
-        }
-        Ok(rows)
     }
 
     /// Reads the given columns of a table as text (e.g. ids for dedupe), calling `each` per row.
