@@ -178,19 +178,13 @@ fn file_names_do_not_matter_when_the_context_is_there() {
     assert_same_lake(a.path(), b.path());
 }
 
-/// The sample tenant's first page of assignments, to edit into a later export.
-fn first_assignments_page() -> serde_json::Value {
-    let page = sample_data().join("entitlementManagement/assignments/assignments-0001.json");
-    serde_json::from_str(&std::fs::read_to_string(page).unwrap()).unwrap()
-}
-
 #[test]
 fn a_later_snapshot_closes_what_disappeared_and_keeps_history() {
     let lake = tempfile::tempdir().unwrap();
     assert_eq!(ingest(lake.path(), &[&sample_data()], &[]).code, 0);
     // A later export in which one assignment is gone and one changed state.
     let later = tempfile::tempdir().unwrap();
-    let mut doc = first_assignments_page();
+    let mut doc = sample_page("entitlementManagement/assignments/assignments-0001.json");
     let values = doc["value"].as_array_mut().unwrap();
     let gone = values.remove(0)["id"].as_str().unwrap().to_string();
     values[0]["state"] = "expired".into();
@@ -496,7 +490,7 @@ fn a_quarantined_record_does_not_count_as_vanished() {
     let lake = tempfile::tempdir().unwrap();
     assert_eq!(ingest(lake.path(), &[&sample_data()], &[]).code, 0);
     let later = tempfile::tempdir().unwrap();
-    let mut doc = first_assignments_page();
+    let mut doc = sample_page("entitlementManagement/assignments/assignments-0001.json");
     let values = doc["value"].as_array_mut().unwrap();
     values[0]["expiredDateTime"] = serde_json::json!({"drifted": true});
     let broken = values[0]["id"].as_str().unwrap().to_string();

@@ -219,9 +219,7 @@ fn as_of_reads_every_table_as_it_was() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     // A later export in which the payment approver package lost its incompatibility.
     let later = tempfile::tempdir().unwrap();
-    let page = sample_data().join("entitlementManagement/accessPackages-0001.json");
-    let mut doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(page).unwrap()).unwrap();
+    let mut doc = sample_page("entitlementManagement/accessPackages-0001.json");
     for p in doc["value"].as_array_mut().unwrap() {
         p["incompatibleAccessPackages"] = serde_json::json!([]);
     }

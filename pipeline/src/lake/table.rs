@@ -257,18 +257,37 @@ impl Lake {
 
     /// A DataFusion session with just this table registered, or `None` if it does not exist.
     async fn scan_context(&self, name: &str) -> Result<Option<SessionContext>> {
-        let table = self.open(name).await?;
-        if table.version().is_none() {
-            return Ok(None);
-        }
         // delta-rs' session carries the planner its writes need (overwrite_from_sql).
         let ctx: SessionContext = deltalake::delta_datafusion::create_session().into_inner();
+        Ok(self.register(&ctx, name, None).await?.then_some(ctx))
+    }
+
+    /// Registers a table in a DataFusion session under its name, sharing the lake's object
+    /// store; with `as_of` (UTC micros, Delta commit time) as it was then. Returns false, and
+    /// registers nothing, when the table does not exist (at that time).
+    pub async fn register(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        as_of: Option<i64>,
+    ) -> Result<bool> {
+        let mut table = self.open(name).await?;
+        if table.version().is_none() {
+            return Ok(false);
+        }
+        if let Some(t) = as_of {
+            let at = chrono::DateTime::from_timestamp_micros(t).unwrap_or_default();
+            if let Err(e) = table.load_with_datetime(at).await {
+                tracing::debug!(table = %name, error = %e, "Table skipped: no version at the requested time.");
+                return Ok(false);
+            }
+        }
         table
             .update_datafusion_session(&ctx.state())
             .map_err(delta_err(name, "registering its store"))?;
         let provider = table.table_provider().await.map_err(query_err(name))?;
         ctx.register_table(name, provider)
             .map_err(query_err(name))?;
-        Ok(Some(ctx))
+        Ok(true)
     }
 }

@@ -7,7 +7,7 @@ use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::ingest::spec::ENTITIES;
 use crate::lake::bookkeeping::{INGEST_RUNS, RAW, REJECTS};
-use crate::lake::{Error, Lake, Result};
+use crate::lake::{Lake, Result};
 
 /// Names of every table the lake holds, in a fixed order: entity tables (with their
 /// `_history` companions) then bookkeeping.
@@ -36,33 +36,7 @@ pub async fn session_as_of(lake: &Lake, as_of: Option<i64>) -> Result<SessionCon
         .with_target_partitions(2);
     let ctx = SessionContext::new_with_config(config);
     for name in table_names() {
-        let mut table = lake.open(&name).await?;
-        if table.version().is_none() {
-            continue;
-        }
-        if let Some(t) = as_of {
-            let at = chrono::DateTime::from_timestamp_micros(t).unwrap_or_default();
-            if let Err(e) = table.load_with_datetime(at).await {
-                tracing::debug!(table = %name, error = %e, "Table skipped: no version at the requested time.");
-                continue;
-            }
-        }
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(|e| Error::Delta {
-                table: name.clone(),
-                action: "registering its store",
-                source: Box::new(e),
-            })?;
-        let provider = table.table_provider().await.map_err(|e| Error::Query {
-            table: name.clone(),
-            source: Box::new(e),
-        })?;
-        ctx.register_table(name.as_str(), provider)
-            .map_err(|e| Error::Query {
-                table: name.clone(),
-                source: Box::new(e),
-            })?;
+        lake.register(&ctx, &name, as_of).await?;
     }
     Ok(ctx)
 }

@@ -192,3 +192,10 @@ pub fn assert_same_lake(a: &Path, b: &Path) {
         }
     }
 }
+
+/// One page of the sample tenant, parsed, to edit into a later export.
+pub fn sample_page(relative: &str) -> serde_json::Value {
+    let path = sample_data().join(relative);
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("sample page"))
+        .expect("sample page is JSON")
+}
