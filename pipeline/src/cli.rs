@@ -84,18 +84,22 @@ pub struct SqlArgs {
     /// never pasted into the SQL.
     #[arg(long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
-    /// How to print the result on stdout.
+    /// The result's format (`--format json` alone also selects json).
     #[arg(long = "output", short = 'o', value_enum, default_value_t = SqlFormat::Table)]
     pub output: SqlFormat,
+    /// Write the result to this file instead of stdout (replaced if it exists).
+    #[arg(long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
     /// Read the views from this folder instead of the embedded queries/.
     #[arg(long, value_name = "DIR")]
     pub queries: Option<PathBuf>,
     /// List tables and views with their descriptions.
     #[arg(long)]
     pub list: bool,
-    /// Query every table as it was at this time (RFC 3339; Delta commit time, UTC). Tables
-    /// created later are absent.
-    #[arg(long, value_name = "TIMESTAMP")]
+    /// Time travel: every table as it was at a time (RFC 3339, Delta commit time; tables
+    /// created later are absent), or tables pinned to Delta versions as `table=version`
+    /// pairs separated by commas (unnamed tables at their newest version).
+    #[arg(long, value_name = "TIMESTAMP|TABLE=VERSION,...")]
     pub as_of: Option<String>,
 }
 
@@ -110,6 +114,8 @@ pub enum SqlFormat {
     Json,
     /// One JSON object per line.
     Ndjson,
+    /// Apache Parquet (needs `--out FILE` or a redirected stdout).
+    Parquet,
 }
 
 /// `govlake ingest`.

@@ -1,7 +1,10 @@
 //! `govlake sql`: read-only SQL over the lake, with the governance views registered and
 //! parameters bound as values (never formatted into the SQL).
 
-use std::io::Write as _;
+use std::io::Write;
+use std::path::PathBuf;
+
+use futures::TryStreamExt as _;
 
 use anyhow::{Context as _, bail};
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
@@ -9,6 +12,7 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::DataType;
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::scalar::ScalarValue;
+use govlake::query::AsOf;
 use govlake::query::views::{self, QueryFile};
 
 use super::{ExitStatus, Printer, open_lake};
@@ -27,12 +31,10 @@ pub async fn run(
     };
     let lake = open_lake(global, "govlake-data")?;
     let as_of = match &args.as_of {
-        Some(s) => Some(govlake::ingest::value::parse_ts(s).with_context(|| {
-            format!("`--as-of {s}` is not a timestamp (use RFC 3339, e.g. 2026-10-01T06:00:00Z)")
-        })?),
-        None => None,
+        Some(s) => AsOf::parse(s).map_err(|e| anyhow::anyhow!("`--as-of {s}`: {e}"))?,
+        None => AsOf::Latest,
     };
-    let ctx = govlake::query::session_as_of(&lake, as_of).await?;
+    let ctx = govlake::query::session_as_of(&lake, &as_of).await?;
     let registered = views::register(&ctx, &files).await?;
 
     if args.list {
@@ -43,6 +45,10 @@ pub async fn run(
         (_, o) => o,
     };
     let params = parse_params(&args.params)?;
+    let target = Target {
+        format: output,
+        file: args.out.clone(),
+    };
     let sql = match (&args.command, &args.file) {
         (Some(c), None) => c.clone(),
         (None, Some(f)) => {
@@ -52,7 +58,7 @@ pub async fn run(
         (None, None) => {
             use std::io::IsTerminal as _;
             if std::io::stdin().is_terminal() {
-                return prompt(&ctx, &params, output, printer).await;
+                return prompt(&ctx, &params, &target, printer).await;
             }
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
@@ -60,7 +66,7 @@ pub async fn run(
             text
         }
     };
-    run_one(&ctx, &sql, &params, output, printer).await?;
+    run_one(&ctx, &sql, &params, &target, printer).await?;
     Ok(ExitStatus::Success)
 }
 
@@ -78,12 +84,38 @@ fn parse_params(raw: &[String]) -> anyhow::Result<Vec<(String, ScalarValue)>> {
     Ok(params)
 }
 
-/// Runs one read-only statement and prints its result on stdout.
+/// Where and how a result is written.
+struct Target {
+    format: SqlFormat,
+    /// `None`: stdout.
+    file: Option<PathBuf>,
+}
+
+impl Target {
+    fn open(&self) -> anyhow::Result<Box<dyn Write + Send>> {
+        match &self.file {
+            Some(path) => {
+                let file = std::fs::File::create(path)
+                    .with_context(|| format!("Cannot create `{}`", path.display()))?;
+                Ok(Box::new(std::io::BufWriter::new(file)))
+            }
+            None => {
+                use std::io::IsTerminal as _;
+                if self.format == SqlFormat::Parquet && std::io::stdout().is_terminal() {
+                    bail!("Parquet is binary: give `--out FILE` or redirect stdout");
+                }
+                Ok(Box::new(std::io::BufWriter::new(std::io::stdout())))
+            }
+        }
+    }
+}
+
+/// Runs one read-only statement and streams its result to the target.
 async fn run_one(
     ctx: &deltalake::datafusion::prelude::SessionContext,
     sql: &str,
     params: &[(String, ScalarValue)],
-    output: SqlFormat,
+    target: &Target,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let needed = QueryFile {
@@ -115,75 +147,128 @@ async fn run_one(
         df.with_param_values(used)
             .context("Cannot bind the parameters")?
     };
-    let columns: Vec<String> = df
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let batches = df.collect().await.context("The query failed")?;
-    let mut out = std::io::stdout().lock();
-    match output {
+    let mut stream = df.execute_stream().await.context("The query failed")?;
+    let schema = stream.schema();
+    let mut out = target.open()?;
+    let mut rows = 0usize;
+    match target.format {
         SqlFormat::Table => {
+            let mut batches = Vec::new();
+            while let Some(b) = stream.try_next().await.context("The query failed")? {
+                rows += b.num_rows();
+                batches.push(b);
+            }
             writeln!(
                 out,
                 "{}",
                 deltalake::arrow::util::pretty::pretty_format_batches(&batches)?
             )?;
-            if printer.quiet == 0 {
-                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-                eprintln!("{rows} row(s)");
+        }
+        SqlFormat::Csv => {
+            let header: Vec<String> = schema.fields().iter().map(|f| guard_csv_cell(f.name())).collect();
+            writeln!(out, "{}", header.join(","))?;
+            while let Some(b) = stream.try_next().await.context("The query failed")? {
+                rows += b.num_rows();
+                write_csv_rows(&mut out, &b)?;
             }
         }
-        SqlFormat::Csv => write_csv(&mut out, &columns, &batches)?,
         SqlFormat::Json => {
             let mut w = deltalake::arrow::json::ArrayWriter::new(&mut out);
-            w.write_batches(&batches.iter().collect::<Vec<_>>())?;
+            while let Some(b) = stream.try_next().await.context("The query failed")? {
+                rows += b.num_rows();
+                w.write(&b)?;
+            }
             w.finish()?;
             writeln!(out)?;
         }
         SqlFormat::Ndjson => {
             let mut w = deltalake::arrow::json::LineDelimitedWriter::new(&mut out);
-            w.write_batches(&batches.iter().collect::<Vec<_>>())?;
+            while let Some(b) = stream.try_next().await.context("The query failed")? {
+                rows += b.num_rows();
+                w.write(&b)?;
+            }
             w.finish()?;
+        }
+        SqlFormat::Parquet => {
+            let props = deltalake::parquet::file::properties::WriterProperties::builder()
+                .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
+                .build();
+            let mut w = deltalake::parquet::arrow::ArrowWriter::try_new(&mut out, schema, Some(props))?;
+            while let Some(b) = stream.try_next().await.context("The query failed")? {
+                rows += b.num_rows();
+                w.write(&b)?;
+            }
+            w.close()?;
+        }
+    }
+    out.flush().context("Cannot write the result")?;
+    if printer.quiet == 0 {
+        match &target.file {
+            Some(p) => eprintln!("{rows} row(s) written to {}", p.display()),
+            None if target.format == SqlFormat::Table => eprintln!("{rows} row(s)"),
+            None => {}
         }
     }
     Ok(())
 }
 
-/// A line prompt on a terminal: statements end with `;`; `\q` or end of input quits.
-/// Errors are printed and the prompt goes on.
+/// Where the prompt keeps its history: `GOVLAKE_HISTORY`, else `~/.govlake_sql_history`.
+fn history_path() -> Option<PathBuf> {
+    std::env::var_os("GOVLAKE_HISTORY")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".govlake_sql_history")))
+}
+
+/// A line-editing prompt on a terminal, with history kept across sessions: statements end
+/// with `;`; `\q`, Ctrl-D or Ctrl-C on an empty line quits. Errors are printed and the
+/// prompt goes on.
 async fn prompt(
     ctx: &deltalake::datafusion::prelude::SessionContext,
     params: &[(String, ScalarValue)],
-    output: SqlFormat,
+    target: &Target,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    use std::io::BufRead as _;
+    use rustyline::error::ReadlineError;
     eprintln!(
         "govlake sql — read-only. End statements with `;`, `\\q` to quit. Try `select * from sod_violations;`"
     );
+    let mut editor = rustyline::DefaultEditor::new().context("Cannot start the prompt")?;
+    let history = history_path();
+    if let Some(h) = &history {
+        // A missing history file is the normal first run.
+        let _ = editor.load_history(h);
+    }
     let mut buffer = String::new();
-    let stdin = std::io::stdin();
-    eprint!("govlake> ");
-    for line in stdin.lock().lines() {
-        let line = line?;
+    loop {
+        let prompt = if buffer.is_empty() { "govlake> " } else { "    ...> " };
+        let line = match editor.readline(prompt) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) if !buffer.is_empty() => {
+                buffer.clear();
+                continue;
+            }
+            Err(ReadlineError::Eof | ReadlineError::Interrupted) => break,
+            Err(e) => return Err(e).context("Cannot read from the terminal"),
+        };
         if buffer.is_empty() && line.trim() == "\\q" {
             break;
         }
         buffer.push_str(&line);
         buffer.push('\n');
         if line.trim_end().ends_with(';') {
-            if let Err(e) = run_one(ctx, &buffer, params, output, printer).await {
+            let _ = editor.add_history_entry(buffer.trim());
+            if let Err(e) = run_one(ctx, &buffer, params, target, printer).await {
                 eprintln!("error: {e}");
                 for cause in e.chain().skip(1) {
                     eprintln!("  Caused by: {cause}");
                 }
             }
             buffer.clear();
-            eprint!("govlake> ");
-        } else {
-            eprint!("    ...> ");
+        }
+    }
+    if let Some(h) = &history {
+        if let Err(e) = editor.save_history(h) {
+            tracing::warn!("Cannot save the prompt history to `{}`: {e}", h.display());
         }
     }
     Ok(ExitStatus::Success)
@@ -253,33 +338,25 @@ pub fn guard_csv_cell(s: &str) -> String {
     }
 }
 
-fn write_csv(
-    out: &mut impl std::io::Write,
-    columns: &[String],
-    batches: &[RecordBatch],
-) -> anyhow::Result<()> {
-    let header: Vec<String> = columns.iter().map(|c| guard_csv_cell(c)).collect();
-    writeln!(out, "{}", header.join(","))?;
-    for b in batches {
-        let cols = b
-            .columns()
+fn write_csv_rows(out: &mut impl Write, b: &RecordBatch) -> anyhow::Result<()> {
+    let cols = b
+        .columns()
+        .iter()
+        .map(|c| cast(c, &DataType::Utf8))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cols: Vec<_> = cols.iter().map(|c| c.as_string::<i32>().clone()).collect();
+    for row in 0..b.num_rows() {
+        let cells: Vec<String> = cols
             .iter()
-            .map(|c| cast(c, &DataType::Utf8))
-            .collect::<Result<Vec<_>, _>>()?;
-        let cols: Vec<_> = cols.iter().map(|c| c.as_string::<i32>().clone()).collect();
-        for row in 0..b.num_rows() {
-            let cells: Vec<String> = cols
-                .iter()
-                .map(|c| {
-                    if c.is_null(row) {
-                        String::new()
-                    } else {
-                        guard_csv_cell(c.value(row))
-                    }
-                })
-                .collect();
-            writeln!(out, "{}", cells.join(","))?;
-        }
+            .map(|c| {
+                if c.is_null(row) {
+                    String::new()
+                } else {
+                    guard_csv_cell(c.value(row))
+                }
+            })
+            .collect();
+        writeln!(out, "{}", cells.join(","))?;
     }
     Ok(())
 }

@@ -64,4 +64,14 @@ pub enum Error {
         /// Newest change in the table (UTC micros).
         newest: i64,
     },
+    /// A pinned table version is not (or no longer) in the lake.
+    #[error("Table `{table}` version {version} is no longer available{}: it was vacuumed or never written, so results pinned to it cannot be reproduced", latest.map(|l| format!(" (the table is at version {l})")).unwrap_or_else(|| " (the table does not exist)".into()))]
+    VersionUnavailable {
+        /// Table.
+        table: String,
+        /// Requested version.
+        version: i64,
+        /// The table's newest version, if it exists.
+        latest: Option<i64>,
+    },
 }

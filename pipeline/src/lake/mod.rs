@@ -15,7 +15,7 @@ pub mod table;
 pub use error::{Error, Result};
 pub use row::{Cell, Column, ColumnType, TableSchema};
 pub use store::LakeLocation;
-pub use table::Lake;
+pub use table::{Lake, TablePin};
 
 /// Formats UTC microseconds as an RFC 3339 timestamp (`2026-09-30T23:59:59Z`).
 pub fn fmt_ts(micros: i64) -> String {

@@ -259,27 +259,42 @@ impl Lake {
     async fn scan_context(&self, name: &str) -> Result<Option<SessionContext>> {
         // delta-rs' session carries the planner its writes need (overwrite_from_sql).
         let ctx: SessionContext = deltalake::delta_datafusion::create_session().into_inner();
-        Ok(self.register(&ctx, name, None).await?.then_some(ctx))
+        Ok(self.register(&ctx, name, TablePin::Latest).await?.then_some(ctx))
     }
 
     /// Registers a table in a DataFusion session under its name, sharing the lake's object
-    /// store; with `as_of` (UTC micros, Delta commit time) as it was then. Returns false, and
-    /// registers nothing, when the table does not exist (at that time).
-    pub async fn register(
-        &self,
-        ctx: &SessionContext,
-        name: &str,
-        as_of: Option<i64>,
-    ) -> Result<bool> {
+    /// store, at the given point in its history. Returns false, and registers nothing, when
+    /// the table does not exist (at that time). A pinned version that the table no longer
+    /// holds (vacuumed, or never written) is an error, never a silent fallback to current data.
+    pub async fn register(&self, ctx: &SessionContext, name: &str, at: TablePin) -> Result<bool> {
         let mut table = self.open(name).await?;
-        if table.version().is_none() {
+        let Some(latest) = table.version() else {
+            if let TablePin::Version(version) = at {
+                return Err(Error::VersionUnavailable {
+                    table: name.to_string(),
+                    version,
+                    latest: None,
+                });
+            }
             return Ok(false);
-        }
-        if let Some(t) = as_of {
-            let at = chrono::DateTime::from_timestamp_micros(t).unwrap_or_default();
-            if let Err(e) = table.load_with_datetime(at).await {
-                tracing::debug!(table = %name, error = %e, "Table skipped: no version at the requested time.");
-                return Ok(false);
+        };
+        match at {
+            TablePin::Latest => {}
+            TablePin::Time(t) => {
+                let at = chrono::DateTime::from_timestamp_micros(t).unwrap_or_default();
+                if let Err(e) = table.load_with_datetime(at).await {
+                    tracing::debug!(table = %name, error = %e, "Table skipped: no version at the requested time.");
+                    return Ok(false);
+                }
+            }
+            TablePin::Version(version) => {
+                if version < 0 || version > latest as i64 || table.load_version(version as u64).await.is_err() {
+                    return Err(Error::VersionUnavailable {
+                        table: name.to_string(),
+                        version,
+                        latest: Some(latest as i64),
+                    });
+                }
             }
         }
         table
@@ -290,4 +305,15 @@ impl Lake {
             .map_err(query_err(name))?;
         Ok(true)
     }
+}
+
+/// Which state of a table a query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TablePin {
+    /// The newest version.
+    Latest,
+    /// The version current at this Delta commit time (UTC micros).
+    Time(i64),
+    /// Exactly this Delta version.
+    Version(i64),
 }

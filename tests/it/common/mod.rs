@@ -127,7 +127,8 @@ pub fn count(lake: &Path, table: &str) -> usize {
         .map_or(0, |(_, r)| r.len())
 }
 
-/// Runs SQL against the lake and returns rows as `|`-joined text.
+/// Runs SQL against the lake (governance views registered) and returns rows as `|`-joined
+/// text.
 pub fn sql(lake: &Path, query: &str) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
@@ -139,6 +140,9 @@ pub fn sql(lake: &Path, query: &str) -> Vec<String> {
         let ctx = govlake::query::session(&govlake::lake::Lake::new(loc))
             .await
             .expect("session");
+        govlake::query::views::register(&ctx, &govlake::query::views::embedded())
+            .await
+            .expect("views");
         let batches = ctx
             .sql(query)
             .await
