@@ -69,6 +69,114 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Read-only SQL over the lake, with the governance views of queries/*.sql registered.
     Sql(SqlArgs),
+    /// One access package's auditor report for a period (HTML, Markdown or CSV).
+    Report(ReportArgs),
+    /// The quarterly examiner evidence pack: index, package reports, populations, SQL,
+    /// reconciliation, coverage gaps, SHA-256 manifest, signature and archive.
+    Pack(PackArgs),
+    /// Check an evidence pack: every hash, extra and missing files, and the signature.
+    Verify(VerifyArgs),
+    /// Make a signing key pair for evidence packs (minisign-compatible public key).
+    Keygen(KeygenArgs),
+}
+
+/// The period a report covers.
+#[derive(Debug, Args)]
+pub struct PeriodArgs {
+    /// A calendar quarter, e.g. 2026Q3.
+    #[arg(long, value_name = "QUARTER", conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+    pub period: Option<String>,
+    /// Start of an explicit period (RFC 3339, inclusive).
+    #[arg(long, value_name = "TIMESTAMP", requires = "to")]
+    pub from: Option<String>,
+    /// End of an explicit period (RFC 3339, exclusive).
+    #[arg(long, value_name = "TIMESTAMP", requires = "from")]
+    pub to: Option<String>,
+}
+
+/// `govlake report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The access package: its id or exact display name.
+    #[arg(long, value_name = "NAME|ID")]
+    pub package: String,
+    #[command(flatten)]
+    pub period: PeriodArgs,
+    /// Report format: html and md write one file; csv writes one file per section.
+    #[arg(long = "output", short = 'o', value_enum, default_value_t = ReportFormat::Html)]
+    pub output: ReportFormat,
+    /// Folder to write into (created).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+    /// Templates folder overriding the embedded report-templates/.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Queries folder overriding the embedded queries/.
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+    /// Pin tables to Delta versions (`table=version,...`) or a time, as `govlake sql --as-of`.
+    #[arg(long, value_name = "TIMESTAMP|TABLE=VERSION,...")]
+    pub as_of: Option<String>,
+}
+
+/// Formats of `govlake report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// One self-contained HTML page (inline CSS and SVG, no script).
+    Html,
+    /// Markdown.
+    Md,
+    /// One CSV file per section.
+    Csv,
+}
+
+/// `govlake pack`.
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    #[command(flatten)]
+    pub period: PeriodArgs,
+    /// Pack folder to create (must not exist or be empty); the archive is written beside it
+    /// as DIR.tar.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Secret key file from `govlake keygen` (or the key itself in GOVLAKE_SIGNING_KEY).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Write the pack without a signature (verification will say so).
+    #[arg(long, conflicts_with = "key")]
+    pub unsigned: bool,
+    /// Do not write DIR.tar.
+    #[arg(long)]
+    pub no_archive: bool,
+    /// Templates folder overriding the embedded report-templates/.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Queries folder overriding the embedded queries/.
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+    /// Pin tables to Delta versions (`table=version,...`; a pack's provenance.json gives the
+    /// exact command to regenerate it byte for byte).
+    #[arg(long, value_name = "TABLE=VERSION,...")]
+    pub as_of: Option<String>,
+}
+
+/// `govlake verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The pack folder.
+    pub pack: PathBuf,
+    /// The expected signer's public key (minisign format). Without it the pack's own
+    /// signer.pub is used, which proves integrity but not who signed.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+}
+
+/// `govlake keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Path prefix: writes PREFIX.key (secret, mode 0600) and PREFIX.pub.
+    #[arg(long, value_name = "PREFIX", default_value = "govlake")]
+    pub out: PathBuf,
 }
 
 /// `govlake sql`.
@@ -144,6 +252,13 @@ pub struct DemoArgs {
     /// The sample tenant to ingest. Default: the repository's sample-data/.
     #[arg(long, value_name = "DIR")]
     pub sample_data: Option<PathBuf>,
+    /// Where to write the evidence pack (replaced on each demo run); its signing key pair is
+    /// DIR.key / DIR.pub, made on the first run.
+    #[arg(long, value_name = "DIR", default_value = "govlake-demo-pack")]
+    pub pack: PathBuf,
+    /// The quarter the demo pack covers.
+    #[arg(long, value_name = "QUARTER", default_value = "2026Q3")]
+    pub period: String,
 }
 
 /// `govlake generate`.

@@ -3,7 +3,8 @@
 //!
 //! The pipeline runs one way: [`ingest`] reads Graph exports into typed rows, [`lake`] keeps
 //! them as Delta tables on object storage with history and bookkeeping, [`query`] reads the
-//! lake with DataFusion. [`generate`] writes synthetic tenants (the sample tenant and large
+//! lake with DataFusion, and [`report`] renders auditor reports and signed evidence packs.
+//! [`generate`] writes synthetic tenants (the sample tenant and large
 //! ones for benchmarks) in export-directory form.
 #![warn(missing_docs)]
 
@@ -11,3 +12,4 @@ pub mod generate;
 pub mod ingest;
 pub mod lake;
 pub mod query;
+pub mod report;

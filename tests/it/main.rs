@@ -4,5 +4,6 @@
 mod common;
 mod generate;
 mod ingest;
+mod pack;
 mod sql;
 mod tables;

@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod generate;
 pub mod ingest;
+pub mod report;
 pub mod sql;
 pub mod tables;
 
@@ -41,6 +42,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Demo(ref args) => demo::run(&cli.global, args, &printer).await,
         Command::Generate(ref args) => generate::run(args, &printer),
         Command::Sql(ref args) => sql::run(&cli.global, args, &printer).await,
+        Command::Report(ref args) => report::report(&cli.global, args, &printer).await,
+        Command::Pack(ref args) => report::pack(&cli.global, args, &printer).await,
+        Command::Verify(ref args) => report::verify(args, &printer),
+        Command::Keygen(ref args) => report::keygen(args, &printer),
     }
 }
 

@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use futures::TryStreamExt as _;
 
 use anyhow::{Context as _, bail};
-use deltalake::arrow::array::{Array, AsArray, RecordBatch};
-use deltalake::arrow::compute::cast;
-use deltalake::arrow::datatypes::DataType;
+use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::scalar::ScalarValue;
 use govlake::query::AsOf;
@@ -165,8 +163,8 @@ async fn run_one(
             )?;
         }
         SqlFormat::Csv => {
-            let header: Vec<String> = schema.fields().iter().map(|f| guard_csv_cell(f.name())).collect();
-            writeln!(out, "{}", header.join(","))?;
+            let header: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            govlake::report::csv::write_line(&mut out, &header)?;
             while let Some(b) = stream.try_next().await.context("The query failed")? {
                 rows += b.num_rows();
                 write_csv_rows(&mut out, &b)?;
@@ -319,61 +317,11 @@ async fn list(
     Ok(ExitStatus::Success)
 }
 
-/// A cell a spreadsheet would run as a formula gets a leading `'`.
-pub fn guard_csv_cell(s: &str) -> String {
-    let trimmed = s.trim_start_matches(' ');
-    let risky = matches!(
-        trimmed.chars().next(),
-        Some('=' | '+' | '-' | '@' | '\t' | '\r' | '\0')
-    ) || matches!(s.chars().next(), Some('\t' | '\r' | '\0'));
-    let s = if risky {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
-}
-
 fn write_csv_rows(out: &mut impl Write, b: &RecordBatch) -> anyhow::Result<()> {
-    let cols = b
-        .columns()
-        .iter()
-        .map(|c| cast(c, &DataType::Utf8))
-        .collect::<Result<Vec<_>, _>>()?;
-    let cols: Vec<_> = cols.iter().map(|c| c.as_string::<i32>().clone()).collect();
-    for row in 0..b.num_rows() {
-        let cells: Vec<String> = cols
-            .iter()
-            .map(|c| {
-                if c.is_null(row) {
-                    String::new()
-                } else {
-                    guard_csv_cell(c.value(row))
-                }
-            })
-            .collect();
-        writeln!(out, "{}", cells.join(","))?;
+    let mut rows = Vec::new();
+    govlake::report::table::append_rows(&mut rows, b)?;
+    for r in &rows {
+        govlake::report::csv::write_line(out, r)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::guard_csv_cell;
-
-    #[test]
-    fn formulas_are_neutralised_and_cells_quoted() {
-        assert_eq!(
-            guard_csv_cell("=HYPERLINK(\"x\")"),
-            "\"'=HYPERLINK(\"\"x\"\")\""
-        );
-        assert_eq!(guard_csv_cell("  +cmd"), "'  +cmd");
-        assert_eq!(guard_csv_cell("-1"), "'-1");
-        assert_eq!(guard_csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(guard_csv_cell("plain"), "plain");
-    }
 }

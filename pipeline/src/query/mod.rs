@@ -81,6 +81,16 @@ impl AsOf {
     }
 }
 
+/// Query parallelism: `GOVLAKE_THREADS`, else the machine's cores. Results never depend on
+/// it (reports order every query by all its columns).
+pub fn threads() -> usize {
+    std::env::var("GOVLAKE_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+}
+
 /// A session with every existing lake table registered. Tables not yet created are skipped.
 pub async fn session(lake: &Lake) -> Result<SessionContext> {
     session_as_of(lake, &AsOf::Latest).await
@@ -90,7 +100,7 @@ pub async fn session(lake: &Lake) -> Result<SessionContext> {
 pub async fn session_as_of(lake: &Lake, as_of: &AsOf) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_information_schema(true)
-        .with_target_partitions(2);
+        .with_target_partitions(threads());
     let ctx = SessionContext::new_with_config(config);
     for name in table_names() {
         lake.register(&ctx, &name, as_of.pin(&name)).await?;

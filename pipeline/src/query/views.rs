@@ -86,7 +86,7 @@ pub fn embedded() -> Vec<QueryFile> {
         .collect()
 }
 
-/// Loads `*.sql` from a folder (sorted by name).
+/// Loads `*.sql` from a folder (sorted by name). File names must be lowercase identifiers.
 pub fn load_dir(dir: &Path) -> std::io::Result<Vec<QueryFile>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
@@ -96,6 +96,19 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Vec<QueryFile>> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "`{}`: a query file's name becomes a view and file name, so it may hold only a-z, 0-9 and _",
+                        path.display()
+                    ),
+                ));
+            }
             files.push(QueryFile {
                 name,
                 sql: std::fs::read_to_string(&path)?,

@@ -1,0 +1,218 @@
+//! `govlake report`, `pack`, `verify` and `keygen`: the evidence commands over
+//! `govlake::report`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use govlake::query::AsOf;
+use govlake::query::views::{self, QueryFile};
+use govlake::report::pack::{PackSettings, PackSummary};
+use govlake::report::sign::{PublicKey, SecretKey};
+use govlake::report::{Period, package, render::Templates};
+
+use super::{ExitStatus, Printer, open_lake};
+use crate::cli::{GlobalArgs, KeygenArgs, OutputFormat, PackArgs, PeriodArgs, ReportArgs, ReportFormat, VerifyArgs};
+
+fn period(args: &PeriodArgs) -> anyhow::Result<Period> {
+    Ok(match (&args.period, &args.from, &args.to) {
+        (Some(q), _, _) => Period::quarter(q)?,
+        (None, Some(f), Some(t)) => Period::range(f, t)?,
+        _ => anyhow::bail!("Give `--period 2026Q3` or both `--from` and `--to`"),
+    })
+}
+
+fn queries(dir: Option<&Path>) -> anyhow::Result<Vec<QueryFile>> {
+    Ok(match dir {
+        Some(d) => views::load_dir(d).with_context(|| format!("Cannot read queries from `{}`", d.display()))?,
+        None => views::embedded(),
+    })
+}
+
+fn as_of(text: Option<&str>) -> anyhow::Result<AsOf> {
+    match text {
+        Some(s) => AsOf::parse(s).map_err(|e| anyhow::anyhow!("`--as-of {s}`: {e}")),
+        None => Ok(AsOf::Latest),
+    }
+}
+
+/// Runs `govlake report`.
+pub async fn report(global: &GlobalArgs, args: &ReportArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let period = period(&args.period)?;
+    let queries = queries(args.queries.as_deref())?;
+    let lake = open_lake(global, "govlake-data")?;
+    let versions = govlake::report::pack::pin_versions(&lake, &as_of(args.as_of.as_deref())?).await?;
+    let ctx = govlake::query::session_as_of(&lake, &AsOf::Versions(versions.clone())).await?;
+    views::register(&ctx, &queries).await?;
+    let (id, name) = package::find(&ctx, &args.package).await?;
+    let report = package::build(&ctx, &queries, &id, &name, &period).await?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("Cannot create `{}`", args.out.display()))?;
+    let stem = format!("{}-{}", report.file_stem, period.label.replace(['.', ':'], ""));
+    let mut written: Vec<PathBuf> = Vec::new();
+    match args.output {
+        ReportFormat::Html | ReportFormat::Md => {
+            let templates = Templates::load(args.templates.as_deref())?;
+            let (html, md) = govlake::report::pack::render_package(&templates, &report, &period, &versions, "")?;
+            let (ext, text) = if args.output == ReportFormat::Html { ("html", html) } else { ("md", md) };
+            let path = args.out.join(format!("{stem}.{ext}"));
+            std::fs::write(&path, text).with_context(|| format!("Cannot write `{}`", path.display()))?;
+            written.push(path);
+        }
+        ReportFormat::Csv => {
+            let dir = args.out.join(&stem);
+            std::fs::create_dir_all(&dir).with_context(|| format!("Cannot create `{}`", dir.display()))?;
+            for s in &report.sections {
+                let path = dir.join(format!("{}.csv", s.key));
+                std::fs::write(&path, govlake::report::csv::table_to_csv(&s.table))
+                    .with_context(|| format!("Cannot write `{}`", path.display()))?;
+                written.push(path);
+            }
+        }
+    }
+    if printer.format == OutputFormat::Json {
+        let sections: Vec<_> = report
+            .sections
+            .iter()
+            .map(|s| serde_json::json!({"key": s.key, "rows": s.table.rows.len(), "sql_sha256": s.sql_sha256}))
+            .collect();
+        printer.json("report", "ok", &serde_json::json!({
+            "package_id": id, "period": period, "files": written, "sections": sections, "table_versions": versions,
+        }))?;
+    } else if printer.quiet == 0 {
+        for p in &written {
+            println!("{}", p.display());
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// The signing key: `--key FILE`, else `GOVLAKE_SIGNING_KEY`. Never printed.
+fn signing_key(path: Option<&Path>) -> anyhow::Result<Option<SecretKey>> {
+    if let Some(p) = path {
+        let text = std::fs::read_to_string(p).with_context(|| format!("Cannot read the key file `{}`", p.display()))?;
+        return Ok(Some(SecretKey::parse(&text).with_context(|| format!("`{}`", p.display()))?));
+    }
+    match std::env::var("GOVLAKE_SIGNING_KEY") {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(SecretKey::parse(&text).context("GOVLAKE_SIGNING_KEY")?)),
+        _ => Ok(None),
+    }
+}
+
+/// Builds a pack (shared by `pack` and `demo`).
+pub async fn build_pack(lake: &govlake::lake::Lake, settings: &PackSettings, printer: &Printer) -> anyhow::Result<PackSummary> {
+    let spinner = if printer.progress {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_message(format!("Building the {} evidence pack", settings.period.label));
+        s.enable_steady_tick(std::time::Duration::from_millis(120));
+        s
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let summary = govlake::report::pack::build(lake, settings).await;
+    spinner.finish_and_clear();
+    Ok(summary?)
+}
+
+/// Runs `govlake pack`.
+pub async fn pack(global: &GlobalArgs, args: &PackArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let key = signing_key(args.key.as_deref())?;
+    if key.is_none() && !args.unsigned {
+        anyhow::bail!("No signing key: pass `--key FILE` (make one with `govlake keygen`), set GOVLAKE_SIGNING_KEY, or pass `--unsigned`");
+    }
+    let settings = PackSettings {
+        out: args.out.clone(),
+        period: period(&args.period)?,
+        as_of: as_of(args.as_of.as_deref())?,
+        queries: queries(args.queries.as_deref())?,
+        templates: args.templates.clone(),
+        key,
+        archive: !args.no_archive,
+    };
+    let lake = open_lake(global, "govlake-data")?;
+    let summary = build_pack(&lake, &settings, printer).await?;
+    print_pack(&summary, printer)?;
+    Ok(ExitStatus::Success)
+}
+
+/// Prints a pack summary.
+pub fn print_pack(summary: &PackSummary, printer: &Printer) -> anyhow::Result<()> {
+    if printer.format == OutputFormat::Json {
+        return printer.json("pack", "ok", summary);
+    }
+    if printer.quiet == 0 {
+        println!(
+            "Evidence pack: {} files, {} bytes, {} packages, {} SoD violations, {}.",
+            summary.files,
+            summary.bytes,
+            summary.packages,
+            summary.sod_violations,
+            summary.signed_by.as_ref().map_or("unsigned".to_string(), |k| format!("signed by key {k}"))
+        );
+        if let Some(a) = &summary.archive {
+            println!("Archive: {}", a.display());
+        }
+    }
+    println!("{}", summary.index.display());
+    Ok(())
+}
+
+/// Runs `govlake verify`: exit 0 when the pack verifies, 1 when it does not.
+pub fn verify(args: &VerifyArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let key = match &args.public_key {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("Cannot read `{}`", p.display()))?;
+            Some(PublicKey::parse(&text).with_context(|| format!("`{}`", p.display()))?)
+        }
+        None => None,
+    };
+    let verdict = govlake::report::verify::verify(&args.pack, key.as_ref())?;
+    let status = if verdict.passed() { ExitStatus::Success } else { ExitStatus::Failure };
+    if printer.format == OutputFormat::Json {
+        printer.json("verify", if verdict.passed() { "ok" } else { "failed" }, &verdict)?;
+        return Ok(status);
+    }
+    for (path, reason) in &verdict.failures {
+        println!("FAIL {path}: {reason}");
+    }
+    if verdict.passed() {
+        println!(
+            "OK: {} files match the manifest; signature by key {}{}.",
+            verdict.files_checked,
+            verdict.signed_by.as_deref().unwrap_or("?"),
+            if verdict.signer_pinned { " (pinned)" } else { " (read from the pack: pass --public-key to pin the signer)" }
+        );
+    } else {
+        println!("Verification FAILED: {} problem(s).", verdict.failures.len());
+    }
+    Ok(status)
+}
+
+/// Runs `govlake keygen`.
+pub fn keygen(args: &KeygenArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let secret = PathBuf::from(format!("{}.key", args.out.display()));
+    let public = PathBuf::from(format!("{}.pub", args.out.display()));
+    for p in [&secret, &public] {
+        if p.exists() {
+            anyhow::bail!("`{}` exists: keygen never overwrites a key", p.display());
+        }
+    }
+    let key = SecretKey::generate()?;
+    write_secret(&secret, &key.to_file_text())?;
+    std::fs::write(&public, key.public().to_file_text()).with_context(|| format!("Cannot write `{}`", public.display()))?;
+    if printer.format == OutputFormat::Json {
+        printer.json("keygen", "ok", &serde_json::json!({"key_id": key.public().id_text(), "secret_key": secret, "public_key": public}))?;
+    } else {
+        println!("Key {}: secret {} (keep it safe), public {}.", key.public().id_text(), secret.display(), public.display());
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Writes a secret file readable by its owner only.
+pub fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path).with_context(|| format!("Cannot create `{}`", path.display()))?;
+    f.write_all(text.as_bytes()).with_context(|| format!("Cannot write `{}`", path.display()))
+}

@@ -1,0 +1,544 @@
+//! The quarterly examiner evidence pack: a BagIt-style folder (and a tar archive of it) with
+//! an index, per-package reports in HTML and Markdown, every view's population as CSV and
+//! Parquet, the SQL behind every figure, reconciliation and coverage gaps, a SHA-256
+//! manifest and a minisign signature.
+//!
+//! Reproducible by construction: every table is pinned to a recorded Delta version, every
+//! query is ordered by all its columns, every time printed comes from the period (never the
+//! clock), and the archive's entries are sorted with fixed owners and times. The pack is
+//! written to `<out>.partial` and renamed when complete.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
+
+use super::package::{self, PackageReport};
+use super::render::{Templates, safe};
+use super::sign::SecretKey;
+use super::{Error, Period, Result, Table, io_err};
+use crate::lake::Lake;
+use crate::query::AsOf;
+use crate::query::views::QueryFile;
+
+/// Tag files at the pack root, besides `data/`.
+pub const BAGIT: &str = "bagit.txt";
+/// Bag metadata.
+pub const BAG_INFO: &str = "bag-info.txt";
+/// SHA-256 of every payload file.
+pub const MANIFEST: &str = "manifest-sha256.txt";
+/// SHA-256 of the tag files.
+pub const TAG_MANIFEST: &str = "tagmanifest-sha256.txt";
+/// minisign signature of the tag manifest.
+pub const SIGNATURE: &str = "tagmanifest-sha256.txt.minisig";
+/// The signer's public key (for convenience; pin the expected key with `--public-key`).
+pub const SIGNER: &str = "signer.pub";
+
+/// What to build.
+pub struct PackSettings {
+    /// Pack folder (must not exist, or be empty).
+    pub out: PathBuf,
+    /// The period.
+    pub period: Period,
+    /// Versions to pin (tables not named: their newest version, recorded).
+    pub as_of: AsOf,
+    /// Queries (embedded or `--queries`).
+    pub queries: Vec<QueryFile>,
+    /// Templates folder overriding the embedded ones.
+    pub templates: Option<PathBuf>,
+    /// Signing key.
+    pub key: Option<SecretKey>,
+    /// Also write `<out>.tar`.
+    pub archive: bool,
+}
+
+/// What was built.
+#[derive(Debug, serde::Serialize)]
+pub struct PackSummary {
+    /// The pack folder.
+    pub dir: PathBuf,
+    /// Its index page.
+    pub index: PathBuf,
+    /// The archive, if written.
+    pub archive: Option<PathBuf>,
+    /// Payload files.
+    pub files: usize,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Packages reported.
+    pub packages: usize,
+    /// Rows of `sod_violations`.
+    pub sod_violations: usize,
+    /// Signing key id, if signed.
+    pub signed_by: Option<String>,
+    /// Pinned versions, to regenerate with `--as-of`.
+    pub versions: BTreeMap<String, i64>,
+}
+
+/// The Delta version of every existing table: pinned ones as given, the rest at newest.
+pub async fn pin_versions(lake: &Lake, as_of: &AsOf) -> Result<BTreeMap<String, i64>> {
+    let mut versions = BTreeMap::new();
+    for name in crate::query::table_names() {
+        let pinned = match as_of {
+            AsOf::Versions(v) => v.get(&name).copied(),
+            _ => None,
+        };
+        match pinned {
+            Some(v) => {
+                versions.insert(name, v);
+            }
+            None => {
+                if let Some(v) = lake.version(&name).await? {
+                    versions.insert(name, v);
+                }
+            }
+        }
+    }
+    Ok(versions)
+}
+
+/// Writes a file inside the pack, creating folders; `relative` is always built from fixed
+/// names and slugs, and is checked to stay inside the root.
+fn write(root: &Path, relative: &str, bytes: &[u8]) -> Result<()> {
+    if relative.split('/').any(|p| p.is_empty() || p == "." || p == "..") || relative.starts_with('/') {
+        return Err(Error::Invalid(format!("refusing to write `{relative}` outside the pack")));
+    }
+    let path = root.join(relative);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+    }
+    std::fs::write(&path, bytes).map_err(io_err("write", &path))
+}
+
+/// Provenance common to every page.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Provenance {
+    govlake_version: &'static str,
+    versions: Vec<(String, i64)>,
+}
+
+/// A population file entry for the index and provenance.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Population {
+    name: String,
+    description: String,
+    rows: usize,
+    sha256: String,
+    parameters: Vec<(String, String)>,
+}
+
+/// Charts of one package report.
+fn package_charts(report: &PackageReport) -> BTreeMap<&'static str, minijinja::Value> {
+    let mut charts = BTreeMap::new();
+    let coverage = report.section("coverage").map(|s| {
+        s.table
+            .rows
+            .iter()
+            .map(|r| {
+                let label = format!("{} {}", s.table.cell(r, "quarter"), s.table.cell(r, "review_start"));
+                (label, s.table.cell(r, "coverage").parse().unwrap_or(0.0))
+            })
+            .collect::<Vec<_>>()
+    });
+    let latency = report.section("latency").map(|s| {
+        s.table
+            .rows
+            .iter()
+            .map(|r| (s.table.cell(r, "quarter").to_string(), s.table.cell(r, "median_hours").parse().unwrap_or(0.0)))
+            .collect::<Vec<_>>()
+    });
+    let svg = |items: Option<Vec<(String, f64)>>, title: &str, max: Option<f64>, pct: bool| {
+        match items {
+            Some(items) if !items.is_empty() => safe(super::chart::bars(title, &items, max, |v| {
+                if pct { format!("{:.1} %", v * 100.0) } else { format!("{v:.1} h") }
+            })),
+            _ => minijinja::Value::from(""),
+        }
+    };
+    charts.insert("coverage", svg(coverage, "Recertification coverage (reviewed / in scope)", Some(1.0), true));
+    charts.insert("latency", svg(latency, "Median hours from request to completion", None, false));
+    charts
+}
+
+/// Renders one package report's HTML and Markdown.
+pub fn render_package(
+    templates: &Templates,
+    report: &PackageReport,
+    period: &Period,
+    versions: &BTreeMap<String, i64>,
+    index_href: &str,
+) -> Result<(String, String)> {
+    let context = serde_json::json!({
+        "report": report,
+        "period": period,
+        "as_of": period.end_inclusive_text(),
+        "index_href": index_href,
+        "provenance": Provenance {
+            govlake_version: env!("CARGO_PKG_VERSION"),
+            versions: versions.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        },
+    });
+    let charts = package_charts(report);
+    let context = minijinja::context! { charts => charts, ..minijinja::Value::from_serialize(&context) };
+    Ok((
+        templates.render("package.html", &context)?,
+        templates.render("package.md", &context)?,
+    ))
+}
+
+/// Stretches of the period without audit events: before the first captured event, and runs
+/// of four or more days without any.
+async fn coverage_gaps(ctx: &deltalake::datafusion::prelude::SessionContext, period: &Period) -> Result<Table> {
+    let days = super::table::query(
+        ctx,
+        "coverage gaps",
+        "SELECT DISTINCT CAST(date_trunc('day', activity_date_time) AS VARCHAR) AS day FROM audit_events
+         WHERE activity_date_time >= CAST($from AS TIMESTAMP) AND activity_date_time < CAST($to AS TIMESTAMP)",
+        &[("from", &period.from_text), ("to", &period.to_text)],
+    )
+    .await?;
+    let seen: std::collections::BTreeSet<String> =
+        days.rows.iter().map(|r| r[0].chars().take(10).collect()).collect();
+    let mut gaps = Table {
+        columns: vec!["from".into(), "to".into(), "days".into(), "reason".into()],
+        rows: Vec::new(),
+    };
+    let day = 86_400_000_000i64;
+    let first_seen = seen.iter().next().cloned();
+    let mut run_start: Option<i64> = None;
+    let mut t = period.from;
+    let mut before_capture = true;
+    while t <= period.to {
+        let label = crate::lake::fmt_ts(t).chars().take(10).collect::<String>();
+        let missing = t < period.to && !seen.contains(&label);
+        if missing {
+            run_start.get_or_insert(t);
+        } else if let Some(start) = run_start.take() {
+            let n = (t - start) / day;
+            let reason = if before_capture && first_seen.is_some() {
+                "before the first captured audit event"
+            } else if first_seen.is_none() {
+                "no audit events captured in the period"
+            } else {
+                "no audit events captured"
+            };
+            if n >= 4 || (before_capture && start == period.from) {
+                gaps.rows.push(vec![crate::lake::fmt_ts(start), crate::lake::fmt_ts(t), n.to_string(), reason.into()]);
+            }
+        }
+        if !missing {
+            before_capture = false;
+        }
+        t += day;
+    }
+    Ok(gaps)
+}
+
+/// Reconciliation per table over the ingest runs up to the pinned versions.
+async fn reconciliation(ctx: &deltalake::datafusion::prelude::SessionContext) -> Result<Table> {
+    let mut t = super::table::query(
+        ctx,
+        "reconciliation",
+        "SELECT table_name, sum(fetched) AS fetched, sum(stored) AS stored, sum(duplicates) AS duplicates,
+                sum(rejected) AS rejected, sum(fetched) = sum(stored) + sum(duplicates) + sum(rejected) AS reconciles,
+                count(*) AS runs
+         FROM _ingest_runs GROUP BY table_name",
+        &[],
+    )
+    .await?;
+    t.columns.push("rows_in_lake".into());
+    for r in &mut t.rows {
+        let n = super::table::query(ctx, "reconciliation", &format!("SELECT count(*) FROM \"{}\"", r[0].replace('"', "")), &[])
+            .await
+            .map(|c| c.rows.first().map(|x| x[0].clone()).unwrap_or_default())
+            .unwrap_or_else(|_| "-".into());
+        r.push(n);
+    }
+    Ok(t)
+}
+
+fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    let mut f = std::fs::File::open(path).map_err(io_err("read", path))?;
+    let mut h = sha2::Sha256::new();
+    let n = std::io::copy(&mut f, &mut h).map_err(io_err("read", path))?;
+    Ok((hex::encode(h.finalize()), n))
+}
+
+/// Every file under `dir`, as sorted `/`-separated paths relative to `root`.
+pub fn files_under(root: &Path, dir: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root.join(dir)).sort_by_file_name() {
+        let e = e.map_err(|e| Error::Invalid(format!("cannot list `{}`: {e}", root.display())))?;
+        if e.file_type().is_file() || e.file_type().is_symlink() {
+            let rel = e.path().strip_prefix(root).unwrap_or(e.path());
+            out.push(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A whole view, ordered; empty when the queries do not define it.
+async fn view(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    queries: &[QueryFile],
+    name: &str,
+) -> Result<Table> {
+    match queries.iter().find(|q| q.name == name) {
+        Some(q) => super::table::query(ctx, name, &q.sql, &[]).await,
+        None => Ok(Table::default()),
+    }
+}
+
+/// Builds the pack.
+pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> {
+    let out = &settings.out;
+    if out.exists() && std::fs::read_dir(out).map_err(io_err("read", out))?.next().is_some() {
+        return Err(Error::Invalid(format!(
+            "`{}` exists and is not empty: give a new folder for the pack",
+            out.display()
+        )));
+    }
+    let partial = PathBuf::from(format!("{}.partial", out.display()));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(io_err("remove", &partial))?;
+    }
+    std::fs::create_dir_all(&partial).map_err(io_err("create", &partial))?;
+    let period = &settings.period;
+    let versions = pin_versions(lake, &settings.as_of).await?;
+    let ctx = crate::query::session_as_of(lake, &AsOf::Versions(versions.clone())).await?;
+    let registered = crate::query::views::register(&ctx, &settings.queries).await?;
+    let templates = Templates::load(settings.templates.as_deref())?;
+    let as_of = period.end_inclusive_text();
+
+    // The SQL behind every figure.
+    for q in &settings.queries {
+        write(&partial, &format!("data/queries/{}.sql", q.name), q.sql.as_bytes())?;
+    }
+    // Populations: every view, and access_as_of at the period's end.
+    let mut populations = Vec::new();
+    for q in &settings.queries {
+        let parameters: Vec<(String, String)> = q
+            .parameters()
+            .iter()
+            .map(|p| (p.clone(), match p.as_str() {
+                "as_of" => as_of.clone(),
+                "from" => period.from_text.clone(),
+                "to" => period.to_text.clone(),
+                _ => String::new(),
+            }))
+            .collect();
+        if parameters.iter().any(|(_, v)| v.is_empty()) || (parameters.is_empty() && !registered.contains(&q.name)) {
+            continue;
+        }
+        let bound: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let dir = partial.join("data/populations");
+        std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let rows = super::table::stream_to_files(
+            &ctx,
+            &q.name,
+            &q.sql,
+            &bound,
+            &dir.join(format!("{}.csv", q.name)),
+            &dir.join(format!("{}.parquet", q.name)),
+        )
+        .await?;
+        populations.push(Population {
+            name: q.name.clone(),
+            description: q.description(),
+            rows,
+            sha256: package::sha256_hex(&q.sql),
+            parameters,
+        });
+    }
+    write(
+        &partial,
+        "data/queries/parameters.json",
+        serde_json::to_string_pretty(&populations.iter().map(|p| (p.name.clone(), p.parameters.clone())).collect::<BTreeMap<_, _>>())
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+
+    // Per-package reports.
+    let mut package_rows = Vec::new();
+    for (id, name) in package::packages(&ctx).await? {
+        let report = package::build(&ctx, &settings.queries, &id, &name, period).await?;
+        let (html, md) = render_package(&templates, &report, period, &versions, "../index.html")?;
+        write(&partial, &format!("data/packages/{}.html", report.file_stem), html.as_bytes())?;
+        write(&partial, &format!("data/packages/{}.md", report.file_stem), md.as_bytes())?;
+        let count = |k: &str| report.section(k).map_or(0, |s| s.table.rows.len());
+        package_rows.push(serde_json::json!({
+            "id": id, "name": name, "file_stem": report.file_stem,
+            "holders": count("holders"), "sod": count("sod"), "findings": count("findings"),
+        }));
+    }
+
+    // Index: the story an examiner reads first.
+    let sod = view(&ctx, &settings.queries, "sod_violations").await?;
+    let findings = view(&ctx, &settings.queries, "policy_findings").await?;
+    let coverage_all = view(&ctx, &settings.queries, "recertification_coverage").await?;
+    let coverage = Table {
+        columns: coverage_all.columns.clone(),
+        rows: coverage_all
+            .rows
+            .iter()
+            .filter(|r| {
+                let (s, e) = (coverage_all.cell(r, "start_date_time"), coverage_all.cell(r, "end_date_time"));
+                crate::ingest::value::parse_ts(s).is_some_and(|s| s < period.to)
+                    && crate::ingest::value::parse_ts(e).is_some_and(|e| e >= period.from)
+            })
+            .cloned()
+            .collect(),
+    };
+    let coverage_items: Vec<(String, f64)> = coverage
+        .rows
+        .iter()
+        .map(|r| (coverage.cell(r, "access_package_name").to_string(), coverage.cell(r, "coverage").parse().unwrap_or(0.0)))
+        .collect();
+    let gaps = coverage_gaps(&ctx, period).await?;
+    let reconciliation = reconciliation(&ctx).await?;
+    write(&partial, "data/coverage-gaps.csv", super::csv::table_to_csv(&gaps).as_bytes())?;
+    write(&partial, "data/reconciliation.csv", super::csv::table_to_csv(&reconciliation).as_bytes())?;
+    let holders: usize = package_rows.iter().map(|p| p["holders"].as_u64().unwrap_or(0) as usize).sum();
+    let severity = |s: &str| findings.rows.iter().filter(|r| findings.cell(r, "severity") == s).count();
+    let summary = vec![
+        ("Access packages".to_string(), package_rows.len().to_string()),
+        ("Assignments held at period end".into(), holders.to_string()),
+        ("Separation-of-duties violations".into(), sod.rows.len().to_string()),
+        ("Policy findings (high / medium / low)".into(), format!("{} / {} / {}", severity("high"), severity("medium"), severity("low"))),
+        ("Review instances in the period".into(), coverage.rows.len().to_string()),
+        ("Coverage gaps".into(), gaps.rows.len().to_string()),
+        ("Tables reconciling".into(), format!(
+            "{} of {}",
+            reconciliation.rows.iter().filter(|r| reconciliation.cell(r, "reconciles") == "true").count(),
+            reconciliation.rows.len()
+        )),
+    ];
+    let signed_by = settings.key.as_ref().map(|k| k.public().id_text());
+    let provenance = Provenance {
+        govlake_version: env!("CARGO_PKG_VERSION"),
+        versions: versions.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+    };
+    let chart = if coverage_items.is_empty() {
+        minijinja::Value::from("")
+    } else {
+        safe(super::chart::bars("Coverage per review instance", &coverage_items, Some(1.0), |v| format!("{:.1} %", v * 100.0)))
+    };
+    let context = minijinja::context! {
+        period => minijinja::Value::from_serialize(period),
+        as_of => as_of.clone(),
+        provenance => minijinja::Value::from_serialize(&provenance),
+        summary => summary,
+        sod => minijinja::Value::from_serialize(&sod),
+        findings => minijinja::Value::from_serialize(&findings),
+        coverage => minijinja::Value::from_serialize(&coverage),
+        gaps => minijinja::Value::from_serialize(&gaps),
+        reconciliation => minijinja::Value::from_serialize(&reconciliation),
+        packages => minijinja::Value::from_serialize(&package_rows),
+        populations => minijinja::Value::from_serialize(&populations),
+        signed_by => signed_by.clone().unwrap_or_default(),
+        charts => minijinja::context! { coverage => chart },
+    };
+    write(&partial, "data/index.html", templates.render("index.html", &context)?.as_bytes())?;
+    let provenance_doc = serde_json::json!({
+        "govlake_version": env!("CARGO_PKG_VERSION"),
+        "period": period,
+        "as_of": as_of,
+        "table_versions": versions,
+        "regenerate": format!(
+            "govlake pack --period {} --as-of {} --out DIR",
+            period.label,
+            versions.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        ),
+        "populations": populations,
+        "packages": package_rows,
+    });
+    write(&partial, "data/provenance.json", serde_json::to_string_pretty(&provenance_doc).unwrap_or_default().as_bytes())?;
+
+    // Bag: manifest of the payload, bag-info, tag manifest, signature.
+    let mut manifest = String::new();
+    let (mut files, mut bytes) = (0usize, 0u64);
+    for rel in files_under(&partial, "data")? {
+        let (hash, n) = sha256_file(&partial.join(&rel))?;
+        manifest.push_str(&format!("{hash}  {rel}\n"));
+        files += 1;
+        bytes += n;
+    }
+    write(&partial, MANIFEST, manifest.as_bytes())?;
+    write(&partial, BAGIT, b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")?;
+    let bag_info = format!(
+        "Source-Organization: govlake evidence pack\nBagging-Date: {}\nExternal-Description: Entra ID Governance (Entitlement Management) evidence for {}\nExternal-Identifier: govlake-pack-{}\nPayload-Oxum: {bytes}.{files}\nGovlake-Version: {}\nGovlake-As-Of: {as_of}\n",
+        &as_of[..10.min(as_of.len())],
+        period.label,
+        period.label,
+        env!("CARGO_PKG_VERSION"),
+    );
+    write(&partial, BAG_INFO, bag_info.as_bytes())?;
+    let mut tag_files = vec![BAGIT, BAG_INFO, MANIFEST];
+    if let Some(key) = &settings.key {
+        write(&partial, SIGNER, key.public().to_file_text().as_bytes())?;
+        tag_files.push(SIGNER);
+    }
+    tag_files.sort_unstable();
+    let mut tag_manifest = String::new();
+    for name in &tag_files {
+        tag_manifest.push_str(&format!("{}  {name}\n", sha256_file(&partial.join(name))?.0));
+    }
+    write(&partial, TAG_MANIFEST, tag_manifest.as_bytes())?;
+    if let Some(key) = &settings.key {
+        let signature = key.sign(tag_manifest.as_bytes(), &format!("govlake evidence pack {} as of {as_of}", period.label));
+        write(&partial, SIGNATURE, signature.as_bytes())?;
+    }
+    if out.exists() {
+        std::fs::remove_dir(out).map_err(io_err("replace", out))?;
+    }
+    std::fs::rename(&partial, out).map_err(io_err("rename the finished pack to", out))?;
+    let archive = if settings.archive {
+        let path = PathBuf::from(format!("{}.tar", out.display()));
+        write_archive(out, &path, &format!("govlake-pack-{}", file_safe(&period.label)), period.to / 1_000_000)?;
+        Some(path)
+    } else {
+        None
+    };
+    Ok(PackSummary {
+        index: out.join("data/index.html"),
+        dir: out.clone(),
+        archive,
+        files,
+        bytes,
+        packages: package_rows.len(),
+        sod_violations: sod.rows.len(),
+        signed_by,
+        versions,
+    })
+}
+
+/// A period label as a file name part (`2026Q3`; explicit ranges lose `:`).
+fn file_safe(label: &str) -> String {
+    label.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').collect()
+}
+
+/// A deterministic tar of the pack: sorted entries under `prefix/` (not the folder's own
+/// name, so a pack regenerated elsewhere archives identically), owner 0, mode 0644,
+/// modification time the period's end.
+pub fn write_archive(dir: &Path, path: &Path, prefix: &str, mtime: i64) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(io_err("create", path))?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    let mut entries = files_under(dir, "")?;
+    entries.sort();
+    for rel in entries {
+        let bytes = std::fs::read(dir.join(&rel)).map_err(io_err("read", &dir.join(&rel)))?;
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(mtime.max(0) as u64);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, format!("{prefix}/{rel}"), bytes.as_slice())
+            .map_err(io_err("write", path))?;
+    }
+    tar.into_inner()
+        .and_then(|mut w| std::io::Write::flush(&mut w))
+        .map_err(io_err("write", path))
+}

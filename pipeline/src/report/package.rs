@@ -1,0 +1,257 @@
+//! One access package's auditor report: the sections an examiner reads, each one SQL query
+//! over the lake and the governance views, bound to `$package`, `$from`, `$to` and `$as_of`
+//! (never pasted into the SQL). Each section keeps its SQL and row count for provenance.
+
+use deltalake::datafusion::prelude::SessionContext;
+use sha2::Digest as _;
+
+use super::{Period, Result, Table};
+use crate::query::views::QueryFile;
+
+/// A report section: its title, what it shows, and the query behind it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Section {
+    /// Short key (`holders`), also the CSV file name.
+    pub key: &'static str,
+    /// Heading.
+    pub title: &'static str,
+    /// What the section shows and how to read it.
+    pub about: &'static str,
+    /// The SQL that produced it.
+    pub sql: String,
+    /// SHA-256 of the SQL.
+    pub sql_sha256: String,
+    /// The rows.
+    pub table: Table,
+}
+
+/// The package report's data.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PackageReport {
+    /// Package id.
+    pub id: String,
+    /// Display name (hostile: rendered escaped only).
+    pub name: String,
+    /// File stem inside a pack: slug of the name + short hash of the id.
+    pub file_stem: String,
+    /// Parameters bound to every section.
+    pub parameters: Vec<(String, String)>,
+    /// Sections, in reading order.
+    pub sections: Vec<Section>,
+}
+
+impl PackageReport {
+    /// A section by key.
+    pub fn section(&self, key: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.key == key)
+    }
+}
+
+/// The sections of a package report: (key, title, about, SQL). `{access_as_of}` is replaced
+/// by the text of queries/access_as_of.sql.
+const SECTIONS: &[(&str, &str, &str, &str)] = &[
+    ("package", "Package", "The package and its catalog.", "
+SELECT p.display_name AS access_package, p.description, p.is_hidden,
+       c.display_name AS catalog, c.is_externally_visible AS catalog_externally_visible
+FROM access_packages p LEFT JOIN catalogs c ON c.id = p.catalog_id
+WHERE p.id = $package"),
+    ("resources", "Resources and roles", "What holding the package grants.", "
+SELECT resource_display_name AS resource, resource_origin_system AS origin,
+       role_display_name AS role, scope_display_name AS scope
+FROM access_package_resource_role_scopes WHERE access_package_id = $package"),
+    ("policies", "Assignment policies", "Who may request, approval, expiry and recertification settings.", "
+SELECT display_name AS policy, allowed_target_scope,
+       request_approval_settings_is_approval_required_for_add AS approval_required,
+       request_approval_settings_is_requestor_justification_required AS justification_required,
+       expiration_type, expiration_duration,
+       review_settings_is_enabled AS reviews, review_settings_expiration_behavior AS review_timeout,
+       review_settings_primary_reviewer_types AS reviewers
+FROM assignment_policies WHERE access_package_id = $package"),
+    ("stages", "Approval stages", "Each policy's approval stages, timeouts and escalation.", "
+SELECT p.display_name AS policy, s.stage_number AS stage,
+       s.duration_before_automatic_denial AS auto_deny_after,
+       s.is_escalation_enabled AS escalation, s.duration_before_escalation AS escalate_after,
+       s.is_approver_justification_required AS approver_justification_required,
+       s.primary_approver_types AS approvers
+FROM policy_approval_stages s JOIN assignment_policies p ON p.id = s.policy_id
+WHERE p.access_package_id = $package"),
+    ("incompatible", "Incompatible packages", "Separation-of-duties declarations, either side.", "
+SELECT incompatible_access_package_display_name AS incompatible_with, 'declared here' AS declared
+FROM incompatible_access_packages WHERE access_package_id = $package
+UNION ALL
+SELECT p.display_name, 'declared by the other package'
+FROM incompatible_access_packages i JOIN access_packages p ON p.id = i.access_package_id
+WHERE i.incompatible_access_package_id = $package"),
+    ("holders", "Holders at period end", "Everyone who held the package at the period's last second, who approved the grant (latest approval before then) and the latest recertification decision.", "
+WITH approvals AS (
+    SELECT target_object_id, actor, step_justification, step_time,
+           row_number() OVER (PARTITION BY target_object_id
+                              ORDER BY step_time DESC, actor, step_justification) AS n
+    FROM approval_trail
+    WHERE access_package_id = $package AND step IN ('approved', 'auto-approved')
+      AND step_time <= CAST($as_of AS TIMESTAMP)
+),
+reviews AS (
+    SELECT principal_id, decision, reviewed_by_user_principal_name, reviewed_date_time,
+           row_number() OVER (PARTITION BY principal_id
+                              ORDER BY reviewed_date_time DESC, id) AS n
+    FROM access_review_decisions
+    WHERE access_package_id = $package AND reviewed_date_time <= CAST($as_of AS TIMESTAMP)
+)
+SELECT h.user_principal_name, h.state, h.schedule_start_date_time AS since,
+       h.schedule_expiration_end_date_time AS expires,
+       a.actor AS approved_by, a.step_justification AS approval_justification,
+       r.decision AS last_review, r.reviewed_by_user_principal_name AS reviewed_by,
+       r.reviewed_date_time AS reviewed_at
+FROM ({access_as_of}) h
+LEFT JOIN approvals a ON a.target_object_id = h.user_object_id AND a.n = 1
+LEFT JOIN reviews r ON r.principal_id = h.user_object_id AND r.n = 1
+WHERE h.access_package_id = $package"),
+    ("trail", "Approval trail in the period", "Every step of every request created in the period (flags: self-approved, admin direct grant, approval missing).", "
+SELECT created_date_time AS created, request_id, request_type, requestor_principal_name AS requestor,
+       requestor_justification, step, stage, actor, step_time, step_justification,
+       external_correlation_id AS ticket, self_approved, admin_direct_grant, approval_missing
+FROM approval_trail
+WHERE access_package_id = $package
+  AND created_date_time >= CAST($from AS TIMESTAMP) AND created_date_time < CAST($to AS TIMESTAMP)"),
+    ("coverage", "Recertification coverage", "Access review instances of the package that overlap the period.", "
+SELECT quarter, start_date_time AS review_start, end_date_time AS review_end, in_scope, reviewed,
+       approved, denied, dont_know, not_reviewed, removed_on_timeout, denied_still_delivered, coverage
+FROM recertification_coverage
+WHERE access_package_id = $package
+  AND start_date_time < CAST($to AS TIMESTAMP) AND end_date_time >= CAST($from AS TIMESTAMP)"),
+    ("latency", "Approval latency", "Hours from request to completion, per quarter.", "
+SELECT quarter, requests, median_hours, p90_hours, max_hours
+FROM approval_latency WHERE access_package_id = $package"),
+    ("sod", "Separation of duties", "Users who hold this package and an incompatible one now.", "
+SELECT user_principal_name, access_package_name, incompatible_access_package_name,
+       both_held_since, incompatibility_declared_at, grandfathered
+FROM sod_violations
+WHERE access_package_id = $package OR incompatible_access_package_id = $package"),
+    ("expiration", "Expiration compliance", "Assignments past their end, without expiry, or guests past 90 days.", "
+SELECT finding, user_principal_name, assignment_id, scheduled_end, days_overdue
+FROM expiration_compliance WHERE access_package_id = $package"),
+    ("findings", "Policy findings", "Settings an identity-governance expert would flag.", "
+SELECT severity, rule, policy_name, detail
+FROM policy_findings WHERE access_package_id = $package"),
+];
+
+/// Every package in the lake: (id, display name), ordered by name then id.
+pub async fn packages(ctx: &SessionContext) -> Result<Vec<(String, String)>> {
+    let t = super::table::query(ctx, "packages", "SELECT id, display_name FROM access_packages", &[]).await?;
+    let mut out: Vec<(String, String)> = t.rows.into_iter().map(|r| (r[0].clone(), r[1].clone())).collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+/// Finds a package by id or exact display name (bound, never pasted).
+pub async fn find(ctx: &SessionContext, needle: &str) -> Result<(String, String)> {
+    let all = packages(ctx).await?;
+    let hits: Vec<_> = all.iter().filter(|(id, name)| id == needle || name == needle).collect();
+    match hits.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(super::Error::Invalid(format!(
+            "No access package has the id or name `{needle}` ({} in the lake; `govlake sql -c \"select id, display_name from access_packages\"` lists them)",
+            all.len()
+        ))),
+        _ => Err(super::Error::Invalid(format!(
+            "{} packages are named `{needle}`: give the id", hits.len()
+        ))),
+    }
+}
+
+/// A file stem that is safe on every file system: a lowercase ASCII slug of the name (at
+/// most 40 characters) and 8 hex digits of the SHA-256 of the id, so names differing only by
+/// case, confusables or traversal tricks never collide or escape their folder.
+pub fn file_stem(id: &str, name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+        if slug.len() >= 40 {
+            break;
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    let hash = hex::encode(&sha2::Sha256::digest(id.as_bytes())[..4]);
+    if slug.is_empty() { format!("package-{hash}") } else { format!("{slug}-{hash}") }
+}
+
+/// SHA-256 of a text, hex.
+pub fn sha256_hex(text: &str) -> String {
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// Builds one package's report for a period.
+pub async fn build(
+    ctx: &SessionContext,
+    queries: &[QueryFile],
+    id: &str,
+    name: &str,
+    period: &Period,
+) -> Result<PackageReport> {
+    let access_as_of = queries
+        .iter()
+        .find(|q| q.name == "access_as_of")
+        .map(|q| q.sql.trim().trim_end_matches(';').to_string())
+        .ok_or_else(|| super::Error::Invalid("queries/access_as_of.sql is missing".into()))?;
+    let as_of = period.end_inclusive_text();
+    let params: Vec<(&str, &str)> = vec![
+        ("package", id),
+        ("from", &period.from_text),
+        ("to", &period.to_text),
+        ("as_of", &as_of),
+    ];
+    let mut sections = Vec::new();
+    for (key, title, about, sql) in SECTIONS {
+        let sql = sql.trim().replace("{access_as_of}", &access_as_of);
+        let needed: Vec<(&str, &str)> = params
+            .iter()
+            .filter(|(k, _)| sql.contains(&format!("${k}")))
+            .copied()
+            .collect();
+        let table = super::table::query(ctx, &format!("{name} / {title}"), &sql, &needed).await?;
+        sections.push(Section {
+            key,
+            title,
+            about,
+            sql_sha256: sha256_hex(&sql),
+            sql,
+            table,
+        });
+    }
+    Ok(PackageReport {
+        id: id.to_string(),
+        name: name.to_string(),
+        file_stem: file_stem(id, name),
+        parameters: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        sections,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_stem;
+
+    #[test]
+    fn file_stems_stay_inside_their_folder_and_are_unique() {
+        let hostile = [
+            "../../x", "/abs/evil", "C:\\x", "\\\\server\\share", "a/b", "..", ".", "con", "nul",
+            "Vendor Payment", "vendor payment", "<script>alert(1)</script>",
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, name) in hostile.iter().enumerate() {
+            let stem = file_stem(&format!("id-{i}"), name);
+            assert!(stem.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{stem}");
+            assert!(!stem.starts_with('-') && stem.len() <= 49, "{stem}");
+            assert!(seen.insert(stem));
+        }
+        let long = "x".repeat(5000);
+        assert_eq!(file_stem("id", &long).len(), 40 + 1 + 8);
+        assert_eq!(file_stem("id", "con"), file_stem("id", "CON"));
+        assert_ne!(file_stem("a", "con"), file_stem("b", "con"));
+    }
+}

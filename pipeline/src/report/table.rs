@@ -1,0 +1,177 @@
+//! A query result as a table of text cells, in a deterministic order: every query runs
+//! wrapped in `ORDER BY` all of its columns, so the same lake versions give the same rows in
+//! the same order whatever the thread count.
+
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::DataType;
+use deltalake::datafusion::execution::context::SQLOptions;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::scalar::ScalarValue;
+
+use super::{Error, Result};
+
+/// A result: column names and rows of text (NULL is the empty string).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Table {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows, one text cell per column.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// The cell of `column` in `row`, or "" when there is no such column.
+    pub fn cell<'a>(&'a self, row: &'a [String], column: &str) -> &'a str {
+        self.columns
+            .iter()
+            .position(|c| c == column)
+            .and_then(|i| row.get(i))
+            .map_or("", String::as_str)
+    }
+
+    /// The rows whose `column` equals `value`.
+    pub fn filter(&self, column: &str, value: &str) -> Table {
+        Table {
+            columns: self.columns.clone(),
+            rows: self
+                .rows
+                .iter()
+                .filter(|r| self.cell(r, column) == value)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// Read-only options: no DDL, DML, COPY or SET from any query path.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Plans `sql` read-only, wrapped in `ORDER BY` every column, with string parameters bound
+/// by name.
+async fn ordered_frame(
+    ctx: &SessionContext,
+    what: &str,
+    sql: &str,
+    params: &[(&str, &str)],
+) -> Result<deltalake::datafusion::dataframe::DataFrame> {
+    let err = |source| Error::Query {
+        what: what.to_string(),
+        source: Box::new(source),
+    };
+    let inner = sql.trim().trim_end_matches(';');
+    let planned = ctx.sql_with_options(inner, read_only()).await.map_err(err)?;
+    let n = planned.schema().fields().len();
+    let order: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    let wrapped = format!("SELECT * FROM (\n{inner}\n) AS q ORDER BY {}", order.join(", "));
+    let df = ctx.sql_with_options(&wrapped, read_only()).await.map_err(err)?;
+    if params.is_empty() {
+        return Ok(df);
+    }
+    let values: Vec<(String, ScalarValue)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), ScalarValue::Utf8(Some(v.to_string()))))
+        .collect();
+    df.with_param_values(values).map_err(err)
+}
+
+/// Runs `sql` with string parameters bound by name and returns its rows ordered by every
+/// column. `what` names the query in errors.
+pub async fn query(
+    ctx: &SessionContext,
+    what: &str,
+    sql: &str,
+    params: &[(&str, &str)],
+) -> Result<Table> {
+    let err = |source| Error::Query {
+        what: what.to_string(),
+        source: Box::new(source),
+    };
+    let df = ordered_frame(ctx, what, sql, params).await?;
+    let columns = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let batches = df.collect().await.map_err(err)?;
+    let mut rows = Vec::new();
+    for b in &batches {
+        append_rows(&mut rows, b).map_err(|source| Error::Arrow {
+            what: what.to_string(),
+            source,
+        })?;
+    }
+    Ok(Table { columns, rows })
+}
+
+/// Appends a batch's rows as text cells (NULL is the empty string).
+pub fn append_rows(rows: &mut Vec<Vec<String>>, b: &RecordBatch) -> Result<(), deltalake::arrow::error::ArrowError> {
+    let cols = b
+        .columns()
+        .iter()
+        .map(|c| cast(c, &DataType::Utf8))
+        .collect::<Result<Vec<_>, _>>()?;
+    for row in 0..b.num_rows() {
+        rows.push(
+            cols.iter()
+                .map(|c| {
+                    let c = c.as_string::<i32>();
+                    if c.is_null(row) { String::new() } else { c.value(row).to_string() }
+                })
+                .collect(),
+        );
+    }
+    Ok(())
+}
+
+/// Streams a query's rows, ordered by every column, into a CSV file (cells guarded) and a
+/// Parquet file (types kept) at once; returns the row count. Memory stays bounded by the
+/// sort, not by the result.
+pub async fn stream_to_files(
+    ctx: &SessionContext,
+    what: &str,
+    sql: &str,
+    params: &[(&str, &str)],
+    csv_path: &std::path::Path,
+    parquet_path: &std::path::Path,
+) -> Result<usize> {
+    use futures::TryStreamExt as _;
+    use std::io::Write as _;
+    let err = |source| Error::Query {
+        what: what.to_string(),
+        source: Box::new(source),
+    };
+    let arrow_err = |source| Error::Arrow {
+        what: what.to_string(),
+        source,
+    };
+    let df = ordered_frame(ctx, what, sql, params).await?;
+    let mut stream = df.execute_stream().await.map_err(err)?;
+    let schema = stream.schema();
+    let csv_file = std::fs::File::create(csv_path).map_err(super::io_err("create", csv_path))?;
+    let mut csv = std::io::BufWriter::new(csv_file);
+    let header: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    super::csv::write_line(&mut csv, &header).map_err(super::io_err("write", csv_path))?;
+    let pq_file = std::fs::File::create(parquet_path).map_err(super::io_err("create", parquet_path))?;
+    let props = deltalake::parquet::file::properties::WriterProperties::builder()
+        .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
+        .set_created_by(format!("govlake {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut parquet = deltalake::parquet::arrow::ArrowWriter::try_new(pq_file, schema, Some(props))
+        .map_err(|e| arrow_err(e.into()))?;
+    let mut rows = 0;
+    let mut cells: Vec<Vec<String>> = Vec::new();
+    while let Some(batch) = stream.try_next().await.map_err(err)? {
+        rows += batch.num_rows();
+        cells.clear();
+        append_rows(&mut cells, &batch).map_err(arrow_err)?;
+        for r in &cells {
+            super::csv::write_line(&mut csv, r).map_err(super::io_err("write", csv_path))?;
+        }
+        parquet.write(&batch).map_err(|e| arrow_err(e.into()))?;
+    }
+    parquet.close().map_err(|e| arrow_err(e.into()))?;
+    csv.flush().map_err(super::io_err("write", csv_path))?;
+    Ok(rows)
+}
