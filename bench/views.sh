@@ -8,6 +8,7 @@
 #   RUNS=3          runs per figure
 #   PROFILE=release cargo profile of the govlake binary (dev to skip the release build)
 #   WORK=target/bench/views-USERS   tenant and lake, kept and reused between runs
+#   RESULT=bench/VIEWS.md           where the Markdown table goes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS="${1:-375000}"
@@ -36,6 +37,7 @@ if [ ! -f "$WORK/lake/.complete" ]; then
 fi
 LAKE="$WORK/lake"
 AS_OF=2026-09-30T23:59:59Z
+RESULT="${RESULT:-bench/VIEWS.md}"
 
 # measure LABEL CMD...: runs CMD $RUNS times; prints "median_seconds peak_rss_mib".
 measure() {
@@ -69,7 +71,7 @@ counts=$("$BIN" --lake "$LAKE" -q sql -o csv -c "select
   echo
   echo "| view | rows | govlake s | govlake peak MiB | DuckDB s | DuckDB peak MiB | govlake / DuckDB |"
   echo "|---|---:|---:|---:|---:|---:|---:|"
-} | tee "$WORK/views.md"
+} | tee "$RESULT"
 for v in $views; do
   params=()
   [ "$v" = access_as_of ] && params=(--param "as_of=$AS_OF")
@@ -79,7 +81,7 @@ for v in $views; do
   drows=$(cat "$WORK/stdout.txt" 2>/dev/null || echo "?")
   ratio=$(awk -v a="$gt" -v b="$dt" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2f", a / b; else print "-" }')
   [ "$rows" != "$drows" ] && rows="$rows (DuckDB $drows)"
-  echo "| $v | $rows | $gt | $gm | $dt | $dm | $ratio |" | tee -a "$WORK/views.md"
+  echo "| $v | $rows | $gt | $gm | $dt | $dm | $ratio |" | tee -a "$RESULT"
 done
 echo
-echo "Written to $WORK/views.md"
+echo "Written to $RESULT"

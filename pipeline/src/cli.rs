@@ -78,6 +78,31 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Make a signing key pair for evidence packs (minisign-compatible public key).
     Keygen(KeygenArgs),
+    /// A reproducible random sample of a view's rows, for auditors' testing.
+    Sample(SampleArgs),
+}
+
+/// `govlake sample`.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// The view whose population is sampled (e.g. approval_trail).
+    #[arg(long, value_name = "NAME")]
+    pub view: String,
+    /// Rows to draw.
+    #[arg(long, value_name = "N")]
+    pub size: usize,
+    /// Seed; the same population, size and seed give the same sample.
+    #[arg(long, value_name = "S")]
+    pub seed: u64,
+    /// Write the sample (CSV) to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Pin tables to Delta versions or a time, as `govlake sql --as-of`.
+    #[arg(long, value_name = "TIMESTAMP|TABLE=VERSION,...")]
+    pub as_of: Option<String>,
+    /// Queries folder overriding the embedded queries/.
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
 }
 
 /// The period a report covers.
@@ -148,6 +173,9 @@ pub struct PackArgs {
     /// Do not write DIR.tar.
     #[arg(long)]
     pub no_archive: bool,
+    /// Draw and record a random sample of a view for testing: VIEW:SIZE:SEED (repeatable).
+    #[arg(long = "sample", value_name = "VIEW:SIZE:SEED")]
+    pub samples: Vec<String>,
     /// Templates folder overriding the embedded report-templates/.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,

@@ -46,6 +46,10 @@ fn the_demo_pack_tells_the_story_and_verifies() {
         "populations/access_as_of.csv", "provenance.json", "reconciliation.csv", "coverage-gaps.csv"] {
         assert!(pack.join("data").join(f).is_file(), "{f}");
     }
+    // The demo records a sample of the approval trail for testing, listed in the index.
+    let sample = std::fs::read_to_string(pack.join("data/samples/approval_trail-n25-seed7.csv")).unwrap();
+    assert_eq!(sample.lines().count(), 26);
+    assert!(index.contains("href=\"samples&#x2f;approval_trail-n25-seed7.csv\""));
     let csv = std::fs::read_to_string(pack.join("data/populations/sod_violations.csv")).unwrap();
     assert_eq!(csv.lines().count(), 12, "header + eleven");
     assert!(PathBuf::from(format!("{}.tar", pack.display())).is_file());
@@ -151,6 +155,13 @@ fn regenerating_from_the_recorded_versions_is_byte_identical() {
     let pack = demo_pack(dir.path());
     let provenance: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(pack.join("data/provenance.json")).unwrap()).unwrap();
+    let samples: Vec<String> = provenance["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{}:{}:{}", s["view"].as_str().unwrap(), s["size"], s["seed"]))
+        .collect();
+    assert_eq!(samples, ["approval_trail:25:7"]);
     let versions: Vec<String> = provenance["table_versions"]
         .as_object()
         .unwrap()
@@ -181,6 +192,8 @@ fn regenerating_from_the_recorded_versions_is_byte_identical() {
         .arg(dir.path().join("pack.key"))
         .arg("--as-of")
         .arg(versions.join(","))
+        .arg("--sample")
+        .arg(&samples[0])
         .arg("--out")
         .arg(&again));
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -326,4 +339,31 @@ fn reports_open_in_headless_chromium_without_errors_and_print_to_pdf() {
         let bytes = std::fs::read(&pdf).expect("a PDF was printed");
         assert!(bytes.starts_with(b"%PDF") && bytes.len() > 5_000, "{}", page.display());
     }
+}
+
+#[test]
+fn samples_are_reproducible_and_seeded() {
+    let lake = tempfile::tempdir().unwrap();
+    let r = ingest(lake.path(), &[&sample_data()], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let draw = |seed: &str| {
+        let r = run(govlake()
+            .arg("--lake")
+            .arg(lake.path())
+            .args(["sample", "--view", "approval_trail", "--size", "25", "--seed", seed]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.stderr.contains("25 of 678 rows of approval_trail drawn with seed"), "{}", r.stderr);
+        r.stdout
+    };
+    let a = draw("7");
+    assert_eq!(a.lines().count(), 26);
+    assert!(a.starts_with("sample_rank,request_id,"));
+    assert_eq!(a, draw("7"));
+    assert_ne!(a, draw("8"));
+    let r = run(govlake()
+        .arg("--lake")
+        .arg(lake.path())
+        .args(["sample", "--view", "no_such_view", "--size", "1", "--seed", "1"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("`no_such_view` is not a view"), "{}", r.stderr);
 }

@@ -118,6 +118,7 @@ async fn demo_pack(
         templates: None,
         key: Some(key),
         archive: true,
+        samples: vec![("approval_trail".into(), 25, 7)],
     };
     let tar = PathBuf::from(format!("{}.tar", args.pack.display()));
     if tar.is_file() {

@@ -46,6 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Pack(ref args) => report::pack(&cli.global, args, &printer).await,
         Command::Verify(ref args) => report::verify(args, &printer),
         Command::Keygen(ref args) => report::keygen(args, &printer),
+        Command::Sample(ref args) => report::sample(&cli.global, args, &printer).await,
     }
 }
 

@@ -1,4 +1,4 @@
-//! `govlake report`, `pack`, `verify` and `keygen`: the evidence commands over
+//! `govlake report`, `pack`, `verify`, `keygen` and `sample`: the evidence commands over
 //! `govlake::report`.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,10 @@ use govlake::report::sign::{PublicKey, SecretKey};
 use govlake::report::{Period, package, render::Templates};
 
 use super::{ExitStatus, Printer, open_lake};
-use crate::cli::{GlobalArgs, KeygenArgs, OutputFormat, PackArgs, PeriodArgs, ReportArgs, ReportFormat, VerifyArgs};
+use crate::cli::{
+    GlobalArgs, KeygenArgs, OutputFormat, PackArgs, PeriodArgs, ReportArgs, ReportFormat, SampleArgs,
+    VerifyArgs,
+};
 
 fn period(args: &PeriodArgs) -> anyhow::Result<Period> {
     Ok(match (&args.period, &args.from, &args.to) {
@@ -126,10 +129,53 @@ pub async fn pack(global: &GlobalArgs, args: &PackArgs, printer: &Printer) -> an
         templates: args.templates.clone(),
         key,
         archive: !args.no_archive,
+        samples: args.samples.iter().map(|s| parse_sample(s)).collect::<anyhow::Result<_>>()?,
     };
     let lake = open_lake(global, "govlake-data")?;
     let summary = build_pack(&lake, &settings, printer).await?;
     print_pack(&summary, printer)?;
+    Ok(ExitStatus::Success)
+}
+
+/// Parses `VIEW:SIZE:SEED`.
+fn parse_sample(text: &str) -> anyhow::Result<(String, usize, u64)> {
+    let parts: Vec<&str> = text.split(':').collect();
+    match parts.as_slice() {
+        [view, size, seed] => Ok((
+            (*view).to_string(),
+            size.parse().with_context(|| format!("`--sample {text}`: the size must be a whole number"))?,
+            seed.parse().with_context(|| format!("`--sample {text}`: the seed must be a whole number"))?,
+        )),
+        _ => anyhow::bail!("`--sample {text}` is not VIEW:SIZE:SEED (e.g. approval_trail:25:7)"),
+    }
+}
+
+/// Runs `govlake sample`.
+pub async fn sample(global: &GlobalArgs, args: &SampleArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let queries = queries(args.queries.as_deref())?;
+    let lake = open_lake(global, "govlake-data")?;
+    let ctx = govlake::query::session_as_of(&lake, &as_of(args.as_of.as_deref())?).await?;
+    let registered = views::register(&ctx, &queries).await?;
+    let Some(q) = queries.iter().find(|q| q.name == args.view && registered.contains(&q.name)) else {
+        anyhow::bail!("`{}` is not a view (`govlake sql --list` shows them)", args.view);
+    };
+    let population = govlake::report::table::query(&ctx, &q.name, &q.sql, &[]).await?;
+    let drawn = govlake::report::sample::draw(&population, args.size, args.seed);
+    if printer.format == OutputFormat::Json {
+        return printer
+            .json("sample", "ok", &serde_json::json!({
+                "view": args.view, "seed": args.seed, "population": population.rows.len(), "sample": drawn,
+            }))
+            .map(|()| ExitStatus::Success);
+    }
+    let csv = govlake::report::csv::table_to_csv(&drawn);
+    match &args.out {
+        Some(p) => std::fs::write(p, csv).with_context(|| format!("Cannot write `{}`", p.display()))?,
+        None => print!("{csv}"),
+    }
+    if printer.quiet == 0 {
+        eprintln!("{} of {} rows of {} drawn with seed {}.", drawn.rows.len(), population.rows.len(), args.view, args.seed);
+    }
     Ok(ExitStatus::Success)
 }
 

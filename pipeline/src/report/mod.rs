@@ -2,7 +2,8 @@
 //! examination, `table` runs a query into a deterministic table of text cells, `package`
 //! gathers one access package's sections, `render` fills the minijinja templates of
 //! `report-templates/`, `chart` draws inline SVG, `csv` writes spreadsheet-safe CSV, and
-//! `pack` / `sign` / `verify` build, sign and check the quarterly evidence pack.
+//! `pack` / `sign` / `verify` build, sign and check the quarterly evidence pack, and `sample`
+//! draws reproducible random samples for auditors' testing.
 
 pub mod chart;
 pub mod csv;
@@ -10,6 +11,7 @@ pub mod package;
 pub mod pack;
 pub mod period;
 pub mod render;
+pub mod sample;
 pub mod sign;
 pub mod table;
 pub mod verify;

@@ -50,6 +50,18 @@ pub struct PackSettings {
     pub key: Option<SecretKey>,
     /// Also write `<out>.tar`.
     pub archive: bool,
+    /// Random samples to draw and record: (view, size, seed).
+    pub samples: Vec<(String, usize, u64)>,
+}
+
+/// A drawn sample, as recorded in the pack.
+#[derive(Debug, Clone, serde::Serialize)]
+struct SampleRecord {
+    view: String,
+    size: usize,
+    seed: u64,
+    population: usize,
+    file: String,
 }
 
 /// What was built.
@@ -395,6 +407,23 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
         .iter()
         .map(|r| (coverage.cell(r, "access_package_name").to_string(), coverage.cell(r, "coverage").parse().unwrap_or(0.0)))
         .collect();
+    let mut samples = Vec::new();
+    for (name, size, seed) in &settings.samples {
+        if !registered.contains(name) {
+            return Err(Error::Invalid(format!("`--sample {name}:…`: `{name}` is not a view")));
+        }
+        let population = view(&ctx, &settings.queries, name).await?;
+        let drawn = super::sample::draw(&population, *size, *seed);
+        let file = format!("samples/{name}-n{size}-seed{seed}.csv");
+        write(&partial, &format!("data/{file}"), super::csv::table_to_csv(&drawn).as_bytes())?;
+        samples.push(SampleRecord {
+            view: name.clone(),
+            size: drawn.rows.len(),
+            seed: *seed,
+            population: population.rows.len(),
+            file,
+        });
+    }
     let gaps = coverage_gaps(&ctx, period).await?;
     let reconciliation = reconciliation(&ctx).await?;
     write(&partial, "data/coverage-gaps.csv", super::csv::table_to_csv(&gaps).as_bytes())?;
@@ -436,6 +465,7 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
         reconciliation => minijinja::Value::from_serialize(&reconciliation),
         packages => minijinja::Value::from_serialize(&package_rows),
         populations => minijinja::Value::from_serialize(&populations),
+        samples => minijinja::Value::from_serialize(&samples),
         signed_by => signed_by.clone().unwrap_or_default(),
         charts => minijinja::context! { coverage => chart },
     };
@@ -446,11 +476,13 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
         "as_of": as_of,
         "table_versions": versions,
         "regenerate": format!(
-            "govlake pack --period {} --as-of {} --out DIR",
+            "govlake pack --period {} --as-of {}{} --out DIR",
             period.label,
-            versions.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+            versions.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            samples.iter().map(|s| format!(" --sample {}:{}:{}", s.view, s.size, s.seed)).collect::<String>()
         ),
         "populations": populations,
+        "samples": samples,
         "packages": package_rows,
     });
     write(&partial, "data/provenance.json", serde_json::to_string_pretty(&provenance_doc).unwrap_or_default().as_bytes())?;
