@@ -371,19 +371,20 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
             .as_bytes(),
     )?;
 
-    // Per-package reports.
+    // Per-package reports: each section runs once over all packages.
     let mut package_rows = Vec::new();
-    for (id, name) in package::packages(&ctx).await? {
-        let report = package::build(&ctx, &settings.queries, &id, &name, period).await?;
+    package::build_all(&ctx, &settings.queries, period, |report| {
         let (html, md) = render_package(&templates, &report, period, &versions, "../index.html")?;
         write(&partial, &format!("data/packages/{}.html", report.file_stem), html.as_bytes())?;
         write(&partial, &format!("data/packages/{}.md", report.file_stem), md.as_bytes())?;
         let count = |k: &str| report.section(k).map_or(0, |s| s.table.rows.len());
         package_rows.push(serde_json::json!({
-            "id": id, "name": name, "file_stem": report.file_stem,
+            "id": report.id, "name": report.name, "file_stem": report.file_stem,
             "holders": count("holders"), "sod": count("sod"), "findings": count("findings"),
         }));
-    }
+        Ok(())
+    })
+    .await?;
 
     // Index: the story an examiner reads first.
     let sod = view(&ctx, &settings.queries, "sod_violations").await?;

@@ -47,93 +47,96 @@ impl PackageReport {
     }
 }
 
-/// The sections of a package report: (key, title, about, SQL). `{access_as_of}` is replaced
-/// by the text of queries/access_as_of.sql.
+/// The sections of a package report: (key, title, about, SQL). Each SQL covers every package
+/// at once, naming the package a row belongs to in its first column `_package` (a row may
+/// belong to two, as an SoD pair does), so a pack runs each section once however many
+/// packages there are. `{access_as_of}` is replaced by the text of queries/access_as_of.sql.
 const SECTIONS: &[(&str, &str, &str, &str)] = &[
     ("package", "Package", "The package and its catalog.", "
-SELECT p.display_name AS access_package, p.description, p.is_hidden,
+SELECT p.id AS _package, p.display_name AS access_package, p.description, p.is_hidden,
        c.display_name AS catalog, c.is_externally_visible AS catalog_externally_visible
-FROM access_packages p LEFT JOIN catalogs c ON c.id = p.catalog_id
-WHERE p.id = $package"),
+FROM access_packages p LEFT JOIN catalogs c ON c.id = p.catalog_id"),
     ("resources", "Resources and roles", "What holding the package grants.", "
-SELECT resource_display_name AS resource, resource_origin_system AS origin,
-       role_display_name AS role, scope_display_name AS scope
-FROM access_package_resource_role_scopes WHERE access_package_id = $package"),
+SELECT access_package_id AS _package, resource_display_name AS resource,
+       resource_origin_system AS origin, role_display_name AS role, scope_display_name AS scope
+FROM access_package_resource_role_scopes"),
     ("policies", "Assignment policies", "Who may request, approval, expiry and recertification settings.", "
-SELECT display_name AS policy, allowed_target_scope,
+SELECT access_package_id AS _package, display_name AS policy, allowed_target_scope,
        request_approval_settings_is_approval_required_for_add AS approval_required,
        request_approval_settings_is_requestor_justification_required AS justification_required,
        expiration_type, expiration_duration,
        review_settings_is_enabled AS reviews, review_settings_expiration_behavior AS review_timeout,
        review_settings_primary_reviewer_types AS reviewers
-FROM assignment_policies WHERE access_package_id = $package"),
+FROM assignment_policies"),
     ("stages", "Approval stages", "Each policy's approval stages, timeouts and escalation.", "
-SELECT p.display_name AS policy, s.stage_number AS stage,
+SELECT p.access_package_id AS _package, p.display_name AS policy, s.stage_number AS stage,
        s.duration_before_automatic_denial AS auto_deny_after,
        s.is_escalation_enabled AS escalation, s.duration_before_escalation AS escalate_after,
        s.is_approver_justification_required AS approver_justification_required,
        s.primary_approver_types AS approvers
-FROM policy_approval_stages s JOIN assignment_policies p ON p.id = s.policy_id
-WHERE p.access_package_id = $package"),
+FROM policy_approval_stages s JOIN assignment_policies p ON p.id = s.policy_id"),
     ("incompatible", "Incompatible packages", "Separation-of-duties declarations, either side.", "
-SELECT incompatible_access_package_display_name AS incompatible_with, 'declared here' AS declared
-FROM incompatible_access_packages WHERE access_package_id = $package
+SELECT access_package_id AS _package, incompatible_access_package_display_name AS incompatible_with,
+       'declared here' AS declared
+FROM incompatible_access_packages
 UNION ALL
-SELECT p.display_name, 'declared by the other package'
-FROM incompatible_access_packages i JOIN access_packages p ON p.id = i.access_package_id
-WHERE i.incompatible_access_package_id = $package"),
+SELECT i.incompatible_access_package_id, p.display_name, 'declared by the other package'
+FROM incompatible_access_packages i JOIN access_packages p ON p.id = i.access_package_id"),
     ("holders", "Holders at period end", "Everyone who held the package at the period's last second, who approved the grant (latest approval before then) and the latest recertification decision.", "
 WITH approvals AS (
-    SELECT target_object_id, actor, step_justification, step_time,
-           row_number() OVER (PARTITION BY target_object_id
+    SELECT access_package_id, target_object_id, actor, step_justification, step_time,
+           row_number() OVER (PARTITION BY access_package_id, target_object_id
                               ORDER BY step_time DESC, actor, step_justification) AS n
     FROM approval_trail
-    WHERE access_package_id = $package AND step IN ('approved', 'auto-approved')
-      AND step_time <= CAST($as_of AS TIMESTAMP)
+    WHERE step IN ('approved', 'auto-approved') AND step_time <= CAST($as_of AS TIMESTAMP)
 ),
 reviews AS (
-    SELECT principal_id, decision, reviewed_by_user_principal_name, reviewed_date_time,
-           row_number() OVER (PARTITION BY principal_id
+    SELECT access_package_id, principal_id, decision, reviewed_by_user_principal_name, reviewed_date_time,
+           row_number() OVER (PARTITION BY access_package_id, principal_id
                               ORDER BY reviewed_date_time DESC, id) AS n
     FROM access_review_decisions
-    WHERE access_package_id = $package AND reviewed_date_time <= CAST($as_of AS TIMESTAMP)
+    WHERE reviewed_date_time <= CAST($as_of AS TIMESTAMP)
 )
-SELECT h.user_principal_name, h.state, h.schedule_start_date_time AS since,
-       h.schedule_expiration_end_date_time AS expires,
+SELECT h.access_package_id AS _package, h.user_principal_name, h.state,
+       h.schedule_start_date_time AS since, h.schedule_expiration_end_date_time AS expires,
        a.actor AS approved_by, a.step_justification AS approval_justification,
        r.decision AS last_review, r.reviewed_by_user_principal_name AS reviewed_by,
        r.reviewed_date_time AS reviewed_at
 FROM ({access_as_of}) h
-LEFT JOIN approvals a ON a.target_object_id = h.user_object_id AND a.n = 1
-LEFT JOIN reviews r ON r.principal_id = h.user_object_id AND r.n = 1
-WHERE h.access_package_id = $package"),
+LEFT JOIN approvals a ON a.access_package_id = h.access_package_id
+    AND a.target_object_id = h.user_object_id AND a.n = 1
+LEFT JOIN reviews r ON r.access_package_id = h.access_package_id
+    AND r.principal_id = h.user_object_id AND r.n = 1"),
     ("trail", "Approval trail in the period", "Every step of every request created in the period (flags: self-approved, admin direct grant, approval missing).", "
-SELECT created_date_time AS created, request_id, request_type, requestor_principal_name AS requestor,
-       requestor_justification, step, stage, actor, step_time, step_justification,
-       external_correlation_id AS ticket, self_approved, admin_direct_grant, approval_missing
+SELECT access_package_id AS _package, created_date_time AS created, request_id, request_type,
+       requestor_principal_name AS requestor, requestor_justification, step, stage, actor,
+       step_time, step_justification, external_correlation_id AS ticket, self_approved,
+       admin_direct_grant, approval_missing
 FROM approval_trail
-WHERE access_package_id = $package
-  AND created_date_time >= CAST($from AS TIMESTAMP) AND created_date_time < CAST($to AS TIMESTAMP)"),
+WHERE created_date_time >= CAST($from AS TIMESTAMP) AND created_date_time < CAST($to AS TIMESTAMP)"),
     ("coverage", "Recertification coverage", "Access review instances of the package that overlap the period.", "
-SELECT quarter, start_date_time AS review_start, end_date_time AS review_end, in_scope, reviewed,
-       approved, denied, dont_know, not_reviewed, removed_on_timeout, denied_still_delivered, coverage
+SELECT access_package_id AS _package, quarter, start_date_time AS review_start,
+       end_date_time AS review_end, in_scope, reviewed, approved, denied, dont_know,
+       not_reviewed, removed_on_timeout, denied_still_delivered, coverage
 FROM recertification_coverage
-WHERE access_package_id = $package
-  AND start_date_time < CAST($to AS TIMESTAMP) AND end_date_time >= CAST($from AS TIMESTAMP)"),
+WHERE start_date_time < CAST($to AS TIMESTAMP) AND end_date_time >= CAST($from AS TIMESTAMP)"),
     ("latency", "Approval latency", "Hours from request to completion, per quarter.", "
-SELECT quarter, requests, median_hours, p90_hours, max_hours
-FROM approval_latency WHERE access_package_id = $package"),
+SELECT access_package_id AS _package, quarter, requests, median_hours, p90_hours, max_hours
+FROM approval_latency"),
     ("sod", "Separation of duties", "Users who hold this package and an incompatible one now.", "
-SELECT user_principal_name, access_package_name, incompatible_access_package_name,
-       both_held_since, incompatibility_declared_at, grandfathered
+SELECT access_package_id AS _package, user_principal_name, access_package_name,
+       incompatible_access_package_name, both_held_since, incompatibility_declared_at, grandfathered
 FROM sod_violations
-WHERE access_package_id = $package OR incompatible_access_package_id = $package"),
+UNION ALL
+SELECT incompatible_access_package_id, user_principal_name, access_package_name,
+       incompatible_access_package_name, both_held_since, incompatibility_declared_at, grandfathered
+FROM sod_violations"),
     ("expiration", "Expiration compliance", "Assignments past their end, without expiry, or guests past 90 days.", "
-SELECT finding, user_principal_name, assignment_id, scheduled_end, days_overdue
-FROM expiration_compliance WHERE access_package_id = $package"),
+SELECT access_package_id AS _package, finding, user_principal_name, assignment_id, scheduled_end, days_overdue
+FROM expiration_compliance"),
     ("findings", "Policy findings", "Settings an identity-governance expert would flag.", "
-SELECT severity, rule, policy_name, detail
-FROM policy_findings WHERE access_package_id = $package"),
+SELECT access_package_id AS _package, severity, rule, policy_name, detail
+FROM policy_findings"),
 ];
 
 /// Every package in the lake: (id, display name), ordered by name then id.
@@ -185,7 +188,99 @@ pub fn sha256_hex(text: &str) -> String {
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
-/// Builds one package's report for a period.
+/// One section's SQL, parameters and per-package rows.
+struct SectionRows {
+    sql: String,
+    by_package: std::collections::HashMap<String, Table>,
+}
+
+/// Runs every section once (for one package when `only` is given, else for all) and splits
+/// the rows by their `_package` column.
+async fn run_sections(
+    ctx: &SessionContext,
+    queries: &[QueryFile],
+    period: &Period,
+    only: Option<&str>,
+) -> Result<(Vec<(String, String)>, Vec<SectionRows>)> {
+    let access_as_of = queries
+        .iter()
+        .find(|q| q.name == "access_as_of")
+        .map(|q| q.sql.trim().trim_end_matches(';').to_string())
+        .ok_or_else(|| super::Error::Invalid("queries/access_as_of.sql is missing".into()))?;
+    let as_of = period.end_inclusive_text();
+    let mut params: Vec<(&str, &str)> = vec![
+        ("from", &period.from_text),
+        ("to", &period.to_text),
+        ("as_of", &as_of),
+    ];
+    if let Some(id) = only {
+        params.push(("package", id));
+    }
+    let mut out = Vec::new();
+    for (_, title, _, sql) in SECTIONS {
+        let mut sql = sql.trim().replace("{access_as_of}", &access_as_of);
+        if only.is_some() {
+            sql = format!("SELECT * FROM (\n{sql}\n) AS section WHERE _package = $package");
+        }
+        let needed: Vec<(&str, &str)> = params
+            .iter()
+            .filter(|(k, _)| sql.contains(&format!("${k}")))
+            .copied()
+            .collect();
+        let all = super::table::query(ctx, title, &sql, &needed).await?;
+        let columns: Vec<String> = all.columns[1..].to_vec();
+        let mut by_package: std::collections::HashMap<String, Table> = std::collections::HashMap::new();
+        for mut row in all.rows {
+            let package = row.remove(0);
+            by_package
+                .entry(package)
+                .or_insert_with(|| Table {
+                    columns: columns.clone(),
+                    rows: Vec::new(),
+                })
+                .rows
+                .push(row);
+        }
+        // Packages without rows still get the section's columns.
+        by_package.entry(String::new()).or_insert(Table { columns, rows: Vec::new() });
+        out.push(SectionRows { sql, by_package });
+    }
+    let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Ok((params, out))
+}
+
+fn assemble(id: &str, name: &str, parameters: &[(String, String)], sections: &[SectionRows]) -> PackageReport {
+    let sections = SECTIONS
+        .iter()
+        .zip(sections)
+        .map(|((key, title, about, _), rows)| Section {
+            key,
+            title,
+            about,
+            sql_sha256: sha256_hex(&rows.sql),
+            sql: rows.sql.clone(),
+            table: rows
+                .by_package
+                .get(id)
+                .or_else(|| rows.by_package.get(""))
+                .cloned()
+                .unwrap_or_default(),
+        })
+        .collect();
+    let mut parameters = parameters.to_vec();
+    if !parameters.iter().any(|(k, _)| k == "package") {
+        parameters.push(("package".into(), id.to_string()));
+    }
+    PackageReport {
+        id: id.to_string(),
+        name: name.to_string(),
+        file_stem: file_stem(id, name),
+        parameters,
+        sections,
+    }
+}
+
+/// Builds one package's report for a period (each section filtered to the package).
 pub async fn build(
     ctx: &SessionContext,
     queries: &[QueryFile],
@@ -193,43 +288,23 @@ pub async fn build(
     name: &str,
     period: &Period,
 ) -> Result<PackageReport> {
-    let access_as_of = queries
-        .iter()
-        .find(|q| q.name == "access_as_of")
-        .map(|q| q.sql.trim().trim_end_matches(';').to_string())
-        .ok_or_else(|| super::Error::Invalid("queries/access_as_of.sql is missing".into()))?;
-    let as_of = period.end_inclusive_text();
-    let params: Vec<(&str, &str)> = vec![
-        ("package", id),
-        ("from", &period.from_text),
-        ("to", &period.to_text),
-        ("as_of", &as_of),
-    ];
-    let mut sections = Vec::new();
-    for (key, title, about, sql) in SECTIONS {
-        let sql = sql.trim().replace("{access_as_of}", &access_as_of);
-        let needed: Vec<(&str, &str)> = params
-            .iter()
-            .filter(|(k, _)| sql.contains(&format!("${k}")))
-            .copied()
-            .collect();
-        let table = super::table::query(ctx, &format!("{name} / {title}"), &sql, &needed).await?;
-        sections.push(Section {
-            key,
-            title,
-            about,
-            sql_sha256: sha256_hex(&sql),
-            sql,
-            table,
-        });
+    let (params, sections) = run_sections(ctx, queries, period, Some(id)).await?;
+    Ok(assemble(id, name, &params, &sections))
+}
+
+/// Builds every package's report for a period, running each section once over all packages
+/// and handing each report to `each` as it is assembled.
+pub async fn build_all(
+    ctx: &SessionContext,
+    queries: &[QueryFile],
+    period: &Period,
+    mut each: impl FnMut(PackageReport) -> Result<()>,
+) -> Result<()> {
+    let (params, sections) = run_sections(ctx, queries, period, None).await?;
+    for (id, name) in packages(ctx).await? {
+        each(assemble(&id, &name, &params, &sections))?;
     }
-    Ok(PackageReport {
-        id: id.to_string(),
-        name: name.to_string(),
-        file_stem: file_stem(id, name),
-        parameters: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        sections,
-    })
+    Ok(())
 }
 
 #[cfg(test)]
