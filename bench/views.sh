@@ -75,8 +75,8 @@ counts=$("$BIN" --lake "$LAKE" -q sql -o csv -c "select
 for v in $views; do
   params=()
   [ "$v" = access_as_of ] && params=(--param "as_of=$AS_OF")
-  read -r gt gm < <(measure "$BIN" --lake "$LAKE" -q sql -f "queries/$v.sql" "${params[@]}" -o parquet --out "$WORK/govlake.parquet")
-  rows=$("$VENV/bin/python" -c "import duckdb,sys; print(duckdb.sql(\"select count(*) from read_parquet('$WORK/govlake.parquet')\").fetchone()[0])" 2>/dev/null || echo "?")
+  read -r gt gm < <(measure "$BIN" --lake "$LAKE" -q sql --queries queries -f "queries/$v.sql" "${params[@]}" -o parquet --out "$WORK/govlake.parquet")
+  rows=$("$VENV/bin/python" -c "import duckdb,sys; print(duckdb.sql(\"select count(*) from read_parquet('$WORK/govlake.parquet')\").fetchall()[0][0])" 2>/dev/null || echo "?")
   read -r dt dm < <(measure "$VENV/bin/python" bench/duckdb_views.py "$LAKE" queries "$v" "$WORK/duckdb.parquet" "$AS_OF")
   drows=$(cat "$WORK/stdout.txt" 2>/dev/null || echo "?")
   ratio=$(awk -v a="$gt" -v b="$dt" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2f", a / b; else print "-" }')

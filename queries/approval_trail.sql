@@ -23,14 +23,13 @@
 --   approval setting is the version in force when the request was created, else the
 --   earliest version govlake observed.
 WITH linked AS (
-    SELECT DISTINCT e.id AS event_id, t.target_id AS request_id
-    FROM audit_events e
-    JOIN audit_event_target_resources t ON t.audit_event_id = e.id
-    WHERE t.type = 'AccessPackageAssignmentRequest'
+    SELECT audit_event_id AS event_id, target_id AS request_id
+    FROM audit_event_target_resources
+    WHERE type = 'AccessPackageAssignmentRequest'
     UNION
-    SELECT DISTINCT d.audit_event_id AS event_id, d.value AS request_id
-    FROM audit_event_additional_details d
-    WHERE d.key = 'RequestId'
+    SELECT audit_event_id, value
+    FROM audit_event_additional_details
+    WHERE key = 'RequestId'
 ),
 details AS (
     SELECT
@@ -40,7 +39,18 @@ details AS (
         max(CASE WHEN key = 'ExternalCorrelationId' THEN value END) AS external_correlation_id,
         max(CASE WHEN key = 'Escalation' THEN value END) AS escalation
     FROM audit_event_additional_details
+    WHERE key IN ('ApprovalStage', 'Justification', 'ExternalCorrelationId', 'Escalation')
     GROUP BY audit_event_id
+),
+-- Only the columns the trail shows, so the joins below carry narrow rows.
+steps AS (
+    SELECT l.request_id, e.id AS event_id, e.activity_display_name, e.activity_date_time,
+           e.initiated_by_user_id,
+           coalesce(e.initiated_by_user_user_principal_name, e.initiated_by_app_display_name) AS actor,
+           d.stage, d.justification, d.external_correlation_id, d.escalation
+    FROM linked l
+    JOIN audit_events e ON e.id = l.event_id
+    LEFT JOIN details d ON d.audit_event_id = e.id
 ),
 policy_versions AS (
     SELECT id, valid_from, valid_to,
@@ -60,12 +70,11 @@ request_policy AS (
     GROUP BY r.id
 ),
 approvals AS (
-    SELECT l.request_id, count(*) AS approvals
-    FROM linked l
-    JOIN audit_events e ON e.id = l.event_id
-    WHERE e.activity_display_name IN ('Approve access package assignment request',
+    SELECT request_id, count(*) AS approvals
+    FROM steps
+    WHERE activity_display_name IN ('Approve access package assignment request',
         'Auto approve access package assignment request')
-    GROUP BY l.request_id
+    GROUP BY request_id
 )
 SELECT
     r.id AS request_id,
@@ -80,37 +89,35 @@ SELECT
     r.state AS request_state,
     r.justification AS requestor_justification,
     CASE
-        WHEN e.activity_display_name IN ('User requests access package assignment',
+        WHEN s.activity_display_name IN ('User requests access package assignment',
             'Administrator directly assigns user to access package') THEN 'submitted'
-        WHEN e.activity_display_name = 'Approve access package assignment request' THEN 'approved'
-        WHEN e.activity_display_name = 'Deny access package assignment request' THEN 'denied'
-        WHEN e.activity_display_name = 'Auto approve access package assignment request' THEN 'auto-approved'
-        WHEN e.activity_display_name LIKE '%timed out%' THEN 'timed out'
-        WHEN e.activity_display_name = 'Add approver to request approval' AND d.escalation = 'true' THEN 'escalated'
-        WHEN e.activity_display_name = 'Ready to fulfill access package assignment request' THEN 'approvals complete'
-        WHEN e.activity_display_name LIKE 'Fulfill access package%' THEN 'fulfilled'
-        WHEN e.activity_display_name LIKE '%removes access package assignment%'
-          OR e.activity_display_name LIKE 'Remove access package assignment%' THEN 'removed'
-        WHEN e.activity_display_name = 'Execute custom extension' THEN 'custom extension'
-        WHEN e.id IS NULL THEN 'no audit events captured'
-        ELSE e.activity_display_name
+        WHEN s.activity_display_name = 'Approve access package assignment request' THEN 'approved'
+        WHEN s.activity_display_name = 'Deny access package assignment request' THEN 'denied'
+        WHEN s.activity_display_name = 'Auto approve access package assignment request' THEN 'auto-approved'
+        WHEN s.activity_display_name LIKE '%timed out%' THEN 'timed out'
+        WHEN s.activity_display_name = 'Add approver to request approval' AND s.escalation = 'true' THEN 'escalated'
+        WHEN s.activity_display_name = 'Ready to fulfill access package assignment request' THEN 'approvals complete'
+        WHEN s.activity_display_name LIKE 'Fulfill access package%' THEN 'fulfilled'
+        WHEN s.activity_display_name LIKE '%removes access package assignment%'
+          OR s.activity_display_name LIKE 'Remove access package assignment%' THEN 'removed'
+        WHEN s.activity_display_name = 'Execute custom extension' THEN 'custom extension'
+        WHEN s.event_id IS NULL THEN 'no audit events captured'
+        ELSE s.activity_display_name
     END AS step,
-    d.stage,
-    coalesce(e.initiated_by_user_user_principal_name, e.initiated_by_app_display_name) AS actor,
-    e.activity_date_time AS step_time,
-    d.justification AS step_justification,
-    d.external_correlation_id,
-    e.activity_display_name = 'Approve access package assignment request'
-        AND e.initiated_by_user_id IN (r.assignment_target_object_id, r.requestor_object_id) AS self_approved,
+    s.stage,
+    s.actor,
+    s.activity_date_time AS step_time,
+    s.justification AS step_justification,
+    s.external_correlation_id,
+    s.activity_display_name = 'Approve access package assignment request'
+        AND s.initiated_by_user_id IN (r.assignment_target_object_id, r.requestor_object_id) AS self_approved,
     r.request_type = 'adminAdd' AS admin_direct_grant,
     coalesce(rp.approval_required, false)
         AND r.request_type = 'userAdd'
         AND r.state IN ('delivered', 'partiallyDelivered', 'delivering', 'scheduled')
         AND coalesce(a.approvals, 0) = 0 AS approval_missing
 FROM assignment_requests r
-LEFT JOIN linked l ON l.request_id = r.id
-LEFT JOIN audit_events e ON e.id = l.event_id
-LEFT JOIN details d ON d.audit_event_id = e.id
+LEFT JOIN steps s ON s.request_id = r.id
 LEFT JOIN request_policy rp ON rp.request_id = r.id
 LEFT JOIN approvals a ON a.request_id = r.id
-ORDER BY r.created_date_time, r.id, e.activity_date_time, e.id
+ORDER BY r.created_date_time, r.id, s.activity_date_time, s.event_id

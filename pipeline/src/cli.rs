@@ -304,4 +304,8 @@ pub struct GenerateArgs {
     /// Records per page file.
     #[arg(long, default_value_t = 1000)]
     pub page_size: usize,
+    /// Access packages in all (the story's three plus department packages). Default: three
+    /// plus one per 500 users, at most 2,003.
+    #[arg(long, value_name = "N")]
+    pub packages: Option<u32>,
 }

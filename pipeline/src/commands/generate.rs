@@ -10,6 +10,7 @@ pub fn run(args: &GenerateArgs, printer: &Printer) -> anyhow::Result<ExitStatus>
         users: args.users,
         seed: args.seed,
         page_size: args.page_size.max(1),
+        extra_packages: args.packages.map(|p| p.saturating_sub(3)),
         out: args.out.clone(),
     })?;
     if printer.format == OutputFormat::Json {

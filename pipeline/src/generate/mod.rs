@@ -52,6 +52,9 @@ pub struct TenantSpec {
     pub seed: u64,
     /// Records per page file.
     pub page_size: usize,
+    /// Department packages besides the story's three; `None`: one per 500 users, at most
+    /// 2,000.
+    pub extra_packages: Option<u32>,
     /// Output folder.
     pub out: PathBuf,
 }
@@ -269,7 +272,7 @@ pub fn write_tenant(spec: &TenantSpec) -> Result<GenerateStats> {
         ),
         ("General Access", "Department access packages.", false),
     ];
-    let extra_packages = (n / 500).min(2_000);
+    let extra_packages = spec.extra_packages.map_or((n / 500).min(2_000), |p| p as usize);
     let mut packages = vec![
         Package {
             id: guid("pkg-financial-analyst"),
@@ -1335,6 +1338,7 @@ pub fn sample_spec(out: &Path) -> TenantSpec {
         users: 60,
         seed: 7,
         page_size: 50,
+        extra_packages: None,
         out: out.to_path_buf(),
     }
 }
