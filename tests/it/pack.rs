@@ -367,3 +367,57 @@ fn samples_are_reproducible_and_seeded() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("`no_such_view` is not a view"), "{}", r.stderr);
 }
+
+#[test]
+fn a_month_without_audit_events_is_a_coverage_gap() {
+    // The same tenant, but every audit event of August 2026 fell out of retention before
+    // capture began (removed from the Graph pages and from the diagnostic-settings archive).
+    let export = tempfile::tempdir().unwrap();
+    copy_dir(&sample_data(), export.path());
+    let in_august = |text: &str| text.contains("\"activityDateTime\":\"2026-08") || text.contains("\"time\":\"2026-08");
+    let mut removed = 0;
+    let audit_dirs = ["auditLogs", "insights-logs-auditlogs"].map(|d| export.path().join(d));
+    for e in audit_dirs.iter().flat_map(walkdir::WalkDir::new) {
+        let e = e.unwrap();
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        let edited = match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(mut doc) if doc["value"].is_array() => {
+                let list = doc["value"].as_array_mut().unwrap();
+                let before = list.len();
+                list.retain(|r| !in_august(&r.to_string()));
+                removed += before - list.len();
+                doc.to_string()
+            }
+            _ => {
+                let kept: Vec<&str> = text.lines().filter(|l| !in_august(&l.replace(": ", ":"))).collect();
+                removed += text.lines().count() - kept.len();
+                kept.join("\n") + "\n"
+            }
+        };
+        std::fs::write(e.path(), edited).unwrap();
+    }
+    assert!(removed > 0, "the sample has August audit events");
+    let lake = tempfile::tempdir().unwrap();
+    let r = ingest(lake.path(), &[export.path()], &["--allow-rejects"]);
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    let pack = lake.path().join("pack");
+    let r = run(govlake()
+        .arg("--lake")
+        .arg(lake.path())
+        .args(["pack", "--period", "2026Q3", "--unsigned", "--out"])
+        .arg(&pack));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let gaps = std::fs::read_to_string(pack.join("data/coverage-gaps.csv")).unwrap();
+    let august = gaps
+        .lines()
+        .find(|l| l.starts_with("2026-07-3") || l.starts_with("2026-08-01"))
+        .unwrap_or_else(|| panic!("no gap over August in\n{gaps}"));
+    let fields: Vec<&str> = august.split(',').collect();
+    assert!(fields[1] >= "2026-09-01T00:00:00Z", "{august}");
+    assert!(fields[2].parse::<i64>().unwrap() >= 31, "{august}");
+    let index = std::fs::read_to_string(pack.join("data/index.html")).unwrap();
+    assert!(index.contains(fields[0]) && index.contains("no audit events captured"));
+}
