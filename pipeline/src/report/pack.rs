@@ -159,16 +159,26 @@ fn package_charts(report: &PackageReport) -> BTreeMap<&'static str, minijinja::V
             .map(|r| (s.table.cell(r, "quarter").to_string(), s.table.cell(r, "median_hours").parse().unwrap_or(0.0)))
             .collect::<Vec<_>>()
     });
-    let svg = |items: Option<Vec<(String, f64)>>, title: &str, max: Option<f64>, pct: bool| {
+    let trend = report.section("trend").map(|s| {
+        s.table
+            .rows
+            .iter()
+            .map(|r| (s.table.cell(r, "as_of").chars().take(10).collect::<String>(), s.table.cell(r, "holders").parse().unwrap_or(0.0)))
+            .collect::<Vec<_>>()
+    });
+    let svg = |items: Option<Vec<(String, f64)>>, title: &str, max: Option<f64>, unit: &str| {
         match items {
-            Some(items) if !items.is_empty() => safe(super::chart::bars(title, &items, max, |v| {
-                if pct { format!("{:.1} %", v * 100.0) } else { format!("{v:.1} h") }
+            Some(items) if !items.is_empty() => safe(super::chart::bars(title, &items, max, |v| match unit {
+                "%" => format!("{:.1} %", v * 100.0),
+                "h" => format!("{v:.1} h"),
+                _ => format!("{v:.0}"),
             })),
             _ => minijinja::Value::from(""),
         }
     };
-    charts.insert("coverage", svg(coverage, "Recertification coverage (reviewed / in scope)", Some(1.0), true));
-    charts.insert("latency", svg(latency, "Median hours from request to completion", None, false));
+    charts.insert("coverage", svg(coverage, "Recertification coverage (reviewed / in scope)", Some(1.0), "%"));
+    charts.insert("latency", svg(latency, "Median hours from request to completion", None, "h"));
+    charts.insert("trend", svg(trend, "Holders over time", None, ""));
     charts
 }
 

@@ -107,6 +107,10 @@ LEFT JOIN approvals a ON a.access_package_id = h.access_package_id
     AND a.target_object_id = h.user_object_id AND a.n = 1
 LEFT JOIN reviews r ON r.access_package_id = h.access_package_id
     AND r.principal_id = h.user_object_id AND r.n = 1"),
+    ("trend", "Holders over time", "Holders at the period's start, at the start of each of its months and at its end.", "
+SELECT h.access_package_id AS _package, CAST($as_of AS VARCHAR) AS as_of, count(*) AS holders
+FROM ({access_as_of}) h
+GROUP BY h.access_package_id"),
     ("trail", "Approval trail in the period", "Every step of every request created in the period (flags: self-approved, admin direct grant, approval missing).", "
 SELECT access_package_id AS _package, created_date_time AS created, request_id, request_type,
        requestor_principal_name AS requestor, requestor_justification, step, stage, actor,
@@ -188,6 +192,30 @@ pub fn sha256_hex(text: &str) -> String {
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
+/// The times "holders over time" counts at: the period's start, the first instant of each
+/// later month inside it, and its last second.
+fn checkpoints(period: &Period) -> Vec<String> {
+    use chrono::Datelike as _;
+    let mut out = vec![period.from_text.clone()];
+    let mut t = chrono::DateTime::from_timestamp_micros(period.from).unwrap_or_default();
+    loop {
+        let (y, m) = if t.month() == 12 { (t.year() + 1, 1) } else { (t.year(), t.month() + 1) };
+        let Some(next) = chrono::NaiveDate::from_ymd_opt(y, m, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|d| d.and_utc())
+        else {
+            break;
+        };
+        if next.timestamp_micros() >= period.to {
+            break;
+        }
+        out.push(crate::lake::fmt_ts(next.timestamp_micros()));
+        t = next;
+    }
+    out.push(period.end_inclusive_text());
+    out
+}
+
 /// One section's SQL, parameters and per-package rows.
 struct SectionRows {
     sql: String,
@@ -217,7 +245,7 @@ async fn run_sections(
         params.push(("package", id));
     }
     let mut out = Vec::new();
-    for (_, title, _, sql) in SECTIONS {
+    for (key, title, _, sql) in SECTIONS {
         let mut sql = sql.trim().replace("{access_as_of}", &access_as_of);
         if only.is_some() {
             sql = format!("SELECT * FROM (\n{sql}\n) AS section WHERE _package = $package");
@@ -227,7 +255,23 @@ async fn run_sections(
             .filter(|(k, _)| sql.contains(&format!("${k}")))
             .copied()
             .collect();
-        let all = super::table::query(ctx, title, &sql, &needed).await?;
+        let all = if *key == "trend" {
+            // The same query at each checkpoint of the period.
+            let mut all = Table::default();
+            for at in checkpoints(period) {
+                let bound: Vec<(&str, &str)> = needed
+                    .iter()
+                    .map(|(k, v)| if *k == "as_of" { (*k, at.as_str()) } else { (*k, *v) })
+                    .collect();
+                let t = super::table::query(ctx, title, &sql, &bound).await?;
+                all.columns = t.columns;
+                all.rows.extend(t.rows);
+            }
+            all.rows.sort();
+            all
+        } else {
+            super::table::query(ctx, title, &sql, &needed).await?
+        };
         let columns: Vec<String> = all.columns[1..].to_vec();
         let mut by_package: std::collections::HashMap<String, Table> = std::collections::HashMap::new();
         for mut row in all.rows {
