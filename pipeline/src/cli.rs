@@ -7,8 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// govlake: Entra ID Governance history as a Delta Lake, governance SQL and examiner evidence.
 ///
 /// Ingest Entitlement Management exports (Graph pages, JSON Lines, diagnostic-settings
-/// archives) into Delta tables, then query them. Exit codes: 0 success, 1 finished with
-/// rejected records, 2 error, 130 interrupted.
+/// archives) into Delta tables, query them, and turn them into auditor reports and signed
+/// evidence packs. Exit codes: 0 success, 1 finished with a failure (rejected records, a pack
+/// that does not verify), 2 error, 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(
     name = "govlake",
@@ -63,7 +64,8 @@ pub enum Command {
     Ingest(IngestArgs),
     /// List the lake's tables with row counts, Delta versions and the last run's reconciliation.
     Tables,
-    /// Ingest the bundled sample tenant into a local lake and show what it holds.
+    /// Ingest the bundled sample tenant into a local lake, show what it holds and write its
+    /// signed evidence pack.
     Demo(DemoArgs),
     /// Write a synthetic tenant in export-directory form (the sample tenant's shape, any size).
     Generate(GenerateArgs),
