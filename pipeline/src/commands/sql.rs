@@ -264,11 +264,10 @@ async fn prompt(
             buffer.clear();
         }
     }
-    if let Some(h) = &history {
-        if let Err(e) = editor.save_history(h) {
+    if let Some(h) = &history
+        && let Err(e) = editor.save_history(h) {
             tracing::warn!("Cannot save the prompt history to `{}`: {e}", h.display());
         }
-    }
     Ok(ExitStatus::Success)
 }
 

@@ -761,11 +761,10 @@ pub fn write_tenant(spec: &TenantSpec) -> Result<GenerateStats> {
                 flow,
                 just,
                 u < 200,
-            )? {
-                if t + pol.expiry_days.unwrap_or(10_000) * DAY > export {
+            )?
+                && t + pol.expiry_days.unwrap_or(10_000) * DAY > export {
                     live.push((id, u, p));
                 }
-            }
         }
     }
 
@@ -850,7 +849,7 @@ pub fn write_tenant(spec: &TenantSpec) -> Result<GenerateStats> {
                 let reviewed_at = s + 2 * DAY + (k as i64 % 10) * HOUR;
                 dec.push(&json!({
                     "id": guid(&format!("decision-{inst_id}-{aid}")), "accessReviewId": inst_id,
-                    "decision": decision, "recommendation": if roll % 3 == 0 { "Deny" } else { "Approve" },
+                    "decision": decision, "recommendation": if roll.is_multiple_of(3) { "Deny" } else { "Approve" },
                     "applyResult": apply, "justification": if reviewed { "Reviewed against the role matrix." } else { "" },
                     "reviewedDateTime": if reviewed { json!(ts(reviewed_at)) } else { Value::Null },
                     "appliedDateTime": ts(e + HOUR),
@@ -986,7 +985,7 @@ impl Out {
             let blob = self.archive.entry(path).or_default();
             blob.push_str(&line);
             blob.push_str("\r\n");
-            if self.seq % 3 == 0 {
+            if self.seq.is_multiple_of(3) {
                 // At-least-once delivery: the same record lands twice.
                 blob.push_str(&line);
                 blob.push_str("\r\n");

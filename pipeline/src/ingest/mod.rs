@@ -243,7 +243,7 @@ pub async fn run(
                         let resolved = run.resolve(file, &paths[file], context.as_deref());
                         run.record(resolved, value, &source, index, context.as_deref())
                             .await?;
-                        if records % 4096 == 0 {
+                        if records.is_multiple_of(4096) {
                             progress(bytes.load(Ordering::Relaxed), total_bytes, records);
                         }
                     }
@@ -667,15 +667,14 @@ impl<'a> Run<'a> {
             "assignment_requests" => "created_date_time",
             _ => return,
         };
-        if let Some(i) = spec.columns.iter().position(|c| c.name == col) {
-            if let Cell::Ts(t) = row[i] {
+        if let Some(i) = spec.columns.iter().position(|c| c.name == col)
+            && let Cell::Ts(t) = row[i] {
                 let w = self
                     .watermarks
                     .entry(spec.table.to_string())
                     .or_insert(i64::MIN);
                 *w = (*w).max(t);
             }
-        }
     }
 
     async fn version_merge(&mut self, spec: &'static EntitySpec) -> Result<&mut VersionMerge> {
@@ -710,11 +709,10 @@ impl<'a> Run<'a> {
                     let orphans = &mut self.orphans;
                     self.lake
                         .scan_strings(child.table, &[parent_col], |v| {
-                            if let Some(p) = v[0] {
-                                if !ids.contains(&key128(&[p])) {
+                            if let Some(p) = v[0]
+                                && !ids.contains(&key128(&[p])) {
                                     orphans.insert(key128(&[child.table, p]));
                                 }
-                            }
                         })
                         .await?;
                 }
