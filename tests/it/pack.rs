@@ -421,3 +421,39 @@ fn a_month_without_audit_events_is_a_coverage_gap() {
     let index = std::fs::read_to_string(pack.join("data/index.html")).unwrap();
     assert!(index.contains(fields[0]) && index.contains("no audit events captured"));
 }
+
+#[test]
+fn the_signing_key_never_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(govlake().arg("keygen").arg("--out").arg(dir.path().join("k")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let key_text = std::fs::read_to_string(dir.path().join("k.key")).unwrap();
+    let secret = key_text.lines().nth(1).unwrap().to_string();
+    assert!(!r.stdout.contains(&secret) && !r.stderr.contains(&secret));
+    let lake = dir.path().join("lake");
+    assert_eq!(ingest(&lake, &[&sample_data()], &[]).code, 0);
+    let pack = dir.path().join("pack");
+    let r = run(govlake()
+        .env("GOVLAKE_SIGNING_KEY", &secret)
+        .env("RUST_LOG", "trace")
+        .arg("--lake")
+        .arg(&lake)
+        .args(["pack", "--period", "2026Q3", "--out"])
+        .arg(&pack));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains(&secret) && !r.stderr.contains(&secret), "the key was printed");
+    for (path, bytes) in contents(&pack) {
+        assert!(!String::from_utf8_lossy(&bytes).contains(&secret), "the key is in {path}");
+    }
+    // A malformed key is refused without echoing it.
+    let bad = format!("{}x", &secret[..secret.len() - 2]);
+    let r = run(govlake()
+        .env("GOVLAKE_SIGNING_KEY", &bad)
+        .arg("--lake")
+        .arg(&lake)
+        .args(["pack", "--period", "2026Q3", "--out"])
+        .arg(dir.path().join("pack2")));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not a govlake secret key"), "{}", r.stderr);
+    assert!(!r.stderr.contains(&bad[..20]), "{}", r.stderr);
+}
