@@ -469,9 +469,19 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
         as_of => as_of.clone(),
         provenance => minijinja::Value::from_serialize(&provenance),
         summary => summary,
-        sod => minijinja::Value::from_serialize(&sod),
-        findings => minijinja::Value::from_serialize(&findings),
-        coverage => minijinja::Value::from_serialize(&coverage),
+        // Names for people; the ids are in the population files.
+        sod => minijinja::Value::from_serialize(&sod.select(&[
+            "user_principal_name", "access_package_name", "incompatible_access_package_name",
+            "both_held_since", "incompatibility_declared_at", "grandfathered",
+        ])),
+        findings => minijinja::Value::from_serialize(&findings.select(&[
+            "severity", "rule", "access_package_name", "policy_name", "detail",
+        ])),
+        coverage => minijinja::Value::from_serialize(&coverage.select(&[
+            "access_package_name", "quarter", "start_date_time", "end_date_time", "in_scope",
+            "reviewed", "approved", "denied", "dont_know", "not_reviewed", "removed_on_timeout",
+            "denied_still_delivered", "coverage",
+        ])),
         gaps => minijinja::Value::from_serialize(&gaps),
         reconciliation => minijinja::Value::from_serialize(&reconciliation),
         packages => minijinja::Value::from_serialize(&package_rows),

@@ -30,15 +30,18 @@ impl Table {
             .map_or("", String::as_str)
     }
 
-    /// The rows whose `column` equals `value`.
-    pub fn filter(&self, column: &str, value: &str) -> Table {
+    /// Only the named columns, in that order (columns it lacks are left out).
+    pub fn select(&self, columns: &[&str]) -> Table {
+        let idx: Vec<usize> = columns
+            .iter()
+            .filter_map(|c| self.columns.iter().position(|x| x == c))
+            .collect();
         Table {
-            columns: self.columns.clone(),
+            columns: idx.iter().map(|&i| self.columns[i].clone()).collect(),
             rows: self
                 .rows
                 .iter()
-                .filter(|r| self.cell(r, column) == value)
-                .cloned()
+                .map(|r| idx.iter().map(|&i| r[i].clone()).collect())
                 .collect(),
         }
     }
