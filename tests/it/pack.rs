@@ -19,7 +19,11 @@ fn demo_pack(dir: &Path) -> PathBuf {
         .current_dir(root()));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let index = pack.join("data/index.html");
-    assert_eq!(r.stdout.lines().last().unwrap(), index.to_str().unwrap(), "the demo ends with the index path");
+    assert_eq!(
+        r.stdout.lines().last().unwrap(),
+        index.to_str().unwrap(),
+        "the demo ends with the index path"
+    );
     pack
 }
 
@@ -37,17 +41,39 @@ fn the_demo_pack_tells_the_story_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let pack = demo_pack(dir.path());
     let index = std::fs::read_to_string(pack.join("data/index.html")).unwrap();
-    assert!(index.contains("<tr><th>Separation-of-duties violations</th><td>11</td></tr>"), "the eleven");
-    let sod_rows = index.split("<section id=\"sod\">").nth(1).unwrap().split("</section>").next().unwrap();
+    assert!(
+        index.contains("<tr><th>Separation-of-duties violations</th><td>11</td></tr>"),
+        "the eleven"
+    );
+    let sod_rows = index
+        .split("<section id=\"sod\">")
+        .nth(1)
+        .unwrap()
+        .split("</section>")
+        .next()
+        .unwrap();
     assert_eq!(sod_rows.matches("<tr><td>").count(), 11);
-    assert!(index.contains("Vendor Payment - Approver") && index.contains("Vendor Payment - Initiator"));
-    assert!(index.contains("external users without approval") || index.contains("no expiration"), "findings shown");
-    for f in ["populations/sod_violations.csv", "populations/sod_violations.parquet", "queries/sod_violations.sql",
-        "populations/access_as_of.csv", "provenance.json", "reconciliation.csv", "coverage-gaps.csv"] {
+    assert!(
+        index.contains("Vendor Payment - Approver") && index.contains("Vendor Payment - Initiator")
+    );
+    assert!(
+        index.contains("external users without approval") || index.contains("no expiration"),
+        "findings shown"
+    );
+    for f in [
+        "populations/sod_violations.csv",
+        "populations/sod_violations.parquet",
+        "queries/sod_violations.sql",
+        "populations/access_as_of.csv",
+        "provenance.json",
+        "reconciliation.csv",
+        "coverage-gaps.csv",
+    ] {
         assert!(pack.join("data").join(f).is_file(), "{f}");
     }
     // The demo records a sample of the approval trail for testing, listed in the index.
-    let sample = std::fs::read_to_string(pack.join("data/samples/approval_trail-n25-seed7.csv")).unwrap();
+    let sample =
+        std::fs::read_to_string(pack.join("data/samples/approval_trail-n25-seed7.csv")).unwrap();
     assert_eq!(sample.lines().count(), 26);
     assert!(index.contains("href=\"samples&#x2f;approval_trail-n25-seed7.csv\""));
     let csv = std::fs::read_to_string(pack.join("data/populations/sod_violations.csv")).unwrap();
@@ -61,13 +87,18 @@ fn the_demo_pack_tells_the_story_and_verifies() {
     assert!(r.stdout.contains("(pinned)"), "{}", r.stdout);
 
     // A second, independent minisign implementation accepts the signature.
-    let public = minisign_verify::PublicKey::decode(&std::fs::read_to_string(&key).unwrap()).unwrap();
+    let public =
+        minisign_verify::PublicKey::decode(&std::fs::read_to_string(&key).unwrap()).unwrap();
     let signature = minisign_verify::Signature::decode(
         &std::fs::read_to_string(pack.join("tagmanifest-sha256.txt.minisig")).unwrap(),
     )
     .unwrap();
     public
-        .verify(&std::fs::read(pack.join("tagmanifest-sha256.txt")).unwrap(), &signature, false)
+        .verify(
+            &std::fs::read(pack.join("tagmanifest-sha256.txt")).unwrap(),
+            &signature,
+            false,
+        )
         .unwrap();
 }
 
@@ -77,58 +108,101 @@ fn every_kind_of_tampering_fails_with_its_reason() {
     let pack = demo_pack(dir.path());
     let key = dir.path().join("pack.pub");
     let other = tempfile::tempdir().unwrap();
-    let r = run(govlake().arg("keygen").arg("--out").arg(other.path().join("other")));
+    let r = run(govlake()
+        .arg("keygen")
+        .arg("--out")
+        .arg(other.path().join("other")));
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     type Tamper = Box<dyn Fn(&Path)>;
     let cases: Vec<(&str, Tamper, &str)> = vec![
-        ("flip one byte", Box::new(|p: &Path| {
-            let f = p.join("data/populations/sod_violations.csv");
-            let mut b = std::fs::read(&f).unwrap();
-            b[10] ^= 1;
-            std::fs::write(f, b).unwrap();
-        }), "data/populations/sod_violations.csv: changed"),
-        ("edit the manifest", Box::new(|p: &Path| {
-            let f = p.join("manifest-sha256.txt");
-            let t = std::fs::read_to_string(&f).unwrap();
-            let first = t.lines().next().unwrap().to_string();
-            let edited = format!("{}{}", "0".repeat(64), &first[64..]);
-            std::fs::write(f, t.replacen(&first, &edited, 1)).unwrap();
-        }), "manifest-sha256.txt: changed"),
-        ("edit bag-info", Box::new(|p: &Path| {
-            let f = p.join("bag-info.txt");
-            let t = std::fs::read_to_string(&f).unwrap();
-            std::fs::write(f, t.replace("Bagging-Date: 2026", "Bagging-Date: 2027")).unwrap();
-        }), "bag-info.txt: changed"),
-        ("replace the signature", Box::new(|p: &Path| {
-            let other_key = std::fs::read_to_string(p.join("../other.key")).unwrap();
-            let key = govlake::report::sign::SecretKey::parse(&other_key).unwrap();
-            let manifest = std::fs::read(p.join("tagmanifest-sha256.txt")).unwrap();
-            std::fs::write(p.join("tagmanifest-sha256.txt.minisig"), key.sign(&manifest, "forged")).unwrap();
-        }), "tagmanifest-sha256.txt.minisig: signed by key"),
-        ("add a file", Box::new(|p: &Path| {
-            std::fs::write(p.join("data/populations/extra.csv"), "a,b\n").unwrap();
-        }), "data/populations/extra.csv: extra"),
-        ("delete a file", Box::new(|p: &Path| {
-            std::fs::remove_file(p.join("data/queries/sod_violations.sql")).unwrap();
-        }), "data/queries/sod_violations.sql: missing"),
-        ("reorder the manifest", Box::new(|p: &Path| {
-            let f = p.join("manifest-sha256.txt");
-            let t = std::fs::read_to_string(&f).unwrap();
-            let mut lines: Vec<&str> = t.lines().collect();
-            lines.reverse();
-            std::fs::write(f, lines.join("\n") + "\n").unwrap();
-        }), "manifest-sha256.txt: changed"),
+        (
+            "flip one byte",
+            Box::new(|p: &Path| {
+                let f = p.join("data/populations/sod_violations.csv");
+                let mut b = std::fs::read(&f).unwrap();
+                b[10] ^= 1;
+                std::fs::write(f, b).unwrap();
+            }),
+            "data/populations/sod_violations.csv: changed",
+        ),
+        (
+            "edit the manifest",
+            Box::new(|p: &Path| {
+                let f = p.join("manifest-sha256.txt");
+                let t = std::fs::read_to_string(&f).unwrap();
+                let first = t.lines().next().unwrap().to_string();
+                let edited = format!("{}{}", "0".repeat(64), &first[64..]);
+                std::fs::write(f, t.replacen(&first, &edited, 1)).unwrap();
+            }),
+            "manifest-sha256.txt: changed",
+        ),
+        (
+            "edit bag-info",
+            Box::new(|p: &Path| {
+                let f = p.join("bag-info.txt");
+                let t = std::fs::read_to_string(&f).unwrap();
+                std::fs::write(f, t.replace("Bagging-Date: 2026", "Bagging-Date: 2027")).unwrap();
+            }),
+            "bag-info.txt: changed",
+        ),
+        (
+            "replace the signature",
+            Box::new(|p: &Path| {
+                let other_key = std::fs::read_to_string(p.join("../other.key")).unwrap();
+                let key = govlake::report::sign::SecretKey::parse(&other_key).unwrap();
+                let manifest = std::fs::read(p.join("tagmanifest-sha256.txt")).unwrap();
+                std::fs::write(
+                    p.join("tagmanifest-sha256.txt.minisig"),
+                    key.sign(&manifest, "forged"),
+                )
+                .unwrap();
+            }),
+            "tagmanifest-sha256.txt.minisig: signed by key",
+        ),
+        (
+            "add a file",
+            Box::new(|p: &Path| {
+                std::fs::write(p.join("data/populations/extra.csv"), "a,b\n").unwrap();
+            }),
+            "data/populations/extra.csv: extra",
+        ),
+        (
+            "delete a file",
+            Box::new(|p: &Path| {
+                std::fs::remove_file(p.join("data/queries/sod_violations.sql")).unwrap();
+            }),
+            "data/queries/sod_violations.sql: missing",
+        ),
+        (
+            "reorder the manifest",
+            Box::new(|p: &Path| {
+                let f = p.join("manifest-sha256.txt");
+                let t = std::fs::read_to_string(&f).unwrap();
+                let mut lines: Vec<&str> = t.lines().collect();
+                lines.reverse();
+                std::fs::write(f, lines.join("\n") + "\n").unwrap();
+            }),
+            "manifest-sha256.txt: changed",
+        ),
     ];
     for (name, tamper, reason) in cases {
         let work = tempfile::tempdir().unwrap();
         let copy = work.path().join("pack");
         copy_dir(&pack, &copy);
-        std::fs::copy(other.path().join("other.key"), work.path().join("other.key")).unwrap();
+        std::fs::copy(
+            other.path().join("other.key"),
+            work.path().join("other.key"),
+        )
+        .unwrap();
         tamper(&copy);
         let r = verify(&copy, Some(&key));
         assert_eq!(r.code, 1, "{name}: verification must fail\n{}", r.stdout);
-        assert!(r.stdout.contains(&format!("FAIL {reason}")), "{name}: expected `{reason}` in\n{}", r.stdout);
+        assert!(
+            r.stdout.contains(&format!("FAIL {reason}")),
+            "{name}: expected `{reason}` in\n{}",
+            r.stdout
+        );
     }
 }
 
@@ -140,7 +214,11 @@ fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .filter(|e| e.file_type().is_file())
         .map(|e| {
             (
-                e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned(),
+                e.path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
                 std::fs::read(e.path()).unwrap(),
             )
         })
@@ -154,12 +232,20 @@ fn regenerating_from_the_recorded_versions_is_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let pack = demo_pack(dir.path());
     let provenance: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(pack.join("data/provenance.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(pack.join("data/provenance.json")).unwrap())
+            .unwrap();
     let samples: Vec<String> = provenance["samples"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| format!("{}:{}:{}", s["view"].as_str().unwrap(), s["size"], s["seed"]))
+        .map(|s| {
+            format!(
+                "{}:{}:{}",
+                s["view"].as_str().unwrap(),
+                s["size"],
+                s["seed"]
+            )
+        })
         .collect();
     assert_eq!(samples, ["approval_trail:25:7"]);
     let versions: Vec<String> = provenance["table_versions"]
@@ -177,7 +263,11 @@ fn regenerating_from_the_recorded_versions_is_byte_identical() {
     }
     std::fs::write(later.path().join("accessPackages.json"), doc.to_string()).unwrap();
     let lake = dir.path().join("lake");
-    let r = ingest(&lake, &[later.path()], &["--observed-at", "2026-10-08T06:00:00Z"]);
+    let r = ingest(
+        &lake,
+        &[later.path()],
+        &["--observed-at", "2026-10-08T06:00:00Z"],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     let again = dir.path().join("again");
@@ -228,8 +318,11 @@ fn regenerating_from_the_recorded_versions_is_byte_identical() {
 fn hostile_strings_stay_escaped_and_file_names_inside_the_pack() {
     let export = tempfile::tempdir().unwrap();
     copy_dir(&sample_data(), export.path());
-    let page = export.path().join("entitlementManagement/accessPackages-0001.json");
-    let mut doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&page).unwrap()).unwrap();
+    let page = export
+        .path()
+        .join("entitlementManagement/accessPackages-0001.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&page).unwrap()).unwrap();
     let hostile = "../../<script>alert(1)</script>\"><img src=x onerror=alert(2)> {{ 7*7 }}";
     doc["value"][0]["displayName"] = serde_json::json!(hostile);
     std::fs::write(&page, doc.to_string()).unwrap();
@@ -246,7 +339,8 @@ fn hostile_strings_stay_escaped_and_file_names_inside_the_pack() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     for (path, bytes) in contents(&pack) {
         assert!(
-            path.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)),
+            path.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)),
             "unsafe file name {path}"
         );
         if path.ends_with(".html") {
@@ -258,7 +352,10 @@ fn hostile_strings_stay_escaped_and_file_names_inside_the_pack() {
             let text = String::from_utf8(bytes).unwrap();
             for cell in text.lines().flat_map(|l| l.split(',')) {
                 let c = cell.trim_start_matches('"').trim_start();
-                assert!(!c.starts_with("=HYPERLINK") && !c.starts_with("+cmd"), "{path}: formula cell {cell}");
+                assert!(
+                    !c.starts_with("=HYPERLINK") && !c.starts_with("+cmd"),
+                    "{path}: formula cell {cell}"
+                );
             }
         }
     }
@@ -269,7 +366,12 @@ fn hostile_strings_stay_escaped_and_file_names_inside_the_pack() {
     );
     // The report's justification column carries the sample's own payloads, escaped.
     let reports = contents(&pack.join("data/packages"));
-    assert!(reports.iter().any(|(_, b)| String::from_utf8_lossy(b).contains("&lt;script&gt;alert(&#x27;xss&#x27;)")));
+    assert!(
+        reports
+            .iter()
+            .any(|(_, b)| String::from_utf8_lossy(b)
+                .contains("&lt;script&gt;alert(&#x27;xss&#x27;)"))
+    );
 }
 
 #[test]
@@ -282,7 +384,16 @@ fn package_reports_match_their_golden_output() {
         let r = run(govlake()
             .arg("--lake")
             .arg(lake.path())
-            .args(["report", "--package", "Vendor Payment - Approver", "--period", "2026Q3", "-o", format, "--out"])
+            .args([
+                "report",
+                "--package",
+                "Vendor Payment - Approver",
+                "--period",
+                "2026Q3",
+                "-o",
+                format,
+                "--out",
+            ])
             .arg(out.path()));
         assert_eq!(r.code, 0, "{}", r.stderr);
         let path = PathBuf::from(r.stdout.trim());
@@ -293,17 +404,34 @@ fn package_reports_match_their_golden_output() {
     let r = run(govlake()
         .arg("--lake")
         .arg(lake.path())
-        .args(["report", "--package", "x' OR '1'='1", "--period", "2026Q3", "--out"])
+        .args([
+            "report",
+            "--package",
+            "x' OR '1'='1",
+            "--period",
+            "2026Q3",
+            "--out",
+        ])
         .arg(out.path()));
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("No access package has the id or name `x' OR '1'='1`"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("No access package has the id or name `x' OR '1'='1`"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn reports_open_in_headless_chromium_without_errors_and_print_to_pdf() {
     let chromium = ["chromium", "chromium-browser"]
         .into_iter()
-        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok())
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
         .expect("Debian's chromium is needed (tests/run.sh installs it)");
     let dir = tempfile::tempdir().unwrap();
     let pack = demo_pack(dir.path());
@@ -335,9 +463,17 @@ fn reports_open_in_headless_chromium_without_errors_and_print_to_pdf() {
             .arg(format!("file://{}", page.display())));
         assert_eq!(r.code, 0, "{}", r.stderr);
         let console: Vec<&str> = r.stderr.lines().filter(|l| l.contains("CONSOLE")).collect();
-        assert!(console.is_empty(), "{}: console messages {console:#?}", page.display());
+        assert!(
+            console.is_empty(),
+            "{}: console messages {console:#?}",
+            page.display()
+        );
         let bytes = std::fs::read(&pdf).expect("a PDF was printed");
-        assert!(bytes.starts_with(b"%PDF") && bytes.len() > 5_000, "{}", page.display());
+        assert!(
+            bytes.starts_with(b"%PDF") && bytes.len() > 5_000,
+            "{}",
+            page.display()
+        );
     }
 }
 
@@ -347,12 +483,22 @@ fn samples_are_reproducible_and_seeded() {
     let r = ingest(lake.path(), &[&sample_data()], &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let draw = |seed: &str| {
-        let r = run(govlake()
-            .arg("--lake")
-            .arg(lake.path())
-            .args(["sample", "--view", "approval_trail", "--size", "25", "--seed", seed]));
+        let r = run(govlake().arg("--lake").arg(lake.path()).args([
+            "sample",
+            "--view",
+            "approval_trail",
+            "--size",
+            "25",
+            "--seed",
+            seed,
+        ]));
         assert_eq!(r.code, 0, "{}", r.stderr);
-        assert!(r.stderr.contains("25 of 678 rows of approval_trail drawn with seed"), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("25 of 678 rows of approval_trail drawn with seed"),
+            "{}",
+            r.stderr
+        );
         r.stdout
     };
     let a = draw("7");
@@ -360,12 +506,21 @@ fn samples_are_reproducible_and_seeded() {
     assert!(a.starts_with("sample_rank,request_id,"));
     assert_eq!(a, draw("7"));
     assert_ne!(a, draw("8"));
-    let r = run(govlake()
-        .arg("--lake")
-        .arg(lake.path())
-        .args(["sample", "--view", "no_such_view", "--size", "1", "--seed", "1"]));
+    let r = run(govlake().arg("--lake").arg(lake.path()).args([
+        "sample",
+        "--view",
+        "no_such_view",
+        "--size",
+        "1",
+        "--seed",
+        "1",
+    ]));
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("`no_such_view` is not a view"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`no_such_view` is not a view"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -374,31 +529,10 @@ fn a_month_without_audit_events_is_a_coverage_gap() {
     // capture began (removed from the Graph pages and from the diagnostic-settings archive).
     let export = tempfile::tempdir().unwrap();
     copy_dir(&sample_data(), export.path());
-    let in_august = |text: &str| text.contains("\"activityDateTime\":\"2026-08") || text.contains("\"time\":\"2026-08");
-    let mut removed = 0;
-    let audit_dirs = ["auditLogs", "insights-logs-auditlogs"].map(|d| export.path().join(d));
-    for e in audit_dirs.iter().flat_map(walkdir::WalkDir::new) {
-        let e = e.unwrap();
-        if !e.file_type().is_file() {
-            continue;
-        }
-        let text = std::fs::read_to_string(e.path()).unwrap();
-        let edited = match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(mut doc) if doc["value"].is_array() => {
-                let list = doc["value"].as_array_mut().unwrap();
-                let before = list.len();
-                list.retain(|r| !in_august(&r.to_string()));
-                removed += before - list.len();
-                doc.to_string()
-            }
-            _ => {
-                let kept: Vec<&str> = text.lines().filter(|l| !in_august(&l.replace(": ", ":"))).collect();
-                removed += text.lines().count() - kept.len();
-                kept.join("\n") + "\n"
-            }
-        };
-        std::fs::write(e.path(), edited).unwrap();
-    }
+    let in_august = |text: &str| {
+        text.contains("\"activityDateTime\":\"2026-08") || text.contains("\"time\":\"2026-08")
+    };
+    let removed = remove_records(export.path(), in_august);
     assert!(removed > 0, "the sample has August audit events");
     let lake = tempfile::tempdir().unwrap();
     let r = ingest(lake.path(), &[export.path()], &["--allow-rejects"]);
@@ -425,7 +559,10 @@ fn a_month_without_audit_events_is_a_coverage_gap() {
 #[test]
 fn the_signing_key_never_leaks() {
     let dir = tempfile::tempdir().unwrap();
-    let r = run(govlake().arg("keygen").arg("--out").arg(dir.path().join("k")));
+    let r = run(govlake()
+        .arg("keygen")
+        .arg("--out")
+        .arg(dir.path().join("k")));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let key_text = std::fs::read_to_string(dir.path().join("k.key")).unwrap();
     let secret = key_text.lines().nth(1).unwrap().to_string();
@@ -441,9 +578,15 @@ fn the_signing_key_never_leaks() {
         .args(["pack", "--period", "2026Q3", "--out"])
         .arg(&pack));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(!r.stdout.contains(&secret) && !r.stderr.contains(&secret), "the key was printed");
+    assert!(
+        !r.stdout.contains(&secret) && !r.stderr.contains(&secret),
+        "the key was printed"
+    );
     for (path, bytes) in contents(&pack) {
-        assert!(!String::from_utf8_lossy(&bytes).contains(&secret), "the key is in {path}");
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&secret),
+            "the key is in {path}"
+        );
     }
     // A malformed key is refused without echoing it.
     let bad = format!("{}x", &secret[..secret.len() - 2]);
@@ -454,6 +597,10 @@ fn the_signing_key_never_leaks() {
         .args(["pack", "--period", "2026Q3", "--out"])
         .arg(dir.path().join("pack2")));
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("not a govlake secret key"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not a govlake secret key"),
+        "{}",
+        r.stderr
+    );
     assert!(!r.stderr.contains(&bad[..20]), "{}", r.stderr);
 }

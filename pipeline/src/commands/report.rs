@@ -12,8 +12,8 @@ use govlake::report::{Period, package, render::Templates};
 
 use super::{ExitStatus, Printer, open_lake};
 use crate::cli::{
-    GlobalArgs, KeygenArgs, OutputFormat, PackArgs, PeriodArgs, ReportArgs, ReportFormat, SampleArgs,
-    VerifyArgs,
+    GlobalArgs, KeygenArgs, OutputFormat, PackArgs, PeriodArgs, ReportArgs, ReportFormat,
+    SampleArgs, VerifyArgs,
 };
 
 fn period(args: &PeriodArgs) -> anyhow::Result<Period> {
@@ -26,7 +26,8 @@ fn period(args: &PeriodArgs) -> anyhow::Result<Period> {
 
 fn queries(dir: Option<&Path>) -> anyhow::Result<Vec<QueryFile>> {
     Ok(match dir {
-        Some(d) => views::load_dir(d).with_context(|| format!("Cannot read queries from `{}`", d.display()))?,
+        Some(d) => views::load_dir(d)
+            .with_context(|| format!("Cannot read queries from `{}`", d.display()))?,
         None => views::embedded(),
     })
 }
@@ -39,30 +40,47 @@ fn as_of(text: Option<&str>) -> anyhow::Result<AsOf> {
 }
 
 /// Runs `govlake report`.
-pub async fn report(global: &GlobalArgs, args: &ReportArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+pub async fn report(
+    global: &GlobalArgs,
+    args: &ReportArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
     let period = period(&args.period)?;
     let queries = queries(args.queries.as_deref())?;
     let lake = open_lake(global, "govlake-data")?;
-    let versions = govlake::report::pack::pin_versions(&lake, &as_of(args.as_of.as_deref())?).await?;
+    let versions =
+        govlake::report::pack::pin_versions(&lake, &as_of(args.as_of.as_deref())?).await?;
     let ctx = govlake::query::session_as_of(&lake, &AsOf::Versions(versions.clone())).await?;
     views::register(&ctx, &queries).await?;
     let (id, name) = package::find(&ctx, &args.package).await?;
     let report = package::build(&ctx, &queries, &id, &name, &period).await?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("Cannot create `{}`", args.out.display()))?;
-    let stem = format!("{}-{}", report.file_stem, period.label.replace(['.', ':'], ""));
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("Cannot create `{}`", args.out.display()))?;
+    let stem = format!(
+        "{}-{}",
+        report.file_stem,
+        period.label.replace(['.', ':'], "")
+    );
     let mut written: Vec<PathBuf> = Vec::new();
     match args.output {
         ReportFormat::Html | ReportFormat::Md => {
             let templates = Templates::load(args.templates.as_deref())?;
-            let (html, md) = govlake::report::pack::render_package(&templates, &report, &period, &versions, "")?;
-            let (ext, text) = if args.output == ReportFormat::Html { ("html", html) } else { ("md", md) };
+            let (html, md) =
+                govlake::report::pack::render_package(&templates, &report, &period, &versions, "")?;
+            let (ext, text) = if args.output == ReportFormat::Html {
+                ("html", html)
+            } else {
+                ("md", md)
+            };
             let path = args.out.join(format!("{stem}.{ext}"));
-            std::fs::write(&path, text).with_context(|| format!("Cannot write `{}`", path.display()))?;
+            std::fs::write(&path, text)
+                .with_context(|| format!("Cannot write `{}`", path.display()))?;
             written.push(path);
         }
         ReportFormat::Csv => {
             let dir = args.out.join(&stem);
-            std::fs::create_dir_all(&dir).with_context(|| format!("Cannot create `{}`", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("Cannot create `{}`", dir.display()))?;
             for s in &report.sections {
                 let path = dir.join(format!("{}.csv", s.key));
                 std::fs::write(&path, govlake::report::csv::table_to_csv(&s.table))
@@ -91,20 +109,32 @@ pub async fn report(global: &GlobalArgs, args: &ReportArgs, printer: &Printer) -
 /// The signing key: `--key FILE`, else `GOVLAKE_SIGNING_KEY`. Never printed.
 fn signing_key(path: Option<&Path>) -> anyhow::Result<Option<SecretKey>> {
     if let Some(p) = path {
-        let text = std::fs::read_to_string(p).with_context(|| format!("Cannot read the key file `{}`", p.display()))?;
-        return Ok(Some(SecretKey::parse(&text).with_context(|| format!("`{}`", p.display()))?));
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("Cannot read the key file `{}`", p.display()))?;
+        return Ok(Some(
+            SecretKey::parse(&text).with_context(|| format!("`{}`", p.display()))?,
+        ));
     }
     match std::env::var("GOVLAKE_SIGNING_KEY") {
-        Ok(text) if !text.trim().is_empty() => Ok(Some(SecretKey::parse(&text).context("GOVLAKE_SIGNING_KEY")?)),
+        Ok(text) if !text.trim().is_empty() => Ok(Some(
+            SecretKey::parse(&text).context("GOVLAKE_SIGNING_KEY")?,
+        )),
         _ => Ok(None),
     }
 }
 
 /// Builds a pack (shared by `pack` and `demo`).
-pub async fn build_pack(lake: &govlake::lake::Lake, settings: &PackSettings, printer: &Printer) -> anyhow::Result<PackSummary> {
+pub async fn build_pack(
+    lake: &govlake::lake::Lake,
+    settings: &PackSettings,
+    printer: &Printer,
+) -> anyhow::Result<PackSummary> {
     let spinner = if printer.progress {
         let s = indicatif::ProgressBar::new_spinner();
-        s.set_message(format!("Building the {} evidence pack", settings.period.label));
+        s.set_message(format!(
+            "Building the {} evidence pack",
+            settings.period.label
+        ));
         s.enable_steady_tick(std::time::Duration::from_millis(120));
         s
     } else {
@@ -116,10 +146,16 @@ pub async fn build_pack(lake: &govlake::lake::Lake, settings: &PackSettings, pri
 }
 
 /// Runs `govlake pack`.
-pub async fn pack(global: &GlobalArgs, args: &PackArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+pub async fn pack(
+    global: &GlobalArgs,
+    args: &PackArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
     let key = signing_key(args.key.as_deref())?;
     if key.is_none() && !args.unsigned {
-        anyhow::bail!("No signing key: pass `--key FILE` (make one with `govlake keygen`), set GOVLAKE_SIGNING_KEY, or pass `--unsigned`");
+        anyhow::bail!(
+            "No signing key: pass `--key FILE` (make one with `govlake keygen`), set GOVLAKE_SIGNING_KEY, or pass `--unsigned`"
+        );
     }
     let settings = PackSettings {
         out: args.out.clone(),
@@ -129,7 +165,11 @@ pub async fn pack(global: &GlobalArgs, args: &PackArgs, printer: &Printer) -> an
         templates: args.templates.clone(),
         key,
         archive: !args.no_archive,
-        samples: args.samples.iter().map(|s| parse_sample(s)).collect::<anyhow::Result<_>>()?,
+        samples: args
+            .samples
+            .iter()
+            .map(|s| parse_sample(s))
+            .collect::<anyhow::Result<_>>()?,
     };
     let lake = open_lake(global, "govlake-data")?;
     let summary = build_pack(&lake, &settings, printer).await?;
@@ -143,21 +183,33 @@ fn parse_sample(text: &str) -> anyhow::Result<(String, usize, u64)> {
     match parts.as_slice() {
         [view, size, seed] => Ok((
             (*view).to_string(),
-            size.parse().with_context(|| format!("`--sample {text}`: the size must be a whole number"))?,
-            seed.parse().with_context(|| format!("`--sample {text}`: the seed must be a whole number"))?,
+            size.parse()
+                .with_context(|| format!("`--sample {text}`: the size must be a whole number"))?,
+            seed.parse()
+                .with_context(|| format!("`--sample {text}`: the seed must be a whole number"))?,
         )),
         _ => anyhow::bail!("`--sample {text}` is not VIEW:SIZE:SEED (e.g. approval_trail:25:7)"),
     }
 }
 
 /// Runs `govlake sample`.
-pub async fn sample(global: &GlobalArgs, args: &SampleArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+pub async fn sample(
+    global: &GlobalArgs,
+    args: &SampleArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
     let queries = queries(args.queries.as_deref())?;
     let lake = open_lake(global, "govlake-data")?;
     let ctx = govlake::query::session_as_of(&lake, &as_of(args.as_of.as_deref())?).await?;
     let registered = views::register(&ctx, &queries).await?;
-    let Some(q) = queries.iter().find(|q| q.name == args.view && registered.contains(&q.name)) else {
-        anyhow::bail!("`{}` is not a view (`govlake sql --list` shows them)", args.view);
+    let Some(q) = queries
+        .iter()
+        .find(|q| q.name == args.view && registered.contains(&q.name))
+    else {
+        anyhow::bail!(
+            "`{}` is not a view (`govlake sql --list` shows them)",
+            args.view
+        );
     };
     let population = govlake::report::table::query(&ctx, &q.name, &q.sql, &[]).await?;
     let drawn = govlake::report::sample::draw(&population, args.size, args.seed);
@@ -170,11 +222,19 @@ pub async fn sample(global: &GlobalArgs, args: &SampleArgs, printer: &Printer) -
     }
     let csv = govlake::report::csv::table_to_csv(&drawn);
     match &args.out {
-        Some(p) => std::fs::write(p, csv).with_context(|| format!("Cannot write `{}`", p.display()))?,
+        Some(p) => {
+            std::fs::write(p, csv).with_context(|| format!("Cannot write `{}`", p.display()))?
+        }
         None => print!("{csv}"),
     }
     if printer.quiet == 0 {
-        eprintln!("{} of {} rows of {} drawn with seed {}.", drawn.rows.len(), population.rows.len(), args.view, args.seed);
+        eprintln!(
+            "{} of {} rows of {} drawn with seed {}.",
+            drawn.rows.len(),
+            population.rows.len(),
+            args.view,
+            args.seed
+        );
     }
     Ok(ExitStatus::Success)
 }
@@ -191,7 +251,10 @@ pub fn print_pack(summary: &PackSummary, printer: &Printer) -> anyhow::Result<()
             summary.bytes,
             summary.packages,
             summary.sod_violations,
-            summary.signed_by.as_ref().map_or("unsigned".to_string(), |k| format!("signed by key {k}"))
+            summary
+                .signed_by
+                .as_ref()
+                .map_or("unsigned".to_string(), |k| format!("signed by key {k}"))
         );
         if let Some(a) = &summary.archive {
             println!("Archive: {}", a.display());
@@ -205,15 +268,24 @@ pub fn print_pack(summary: &PackSummary, printer: &Printer) -> anyhow::Result<()
 pub fn verify(args: &VerifyArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let key = match &args.public_key {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("Cannot read `{}`", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("Cannot read `{}`", p.display()))?;
             Some(PublicKey::parse(&text).with_context(|| format!("`{}`", p.display()))?)
         }
         None => None,
     };
     let verdict = govlake::report::verify::verify(&args.pack, key.as_ref())?;
-    let status = if verdict.passed() { ExitStatus::Success } else { ExitStatus::Failure };
+    let status = if verdict.passed() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    };
     if printer.format == OutputFormat::Json {
-        printer.json("verify", if verdict.passed() { "ok" } else { "failed" }, &verdict)?;
+        printer.json(
+            "verify",
+            if verdict.passed() { "ok" } else { "failed" },
+            &verdict,
+        )?;
         return Ok(status);
     }
     for (path, reason) in &verdict.failures {
@@ -224,10 +296,17 @@ pub fn verify(args: &VerifyArgs, printer: &Printer) -> anyhow::Result<ExitStatus
             "OK: {} files match the manifest; signature by key {}{}.",
             verdict.files_checked,
             verdict.signed_by.as_deref().unwrap_or("?"),
-            if verdict.signer_pinned { " (pinned)" } else { " (read from the pack: pass --public-key to pin the signer)" }
+            if verdict.signer_pinned {
+                " (pinned)"
+            } else {
+                " (read from the pack: pass --public-key to pin the signer)"
+            }
         );
     } else {
-        println!("Verification FAILED: {} problem(s).", verdict.failures.len());
+        println!(
+            "Verification FAILED: {} problem(s).",
+            verdict.failures.len()
+        );
     }
     Ok(status)
 }
@@ -243,11 +322,17 @@ pub fn keygen(args: &KeygenArgs, printer: &Printer) -> anyhow::Result<ExitStatus
     }
     let key = SecretKey::generate()?;
     write_secret(&secret, &key.to_file_text())?;
-    std::fs::write(&public, key.public().to_file_text()).with_context(|| format!("Cannot write `{}`", public.display()))?;
+    std::fs::write(&public, key.public().to_file_text())
+        .with_context(|| format!("Cannot write `{}`", public.display()))?;
     if printer.format == OutputFormat::Json {
         printer.json("keygen", "ok", &serde_json::json!({"key_id": key.public().id_text(), "secret_key": secret, "public_key": public}))?;
     } else {
-        println!("Key {}: secret {} (keep it safe), public {}.", key.public().id_text(), secret.display(), public.display());
+        println!(
+            "Key {}: secret {} (keep it safe), public {}.",
+            key.public().id_text(),
+            secret.display(),
+            public.display()
+        );
     }
     Ok(ExitStatus::Success)
 }
@@ -259,6 +344,9 @@ pub fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(path).with_context(|| format!("Cannot create `{}`", path.display()))?;
-    f.write_all(text.as_bytes()).with_context(|| format!("Cannot write `{}`", path.display()))
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("Cannot create `{}`", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("Cannot write `{}`", path.display()))
 }

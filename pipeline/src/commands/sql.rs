@@ -191,7 +191,8 @@ async fn run_one(
             let props = deltalake::parquet::file::properties::WriterProperties::builder()
                 .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
                 .build();
-            let mut w = deltalake::parquet::arrow::ArrowWriter::try_new(&mut out, schema, Some(props))?;
+            let mut w =
+                deltalake::parquet::arrow::ArrowWriter::try_new(&mut out, schema, Some(props))?;
             while let Some(b) = stream.try_next().await.context("The query failed")? {
                 rows += b.num_rows();
                 w.write(&b)?;
@@ -238,7 +239,11 @@ async fn prompt(
     }
     let mut buffer = String::new();
     loop {
-        let prompt = if buffer.is_empty() { "govlake> " } else { "    ...> " };
+        let prompt = if buffer.is_empty() {
+            "govlake> "
+        } else {
+            "    ...> "
+        };
         let line = match editor.readline(prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) if !buffer.is_empty() => {
@@ -265,9 +270,10 @@ async fn prompt(
         }
     }
     if let Some(h) = &history
-        && let Err(e) = editor.save_history(h) {
-            tracing::warn!("Cannot save the prompt history to `{}`: {e}", h.display());
-        }
+        && let Err(e) = editor.save_history(h)
+    {
+        tracing::warn!("Cannot save the prompt history to `{}`: {e}", h.display());
+    }
     Ok(ExitStatus::Success)
 }
 

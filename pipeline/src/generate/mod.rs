@@ -272,7 +272,9 @@ pub fn write_tenant(spec: &TenantSpec) -> Result<GenerateStats> {
         ),
         ("General Access", "Department access packages.", false),
     ];
-    let extra_packages = spec.extra_packages.map_or((n / 500).min(2_000), |p| p as usize);
+    let extra_packages = spec
+        .extra_packages
+        .map_or((n / 500).min(2_000), |p| p as usize);
     let mut packages = vec![
         Package {
             id: guid("pkg-financial-analyst"),
@@ -761,10 +763,10 @@ pub fn write_tenant(spec: &TenantSpec) -> Result<GenerateStats> {
                 flow,
                 just,
                 u < 200,
-            )?
-                && t + pol.expiry_days.unwrap_or(10_000) * DAY > export {
-                    live.push((id, u, p));
-                }
+            )? && t + pol.expiry_days.unwrap_or(10_000) * DAY > export
+            {
+                live.push((id, u, p));
+            }
         }
     }
 

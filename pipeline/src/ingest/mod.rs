@@ -668,13 +668,14 @@ impl<'a> Run<'a> {
             _ => return,
         };
         if let Some(i) = spec.columns.iter().position(|c| c.name == col)
-            && let Cell::Ts(t) = row[i] {
-                let w = self
-                    .watermarks
-                    .entry(spec.table.to_string())
-                    .or_insert(i64::MIN);
-                *w = (*w).max(t);
-            }
+            && let Cell::Ts(t) = row[i]
+        {
+            let w = self
+                .watermarks
+                .entry(spec.table.to_string())
+                .or_insert(i64::MIN);
+            *w = (*w).max(t);
+        }
     }
 
     async fn version_merge(&mut self, spec: &'static EntitySpec) -> Result<&mut VersionMerge> {
@@ -710,9 +711,10 @@ impl<'a> Run<'a> {
                     self.lake
                         .scan_strings(child.table, &[parent_col], |v| {
                             if let Some(p) = v[0]
-                                && !ids.contains(&key128(&[p])) {
-                                    orphans.insert(key128(&[child.table, p]));
-                                }
+                                && !ids.contains(&key128(&[p]))
+                            {
+                                orphans.insert(key128(&[child.table, p]));
+                            }
                         })
                         .await?;
                 }

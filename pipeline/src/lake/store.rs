@@ -73,9 +73,10 @@ impl LakeLocation {
     /// A human-readable form of the location (a local path when local).
     pub fn display(&self) -> String {
         if self.url.scheme() == "file"
-            && let Ok(p) = self.url.to_file_path() {
-                return p.display().to_string();
-            }
+            && let Ok(p) = self.url.to_file_path()
+        {
+            return p.display().to_string();
+        }
         self.url.to_string()
     }
 }

@@ -259,7 +259,10 @@ impl Lake {
     async fn scan_context(&self, name: &str) -> Result<Option<SessionContext>> {
         // delta-rs' session carries the planner its writes need (overwrite_from_sql).
         let ctx: SessionContext = deltalake::delta_datafusion::create_session().into_inner();
-        Ok(self.register(&ctx, name, TablePin::Latest).await?.then_some(ctx))
+        Ok(self
+            .register(&ctx, name, TablePin::Latest)
+            .await?
+            .then_some(ctx))
     }
 
     /// Registers a table in a DataFusion session under its name, sharing the lake's object
@@ -288,7 +291,10 @@ impl Lake {
                 }
             }
             TablePin::Version(version) => {
-                if version < 0 || version > latest as i64 || table.load_version(version as u64).await.is_err() {
+                if version < 0
+                    || version > latest as i64
+                    || table.load_version(version as u64).await.is_err()
+                {
                     return Err(Error::VersionUnavailable {
                         table: name.to_string(),
                         version,

@@ -52,7 +52,9 @@ impl AsOf {
                     .ok_or_else(|| format!("`{pair}` is not table=version"))?;
                 let table = table.trim();
                 if !table_names().iter().any(|t| t == table) {
-                    return Err(format!("`{table}` is not a lake table (`govlake tables` lists them)"));
+                    return Err(format!(
+                        "`{table}` is not a lake table (`govlake tables` lists them)"
+                    ));
                 }
                 let version: i64 = version
                     .trim()
@@ -76,7 +78,9 @@ impl AsOf {
         match self {
             Self::Latest => TablePin::Latest,
             Self::Time(t) => TablePin::Time(*t),
-            Self::Versions(v) => v.get(table).map_or(TablePin::Latest, |v| TablePin::Version(*v)),
+            Self::Versions(v) => v
+                .get(table)
+                .map_or(TablePin::Latest, |v| TablePin::Version(*v)),
         }
     }
 }

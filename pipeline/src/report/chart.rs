@@ -19,7 +19,12 @@ pub fn escape(s: &str) -> String {
 
 /// A horizontal bar chart: one bar per (label, value), scaled to `max` (the largest value
 /// when `None`), with the value printed as `format(value)` after each bar.
-pub fn bars(title: &str, items: &[(String, f64)], max: Option<f64>, format: impl Fn(f64) -> String) -> String {
+pub fn bars(
+    title: &str,
+    items: &[(String, f64)],
+    max: Option<f64>,
+    format: impl Fn(f64) -> String,
+) -> String {
     let max = max
         .unwrap_or_else(|| items.iter().map(|(_, v)| *v).fold(0.0, f64::max))
         .max(f64::MIN_POSITIVE);
@@ -53,7 +58,10 @@ mod tests {
     fn labels_are_escaped_and_bars_scaled() {
         let svg = super::bars(
             "Coverage <b>",
-            &[("<script>alert(1)</script>".into(), 0.5), ("ok".into(), 1.0)],
+            &[
+                ("<script>alert(1)</script>".into(), 0.5),
+                ("ok".into(), 1.0),
+            ],
             Some(1.0),
             |v| format!("{:.0} %", v * 100.0),
         );

@@ -11,7 +11,11 @@ pub fn guard_cell(s: &str) -> String {
         trimmed.chars().next(),
         Some('=' | '+' | '-' | '@' | '\t' | '\r' | '\0')
     ) || matches!(s.chars().next(), Some('\t' | '\r' | '\0'));
-    let s = if risky { format!("'{s}") } else { s.to_string() };
+    let s = if risky {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -43,7 +47,10 @@ mod tests {
 
     #[test]
     fn formulas_are_neutralised_and_cells_quoted() {
-        assert_eq!(guard_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(
+            guard_cell("=HYPERLINK(\"x\")"),
+            "\"'=HYPERLINK(\"\"x\"\")\""
+        );
         assert_eq!(guard_cell("  +cmd"), "'  +cmd");
         assert_eq!(guard_cell("-1"), "'-1");
         assert_eq!(guard_cell("@SUM(A1)"), "'@SUM(A1)");

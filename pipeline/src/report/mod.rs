@@ -7,8 +7,8 @@
 
 pub mod chart;
 pub mod csv;
-pub mod package;
 pub mod pack;
+pub mod package;
 pub mod period;
 pub mod render;
 pub mod sample;
@@ -71,7 +71,10 @@ pub enum Error {
 /// Result of report operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-pub(crate) fn io_err(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn io_err(
+    action: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_path_buf();
     move |source| Error::Io {
         action,

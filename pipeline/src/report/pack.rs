@@ -112,8 +112,14 @@ pub async fn pin_versions(lake: &Lake, as_of: &AsOf) -> Result<BTreeMap<String, 
 /// Writes a file inside the pack, creating folders; `relative` is always built from fixed
 /// names and slugs, and is checked to stay inside the root.
 fn write(root: &Path, relative: &str, bytes: &[u8]) -> Result<()> {
-    if relative.split('/').any(|p| p.is_empty() || p == "." || p == "..") || relative.starts_with('/') {
-        return Err(Error::Invalid(format!("refusing to write `{relative}` outside the pack")));
+    if relative
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+        || relative.starts_with('/')
+    {
+        return Err(Error::Invalid(format!(
+            "refusing to write `{relative}` outside the pack"
+        )));
     }
     let path = root.join(relative);
     if let Some(parent) = path.parent() {
@@ -147,7 +153,11 @@ fn package_charts(report: &PackageReport) -> BTreeMap<&'static str, minijinja::V
             .rows
             .iter()
             .map(|r| {
-                let label = format!("{} {}", s.table.cell(r, "quarter"), s.table.cell(r, "review_start"));
+                let label = format!(
+                    "{} {}",
+                    s.table.cell(r, "quarter"),
+                    s.table.cell(r, "review_start")
+                );
                 (label, s.table.cell(r, "coverage").parse().unwrap_or(0.0))
             })
             .collect::<Vec<_>>()
@@ -156,28 +166,60 @@ fn package_charts(report: &PackageReport) -> BTreeMap<&'static str, minijinja::V
         s.table
             .rows
             .iter()
-            .map(|r| (s.table.cell(r, "quarter").to_string(), s.table.cell(r, "median_hours").parse().unwrap_or(0.0)))
+            .map(|r| {
+                (
+                    s.table.cell(r, "quarter").to_string(),
+                    s.table.cell(r, "median_hours").parse().unwrap_or(0.0),
+                )
+            })
             .collect::<Vec<_>>()
     });
     let trend = report.section("trend").map(|s| {
         s.table
             .rows
             .iter()
-            .map(|r| (s.table.cell(r, "as_of").chars().take(10).collect::<String>(), s.table.cell(r, "holders").parse().unwrap_or(0.0)))
+            .map(|r| {
+                (
+                    s.table
+                        .cell(r, "as_of")
+                        .chars()
+                        .take(10)
+                        .collect::<String>(),
+                    s.table.cell(r, "holders").parse().unwrap_or(0.0),
+                )
+            })
             .collect::<Vec<_>>()
     });
     let svg = |items: Option<Vec<(String, f64)>>, title: &str, max: Option<f64>, unit: &str| {
         match items {
-            Some(items) if !items.is_empty() => safe(super::chart::bars(title, &items, max, |v| match unit {
-                "%" => format!("{:.1} %", v * 100.0),
-                "h" => format!("{v:.1} h"),
-                _ => format!("{v:.0}"),
-            })),
+            Some(items) if !items.is_empty() => {
+                safe(super::chart::bars(title, &items, max, |v| match unit {
+                    "%" => format!("{:.1} %", v * 100.0),
+                    "h" => format!("{v:.1} h"),
+                    _ => format!("{v:.0}"),
+                }))
+            }
             _ => minijinja::Value::from(""),
         }
     };
-    charts.insert("coverage", svg(coverage, "Recertification coverage (reviewed / in scope)", Some(1.0), "%"));
-    charts.insert("latency", svg(latency, "Median hours from request to completion", None, "h"));
+    charts.insert(
+        "coverage",
+        svg(
+            coverage,
+            "Recertification coverage (reviewed / in scope)",
+            Some(1.0),
+            "%",
+        ),
+    );
+    charts.insert(
+        "latency",
+        svg(
+            latency,
+            "Median hours from request to completion",
+            None,
+            "h",
+        ),
+    );
     charts.insert("trend", svg(trend, "Holders over time", None, ""));
     charts
 }
@@ -201,7 +243,8 @@ pub fn render_package(
         },
     });
     let charts = package_charts(report);
-    let context = minijinja::context! { charts => charts, ..minijinja::Value::from_serialize(&context) };
+    let context =
+        minijinja::context! { charts => charts, ..minijinja::Value::from_serialize(&context) };
     Ok((
         templates.render("package.html", &context)?,
         templates.render("package.md", &context)?,
@@ -210,7 +253,10 @@ pub fn render_package(
 
 /// Stretches of the period without audit events: before the first captured event, and runs
 /// of four or more days without any.
-async fn coverage_gaps(ctx: &deltalake::datafusion::prelude::SessionContext, period: &Period) -> Result<Table> {
+async fn coverage_gaps(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    period: &Period,
+) -> Result<Table> {
     let days = super::table::query(
         ctx,
         "coverage gaps",
@@ -219,8 +265,11 @@ async fn coverage_gaps(ctx: &deltalake::datafusion::prelude::SessionContext, per
         &[("from", &period.from_text), ("to", &period.to_text)],
     )
     .await?;
-    let seen: std::collections::BTreeSet<String> =
-        days.rows.iter().map(|r| r[0].chars().take(10).collect()).collect();
+    let seen: std::collections::BTreeSet<String> = days
+        .rows
+        .iter()
+        .map(|r| r[0].chars().take(10).collect())
+        .collect();
     let mut gaps = Table {
         columns: vec!["from".into(), "to".into(), "days".into(), "reason".into()],
         rows: Vec::new(),
@@ -245,7 +294,12 @@ async fn coverage_gaps(ctx: &deltalake::datafusion::prelude::SessionContext, per
                 "no audit events captured"
             };
             if n >= 4 || (before_capture && start == period.from) {
-                gaps.rows.push(vec![crate::lake::fmt_ts(start), crate::lake::fmt_ts(t), n.to_string(), reason.into()]);
+                gaps.rows.push(vec![
+                    crate::lake::fmt_ts(start),
+                    crate::lake::fmt_ts(t),
+                    n.to_string(),
+                    reason.into(),
+                ]);
             }
         }
         if !missing {
@@ -270,10 +324,15 @@ async fn reconciliation(ctx: &deltalake::datafusion::prelude::SessionContext) ->
     .await?;
     t.columns.push("rows_in_lake".into());
     for r in &mut t.rows {
-        let n = super::table::query(ctx, "reconciliation", &format!("SELECT count(*) FROM \"{}\"", r[0].replace('"', "")), &[])
-            .await
-            .map(|c| c.rows.first().map(|x| x[0].clone()).unwrap_or_default())
-            .unwrap_or_else(|_| "-".into());
+        let n = super::table::query(
+            ctx,
+            "reconciliation",
+            &format!("SELECT count(*) FROM \"{}\"", r[0].replace('"', "")),
+            &[],
+        )
+        .await
+        .map(|c| c.rows.first().map(|x| x[0].clone()).unwrap_or_default())
+        .unwrap_or_else(|_| "-".into());
         r.push(n);
     }
     Ok(t)
@@ -293,7 +352,12 @@ pub fn files_under(root: &Path, dir: &str) -> Result<Vec<String>> {
         let e = e.map_err(|e| Error::Invalid(format!("cannot list `{}`: {e}", root.display())))?;
         if e.file_type().is_file() || e.file_type().is_symlink() {
             let rel = e.path().strip_prefix(root).unwrap_or(e.path());
-            out.push(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
+            out.push(
+                rel.components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            );
         }
     }
     out.sort();
@@ -315,7 +379,12 @@ async fn view(
 /// Builds the pack.
 pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> {
     let out = &settings.out;
-    if out.exists() && std::fs::read_dir(out).map_err(io_err("read", out))?.next().is_some() {
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map_err(io_err("read", out))?
+            .next()
+            .is_some()
+    {
         return Err(Error::Invalid(format!(
             "`{}` exists and is not empty: give a new folder for the pack",
             out.display()
@@ -335,7 +404,11 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
 
     // The SQL behind every figure.
     for q in &settings.queries {
-        write(&partial, &format!("data/queries/{}.sql", q.name), q.sql.as_bytes())?;
+        write(
+            &partial,
+            &format!("data/queries/{}.sql", q.name),
+            q.sql.as_bytes(),
+        )?;
     }
     // Populations: every view, and access_as_of at the period's end.
     let mut populations = Vec::new();
@@ -343,17 +416,27 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
         let parameters: Vec<(String, String)> = q
             .parameters()
             .iter()
-            .map(|p| (p.clone(), match p.as_str() {
-                "as_of" => as_of.clone(),
-                "from" => period.from_text.clone(),
-                "to" => period.to_text.clone(),
-                _ => String::new(),
-            }))
+            .map(|p| {
+                (
+                    p.clone(),
+                    match p.as_str() {
+                        "as_of" => as_of.clone(),
+                        "from" => period.from_text.clone(),
+                        "to" => period.to_text.clone(),
+                        _ => String::new(),
+                    },
+                )
+            })
             .collect();
-        if parameters.iter().any(|(_, v)| v.is_empty()) || (parameters.is_empty() && !registered.contains(&q.name)) {
+        if parameters.iter().any(|(_, v)| v.is_empty())
+            || (parameters.is_empty() && !registered.contains(&q.name))
+        {
             continue;
         }
-        let bound: Vec<(&str, &str)> = parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let bound: Vec<(&str, &str)> = parameters
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let dir = partial.join("data/populations");
         std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let rows = super::table::stream_to_files(
@@ -376,17 +459,30 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
     write(
         &partial,
         "data/queries/parameters.json",
-        serde_json::to_string_pretty(&populations.iter().map(|p| (p.name.clone(), p.parameters.clone())).collect::<BTreeMap<_, _>>())
-            .unwrap_or_default()
-            .as_bytes(),
+        serde_json::to_string_pretty(
+            &populations
+                .iter()
+                .map(|p| (p.name.clone(), p.parameters.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+        .unwrap_or_default()
+        .as_bytes(),
     )?;
 
     // Per-package reports: each section runs once over all packages.
     let mut package_rows = Vec::new();
     package::build_all(&ctx, &settings.queries, period, |report| {
         let (html, md) = render_package(&templates, &report, period, &versions, "../index.html")?;
-        write(&partial, &format!("data/packages/{}.html", report.file_stem), html.as_bytes())?;
-        write(&partial, &format!("data/packages/{}.md", report.file_stem), md.as_bytes())?;
+        write(
+            &partial,
+            &format!("data/packages/{}.html", report.file_stem),
+            html.as_bytes(),
+        )?;
+        write(
+            &partial,
+            &format!("data/packages/{}.md", report.file_stem),
+            md.as_bytes(),
+        )?;
         let count = |k: &str| report.section(k).map_or(0, |s| s.table.rows.len());
         package_rows.push(serde_json::json!({
             "id": report.id, "name": report.name, "file_stem": report.file_stem,
@@ -406,7 +502,10 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
             .rows
             .iter()
             .filter(|r| {
-                let (s, e) = (coverage_all.cell(r, "start_date_time"), coverage_all.cell(r, "end_date_time"));
+                let (s, e) = (
+                    coverage_all.cell(r, "start_date_time"),
+                    coverage_all.cell(r, "end_date_time"),
+                );
                 crate::ingest::value::parse_ts(s).is_some_and(|s| s < period.to)
                     && crate::ingest::value::parse_ts(e).is_some_and(|e| e >= period.from)
             })
@@ -416,17 +515,28 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
     let coverage_items: Vec<(String, f64)> = coverage
         .rows
         .iter()
-        .map(|r| (coverage.cell(r, "access_package_name").to_string(), coverage.cell(r, "coverage").parse().unwrap_or(0.0)))
+        .map(|r| {
+            (
+                coverage.cell(r, "access_package_name").to_string(),
+                coverage.cell(r, "coverage").parse().unwrap_or(0.0),
+            )
+        })
         .collect();
     let mut samples = Vec::new();
     for (name, size, seed) in &settings.samples {
         if !registered.contains(name) {
-            return Err(Error::Invalid(format!("`--sample {name}:…`: `{name}` is not a view")));
+            return Err(Error::Invalid(format!(
+                "`--sample {name}:…`: `{name}` is not a view"
+            )));
         }
         let population = view(&ctx, &settings.queries, name).await?;
         let drawn = super::sample::draw(&population, *size, *seed);
         let file = format!("samples/{name}-n{size}-seed{seed}.csv");
-        write(&partial, &format!("data/{file}"), super::csv::table_to_csv(&drawn).as_bytes())?;
+        write(
+            &partial,
+            &format!("data/{file}"),
+            super::csv::table_to_csv(&drawn).as_bytes(),
+        )?;
         samples.push(SampleRecord {
             view: name.clone(),
             size: drawn.rows.len(),
@@ -437,22 +547,63 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
     }
     let gaps = coverage_gaps(&ctx, period).await?;
     let reconciliation = reconciliation(&ctx).await?;
-    write(&partial, "data/coverage-gaps.csv", super::csv::table_to_csv(&gaps).as_bytes())?;
-    write(&partial, "data/reconciliation.csv", super::csv::table_to_csv(&reconciliation).as_bytes())?;
-    let holders: usize = package_rows.iter().map(|p| p["holders"].as_u64().unwrap_or(0) as usize).sum();
-    let severity = |s: &str| findings.rows.iter().filter(|r| findings.cell(r, "severity") == s).count();
+    write(
+        &partial,
+        "data/coverage-gaps.csv",
+        super::csv::table_to_csv(&gaps).as_bytes(),
+    )?;
+    write(
+        &partial,
+        "data/reconciliation.csv",
+        super::csv::table_to_csv(&reconciliation).as_bytes(),
+    )?;
+    let holders: usize = package_rows
+        .iter()
+        .map(|p| p["holders"].as_u64().unwrap_or(0) as usize)
+        .sum();
+    let severity = |s: &str| {
+        findings
+            .rows
+            .iter()
+            .filter(|r| findings.cell(r, "severity") == s)
+            .count()
+    };
     let summary = vec![
-        ("Access packages".to_string(), package_rows.len().to_string()),
+        (
+            "Access packages".to_string(),
+            package_rows.len().to_string(),
+        ),
         ("Assignments held at period end".into(), holders.to_string()),
-        ("Separation-of-duties violations".into(), sod.rows.len().to_string()),
-        ("Policy findings (high / medium / low)".into(), format!("{} / {} / {}", severity("high"), severity("medium"), severity("low"))),
-        ("Review instances in the period".into(), coverage.rows.len().to_string()),
+        (
+            "Separation-of-duties violations".into(),
+            sod.rows.len().to_string(),
+        ),
+        (
+            "Policy findings (high / medium / low)".into(),
+            format!(
+                "{} / {} / {}",
+                severity("high"),
+                severity("medium"),
+                severity("low")
+            ),
+        ),
+        (
+            "Review instances in the period".into(),
+            coverage.rows.len().to_string(),
+        ),
         ("Coverage gaps".into(), gaps.rows.len().to_string()),
-        ("Tables reconciling".into(), format!(
-            "{} of {}",
-            reconciliation.rows.iter().filter(|r| reconciliation.cell(r, "reconciles") == "true").count(),
-            reconciliation.rows.len()
-        )),
+        (
+            "Tables reconciling".into(),
+            format!(
+                "{} of {}",
+                reconciliation
+                    .rows
+                    .iter()
+                    .filter(|r| reconciliation.cell(r, "reconciles") == "true")
+                    .count(),
+                reconciliation.rows.len()
+            ),
+        ),
     ];
     let signed_by = settings.key.as_ref().map(|k| k.public().id_text());
     let provenance = Provenance {
@@ -462,7 +613,12 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
     let chart = if coverage_items.is_empty() {
         minijinja::Value::from("")
     } else {
-        safe(super::chart::bars("Coverage per review instance", &coverage_items, Some(1.0), |v| format!("{:.1} %", v * 100.0)))
+        safe(super::chart::bars(
+            "Coverage per review instance",
+            &coverage_items,
+            Some(1.0),
+            |v| format!("{:.1} %", v * 100.0),
+        ))
     };
     let context = minijinja::context! {
         period => minijinja::Value::from_serialize(period),
@@ -490,7 +646,11 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
         signed_by => signed_by.clone().unwrap_or_default(),
         charts => minijinja::context! { coverage => chart },
     };
-    write(&partial, "data/index.html", templates.render("index.html", &context)?.as_bytes())?;
+    write(
+        &partial,
+        "data/index.html",
+        templates.render("index.html", &context)?.as_bytes(),
+    )?;
     let provenance_doc = serde_json::json!({
         "govlake_version": env!("CARGO_PKG_VERSION"),
         "period": period,
@@ -506,7 +666,13 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
         "samples": samples,
         "packages": package_rows,
     });
-    write(&partial, "data/provenance.json", serde_json::to_string_pretty(&provenance_doc).unwrap_or_default().as_bytes())?;
+    write(
+        &partial,
+        "data/provenance.json",
+        serde_json::to_string_pretty(&provenance_doc)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
 
     // Bag: manifest of the payload, bag-info, tag manifest, signature.
     let mut manifest = String::new();
@@ -518,7 +684,11 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
         bytes += n;
     }
     write(&partial, MANIFEST, manifest.as_bytes())?;
-    write(&partial, BAGIT, b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")?;
+    write(
+        &partial,
+        BAGIT,
+        b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
+    )?;
     let bag_info = format!(
         "Source-Organization: govlake evidence pack\nBagging-Date: {}\nExternal-Description: Entra ID Governance (Entitlement Management) evidence for {}\nExternal-Identifier: govlake-pack-{}\nPayload-Oxum: {bytes}.{files}\nGovlake-Version: {}\nGovlake-As-Of: {as_of}\n",
         &as_of[..10.min(as_of.len())],
@@ -535,11 +705,17 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
     tag_files.sort_unstable();
     let mut tag_manifest = String::new();
     for name in &tag_files {
-        tag_manifest.push_str(&format!("{}  {name}\n", sha256_file(&partial.join(name))?.0));
+        tag_manifest.push_str(&format!(
+            "{}  {name}\n",
+            sha256_file(&partial.join(name))?.0
+        ));
     }
     write(&partial, TAG_MANIFEST, tag_manifest.as_bytes())?;
     if let Some(key) = &settings.key {
-        let signature = key.sign(tag_manifest.as_bytes(), &format!("govlake evidence pack {} as of {as_of}", period.label));
+        let signature = key.sign(
+            tag_manifest.as_bytes(),
+            &format!("govlake evidence pack {} as of {as_of}", period.label),
+        );
         write(&partial, SIGNATURE, signature.as_bytes())?;
     }
     if out.exists() {
@@ -548,7 +724,12 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
     std::fs::rename(&partial, out).map_err(io_err("rename the finished pack to", out))?;
     let archive = if settings.archive {
         let path = PathBuf::from(format!("{}.tar", out.display()));
-        write_archive(out, &path, &format!("govlake-pack-{}", file_safe(&period.label)), period.to / 1_000_000)?;
+        write_archive(
+            out,
+            &path,
+            &format!("govlake-pack-{}", file_safe(&period.label)),
+            period.to / 1_000_000,
+        )?;
         Some(path)
     } else {
         None
@@ -568,7 +749,10 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
 
 /// A period label as a file name part (`2026Q3`; explicit ranges lose `:`).
 fn file_safe(label: &str) -> String {
-    label.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').collect()
+    label
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .collect()
 }
 
 /// A deterministic tar of the pack: sorted entries under `prefix/` (not the folder's own

@@ -145,8 +145,18 @@ FROM policy_findings"),
 
 /// Every package in the lake: (id, display name), ordered by name then id.
 pub async fn packages(ctx: &SessionContext) -> Result<Vec<(String, String)>> {
-    let t = super::table::query(ctx, "packages", "SELECT id, display_name FROM access_packages", &[]).await?;
-    let mut out: Vec<(String, String)> = t.rows.into_iter().map(|r| (r[0].clone(), r[1].clone())).collect();
+    let t = super::table::query(
+        ctx,
+        "packages",
+        "SELECT id, display_name FROM access_packages",
+        &[],
+    )
+    .await?;
+    let mut out: Vec<(String, String)> = t
+        .rows
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
     out.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
     Ok(out)
 }
@@ -154,7 +164,10 @@ pub async fn packages(ctx: &SessionContext) -> Result<Vec<(String, String)>> {
 /// Finds a package by id or exact display name (bound, never pasted).
 pub async fn find(ctx: &SessionContext, needle: &str) -> Result<(String, String)> {
     let all = packages(ctx).await?;
-    let hits: Vec<_> = all.iter().filter(|(id, name)| id == needle || name == needle).collect();
+    let hits: Vec<_> = all
+        .iter()
+        .filter(|(id, name)| id == needle || name == needle)
+        .collect();
     match hits.as_slice() {
         [one] => Ok((*one).clone()),
         [] => Err(super::Error::Invalid(format!(
@@ -162,7 +175,8 @@ pub async fn find(ctx: &SessionContext, needle: &str) -> Result<(String, String)
             all.len()
         ))),
         _ => Err(super::Error::Invalid(format!(
-            "{} packages are named `{needle}`: give the id", hits.len()
+            "{} packages are named `{needle}`: give the id",
+            hits.len()
         ))),
     }
 }
@@ -184,7 +198,11 @@ pub fn file_stem(id: &str, name: &str) -> String {
     }
     let slug = slug.trim_end_matches('-');
     let hash = hex::encode(&sha2::Sha256::digest(id.as_bytes())[..4]);
-    if slug.is_empty() { format!("package-{hash}") } else { format!("{slug}-{hash}") }
+    if slug.is_empty() {
+        format!("package-{hash}")
+    } else {
+        format!("{slug}-{hash}")
+    }
 }
 
 /// SHA-256 of a text, hex.
@@ -199,7 +217,11 @@ fn checkpoints(period: &Period) -> Vec<String> {
     let mut out = vec![period.from_text.clone()];
     let mut t = chrono::DateTime::from_timestamp_micros(period.from).unwrap_or_default();
     loop {
-        let (y, m) = if t.month() == 12 { (t.year() + 1, 1) } else { (t.year(), t.month() + 1) };
+        let (y, m) = if t.month() == 12 {
+            (t.year() + 1, 1)
+        } else {
+            (t.year(), t.month() + 1)
+        };
         let Some(next) = chrono::NaiveDate::from_ymd_opt(y, m, 1)
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map(|d| d.and_utc())
@@ -261,7 +283,13 @@ async fn run_sections(
             for at in checkpoints(period) {
                 let bound: Vec<(&str, &str)> = needed
                     .iter()
-                    .map(|(k, v)| if *k == "as_of" { (*k, at.as_str()) } else { (*k, *v) })
+                    .map(|(k, v)| {
+                        if *k == "as_of" {
+                            (*k, at.as_str())
+                        } else {
+                            (*k, *v)
+                        }
+                    })
                     .collect();
                 let t = super::table::query(ctx, title, &sql, &bound).await?;
                 all.columns = t.columns;
@@ -273,7 +301,8 @@ async fn run_sections(
             super::table::query(ctx, title, &sql, &needed).await?
         };
         let columns: Vec<String> = all.columns[1..].to_vec();
-        let mut by_package: std::collections::HashMap<String, Table> = std::collections::HashMap::new();
+        let mut by_package: std::collections::HashMap<String, Table> =
+            std::collections::HashMap::new();
         for mut row in all.rows {
             let package = row.remove(0);
             by_package
@@ -286,14 +315,25 @@ async fn run_sections(
                 .push(row);
         }
         // Packages without rows still get the section's columns.
-        by_package.entry(String::new()).or_insert(Table { columns, rows: Vec::new() });
+        by_package.entry(String::new()).or_insert(Table {
+            columns,
+            rows: Vec::new(),
+        });
         out.push(SectionRows { sql, by_package });
     }
-    let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let params = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     Ok((params, out))
 }
 
-fn assemble(id: &str, name: &str, parameters: &[(String, String)], sections: &[SectionRows]) -> PackageReport {
+fn assemble(
+    id: &str,
+    name: &str,
+    parameters: &[(String, String)],
+    sections: &[SectionRows],
+) -> PackageReport {
     let sections = SECTIONS
         .iter()
         .zip(sections)
@@ -358,13 +398,27 @@ mod tests {
     #[test]
     fn file_stems_stay_inside_their_folder_and_are_unique() {
         let hostile = [
-            "../../x", "/abs/evil", "C:\\x", "\\\\server\\share", "a/b", "..", ".", "con", "nul",
-            "Vendor Payment", "vendor payment", "<script>alert(1)</script>",
+            "../../x",
+            "/abs/evil",
+            "C:\\x",
+            "\\\\server\\share",
+            "a/b",
+            "..",
+            ".",
+            "con",
+            "nul",
+            "Vendor Payment",
+            "vendor payment",
+            "<script>alert(1)</script>",
         ];
         let mut seen = std::collections::BTreeSet::new();
         for (i, name) in hostile.iter().enumerate() {
             let stem = file_stem(&format!("id-{i}"), name);
-            assert!(stem.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{stem}");
+            assert!(
+                stem.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{stem}"
+            );
             assert!(!stem.starts_with('-') && stem.len() <= 49, "{stem}");
             assert!(seen.insert(stem));
         }

@@ -38,19 +38,28 @@ impl Period {
                 .ok_or_else(bad)
         };
         let from = start(year, (q - 1) * 3 + 1)?;
-        let to = if q == 4 { start(year + 1, 1)? } else { start(year, q * 3 + 1)? };
+        let to = if q == 4 {
+            start(year + 1, 1)?
+        } else {
+            start(year, q * 3 + 1)?
+        };
         Ok(Self::new(format!("{year}Q{q}"), from, to))
     }
 
     /// An explicit range of two RFC 3339 times.
     pub fn range(from: &str, to: &str) -> Result<Self> {
         let parse = |s: &str| {
-            crate::ingest::value::parse_ts(s)
-                .ok_or_else(|| Error::Invalid(format!("`{s}` is not a time (RFC 3339, e.g. 2026-07-01T00:00:00Z)")))
+            crate::ingest::value::parse_ts(s).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "`{s}` is not a time (RFC 3339, e.g. 2026-07-01T00:00:00Z)"
+                ))
+            })
         };
         let (f, t) = (parse(from)?, parse(to)?);
         if f >= t {
-            return Err(Error::Invalid(format!("the period must end after it starts ({from} .. {to})")));
+            return Err(Error::Invalid(format!(
+                "the period must end after it starts ({from} .. {to})"
+            )));
         }
         Ok(Self::new(
             format!("{}..{}", crate::lake::fmt_ts(f), crate::lake::fmt_ts(t)),
@@ -82,9 +91,14 @@ mod tests {
     #[test]
     fn quarters_are_half_open_utc_ranges() {
         let q = Period::quarter("2026q3").unwrap();
-        assert_eq!((q.label.as_str(), q.from_text.as_str(), q.to_text.as_str()),
-            ("2026Q3", "2026-07-01T00:00:00Z", "2026-10-01T00:00:00Z"));
-        assert_eq!(Period::quarter("2026Q4").unwrap().to_text, "2027-01-01T00:00:00Z");
+        assert_eq!(
+            (q.label.as_str(), q.from_text.as_str(), q.to_text.as_str()),
+            ("2026Q3", "2026-07-01T00:00:00Z", "2026-10-01T00:00:00Z")
+        );
+        assert_eq!(
+            Period::quarter("2026Q4").unwrap().to_text,
+            "2027-01-01T00:00:00Z"
+        );
         assert_eq!(q.end_inclusive_text(), "2026-09-30T23:59:59Z");
         assert!(Period::quarter("2026Q5").is_err());
         assert!(Period::quarter("Q3").is_err());

@@ -11,12 +11,30 @@ use super::{Error, Result};
 
 /// The embedded templates: (name, source).
 const EMBEDDED: &[(&str, &str)] = &[
-    ("style.css", include_str!("../../../report-templates/style.css")),
-    ("table.html", include_str!("../../../report-templates/table.html")),
-    ("provenance.html", include_str!("../../../report-templates/provenance.html")),
-    ("package.html", include_str!("../../../report-templates/package.html")),
-    ("package.md", include_str!("../../../report-templates/package.md")),
-    ("index.html", include_str!("../../../report-templates/index.html")),
+    (
+        "style.css",
+        include_str!("../../../report-templates/style.css"),
+    ),
+    (
+        "table.html",
+        include_str!("../../../report-templates/table.html"),
+    ),
+    (
+        "provenance.html",
+        include_str!("../../../report-templates/provenance.html"),
+    ),
+    (
+        "package.html",
+        include_str!("../../../report-templates/package.html"),
+    ),
+    (
+        "package.md",
+        include_str!("../../../report-templates/package.md"),
+    ),
+    (
+        "index.html",
+        include_str!("../../../report-templates/index.html"),
+    ),
 ];
 
 /// Rendering environment.
@@ -45,13 +63,16 @@ impl Templates {
         env.add_filter("md", md);
         for (name, source) in EMBEDDED {
             let source = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
-                Some(path) => std::fs::read_to_string(&path).map_err(super::io_err("read", &path))?,
+                Some(path) => {
+                    std::fs::read_to_string(&path).map_err(super::io_err("read", &path))?
+                }
                 None => (*source).to_string(),
             };
-            env.add_template_owned(*name, source).map_err(|source| Error::Render {
-                template: (*name).to_string(),
-                source,
-            })?;
+            env.add_template_owned(*name, source)
+                .map_err(|source| Error::Render {
+                    template: (*name).to_string(),
+                    source,
+                })?;
         }
         Ok(Self { env })
     }
@@ -83,12 +104,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("table.html"), "{{ title }}|{{ missing }}").unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
-        let err = t.render("table.html", &serde_json::json!({"title": "<b>"})).unwrap_err();
+        let err = t
+            .render("table.html", &serde_json::json!({"title": "<b>"}))
+            .unwrap_err();
         assert!(format!("{:?}", err).contains("undefined"), "{err:?}");
         std::fs::write(dir.path().join("table.html"), "{{ title }}").unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
         assert_eq!(
-            t.render("table.html", &serde_json::json!({"title": "<script>'\""})).unwrap(),
+            t.render("table.html", &serde_json::json!({"title": "<script>'\""}))
+                .unwrap(),
             "&lt;script&gt;&#x27;&quot;"
         );
     }

@@ -49,7 +49,11 @@ fn key_file(comment: &str, key_id: &[u8; 8], key: &[u8; 32]) -> String {
 fn payload(text: &str) -> Option<Vec<u8>> {
     text.lines()
         .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:") && !l.starts_with("trusted comment:"))
+        .find(|l| {
+            !l.is_empty()
+                && !l.starts_with("untrusted comment:")
+                && !l.starts_with("trusted comment:")
+        })
         .and_then(|l| B64.decode(l).ok())
 }
 
@@ -70,9 +74,11 @@ impl SecretKey {
     /// Parses a secret key file's text (or just its base64 line, as `GOVLAKE_SIGNING_KEY`
     /// may hold). The error never repeats the text.
     pub fn parse(text: &str) -> Result<Self> {
-        let bytes = payload(text).filter(|b| b.len() == 42 && &b[..2] == b"Ed").ok_or_else(|| {
-            Error::Invalid("not a govlake secret key (make one with `govlake keygen`)".into())
-        })?;
+        let bytes = payload(text)
+            .filter(|b| b.len() == 42 && &b[..2] == b"Ed")
+            .ok_or_else(|| {
+                Error::Invalid("not a govlake secret key (make one with `govlake keygen`)".into())
+            })?;
         let mut key_id = [0u8; 8];
         key_id.copy_from_slice(&bytes[2..10]);
         let mut seed = [0u8; 32];
@@ -86,7 +92,10 @@ impl SecretKey {
     /// The secret key file's text.
     pub fn to_file_text(&self) -> String {
         key_file(
-            &format!("govlake secret signing key {} (keep it secret)", key_id_text(&self.key_id)),
+            &format!(
+                "govlake secret signing key {} (keep it secret)",
+                key_id_text(&self.key_id)
+            ),
             &self.key_id,
             self.key.as_bytes(),
         )
@@ -152,7 +161,10 @@ impl PublicKey {
     /// Checks a detached signature of `message`; returns its trusted comment, or why it
     /// does not verify.
     pub fn verify(&self, message: &[u8], signature_text: &str) -> Result<String, String> {
-        let mut lines = signature_text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let mut lines = signature_text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty());
         let _untrusted = lines.next().ok_or("the signature file is empty")?;
         let sig = lines
             .next()
@@ -178,7 +190,9 @@ impl PublicKey {
         let signature = ed25519_dalek::Signature::from_slice(&sig[10..74])
             .map_err(|_| "malformed signature".to_string())?;
         let verified = match &sig[..2] {
-            b"ED" => self.key.verify(&blake2::Blake2b512::digest(message), &signature),
+            b"ED" => self
+                .key
+                .verify(&blake2::Blake2b512::digest(message), &signature),
             b"Ed" => self.key.verify(message, &signature),
             _ => return Err("unknown signature algorithm".into()),
         };
@@ -205,13 +219,28 @@ mod tests {
         assert_eq!(again.public(), key.public());
         let public = PublicKey::parse(&key.public().to_file_text()).unwrap();
         let sig = key.sign(b"manifest", "govlake pack 2026Q3");
-        assert_eq!(sig, key.sign(b"manifest", "govlake pack 2026Q3"), "deterministic");
-        assert_eq!(public.verify(b"manifest", &sig).unwrap(), "govlake pack 2026Q3");
+        assert_eq!(
+            sig,
+            key.sign(b"manifest", "govlake pack 2026Q3"),
+            "deterministic"
+        );
+        assert_eq!(
+            public.verify(b"manifest", &sig).unwrap(),
+            "govlake pack 2026Q3"
+        );
         assert!(public.verify(b"manifesT", &sig).is_err());
         let forged = sig.replace("govlake pack 2026Q3", "govlake pack 2026Q4");
-        assert_eq!(public.verify(b"manifest", &forged).unwrap_err(), "the trusted comment was altered");
+        assert_eq!(
+            public.verify(b"manifest", &forged).unwrap_err(),
+            "the trusted comment was altered"
+        );
         let other = SecretKey::generate().unwrap().public();
-        assert!(other.verify(b"manifest", &sig).unwrap_err().contains("not by the expected key"));
+        assert!(
+            other
+                .verify(b"manifest", &sig)
+                .unwrap_err()
+                .contains("not by the expected key")
+        );
         assert!(!format!("{key:?}").contains(&key.to_file_text().lines().nth(1).unwrap()[..20]));
     }
 }

@@ -68,11 +68,20 @@ async fn ordered_frame(
         source: Box::new(source),
     };
     let inner = sql.trim().trim_end_matches(';');
-    let planned = ctx.sql_with_options(inner, read_only()).await.map_err(err)?;
+    let planned = ctx
+        .sql_with_options(inner, read_only())
+        .await
+        .map_err(err)?;
     let n = planned.schema().fields().len();
     let order: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
-    let wrapped = format!("SELECT * FROM (\n{inner}\n) AS q ORDER BY {}", order.join(", "));
-    let df = ctx.sql_with_options(&wrapped, read_only()).await.map_err(err)?;
+    let wrapped = format!(
+        "SELECT * FROM (\n{inner}\n) AS q ORDER BY {}",
+        order.join(", ")
+    );
+    let df = ctx
+        .sql_with_options(&wrapped, read_only())
+        .await
+        .map_err(err)?;
     if params.is_empty() {
         return Ok(df);
     }
@@ -96,7 +105,12 @@ pub async fn query(
         source: Box::new(source),
     };
     let df = ordered_frame(ctx, what, sql, params).await?;
-    let columns = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let columns = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let batches = df.collect().await.map_err(err)?;
     let mut rows = Vec::new();
     for b in &batches {
@@ -109,7 +123,10 @@ pub async fn query(
 }
 
 /// Appends a batch's rows as text cells (NULL is the empty string).
-pub fn append_rows(rows: &mut Vec<Vec<String>>, b: &RecordBatch) -> Result<(), deltalake::arrow::error::ArrowError> {
+pub fn append_rows(
+    rows: &mut Vec<Vec<String>>,
+    b: &RecordBatch,
+) -> Result<(), deltalake::arrow::error::ArrowError> {
     let cols = b
         .columns()
         .iter()
@@ -120,7 +137,11 @@ pub fn append_rows(rows: &mut Vec<Vec<String>>, b: &RecordBatch) -> Result<(), d
             cols.iter()
                 .map(|c| {
                     let c = c.as_string::<i32>();
-                    if c.is_null(row) { String::new() } else { c.value(row).to_string() }
+                    if c.is_null(row) {
+                        String::new()
+                    } else {
+                        c.value(row).to_string()
+                    }
                 })
                 .collect(),
         );
@@ -156,7 +177,8 @@ pub async fn stream_to_files(
     let mut csv = std::io::BufWriter::new(csv_file);
     let header: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     super::csv::write_line(&mut csv, &header).map_err(super::io_err("write", csv_path))?;
-    let pq_file = std::fs::File::create(parquet_path).map_err(super::io_err("create", parquet_path))?;
+    let pq_file =
+        std::fs::File::create(parquet_path).map_err(super::io_err("create", parquet_path))?;
     let props = deltalake::parquet::file::properties::WriterProperties::builder()
         .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
         .set_created_by(format!("govlake {}", env!("CARGO_PKG_VERSION")))

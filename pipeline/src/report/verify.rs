@@ -63,11 +63,19 @@ fn parse_manifest(text: &str, name: &str, verdict: &mut Verdict) -> BTreeMap<Str
             verdict.fail(name, format!("line {}: `{hash}` is not a SHA-256", i + 1));
             continue;
         }
-        if path.starts_with('/') || path.contains('\\') || path.split('/').any(|p| p == ".." || p == "." || p.is_empty()) {
+        if path.starts_with('/')
+            || path.contains('\\')
+            || path
+                .split('/')
+                .any(|p| p == ".." || p == "." || p.is_empty())
+        {
             verdict.fail(name, format!("line {}: unsafe path `{path}`", i + 1));
             continue;
         }
-        if entries.insert(path.clone(), hash.to_ascii_lowercase()).is_some() {
+        if entries
+            .insert(path.clone(), hash.to_ascii_lowercase())
+            .is_some()
+        {
             verdict.fail(name, format!("`{path}` is listed twice"));
         }
     }
@@ -131,7 +139,10 @@ pub fn verify(dir: &Path, public_key: Option<&PublicKey>) -> Result<Verdict> {
         }
     }
     if let Ok(info) = read(BAG_INFO) {
-        let oxum = info.lines().find_map(|l| l.strip_prefix("Payload-Oxum:")).map(str::trim);
+        let oxum = info
+            .lines()
+            .find_map(|l| l.strip_prefix("Payload-Oxum:"))
+            .map(str::trim);
         let actual_files = entries.len();
         if let Some(oxum) = oxum {
             let files = oxum.split('.').nth(1).and_then(|f| f.parse::<usize>().ok());

@@ -203,3 +203,36 @@ pub fn sample_page(relative: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(&path).expect("sample page"))
         .expect("sample page is JSON")
 }
+
+/// Removes, from every Graph page and archive line (JSON Lines) under an export folder, the
+/// records whose compact JSON text satisfies `drop`. Returns how many were removed.
+pub fn remove_records(dir: &Path, drop: impl Fn(&str) -> bool) -> usize {
+    let mut removed = 0;
+    for e in walkdir::WalkDir::new(dir) {
+        let e = e.expect("walk");
+        if !e.file_type().is_file() || e.path().extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).expect("read");
+        let (edited, n) = match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(mut doc) if doc["value"].is_array() => {
+                let list = doc["value"].as_array_mut().expect("array");
+                let before = list.len();
+                list.retain(|r| !drop(&r.to_string()));
+                let n = before - list.len();
+                (doc.to_string(), n)
+            }
+            // JSON Lines (diagnostic-settings archives; a one-line file parses as one object).
+            _ => {
+                let lines: Vec<&str> = text.lines().collect();
+                let kept: Vec<&str> = lines.iter().copied().filter(|l| !drop(l)).collect();
+                (kept.join("\n") + "\n", lines.len() - kept.len())
+            }
+        };
+        if n > 0 {
+            std::fs::write(e.path(), edited).expect("write");
+            removed += n;
+        }
+    }
+    removed
+}
