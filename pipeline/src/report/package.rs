@@ -82,13 +82,18 @@ FROM incompatible_access_packages
 UNION ALL
 SELECT i.incompatible_access_package_id, p.display_name, 'declared by the other package'
 FROM incompatible_access_packages i JOIN access_packages p ON p.id = i.access_package_id"),
-    ("holders", "Holders at period end", "Everyone who held the package at the period's last second, who approved the grant (latest approval before then) and the latest recertification decision.", "
-WITH approvals AS (
-    SELECT access_package_id, target_object_id, actor, step_justification, step_time,
-           row_number() OVER (PARTITION BY access_package_id, target_object_id
-                              ORDER BY step_time DESC, actor, step_justification) AS n
-    FROM approval_trail
-    WHERE step IN ('approved', 'auto-approved') AND step_time <= CAST($as_of AS TIMESTAMP)
+    ("holders", "Holders at period end", "Everyone who held the package at the period's last second; how that assignment was granted (approved, auto-approved or an administrator's direct grant), by whom and why, from its request's audit trail; and the latest recertification decision.", "
+WITH grants AS (
+    SELECT r.assignment_id,
+           CASE WHEN t.admin_direct_grant THEN 'admin direct grant' ELSE t.step END AS how_granted,
+           t.actor, t.step_justification, t.step_time,
+           row_number() OVER (PARTITION BY r.assignment_id
+                              ORDER BY t.step_time DESC, t.actor, t.step_justification) AS n
+    FROM approval_trail t
+    JOIN assignment_requests r ON r.id = t.request_id
+    WHERE r.assignment_id IS NOT NULL
+      AND (t.step IN ('approved', 'auto-approved') OR (t.admin_direct_grant AND t.step = 'submitted'))
+      AND t.step_time <= CAST($as_of AS TIMESTAMP)
 ),
 reviews AS (
     SELECT access_package_id, principal_id, decision, reviewed_by_user_principal_name, reviewed_date_time,
@@ -99,12 +104,11 @@ reviews AS (
 )
 SELECT h.access_package_id AS _package, h.user_principal_name, h.state,
        h.schedule_start_date_time AS since, h.schedule_expiration_end_date_time AS expires,
-       a.actor AS approved_by, a.step_justification AS approval_justification,
+       g.how_granted, g.actor AS granted_by, g.step_justification AS grant_justification,
        r.decision AS last_review, r.reviewed_by_user_principal_name AS reviewed_by,
        r.reviewed_date_time AS reviewed_at
 FROM ({access_as_of}) h
-LEFT JOIN approvals a ON a.access_package_id = h.access_package_id
-    AND a.target_object_id = h.user_object_id AND a.n = 1
+LEFT JOIN grants g ON g.assignment_id = h.assignment_id AND g.n = 1
 LEFT JOIN reviews r ON r.access_package_id = h.access_package_id
     AND r.principal_id = h.user_object_id AND r.n = 1"),
     ("trend", "Holders over time", "Holders at the period's start, at the start of each of its months and at its end.", "
