@@ -16,41 +16,32 @@ fn sql_cli(lake: &Path, args: &[&str]) -> Run {
     run(govlake().arg("--lake").arg(lake).arg("sql").args(args))
 }
 
+/// `govlake sql -c SQL -o csv EXTRA...`
+fn csv_query(lake: &Path, sql: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["-c", sql, "-o", "csv"];
+    args.extend_from_slice(extra);
+    sql_cli(lake, &args)
+}
+
 #[test]
 fn the_eleven_dual_holders_are_sod_violations() {
     let lake = sample_lake();
-    let r = sql_cli(
-        lake.path(),
-        &[
-            "-c",
-            "select count(*) as n from sod_violations",
-            "-o",
-            "csv",
-        ],
-    );
+    let r = csv_query(lake.path(), "select count(*) as n from sod_violations", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "n\n11\n");
-    let r = sql_cli(
+    let r = csv_query(
         lake.path(),
-        &[
-            "-c",
-            "select count(*) as n from sod_violations where grandfathered",
-            "-o",
-            "csv",
-        ],
+        "select count(*) as n from sod_violations where grandfathered",
+        &[],
     );
     assert_eq!(
         r.stdout, "n\n11\n",
         "all eleven predate the incompatibility (declared 2026-03-01)"
     );
-    let r = sql_cli(
+    let r = csv_query(
         lake.path(),
-        &[
-            "-c",
-            "select distinct incompatibility_declared_at from sod_violations",
-            "-o",
-            "csv",
-        ],
+        "select distinct incompatibility_declared_at from sod_violations",
+        &[],
     );
     assert_eq!(
         r.stdout,
@@ -129,29 +120,17 @@ fn access_as_of_takes_a_bound_timestamp() {
 #[test]
 fn parameters_are_bound_not_pasted() {
     let lake = sample_lake();
-    let r = sql_cli(
+    let r = csv_query(
         lake.path(),
-        &[
-            "-c",
-            "select count(*) as n from access_packages where display_name = $name",
-            "--param",
-            "name=x' OR '1'='1",
-            "-o",
-            "csv",
-        ],
+        "select count(*) as n from access_packages where display_name = $name",
+        &["--param", "name=x' OR '1'='1"],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "n\n0\n");
-    let r = sql_cli(
+    let r = csv_query(
         lake.path(),
-        &[
-            "-c",
-            "select count(*) as n from access_packages where display_name = $name",
-            "--param",
-            "name=Vendor Payment - Approver",
-            "-o",
-            "csv",
-        ],
+        "select count(*) as n from access_packages where display_name = $name",
+        &["--param", "name=Vendor Payment - Approver"],
     );
     assert_eq!(r.stdout, "n\n1\n");
 }
@@ -197,14 +176,10 @@ fn bad_queries_exit_2_with_a_clear_message() {
 #[test]
 fn csv_output_neutralises_formulas() {
     let lake = sample_lake();
-    let r = sql_cli(
+    let r = csv_query(
         lake.path(),
-        &[
-            "-c",
-            "select justification from assignment_requests where justification like '+cmd%' limit 1",
-            "-o",
-            "csv",
-        ],
+        "select justification from assignment_requests where justification like '+cmd%' limit 1",
+        &[],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let cell = r.stdout.lines().nth(1).unwrap_or_default().to_string();
@@ -231,14 +206,11 @@ fn as_of_reads_every_table_as_it_was() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let count = |extra: &[&str]| {
-        let mut args = vec![
-            "-c",
+        let r = csv_query(
+            lake.path(),
             "select count(*) as n from sod_violations",
-            "-o",
-            "csv",
-        ];
-        args.extend_from_slice(extra);
-        let r = sql_cli(lake.path(), &args);
+            extra,
+        );
         assert_eq!(r.code, 0, "{}", r.stderr);
         r.stdout
     };
@@ -294,16 +266,10 @@ fn as_of_pins_tables_to_delta_versions() {
     assert!(table_versions(lake.path())["incompatible_access_packages"] > pinned);
 
     let count = |as_of: &str| {
-        sql_cli(
+        csv_query(
             lake.path(),
-            &[
-                "-c",
-                "select count(*) as n from sod_violations",
-                "-o",
-                "csv",
-                "--as-of",
-                as_of,
-            ],
+            "select count(*) as n from sod_violations",
+            &["--as-of", as_of],
         )
     };
     let r = count(&format!("incompatible_access_packages={pinned}"));

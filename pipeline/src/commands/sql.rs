@@ -8,7 +8,6 @@ use futures::TryStreamExt as _;
 
 use anyhow::{Context as _, bail};
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::scalar::ScalarValue;
 use govlake::query::AsOf;
 use govlake::query::views::{self, QueryFile};
@@ -126,12 +125,8 @@ async fn run_one(
             bail!("The query needs `--param {n}=…`");
         }
     }
-    let options = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
     let df = ctx
-        .sql_with_options(sql.trim().trim_end_matches(';'), options)
+        .sql_with_options(sql.trim().trim_end_matches(';'), govlake::query::read_only())
         .await
         .context("The query was refused or does not plan (govlake sql is read-only: no DDL, DML, COPY or SET)")?;
     let used: Vec<(String, ScalarValue)> = params

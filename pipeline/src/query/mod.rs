@@ -95,6 +95,14 @@ pub fn threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
 }
 
+/// Read-only options for every query path: no DDL, DML, COPY or SET.
+pub fn read_only() -> deltalake::datafusion::execution::context::SQLOptions {
+    deltalake::datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
 /// A session with every existing lake table registered. Tables not yet created are skipped.
 pub async fn session(lake: &Lake) -> Result<SessionContext> {
     session_as_of(lake, &AsOf::Latest).await

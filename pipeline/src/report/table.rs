@@ -5,11 +5,11 @@
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::DataType;
-use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::datafusion::scalar::ScalarValue;
 
 use super::{Error, Result};
+use crate::query::read_only;
 
 /// A result: column names and rows of text (NULL is the empty string).
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -45,14 +45,6 @@ impl Table {
                 .collect(),
         }
     }
-}
-
-/// Read-only options: no DDL, DML, COPY or SET from any query path.
-pub fn read_only() -> SQLOptions {
-    SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
 }
 
 /// Plans `sql` read-only, wrapped in `ORDER BY` every column, with string parameters bound
