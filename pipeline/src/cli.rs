@@ -29,10 +29,21 @@ pub struct Cli {
 /// Options shared by every command.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Lake location: a folder (created if missing), file:// or memory:// URL.
-    /// Default: ./govlake-data (./govlake-demo for `govlake demo`).
+    /// Lake location: a folder (created if missing), or a URL: s3://BUCKET/PATH,
+    /// az://CONTAINER/PATH, abfss://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH,
+    /// gs://BUCKET/PATH, file://, memory://. Credentials come from the environment (README,
+    /// "Object storage"). Default: [lake] location of the config file, else ./govlake-data
+    /// (./govlake-demo for `govlake demo`).
     #[arg(long, global = true, env = "GOVLAKE_LAKE", value_name = "PATH|URL")]
     pub lake: Option<String>,
+    /// An object_store option of the lake's backend, e.g. aws_endpoint=http://127.0.0.1:9000
+    /// or allow_http=true (repeatable; overrides the config file's [lake.storage_options]).
+    /// Secrets (keys, SAS tokens) are refused here: set them in the environment.
+    #[arg(long = "storage-option", global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub storage_options: Vec<(String, String)>,
+    /// Config file (TOML). Default: ./govlake.toml when it exists.
+    #[arg(long, global = true, env = "GOVLAKE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Output format on stdout: human-readable text, or one JSON document for scripts.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
@@ -46,6 +57,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "GOVLAKE_NO_PROGRESS", action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub no_progress: bool,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
 }
 
 /// Output formats.

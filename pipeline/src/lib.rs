@@ -8,6 +8,7 @@
 //! ones for benchmarks) in export-directory form.
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod generate;
 pub mod ingest;
 pub mod lake;

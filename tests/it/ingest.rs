@@ -258,15 +258,9 @@ fn kill_9_mid_ingest_then_rerun_equals_one_clean_run() {
     let crashed = tempfile::tempdir().unwrap();
     let log = crashed.path().join("audit_events/_delta_log");
     for commits in [4, 9] {
-        let mut child = govlake()
-            .arg("--lake")
-            .arg(crashed.path())
-            .args(["ingest", "--chunk-rows", "1000", "--from"])
-            .arg(&input)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut lake = govlake();
+        lake.arg("--lake").arg(crashed.path());
+        let mut child = crate::common::spawn_ingest(lake, &input);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
         loop {
             let seen = std::fs::read_dir(&log).map(|d| d.count()).unwrap_or(0);

@@ -1,6 +1,7 @@
 //! govlake's integration tests: one binary (STYLE.md H). Each module drives the real
 //! `govlake` binary or the library against lakes in temporary folders.
 
+mod backends;
 mod common;
 mod generate;
 mod ingest;

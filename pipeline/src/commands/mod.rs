@@ -44,7 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Sql(ref args) => sql::run(&cli.global, args, &printer).await,
         Command::Report(ref args) => report::report(&cli.global, args, &printer).await,
         Command::Pack(ref args) => report::pack(&cli.global, args, &printer).await,
-        Command::Verify(ref args) => report::verify(args, &printer),
+        Command::Verify(ref args) => report::verify(&cli.global, args, &printer).await,
         Command::Keygen(ref args) => report::keygen(args, &printer),
         Command::Sample(ref args) => report::sample(&cli.global, args, &printer).await,
     }
@@ -163,7 +163,47 @@ pub fn open_lake(
     global: &crate::cli::GlobalArgs,
     default: &str,
 ) -> anyhow::Result<govlake::lake::Lake> {
-    let location = global.lake.clone().unwrap_or_else(|| default.to_string());
-    let loc = govlake::lake::LakeLocation::resolve(&location, Default::default())?;
-    Ok(govlake::lake::Lake::new(loc))
+    let config = govlake::config::PipelineConfig::load(global.config.as_deref())?;
+    let options = storage_options(global, &config);
+    let location = global
+        .lake
+        .clone()
+        .or(config.lake.location)
+        .unwrap_or_else(|| default.to_string());
+    let loc = govlake::lake::LakeLocation::resolve(&location, options)?;
+    Ok(govlake::lake::Lake::new(loc).with_retention(config.lake.retention))
+}
+
+/// Storage options: the config file's `[lake.storage_options]`, then `--storage-option`.
+pub fn storage_options(
+    global: &crate::cli::GlobalArgs,
+    config: &govlake::config::PipelineConfig,
+) -> std::collections::HashMap<String, String> {
+    let mut options: std::collections::HashMap<String, String> = config
+        .lake
+        .storage_options
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    options.extend(global.storage_options.iter().cloned());
+    options
+}
+
+/// A staging folder under the system temp dir, removed when dropped.
+pub struct Staging(pub std::path::PathBuf);
+
+impl Staging {
+    /// Creates a fresh staging folder.
+    pub fn new(what: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("govlake-{what}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("Cannot create `{}`: {e}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -157,8 +157,23 @@ pub async fn pack(
             "No signing key: pass `--key FILE` (make one with `govlake keygen`), set GOVLAKE_SIGNING_KEY, or pass `--unsigned`"
         );
     }
+    // A pack for object storage is built and signed in a staging folder, then published.
+    let remote = govlake::report::remote::remote_target(&args.out.to_string_lossy());
+    let staging = match &remote {
+        Some(_) => Some(super::Staging::new("pack")?),
+        None => None,
+    };
+    let out = match (&remote, &staging) {
+        (Some(url), Some(s)) => s.0.join(
+            url.path_segments()
+                .and_then(|mut p| p.next_back())
+                .filter(|n| !n.is_empty() && *n != "..")
+                .unwrap_or("pack"),
+        ),
+        _ => args.out.clone(),
+    };
     let settings = PackSettings {
-        out: args.out.clone(),
+        out,
         period: period(&args.period)?,
         as_of: as_of(args.as_of.as_deref())?,
         queries: queries(args.queries.as_deref())?,
@@ -172,7 +187,25 @@ pub async fn pack(
             .collect::<anyhow::Result<_>>()?,
     };
     let lake = open_lake(global, "govlake-data")?;
-    let summary = build_pack(&lake, &settings, printer).await?;
+    let mut summary = build_pack(&lake, &settings, printer).await?;
+    if let Some(url) = &remote {
+        let config = govlake::config::PipelineConfig::load(global.config.as_deref())?;
+        let options = super::storage_options(global, &config);
+        let objects = govlake::report::remote::publish(
+            &settings.out,
+            summary.archive.as_deref(),
+            url,
+            &options,
+        )
+        .await?;
+        tracing::info!(objects, "Published the pack to {url}.");
+        summary.index = PathBuf::from(format!("{}/index.html", url.as_str().trim_end_matches('/')));
+        summary.dir = PathBuf::from(url.as_str());
+        summary.archive = summary
+            .archive
+            .as_ref()
+            .map(|_| PathBuf::from(format!("{}.tar", url.as_str().trim_end_matches('/'))));
+    }
     print_pack(&summary, printer)?;
     Ok(ExitStatus::Success)
 }
@@ -264,8 +297,23 @@ pub fn print_pack(summary: &PackSummary, printer: &Printer) -> anyhow::Result<()
     Ok(())
 }
 
-/// Runs `govlake verify`: exit 0 when the pack verifies, 1 when it does not.
-pub fn verify(args: &VerifyArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+/// Runs `govlake verify`: exit 0 when the pack verifies, 1 when it does not. A pack on
+/// object storage is downloaded into a staging folder first.
+pub async fn verify(
+    global: &GlobalArgs,
+    args: &VerifyArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
+    let staging;
+    let dir = match govlake::report::remote::remote_target(&args.pack.to_string_lossy()) {
+        Some(url) => {
+            let config = govlake::config::PipelineConfig::load(global.config.as_deref())?;
+            let options = super::storage_options(global, &config);
+            staging = super::Staging::new("verify")?;
+            govlake::report::remote::fetch(&url, &options, &staging.0).await?
+        }
+        None => args.pack.clone(),
+    };
     let key = match &args.public_key {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -274,7 +322,7 @@ pub fn verify(args: &VerifyArgs, printer: &Printer) -> anyhow::Result<ExitStatus
         }
         None => None,
     };
-    let verdict = govlake::report::verify::verify(&args.pack, key.as_ref())?;
+    let verdict = govlake::report::verify::verify(&dir, key.as_ref())?;
     let status = if verdict.passed() {
         ExitStatus::Success
     } else {

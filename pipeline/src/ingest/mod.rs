@@ -191,6 +191,9 @@ pub async fn run(
 ) -> Result<IngestSummary> {
     let started = Instant::now();
     let started_at = now_micros();
+    // Dedupe reads each table before writing it: commits must find the table as read.
+    let guarded = lake.clone().guarded();
+    let lake = &guarded;
     let inputs = files::discover(&settings.inputs)?;
     let observed_at = match settings.observed_at {
         Some(t) => t,

@@ -74,4 +74,18 @@ pub enum Error {
         /// The table's newest version, if it exists.
         latest: Option<i64>,
     },
+    /// Another writer committed to a table between this run's read and its commit.
+    #[error("Table `{table}` was changed by another writer while this run was writing (this run read version {}, the table is now at {}); this run's commit was not made. Wait for the other `govlake ingest` to finish, then rerun: records already stored are skipped", fmt_version(*expected), fmt_version(*found))]
+    Conflict {
+        /// Table.
+        table: String,
+        /// The version this run read or last wrote.
+        expected: Option<i64>,
+        /// The version found at commit time.
+        found: Option<i64>,
+    },
+}
+
+fn fmt_version(v: Option<i64>) -> String {
+    v.map_or_else(|| "none (no table)".into(), |v| v.to_string())
 }

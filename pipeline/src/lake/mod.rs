@@ -1,10 +1,12 @@
 //! Stage 2, the lake: Delta tables on object storage.
 //!
-//! `store` resolves where the lake lives, `table` reads and writes Delta tables through
+//! `store` resolves where the lake lives (`backends` builds the S3, Azure and GCS clients),
+//! `table` reads and writes Delta tables through
 //! delta-rs (and scans them with DataFusion over the same store), `row` is the typed value
 //! model, `history` keeps validity intervals for snapshot entities, and `bookkeeping` holds
 //! the schemas of the lake's own tables (`_raw`, `_rejects`, `_ingest_runs`).
 
+pub mod backends;
 pub mod bookkeeping;
 pub mod error;
 pub mod history;

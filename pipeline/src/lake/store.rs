@@ -6,10 +6,23 @@ use std::path::Path;
 
 use url::Url;
 
+use super::backends::Cloud;
 use super::error::{Error, Result};
 
+impl std::fmt::Debug for LakeLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Option values may hold endpoints with embedded credentials: keys only.
+        let mut keys: Vec<&String> = self.storage_options.keys().collect();
+        keys.sort();
+        f.debug_struct("LakeLocation")
+            .field("url", &self.url.as_str())
+            .field("storage_option_keys", &keys)
+            .finish()
+    }
+}
+
 /// A resolved lake location.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LakeLocation {
     /// Base URL, always ending in `/`.
     pub url: Url,
@@ -46,9 +59,23 @@ impl LakeLocation {
                     .map_err(|source| Error::CreateDir { path, source })?;
             }
             "memory" => {}
+            scheme if Cloud::of_scheme(scheme).is_some() => {
+                super::backends::register();
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(bad("the URL names no bucket or container"));
+                }
+            }
             other => {
                 return Err(bad(&format!(
-                    "the `{other}` scheme is not supported yet; use a local path, file:// or memory://"
+                    "the `{other}` scheme is not supported; use a folder, file://, s3://, az://, abfss://, gs:// or memory://"
+                )));
+            }
+        }
+        for key in storage_options.keys() {
+            if Cloud::is_secret_option(key) {
+                return Err(bad(&format!(
+                    "the storage option `{key}` carries a secret; set it in the environment (e.g. {}) instead of the command line or a config file",
+                    key.to_ascii_uppercase()
                 )));
             }
         }
@@ -68,6 +95,11 @@ impl LakeLocation {
         self.url
             .join(&format!("{table}/"))
             .expect("table names are valid URL segments")
+    }
+
+    /// Whether the lake is on a local disk (or in memory) rather than object storage.
+    pub fn is_local(&self) -> bool {
+        Cloud::of_scheme(self.url.scheme()).is_none()
     }
 
     /// A human-readable form of the location (a local path when local).

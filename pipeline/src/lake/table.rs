@@ -2,7 +2,7 @@
 //! reading them back with DataFusion over the same object store.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
@@ -13,6 +13,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 use super::error::{Error, Result};
 use super::row::{Cell, TableSchema};
 use super::store::LakeLocation;
+use crate::config::RetentionConfig;
 
 fn delta_err(table: &str, action: &'static str) -> impl FnOnce(DeltaTableError) -> Error {
     let table = table.to_string();
@@ -35,16 +36,178 @@ fn commit_properties(metadata: &HashMap<String, serde_json::Value>) -> CommitPro
     CommitProperties::default().with_metadata(metadata.iter().map(|(k, v)| (k.clone(), v.clone())))
 }
 
+/// Commit-info key carrying a writer's token, so an ambiguous commit (the store wrote the
+/// log entry but the client saw an error) can be recognised as its own on reload.
+const COMMIT_TOKEN: &str = "govlake.commitToken";
+
+/// Tables only ever appended to without being read first (one row per run or reject):
+/// concurrent writers cannot duplicate anything there, so they are not guarded.
+const BLIND_APPEND: [&str; 2] = [super::bookkeeping::INGEST_RUNS, super::bookkeeping::REJECTS];
+
 /// Handle on the lake: opens tables by name.
 #[derive(Debug, Clone)]
 pub struct Lake {
     location: LakeLocation,
+    retention: RetentionConfig,
+    /// Set by [`Lake::guarded`]: the version of each table this handle last read or wrote.
+    seen: Option<Arc<Mutex<HashMap<String, Option<i64>>>>>,
 }
 
 impl Lake {
     /// A lake at the given location.
     pub fn new(location: LakeLocation) -> Self {
-        Self { location }
+        Self {
+            location,
+            retention: RetentionConfig::default(),
+            seen: None,
+        }
+    }
+
+    /// Sets how long tables created through this handle keep old versions readable.
+    pub fn with_retention(mut self, retention: RetentionConfig) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The retention settings.
+    pub fn retention(&self) -> RetentionConfig {
+        self.retention
+    }
+
+    /// A handle for a writer that dedupes against what it read (ingest): every commit to a
+    /// table requires the table to be at the version this handle first read or last wrote
+    /// (optimistic concurrency, one attempt). A concurrent writer's commit in between makes
+    /// the commit fail with [`Error::Conflict`] instead of being rebased over rows this
+    /// writer never saw, which is how two runs at once could otherwise store a record twice.
+    pub fn guarded(mut self) -> Self {
+        self.seen = Some(Arc::default());
+        self
+    }
+
+    fn is_guarded(&self, name: &str) -> bool {
+        self.seen.is_some() && !BLIND_APPEND.contains(&name)
+    }
+
+    fn seen_version(&self, name: &str) -> Option<Option<i64>> {
+        let seen = self.seen.as_ref()?;
+        seen.lock().expect("not poisoned").get(name).copied()
+    }
+
+    fn note_seen(&self, name: &str, version: Option<i64>, overwrite: bool) {
+        if let Some(seen) = &self.seen {
+            let mut map = seen.lock().expect("not poisoned");
+            if overwrite || !map.contains_key(name) {
+                map.insert(name.to_string(), version);
+            }
+        }
+    }
+
+    /// Checks, before a guarded commit, that nobody else committed to the table since this
+    /// handle saw it.
+    fn check_unchanged(&self, name: &str, table: &DeltaTable) -> Result<()> {
+        if !self.is_guarded(name) {
+            return Ok(());
+        }
+        let found = table.version().map(|v| v as i64);
+        match self.seen_version(name) {
+            Some(expected) if expected != found => Err(Error::Conflict {
+                table: name.to_string(),
+                expected,
+                found,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Commit properties of a write to `name`: the run's metadata, and for guarded tables a
+    /// token and a single attempt (see [`Lake::guarded`]).
+    fn commit_properties_for(
+        &self,
+        name: &str,
+        metadata: &HashMap<String, serde_json::Value>,
+        token: &str,
+    ) -> CommitProperties {
+        let props = commit_properties(metadata);
+        if self.is_guarded(name) {
+            props
+                .with_max_retries(0)
+                .with_metadata([(COMMIT_TOKEN.to_string(), serde_json::json!(token))])
+        } else {
+            props
+        }
+    }
+
+    /// Turns the outcome of a commit into the table's new version. A lost race is
+    /// [`Error::Conflict`]. Any other error may be ambiguous (Azure answering 412 to the
+    /// conditional put, a timeout after the store wrote the entry): the table is reloaded,
+    /// and if the next version carries this commit's token the commit did land.
+    async fn settle_commit(
+        &self,
+        name: &str,
+        before: Option<i64>,
+        token: &str,
+        outcome: std::result::Result<DeltaTable, DeltaTableError>,
+        action: &'static str,
+    ) -> Result<i64> {
+        let err = match outcome {
+            Ok(table) => {
+                let v = table.version().map_or(0, |v| v as i64);
+                self.note_seen(name, Some(v), true);
+                return Ok(v);
+            }
+            Err(e) => e,
+        };
+        if !self.is_guarded(name) {
+            return Err(delta_err(name, action)(err));
+        }
+        let reloaded = self.open(name).await?;
+        let found = reloaded.version().map(|v| v as i64);
+        let next = before.map_or(0, |v| v + 1);
+        if found.is_some_and(|f| f >= next) {
+            if self.commit_token(&reloaded, next).await.as_deref() == Some(token) {
+                tracing::warn!(table = %name, version = next, error = %err, "The store reported an error, but the commit landed; continuing.");
+                self.note_seen(name, Some(next), true);
+                return Ok(next);
+            }
+            return Err(Error::Conflict {
+                table: name.to_string(),
+                expected: before,
+                found,
+            });
+        }
+        Err(delta_err(name, action)(err))
+    }
+
+    /// The token recorded in the commit info of `version`, if any.
+    async fn commit_token(&self, table: &DeltaTable, version: i64) -> Option<String> {
+        let bytes = table
+            .log_store()
+            .read_commit_entry(version as u64)
+            .await
+            .ok()??;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        text.lines().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            v.get("commitInfo")?
+                .get(COMMIT_TOKEN)?
+                .as_str()
+                .map(str::to_string)
+        })
+    }
+
+    /// Table properties of tables govlake creates: how long old versions stay loadable.
+    fn table_configuration(&self) -> [(&'static str, Option<String>); 2] {
+        let r = self.retention;
+        [
+            (
+                "delta.logRetentionDuration",
+                Some(format!("interval {} days", r.log_retention_days)),
+            ),
+            (
+                "delta.deletedFileRetentionDuration",
+                Some(format!("interval {} days", r.deleted_file_retention_days)),
+            ),
+        ]
     }
 
     /// The location.
@@ -60,12 +223,14 @@ impl Lake {
             // delta-rs wants a local table's folder to exist before it looks inside.
             std::fs::create_dir_all(&path).map_err(|source| Error::CreateDir { path, source })?;
         }
-        deltalake::DeltaTable::try_from_url_with_storage_options(
+        let table = deltalake::DeltaTable::try_from_url_with_storage_options(
             url,
             self.location.storage_options.clone(),
         )
         .await
-        .map_err(delta_err(name, "opening it"))
+        .map_err(delta_err(name, "opening it"))?;
+        self.note_seen(name, table.version().map(|v| v as i64), false);
+        Ok(table)
     }
 
     /// Current Delta version of a table, `None` when it does not exist.
@@ -80,13 +245,38 @@ impl Lake {
             return Ok(table);
         }
         let batch = schema.to_batch(&[])?;
-        table
+        let created = table
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
             .with_partition_columns(schema.partition_by.clone())
             .with_table_name(schema.name.clone())
-            .await
-            .map_err(delta_err(&schema.name, "creating it"))
+            .with_configuration(self.table_configuration())
+            .with_commit_properties(CommitProperties::default().with_max_retries(0))
+            .await;
+        match created {
+            Ok(table) => {
+                self.note_seen(&schema.name, Some(0), true);
+                Ok(table)
+            }
+            Err(e) => {
+                // Another writer created it first. That is harmless while the table holds
+                // nothing else: an empty table is what this writer saw.
+                let table = self.open(&schema.name).await?;
+                match table.version() {
+                    Some(0) => {
+                        self.note_seen(&schema.name, Some(0), true);
+                        Ok(table)
+                    }
+                    Some(v) if self.is_guarded(&schema.name) => Err(Error::Conflict {
+                        table: schema.name.clone(),
+                        expected: None,
+                        found: Some(v as i64),
+                    }),
+                    Some(_) => Ok(table),
+                    None => Err(delta_err(&schema.name, "creating it")(e)),
+                }
+            }
+        }
     }
 
     /// Appends rows in one commit and returns the new version. `metadata` lands in the
@@ -128,14 +318,17 @@ impl Lake {
         } else {
             batches
         };
-        let table = table
+        self.check_unchanged(&schema.name, &table)?;
+        let before = table.version().map(|v| v as i64);
+        let token = uuid::Uuid::new_v4().to_string();
+        let outcome = table
             .write(batches)
             .with_save_mode(mode)
             .with_partition_columns(schema.partition_by.clone())
-            .with_commit_properties(commit_properties(metadata))
+            .with_commit_properties(self.commit_properties_for(&schema.name, metadata, &token))
+            .await;
+        self.settle_commit(&schema.name, before, &token, outcome, "writing to it")
             .await
-            .map_err(delta_err(&schema.name, "writing to it"))?;
-        Ok(table.version().map_or(0, |v| v as i64))
     }
 
     /// Replaces `target`'s contents with the result of `sql` over the table `source`
@@ -160,15 +353,18 @@ impl Lake {
             .logical_plan()
             .clone();
         let table = self.ensure(target).await?;
-        let table = table
+        self.check_unchanged(&target.name, &table)?;
+        let before = table.version().map(|v| v as i64);
+        let token = uuid::Uuid::new_v4().to_string();
+        let outcome = table
             .write(vec![])
             .with_input_plan(plan)
             .with_session_state(Arc::new(ctx.state()))
             .with_save_mode(SaveMode::Overwrite)
-            .with_commit_properties(commit_properties(metadata))
+            .with_commit_properties(self.commit_properties_for(&target.name, metadata, &token))
+            .await;
+        self.settle_commit(&target.name, before, &token, outcome, "rewriting it")
             .await
-            .map_err(delta_err(&target.name, "rewriting it"))?;
-        Ok(table.version().map_or(0, |v| v as i64))
     }
 
     /// Sets `valid_to = at` on the open versions matching the (id, row_hash) pairs, in one
@@ -181,20 +377,25 @@ impl Lake {
         metadata: &HashMap<String, serde_json::Value>,
     ) -> Result<()> {
         let table = self.open(table_name).await?;
+        self.check_unchanged(table_name, &table)?;
+        let before = table.version().map(|v| v as i64);
+        let token = uuid::Uuid::new_v4().to_string();
         let batch = super::history::close_batch(pairs)?;
         let source = SessionContext::new()
             .read_batch(batch)
             .map_err(query_err(table_name))?;
         let (predicate, value) = super::history::close_expressions(at);
-        table
+        let outcome = table
             .merge(source, predicate)
             .with_source_alias("source")
             .with_target_alias("target")
             .when_matched_update(|u| u.update(super::history::VALID_TO, value))
             .map_err(delta_err(table_name, "preparing a merge"))?
-            .with_commit_properties(commit_properties(metadata))
+            .with_commit_properties(self.commit_properties_for(table_name, metadata, &token))
             .await
-            .map_err(delta_err(table_name, "closing versions"))?;
+            .map(|(table, _metrics)| table);
+        self.settle_commit(table_name, before, &token, outcome, "closing versions")
+            .await?;
         Ok(())
     }
 

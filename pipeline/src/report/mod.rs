@@ -10,6 +10,7 @@ pub mod csv;
 pub mod pack;
 pub mod package;
 pub mod period;
+pub mod remote;
 pub mod render;
 pub mod sample;
 pub mod sign;

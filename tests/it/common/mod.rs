@@ -24,6 +24,17 @@ pub fn govlake() -> Command {
     c
 }
 
+/// Starts `CMD ingest --chunk-rows 1000 --from INPUT` in the background, output discarded
+/// (to be killed mid-run).
+pub fn spawn_ingest(mut cmd: Command, input: &Path) -> std::process::Child {
+    cmd.args(["ingest", "--chunk-rows", "1000", "--from"])
+        .arg(input)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("govlake starts")
+}
+
 /// Result of a finished command.
 pub struct Run {
     pub code: i32,
@@ -71,15 +82,19 @@ pub fn ingest(lake: &Path, from: &[&Path], extra: &[&str]) -> Run {
 /// Every table of the lake as sorted text rows, without the bookkeeping that differs by run
 /// (`_ingest_runs`; run ids and fetch times in `_raw` and `_rejects`).
 pub fn dump(lake: &Path) -> Vec<(String, Vec<String>)> {
+    let loc = govlake::lake::LakeLocation::resolve(
+        lake.to_str().expect("utf-8 path"),
+        Default::default(),
+    )
+    .expect("lake");
+    dump_lake(&govlake::lake::Lake::new(loc))
+}
+
+/// [`dump`] of a lake anywhere (object storage too).
+pub fn dump_lake(lake: &govlake::lake::Lake) -> Vec<(String, Vec<String>)> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let loc = govlake::lake::LakeLocation::resolve(
-            lake.to_str().expect("utf-8 path"),
-            Default::default(),
-        )
-        .expect("lake");
-        let lake = govlake::lake::Lake::new(loc);
-        let ctx = govlake::query::session(&lake).await.expect("session");
+        let ctx = govlake::query::session(lake).await.expect("session");
         let mut out = Vec::new();
         for name in govlake::query::table_names() {
             if name == "_ingest_runs" || !ctx.table_exist(name.as_str()).unwrap_or(false) {
@@ -105,18 +120,23 @@ pub fn dump(lake: &Path) -> Vec<(String, Vec<String>)> {
                 .collect()
                 .await
                 .expect("collect");
-            let text = pretty_format_batches(&batches).expect("format").to_string();
-            let mut rows: Vec<String> = text
-                .lines()
-                .filter(|l| l.starts_with("| "))
-                .skip(1)
-                .map(str::to_string)
-                .collect();
-            rows.sort();
-            out.push((name, rows));
+            out.push((name, sorted_rows(&batches)));
         }
         out
     })
+}
+
+/// Record batches as sorted text rows (one per row, as the pretty printer draws them).
+pub fn sorted_rows(batches: &[deltalake::arrow::array::RecordBatch]) -> Vec<String> {
+    let text = pretty_format_batches(batches).expect("format").to_string();
+    let mut rows: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("| "))
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    rows
 }
 
 /// Row count of one table.
@@ -181,10 +201,14 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// Asserts two lakes hold the same rows, naming the first table that differs.
 pub fn assert_same_lake(a: &Path, b: &Path) {
-    let (da, db) = (dump(a), dump(b));
+    assert_same_dump(&dump(a), &dump(b));
+}
+
+/// Asserts two dumps ([`dump`], [`dump_lake`]) hold the same rows.
+pub fn assert_same_dump(da: &[(String, Vec<String>)], db: &[(String, Vec<String>)]) {
     let names = |d: &[(String, Vec<String>)]| d.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    assert_eq!(names(&da), names(&db), "the lakes hold different tables");
-    for ((name, ra), (_, rb)) in da.iter().zip(&db) {
+    assert_eq!(names(da), names(db), "the lakes hold different tables");
+    for ((name, ra), (_, rb)) in da.iter().zip(db) {
         if ra != rb {
             let only_a: Vec<_> = ra.iter().filter(|r| !rb.contains(r)).take(3).collect();
             let only_b: Vec<_> = rb.iter().filter(|r| !ra.contains(r)).take(3).collect();

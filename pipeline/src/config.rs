@@ -1,0 +1,151 @@
+//! The config file, `govlake.toml`: what describes a deployment rather than one run — where
+//! the lake lives, the storage options of its backend (emulator endpoints, `allow_http`,
+//! regions) and how long old table versions stay readable. Command-line flags and
+//! environment variables override it; secrets never live here (they come from the
+//! environment, see `lake::backends`).
+//!
+//! ```toml
+//! [lake]
+//! location = "s3://governance-evidence/govlake"
+//! [lake.storage_options]
+//! aws_region = "eu-west-1"
+//! [lake.retention]
+//! log_retention_days = 2557        # Delta log kept ~7 years: old versions stay loadable
+//! deleted_file_retention_days = 7  # vacuum's floor for files no pinned version needs
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors reading the config file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("Failed to read the config file `{}`", path.display())]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("The config file `{}` is invalid: {message}", path.display())]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// What is wrong (with line and column).
+        message: String,
+    },
+}
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Where the lake lives and how it is kept.
+    #[serde(default)]
+    pub lake: LakeConfig,
+}
+
+/// `[lake]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// Lake location (folder or URL); `--lake` / `GOVLAKE_LAKE` override it.
+    pub location: Option<String>,
+    /// object_store options of the backend (`aws_endpoint`, `allow_http`, `aws_region`,
+    /// `azure_storage_account_name`, …); `--storage-option` overrides them key by key.
+    #[serde(default)]
+    pub storage_options: BTreeMap<String, String>,
+    /// How long old versions stay readable.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `[lake.retention]`: evidence packs pin table versions, so the lake keeps them readable.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days the Delta log of a table is kept (`delta.logRetentionDuration` of tables
+    /// govlake creates). Versions older than this cannot be loaded.
+    #[serde(default = "default_log_retention_days")]
+    pub log_retention_days: u32,
+    /// Days a data file stays after a commit removed it before `govlake vacuum` may delete
+    /// it (`delta.deletedFileRetentionDuration`). Versions pinned by evidence packs keep
+    /// their files regardless.
+    #[serde(default = "default_deleted_file_retention_days")]
+    pub deleted_file_retention_days: u32,
+}
+
+fn default_log_retention_days() -> u32 {
+    // Seven years: the usual retention of audit evidence in regulated industries.
+    2557
+}
+
+fn default_deleted_file_retention_days() -> u32 {
+    7
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            log_retention_days: default_log_retention_days(),
+            deleted_file_retention_days: default_deleted_file_retention_days(),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Reads the config: the given file (which must exist), else `./govlake.toml` when
+    /// present, else the defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, Error> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = PathBuf::from("govlake.toml");
+                if !p.is_file() {
+                    return Ok(Self::default());
+                }
+                p
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| Error::Parse { path, message })
+    }
+
+    /// Parses the file's text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = PipelineConfig::parse("").unwrap();
+        assert_eq!(c.lake.retention, RetentionConfig::default());
+        let c = PipelineConfig::parse(
+            "[lake]\nlocation = \"s3://b/p\"\n[lake.storage_options]\naws_endpoint = \"http://127.0.0.1:9\"\n[lake.retention]\nlog_retention_days = 30\n",
+        )
+        .unwrap();
+        assert_eq!(c.lake.location.as_deref(), Some("s3://b/p"));
+        assert_eq!(c.lake.storage_options["aws_endpoint"], "http://127.0.0.1:9");
+        assert_eq!(c.lake.retention.log_retention_days, 30);
+        assert_eq!(c.lake.retention.deleted_file_retention_days, 7);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let e = PipelineConfig::parse("[lake]\nlocaton = \"x\"\n").unwrap_err();
+        assert!(e.contains("locaton"), "{e}");
+    }
+}
