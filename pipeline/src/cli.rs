@@ -98,8 +98,27 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Make a signing key pair for evidence packs (minisign-compatible public key).
     Keygen(KeygenArgs),
+    /// Delete old data files no current table version reads, keeping every version an
+    /// evidence pack pinned (so packs stay reproducible).
+    Vacuum(VacuumArgs),
     /// A reproducible random sample of a view's rows, for auditors' testing.
     Sample(SampleArgs),
+}
+
+/// `govlake vacuum`.
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    /// Keep files removed less than this many hours ago. Default: the config's
+    /// [lake.retention] deleted_file_retention_days (7 days).
+    #[arg(long, value_name = "HOURS")]
+    pub retain_hours: Option<u64>,
+    /// Only report what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also delete files no commit ever referenced (left by a writer killed between upload
+    /// and commit). Lists every file of every table.
+    #[arg(long)]
+    pub full: bool,
 }
 
 /// `govlake sample`.

@@ -6,5 +6,6 @@ mod common;
 mod generate;
 mod ingest;
 mod pack;
+mod retention;
 mod sql;
 mod tables;

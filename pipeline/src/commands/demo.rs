@@ -124,5 +124,7 @@ async fn demo_pack(
     if tar.is_file() {
         std::fs::remove_file(&tar)?;
     }
-    super::report::build_pack(lake, &settings, printer).await
+    let summary = super::report::build_pack(lake, &settings, printer).await?;
+    super::report::pin_pack(lake, &summary, &settings.period.label).await?;
+    Ok(summary)
 }

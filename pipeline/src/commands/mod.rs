@@ -46,6 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Pack(ref args) => report::pack(&cli.global, args, &printer).await,
         Command::Verify(ref args) => report::verify(&cli.global, args, &printer).await,
         Command::Keygen(ref args) => report::keygen(args, &printer),
+        Command::Vacuum(ref args) => tables::vacuum(&cli.global, args, &printer).await,
         Command::Sample(ref args) => report::sample(&cli.global, args, &printer).await,
     }
 }

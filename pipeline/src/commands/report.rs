@@ -145,6 +145,23 @@ pub async fn build_pack(
     Ok(summary?)
 }
 
+/// Records the table versions a finished pack read, so `govlake vacuum` keeps them.
+pub async fn pin_pack(
+    lake: &govlake::lake::Lake,
+    summary: &PackSummary,
+    period: &str,
+) -> anyhow::Result<()> {
+    govlake::lake::retention::record_pins(
+        lake,
+        &summary.pack_id,
+        period,
+        &summary.dir.to_string_lossy(),
+        &summary.versions,
+    )
+    .await
+    .context("The pack is complete, but its table versions could not be pinned in the lake")
+}
+
 /// Runs `govlake pack`.
 pub async fn pack(
     global: &GlobalArgs,
@@ -206,6 +223,7 @@ pub async fn pack(
             .as_ref()
             .map(|_| PathBuf::from(format!("{}.tar", url.as_str().trim_end_matches('/'))));
     }
+    pin_pack(&lake, &summary, &settings.period.label).await?;
     print_pack(&summary, printer)?;
     Ok(ExitStatus::Success)
 }

@@ -1,4 +1,5 @@
-//! `govlake tables`: what the lake holds — rows, Delta versions, last run's reconciliation.
+//! `govlake tables` (what the lake holds, with the last run's reconciliation) and `govlake vacuum`
+//! (old files out, pinned versions kept).
 
 use std::collections::BTreeMap;
 
@@ -176,4 +177,63 @@ pub async fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitS
     } else {
         ExitStatus::Failure
     })
+}
+
+/// Runs `govlake vacuum`.
+pub async fn vacuum(
+    global: &GlobalArgs,
+    args: &crate::cli::VacuumArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
+    let lake = open_lake(global, "govlake-data")?;
+    let hours = args
+        .retain_hours
+        .unwrap_or(u64::from(lake.retention().deleted_file_retention_days) * 24);
+    let mut tables = govlake::query::table_names();
+    tables.push(govlake::lake::bookkeeping::PACK_PINS.to_string());
+    let report =
+        govlake::lake::retention::vacuum(&lake, &tables, hours, args.dry_run, args.full).await?;
+    let deleted: usize = report.iter().map(|t| t.files_deleted).sum();
+    if printer.format == OutputFormat::Json {
+        printer.json(
+            "vacuum",
+            "ok",
+            &serde_json::json!({
+                "dry_run": args.dry_run, "retain_hours": hours, "files_deleted": deleted, "tables": report,
+            }),
+        )?;
+        return Ok(ExitStatus::Success);
+    }
+    if printer.quiet == 0 {
+        let rows: Vec<Vec<String>> = report
+            .iter()
+            .map(|t| {
+                vec![
+                    t.table.clone(),
+                    t.files_deleted.to_string(),
+                    t.pinned_versions
+                        .iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ]
+            })
+            .collect();
+        let verb = if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        print!(
+            "{}",
+            text_table(
+                &["table", &format!("files {verb}"), "versions kept for packs"],
+                &rows
+            )
+        );
+        println!(
+            "{deleted} files {verb} (removed more than {hours} h ago, read by no current or pinned version)."
+        );
+    }
+    Ok(ExitStatus::Success)
 }

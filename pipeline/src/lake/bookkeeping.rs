@@ -1,6 +1,7 @@
 //! The lake's own tables: `_raw` (every distinct object version verbatim), `_rejects`
 //! (quarantined input with its reason) and `_ingest_runs` (per run and table: fetched,
-//! stored, duplicates, rejected, watermark and Delta version).
+//! stored, duplicates, rejected, watermark and Delta version) and `_pack_pins` (the table
+//! versions each evidence pack read).
 
 use super::row::{Column, ColumnType, TableSchema};
 
@@ -10,6 +11,8 @@ pub const RAW: &str = "_raw";
 pub const REJECTS: &str = "_rejects";
 /// Run bookkeeping table name.
 pub const INGEST_RUNS: &str = "_ingest_runs";
+/// Table versions read by evidence packs (kept by `govlake vacuum`).
+pub const PACK_PINS: &str = "_pack_pins";
 
 fn schema(name: &str, cols: &[(&str, ColumnType)], partition_by: &[&str]) -> TableSchema {
     TableSchema {
@@ -83,6 +86,23 @@ pub fn ingest_runs_schema() -> TableSchema {
             ("watermark", Timestamp),
             ("table_version", Int),
             ("status", Str),
+        ],
+        &[],
+    )
+}
+
+/// `_pack_pins`: one row per evidence pack and table version it read.
+pub fn pack_pins_schema() -> TableSchema {
+    use ColumnType::*;
+    schema(
+        PACK_PINS,
+        &[
+            ("pack_id", Str),
+            ("period", Str),
+            ("location", Str),
+            ("pinned_at", Timestamp),
+            ("table_name", Str),
+            ("version", Int),
         ],
         &[],
     )

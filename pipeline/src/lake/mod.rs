@@ -4,12 +4,14 @@
 //! `table` reads and writes Delta tables through
 //! delta-rs (and scans them with DataFusion over the same store), `row` is the typed value
 //! model, `history` keeps validity intervals for snapshot entities, and `bookkeeping` holds
-//! the schemas of the lake's own tables (`_raw`, `_rejects`, `_ingest_runs`).
+//! the schemas of the lake's own tables (`_raw`, `_rejects`, `_ingest_runs`, `_pack_pins`),
+//! and `retention` keeps the versions evidence packs pinned (`govlake vacuum`).
 
 pub mod backends;
 pub mod bookkeeping;
 pub mod error;
 pub mod history;
+pub mod retention;
 pub mod row;
 pub mod store;
 pub mod table;

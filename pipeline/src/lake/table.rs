@@ -42,7 +42,14 @@ const COMMIT_TOKEN: &str = "govlake.commitToken";
 
 /// Tables only ever appended to without being read first (one row per run or reject):
 /// concurrent writers cannot duplicate anything there, so they are not guarded.
-const BLIND_APPEND: [&str; 2] = [super::bookkeeping::INGEST_RUNS, super::bookkeeping::REJECTS];
+const BLIND_APPEND: [&str; 3] = [
+    super::bookkeeping::INGEST_RUNS,
+    super::bookkeeping::REJECTS,
+    super::bookkeeping::PACK_PINS,
+];
+
+/// Table name → the version a guarded handle last read or wrote (`None`: no table yet).
+type SeenVersions = Arc<Mutex<HashMap<String, Option<i64>>>>;
 
 /// Handle on the lake: opens tables by name.
 #[derive(Debug, Clone)]
@@ -50,7 +57,7 @@ pub struct Lake {
     location: LakeLocation,
     retention: RetentionConfig,
     /// Set by [`Lake::guarded`]: the version of each table this handle last read or wrote.
-    seen: Option<Arc<Mutex<HashMap<String, Option<i64>>>>>,
+    seen: Option<SeenVersions>,
 }
 
 impl Lake {
@@ -466,6 +473,31 @@ impl Lake {
             .then_some(ctx))
     }
 
+    /// Whether every data file of the loaded version is still in the store. A vacuum keeps
+    /// the log but deletes files, so an old version can load and still be unreadable; a
+    /// pinned read checks first (one HEAD per file, pinned reads only).
+    async fn files_present(&self, table: &DeltaTable) -> Result<bool> {
+        use deltalake::logstore::object_store::{ObjectStoreExt, path::Path};
+        use futures::StreamExt;
+        let store = table.object_store();
+        let paths: Vec<Path> = table
+            .snapshot()
+            .map_err(delta_err("(pinned)", "listing its files"))?
+            .log_data()
+            .into_iter()
+            .map(|add| add.object_store_path())
+            .collect();
+        let missing = futures::stream::iter(paths)
+            .map(|p| {
+                let store = store.clone();
+                async move { store.head(&p).await.is_err() }
+            })
+            .buffer_unordered(16)
+            .any(|gone| async move { gone })
+            .await;
+        Ok(!missing)
+    }
+
     /// Registers a table in a DataFusion session under its name, sharing the lake's object
     /// store, at the given point in its history. Returns false, and registers nothing, when
     /// the table does not exist (at that time). A pinned version that the table no longer
@@ -495,6 +527,7 @@ impl Lake {
                 if version < 0
                     || version > latest as i64
                     || table.load_version(version as u64).await.is_err()
+                    || !self.files_present(&table).await?
                 {
                     return Err(Error::VersionUnavailable {
                         table: name.to_string(),

@@ -85,6 +85,8 @@ pub struct PackSummary {
     pub signed_by: Option<String>,
     /// Pinned versions, to regenerate with `--as-of`.
     pub versions: BTreeMap<String, i64>,
+    /// SHA-256 of the tag manifest: names this pack's exact content.
+    pub pack_id: String,
 }
 
 /// The Delta version of every existing table: pinned ones as given, the rest at newest.
@@ -711,6 +713,7 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
         ));
     }
     write(&partial, TAG_MANIFEST, tag_manifest.as_bytes())?;
+    let pack_id = hex::encode(sha2::Sha256::digest(tag_manifest.as_bytes()));
     if let Some(key) = &settings.key {
         let signature = key.sign(
             tag_manifest.as_bytes(),
@@ -744,6 +747,7 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
         sod_violations: sod.rows.len(),
         signed_by,
         versions,
+        pack_id,
     })
 }
 
