@@ -48,9 +48,10 @@ PY
 }
 
 AZURITE_PORT=$(free_port)
-rm -rf "$SERVICES_DIR/azurite-data"
+# Each start gets its own data folder, so two test runs side by side do not share state.
+AZURITE_DATA=$(mktemp -d "$SERVICES_DIR/azurite-data.XXXXXX")
 "$SERVICES_DIR/npm/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
-  --location "$SERVICES_DIR/azurite-data" --skipApiVersionCheck --loose --silent \
+  --location "$AZURITE_DATA" --skipApiVersionCheck --loose --silent \
   >"$SERVICES_DIR/azurite.log" 2>&1 &
 AZURITE_PID=$!
 MOTO_PORT=$(free_port)
@@ -60,6 +61,7 @@ MOTO_PID=$!
 stop_services() {
   kill "$AZURITE_PID" "$MOTO_PID" 2>/dev/null || true
   wait "$AZURITE_PID" "$MOTO_PID" 2>/dev/null || true
+  rm -rf "$AZURITE_DATA"
 }
 
 wait_for "http://127.0.0.1:$AZURITE_PORT/devstoreaccount1?comp=list" Azurite "$SERVICES_DIR/azurite.log"

@@ -51,6 +51,9 @@ const BLIND_APPEND: [&str; 3] = [
 /// Table name → the version a guarded handle last read or wrote (`None`: no table yet).
 type SeenVersions = Arc<Mutex<HashMap<String, Option<i64>>>>;
 
+/// Attempts of a blind append that keeps losing the race to other writers.
+const BLIND_APPEND_ATTEMPTS: u32 = 10;
+
 /// Handle on the lake: opens tables by name.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -126,22 +129,17 @@ impl Lake {
         }
     }
 
-    /// Commit properties of a write to `name`: the run's metadata, and for guarded tables a
-    /// token and a single attempt (see [`Lake::guarded`]).
+    /// Commit properties of a write: the run's metadata, a token naming this commit, and a
+    /// single attempt (see [`Lake::settle_commit`]).
     fn commit_properties_for(
-        &self,
-        name: &str,
         metadata: &HashMap<String, serde_json::Value>,
         token: &str,
     ) -> CommitProperties {
-        let props = commit_properties(metadata);
-        if self.is_guarded(name) {
-            props
-                .with_max_retries(0)
-                .with_metadata([(COMMIT_TOKEN.to_string(), serde_json::json!(token))])
-        } else {
-            props
-        }
+        // One attempt inside delta-rs: a retry there cannot tell "another writer took the
+        // version" from "my own write landed but the reply was lost" and would append twice.
+        commit_properties(metadata)
+            .with_max_retries(0)
+            .with_metadata([(COMMIT_TOKEN.to_string(), serde_json::json!(token))])
     }
 
     /// Turns the outcome of a commit into the table's new version. A lost race is
@@ -164,9 +162,6 @@ impl Lake {
             }
             Err(e) => e,
         };
-        if !self.is_guarded(name) {
-            return Err(delta_err(name, action)(err));
-        }
         let reloaded = self.open(name).await?;
         let found = reloaded.version().map(|v| v as i64);
         let next = before.map_or(0, |v| v + 1);
@@ -318,24 +313,39 @@ impl Lake {
         mode: SaveMode,
         metadata: &HashMap<String, serde_json::Value>,
     ) -> Result<i64> {
-        let table = self.ensure(schema).await?;
         // A write with no rows still needs one (empty) batch to carry the schema.
         let batches = if batches.is_empty() {
             vec![schema.to_batch(&[])?]
         } else {
             batches
         };
-        self.check_unchanged(&schema.name, &table)?;
-        let before = table.version().map(|v| v as i64);
-        let token = uuid::Uuid::new_v4().to_string();
-        let outcome = table
-            .write(batches)
-            .with_save_mode(mode)
-            .with_partition_columns(schema.partition_by.clone())
-            .with_commit_properties(self.commit_properties_for(&schema.name, metadata, &token))
-            .await;
-        self.settle_commit(&schema.name, before, &token, outcome, "writing to it")
-            .await
+        // A guarded table gets one attempt; a blind append is simply redone on top of the
+        // other writer's commit (its rows cannot duplicate anything), a bounded number of times.
+        let mut attempts = 0;
+        loop {
+            let table = self.ensure(schema).await?;
+            self.check_unchanged(&schema.name, &table)?;
+            let before = table.version().map(|v| v as i64);
+            let token = uuid::Uuid::new_v4().to_string();
+            let outcome = table
+                .write(batches.clone())
+                .with_save_mode(mode)
+                .with_partition_columns(schema.partition_by.clone())
+                .with_commit_properties(Self::commit_properties_for(metadata, &token))
+                .await;
+            match self
+                .settle_commit(&schema.name, before, &token, outcome, "writing to it")
+                .await
+            {
+                Err(Error::Conflict { .. })
+                    if !self.is_guarded(&schema.name) && attempts < BLIND_APPEND_ATTEMPTS =>
+                {
+                    attempts += 1;
+                    tracing::debug!(table = %schema.name, attempts, "Another writer committed first; appending again on top.");
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Replaces `target`'s contents with the result of `sql` over the table `source`
@@ -368,7 +378,7 @@ impl Lake {
             .with_input_plan(plan)
             .with_session_state(Arc::new(ctx.state()))
             .with_save_mode(SaveMode::Overwrite)
-            .with_commit_properties(self.commit_properties_for(&target.name, metadata, &token))
+            .with_commit_properties(Self::commit_properties_for(metadata, &token))
             .await;
         self.settle_commit(&target.name, before, &token, outcome, "rewriting it")
             .await
@@ -398,7 +408,7 @@ impl Lake {
             .with_target_alias("target")
             .when_matched_update(|u| u.update(super::history::VALID_TO, value))
             .map_err(delta_err(table_name, "preparing a merge"))?
-            .with_commit_properties(self.commit_properties_for(table_name, metadata, &token))
+            .with_commit_properties(Self::commit_properties_for(metadata, &token))
             .await
             .map(|(table, _metrics)| table);
         self.settle_commit(table_name, before, &token, outcome, "closing versions")
