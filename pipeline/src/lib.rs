@@ -1,7 +1,8 @@
 //! govlake turns Microsoft Entra ID Governance (Entitlement Management) history into evidence
 //! an examiner accepts.
 //!
-//! The pipeline runs one way: [`ingest`] reads Graph exports into typed rows, [`lake`] keeps
+//! The pipeline runs one way: [`ingest`] reads Graph exports into typed rows ([`graph`]
+//! fetches them live), [`lake`] keeps
 //! them as Delta tables on object storage with history and bookkeeping, [`query`] reads the
 //! lake with DataFusion, and [`report`] renders auditor reports and signed evidence packs.
 //! [`generate`] writes synthetic tenants (the sample tenant and large
@@ -10,6 +11,7 @@
 
 pub mod config;
 pub mod generate;
+pub mod graph;
 pub mod ingest;
 pub mod lake;
 pub mod query;

@@ -5,6 +5,7 @@ mod backends;
 mod common;
 mod generate;
 mod ingest;
+mod live;
 mod pack;
 mod retention;
 mod sql;

@@ -21,6 +21,9 @@ pub async fn run(
         })?),
         None => None,
     };
+    if args.graph {
+        return super::live::run(&lake, args, observed_at, printer).await;
+    }
     let settings = IngestSettings {
         inputs: args.from.clone(),
         observed_at,

@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod generate;
 pub mod ingest;
+pub mod live;
 pub mod report;
 pub mod sql;
 pub mod tables;

@@ -1,0 +1,168 @@
+//! `govlake ingest --graph`: fetch from Microsoft Graph into a spool folder (pages as an
+//! export holds them), then ingest that folder exactly as `--from` would. Watermarks live in
+//! the lake (`_ingest_runs.watermark`), written only when the run's commits are done, so a
+//! failed run leaves them where they were.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use govlake::graph::client::{ClientSettings, GraphClient, Secret};
+use govlake::graph::crawl::{self, AuditWindow};
+use govlake::ingest::IngestSettings;
+use url::Url;
+
+use super::ingest::{ingest_with_progress, print_summary};
+use super::{ExitStatus, Printer};
+use crate::cli::{IngestArgs, OutputFormat};
+
+/// The newest audit event any earlier run stored (UTC micros).
+async fn audit_watermark(lake: &govlake::lake::Lake) -> anyhow::Result<Option<i64>> {
+    let mut newest: Option<i64> = None;
+    lake.scan_sql(
+        govlake::lake::bookkeeping::INGEST_RUNS,
+        "select cast(max(watermark) as varchar) from _ingest_runs where table_name = 'audit_events'",
+        |v| {
+            newest = v[0].and_then(govlake::ingest::value::parse_ts);
+        },
+    )
+    .await?;
+    Ok(newest)
+}
+
+fn required(value: &Option<String>, what: &str, env: &str) -> anyhow::Result<String> {
+    value.clone().filter(|v| !v.is_empty()).with_context(|| {
+        format!("`govlake ingest --graph` needs {what}: set {env} (or pass the flag)")
+    })
+}
+
+/// Runs a live ingest.
+pub async fn run(
+    lake: &govlake::lake::Lake,
+    args: &IngestArgs,
+    observed_at: Option<i64>,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
+    let live = &args.live;
+    let parse_url =
+        |s: &str, flag: &str| Url::parse(s).with_context(|| format!("`{flag} {s}` is not a URL"));
+    let secret = std::env::var("AZURE_CLIENT_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .context("`govlake ingest --graph` needs the app's client secret in AZURE_CLIENT_SECRET (never on the command line)")?;
+    let settings = ClientSettings {
+        endpoint: parse_url(&live.graph_endpoint, "--graph-endpoint")?,
+        authority: parse_url(&live.authority_host, "--authority-host")?,
+        tenant: required(&live.tenant, "a tenant", "AZURE_TENANT_ID")?,
+        client_id: required(
+            &live.client_id,
+            "an application (client) id",
+            "AZURE_CLIENT_ID",
+        )?,
+        client_secret: Secret::new(secret),
+        max_attempts: live.max_attempts.max(1),
+        backoff_base: Duration::from_millis(live.backoff_ms),
+        request_timeout: Duration::from_secs(120),
+        deadline: Duration::from_secs(live.deadline_minutes * 60),
+        audit_rate_limit: (!live.no_rate_limit).then_some((5, Duration::from_secs(10))),
+    };
+    let window = if live.full {
+        AuditWindow::All
+    } else if let Some(s) = &live.since {
+        AuditWindow::Since(
+            govlake::ingest::value::parse_ts(s)
+                .with_context(|| format!("`--since {s}` is not a timestamp (RFC 3339)"))?,
+        )
+    } else {
+        match audit_watermark(lake).await? {
+            Some(w) => AuditWindow::Since(w - (live.overlap_minutes as i64) * 60_000_000),
+            None => AuditWindow::All,
+        }
+    };
+    let started_at = chrono::Utc::now().timestamp_micros();
+    let observed_at = observed_at.unwrap_or(started_at);
+    let (spool, temporary): (PathBuf, bool) = match &live.spool {
+        Some(p) => (p.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("govlake-graph-{}", uuid::Uuid::new_v4())),
+            true,
+        ),
+    };
+    let client = GraphClient::new(settings)?;
+    let spinner = if printer.progress {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.enable_steady_tick(Duration::from_millis(120));
+        s
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let stats = &client.stats;
+    let progress = |name: &str, pages: u64, records: u64| {
+        spinner.set_message(format!(
+            "Graph {name}: {pages} pages, {records} records ({} throttled waits)",
+            stats.throttled.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    };
+    let fetched = crawl::crawl(&client, &spool, live.page_size, window, &progress).await;
+    spinner.finish_and_clear();
+    let fetched = fetched.with_context(|| {
+        format!(
+            "Failed to read from Graph at {}; nothing was written to the lake and the watermarks are unchanged (pages so far: {})",
+            live.graph_endpoint,
+            spool.display()
+        )
+    })?;
+    std::fs::write(
+        spool.join("_export.json"),
+        serde_json::json!({"exportedAt": govlake::lake::fmt_ts(observed_at), "source": live.graph_endpoint})
+            .to_string(),
+    )?;
+    let ingest_settings = IngestSettings {
+        inputs: vec![spool.clone()],
+        observed_at: Some(observed_at),
+        chunk_rows: args.chunk_rows.max(1),
+        ..IngestSettings::default()
+    };
+    let summary = ingest_with_progress(lake, &ingest_settings, printer).await?;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&spool);
+    }
+    let gaps = !fetched.coverage_gaps.is_empty();
+    let failed = gaps || (summary.rejected > 0 && !args.allow_rejects);
+    if printer.format == OutputFormat::Json {
+        let status = if failed { "incomplete" } else { "ok" };
+        printer.json(
+            "ingest",
+            status,
+            &serde_json::json!({"graph": fetched, "ingest": summary}),
+        )?;
+    } else {
+        print_summary("ingest", &summary, printer, failed)?;
+        if printer.quiet == 0 {
+            println!(
+                "Graph: {} pages, {} records, {} requests ({} throttled, {} retries, {:.1} s waiting){}.",
+                fetched.pages,
+                fetched.records,
+                fetched.requests,
+                fetched.throttled,
+                fetched.retries,
+                fetched.waited_secs,
+                fetched
+                    .audit_events_since
+                    .as_ref()
+                    .map_or(String::new(), |s| format!("; audit events since {s}"))
+            );
+        }
+        for g in &fetched.coverage_gaps {
+            println!(
+                "Coverage gap: {} was refused (403: {}); grant the app its read permission and rerun.",
+                g.collection, g.reason
+            );
+        }
+    }
+    Ok(if failed {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}

@@ -1,0 +1,693 @@
+//! The Graph simulator behind `govlake-graph-sim`: serves any export directory (the sample
+//! tenant, a generated one, a real export) at the Microsoft Graph paths its pages came from,
+//! on 127.0.0.1, the way Graph behaves: OData paging (`$top`, `$skiptoken`, absolute
+//! `@odata.nextLink`), `$filter` on `createdDateTime` / `activityDateTime` / `state`
+//! (`ge gt le lt eq`, joined by `and`), `$expand` accepted, a token endpoint
+//! (`/{tenant}/oauth2/v2.0/token`, client credentials with a secret or a certificate
+//! assertion) and bearer checks. Faults are chosen by [`Faults`]: 429 with `Retry-After`,
+//! 503, truncated bodies, tokens that expire mid-run, slow pages, and audit events that
+//! arrive late. `GET /_sim/log` returns every request it answered, with its status and time,
+//! so tests can check a client's timing.
+//!
+//! Records are kept as JSON text plus the few fields filters read; a collection is the
+//! `@odata.context` path its pages named (expansions stripped), or, for Azure Monitor
+//! archives, `auditLogs/directoryAudits` with each envelope's `properties`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::ingest::{context, reader, value};
+
+/// Faults the simulator injects. Counters run over Graph requests (not token requests).
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Every Nth request is answered 429 with `Retry-After: retry_after_secs`.
+    pub throttle_every: Option<u64>,
+    /// Seconds in the 429's `Retry-After`.
+    pub retry_after_secs: u64,
+    /// Send `Retry-After` as an HTTP date instead of seconds.
+    pub retry_after_as_date: bool,
+    /// Every Nth request is answered 503.
+    pub unavailable_every: Option<u64>,
+    /// Every Nth request gets half its body and a closed connection.
+    pub truncate_every: Option<u64>,
+    /// A token stops working after this many Graph requests (401, then a new token works).
+    pub token_lifetime_requests: Option<u64>,
+    /// Delay before every page.
+    pub slow_page: Option<Duration>,
+    /// This many audit events (the ones just before the newest) are held back until a
+    /// listing of directoryAudits has reached its last page: they "arrive late".
+    pub late_events: usize,
+}
+
+/// One record: its JSON and the fields filters read.
+struct Record {
+    json: Box<str>,
+    id: Box<str>,
+    created: Option<i64>,
+    activity: Option<i64>,
+    state: Option<Box<str>>,
+}
+
+/// One collection at one Graph path.
+struct Collection {
+    context: String,
+    records: Vec<Record>,
+}
+
+/// A request the simulator answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggedRequest {
+    /// Order of arrival (Graph and token requests alike).
+    pub seq: u64,
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Status sent.
+    pub status: u16,
+    /// Milliseconds since the simulator started.
+    pub at_ms: u64,
+    /// The `Retry-After` seconds sent with a 429.
+    pub retry_after_secs: Option<u64>,
+}
+
+/// The simulator's state.
+pub struct Simulator {
+    collections: BTreeMap<String, Collection>,
+    faults: Faults,
+    client_secret: String,
+    started: Instant,
+    graph_requests: AtomicU64,
+    seq: AtomicU64,
+    tokens: Mutex<HashMap<String, u64>>,
+    /// Ids of late audit events not yet released.
+    held_back: Mutex<HashSet<Box<str>>>,
+    log: Mutex<Vec<LoggedRequest>>,
+}
+
+const AUDITS: &str = "auditLogs/directoryAudits";
+const GRAPH_CONTEXT: &str = "https://graph.microsoft.com/v1.0/$metadata#";
+
+/// The collection path of an `@odata.context`: after `$metadata#`, with the last segment's
+/// expansion list (`assignments(target(),…)`) dropped but key segments (`definitions('…')`)
+/// kept.
+fn collection_path(context: &str) -> String {
+    let path = context.split_once("$metadata#").map_or(context, |(_, p)| p);
+    let path = path.split_once("/$entity").map_or(path, |(p, _)| p);
+    match path.rfind('/') {
+        Some(i) => {
+            let (head, last) = path.split_at(i + 1);
+            format!("{head}{}", strip_expansion(last))
+        }
+        None => strip_expansion(path).to_string(),
+    }
+}
+
+fn strip_expansion(segment: &str) -> &str {
+    match segment.find('(') {
+        Some(i) if !segment[i..].starts_with("('") => &segment[..i],
+        _ => segment,
+    }
+}
+
+impl Simulator {
+    /// Loads an export directory.
+    pub fn load(dir: &Path, faults: Faults, client_secret: String) -> Result<Self, String> {
+        let inputs = crate::ingest::files::discover(&[dir.to_path_buf()])
+            .map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?;
+        let mut collections: BTreeMap<String, Collection> = BTreeMap::new();
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        for (path, _) in &inputs.files {
+            let file = std::fs::File::open(path)
+                .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+            let by_name = context::from_file_name(path);
+            let mut add = |item: reader::Item| -> Result<(), String> {
+                let reader::Item::Record { context, value, .. } = item else {
+                    return Ok(());
+                };
+                let (key, ctx, value) = match context.as_deref() {
+                    Some(c) => (collection_path(c), c.to_string(), value),
+                    None => match &by_name {
+                        Some(r) if r.entity == "audit_events" => {
+                            let value = if r.envelope || value.get("properties").is_some() {
+                                value.get("properties").cloned().unwrap_or(Value::Null)
+                            } else {
+                                value
+                            };
+                            (
+                                AUDITS.to_string(),
+                                format!("{GRAPH_CONTEXT}{AUDITS}"),
+                                value,
+                            )
+                        }
+                        _ => return Ok(()), // no Graph path known for it: not served
+                    },
+                };
+                let Some(obj) = value.as_object() else {
+                    return Ok(());
+                };
+                let id = obj.get("id").and_then(Value::as_str).unwrap_or_default();
+                if !seen.insert((key.clone(), id.to_string())) {
+                    return Ok(()); // the same object from a page and an archive
+                }
+                let ts = |name: &str| {
+                    value::get_ci(obj, name)
+                        .and_then(Value::as_str)
+                        .and_then(value::parse_ts)
+                };
+                let record = Record {
+                    id: id.into(),
+                    created: ts("createdDateTime"),
+                    activity: ts("activityDateTime"),
+                    state: value::get_ci(obj, "state")
+                        .and_then(Value::as_str)
+                        .map(Into::into),
+                    json: value.to_string().into(),
+                };
+                collections
+                    .entry(key)
+                    .or_insert_with(|| Collection {
+                        context: ctx,
+                        records: vec![],
+                    })
+                    .records
+                    .push(record);
+                Ok(())
+            };
+            reader::read_stream(std::io::BufReader::new(file), &mut |item| add(item))
+                .map_err(|e| format!("`{}`: {} {}", path.display(), e.message, e.location))?;
+        }
+        let mut held_back = HashSet::new();
+        if let Some(audits) = collections.get_mut(AUDITS) {
+            audits
+                .records
+                .sort_by(|a, b| (a.activity, &a.id).cmp(&(b.activity, &b.id)));
+            let n = audits.records.len();
+            if faults.late_events > 0 && n > faults.late_events + 1 {
+                for r in &audits.records[n - 1 - faults.late_events..n - 1] {
+                    held_back.insert(r.id.clone());
+                }
+            }
+        }
+        Ok(Self {
+            collections,
+            faults,
+            client_secret,
+            started: Instant::now(),
+            graph_requests: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            tokens: Mutex::new(HashMap::new()),
+            held_back: Mutex::new(held_back),
+            log: Mutex::new(vec![]),
+        })
+    }
+
+    /// Collections served, with their record counts.
+    pub fn collections(&self) -> Vec<(String, usize)> {
+        self.collections
+            .iter()
+            .map(|(k, c)| (k.clone(), c.records.len()))
+            .collect()
+    }
+
+    /// Serves until the listener fails.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let sim = self.clone();
+            tokio::spawn(async move {
+                let _ = sim.connection(stream).await;
+            });
+        }
+    }
+
+    async fn connection(&self, stream: TcpStream) -> std::io::Result<()> {
+        let (read, mut write) = stream.into_split();
+        let mut read = BufReader::new(read);
+        loop {
+            let mut line = String::new();
+            if read.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            let mut parts = line.split_whitespace();
+            let method = parts.next().unwrap_or_default().to_string();
+            let target = parts.next().unwrap_or_default().to_string();
+            let mut headers = HashMap::new();
+            loop {
+                let mut h = String::new();
+                if read.read_line(&mut h).await? == 0 {
+                    return Ok(());
+                }
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+            }
+            let length: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; length.min(1 << 20)];
+            read.read_exact(&mut body).await?;
+            let reply = self.answer(&method, &target, &headers, &body).await;
+            let close = headers.get("connection").is_some_and(|c| c == "close");
+            let mut head = format!(
+                "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+                reply.status,
+                reason(reply.status),
+                reply.content_type,
+                reply.body.len()
+            );
+            for (k, v) in &reply.headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str(if close || reply.truncate {
+                "Connection: close\r\n\r\n"
+            } else {
+                "\r\n"
+            });
+            write.write_all(head.as_bytes()).await?;
+            if reply.truncate {
+                write.write_all(&reply.body[..reply.body.len() / 2]).await?;
+                write.flush().await?;
+                return Ok(()); // the client sees a short body
+            }
+            write.write_all(&reply.body).await?;
+            if close {
+                return Ok(());
+            }
+        }
+    }
+
+    fn record(&self, seq: u64, method: &str, target: &str, status: u16, retry: Option<u64>) {
+        self.log.lock().expect("not poisoned").push(LoggedRequest {
+            seq,
+            method: method.to_string(),
+            target: target.to_string(),
+            status,
+            at_ms: self.started.elapsed().as_millis() as u64,
+            retry_after_secs: retry,
+        });
+    }
+
+    async fn answer(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &HashMap<String, String>,
+        body: &[u8],
+    ) -> Reply {
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let query = parse_query(query);
+        if method == "GET" && path == "/_sim/log" {
+            let log = self.log.lock().expect("not poisoned").clone();
+            return Reply::json(200, serde_json::to_string(&log).unwrap_or_default());
+        }
+        if method == "POST" && path.ends_with("/oauth2/v2.0/token") {
+            let reply = self.token(body);
+            self.record(seq, method, path, reply.status, None);
+            return reply;
+        }
+        if method != "GET" || !path.starts_with("/v1.0/") {
+            self.record(seq, method, target, 404, None);
+            return Reply::error(
+                404,
+                "Request_UnsupportedQuery",
+                "not served by the simulator",
+            );
+        }
+        let n = self.graph_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        // Authentication first, as Graph does.
+        let bearer = headers
+            .get("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .map(str::to_string);
+        let valid = bearer.as_ref().is_some_and(|t| {
+            let mut tokens = self.tokens.lock().expect("not poisoned");
+            match tokens.get_mut(t) {
+                Some(used) => {
+                    *used += 1;
+                    self.faults
+                        .token_lifetime_requests
+                        .is_none_or(|limit| *used <= limit)
+                }
+                None => false,
+            }
+        });
+        if !valid {
+            self.record(seq, method, target, 401, None);
+            return Reply::error(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token has expired or is not yet valid.",
+            );
+        }
+        let every = |n: u64, k: Option<u64>| k.is_some_and(|k| k > 0 && n.is_multiple_of(k));
+        if every(n, self.faults.throttle_every) {
+            let secs = self.faults.retry_after_secs;
+            let value = if self.faults.retry_after_as_date {
+                // Round up to the next whole second, as an HTTP date can only say.
+                let at = chrono::Utc::now() + chrono::Duration::seconds(secs as i64 + 1);
+                at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+            } else {
+                secs.to_string()
+            };
+            self.record(seq, method, target, 429, Some(secs));
+            let mut r = Reply::error(429, "TooManyRequests", "Too many requests.");
+            r.headers.push(("Retry-After".into(), value));
+            return r;
+        }
+        if every(n, self.faults.unavailable_every) {
+            self.record(seq, method, target, 503, None);
+            return Reply::error(503, "ServiceUnavailable", "The service is unavailable.");
+        }
+        if let Some(d) = self.faults.slow_page {
+            tokio::time::sleep(d).await;
+        }
+        let key = percent_decode(path.trim_start_matches("/v1.0/"));
+        // A collection the export does not hold is empty (as Graph lists an empty tenant),
+        // as long as it is one Graph has.
+        let empty;
+        let collection = match self.collections.get(key.as_str()) {
+            Some(c) => c,
+            None if context::from_context(&format!("{GRAPH_CONTEXT}{key}")).is_some() => {
+                empty = Collection {
+                    context: format!("{GRAPH_CONTEXT}{key}"),
+                    records: vec![],
+                };
+                &empty
+            }
+            None => {
+                self.record(seq, method, target, 404, None);
+                return Reply::error(404, "Request_ResourceNotFound", "no such collection");
+            }
+        };
+        let mut reply = match self.page(&key, collection, &query, headers) {
+            Ok(r) => r,
+            Err(message) => {
+                self.record(seq, method, target, 400, None);
+                return Reply::error(400, "BadRequest", &message);
+            }
+        };
+        if every(n, self.faults.truncate_every) {
+            reply.truncate = true;
+        }
+        self.record(seq, method, target, reply.status, None);
+        reply
+    }
+
+    fn token(&self, body: &[u8]) -> Reply {
+        let form = parse_query(&String::from_utf8_lossy(body));
+        let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+        let ok = get("grant_type") == "client_credentials"
+            && !get("client_id").is_empty()
+            && (get("client_secret") == self.client_secret
+                || (get("client_assertion_type")
+                    == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+                    && get("client_assertion").split('.').count() == 3));
+        if !ok {
+            return Reply::json(
+                401,
+                r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#
+                    .into(),
+            );
+        }
+        let token = format!("sim-{}", uuid::Uuid::new_v4().simple());
+        self.tokens
+            .lock()
+            .expect("not poisoned")
+            .insert(token.clone(), 0);
+        Reply::json(
+            200,
+            serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})
+                .to_string(),
+        )
+    }
+
+    fn page(
+        &self,
+        key: &str,
+        collection: &Collection,
+        query: &HashMap<String, String>,
+        headers: &HashMap<String, String>,
+    ) -> Result<Reply, String> {
+        let top: usize = match query.get("$top") {
+            Some(t) => t.parse().map_err(|_| format!("Invalid $top value `{t}`"))?,
+            None => 100,
+        }
+        .clamp(1, 999);
+        let skip: usize = match query.get("$skiptoken") {
+            Some(t) => t.parse().map_err(|_| format!("Invalid $skiptoken `{t}`"))?,
+            None => 0,
+        };
+        let filter = match query.get("$filter") {
+            Some(f) => parse_filter(f)?,
+            None => vec![],
+        };
+        let held = self.held_back.lock().expect("not poisoned").clone();
+        let matching: Vec<&Record> = collection
+            .records
+            .iter()
+            .filter(|r| filter.iter().all(|c| c.matches(r)))
+            .filter(|r| !held.contains(&r.id))
+            .collect();
+        let end = (skip + top).min(matching.len());
+        let slice = matching.get(skip..end).unwrap_or_default();
+        let mut body = format!(
+            "{{\"@odata.context\":{}",
+            serde_json::to_string(&collection.context).unwrap_or_default()
+        );
+        if end < matching.len() {
+            let host = headers
+                .get("host")
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1".into());
+            let mut next = format!("http://{host}/v1.0/{key}?$top={top}&$skiptoken={end}");
+            if let Some(f) = query.get("$filter") {
+                next.push_str(&format!("&$filter={}", percent_encode(f)));
+            }
+            if let Some(e) = query.get("$expand") {
+                next.push_str(&format!("&$expand={}", percent_encode(e)));
+            }
+            body.push_str(&format!(
+                ",\"@odata.nextLink\":{}",
+                serde_json::to_string(&next).unwrap_or_default()
+            ));
+        } else if key == AUDITS && !held.is_empty() {
+            // A listing reached its end: the late events arrive now.
+            self.held_back.lock().expect("not poisoned").clear();
+        }
+        body.push_str(",\"value\":[");
+        for (i, r) in slice.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&r.json);
+        }
+        body.push_str("]}");
+        Ok(Reply::json(200, body))
+    }
+}
+
+/// One `field op value` clause of a `$filter`.
+struct Clause {
+    field: String,
+    op: String,
+    ts: Option<i64>,
+    text: String,
+}
+
+impl Clause {
+    fn matches(&self, r: &Record) -> bool {
+        use std::cmp::Ordering::*;
+        let ord = match self.field.as_str() {
+            "createddatetime" | "activitydatetime" => {
+                let v = if self.field == "createddatetime" {
+                    r.created
+                } else {
+                    r.activity
+                };
+                match (v, self.ts) {
+                    (Some(v), Some(t)) => v.cmp(&t),
+                    _ => return false,
+                }
+            }
+            "state" => match &r.state {
+                Some(s) => s.as_ref().cmp(self.text.as_str()),
+                None => return false,
+            },
+            _ => return false,
+        };
+        match self.op.as_str() {
+            "eq" => ord == Equal,
+            "ge" => ord != Less,
+            "gt" => ord == Greater,
+            "le" => ord != Greater,
+            "lt" => ord == Less,
+            _ => false,
+        }
+    }
+}
+
+fn parse_filter(filter: &str) -> Result<Vec<Clause>, String> {
+    let mut out = vec![];
+    for clause in filter.split(" and ") {
+        let parts: Vec<&str> = clause.split_whitespace().collect();
+        let [field, op, value] = parts.as_slice() else {
+            return Err(format!("Invalid filter clause `{clause}`"));
+        };
+        let field = field.to_ascii_lowercase();
+        if !matches!(
+            field.as_str(),
+            "createddatetime" | "activitydatetime" | "state"
+        ) {
+            return Err(format!(
+                "Invalid filter clause: filtering on `{field}` is not supported"
+            ));
+        }
+        let op = op.to_ascii_lowercase();
+        if !matches!(op.as_str(), "eq" | "ge" | "gt" | "le" | "lt") {
+            return Err(format!("Invalid filter operator `{op}`"));
+        }
+        let text = value.trim_matches('\'').to_string();
+        out.push(Clause {
+            ts: value::parse_ts(&text),
+            field,
+            op,
+            text,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_query(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    truncate: bool,
+}
+
+impl Reply {
+    fn json(status: u16, body: String) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            headers: vec![],
+            body: body.into_bytes(),
+            truncate: false,
+        }
+    }
+
+    fn error(status: u16, code: &str, message: &str) -> Self {
+        Self::json(
+            status,
+            serde_json::json!({"error": {"code": code, "message": message}}).to_string(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_paths_drop_expansions_keep_keys() {
+        assert_eq!(
+            collection_path(
+                "https://graph.microsoft.com/v1.0/$metadata#identityGovernance/entitlementManagement/accessPackages(catalog(),resourceRoleScopes(role(),scope()))"
+            ),
+            "identityGovernance/entitlementManagement/accessPackages"
+        );
+        assert_eq!(
+            collection_path(
+                "https://graph.microsoft.com/v1.0/$metadata#identityGovernance/accessReviews/definitions('a')/instances('b')/decisions"
+            ),
+            "identityGovernance/accessReviews/definitions('a')/instances('b')/decisions"
+        );
+    }
+
+    #[test]
+    fn filters_and_percent_coding() {
+        let f = parse_filter("activityDateTime ge 2026-08-01T00:00:00Z and state eq 'delivered'")
+            .unwrap();
+        assert_eq!(f.len(), 2);
+        assert!(parse_filter("displayName eq 'x'").is_err());
+        let s = "activityDateTime ge 2026-08-01T00:00:00Z";
+        assert_eq!(percent_decode(&percent_encode(s)), s);
+        assert_eq!(percent_decode("definitions('a%27b')"), "definitions('a'b')");
+    }
+}
