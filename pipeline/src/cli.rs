@@ -302,7 +302,8 @@ pub struct IngestArgs {
     #[arg(long = "from", required_unless_present = "graph", conflicts_with = "graph", num_args = 1.., value_name = "PATH")]
     pub from: Vec<PathBuf>,
     /// Read live from Microsoft Graph instead (app-only: AZURE_TENANT_ID, AZURE_CLIENT_ID and
-    /// AZURE_CLIENT_SECRET from the environment). Needs the read-only application
+    /// AZURE_CLIENT_SECRET, or AZURE_FEDERATED_TOKEN_FILE for workload identity federation,
+    /// from the environment). Needs the read-only application
     /// permissions EntitlementManagement.Read.All, AccessReview.Read.All, AuditLog.Read.All
     /// and GroupMember.Read.All. Audit events are read from the last run's watermark minus
     /// `--overlap-minutes`.

@@ -213,3 +213,52 @@ fn late_audit_events_are_picked_up_exactly_once() {
     );
     assert_eq!(ids, ["0"], "no id twice");
 }
+
+#[test]
+fn workload_identity_federation_signs_in_with_the_token_file() {
+    let sim = start_sim(&sample_data(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(
+        &token,
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJnb3ZsYWtlIn0.c2lnbmF0dXJl\n",
+    )
+    .unwrap();
+    let mut cmd = govlake();
+    cmd.arg("--lake")
+        .arg(dir.path().join("lake"))
+        .args(["--format", "json", "ingest", "--graph"])
+        .args(["--graph-endpoint", &sim.url, "--authority-host", &sim.url])
+        .args([
+            "--tenant",
+            "woodgrove",
+            "--client-id",
+            "govlake-test",
+            "--no-rate-limit",
+        ])
+        .env_remove("AZURE_CLIENT_SECRET")
+        .env("AZURE_FEDERATED_TOKEN_FILE", &token);
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Without any credential, the error says which variables to set.
+    let r = run(govlake()
+        .arg("--lake")
+        .arg(dir.path().join("lake2"))
+        .args([
+            "ingest",
+            "--graph",
+            "--graph-endpoint",
+            &sim.url,
+            "--authority-host",
+            &sim.url,
+        ])
+        .args(["--tenant", "woodgrove", "--client-id", "govlake-test"])
+        .env_remove("AZURE_CLIENT_SECRET")
+        .env_remove("AZURE_FEDERATED_TOKEN_FILE"));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("AZURE_FEDERATED_TOKEN_FILE"),
+        "{}",
+        r.stderr
+    );
+}

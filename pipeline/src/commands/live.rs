@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use govlake::graph::client::{ClientSettings, GraphClient, Secret};
+use govlake::graph::client::{ClientSettings, Credential, GraphClient, Secret};
 use govlake::graph::crawl::{self, AuditWindow};
 use govlake::ingest::IngestSettings;
 use url::Url;
@@ -46,10 +46,17 @@ pub async fn run(
     let live = &args.live;
     let parse_url =
         |s: &str, flag: &str| Url::parse(s).with_context(|| format!("`{flag} {s}` is not a URL"));
-    let secret = std::env::var("AZURE_CLIENT_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .context("`govlake ingest --graph` needs the app's client secret in AZURE_CLIENT_SECRET (never on the command line)")?;
+    let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    let credential = match (
+        env("AZURE_CLIENT_SECRET"),
+        env("AZURE_FEDERATED_TOKEN_FILE"),
+    ) {
+        (Some(secret), _) => Credential::Secret(Secret::new(secret)),
+        (None, Some(file)) => Credential::FederatedTokenFile(PathBuf::from(file)),
+        (None, None) => anyhow::bail!(
+            "`govlake ingest --graph` needs a credential in the environment: AZURE_CLIENT_SECRET (client secret) or AZURE_FEDERATED_TOKEN_FILE (workload identity federation); never on the command line"
+        ),
+    };
     let settings = ClientSettings {
         endpoint: parse_url(&live.graph_endpoint, "--graph-endpoint")?,
         authority: parse_url(&live.authority_host, "--authority-host")?,
@@ -59,7 +66,7 @@ pub async fn run(
             "an application (client) id",
             "AZURE_CLIENT_ID",
         )?,
-        client_secret: Secret::new(secret),
+        credential,
         max_attempts: live.max_attempts.max(1),
         backoff_base: Duration::from_millis(live.backoff_ms),
         request_timeout: Duration::from_secs(120),

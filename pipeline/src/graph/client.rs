@@ -15,6 +15,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use url::Url;
 
+/// How the app proves who it is.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A client secret (`AZURE_CLIENT_SECRET`).
+    Secret(Secret),
+    /// Workload identity federation: a token file a platform keeps fresh
+    /// (`AZURE_FEDERATED_TOKEN_FILE`, as on AKS and in GitHub Actions), sent as the client
+    /// assertion. Read again at every sign-in.
+    FederatedTokenFile(std::path::PathBuf),
+}
+
 /// A secret that prints as `[redacted]`.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -110,8 +121,8 @@ pub struct ClientSettings {
     pub tenant: String,
     /// Application (client) id.
     pub client_id: String,
-    /// Client secret.
-    pub client_secret: Secret,
+    /// How the app signs in.
+    pub credential: Credential,
     /// Attempts per request (first try included).
     pub max_attempts: u32,
     /// First backoff step for 5xx and transport errors (doubles, with jitter, capped at 60 s).
@@ -205,12 +216,30 @@ impl GraphClient {
             s.tenant
         );
         let scope = format!("{}/.default", s.endpoint.as_str().trim_end_matches('/'));
-        let form = [
+        let assertion;
+        let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", s.client_id.as_str()),
-            ("client_secret", s.client_secret.expose()),
             ("scope", scope.as_str()),
         ];
+        match &s.credential {
+            Credential::Secret(secret) => form.push(("client_secret", secret.expose())),
+            Credential::FederatedTokenFile(path) => {
+                assertion = std::fs::read_to_string(path).map_err(|e| Error::Auth {
+                    url: url.clone(),
+                    status: 0,
+                    message: format!(
+                        "cannot read the federated token file `{}`: {e}",
+                        path.display()
+                    ),
+                })?;
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ));
+                form.push(("client_assertion", assertion.trim()));
+            }
+        }
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
