@@ -392,6 +392,10 @@ pub struct DemoArgs {
     /// The quarter the demo pack covers.
     #[arg(long, value_name = "QUARTER", default_value = "2026Q3")]
     pub period: String,
+    /// Read the sample tenant live, through the Graph simulator started on 127.0.0.1 (with
+    /// a few 429s and 503s to show them being waited out), instead of from its files.
+    #[arg(long)]
+    pub live: bool,
 }
 
 /// `govlake generate`.

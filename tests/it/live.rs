@@ -262,3 +262,29 @@ fn workload_identity_federation_signs_in_with_the_token_file() {
         r.stderr
     );
 }
+
+#[test]
+fn the_live_demo_reads_the_sample_through_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let r = run(govlake()
+        .arg("--lake")
+        .arg(&lake)
+        .args(["demo", "--live", "--sample-data"])
+        .arg(sample_data())
+        .arg("--pack")
+        .arg(dir.path().join("pack")));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("Read the sample tenant live from the Graph simulator"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains(" 0 throttled"),
+        "the demo shows 429s waited out: {}",
+        r.stdout
+    );
+    assert_same_dump(&typed(&lake), &sample_file_dump());
+}

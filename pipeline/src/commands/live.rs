@@ -86,54 +86,20 @@ pub async fn run(
             None => AuditWindow::All,
         }
     };
-    let started_at = chrono::Utc::now().timestamp_micros();
-    let observed_at = observed_at.unwrap_or(started_at);
-    let (spool, temporary): (PathBuf, bool) = match &live.spool {
-        Some(p) => (p.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("govlake-graph-{}", uuid::Uuid::new_v4())),
-            true,
-        ),
-    };
-    let client = GraphClient::new(settings)?;
-    let spinner = if printer.progress {
-        let s = indicatif::ProgressBar::new_spinner();
-        s.enable_steady_tick(Duration::from_millis(120));
-        s
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let stats = &client.stats;
-    let progress = |name: &str, pages: u64, records: u64| {
-        spinner.set_message(format!(
-            "Graph {name}: {pages} pages, {records} records ({} throttled waits)",
-            stats.throttled.load(std::sync::atomic::Ordering::Relaxed)
-        ));
-    };
-    let fetched = crawl::crawl(&client, &spool, live.page_size, window, &progress).await;
-    spinner.finish_and_clear();
-    let fetched = fetched.with_context(|| {
-        format!(
-            "Failed to read from Graph at {}; nothing was written to the lake and the watermarks are unchanged (pages so far: {})",
-            live.graph_endpoint,
-            spool.display()
-        )
-    })?;
-    std::fs::write(
-        spool.join("_export.json"),
-        serde_json::json!({"exportedAt": govlake::lake::fmt_ts(observed_at), "source": live.graph_endpoint})
-            .to_string(),
-    )?;
-    let ingest_settings = IngestSettings {
-        inputs: vec![spool.clone()],
-        observed_at: Some(observed_at),
-        chunk_rows: args.chunk_rows.max(1),
-        ..IngestSettings::default()
-    };
-    let summary = ingest_with_progress(lake, &ingest_settings, printer).await?;
-    if temporary {
-        let _ = std::fs::remove_dir_all(&spool);
-    }
+    let (fetched, summary) = fetch_and_ingest(
+        lake,
+        settings,
+        LiveRun {
+            window,
+            page_size: live.page_size,
+            spool: live.spool.clone(),
+            observed_at,
+            chunk_rows: args.chunk_rows.max(1),
+            endpoint: live.graph_endpoint.clone(),
+        },
+        printer,
+    )
+    .await?;
     let gaps = !fetched.coverage_gaps.is_empty();
     let failed = gaps || (summary.rejected > 0 && !args.allow_rejects);
     if printer.format == OutputFormat::Json {
@@ -172,4 +138,79 @@ pub async fn run(
     } else {
         ExitStatus::Success
     })
+}
+
+/// What one live run reads and how.
+pub struct LiveRun {
+    /// Where audit events start.
+    pub window: AuditWindow,
+    /// `$top`.
+    pub page_size: u32,
+    /// Keep the pages here (else a temporary folder, removed after success).
+    pub spool: Option<PathBuf>,
+    /// Observation time of the snapshots (default: now).
+    pub observed_at: Option<i64>,
+    /// Append rows per commit.
+    pub chunk_rows: usize,
+    /// The Graph endpoint, for messages.
+    pub endpoint: String,
+}
+
+/// Fetches from Graph into a spool folder, then ingests it (shared by `ingest --graph` and
+/// `demo --live`).
+pub async fn fetch_and_ingest(
+    lake: &govlake::lake::Lake,
+    settings: ClientSettings,
+    run: LiveRun,
+    printer: &Printer,
+) -> anyhow::Result<(crawl::CrawlSummary, govlake::ingest::IngestSummary)> {
+    let started_at = chrono::Utc::now().timestamp_micros();
+    let observed_at = run.observed_at.unwrap_or(started_at);
+    let (spool, temporary): (PathBuf, bool) = match &run.spool {
+        Some(p) => (p.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("govlake-graph-{}", uuid::Uuid::new_v4())),
+            true,
+        ),
+    };
+    let client = GraphClient::new(settings)?;
+    let spinner = if printer.progress {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.enable_steady_tick(Duration::from_millis(120));
+        s
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let stats = &client.stats;
+    let progress = |name: &str, pages: u64, records: u64| {
+        spinner.set_message(format!(
+            "Graph {name}: {pages} pages, {records} records ({} throttled waits)",
+            stats.throttled.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    };
+    let fetched = crawl::crawl(&client, &spool, run.page_size, run.window, &progress).await;
+    spinner.finish_and_clear();
+    let fetched = fetched.with_context(|| {
+        format!(
+            "Failed to read from Graph at {}; nothing was written to the lake and the watermarks are unchanged (pages so far: {})",
+            run.endpoint,
+            spool.display()
+        )
+    })?;
+    std::fs::write(
+        spool.join("_export.json"),
+        serde_json::json!({"exportedAt": govlake::lake::fmt_ts(observed_at), "source": run.endpoint})
+            .to_string(),
+    )?;
+    let ingest_settings = IngestSettings {
+        inputs: vec![spool.clone()],
+        observed_at: Some(observed_at),
+        chunk_rows: run.chunk_rows,
+        ..IngestSettings::default()
+    };
+    let summary = ingest_with_progress(lake, &ingest_settings, printer).await?;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&spool);
+    }
+    Ok((fetched, summary))
 }
