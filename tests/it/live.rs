@@ -288,3 +288,26 @@ fn the_live_demo_reads_the_sample_through_the_simulator() {
     );
     assert_same_dump(&typed(&lake), &sample_file_dump());
 }
+
+#[test]
+fn a_refused_collection_is_a_coverage_gap_not_a_crash() {
+    let sim = start_sim(&sample_data(), &["--forbid", "auditLogs/directoryAudits"]);
+    let lake = tempfile::tempdir().unwrap();
+    let r = live_ingest(lake.path(), &sim, &["--page-size", "100"]);
+    assert_eq!(r.code, 1, "finished, with a gap: {}{}", r.stdout, r.stderr);
+    let s = r.json();
+    assert_eq!(s["status"], "incomplete");
+    let gaps = s["summary"]["graph"]["coverage_gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(gaps[0]["table"], "audit_events");
+    // Everything else arrived, and the lake's bookkeeping names the gap.
+    assert_eq!(crate::common::count(lake.path(), "audit_events"), 0);
+    assert!(crate::common::count(lake.path(), "assignments") > 0);
+    assert_eq!(
+        crate::common::sql(
+            lake.path(),
+            "select table_name from _ingest_runs where status like 'coverage_gap:%'"
+        ),
+        ["audit_events"]
+    );
+}

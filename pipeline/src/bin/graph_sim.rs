@@ -51,6 +51,10 @@ struct Args {
     /// Hold back this many audit events until a listing has reached its end (late arrivals).
     #[arg(long, default_value_t = 0, value_name = "N")]
     late_events: usize,
+    /// Answer this collection (a path prefix such as auditLogs/directoryAudits) with 403, as
+    /// when the app lacks the permission (repeatable).
+    #[arg(long, value_name = "PATH")]
+    forbid: Vec<String>,
 }
 
 #[tokio::main]
@@ -72,6 +76,7 @@ async fn main() -> std::process::ExitCode {
         token_lifetime_requests: args.token_lifetime,
         slow_page: args.slow_ms.map(Duration::from_millis),
         late_events: args.late_events,
+        forbidden: args.forbid,
     };
     let sim = match Simulator::load(&args.from, faults, args.client_secret) {
         Ok(s) => Arc::new(s),

@@ -206,6 +206,16 @@ pub async fn fetch_and_ingest(
         inputs: vec![spool.clone()],
         observed_at: Some(observed_at),
         chunk_rows: run.chunk_rows,
+        coverage_gaps: fetched
+            .coverage_gaps
+            .iter()
+            .map(|g| {
+                (
+                    g.table.clone(),
+                    format!("{} refused (403): {}", g.collection, g.reason),
+                )
+            })
+            .collect(),
         ..IngestSettings::default()
     };
     let summary = ingest_with_progress(lake, &ingest_settings, printer).await?;

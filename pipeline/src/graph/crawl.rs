@@ -50,6 +50,8 @@ pub struct CrawlSummary {
 pub struct CoverageGap {
     /// Collection path.
     pub collection: String,
+    /// The table it feeds.
+    pub table: String,
     /// Graph's reason.
     pub reason: String,
 }
@@ -244,8 +246,13 @@ impl Crawler<'_> {
                 Ok(p) => p,
                 Err(Error::Forbidden { message, .. }) => {
                     tracing::warn!(collection = %path, "Graph refused the collection (403): {message}");
+                    let table = crate::ingest::context::from_context(&format!(
+                        "https://graph.microsoft.com/v1.0/$metadata#{path}"
+                    ))
+                    .map_or_else(|| path.to_string(), |r| r.entity.to_string());
                     self.summary.coverage_gaps.push(CoverageGap {
                         collection: path.to_string(),
+                        table,
                         reason: message,
                     });
                     return Ok(kept);

@@ -47,6 +47,8 @@ pub struct Faults {
     /// This many audit events (the ones just before the newest) are held back until a
     /// listing of directoryAudits has reached its last page: they "arrive late".
     pub late_events: usize,
+    /// Collections (path prefixes) answered 403, as when the app lacks a permission.
+    pub forbidden: Vec<String>,
 }
 
 /// One record: its JSON and the fields filters read.
@@ -379,6 +381,19 @@ impl Simulator {
             tokio::time::sleep(d).await;
         }
         let key = percent_decode(path.trim_start_matches("/v1.0/"));
+        if self
+            .faults
+            .forbidden
+            .iter()
+            .any(|f| key.starts_with(f.as_str()))
+        {
+            self.record(seq, method, target, 403, None);
+            return Reply::error(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            );
+        }
         // A collection the export does not hold is empty (as Graph lists an empty tenant),
         // as long as it is one Graph has.
         let empty;
@@ -626,6 +641,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         429 => "Too Many Requests",
         503 => "Service Unavailable",

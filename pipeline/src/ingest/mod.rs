@@ -46,6 +46,9 @@ pub struct IngestSettings {
     pub chunk_rows: usize,
     /// Largest record accepted, in bytes of JSON.
     pub max_record_bytes: usize,
+    /// Tables the source could not be read for (a live run's 403s), with the reason: each
+    /// gets an `_ingest_runs` row with status `coverage_gap: <reason>`.
+    pub coverage_gaps: Vec<(String, String)>,
 }
 
 impl Default for IngestSettings {
@@ -55,6 +58,7 @@ impl Default for IngestSettings {
             observed_at: None,
             chunk_rows: 10_000,
             max_record_bytes: 4 * 1024 * 1024,
+            coverage_gaps: vec![],
         }
     }
 }
@@ -897,6 +901,25 @@ impl<'a> Run<'a> {
                 ]
             })
             .collect();
+        let mut run_rows = run_rows;
+        for (table, reason) in &self.settings.coverage_gaps {
+            run_rows.push(vec![
+                Cell::Str(self.run_id.clone()),
+                Cell::Ts(self.started_at),
+                Cell::Ts(finished_at),
+                Cell::Ts(self.observed_at),
+                Cell::Str(sources.clone()),
+                Cell::Str(table.clone()),
+                Cell::Int(0),
+                Cell::Int(0),
+                Cell::Int(0),
+                Cell::Int(0),
+                Cell::Int(0),
+                Cell::Null,
+                Cell::Null,
+                Cell::Str(format!("coverage_gap: {reason}")),
+            ]);
+        }
         self.lake
             .append(
                 &bookkeeping::ingest_runs_schema(),
