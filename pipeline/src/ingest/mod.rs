@@ -877,48 +877,37 @@ impl<'a> Run<'a> {
             .collect::<Vec<_>>()
             .join(", ");
         let status = if rejected > 0 { "rejects" } else { "ok" };
-        let run_rows: Vec<Vec<Cell>> = self
-            .counts
-            .iter()
-            .map(|(table, c)| {
-                vec![
-                    Cell::Str(self.run_id.clone()),
-                    Cell::Ts(self.started_at),
-                    Cell::Ts(finished_at),
-                    Cell::Ts(self.observed_at),
-                    Cell::Str(sources.clone()),
-                    Cell::Str(table.clone()),
-                    Cell::Int(c.fetched as i64),
-                    Cell::Int(c.stored as i64),
-                    Cell::Int(c.duplicates as i64),
-                    Cell::Int(c.rejected as i64),
-                    Cell::Int(c.closed as i64),
-                    self.watermarks
-                        .get(table)
-                        .map_or(Cell::Null, |w| Cell::Ts(*w)),
-                    c.version.map_or(Cell::Null, Cell::Int),
-                    Cell::Str(status.into()),
-                ]
-            })
-            .collect();
-        let mut run_rows = run_rows;
-        for (table, reason) in &self.settings.coverage_gaps {
-            run_rows.push(vec![
+        let row = |table: &str, c: &TableCounts, status: String| {
+            vec![
                 Cell::Str(self.run_id.clone()),
                 Cell::Ts(self.started_at),
                 Cell::Ts(finished_at),
                 Cell::Ts(self.observed_at),
                 Cell::Str(sources.clone()),
-                Cell::Str(table.clone()),
-                Cell::Int(0),
-                Cell::Int(0),
-                Cell::Int(0),
-                Cell::Int(0),
-                Cell::Int(0),
-                Cell::Null,
-                Cell::Null,
-                Cell::Str(format!("coverage_gap: {reason}")),
-            ]);
+                Cell::Str(table.to_string()),
+                Cell::Int(c.fetched as i64),
+                Cell::Int(c.stored as i64),
+                Cell::Int(c.duplicates as i64),
+                Cell::Int(c.rejected as i64),
+                Cell::Int(c.closed as i64),
+                self.watermarks
+                    .get(table)
+                    .map_or(Cell::Null, |w| Cell::Ts(*w)),
+                c.version.map_or(Cell::Null, Cell::Int),
+                Cell::Str(status),
+            ]
+        };
+        let mut run_rows: Vec<Vec<Cell>> = self
+            .counts
+            .iter()
+            .map(|(table, c)| row(table, c, status.to_string()))
+            .collect();
+        // A table the source refused: nothing fetched, and why.
+        for (table, reason) in &self.settings.coverage_gaps {
+            let none = TableCounts::default();
+            let mut r = row(table, &none, format!("coverage_gap: {reason}"));
+            r[11] = Cell::Null; // no watermark from a table that was not read
+            run_rows.push(r);
         }
         self.lake
             .append(
