@@ -590,15 +590,12 @@ fn parse_filter(filter: &str) -> Result<Vec<Clause>, String> {
 }
 
 fn parse_query(q: &str) -> HashMap<String, String> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+    url::form_urlencoded::parse(q.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
 
+/// Decodes `%XX` in a request path (query strings go through `form_urlencoded`).
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -626,14 +623,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn reason(status: u16) -> &'static str {
@@ -703,7 +693,10 @@ mod tests {
         assert_eq!(f.len(), 2);
         assert!(parse_filter("displayName eq 'x'").is_err());
         let s = "activityDateTime ge 2026-08-01T00:00:00Z";
-        assert_eq!(percent_decode(&percent_encode(s)), s);
+        assert_eq!(
+            parse_query(&format!("$filter={}", percent_encode(s)))["$filter"],
+            s
+        );
         assert_eq!(percent_decode("definitions('a%27b')"), "definitions('a'b')");
     }
 }

@@ -486,13 +486,13 @@ impl Lake {
     /// Whether every data file of the loaded version is still in the store. A vacuum keeps
     /// the log but deletes files, so an old version can load and still be unreadable; a
     /// pinned read checks first (one HEAD per file, pinned reads only).
-    async fn files_present(&self, table: &DeltaTable) -> Result<bool> {
+    async fn files_present(&self, name: &str, table: &DeltaTable) -> Result<bool> {
         use deltalake::logstore::object_store::{ObjectStoreExt, path::Path};
         use futures::StreamExt;
         let store = table.object_store();
         let paths: Vec<Path> = table
             .snapshot()
-            .map_err(delta_err("(pinned)", "listing its files"))?
+            .map_err(delta_err(name, "listing its files of a pinned version"))?
             .log_data()
             .into_iter()
             .map(|add| add.object_store_path())
@@ -537,7 +537,7 @@ impl Lake {
                 if version < 0
                     || version > latest as i64
                     || table.load_version(version as u64).await.is_err()
-                    || !self.files_present(&table).await?
+                    || !self.files_present(name, &table).await?
                 {
                     return Err(Error::VersionUnavailable {
                         table: name.to_string(),
