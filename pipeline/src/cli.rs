@@ -299,16 +299,26 @@ pub struct IngestArgs {
     /// Export files or folders (read recursively): Graph list pages as `az rest` or
     /// `Invoke-MgGraphRequest` save them, JSON Lines, and diagnostic-settings archives
     /// (insights-logs-auditlogs/**/PT1H.json).
-    #[arg(long = "from", required_unless_present = "graph", conflicts_with = "graph", num_args = 1.., value_name = "PATH")]
+    /// Saved Log Analytics results (`az monitor log-analytics query` JSON of `AuditLogs`) are
+    /// read as audit events.
+    #[arg(long = "from", required_unless_present_any = ["graph", "log_analytics"], conflicts_with_all = ["graph", "log_analytics"], num_args = 1.., value_name = "PATH")]
     pub from: Vec<PathBuf>,
-    /// Read live from Microsoft Graph instead (app-only: AZURE_TENANT_ID, AZURE_CLIENT_ID and
-    /// AZURE_CLIENT_SECRET, or AZURE_FEDERATED_TOKEN_FILE for workload identity federation,
-    /// from the environment). Needs the read-only application
-    /// permissions EntitlementManagement.Read.All, AccessReview.Read.All, AuditLog.Read.All
-    /// and GroupMember.Read.All. Audit events are read from the last run's watermark minus
+    /// Read live from Microsoft Graph instead. App-only sign-in from the environment:
+    /// AZURE_TENANT_ID and AZURE_CLIENT_ID with AZURE_CLIENT_SECRET, or
+    /// AZURE_CLIENT_CERTIFICATE_PATH (PEM), or AZURE_FEDERATED_TOKEN_FILE (workload identity
+    /// federation); or `--managed-identity`. Needs only the read-only application permissions
+    /// EntitlementManagement.Read.All, AccessReview.Read.All, AuditLog.Read.All,
+    /// Directory.Read.All and GroupMember.Read.All (a warning names any write permission the
+    /// token carries). Requests are read from the last run's newest createdDateTime (and
+    /// every request still unfinished), audit events from the last run's newest event minus
     /// `--overlap-minutes`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "log_analytics")]
     pub graph: bool,
+    /// Backfill audit events older than Graph's 30 days from a Log Analytics workspace (the
+    /// `AuditLogs` table of Entra's diagnostic settings), in day-sized windows from `--since`
+    /// to `--until`. Same sign-in as `--graph`; needs the Log Analytics Reader role.
+    #[arg(long, value_name = "WORKSPACE_ID", requires = "since")]
+    pub log_analytics: Option<String>,
     #[command(flatten)]
     pub live: LiveArgs,
     /// When the exported snapshots were taken (RFC 3339). Default: `exportedAt` of the
@@ -358,7 +368,33 @@ pub struct LiveArgs {
     /// Read audit events from this time (RFC 3339) instead of the watermark (backfill).
     #[arg(long, value_name = "TIMESTAMP", conflicts_with = "full")]
     pub since: Option<String>,
-    /// Read every audit event Graph still holds, ignoring the watermark.
+    /// With `--log-analytics`: read audit events before this time (default: now).
+    #[arg(long, value_name = "TIMESTAMP", requires = "log_analytics")]
+    pub until: Option<String>,
+    /// Log Analytics query API (national clouds: https://api.loganalytics.us, …; or the
+    /// simulator).
+    #[arg(
+        long,
+        env = "GOVLAKE_LOG_ANALYTICS_ENDPOINT",
+        default_value = "https://api.loganalytics.io",
+        value_name = "URL"
+    )]
+    pub log_analytics_endpoint: String,
+    /// Sign in as the managed identity of the Azure resource govlake runs on (App Service,
+    /// Functions, Container Apps: IDENTITY_ENDPOINT; VMs: the instance metadata service).
+    /// AZURE_CLIENT_ID picks a user-assigned identity.
+    #[arg(long)]
+    pub managed_identity: bool,
+    /// Days of audit events Graph keeps (30 with Entra ID P1/P2, 7 on Free). A window that
+    /// starts earlier is reported as a coverage gap: backfill it with `--log-analytics`.
+    #[arg(
+        long,
+        default_value_t = 30,
+        value_name = "DAYS",
+        overrides_with = "graph_retention_days"
+    )]
+    pub graph_retention_days: u64,
+    /// Read every request and audit event Graph still holds, ignoring the watermarks.
     #[arg(long)]
     pub full: bool,
     /// Do not limit directoryAudits to 5 requests per 10 s (simulator benchmarks).

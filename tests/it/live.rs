@@ -1,6 +1,10 @@
 //! Live ingestion through `govlake-graph-sim` on 127.0.0.1: the same typed tables as a file
 //! ingest of the same directory, the same tables under a fault storm with every 429's
-//! Retry-After honoured, and late audit events picked up exactly once by the next run.
+//! Retry-After honoured, and late audit events picked up exactly once by the next run;
+//! requests read incrementally with unfinished ones re-read; every sign-in (secret,
+//! certificate assertion, federation, managed identity) and the least-privilege warning; the
+//! Log Analytics backfill and saved `az monitor log-analytics query` output; audit windows
+//! past Graph's retention reported as coverage gaps.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -51,6 +55,8 @@ fn live_ingest(lake: &Path, sim: &Sim, extra: &[&str]) -> Run {
         .args(["--graph-endpoint", &sim.url, "--authority-host", &sim.url])
         .args(["--tenant", "woodgrove", "--client-id", "govlake-test"])
         .args(["--backoff-ms", "20", "--no-rate-limit"])
+        // The sample tenant is from 2026; the simulator keeps it all unless told otherwise.
+        .args(["--graph-retention-days", "36500"])
         .args(extra)
         .env("AZURE_CLIENT_SECRET", "sim-secret")
         .env_remove("GOVLAKE_GRAPH_ENDPOINT")
@@ -310,4 +316,446 @@ fn a_refused_collection_is_a_coverage_gap_not_a_crash() {
         ),
         ["audit_events"]
     );
+}
+
+/// The audit-event tables of a dump.
+fn audit_tables(dump: Vec<(String, Vec<String>)>) -> Vec<(String, Vec<String>)> {
+    dump.into_iter()
+        .filter(|(t, _)| t.starts_with("audit_events"))
+        .collect()
+}
+
+#[test]
+fn requests_are_read_from_the_watermark_and_unfinished_ones_are_read_again() {
+    // Run 1 sees the oldest request still pending approval.
+    let pending = tempfile::tempdir().unwrap();
+    crate::common::copy_dir(&sample_data(), pending.path());
+    let file = pending
+        .path()
+        .join("entitlementManagement/assignmentRequests/assignmentRequests-0001.json");
+    let mut page: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let request = &mut page["value"][0];
+    let (id, created) = (
+        request["id"].as_str().unwrap().to_string(),
+        request["createdDateTime"].as_str().unwrap().to_string(),
+    );
+    request["state"] = "pendingApproval".into();
+    request["completedDateTime"] = serde_json::Value::Null;
+    std::fs::write(&file, page.to_string()).unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let sim = start_sim(pending.path(), &[]);
+    let first = live_ingest(lake.path(), &sim, &["--page-size", "50"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let state = |lake: &Path| {
+        crate::common::sql(
+            lake,
+            &format!("select state from assignment_requests where id = '{id}'"),
+        )
+    };
+    assert_eq!(state(lake.path()), ["pendingApproval"]);
+    drop(sim);
+
+    // Run 2: the request was approved since. It is older than the watermark, but unfinished
+    // in the lake, so the window reaches back to it.
+    let sim = start_sim(&sample_data(), &[]);
+    let second = live_ingest(lake.path(), &sim, &["--page-size", "50"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let g = &second.json()["summary"]["graph"];
+    assert_eq!(g["requests_since"], created.replace('Z', "Z"), "{g}");
+    assert_eq!(state(lake.path()), ["delivered"]);
+    let requests = &second.json()["summary"]["ingest"]["tables"]["assignment_requests"];
+    assert_eq!(
+        requests["stored"], 1,
+        "only the changed request: {requests}"
+    );
+
+    // Run 3: nothing unfinished, so only the overlap behind the newest request is read.
+    let third = live_ingest(lake.path(), &sim, &["--page-size", "50"]);
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    let g = &third.json()["summary"]["graph"];
+    let newest = crate::common::sql(
+        lake.path(),
+        "select max(created_date_time) from assignment_requests",
+    );
+    let read = g["per_collection"]["assignmentRequests"].as_u64().unwrap();
+    let total = crate::common::count(lake.path(), "assignment_requests") as u64;
+    assert!(
+        read >= 1 && read < total / 10,
+        "read {read} of {total} (newest {newest:?}): {g}"
+    );
+    // The listing asked Graph for exactly that window.
+    let log = sim_log(&sim);
+    let since = g["requests_since"].as_str().unwrap();
+    assert!(
+        log.iter().any(|e| {
+            let t = e["target"].as_str().unwrap_or_default();
+            t.contains("assignmentRequests")
+                && t.contains("createdDateTime")
+                && t.contains(&since[..10])
+        }),
+        "no filtered request listing in the simulator's log"
+    );
+    // And all three runs together equal one file ingest of the final export.
+    let file_lake = tempfile::tempdir().unwrap();
+    ingest(file_lake.path(), &[&sample_data()], &[]);
+    assert_eq!(
+        crate::common::sql(
+            lake.path(),
+            "select id, state from assignment_requests order by id"
+        ),
+        crate::common::sql(
+            file_lake.path(),
+            "select id, state from assignment_requests order by id"
+        ),
+    );
+}
+
+/// The simulator's request log.
+fn sim_log(sim: &Sim) -> Vec<serde_json::Value> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        reqwest::get(format!("{}/_sim/log", sim.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    })
+}
+
+/// A self-signed RSA certificate and its key, made by openssl: (key + cert PEM, cert PEM).
+fn certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.crt"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=govlake-test"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let both = dir.join(format!("{name}.pem"));
+    let text = std::fs::read_to_string(&key).unwrap() + &std::fs::read_to_string(&cert).unwrap();
+    std::fs::write(&both, text).unwrap();
+    (both, cert)
+}
+
+/// `ingest --graph` signing in with the given environment (no client secret).
+fn signed_in_ingest(lake: &Path, sim: &Sim, flags: &[&str], env: &[(&str, &Path)]) -> Run {
+    let mut cmd = govlake();
+    cmd.arg("--lake")
+        .arg(lake)
+        .args(["--format", "json", "ingest", "--graph"])
+        .args(["--graph-endpoint", &sim.url, "--authority-host", &sim.url])
+        .args([
+            "--no-rate-limit",
+            "--max-attempts",
+            "2",
+            "--backoff-ms",
+            "20",
+        ])
+        .args(["--graph-retention-days", "36500"])
+        .args(flags)
+        .env_remove("AZURE_CLIENT_SECRET")
+        .env_remove("AZURE_FEDERATED_TOKEN_FILE")
+        .env_remove("AZURE_CLIENT_CERTIFICATE_PATH")
+        .env_remove("IDENTITY_ENDPOINT")
+        .env_remove("IDENTITY_HEADER");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd)
+}
+
+#[test]
+fn a_certificate_signs_in_with_a_checked_assertion_and_clock_skew_is_tolerated_or_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, cert) = certificate(dir.path(), "app");
+    let (other_pem, _) = certificate(dir.path(), "other");
+    let ids = ["--tenant", "woodgrove", "--client-id", "govlake-test"];
+    let cert_s = cert.to_str().unwrap();
+    // The simulator checks signature, x5t, aud, iss = sub, jti and the time range.
+    for skew in ["0", "290", "-290"] {
+        let sim = start_sim(
+            &sample_data(),
+            &["--client-certificate", cert_s, "--clock-skew", skew],
+        );
+        let lake = dir.path().join(format!("lake{skew}"));
+        let r = signed_in_ingest(
+            &lake,
+            &sim,
+            &ids,
+            &[("AZURE_CLIENT_CERTIFICATE_PATH", &pem)],
+        );
+        assert_eq!(r.code, 0, "skew {skew}: {}", r.stderr);
+        assert!(crate::common::count(&lake, "audit_events") > 0);
+    }
+    // Twenty minutes of skew (more than the assertion's 10 minutes and the 5 minutes of
+    // leeway): refused, and the message says why.
+    let sim = start_sim(
+        &sample_data(),
+        &["--client-certificate", cert_s, "--clock-skew", "1200"],
+    );
+    let r = signed_in_ingest(
+        &dir.path().join("late"),
+        &sim,
+        &ids,
+        &[("AZURE_CLIENT_CERTIFICATE_PATH", &pem)],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not within its valid time range"),
+        "{}",
+        r.stderr
+    );
+    // A certificate the app does not have: refused, naming what to check.
+    let r = signed_in_ingest(
+        &dir.path().join("other"),
+        &sim,
+        &ids,
+        &[("AZURE_CLIENT_CERTIFICATE_PATH", &other_pem)],
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("AADSTS700027") && r.stderr.contains("AZURE_CLIENT_CERTIFICATE_PATH"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("PRIVATE KEY"),
+        "no key material in errors"
+    );
+    // A PEM without its key names the file.
+    let r = signed_in_ingest(
+        &dir.path().join("nokey"),
+        &sim,
+        &ids,
+        &[("AZURE_CLIENT_CERTIFICATE_PATH", &cert)],
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("app.crt") && r.stderr.contains("PRIVATE KEY"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_managed_identity_signs_in_without_tenant_or_secret() {
+    let sim = start_sim(&sample_data(), &["--identity-header", "h-123"]);
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = std::path::PathBuf::from(format!("{}/msi/token", sim.url));
+    let header = std::path::PathBuf::from("h-123");
+    let r = signed_in_ingest(
+        &dir.path().join("lake"),
+        &sim,
+        &["--managed-identity"],
+        &[
+            ("IDENTITY_ENDPOINT", &endpoint),
+            ("IDENTITY_HEADER", &header),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(crate::common::count(&dir.path().join("lake"), "assignments") > 0);
+    let log = sim_log(&sim);
+    assert!(
+        log.iter()
+            .any(|e| e["target"] == "/msi/token" && e["status"] == 200)
+    );
+    // The wrong identity header is refused.
+    let wrong = std::path::PathBuf::from("nope");
+    let r = signed_in_ingest(
+        &dir.path().join("lake2"),
+        &sim,
+        &["--managed-identity"],
+        &[
+            ("IDENTITY_ENDPOINT", &endpoint),
+            ("IDENTITY_HEADER", &wrong),
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("managed identity"), "{}", r.stderr);
+}
+
+#[test]
+fn a_token_with_write_permissions_is_warned_about() {
+    let sim = start_sim(
+        &sample_data(),
+        &[
+            "--roles",
+            "EntitlementManagement.ReadWrite.All,AuditLog.Read.All",
+        ],
+    );
+    let lake = tempfile::tempdir().unwrap();
+    let r = live_ingest(lake.path(), &sim, &["--page-size", "200"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warning: the token carries permissions beyond reading (EntitlementManagement.ReadWrite.All)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.json()["summary"]["graph"]["write_roles"],
+        serde_json::json!(["EntitlementManagement.ReadWrite.All"])
+    );
+    // The read-only roles (the simulator's default) give no warning.
+    let sim = start_sim(&sample_data(), &[]);
+    let lake = tempfile::tempdir().unwrap();
+    let r = live_ingest(lake.path(), &sim, &["--page-size", "200"]);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+}
+
+#[test]
+fn audit_history_past_graph_retention_is_a_gap_that_log_analytics_fills() {
+    // Graph keeps 30 days; the sample's events are all older.
+    let sim = start_sim(
+        &sample_data(),
+        &["--retention-days", "30", "--log-analytics-row-limit", "4"],
+    );
+    let lake = tempfile::tempdir().unwrap();
+    let r = live_ingest(
+        lake.path(),
+        &sim,
+        &[
+            "--since",
+            "2026-01-01T00:00:00Z",
+            "--graph-retention-days",
+            "30",
+        ],
+    );
+    assert_eq!(r.code, 1, "a gap is exit 1: {}", r.stderr);
+    let s = r.json();
+    assert_eq!(s["status"], "incomplete");
+    let gaps = s["summary"]["graph"]["coverage_gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert!(
+        gaps[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("--log-analytics"),
+        "{gaps:?}"
+    );
+    assert_eq!(crate::common::count(lake.path(), "audit_events"), 0);
+    assert_eq!(
+        crate::common::sql(
+            lake.path(),
+            "select table_name from _ingest_runs where status like 'coverage_gap:%'"
+        ),
+        ["audit_events"]
+    );
+
+    // The backfill from Log Analytics, in day windows (split where a day has more than the
+    // simulator's 4-row limit), gives the audit events a file ingest gives.
+    let backfill = |lake: &Path| {
+        run(govlake()
+            .arg("--lake")
+            .arg(lake)
+            .args([
+                "--format",
+                "json",
+                "ingest",
+                "--log-analytics",
+                "0b1f7c2e-5d1a-4c55-9d4e-3c2b1a0f9e8d",
+            ])
+            .args([
+                "--since",
+                "2025-12-30T00:00:00Z",
+                "--until",
+                "2026-10-02T00:00:00Z",
+            ])
+            .args([
+                "--log-analytics-endpoint",
+                &sim.url,
+                "--authority-host",
+                &sim.url,
+            ])
+            .args([
+                "--tenant",
+                "woodgrove",
+                "--client-id",
+                "govlake-test",
+                "--backoff-ms",
+                "20",
+            ])
+            .env("AZURE_CLIENT_SECRET", "sim-secret")
+            .env_remove("GOVLAKE_LOG_ANALYTICS_ENDPOINT"))
+    };
+    let r = backfill(lake.path());
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let s = r.json();
+    let days = 276;
+    assert!(
+        s["summary"]["graph"]["requests"].as_u64().unwrap() > days,
+        "busy days were split: {}",
+        s["summary"]["graph"]
+    );
+    let file_lake = tempfile::tempdir().unwrap();
+    ingest(file_lake.path(), &[&sample_data()], &[]);
+    assert_same_dump(
+        &audit_tables(dump(lake.path())),
+        &audit_tables(dump(file_lake.path())),
+    );
+    // Again: nothing twice.
+    let r = backfill(lake.path());
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        r.json()["summary"]["ingest"]["tables"]["audit_events"]["stored"],
+        0
+    );
+}
+
+#[test]
+fn saved_log_analytics_query_output_is_read_by_from() {
+    // `az monitor log-analytics query` prints rows as objects; dynamic columns are JSON text.
+    let page = crate::common::sample_page("auditLogs/directoryAudits-0001.json");
+    let rows: Vec<serde_json::Value> = page["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(5)
+        .map(|e| {
+            let mut row = serde_json::Map::new();
+            row.insert("TableName".into(), "PrimaryResult".into());
+            for (column, property, dynamic) in govlake::ingest::loganalytics::COLUMNS {
+                let v = &e[*property];
+                let cell = match v {
+                    serde_json::Value::Null => "".into(),
+                    v if *dynamic => v.to_string().into(),
+                    v => v.clone(),
+                };
+                row.insert((*column).to_string(), cell);
+            }
+            serde_json::Value::Object(row)
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("auditlogs-query.json");
+    std::fs::write(&saved, serde_json::to_string_pretty(&rows).unwrap()).unwrap();
+    let from_rows = tempfile::tempdir().unwrap();
+    let r = ingest(from_rows.path(), &[&saved], &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // The same five events as read from the Graph page.
+    let graph_page = dir.path().join("directoryAudits.json");
+    let first5 = serde_json::json!({
+        "@odata.context": page["@odata.context"],
+        "value": page["value"].as_array().unwrap()[..5],
+    });
+    std::fs::write(&graph_page, first5.to_string()).unwrap();
+    let from_graph = tempfile::tempdir().unwrap();
+    ingest(from_graph.path(), &[&graph_page], &[]);
+    assert_same_dump(
+        &audit_tables(dump(from_rows.path())),
+        &audit_tables(dump(from_graph.path())),
+    );
+    assert_eq!(crate::common::count(from_rows.path(), "audit_events"), 5);
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use govlake::graph::sim::{Faults, Simulator};
+use govlake::graph::sim::{Faults, READ_ROLES, SimAuth, Simulator};
 
 /// Serve an export directory as Microsoft Graph (for tests, demos and benchmarks).
 #[derive(Debug, Parser)]
@@ -27,6 +27,21 @@ struct Args {
         hide_env_values = true
     )]
     client_secret: String,
+    /// Accept client assertions signed by this certificate (PEM with a CERTIFICATE block).
+    #[arg(long, value_name = "PEM")]
+    client_certificate: Option<PathBuf>,
+    /// The X-IDENTITY-HEADER the managed identity endpoint (/msi/token) expects.
+    #[arg(
+        long,
+        default_value = "sim-identity-header",
+        value_name = "VALUE",
+        hide_default_value = true
+    )]
+    identity_header: String,
+    /// App roles every token carries (comma-separated); default: the read-only ones govlake
+    /// needs. Add a write role to see govlake's least-privilege warning.
+    #[arg(long, value_delimiter = ',', value_name = "ROLES")]
+    roles: Vec<String>,
     /// Answer every Nth Graph request with 429 and Retry-After.
     #[arg(long, value_name = "N")]
     throttle_every: Option<u64>,
@@ -55,6 +70,21 @@ struct Args {
     /// when the app lacks the permission (repeatable).
     #[arg(long, value_name = "PATH")]
     forbid: Vec<String>,
+    /// Keep audit events this many days before now; older ones are gone from
+    /// directoryAudits (Log Analytics still has them).
+    #[arg(long, value_name = "DAYS")]
+    retention_days: Option<u64>,
+    /// The token endpoint's clock runs this many seconds ahead (negative: behind).
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "SECS",
+        allow_negative_numbers = true
+    )]
+    clock_skew: i64,
+    /// Rows a Log Analytics query returns before answering PartialError.
+    #[arg(long, value_name = "N")]
+    log_analytics_row_limit: Option<usize>,
 }
 
 #[tokio::main]
@@ -77,8 +107,37 @@ async fn main() -> std::process::ExitCode {
         slow_page: args.slow_ms.map(Duration::from_millis),
         late_events: args.late_events,
         forbidden: args.forbid,
+        retention_days: args.retention_days,
+        clock_skew_secs: args.clock_skew,
+        log_analytics_row_limit: args.log_analytics_row_limit,
     };
-    let sim = match Simulator::load(&args.from, faults, args.client_secret) {
+    let certificate = match &args.client_certificate {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            match govlake::graph::credential::pem_blocks(&text)
+                .into_iter()
+                .find(|(label, _)| label == "CERTIFICATE")
+            {
+                Some((_, der)) => Some(der),
+                None => {
+                    eprintln!("error: `{}` holds no CERTIFICATE block", path.display());
+                    return std::process::ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let auth = SimAuth {
+        certificate,
+        identity_header: args.identity_header,
+        roles: if args.roles.is_empty() {
+            READ_ROLES.iter().map(|r| (*r).to_string()).collect()
+        } else {
+            args.roles
+        },
+        ..SimAuth::secret(args.client_secret)
+    };
+    let sim = match Simulator::load(&args.from, faults, auth) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!("error: {e}");

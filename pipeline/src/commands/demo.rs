@@ -110,7 +110,7 @@ async fn live_sample(
     govlake::ingest::IngestSummary,
 )> {
     use govlake::graph::client::{ClientSettings, Credential, Secret};
-    use govlake::graph::sim::{Faults, Simulator};
+    use govlake::graph::sim::{Faults, SimAuth, Simulator};
     use std::time::Duration;
     let secret = uuid::Uuid::new_v4().to_string();
     let faults = Faults {
@@ -120,7 +120,8 @@ async fn live_sample(
         ..Faults::default()
     };
     let sim = std::sync::Arc::new(
-        Simulator::load(dir, faults, secret.clone()).map_err(|e| anyhow::anyhow!(e))?,
+        Simulator::load(dir, faults, SimAuth::secret(secret.clone()))
+            .map_err(|e| anyhow::anyhow!(e))?,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -139,8 +140,11 @@ async fn live_sample(
         audit_rate_limit: None,
     };
     let run = super::live::LiveRun {
-        window: govlake::graph::crawl::AuditWindow::All,
-        page_size: 50,
+        source: super::live::Source::Graph(govlake::graph::crawl::Plan {
+            requests: govlake::graph::crawl::Window::All,
+            audits: govlake::graph::crawl::Window::All,
+            page_size: 50,
+        }),
         spool: None,
         // The export's own observation time, so the live demo lake equals the file one.
         observed_at: govlake::ingest::files::discover(&[dir.to_path_buf()])?
@@ -149,6 +153,7 @@ async fn live_sample(
             .map(|(_, t)| *t),
         chunk_rows: IngestSettings::default().chunk_rows,
         endpoint: url,
+        extra_gaps: vec![],
     };
     let out = super::live::fetch_and_ingest(lake, settings, run, printer).await;
     server.abort();

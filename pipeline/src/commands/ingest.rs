@@ -21,7 +21,7 @@ pub async fn run(
         })?),
         None => None,
     };
-    if args.graph {
+    if args.graph || args.log_analytics.is_some() {
         return super::live::run(&lake, args, observed_at, printer).await;
     }
     let settings = IngestSettings {

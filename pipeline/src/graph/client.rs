@@ -1,65 +1,41 @@
-//! The Microsoft Graph HTTP client: app-only tokens (client credentials with a secret from
-//! the environment), and every GET made safe to repeat until it returns a whole page:
-//! 429 waits exactly the `Retry-After` (seconds or an HTTP date), 500/502/503/504 and
-//! transport errors (a truncated body included) back off exponentially with jitter, a 401
-//! gets one token refresh, and attempts and total time are bounded. A client-side limiter
-//! keeps `directoryAudits` under Graph's 5 requests per 10 seconds. `@odata.nextLink` is
-//! followed exactly as given, and only to the configured Graph host, so no token goes
-//! anywhere else. The secret is never printed (it lives in a redacting type).
+//! The HTTP client for Microsoft Graph (and the Log Analytics query API): tokens from any
+//! credential in `credential.rs`, cached and renewed before they expire, and every request
+//! made safe to repeat until it returns a whole answer: 429 waits exactly the `Retry-After`
+//! (seconds or an HTTP date; absent, zero or garbage falls back to backoff, never a zero-delay
+//! loop), 500/502/503/504, timeouts and transport errors (a truncated body included) back off
+//! exponentially with jitter, a 401 gets one token refresh, and attempts and total time are
+//! bounded: a wait that would pass the run's deadline fails at once, cleanly, so the next run
+//! redoes the work. A client-side limiter keeps `directoryAudits` under Graph's 5 requests
+//! per 10 seconds. `@odata.nextLink` is followed exactly as given, and only to the configured
+//! host, so no token goes anywhere else. All timing runs on tokio's clock, so the retry rules
+//! are tested on paused time (see the tests at the end).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use tokio::time::Instant;
 use url::Url;
 
-/// How the app proves who it is.
-#[derive(Debug, Clone)]
-pub enum Credential {
-    /// A client secret (`AZURE_CLIENT_SECRET`).
-    Secret(Secret),
-    /// Workload identity federation: a token file a platform keeps fresh
-    /// (`AZURE_FEDERATED_TOKEN_FILE`, as on AKS and in GitHub Actions), sent as the client
-    /// assertion. Read again at every sign-in.
-    FederatedTokenFile(std::path::PathBuf),
-}
-
-/// A secret that prints as `[redacted]`.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: String) -> Self {
-        Self(s)
-    }
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use super::credential::{Credential, Secret};
+use super::credential::{TokenRequest, token_roles};
 
 /// Errors talking to Graph.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The token endpoint refused the credentials.
-    #[error(
-        "Sign-in at `{url}` failed ({status}): {message}. Check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET"
-    )]
+    #[error("Sign-in at `{url}` failed ({status}): {message}. Next: {hint}")]
     Auth {
         /// Token endpoint.
         url: String,
-        /// HTTP status.
+        /// HTTP status (0: the request could not be made).
         status: u16,
         /// What the endpoint said.
         message: String,
+        /// What to check.
+        hint: &'static str,
     },
     /// Graph refused the request for lack of permission.
     #[error("Graph refused `{url}` (403 Forbidden): {message}")]
@@ -76,7 +52,7 @@ pub enum Error {
         url: String,
         /// HTTP status.
         status: u16,
-        /// What Graph said.
+        /// What Graph said (`error.code: error.message`).
         message: String,
     },
     /// Attempts or time ran out.
@@ -113,7 +89,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// How the client signs in and retries.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
-    /// Graph endpoint (`https://graph.microsoft.com`, a national cloud, or the simulator).
+    /// Graph endpoint (`https://graph.microsoft.com`, a national cloud, or the simulator);
+    /// the Log Analytics API endpoint for a Log Analytics client.
     pub endpoint: Url,
     /// Authority host (`https://login.microsoftonline.com`, …).
     pub authority: Url,
@@ -138,7 +115,7 @@ pub struct ClientSettings {
 /// Counters a run reports.
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// HTTP requests sent to Graph (retries included).
+    /// HTTP requests sent (retries included, token requests not).
     pub requests: AtomicU64,
     /// 429 answers.
     pub throttled: AtomicU64,
@@ -146,13 +123,86 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Milliseconds spent waiting (Retry-After, backoff, rate limiter).
     pub waited_ms: AtomicU64,
+    /// Tokens fetched.
+    pub token_requests: AtomicU64,
+}
+
+/// One request as the retry loop builds it.
+pub(crate) struct Request {
+    post: bool,
+    url: Url,
+    headers: Vec<(&'static str, String)>,
+    body: Option<(&'static str, String)>,
+}
+
+/// One answer as the retry loop reads it: the body is an error when it was cut short.
+pub(crate) struct Reply {
+    status: u16,
+    retry_after: Option<String>,
+    body: std::result::Result<Vec<u8>, String>,
+}
+
+/// Sends requests: HTTP, or (in the tests) a script on tokio's paused clock.
+enum Transport {
+    Http(reqwest::Client),
+    #[cfg(test)]
+    Script(std::sync::Arc<tests::Script>),
+}
+
+impl Transport {
+    async fn send(&self, req: Request) -> std::result::Result<Reply, String> {
+        match self {
+            Transport::Http(http) => {
+                let mut b = if req.post {
+                    http.post(req.url)
+                } else {
+                    http.get(req.url)
+                };
+                for (k, v) in req.headers {
+                    b = b.header(k, v);
+                }
+                if let Some((content_type, body)) = req.body {
+                    b = b.header("Content-Type", content_type).body(body);
+                }
+                let r = b
+                    .send()
+                    .await
+                    .map_err(|e| format!("transport error: {e}"))?;
+                let status = r.status().as_u16();
+                let retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let body = r
+                    .bytes()
+                    .await
+                    .map(|b| b.to_vec())
+                    .map_err(|e| format!("the body was cut short: {e}"));
+                Ok(Reply {
+                    status,
+                    retry_after,
+                    body,
+                })
+            }
+            #[cfg(test)]
+            Transport::Script(s) => s.send(req).await,
+        }
+    }
+}
+
+/// A token and when to renew it.
+struct Token {
+    value: String,
+    renew_at: Instant,
 }
 
 /// A Graph client.
 pub struct GraphClient {
-    http: reqwest::Client,
+    transport: Transport,
     settings: ClientSettings,
-    token: tokio::sync::Mutex<Option<String>>,
+    token: tokio::sync::Mutex<Option<Token>>,
+    roles: Mutex<Vec<String>>,
     audit_window: Mutex<VecDeque<Instant>>,
     started: Instant,
     /// Counters.
@@ -163,19 +213,23 @@ impl GraphClient {
     /// A client with the given settings.
     pub fn new(settings: ClientSettings) -> Result<Self> {
         let http = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("govlake/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::BadUrl(e.to_string()))?;
-        Ok(Self {
-            http,
+        Ok(Self::with_transport(settings, Transport::Http(http)))
+    }
+
+    fn with_transport(settings: ClientSettings, transport: Transport) -> Self {
+        Self {
+            transport,
             settings,
             token: tokio::sync::Mutex::new(None),
+            roles: Mutex::new(vec![]),
             audit_window: Mutex::new(VecDeque::new()),
             started: Instant::now(),
             stats: Stats::default(),
-        })
+        }
     }
 
     /// The URL of a Graph path (`identityGovernance/…`), with query pairs.
@@ -190,6 +244,12 @@ impl GraphClient {
             }
         }
         Ok(url)
+    }
+
+    /// The URL of a path on the endpoint outside Graph's `v1.0` (the Log Analytics API).
+    pub fn service_url(&self, path: &str) -> Result<Url> {
+        let base = self.settings.endpoint.as_str().trim_end_matches('/');
+        Url::parse(&format!("{base}/{path}")).map_err(|_| Error::BadUrl(format!("{base}/{path}")))
     }
 
     /// Checks that a nextLink stays on the configured Graph host.
@@ -208,90 +268,108 @@ impl GraphClient {
         Ok(url)
     }
 
-    async fn fetch_token(&self) -> Result<String> {
-        let s = &self.settings;
-        let url = format!(
-            "{}/{}/oauth2/v2.0/token",
-            s.authority.as_str().trim_end_matches('/'),
-            s.tenant
-        );
-        let scope = format!("{}/.default", s.endpoint.as_str().trim_end_matches('/'));
-        let assertion;
-        let mut form = vec![
-            ("grant_type", "client_credentials"),
-            ("client_id", s.client_id.as_str()),
-            ("scope", scope.as_str()),
-        ];
-        match &s.credential {
-            Credential::Secret(secret) => form.push(("client_secret", secret.expose())),
-            Credential::FederatedTokenFile(path) => {
-                assertion = std::fs::read_to_string(path).map_err(|e| Error::Auth {
-                    url: url.clone(),
-                    status: 0,
-                    message: format!(
-                        "cannot read the federated token file `{}`: {e}",
-                        path.display()
-                    ),
-                })?;
-                form.push((
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ));
-                form.push(("client_assertion", assertion.trim()));
-            }
+    /// The app roles of the current token (empty before sign-in or for opaque tokens).
+    pub fn token_roles(&self) -> Vec<String> {
+        self.roles.lock().expect("not poisoned").clone()
+    }
+
+    fn remaining(&self) -> Duration {
+        self.settings
+            .deadline
+            .saturating_sub(self.started.elapsed())
+    }
+
+    /// One request with the per-request timeout.
+    async fn send(&self, req: Request) -> std::result::Result<Reply, String> {
+        let limit = self.settings.request_timeout.min(self.remaining());
+        match tokio::time::timeout(limit, self.transport.send(req)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {} s", limit.as_secs_f64())),
         }
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
+    }
+
+    async fn fetch_token(&self) -> Result<Token> {
+        let s = &self.settings;
+        let auth_error = |url: &str, status: u16, message: String| Error::Auth {
+            url: url.to_string(),
+            status,
+            message,
+            hint: s.credential.hint(),
+        };
         let mut last = String::new();
+        let mut url_text = String::new();
         for attempt in 1..=s.max_attempts {
-            let sent = self
-                .http
-                .post(&url)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(body.clone())
-                .send()
-                .await;
-            match sent {
-                Ok(r) if r.status().is_success() => {
-                    let v: Value = r.json().await.map_err(|e| Error::Auth {
-                        url: url.clone(),
-                        status: 200,
-                        message: format!("unreadable token response: {e}"),
-                    })?;
-                    return v["access_token"]
-                        .as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| Error::Auth {
-                            url: url.clone(),
-                            status: 200,
-                            message: "no access_token in the response".into(),
-                        });
+            // Built afresh each time: an assertion is single-use and a token file may change.
+            let request = s
+                .credential
+                .token_request(&s.authority, &s.tenant, &s.client_id, s.endpoint.as_str())
+                .map_err(|m| auth_error(&url_text, 0, m))?;
+            let req = match request {
+                TokenRequest::Form { url, body } => Request {
+                    post: true,
+                    url,
+                    headers: vec![],
+                    body: Some(("application/x-www-form-urlencoded", body)),
+                },
+                TokenRequest::Get { url, headers } => Request {
+                    post: false,
+                    url,
+                    headers,
+                    body: None,
+                },
+            };
+            url_text = req.url.as_str().split('?').next().unwrap_or("").to_string();
+            self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
+            let wait = match self.send(req).await {
+                Ok(r) if r.status == 200 => {
+                    let v: Value = r
+                        .body
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok())
+                        .unwrap_or(Value::Null);
+                    let Some(token) = v["access_token"].as_str() else {
+                        last = "the token response has no access_token".into();
+                        self.wait(self.backoff(attempt), &url_text, attempt, &last)
+                            .await?;
+                        continue;
+                    };
+                    *self.roles.lock().expect("not poisoned") = token_roles(token);
+                    let ttl = token_lifetime(&v).unwrap_or(Duration::from_secs(3600));
+                    // Renew ahead of expiry: 5 minutes, or a twelfth of a short lifetime.
+                    let margin = (ttl / 12).min(Duration::from_secs(300));
+                    return Ok(Token {
+                        value: token.to_string(),
+                        renew_at: Instant::now() + ttl - margin,
+                    });
                 }
-                Ok(r) if r.status().is_server_error() => {
-                    last = format!("{}", r.status());
+                Ok(r) if r.status == 429 || r.status >= 500 => {
+                    last = format!("{} from the token endpoint", r.status);
+                    retry_wait(r.retry_after.as_deref()).unwrap_or_else(|| self.backoff(attempt))
                 }
                 Ok(r) => {
-                    let status = r.status().as_u16();
-                    let text = r.text().await.unwrap_or_default();
+                    let text = r
+                        .body
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
                     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                     let message = v["error_description"]
                         .as_str()
                         .or(v["error"].as_str())
                         .unwrap_or(&text)
                         .to_string();
-                    return Err(Error::Auth {
-                        url,
-                        status,
-                        message,
-                    });
+                    return Err(auth_error(&url_text, r.status, message));
                 }
-                Err(e) => last = e.to_string(),
+                Err(e) => {
+                    last = e;
+                    self.backoff(attempt)
+                }
+            };
+            if attempt < s.max_attempts {
+                self.wait(wait, &url_text, attempt, &last).await?;
             }
-            self.sleep(self.backoff(attempt)).await;
         }
         Err(Error::GaveUp {
-            url,
+            url: url_text,
             attempts: s.max_attempts,
             last,
         })
@@ -299,20 +377,38 @@ impl GraphClient {
 
     async fn bearer(&self, refresh: bool) -> Result<String> {
         let mut token = self.token.lock().await;
-        if refresh || token.is_none() {
+        let stale = token.as_ref().is_none_or(|t| Instant::now() >= t.renew_at);
+        if refresh || stale {
             *token = Some(self.fetch_token().await?);
         }
-        Ok(token.clone().expect("set above"))
+        Ok(token.as_ref().expect("set above").value.clone())
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.settings.backoff_base.as_millis() as u64;
+        let base = (self.settings.backoff_base.as_millis() as u64).max(1);
         let exp = base.saturating_mul(1 << attempt.min(16)).min(60_000);
         // Full jitter from a cheap, seedless source: the clock's nanoseconds.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos() as u64);
         Duration::from_millis(exp / 2 + nanos % (exp / 2 + 1))
+    }
+
+    /// Waits before the next attempt, unless the wait would pass the run's deadline: then
+    /// the run stops now, with nothing committed, and the next run redoes the work.
+    async fn wait(&self, d: Duration, url: &str, attempt: u32, last: &str) -> Result<()> {
+        if d >= self.remaining() {
+            return Err(Error::GaveUp {
+                url: url.to_string(),
+                attempts: attempt,
+                last: format!(
+                    "{last}; the next attempt would be {:.0} s from now, past the run's deadline (--deadline-minutes); rerun later",
+                    d.as_secs_f64()
+                ),
+            });
+        }
+        self.sleep(d).await;
+        Ok(())
     }
 
     async fn sleep(&self, d: Duration) {
@@ -348,16 +444,39 @@ impl GraphClient {
         }
     }
 
-    /// GETs one page and parses it; retries until it is whole or the budget is spent.
+    /// GETs one Graph page and parses it; retries until it is whole or the budget is spent.
     pub async fn get_page(&self, url: &Url) -> Result<Value> {
         let audit = url.path().ends_with("/directoryAudits");
+        self.call(url, None, audit, |v| {
+            v.get("value").is_some_and(Value::is_array)
+        })
+        .await
+    }
+
+    /// POSTs a JSON body (a Log Analytics query) and parses the answer, with the same retry
+    /// rules; `whole` says whether a parsed answer is complete.
+    pub async fn post_json(
+        &self,
+        url: &Url,
+        body: &Value,
+        whole: fn(&Value) -> bool,
+    ) -> Result<Value> {
+        self.call(url, Some(body.to_string()), false, whole).await
+    }
+
+    async fn call(
+        &self,
+        url: &Url,
+        body: Option<String>,
+        audit: bool,
+        whole: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
         let mut refreshed = false;
         let mut last = String::new();
         let s = &self.settings;
-        for attempt in 1..=s.max_attempts {
-            if self.started.elapsed() > s.deadline {
-                break;
-            }
+        let mut attempt = 0;
+        while attempt < s.max_attempts {
+            attempt += 1;
             if audit {
                 self.rate_limit().await;
             }
@@ -366,60 +485,66 @@ impl GraphClient {
             if attempt > 1 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
-            let sent = self
-                .http
-                .get(url.clone())
-                .bearer_auth(token)
-                .header("Accept", "application/json")
-                .send()
-                .await;
-            let response = match sent {
+            let req = Request {
+                post: body.is_some(),
+                url: url.clone(),
+                headers: vec![
+                    ("Authorization", format!("Bearer {token}")),
+                    ("Accept", "application/json".into()),
+                ],
+                body: body.clone().map(|b| ("application/json", b)),
+            };
+            let reply = match self.send(req).await {
                 Ok(r) => r,
                 Err(e) => {
-                    last = format!("transport error: {e}");
-                    self.sleep(self.backoff(attempt)).await;
+                    last = e;
+                    self.wait(self.backoff(attempt), url.as_str(), attempt, &last)
+                        .await?;
                     continue;
                 }
             };
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            match status {
-                200 => match response.bytes().await {
-                    Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-                        Ok(v) if v.get("value").is_some_and(Value::is_array) => return Ok(v),
-                        Ok(_) => last = "the page has no `value` list".into(),
-                        Err(e) => last = format!("incomplete or invalid JSON body: {e}"),
-                    },
-                    Err(e) => last = format!("the body was cut short: {e}"),
-                },
+            let told = retry_wait(reply.retry_after.as_deref());
+            let wait = match reply.status {
+                200 => {
+                    match reply.body {
+                        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+                            Ok(v) if whole(&v) => return Ok(v),
+                            Ok(_) => last = "the answer is not a whole page".into(),
+                            Err(e) => last = format!("incomplete or invalid JSON body: {e}"),
+                        },
+                        Err(e) => last = e,
+                    }
+                    // A truncated body: fetch the same URL again.
+                    self.backoff(attempt)
+                }
                 429 => {
                     self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                     last = "429 Too Many Requests".into();
-                    let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
-                    tracing::debug!(url = %url, wait_ms = wait.as_millis() as u64, "Throttled; waiting as told.");
-                    self.sleep(wait).await;
-                    continue;
+                    told.unwrap_or_else(|| self.backoff(attempt))
                 }
                 401 if !refreshed => {
+                    // One refresh, and this attempt does not count: a second 401 is fatal.
                     refreshed = true;
-                    last = "401 Unauthorized".into();
+                    attempt -= 1;
                     self.bearer(true).await?;
                     continue;
                 }
                 500 | 502 | 503 | 504 => {
-                    last = format!("{status} from Graph");
-                    let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
-                    self.sleep(wait).await;
-                    continue;
+                    last = format!("{} from the server", reply.status);
+                    told.unwrap_or_else(|| self.backoff(attempt))
                 }
-                _ => {
-                    let text = response.text().await.unwrap_or_default();
+                status => {
+                    let text = reply
+                        .body
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
                     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    let message = v["error"]["message"].as_str().unwrap_or(&text).to_string();
+                    let message =
+                        match (v["error"]["code"].as_str(), v["error"]["message"].as_str()) {
+                            (Some(code), Some(m)) => format!("{code}: {m}"),
+                            (None, Some(m)) => m.to_string(),
+                            _ => text.chars().take(500).collect(),
+                        };
                     if status == 403 {
                         return Err(Error::Forbidden {
                             url: url.to_string(),
@@ -432,16 +557,38 @@ impl GraphClient {
                         message,
                     });
                 }
+            };
+            if reply.status == 429 {
+                tracing::debug!(url = %url, wait_ms = wait.as_millis() as u64, "Throttled; waiting as told.");
             }
-            // A whole-looking response that did not parse: a truncated body. Again.
-            self.sleep(self.backoff(attempt)).await;
+            if attempt < s.max_attempts {
+                self.wait(wait, url.as_str(), attempt, &last).await?;
+            }
         }
         Err(Error::GaveUp {
             url: url.to_string(),
-            attempts: s.max_attempts,
+            attempts: attempt,
             last,
         })
     }
+}
+
+/// How long a token lives: `expires_in` (seconds, number or string) or `expires_on` (UNIX
+/// seconds, as managed identity endpoints answer).
+fn token_lifetime(v: &Value) -> Option<Duration> {
+    let num = |v: &Value| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok());
+    if let Some(secs) = num(&v["expires_in"]) {
+        return Some(Duration::from_secs(secs.max(1) as u64));
+    }
+    let on = num(&v["expires_on"])?;
+    let secs = on - chrono::Utc::now().timestamp();
+    Some(Duration::from_secs(secs.max(1) as u64))
+}
+
+/// The wait a `Retry-After` asks for, when it asks for one: absent, zero, negative or
+/// garbage values give `None` (the caller backs off instead).
+fn retry_wait(v: Option<&str>) -> Option<Duration> {
+    parse_retry_after(v?).filter(|d| !d.is_zero())
 }
 
 /// `Retry-After` as seconds or an HTTP date.
@@ -457,7 +604,420 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    //! RELIABILITY.md section B on tokio's paused clock: the transport is a script of
+    //! answers, every request is logged with the (virtual) time it was sent, and the
+    //! assertions are about those times.
+
     use super::*;
+    use std::sync::Arc;
+
+    /// One scripted answer.
+    pub(crate) struct Step {
+        delay: Duration,
+        status: u16,
+        retry_after: Option<String>,
+        body: std::result::Result<String, String>,
+    }
+
+    fn step(status: u16, retry_after: Option<&str>, body: &str) -> Step {
+        Step {
+            delay: Duration::ZERO,
+            status,
+            retry_after: retry_after.map(str::to_string),
+            body: Ok(body.to_string()),
+        }
+    }
+
+    fn page(n: usize) -> Step {
+        let values: Vec<Value> = (0..n)
+            .map(|i| serde_json::json!({"id": i.to_string()}))
+            .collect();
+        step(
+            200,
+            None,
+            &serde_json::json!({ "value": values }).to_string(),
+        )
+    }
+
+    /// A request as the script saw it.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Sent {
+        at: Instant,
+        token_request: bool,
+        url: String,
+        authorization: Option<String>,
+    }
+
+    /// Scripted answers: `pages` for Graph requests, `tokens` for token requests (when
+    /// empty, a fresh token living `ttl`); then an empty page.
+    #[derive(Default)]
+    pub(crate) struct Script {
+        pages: Mutex<VecDeque<Step>>,
+        tokens: Mutex<VecDeque<Step>>,
+        ttl_secs: u64,
+        issued: AtomicU64,
+        log: Mutex<Vec<Sent>>,
+    }
+
+    impl Script {
+        pub(crate) async fn send(&self, req: Request) -> std::result::Result<Reply, String> {
+            let token_request = req.url.path().ends_with("/token");
+            self.log.lock().unwrap().push(Sent {
+                at: Instant::now(),
+                token_request,
+                url: req.url.to_string(),
+                authorization: req
+                    .headers
+                    .iter()
+                    .find(|(k, _)| *k == "Authorization")
+                    .map(|(_, v)| v.clone()),
+            });
+            let queue = if token_request {
+                &self.tokens
+            } else {
+                &self.pages
+            };
+            let next = queue.lock().unwrap().pop_front();
+            let s = next.unwrap_or_else(|| {
+                if token_request {
+                    let n = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
+                    step(
+                        200,
+                        None,
+                        &format!(
+                            r#"{{"access_token":"tok-{n}","expires_in":{}}}"#,
+                            self.ttl_secs
+                        ),
+                    )
+                } else {
+                    page(0)
+                }
+            });
+            tokio::time::sleep(s.delay).await;
+            Ok(Reply {
+                status: s.status,
+                retry_after: s.retry_after,
+                body: s.body.map(String::into_bytes),
+            })
+        }
+
+        fn graph_requests(&self) -> Vec<Sent> {
+            let log = self.log.lock().unwrap();
+            log.iter().filter(|s| !s.token_request).cloned().collect()
+        }
+
+        fn token_requests(&self) -> usize {
+            self.log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.token_request)
+                .count()
+        }
+    }
+
+    fn settings(max_attempts: u32, deadline_secs: u64) -> ClientSettings {
+        ClientSettings {
+            endpoint: Url::parse("http://graph.test").unwrap(),
+            authority: Url::parse("http://login.test").unwrap(),
+            tenant: "contoso".into(),
+            client_id: "app".into(),
+            credential: Credential::Secret(Secret::new("s3cret".into())),
+            max_attempts,
+            backoff_base: Duration::from_millis(100),
+            request_timeout: Duration::from_secs(10),
+            deadline: Duration::from_secs(deadline_secs),
+            audit_rate_limit: None,
+        }
+    }
+
+    fn client(settings: ClientSettings, pages: Vec<Step>) -> (GraphClient, Arc<Script>) {
+        let script = Arc::new(Script {
+            pages: Mutex::new(pages.into()),
+            ttl_secs: 3600,
+            ..Script::default()
+        });
+        let c = GraphClient::with_transport(settings, Transport::Script(script.clone()));
+        (c, script)
+    }
+
+    fn url() -> Url {
+        Url::parse("http://graph.test/v1.0/identityGovernance/entitlementManagement/assignments")
+            .unwrap()
+    }
+
+    /// Gaps between consecutive Graph requests.
+    fn gaps(sent: &[Sent]) -> Vec<Duration> {
+        sent.windows(2).map(|w| w[1].at - w[0].at).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_storm_of_429s_is_waited_out_retry_after_by_retry_after() {
+        let mut steps: Vec<Step> = (0..20).map(|_| step(429, Some("2"), "")).collect();
+        steps.push(page(3));
+        let (c, script) = client(settings(30, 3600), steps);
+        let v = c.get_page(&url()).await.unwrap();
+        assert_eq!(v["value"].as_array().unwrap().len(), 3);
+        let sent = script.graph_requests();
+        assert_eq!(sent.len(), 21);
+        for gap in gaps(&sent) {
+            assert!(gap >= Duration::from_secs(2), "retried early: {gap:?}");
+        }
+        assert_eq!(c.stats.throttled.load(Ordering::Relaxed), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_storm_longer_than_the_attempt_cap_stops_at_the_cap() {
+        let steps: Vec<Step> = (0..20).map(|_| step(429, Some("2"), "")).collect();
+        let (c, script) = client(settings(8, 3600), steps);
+        let e = c.get_page(&url()).await.unwrap_err();
+        assert!(matches!(e, Error::GaveUp { attempts: 8, .. }), "{e}");
+        assert_eq!(script.graph_requests().len(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absent_zero_negative_and_garbage_retry_after_back_off_instead() {
+        for told in [None, Some("0"), Some("-3"), Some("soon"), Some("1.5")] {
+            let (c, script) = client(settings(5, 3600), vec![step(429, told, ""), page(1)]);
+            c.get_page(&url()).await.unwrap();
+            let g = gaps(&script.graph_requests());
+            // backoff(1) with a 100 ms base lies in [100 ms, 200 ms]
+            assert!(
+                g[0] >= Duration::from_millis(100) && g[0] <= Duration::from_millis(200),
+                "Retry-After {told:?}: waited {:?}",
+                g[0]
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http_date_retry_after_is_honoured() {
+        let at = chrono::Utc::now() + chrono::Duration::seconds(5);
+        let (c, script) = client(
+            settings(5, 3600),
+            vec![step(503, Some(&at.to_rfc2822()), ""), page(1)],
+        );
+        c.get_page(&url()).await.unwrap();
+        let g = gaps(&script.graph_requests());
+        assert!(g[0] >= Duration::from_secs(4), "{:?}", g[0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_hour_long_retry_after_waits_within_the_deadline_or_fails_at_once() {
+        // Deadline 10 minutes: no waiting an hour, a clean failure now.
+        let (c, script) = client(settings(5, 600), vec![step(429, Some("3600"), ""), page(1)]);
+        let t0 = Instant::now();
+        let e = c.get_page(&url()).await.unwrap_err().to_string();
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert!(e.contains("past the run's deadline"), "{e}");
+        assert_eq!(script.graph_requests().len(), 1);
+        // Deadline 2 hours: the hour is waited, then the page comes.
+        let (c, script) = client(
+            settings(5, 7200),
+            vec![step(429, Some("3600"), ""), page(1)],
+        );
+        c.get_page(&url()).await.unwrap();
+        assert!(gaps(&script.graph_requests())[0] >= Duration::from_secs(3600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn server_errors_are_retried_and_client_errors_are_not() {
+        let (c, script) = client(
+            settings(8, 3600),
+            vec![
+                step(503, None, ""),
+                step(504, Some("3"), ""),
+                step(500, None, ""),
+                step(502, None, ""),
+                page(2),
+            ],
+        );
+        c.get_page(&url()).await.unwrap();
+        let sent = script.graph_requests();
+        assert_eq!(sent.len(), 5);
+        assert!(gaps(&sent)[1] >= Duration::from_secs(3));
+        for status in [400, 404, 409] {
+            let body = r#"{"error":{"code":"BadRequest","message":"Invalid filter clause"}}"#;
+            let (c, script) = client(settings(8, 3600), vec![step(status, None, body)]);
+            let e = c.get_page(&url()).await.unwrap_err();
+            assert_eq!(script.graph_requests().len(), 1, "{status} was retried");
+            let text = e.to_string();
+            assert!(
+                text.contains("assignments") && text.contains("BadRequest: Invalid filter"),
+                "{text}"
+            );
+        }
+        let (c, _) = client(settings(8, 3600), vec![step(403, None, "{}")]);
+        assert!(matches!(
+            c.get_page(&url()).await,
+            Err(Error::Forbidden { .. })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_truncated_page_is_fetched_again_from_the_same_link() {
+        let cut = Step {
+            body: Err("connection reset".into()),
+            ..page(1)
+        };
+        let (c, script) = client(
+            settings(5, 3600),
+            vec![
+                step(200, None, r#"{"value":[{"id":"a"},{"id":"#),
+                cut,
+                page(2),
+            ],
+        );
+        let v = c.get_page(&url()).await.unwrap();
+        assert_eq!(v["value"].as_array().unwrap().len(), 2);
+        let sent = script.graph_requests();
+        assert_eq!(sent.len(), 3);
+        assert!(sent.iter().all(|s| s.url == url().to_string()));
+        // Cut short every time: give up at the cap (the caller then commits nothing).
+        let steps = (0..10)
+            .map(|_| step(200, None, r#"{"value":[{"id":"a""#))
+            .collect();
+        let (c, script) = client(settings(4, 3600), steps);
+        assert!(matches!(
+            c.get_page(&url()).await,
+            Err(Error::GaveUp { attempts: 4, .. })
+        ));
+        assert_eq!(script.graph_requests().len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_server_is_bounded_by_the_request_timeout_and_the_deadline() {
+        let steps = (0..100)
+            .map(|_| Step {
+                delay: Duration::from_secs(30),
+                ..page(1)
+            })
+            .collect();
+        let (c, script) = client(settings(100, 60), steps);
+        let t0 = Instant::now();
+        let e = c.get_page(&url()).await.unwrap_err();
+        let took = t0.elapsed();
+        assert!(took <= Duration::from_secs(61), "hung for {took:?}");
+        assert!(e.to_string().contains("no answer within"), "{e}");
+        assert!(script.graph_requests().len() <= 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_are_renewed_before_they_expire_not_per_request() {
+        let mut s = settings(5, 3600);
+        s.backoff_base = Duration::from_millis(100);
+        let script = Arc::new(Script {
+            ttl_secs: 60,
+            ..Script::default()
+        });
+        let c = GraphClient::with_transport(s, Transport::Script(script.clone()));
+        // Ten minutes of paging, a request every 5 s.
+        for _ in 0..120 {
+            c.get_page(&url()).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let tokens = script.token_requests();
+        assert!(
+            (10..=12).contains(&tokens),
+            "{tokens} token requests in 10 min"
+        );
+        // No request went out with an expired token: each token serves at most 60 s.
+        let sent = script.graph_requests();
+        let first_use = |tok: &str| {
+            sent.iter()
+                .find(|s| s.authorization.as_deref() == Some(tok))
+                .unwrap()
+                .at
+        };
+        for s in &sent {
+            let tok = s.authorization.clone().unwrap();
+            assert!(s.at - first_use(&tok) < Duration::from_secs(60));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_401_gets_one_refresh_and_a_second_one_is_fatal() {
+        let (c, script) = client(settings(5, 3600), vec![step(401, None, ""), page(1)]);
+        c.get_page(&url()).await.unwrap();
+        let sent = script.graph_requests();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(script.token_requests(), 2);
+        assert_ne!(sent[0].authorization, sent[1].authorization);
+
+        let (c, script) = client(
+            settings(5, 3600),
+            vec![step(401, None, ""), step(401, None, ""), page(1)],
+        );
+        let e = c.get_page(&url()).await.unwrap_err();
+        assert!(matches!(e, Error::Status { status: 401, .. }), "{e}");
+        assert_eq!(script.graph_requests().len(), 2);
+        assert_eq!(script.token_requests(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_token_endpoint_is_retried_on_429_and_503_and_refusals_name_the_fix() {
+        let script = Arc::new(Script {
+            ttl_secs: 3600,
+            tokens: Mutex::new(vec![step(429, Some("2"), ""), step(503, None, "")].into()),
+            ..Script::default()
+        });
+        let c = GraphClient::with_transport(settings(5, 3600), Transport::Script(script.clone()));
+        c.get_page(&url()).await.unwrap();
+        assert_eq!(script.token_requests(), 3);
+
+        let script = Arc::new(Script {
+            tokens: Mutex::new(
+                vec![step(
+                    401,
+                    None,
+                    r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#,
+                )]
+                .into(),
+            ),
+            ..Script::default()
+        });
+        let c = GraphClient::with_transport(settings(5, 3600), Transport::Script(script.clone()));
+        let e = c.get_page(&url()).await.unwrap_err().to_string();
+        assert!(
+            e.contains("AADSTS7000215") && e.contains("AZURE_CLIENT_SECRET"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"));
+        assert_eq!(script.token_requests(), 1);
+        assert!(script.graph_requests().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_audit_rate_limiter_keeps_5_requests_per_10_seconds() {
+        let mut s = settings(5, 3600);
+        s.audit_rate_limit = Some((5, Duration::from_secs(10)));
+        let (c, script) = client(s, vec![]);
+        let audits = Url::parse("http://graph.test/v1.0/auditLogs/directoryAudits").unwrap();
+        for _ in 0..23 {
+            c.get_page(&audits).await.unwrap();
+        }
+        let sent = script.graph_requests();
+        for w in sent.windows(6) {
+            assert!(w[5].at - w[0].at >= Duration::from_secs(10));
+        }
+    }
+
+    #[test]
+    fn next_links_to_another_host_or_port_are_refused() {
+        let (c, script) = client(settings(5, 3600), vec![]);
+        assert!(
+            c.check_link("http://graph.test/v1.0/x?$skiptoken=1")
+                .is_ok()
+        );
+        for link in [
+            "http://evil.test/v1.0/x",
+            "http://graph.test:8443/v1.0/x",
+            "https://graph.test/v1.0/x",
+        ] {
+            assert!(matches!(c.check_link(link), Err(Error::ForeignLink { .. })));
+        }
+        assert!(script.log.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn retry_after_in_both_forms() {
@@ -469,11 +1029,25 @@ mod tests {
             "{d:?}"
         );
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(retry_wait(Some("0")), None);
     }
 
     #[test]
     fn the_secret_never_prints() {
         let s = Secret::new("hunter2".into());
         assert_eq!(format!("{s:?}"), "[redacted]");
+        let settings = settings(1, 1);
+        assert!(!format!("{settings:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn token_lifetimes_in_every_form() {
+        let ttl = |v: Value| token_lifetime(&v).map(|d| d.as_secs());
+        assert_eq!(ttl(serde_json::json!({"expires_in": 3599})), Some(3599));
+        assert_eq!(ttl(serde_json::json!({"expires_in": "86399"})), Some(86399));
+        let on = chrono::Utc::now().timestamp() + 600;
+        let t = ttl(serde_json::json!({"expires_on": on.to_string()})).unwrap();
+        assert!((598..=600).contains(&t), "{t}");
+        assert_eq!(ttl(serde_json::json!({})), None);
     }
 }

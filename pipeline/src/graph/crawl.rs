@@ -1,9 +1,16 @@
 //! What a live run reads from Graph, and where it lands. Every collection the file ingest
 //! knows is listed with the `$expand` Graph allows and the largest `$top`; children are
 //! listed per parent (sponsors per connected organization, instances per review
-//! definition, decisions per instance, members per incompatible group). Audit events are
-//! read incrementally: from the last run's watermark minus an overlap (late events land
-//! inside it and are deduped by id), or from `--since`, or all of them with `--full`.
+//! definition, decisions per instance, members per incompatible group). Two collections are
+//! read incrementally, as the caller's [`Plan`] says: requests from a `createdDateTime`
+//! (the last run's newest, or the oldest request still unfinished, whichever is earlier, so
+//! requests that changed state are re-read), and audit events from the last run's watermark
+//! minus an overlap (late events land inside it and are deduped by id), or from `--since`;
+//! `--full` reads everything.
+//!
+//! `crawl_log_analytics` reads the `AuditLogs` table of a Log Analytics workspace in
+//! day-sized windows (a window the service answers only in part is split in halves) and
+//! spools the rows as directoryAudit pages, for history older than Graph's retention.
 //!
 //! Pages are written verbatim to a spool folder (one file per page, exactly as an export
 //! would hold them) and the file ingest then reads that folder: the same parser, the same
@@ -43,6 +50,10 @@ pub struct CrawlSummary {
     pub coverage_gaps: Vec<CoverageGap>,
     /// Lower bound of the audit-event window (RFC 3339), when incremental.
     pub audit_events_since: Option<String>,
+    /// Lower bound of the requests' `createdDateTime` window (RFC 3339), when incremental.
+    pub requests_since: Option<String>,
+    /// Permissions beyond reading that the token carried (least privilege warning).
+    pub write_roles: Vec<String>,
 }
 
 /// A collection that could not be read.
@@ -56,13 +67,36 @@ pub struct CoverageGap {
     pub reason: String,
 }
 
-/// Where audit events start.
+/// Where an incremental listing starts.
 #[derive(Debug, Clone, Copy)]
-pub enum AuditWindow {
+pub enum Window {
     /// Everything Graph still holds.
     All,
     /// From this time (UTC micros), inclusive.
     Since(i64),
+}
+
+impl Window {
+    fn filter(self, field: &str) -> Option<(String, String)> {
+        match self {
+            Window::All => None,
+            Window::Since(t) => {
+                let since = crate::lake::fmt_ts(t);
+                Some((format!("{field} ge {since}"), since))
+            }
+        }
+    }
+}
+
+/// What a crawl reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Requests created from here (plus the unfinished ones, which the caller folds in).
+    pub requests: Window,
+    /// Audit events from here.
+    pub audits: Window,
+    /// `$top`.
+    pub page_size: u32,
 }
 
 struct Crawler<'a> {
@@ -70,26 +104,73 @@ struct Crawler<'a> {
     spool: PathBuf,
     page_size: u32,
     summary: CrawlSummary,
-    progress: &'a (dyn Fn(&str, u64, u64) + Sync),
+    /// Pages per collection name, for progress.
+    pages: BTreeMap<String, u64>,
+    progress: &'a Progress<'a>,
 }
 
-/// Lists everything into `spool` (created). `progress(collection, pages, records)`.
+/// `progress(collection, pages, records)`, totals per collection name so far.
+pub type Progress<'a> = dyn Fn(&str, u64, u64) + Sync + 'a;
+
+impl<'a> Crawler<'a> {
+    fn new(
+        client: &'a GraphClient,
+        spool: &Path,
+        page_size: u32,
+        progress: &'a Progress<'a>,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(spool)
+            .map_err(|e| Error::BadUrl(format!("{}: {e}", spool.display())))?;
+        Ok(Crawler {
+            client,
+            spool: spool.to_path_buf(),
+            page_size,
+            summary: CrawlSummary::default(),
+            pages: BTreeMap::new(),
+            progress,
+        })
+    }
+
+    /// Writes one page to the spool and counts it.
+    fn spool_page(&mut self, name: &str, page: &Value) -> Result<()> {
+        self.summary.pages += 1;
+        let values = page["value"].as_array().map_or(0, Vec::len) as u64;
+        self.summary.records += values;
+        let records = self
+            .summary
+            .per_collection
+            .entry(name.to_string())
+            .or_default();
+        *records += values;
+        let records = *records;
+        let pages = self.pages.entry(name.to_string()).or_default();
+        *pages += 1;
+        let file = self.spool.join(format!("{:07}.json", self.summary.pages));
+        std::fs::write(&file, page.to_string())
+            .map_err(|e| Error::BadUrl(format!("cannot write `{}`: {e}", file.display())))?;
+        (self.progress)(name, *pages, records);
+        Ok(())
+    }
+
+    fn finish(mut self) -> CrawlSummary {
+        let s = &self.client.stats;
+        self.summary.requests = s.requests.load(Ordering::Relaxed);
+        self.summary.throttled = s.throttled.load(Ordering::Relaxed);
+        self.summary.retries = s.retries.load(Ordering::Relaxed);
+        self.summary.waited_secs = s.waited_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        self.summary.write_roles = super::credential::write_roles(&self.client.token_roles());
+        self.summary
+    }
+}
+
+/// Lists everything into `spool` (created).
 pub async fn crawl(
     client: &GraphClient,
     spool: &Path,
-    page_size: u32,
-    audits: AuditWindow,
-    progress: &(dyn Fn(&str, u64, u64) + Sync),
+    plan: Plan,
+    progress: &Progress<'_>,
 ) -> Result<CrawlSummary> {
-    std::fs::create_dir_all(spool)
-        .map_err(|e| Error::BadUrl(format!("{}: {e}", spool.display())))?;
-    let mut c = Crawler {
-        client,
-        spool: spool.to_path_buf(),
-        page_size,
-        summary: CrawlSummary::default(),
-        progress,
-    };
+    let mut c = Crawler::new(client, spool, plan.page_size, progress)?;
     c.list("catalogs", &format!("{EM}/catalogs"), None, None)
         .await?;
     let packages = c
@@ -107,11 +188,15 @@ pub async fn crawl(
         None,
     )
     .await?;
+    let requests_filter = plan.requests.filter("createdDateTime").map(|(f, since)| {
+        c.summary.requests_since = Some(since);
+        f
+    });
     c.list(
         "assignmentRequests",
         &format!("{EM}/assignmentRequests"),
         Some("requestor,accessPackage,assignment"),
-        None,
+        requests_filter,
     )
     .await?;
     c.list(
@@ -189,23 +274,94 @@ pub async fn crawl(
         )
         .await?;
     }
-    let filter = match audits {
-        AuditWindow::All => None,
-        AuditWindow::Since(t) => {
-            let since = crate::lake::fmt_ts(t);
-            c.summary.audit_events_since = Some(since.clone());
-            Some(format!("activityDateTime ge {since}"))
-        }
-    };
+    let filter = plan.audits.filter("activityDateTime").map(|(f, since)| {
+        c.summary.audit_events_since = Some(since);
+        f
+    });
     c.list("directoryAudits", "auditLogs/directoryAudits", None, filter)
         .await?;
+    Ok(c.finish())
+}
 
-    let s = &client.stats;
-    c.summary.requests = s.requests.load(Ordering::Relaxed);
-    c.summary.throttled = s.throttled.load(Ordering::Relaxed);
-    c.summary.retries = s.retries.load(Ordering::Relaxed);
-    c.summary.waited_secs = s.waited_ms.load(Ordering::Relaxed) as f64 / 1000.0;
-    Ok(c.summary)
+/// Reads a Log Analytics workspace's `AuditLogs` from `since` to `until` (UTC micros) into
+/// `spool` as directoryAudit pages.
+pub async fn crawl_log_analytics(
+    client: &GraphClient,
+    spool: &Path,
+    workspace: &str,
+    since: i64,
+    until: i64,
+    progress: &Progress<'_>,
+) -> Result<CrawlSummary> {
+    use crate::ingest::loganalytics;
+    if workspace.is_empty()
+        || !workspace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(Error::BadUrl(format!(
+            "`{workspace}` is not a Log Analytics workspace id (a GUID)"
+        )));
+    }
+    let url = client.service_url(&format!("v1/workspaces/{workspace}/query"))?;
+    let columns: Vec<&str> = std::iter::once("TimeGenerated")
+        .chain(loganalytics::COLUMNS.iter().map(|(c, _, _)| *c))
+        .collect();
+    let query = format!(
+        "AuditLogs | project {} | order by TimeGenerated asc",
+        columns.join(", ")
+    );
+    const DAY: i64 = 86_400_000_000;
+    const MINUTE: i64 = 60_000_000;
+    let mut c = Crawler::new(client, spool, 0, progress)?;
+    c.summary.audit_events_since = Some(crate::lake::fmt_ts(since));
+    // Windows still to read, earliest last (popped first).
+    let mut windows: Vec<(i64, i64)> = vec![];
+    let mut start = since;
+    while start < until {
+        windows.push((start, (start + DAY).min(until)));
+        start += DAY;
+    }
+    windows.reverse();
+    while let Some((from, to)) = windows.pop() {
+        let body = serde_json::json!({
+            "query": query,
+            "timespan": format!("{}/{}", crate::lake::fmt_ts(from), crate::lake::fmt_ts(to)),
+        });
+        let answer = client
+            .post_json(&url, &body, |v| {
+                v.get("tables").is_some_and(Value::is_array)
+            })
+            .await?;
+        if let Some(error) = answer.get("error").filter(|e| !e.is_null()) {
+            // Part of the window only (the row or size limit): read it in halves.
+            if to - from > MINUTE {
+                let mid = from + (to - from) / 2;
+                windows.push((mid, to));
+                windows.push((from, mid));
+                continue;
+            }
+            return Err(Error::Status {
+                url: url.to_string(),
+                status: 200,
+                message: format!(
+                    "the window {}..{} is answered only in part even one minute wide: {error}",
+                    crate::lake::fmt_ts(from),
+                    crate::lake::fmt_ts(to)
+                ),
+            });
+        }
+        let events: Vec<Value> = loganalytics::answer_rows(&answer)
+            .iter()
+            .map(loganalytics::row_to_directory_audit)
+            .collect();
+        let page = serde_json::json!({
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#auditLogs/directoryAudits",
+            "value": events,
+        });
+        c.spool_page("AuditLogs", &page)?;
+    }
+    Ok(c.finish())
 }
 
 /// Ids of listed objects.
@@ -240,7 +396,6 @@ impl Crawler<'_> {
         let mut url = self.client.url(path, &query)?;
         let mut seen_links = HashSet::new();
         let mut kept = vec![];
-        let (mut pages, mut records) = (0u64, 0u64);
         loop {
             let page = match self.client.get_page(&url).await {
                 Ok(p) => p,
@@ -253,29 +408,18 @@ impl Crawler<'_> {
                     self.summary.coverage_gaps.push(CoverageGap {
                         collection: path.to_string(),
                         table,
-                        reason: message,
+                        reason: format!(
+                            "Graph refused it (403: {message}); grant the app its read permission and rerun"
+                        ),
                     });
                     return Ok(kept);
                 }
                 Err(e) => return Err(e),
             };
-            self.summary.pages += 1;
-            pages += 1;
-            let values = page["value"].as_array().map_or(0, Vec::len) as u64;
-            records += values;
-            self.summary.records += values;
-            *self
-                .summary
-                .per_collection
-                .entry(name.to_string())
-                .or_default() += values;
-            let file = self.spool.join(format!("{:07}.json", self.summary.pages));
-            std::fs::write(&file, page.to_string())
-                .map_err(|e| Error::BadUrl(format!("cannot write `{}`: {e}", file.display())))?;
+            self.spool_page(name, &page)?;
             if keep && let Some(v) = page["value"].as_array() {
                 kept.extend(v.iter().cloned());
             }
-            (self.progress)(name, pages, records);
             match page["@odata.nextLink"].as_str() {
                 Some(link) => {
                     if !seen_links.insert(link.to_string()) {

@@ -1,8 +1,9 @@
-//! Stage 1, live source: Microsoft Graph. `client` signs in and fetches pages safely under
-//! throttling and faults, `crawl` lists every collection (incrementally for audit events)
+//! Stage 1, live source: Microsoft Graph. `credential` says how the app signs in, `client`
+//! fetches tokens and pages safely under throttling and faults, `crawl` lists every collection (incrementally for audit events)
 //! into a spool folder that the file ingest then reads, and `sim` is the Graph simulator
 //! (`govlake-graph-sim`) that tests, demos and benchmarks run against on 127.0.0.1.
 
 pub mod client;
 pub mod crawl;
+pub mod credential;
 pub mod sim;

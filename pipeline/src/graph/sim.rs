@@ -3,11 +3,15 @@
 //! on 127.0.0.1, the way Graph behaves: OData paging (`$top`, `$skiptoken`, absolute
 //! `@odata.nextLink`), `$filter` on `createdDateTime` / `activityDateTime` / `state`
 //! (`ge gt le lt eq`, joined by `and`), `$expand` accepted, a token endpoint
-//! (`/{tenant}/oauth2/v2.0/token`, client credentials with a secret or a certificate
-//! assertion) and bearer checks. Faults are chosen by [`Faults`]: 429 with `Retry-After`,
-//! 503, truncated bodies, tokens that expire mid-run, slow pages, and audit events that
-//! arrive late. `GET /_sim/log` returns every request it answered, with its status and time,
-//! so tests can check a client's timing.
+//! (`/{tenant}/oauth2/v2.0/token`: client credentials with a secret, a certificate
+//! assertion checked against the certificate, or a federated assertion), managed identity
+//! endpoints (App Service and VM forms), the Log Analytics query API
+//! (`/v1/workspaces/{id}/query`, the tenant's audit events as `AuditLogs` rows), and bearer
+//! checks. Tokens are JWT-shaped and carry the app roles it is told to grant. Faults are
+//! chosen by [`Faults`]: 429 with `Retry-After`, 503, truncated bodies, tokens that expire
+//! mid-run, slow pages, audit events that arrive late, events past a retention horizon,
+//! clock skew, refused collections. `GET /_sim/log` returns every request it answered, with
+//! its status and time, so tests can check a client's timing.
 //!
 //! Records are kept as JSON text plus the few fields filters read; a collection is the
 //! `@odata.context` path its pages named (expansions stripped), or, for Azure Monitor
@@ -49,7 +53,48 @@ pub struct Faults {
     pub late_events: usize,
     /// Collections (path prefixes) answered 403, as when the app lacks a permission.
     pub forbidden: Vec<String>,
+    /// directoryAudits keeps events this many days (before now), as Graph keeps 30 (7 on
+    /// Free); older ones are gone. Log Analytics keeps everything.
+    pub retention_days: Option<u64>,
+    /// The token endpoint's clock runs this many seconds ahead (negative: behind).
+    pub clock_skew_secs: i64,
+    /// Rows a Log Analytics query returns before it answers `PartialError` (500,000 on
+    /// Azure).
+    pub log_analytics_row_limit: Option<usize>,
 }
+
+/// Who may sign in, and what their tokens say.
+#[derive(Debug, Clone)]
+pub struct SimAuth {
+    /// The client secret the token endpoint accepts.
+    pub client_secret: String,
+    /// A certificate (DER) whose key signs accepted client assertions.
+    pub certificate: Option<Vec<u8>>,
+    /// The `X-IDENTITY-HEADER` the App Service managed identity endpoint expects.
+    pub identity_header: String,
+    /// App roles put in every token.
+    pub roles: Vec<String>,
+}
+
+impl SimAuth {
+    /// A secret and the read-only roles govlake documents.
+    pub fn secret(client_secret: String) -> Self {
+        Self {
+            client_secret,
+            certificate: None,
+            identity_header: "sim-identity-header".into(),
+            roles: READ_ROLES.iter().map(|r| (*r).to_string()).collect(),
+        }
+    }
+}
+
+/// The application permissions govlake needs, all read-only.
+pub const READ_ROLES: &[&str] = &[
+    "EntitlementManagement.Read.All",
+    "AccessReview.Read.All",
+    "AuditLog.Read.All",
+    "Directory.Read.All",
+];
 
 /// One record: its JSON and the fields filters read.
 struct Record {
@@ -87,7 +132,9 @@ pub struct LoggedRequest {
 pub struct Simulator {
     collections: BTreeMap<String, Collection>,
     faults: Faults,
-    client_secret: String,
+    auth: SimAuth,
+    /// `jti`s of certificate assertions already used (each is single-use).
+    assertions_seen: Mutex<HashSet<String>>,
     started: Instant,
     graph_requests: AtomicU64,
     seq: AtomicU64,
@@ -124,7 +171,7 @@ fn strip_expansion(segment: &str) -> &str {
 
 impl Simulator {
     /// Loads an export directory.
-    pub fn load(dir: &Path, faults: Faults, client_secret: String) -> Result<Self, String> {
+    pub fn load(dir: &Path, faults: Faults, auth: SimAuth) -> Result<Self, String> {
         let inputs = crate::ingest::files::discover(&[dir.to_path_buf()])
             .map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?;
         let mut collections: BTreeMap<String, Collection> = BTreeMap::new();
@@ -204,7 +251,8 @@ impl Simulator {
         Ok(Self {
             collections,
             faults,
-            client_secret,
+            auth,
+            assertions_seen: Mutex::new(HashSet::new()),
             started: Instant::now(),
             graph_requests: AtomicU64::new(0),
             seq: AtomicU64::new(0),
@@ -320,11 +368,18 @@ impl Simulator {
             return Reply::json(200, serde_json::to_string(&log).unwrap_or_default());
         }
         if method == "POST" && path.ends_with("/oauth2/v2.0/token") {
-            let reply = self.token(body);
+            let reply = self.token(path, headers, body);
             self.record(seq, method, path, reply.status, None);
             return reply;
         }
-        if method != "GET" || !path.starts_with("/v1.0/") {
+        if method == "GET" && (path == "/msi/token" || path == "/metadata/identity/oauth2/token") {
+            let reply = self.managed_identity(path, &query, headers);
+            self.record(seq, method, path, reply.status, None);
+            return reply;
+        }
+        let log_analytics =
+            method == "POST" && path.starts_with("/v1/workspaces/") && path.ends_with("/query");
+        if !log_analytics && (method != "GET" || !path.starts_with("/v1.0/")) {
             self.record(seq, method, target, 404, None);
             return Reply::error(
                 404,
@@ -380,6 +435,11 @@ impl Simulator {
         if let Some(d) = self.faults.slow_page {
             tokio::time::sleep(d).await;
         }
+        if log_analytics {
+            let reply = self.log_analytics_query(body);
+            self.record(seq, method, path, reply.status, None);
+            return reply;
+        }
         let key = percent_decode(path.trim_start_matches("/v1.0/"));
         if self
             .faults
@@ -425,32 +485,210 @@ impl Simulator {
         reply
     }
 
-    fn token(&self, body: &[u8]) -> Reply {
+    /// The client-credentials token endpoint.
+    fn token(&self, path: &str, headers: &HashMap<String, String>, body: &[u8]) -> Reply {
         let form = parse_query(&String::from_utf8_lossy(body));
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
-        let ok = get("grant_type") == "client_credentials"
-            && !get("client_id").is_empty()
-            && (get("client_secret") == self.client_secret
-                || (get("client_assertion_type")
-                    == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-                    && get("client_assertion").split('.').count() == 3));
-        if !ok {
-            return Reply::json(
+        let refuse = |code: &str, description: &str| {
+            Reply::json(
                 401,
-                r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#
-                    .into(),
+                serde_json::json!({"error": code, "error_description": description}).to_string(),
+            )
+        };
+        let client_id = get("client_id");
+        if get("grant_type") != "client_credentials" || client_id.is_empty() {
+            return refuse(
+                "invalid_request",
+                "AADSTS900144: grant_type and client_id are required.",
             );
         }
-        let token = format!("sim-{}", uuid::Uuid::new_v4().simple());
+        if form.contains_key("client_secret") {
+            if get("client_secret") != self.auth.client_secret {
+                return refuse(
+                    "invalid_client",
+                    "AADSTS7000215: Invalid client secret provided.",
+                );
+            }
+        } else if get("client_assertion_type") == crate::graph::credential::JWT_BEARER {
+            let assertion = get("client_assertion");
+            let host = headers.get("host").cloned().unwrap_or_default();
+            if let Err(e) =
+                self.check_assertion(assertion, client_id, &format!("http://{host}{path}"))
+            {
+                return refuse("invalid_client", &e);
+            }
+        } else {
+            return refuse(
+                "invalid_client",
+                "AADSTS7000216: 'client_assertion', 'client_secret' or 'request' is required.",
+            );
+        }
+        let resource = get("scope").trim_end_matches("/.default").to_string();
+        Reply::json(
+            200,
+            serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
+                "access_token": self.issue(client_id, &resource)})
+            .to_string(),
+        )
+    }
+
+    /// A client assertion: a certificate's (signature, `x5t`, `aud`, `iss` = `sub` = client,
+    /// unique `jti`, at most 10 minutes long, valid now within 5 minutes of skew), or a
+    /// federated token (any JWT; the simulator has no issuer to check it against).
+    fn check_assertion(&self, jwt: &str, client_id: &str, audience: &str) -> Result<(), String> {
+        use base64::Engine as _;
+        let header: Value = jwt
+            .split('.')
+            .next()
+            .and_then(|h| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(h)
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or("AADSTS50027: JWT token is invalid or malformed.")?;
+        if jwt.split('.').count() != 3 {
+            return Err("AADSTS50027: JWT token is invalid or malformed.".into());
+        }
+        let Some(x5t) = header["x5t"].as_str() else {
+            return Ok(()); // federated
+        };
+        let cert = self
+            .auth
+            .certificate
+            .as_ref()
+            .ok_or("AADSTS700027: no certificate is registered for the app.")?;
+        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert);
+        if base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()) != x5t {
+            return Err(format!(
+                "AADSTS700027: the key (x5t {x5t}) is not registered on the app."
+            ));
+        }
+        let (_, claims) = crate::graph::credential::verify_rs256(jwt, cert).map_err(|e| {
+            format!("AADSTS700027: client assertion failed signature validation: {e}")
+        })?;
+        if claims["aud"] != audience {
+            return Err(format!(
+                "AADSTS700016: the assertion's audience {} is not {audience}.",
+                claims["aud"]
+            ));
+        }
+        if claims["iss"] != client_id || claims["sub"] != client_id {
+            return Err("AADSTS700021: the assertion's iss and sub must be the client id.".into());
+        }
+        let (nbf, exp) = (
+            claims["nbf"].as_i64().unwrap_or(0),
+            claims["exp"].as_i64().unwrap_or(0),
+        );
+        if exp - nbf > 600 {
+            return Err("AADSTS700025: the assertion lives longer than 10 minutes.".into());
+        }
+        let now = chrono::Utc::now().timestamp() + self.faults.clock_skew_secs;
+        const SKEW: i64 = 300;
+        if now + SKEW < nbf || now - SKEW > exp {
+            return Err(format!(
+                "AADSTS700024: Client assertion is not within its valid time range (now {now}, nbf {nbf}, exp {exp})."
+            ));
+        }
+        let jti = claims["jti"].as_str().unwrap_or_default().to_string();
+        if jti.is_empty()
+            || !self
+                .assertions_seen
+                .lock()
+                .expect("not poisoned")
+                .insert(jti)
+        {
+            return Err("AADSTS700023: the assertion's jti was already used.".into());
+        }
+        Ok(())
+    }
+
+    /// The App Service (`/msi/token`, `X-IDENTITY-HEADER`) and VM metadata service
+    /// (`/metadata/identity/oauth2/token`, `Metadata: true`) managed identity endpoints.
+    fn managed_identity(
+        &self,
+        path: &str,
+        query: &HashMap<String, String>,
+        headers: &HashMap<String, String>,
+    ) -> Reply {
+        let allowed = if path == "/msi/token" {
+            headers.get("x-identity-header") == Some(&self.auth.identity_header)
+        } else {
+            headers.get("metadata").is_some_and(|v| v == "true")
+        };
+        let Some(resource) = query.get("resource").filter(|_| allowed) else {
+            return Reply::json(
+                400,
+                r#"{"error":"invalid_request","error_description":"Required metadata header not specified or resource missing"}"#.into(),
+            );
+        };
+        let client = query
+            .get("client_id")
+            .map_or("system-assigned", String::as_str);
+        let expires_on = chrono::Utc::now().timestamp() + 86_399;
+        Reply::json(
+            200,
+            serde_json::json!({"access_token": self.issue(client, resource), "expires_on": expires_on.to_string(),
+                "resource": resource, "token_type": "Bearer"})
+            .to_string(),
+        )
+    }
+
+    /// A new JWT-shaped token carrying the configured roles.
+    fn issue(&self, client_id: &str, resource: &str) -> String {
+        use base64::Engine as _;
+        let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let token = format!(
+            "{}.{}.{}",
+            b64(serde_json::json!({"typ": "JWT", "alg": "none"})),
+            b64(
+                serde_json::json!({"aud": resource, "appid": client_id, "roles": self.auth.roles,
+                "jti": uuid::Uuid::new_v4().to_string()})
+            ),
+            uuid::Uuid::new_v4().simple()
+        );
         self.tokens
             .lock()
             .expect("not poisoned")
             .insert(token.clone(), 0);
-        Reply::json(
-            200,
-            serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})
-                .to_string(),
-        )
+        token
+    }
+
+    /// The Log Analytics query API: the tenant's audit events within the body's `timespan`
+    /// (`start/end`, end exclusive), as `AuditLogs` rows; the KQL text is not evaluated.
+    fn log_analytics_query(&self, body: &[u8]) -> Reply {
+        let bad = |m: &str| Reply::error(400, "BadArgumentError", m);
+        let Ok(request) = serde_json::from_slice::<Value>(body) else {
+            return bad("The request body is not JSON.");
+        };
+        let Some((start, end)) = request["timespan"]
+            .as_str()
+            .and_then(|t| t.split_once('/'))
+            .and_then(|(a, b)| Some((value::parse_ts(a)?, value::parse_ts(b)?)))
+        else {
+            return bad("The request needs a timespan `start/end` (ISO 8601 instants).");
+        };
+        let events: Vec<Value> = self
+            .collections
+            .get(AUDITS)
+            .map(|c| {
+                c.records
+                    .iter()
+                    .filter(|r| r.activity.is_some_and(|t| t >= start && t < end))
+                    .filter_map(|r| serde_json::from_str(&r.json).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let limit = self.faults.log_analytics_row_limit.unwrap_or(500_000);
+        let mut answer = crate::ingest::loganalytics::answer_of(&events[..events.len().min(limit)]);
+        if events.len() > limit {
+            answer["error"] = serde_json::json!({
+                "code": "PartialError",
+                "message": "There were some errors when processing your query.",
+                "details": [{"code": "EngineError", "message": format!("Query result set has exceeded the internal record count limit {limit}")}]
+            });
+        }
+        Reply::json(200, answer.to_string())
     }
 
     fn page(
@@ -474,11 +712,18 @@ impl Simulator {
             None => vec![],
         };
         let held = self.held_back.lock().expect("not poisoned").clone();
+        let horizon = match self.faults.retention_days {
+            Some(days) if key == AUDITS => {
+                chrono::Utc::now().timestamp_micros() - days as i64 * 86_400_000_000
+            }
+            _ => i64::MIN,
+        };
         let matching: Vec<&Record> = collection
             .records
             .iter()
             .filter(|r| filter.iter().all(|c| c.matches(r)))
             .filter(|r| !held.contains(&r.id))
+            .filter(|r| r.activity.is_none_or(|t| t >= horizon))
             .collect();
         let end = (skip + top).min(matching.len());
         let slice = matching.get(skip..end).unwrap_or_default();

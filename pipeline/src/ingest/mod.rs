@@ -1,15 +1,17 @@
 //! Stage 1, ingest: export files → typed rows → the lake.
 //!
 //! `files` finds the inputs, `reader` streams their JSON, `context` tells which entity each
-//! page holds, `spec` declares the entities and their columns, and `value` reads Graph's
-//! lenient JSON. This module runs one ingest: records flow from a reader thread through a
-//! bounded channel into [`Run`], which dedupes, quarantines bad records with a reason, appends
-//! audit events in chunks and merges snapshot entities into their history, then records the
-//! run's reconciliation (fetched = stored + duplicates + rejected, per table) in `_ingest_runs`.
+//! page holds, `spec` declares the entities and their columns, `value` reads Graph's
+//! lenient JSON, and `loganalytics` turns Log Analytics `AuditLogs` rows into directoryAudits.
+//! This module runs one ingest: records flow from a reader thread through a bounded channel
+//! into [`Run`], which dedupes, quarantines bad records with a reason, appends audit events
+//! in chunks and merges snapshot entities into their history, then records the run's
+//! reconciliation (fetched = stored + duplicates + rejected, per table) in `_ingest_runs`.
 
 pub mod context;
 pub mod error;
 pub mod files;
+pub mod loganalytics;
 pub mod reader;
 pub mod spec;
 pub mod value;
@@ -510,6 +512,11 @@ impl<'a> Run<'a> {
                 Value::Object(mut m) => m.remove("properties").unwrap_or(Value::Null),
                 other => other,
             };
+        } else if spec.table == "audit_events" && loganalytics::is_row(&value) {
+            // A Log Analytics `AuditLogs` row (saved `az monitor log-analytics query` output).
+            if let Value::Object(row) = &value {
+                value = loganalytics::row_to_directory_audit(row);
+            }
         }
         self.object(
             spec, &value, source, &location, &r.parents, r.constant, 0, None,

@@ -1,0 +1,466 @@
+//! How govlake proves who it is to Microsoft Entra: a client secret, a certificate (a signed
+//! client assertion, RS256 with the certificate's SHA-1 thumbprint as `x5t`), workload
+//! identity federation (a token file the platform keeps fresh), or a managed identity (the
+//! App Service / Container Apps identity endpoint, or the VM metadata service). Each credential
+//! turns into one token request; the client (`client.rs`) sends it, retries it and caches
+//! the token. Secrets and keys never print: `Secret` and `ClientCertificate` redact their
+//! `Debug`. Also here: reading the app roles a token carries, so a run can warn when the app
+//! holds more than read permissions.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ring::signature::{self, RsaKeyPair};
+use url::Url;
+
+/// The assertion type of a JWT client assertion (certificate or federation).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Lifetime of a certificate assertion: Entra accepts up to 10 minutes.
+const ASSERTION_LIFETIME_SECS: i64 = 600;
+
+/// How the app proves who it is.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A client secret (`AZURE_CLIENT_SECRET`).
+    Secret(Secret),
+    /// A certificate registered on the app (`AZURE_CLIENT_CERTIFICATE_PATH`, PEM with the
+    /// private key and the certificate).
+    Certificate(Arc<ClientCertificate>),
+    /// Workload identity federation: a token file a platform keeps fresh
+    /// (`AZURE_FEDERATED_TOKEN_FILE`, as on AKS and in GitHub Actions), sent as the client
+    /// assertion. Read again at every sign-in.
+    FederatedTokenFile(PathBuf),
+    /// The managed identity of the Azure resource govlake runs on.
+    ManagedIdentity(ManagedIdentity),
+}
+
+/// A secret that prints as `[redacted]`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: String) -> Self {
+        Self(s)
+    }
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A certificate credential: the RSA private key and the certificate's thumbprint.
+pub struct ClientCertificate {
+    key: RsaKeyPair,
+    /// `x5t`: base64url of the SHA-1 of the certificate's DER.
+    thumbprint: String,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("path", &self.path)
+            .field("x5t", &self.thumbprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCertificate {
+    /// Reads a PEM file holding the private key (`PRIVATE KEY` or `RSA PRIVATE KEY`) and the
+    /// certificate (`CERTIFICATE`), in any order. A PFX file is refused with the command
+    /// that converts it.
+    pub fn from_pem_file(path: &Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            format!(
+                "cannot read the client certificate `{}`: {e}",
+                path.display()
+            )
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            format!(
+                "`{}` is not a PEM file (a PFX/PKCS#12 file? convert it: openssl pkcs12 -in {0} -out app.pem -nodes)",
+                path.display()
+            )
+        })?;
+        Self::from_pem(&text, path)
+    }
+
+    fn from_pem(text: &str, path: &Path) -> Result<Self, String> {
+        let name = path.display();
+        let blocks = pem_blocks(text);
+        let cert = blocks
+            .iter()
+            .find(|(label, _)| label == "CERTIFICATE")
+            .ok_or_else(|| format!("`{name}` holds no CERTIFICATE block: put the certificate and its private key in one PEM file"))?;
+        let key = blocks
+            .iter()
+            .find_map(|(label, der)| match label.as_str() {
+                "PRIVATE KEY" => Some(RsaKeyPair::from_pkcs8(der)),
+                "RSA PRIVATE KEY" => Some(RsaKeyPair::from_der(der)),
+                _ => None,
+            })
+            .ok_or_else(|| format!("`{name}` holds no unencrypted PRIVATE KEY or RSA PRIVATE KEY block"))?
+            .map_err(|e| format!("the private key in `{name}` is not a usable RSA key ({e}); Entra needs RSA 2048 bits or more"))?;
+        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &cert.1);
+        Ok(Self {
+            key,
+            thumbprint: URL_SAFE_NO_PAD.encode(digest.as_ref()),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The thumbprint header value (`x5t`).
+    pub fn thumbprint(&self) -> &str {
+        &self.thumbprint
+    }
+
+    /// A signed client assertion for `audience` (the token endpoint), valid from `now`
+    /// (UNIX seconds) for ten minutes.
+    pub fn assertion(&self, audience: &str, client_id: &str, now: i64) -> Result<String, String> {
+        let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": self.thumbprint});
+        let claims = serde_json::json!({
+            "aud": audience,
+            "iss": client_id,
+            "sub": client_id,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "nbf": now,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME_SECS,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut sig = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                &signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut sig,
+            )
+            .map_err(|_| "signing the client assertion failed".to_string())?;
+        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    }
+}
+
+/// A managed identity: the App Service / Functions / Container Apps identity endpoint
+/// (`IDENTITY_ENDPOINT` and `IDENTITY_HEADER`), else the VM instance metadata service.
+#[derive(Debug, Clone)]
+pub struct ManagedIdentity {
+    /// Where tokens come from.
+    pub endpoint: Url,
+    /// `X-IDENTITY-HEADER` for the App Service form; `None` means the metadata service form.
+    pub header: Option<Secret>,
+    /// A user-assigned identity's client id (`AZURE_CLIENT_ID`); none for system-assigned.
+    pub client_id: Option<String>,
+}
+
+impl ManagedIdentity {
+    /// The identity the environment offers.
+    pub fn from_env(client_id: Option<String>) -> Result<Self, String> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (endpoint, header) = match (env("IDENTITY_ENDPOINT"), env("IDENTITY_HEADER")) {
+            (Some(e), Some(h)) => (e, Some(Secret::new(h))),
+            _ => {
+                let host = env("AZURE_POD_IDENTITY_AUTHORITY_HOST")
+                    .unwrap_or_else(|| "http://169.254.169.254".into());
+                (
+                    format!(
+                        "{}/metadata/identity/oauth2/token",
+                        host.trim_end_matches('/')
+                    ),
+                    None,
+                )
+            }
+        };
+        let endpoint = Url::parse(&endpoint)
+            .map_err(|_| format!("the managed identity endpoint `{endpoint}` is not a URL"))?;
+        Ok(Self {
+            endpoint,
+            header,
+            client_id,
+        })
+    }
+}
+
+/// What a token request sends.
+pub(crate) enum TokenRequest {
+    /// An OAuth 2.0 client-credentials form to the authority.
+    Form { url: Url, body: String },
+    /// A GET to a managed identity endpoint.
+    Get {
+        url: Url,
+        headers: Vec<(&'static str, String)>,
+    },
+}
+
+impl Credential {
+    /// The token request for `resource` (`https://graph.microsoft.com`, the Log Analytics
+    /// API, …).
+    pub(crate) fn token_request(
+        &self,
+        authority: &Url,
+        tenant: &str,
+        client_id: &str,
+        resource: &str,
+    ) -> Result<TokenRequest, String> {
+        let resource = resource.trim_end_matches('/');
+        if let Credential::ManagedIdentity(mi) = self {
+            let mut url = mi.endpoint.clone();
+            let mut headers = vec![];
+            {
+                let mut q = url.query_pairs_mut();
+                match &mi.header {
+                    Some(h) => {
+                        q.append_pair("api-version", "2019-08-01");
+                        headers.push(("X-IDENTITY-HEADER", h.expose().to_string()));
+                    }
+                    None => {
+                        q.append_pair("api-version", "2018-02-01");
+                        headers.push(("Metadata", "true".to_string()));
+                    }
+                }
+                q.append_pair("resource", resource);
+                if let Some(id) = &mi.client_id {
+                    q.append_pair("client_id", id);
+                }
+            }
+            return Ok(TokenRequest::Get { url, headers });
+        }
+        let url_text = format!(
+            "{}/{}/oauth2/v2.0/token",
+            authority.as_str().trim_end_matches('/'),
+            tenant
+        );
+        let url = Url::parse(&url_text).map_err(|_| format!("`{url_text}` is not a URL"))?;
+        let scope = format!("{resource}/.default");
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", client_id)
+            .append_pair("scope", &scope);
+        match self {
+            Credential::Secret(s) => {
+                form.append_pair("client_secret", s.expose());
+            }
+            Credential::Certificate(cert) => {
+                let now = chrono::Utc::now().timestamp();
+                let assertion = cert.assertion(url.as_str(), client_id, now)?;
+                form.append_pair("client_assertion_type", JWT_BEARER)
+                    .append_pair("client_assertion", &assertion);
+            }
+            Credential::FederatedTokenFile(path) => {
+                let assertion = std::fs::read_to_string(path).map_err(|e| {
+                    format!(
+                        "cannot read the federated token file `{}`: {e}",
+                        path.display()
+                    )
+                })?;
+                form.append_pair("client_assertion_type", JWT_BEARER)
+                    .append_pair("client_assertion", assertion.trim());
+            }
+            Credential::ManagedIdentity(_) => unreachable!("handled above"),
+        }
+        Ok(TokenRequest::Form {
+            url,
+            body: form.finish(),
+        })
+    }
+
+    /// What to check when sign-in fails.
+    pub(crate) fn hint(&self) -> &'static str {
+        match self {
+            Credential::Secret(_) => {
+                "check AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET"
+            }
+            Credential::Certificate(_) => {
+                "check AZURE_TENANT_ID, AZURE_CLIENT_ID and that the certificate in AZURE_CLIENT_CERTIFICATE_PATH is registered on the app"
+            }
+            Credential::FederatedTokenFile(_) => {
+                "check AZURE_TENANT_ID, AZURE_CLIENT_ID and the federated credential's issuer and subject on the app"
+            }
+            Credential::ManagedIdentity(_) => {
+                "check that the resource has a managed identity (and AZURE_CLIENT_ID for a user-assigned one)"
+            }
+        }
+    }
+}
+
+/// The `-----BEGIN X-----` blocks of a PEM text: (label, DER).
+pub fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = vec![];
+    let mut current: Option<(String, String)> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(label) = line
+            .strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix("-----"))
+        {
+            current = Some((label.to_string(), String::new()));
+        } else if line.starts_with("-----END ") {
+            if let Some((label, b64)) = current.take()
+                && let Ok(der) = STANDARD.decode(b64)
+            {
+                out.push((label, der));
+            }
+        } else if let Some((_, b64)) = &mut current
+            && !line.contains(':')
+        {
+            b64.push_str(line);
+        }
+    }
+    out
+}
+
+/// The app roles (`roles` claim) an access token carries; empty when it is not a JWT.
+pub fn token_roles(token: &str) -> Vec<String> {
+    let Some(payload) = token.split('.').nth(1) else {
+        return vec![];
+    };
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
+        return vec![];
+    };
+    let Ok(claims) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return vec![];
+    };
+    claims["roles"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The roles among `roles` that grant more than reading.
+pub fn write_roles(roles: &[String]) -> Vec<String> {
+    roles
+        .iter()
+        .filter(|r| {
+            // `Resource.Action[.Scope]`: the action says what the role allows.
+            r.split('.').skip(1).any(|action| {
+                let a = action.to_ascii_lowercase();
+                a.contains("write") || a.starts_with("manage") || a == "fullcontrol"
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// The PKCS#1 RSA public key inside an X.509 certificate (DER), for checking assertions
+/// (the simulator's token endpoint). A minimal DER walk: certificate → tbsCertificate →
+/// subjectPublicKeyInfo → BIT STRING.
+pub fn certificate_rsa_public_key(cert: &[u8]) -> Option<&[u8]> {
+    fn tlv(d: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let tag = *d.first()?;
+        let first = *d.get(1)? as usize;
+        let (len, start) = if first < 0x80 {
+            (first, 2)
+        } else {
+            let n = first & 0x7f;
+            if n == 0 || n > 4 {
+                return None;
+            }
+            let mut len = 0usize;
+            for b in d.get(2..2 + n)? {
+                len = (len << 8) | *b as usize;
+            }
+            (len, 2 + n)
+        };
+        let body = d.get(start..start + len)?;
+        Some((tag, body, &d[start + len..]))
+    }
+    let (_, certificate, _) = tlv(cert)?;
+    let (_, tbs, _) = tlv(certificate)?;
+    let mut rest = tbs;
+    let (tag, _, after) = tlv(rest)?;
+    if tag == 0xA0 {
+        rest = after; // explicit version
+    }
+    // serial, signature algorithm, issuer, validity, subject
+    for _ in 0..5 {
+        rest = tlv(rest)?.2;
+    }
+    let (_, spki, _) = tlv(rest)?;
+    let (_, _algorithm, after) = tlv(spki)?;
+    let (tag, bits, _) = tlv(after)?;
+    (tag == 0x03 && bits.first() == Some(&0)).then(|| &bits[1..])
+}
+
+/// Checks an RS256 JWT's signature against a certificate; returns its header and claims.
+pub fn verify_rs256(
+    jwt: &str,
+    cert_der: &[u8],
+) -> Result<(serde_json::Value, serde_json::Value), String> {
+    let mut parts = jwt.split('.');
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("the assertion is not a JWT".into());
+    };
+    let decode = |p: &str| {
+        URL_SAFE_NO_PAD
+            .decode(p)
+            .map_err(|_| "bad base64url".to_string())
+    };
+    let key = certificate_rsa_public_key(cert_der).ok_or("the certificate has no RSA key")?;
+    signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, key)
+        .verify(format!("{h}.{c}").as_bytes(), &decode(s)?)
+        .map_err(|_| "the assertion's signature does not match the certificate".to_string())?;
+    let json = |b: Vec<u8>| serde_json::from_slice(&b).map_err(|_| "bad JWT JSON".to_string());
+    Ok((json(decode(h)?)?, json(decode(c)?)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_of_a_token_and_the_ones_that_write() {
+        let claims = URL_SAFE_NO_PAD.encode(
+            r#"{"roles":["EntitlementManagement.Read.All","EntitlementManagement.ReadWrite.All","AuditLog.Read.All","Directory.Write.Restricted"]}"#,
+        );
+        let roles = token_roles(&format!("e30.{claims}.sig"));
+        assert_eq!(roles.len(), 4);
+        assert_eq!(
+            write_roles(&roles),
+            [
+                "EntitlementManagement.ReadWrite.All",
+                "Directory.Write.Restricted"
+            ]
+        );
+        assert!(token_roles("opaque-token").is_empty());
+    }
+
+    #[test]
+    fn pem_blocks_skip_headers_and_garbage() {
+        let text = "junk\n-----BEGIN CERTIFICATE-----\nAAEC\nAw==\n-----END CERTIFICATE-----\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nBAU=\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let blocks = pem_blocks(text);
+        assert_eq!(blocks[0], ("CERTIFICATE".to_string(), vec![0, 1, 2, 3]));
+        assert_eq!(blocks[1], ("ENCRYPTED PRIVATE KEY".to_string(), vec![4, 5]));
+    }
+
+    #[test]
+    fn a_pem_without_a_key_is_named_in_the_error() {
+        let e = ClientCertificate::from_pem(
+            "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n",
+            Path::new("app.pem"),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("`app.pem` holds no unencrypted PRIVATE KEY"),
+            "{e}"
+        );
+    }
+}
