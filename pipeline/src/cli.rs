@@ -305,7 +305,7 @@ pub struct IngestArgs {
     pub from: Vec<PathBuf>,
     /// Read live from Microsoft Graph instead. App-only sign-in from the environment:
     /// AZURE_TENANT_ID and AZURE_CLIENT_ID with AZURE_CLIENT_SECRET, or
-    /// AZURE_CLIENT_CERTIFICATE_PATH (PEM), or AZURE_FEDERATED_TOKEN_FILE (workload identity
+    /// AZURE_CLIENT_CERTIFICATE_PATH (PEM, or PFX with AZURE_CLIENT_CERTIFICATE_PASSWORD), or AZURE_FEDERATED_TOKEN_FILE (workload identity
     /// federation); or `--managed-identity`. Needs only the read-only application permissions
     /// EntitlementManagement.Read.All, AccessReview.Read.All, AuditLog.Read.All,
     /// Directory.Read.All and GroupMember.Read.All (a warning names any write permission the
@@ -383,8 +383,13 @@ pub struct LiveArgs {
     /// Sign in as the managed identity of the Azure resource govlake runs on (App Service,
     /// Functions, Container Apps: IDENTITY_ENDPOINT; VMs: the instance metadata service).
     /// AZURE_CLIENT_ID picks a user-assigned identity.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "device_code")]
     pub managed_identity: bool,
+    /// Sign in as a person (delegated) with a code entered on another device, and read the
+    /// approval stages of each request, which app-only sign-in cannot read. Needs a public
+    /// client app with the delegated permissions, and a person at hand: not for cron.
+    #[arg(long)]
+    pub device_code: bool,
     /// Days of audit events Graph keeps (30 with Entra ID P1/P2, 7 on Free). A window that
     /// starts earlier is reported as a coverage gap: backfill it with `--log-analytics`.
     #[arg(

@@ -424,19 +424,10 @@ fn sim_log(sim: &Sim) -> Vec<serde_json::Value> {
     })
 }
 
-/// A self-signed RSA certificate and its key, made by openssl: (key + cert PEM, cert PEM).
-fn certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let key = dir.join(format!("{name}.key"));
-    let cert = dir.join(format!("{name}.crt"));
+/// Runs the openssl command.
+fn openssl(args: &[&str]) {
     let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=govlake-test"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
+        .args(args)
         .output()
         .expect("openssl runs");
     assert!(
@@ -444,6 +435,27 @@ fn certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBu
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A self-signed RSA certificate and its key, made by openssl: (key + cert PEM, cert PEM).
+fn certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.crt"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=govlake-test",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
     let both = dir.join(format!("{name}.pem"));
     let text = std::fs::read_to_string(&key).unwrap() + &std::fs::read_to_string(&cert).unwrap();
     std::fs::write(&both, text).unwrap();
@@ -469,6 +481,7 @@ fn signed_in_ingest(lake: &Path, sim: &Sim, flags: &[&str], env: &[(&str, &Path)
         .env_remove("AZURE_CLIENT_SECRET")
         .env_remove("AZURE_FEDERATED_TOKEN_FILE")
         .env_remove("AZURE_CLIENT_CERTIFICATE_PATH")
+        .env_remove("AZURE_CLIENT_CERTIFICATE_PASSWORD")
         .env_remove("IDENTITY_ENDPOINT")
         .env_remove("IDENTITY_HEADER");
     for (k, v) in env {
@@ -534,6 +547,53 @@ fn a_certificate_signs_in_with_a_checked_assertion_and_clock_skew_is_tolerated_o
     assert!(
         !r.stderr.contains("PRIVATE KEY"),
         "no key material in errors"
+    );
+    // The same certificate as a password-protected PFX (the password from the environment).
+    let pfx = dir.path().join("app.pfx");
+    let key = dir.path().join("app.key");
+    openssl(&[
+        "pkcs12",
+        "-export",
+        "-passout",
+        "pass:pfx-Pa55",
+        "-inkey",
+        key.to_str().unwrap(),
+        "-in",
+        cert.to_str().unwrap(),
+        "-out",
+        pfx.to_str().unwrap(),
+    ]);
+    let sim = start_sim(&sample_data(), &["--client-certificate", cert_s]);
+    let good = std::path::PathBuf::from("pfx-Pa55");
+    let r = signed_in_ingest(
+        &dir.path().join("pfx"),
+        &sim,
+        &ids,
+        &[
+            ("AZURE_CLIENT_CERTIFICATE_PATH", &pfx),
+            ("AZURE_CLIENT_CERTIFICATE_PASSWORD", &good),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let bad = std::path::PathBuf::from("wrong-Pa55");
+    let r = signed_in_ingest(
+        &dir.path().join("pfx2"),
+        &sim,
+        &ids,
+        &[
+            ("AZURE_CLIENT_CERTIFICATE_PATH", &pfx),
+            ("AZURE_CLIENT_CERTIFICATE_PASSWORD", &bad),
+        ],
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("AZURE_CLIENT_CERTIFICATE_PASSWORD"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("wrong-Pa55"),
+        "the password is never printed"
     );
     // A PEM without its key names the file.
     let r = signed_in_ingest(
@@ -758,4 +818,110 @@ fn saved_log_analytics_query_output_is_read_by_from() {
         &audit_tables(dump(from_graph.path())),
     );
     assert_eq!(crate::common::count(from_rows.path(), "audit_events"), 5);
+}
+
+#[test]
+fn device_code_sign_in_reads_approval_stages_that_app_only_cannot() {
+    // An export holding the approval stages of the first request (as a delegated `az rest`
+    // would save them).
+    let export = tempfile::tempdir().unwrap();
+    crate::common::copy_dir(&sample_data(), export.path());
+    let requests = crate::common::sample_page(
+        "entitlementManagement/assignmentRequests/assignmentRequests-0001.json",
+    );
+    let request = requests["value"][0]["id"].as_str().unwrap().to_string();
+    let stages = serde_json::json!({
+        "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#identityGovernance/entitlementManagement/accessPackageAssignmentApprovals('{request}')/stages"),
+        "value": [
+            {"id": "stage-1", "displayName": null, "reviewedDateTime": "2026-01-15T09:04:30Z",
+             "reviewResult": "Approved", "status": "Completed", "assignedToMe": false,
+             "justification": "Finance lead <b>ok</b>", "reviewedBy": {"id": "u-9", "displayName": "Ana Lind"}},
+        ],
+    });
+    std::fs::create_dir_all(export.path().join("approvals")).unwrap();
+    std::fs::write(
+        export.path().join("approvals/stages.json"),
+        stages.to_string(),
+    )
+    .unwrap();
+    let sim = start_sim(export.path(), &["--device-code-polls", "2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let r = signed_in_ingest(
+        &lake,
+        &sim,
+        &[
+            "--device-code",
+            "--tenant",
+            "woodgrove",
+            "--client-id",
+            "govlake-cli",
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("To sign in, use a web browser to open the page")
+            && r.stderr.contains("/devicelogin"),
+        "the person is told how to sign in: {}",
+        r.stderr
+    );
+    assert_eq!(
+        crate::common::sql(
+            &lake,
+            "select request_id, review_result, reviewed_by_display_name from approval_stages"
+        ),
+        [format!("{request}|Approved|Ana Lind")]
+    );
+    // Every request's stages were asked for, after two pending polls.
+    let log = sim_log(&sim);
+    let stage_listings = log
+        .iter()
+        .filter(|e| {
+            e["target"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("accessPackageAssignmentApprovals")
+        })
+        .count();
+    assert_eq!(
+        stage_listings,
+        crate::common::count(&lake, "assignment_requests")
+    );
+    let polls = log
+        .iter()
+        .filter(|e| e["target"].as_str().unwrap_or_default().ends_with("/token"))
+        .count();
+    assert_eq!(polls, 3, "two pending answers, then the token");
+
+    // App-only: the approvals are not asked for, and a direct read is refused (403).
+    let app_lake = dir.path().join("app");
+    let r = live_ingest(&app_lake, &sim, &["--page-size", "200"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(crate::common::count(&app_lake, "approval_stages"), 0);
+    let status = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let http = reqwest::Client::new();
+        let token: serde_json::Value = http
+            .post(format!("{}/woodgrove/oauth2/v2.0/token", sim.url))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&client_id=app&client_secret=sim-secret&scope=x%2F.default")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        http.get(format!(
+            "{}/v1.0/identityGovernance/entitlementManagement/accessPackageAssignmentApprovals('{request}')/stages",
+            sim.url
+        ))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+    });
+    assert_eq!(status, 403);
 }

@@ -85,6 +85,10 @@ struct Args {
     /// Rows a Log Analytics query returns before answering PartialError.
     #[arg(long, value_name = "N")]
     log_analytics_row_limit: Option<usize>,
+    /// Device code sign-ins: answer `authorization_pending` this many times before the
+    /// person has "signed in".
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    device_code_polls: u32,
 }
 
 #[tokio::main]
@@ -110,6 +114,7 @@ async fn main() -> std::process::ExitCode {
         retention_days: args.retention_days,
         clock_skew_secs: args.clock_skew,
         log_analytics_row_limit: args.log_analytics_row_limit,
+        device_code_polls: args.device_code_polls,
     };
     let certificate = match &args.client_certificate {
         None => None,

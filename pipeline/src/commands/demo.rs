@@ -144,6 +144,7 @@ async fn live_sample(
             requests: govlake::graph::crawl::Window::All,
             audits: govlake::graph::crawl::Window::All,
             page_size: 50,
+            approval_stages: false,
         }),
         spool: None,
         // The export's own observation time, so the live demo lake equals the file one.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use govlake::graph::client::{ClientSettings, Credential, GraphClient, Secret};
 use govlake::graph::crawl::{self, CoverageGap, Plan, Window};
-use govlake::graph::credential::{ClientCertificate, ManagedIdentity};
+use govlake::graph::credential::{ClientCertificate, DeviceCodePrompt, ManagedIdentity};
 use govlake::ingest::IngestSettings;
 use url::Url;
 
@@ -64,10 +64,17 @@ fn required(value: &Option<String>, what: &str, env: &str) -> anyhow::Result<Str
     })
 }
 
-/// The credential the environment offers: `--managed-identity`, else AZURE_CLIENT_SECRET,
-/// AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE, in that order.
+/// The credential asked for (`--device-code`, `--managed-identity`), else the one the
+/// environment offers: AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH or
+/// AZURE_FEDERATED_TOKEN_FILE, in that order.
 fn credential(live: &LiveArgs) -> anyhow::Result<Credential> {
     let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    if live.device_code {
+        let prompt = |message: &str| eprintln!("{message}");
+        return Ok(Credential::DeviceCode(DeviceCodePrompt(
+            std::sync::Arc::new(prompt),
+        )));
+    }
     if live.managed_identity {
         return ManagedIdentity::from_env(live.client_id.clone())
             .map(Credential::ManagedIdentity)
@@ -77,7 +84,8 @@ fn credential(live: &LiveArgs) -> anyhow::Result<Credential> {
         return Ok(Credential::Secret(Secret::new(secret)));
     }
     if let Some(path) = env("AZURE_CLIENT_CERTIFICATE_PATH") {
-        let cert = ClientCertificate::from_pem_file(std::path::Path::new(&path))
+        let password = env("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(Secret::new);
+        let cert = ClientCertificate::from_file(std::path::Path::new(&path), password.as_ref())
             .map_err(anyhow::Error::msg)?;
         return Ok(Credential::Certificate(std::sync::Arc::new(cert)));
     }
@@ -172,6 +180,7 @@ pub async fn run(
             requests,
             audits,
             page_size: live.page_size,
+            approval_stages: live.device_code,
         }),
         spool: live.spool.clone(),
         observed_at,

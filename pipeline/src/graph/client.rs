@@ -202,6 +202,8 @@ pub struct GraphClient {
     transport: Transport,
     settings: ClientSettings,
     token: tokio::sync::Mutex<Option<Token>>,
+    /// The refresh token of a delegated sign-in.
+    refresh: Mutex<Option<Secret>>,
     roles: Mutex<Vec<String>>,
     audit_window: Mutex<VecDeque<Instant>>,
     started: Instant,
@@ -225,6 +227,7 @@ impl GraphClient {
             transport,
             settings,
             token: tokio::sync::Mutex::new(None),
+            refresh: Mutex::new(None),
             roles: Mutex::new(vec![]),
             audit_window: Mutex::new(VecDeque::new()),
             started: Instant::now(),
@@ -288,22 +291,193 @@ impl GraphClient {
         }
     }
 
-    async fn fetch_token(&self) -> Result<Token> {
-        let s = &self.settings;
-        let auth_error = |url: &str, status: u16, message: String| Error::Auth {
+    fn auth_error(&self, url: &str, status: u16, message: String) -> Error {
+        Error::Auth {
             url: url.to_string(),
             status,
             message,
-            hint: s.credential.hint(),
+            hint: self.settings.credential.hint(),
+        }
+    }
+
+    async fn fetch_token(&self) -> Result<Token> {
+        let s = &self.settings;
+        if matches!(s.credential, Credential::DeviceCode(_)) {
+            return self.delegated_token().await;
+        }
+        self.exchange_token(|| {
+            s.credential
+                .token_request(&s.authority, &s.tenant, &s.client_id, s.endpoint.as_str())
+        })
+        .await
+    }
+
+    /// The authority's OAuth 2.0 endpoint `name` (`token`, `devicecode`) and the delegated
+    /// scope.
+    fn oauth(&self, name: &str) -> Result<(Url, String)> {
+        let s = &self.settings;
+        let text = format!(
+            "{}/{}/oauth2/v2.0/{name}",
+            s.authority.as_str().trim_end_matches('/'),
+            s.tenant
+        );
+        let url = Url::parse(&text).map_err(|_| Error::BadUrl(text))?;
+        let scope = format!(
+            "{}/.default offline_access",
+            s.endpoint.as_str().trim_end_matches('/')
+        );
+        Ok((url, scope))
+    }
+
+    /// Delegated sign-in: the refresh token when there is one, else the device code flow
+    /// (the instructions go to the prompt; the authority is polled at the interval it asks).
+    async fn delegated_token(&self) -> Result<Token> {
+        let s = &self.settings;
+        let Credential::DeviceCode(prompt) = &s.credential else {
+            unreachable!("device code credential")
         };
+        let (token_url, scope) = self.oauth("token")?;
+        let form = |pairs: &[(&str, &str)]| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish()
+        };
+        let refresh = self.refresh.lock().expect("not poisoned").clone();
+        if let Some(rt) = refresh {
+            let body = form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", &s.client_id),
+                ("scope", &scope),
+                ("refresh_token", rt.expose()),
+            ]);
+            match self
+                .exchange_token(|| {
+                    Ok(TokenRequest::Form {
+                        url: token_url.clone(),
+                        body: body.clone(),
+                    })
+                })
+                .await
+            {
+                Err(Error::Auth { .. }) => {} // refused (revoked, expired): sign in again
+                other => return other,
+            }
+        }
+        let (code_url, _) = self.oauth("devicecode")?;
+        let post = |url: &Url, body: String| Request {
+            post: true,
+            url: url.clone(),
+            headers: vec![],
+            body: Some(("application/x-www-form-urlencoded", body)),
+        };
+        let reply = self
+            .send(post(
+                &code_url,
+                form(&[("client_id", &s.client_id), ("scope", &scope)]),
+            ))
+            .await
+            .map_err(|e| self.auth_error(code_url.as_str(), 0, e))?;
+        let answer: Value = reply
+            .body
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        let device_code = match (reply.status, answer["device_code"].as_str()) {
+            (200, Some(code)) => code.to_string(),
+            (status, _) => {
+                let message = answer["error_description"]
+                    .as_str()
+                    .unwrap_or("no device code in the answer")
+                    .to_string();
+                return Err(self.auth_error(code_url.as_str(), status, message));
+            }
+        };
+        let message = answer["message"].as_str().map_or_else(
+            || {
+                format!(
+                    "To sign in, open {} and enter the code {}.",
+                    answer["verification_uri"]
+                        .as_str()
+                        .unwrap_or("the sign-in page"),
+                    answer["user_code"].as_str().unwrap_or("shown there")
+                )
+            },
+            str::to_string,
+        );
+        (prompt.0)(&message);
+        let expires =
+            Instant::now() + Duration::from_secs(answer["expires_in"].as_u64().unwrap_or(900));
+        let mut interval = Duration::from_secs(answer["interval"].as_u64().unwrap_or(5).max(1));
+        let body = form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("client_id", &s.client_id),
+            ("device_code", &device_code),
+        ]);
+        while Instant::now() + interval < expires {
+            self.sleep(interval).await;
+            let reply = match self.send(post(&token_url, body.clone())).await {
+                Ok(r) => r,
+                Err(_) => continue, // a lost poll: poll again
+            };
+            let v: Value = reply
+                .body
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null);
+            if reply.status == 200 {
+                return self.token_from(&v, token_url.as_str());
+            }
+            match v["error"].as_str() {
+                Some("authorization_pending") => {}
+                Some("slow_down") => interval += Duration::from_secs(5),
+                _ if reply.status >= 500 || reply.status == 429 => {}
+                _ => {
+                    let message = v["error_description"]
+                        .as_str()
+                        .or(v["error"].as_str())
+                        .unwrap_or("sign-in refused")
+                        .to_string();
+                    return Err(self.auth_error(token_url.as_str(), reply.status, message));
+                }
+            }
+        }
+        Err(self.auth_error(
+            token_url.as_str(),
+            0,
+            "nobody signed in with the device code before it expired".into(),
+        ))
+    }
+
+    /// A token from a token endpoint's answer; keeps its refresh token.
+    fn token_from(&self, v: &Value, url: &str) -> Result<Token> {
+        let token = v["access_token"].as_str().ok_or_else(|| {
+            self.auth_error(url, 200, "the token response has no access_token".into())
+        })?;
+        if let Some(rt) = v["refresh_token"].as_str() {
+            *self.refresh.lock().expect("not poisoned") = Some(Secret::new(rt.to_string()));
+        }
+        *self.roles.lock().expect("not poisoned") = token_roles(token);
+        let ttl = token_lifetime(v).unwrap_or(Duration::from_secs(3600));
+        // Renew ahead of expiry: 5 minutes, or a twelfth of a short lifetime.
+        let margin = (ttl / 12).min(Duration::from_secs(300));
+        Ok(Token {
+            value: token.to_string(),
+            renew_at: Instant::now() + ttl - margin,
+        })
+    }
+
+    /// Sends token requests from `build` until one gives a token: 429 and 5xx are retried
+    /// (Retry-After, else backoff), a refusal is an `Auth` error naming what to check.
+    async fn exchange_token(
+        &self,
+        build: impl Fn() -> std::result::Result<TokenRequest, String>,
+    ) -> Result<Token> {
+        let s = &self.settings;
         let mut last = String::new();
         let mut url_text = String::new();
         for attempt in 1..=s.max_attempts {
             // Built afresh each time: an assertion is single-use and a token file may change.
-            let request = s
-                .credential
-                .token_request(&s.authority, &s.tenant, &s.client_id, s.endpoint.as_str())
-                .map_err(|m| auth_error(&url_text, 0, m))?;
+            let request = build().map_err(|m| self.auth_error(&url_text, 0, m))?;
             let req = match request {
                 TokenRequest::Form { url, body } => Request {
                     post: true,
@@ -327,20 +501,11 @@ impl GraphClient {
                         .ok()
                         .and_then(|b| serde_json::from_slice(&b).ok())
                         .unwrap_or(Value::Null);
-                    let Some(token) = v["access_token"].as_str() else {
-                        last = "the token response has no access_token".into();
-                        self.wait(self.backoff(attempt), &url_text, attempt, &last)
-                            .await?;
-                        continue;
-                    };
-                    *self.roles.lock().expect("not poisoned") = token_roles(token);
-                    let ttl = token_lifetime(&v).unwrap_or(Duration::from_secs(3600));
-                    // Renew ahead of expiry: 5 minutes, or a twelfth of a short lifetime.
-                    let margin = (ttl / 12).min(Duration::from_secs(300));
-                    return Ok(Token {
-                        value: token.to_string(),
-                        renew_at: Instant::now() + ttl - margin,
-                    });
+                    if v["access_token"].is_string() {
+                        return self.token_from(&v, &url_text);
+                    }
+                    last = "the token response has no access_token".into();
+                    self.backoff(attempt)
                 }
                 Ok(r) if r.status == 429 || r.status >= 500 => {
                     last = format!("{} from the token endpoint", r.status);
@@ -357,7 +522,7 @@ impl GraphClient {
                         .or(v["error"].as_str())
                         .unwrap_or(&text)
                         .to_string();
-                    return Err(auth_error(&url_text, r.status, message));
+                    return Err(self.auth_error(&url_text, r.status, message));
                 }
                 Err(e) => {
                     last = e;

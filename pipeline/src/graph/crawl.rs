@@ -6,7 +6,10 @@
 //! (the last run's newest, or the oldest request still unfinished, whichever is earlier, so
 //! requests that changed state are re-read), and audit events from the last run's watermark
 //! minus an overlap (late events land inside it and are deduped by id), or from `--since`;
-//! `--full` reads everything.
+//! `--full` reads everything. With delegated sign-in (`--device-code`) the approval stages
+//! of every request read are listed too: app-only tokens cannot read them, and the approval
+//! trail is then rebuilt from audit events alone (`queries/approval_trail.sql` holds the
+//! link rules).
 //!
 //! `crawl_log_analytics` reads the `AuditLogs` table of a Log Analytics workspace in
 //! day-sized windows (a window the service answers only in part is split in halves) and
@@ -97,6 +100,8 @@ pub struct Plan {
     pub audits: Window,
     /// `$top`.
     pub page_size: u32,
+    /// List each request's approval stages (delegated sign-in only).
+    pub approval_stages: bool,
 }
 
 struct Crawler<'a> {
@@ -106,6 +111,9 @@ struct Crawler<'a> {
     summary: CrawlSummary,
     /// Pages per collection name, for progress.
     pages: BTreeMap<String, u64>,
+    /// Ids of the objects listed under this collection name (when wanted).
+    ids_of: Option<&'static str>,
+    ids: Vec<String>,
     progress: &'a Progress<'a>,
 }
 
@@ -127,6 +135,8 @@ impl<'a> Crawler<'a> {
             page_size,
             summary: CrawlSummary::default(),
             pages: BTreeMap::new(),
+            ids_of: None,
+            ids: vec![],
             progress,
         })
     }
@@ -171,6 +181,9 @@ pub async fn crawl(
     progress: &Progress<'_>,
 ) -> Result<CrawlSummary> {
     let mut c = Crawler::new(client, spool, plan.page_size, progress)?;
+    if plan.approval_stages {
+        c.ids_of = Some("assignmentRequests");
+    }
     c.list("catalogs", &format!("{EM}/catalogs"), None, None)
         .await?;
     let packages = c
@@ -199,6 +212,24 @@ pub async fn crawl(
         requests_filter,
     )
     .await?;
+    if plan.approval_stages {
+        for id in std::mem::take(&mut c.ids) {
+            c.list(
+                "approvalStages",
+                &format!("{EM}/accessPackageAssignmentApprovals('{id}')/stages"),
+                None,
+                None,
+            )
+            .await?;
+            if c.summary
+                .coverage_gaps
+                .iter()
+                .any(|g| g.table == "approval_stages")
+            {
+                break; // refused once, refused for every request
+            }
+        }
+    }
     c.list(
         "assignments",
         &format!("{EM}/assignments"),
@@ -417,8 +448,16 @@ impl Crawler<'_> {
                 Err(e) => return Err(e),
             };
             self.spool_page(name, &page)?;
-            if keep && let Some(v) = page["value"].as_array() {
-                kept.extend(v.iter().cloned());
+            if let Some(v) = page["value"].as_array() {
+                if keep {
+                    kept.extend(v.iter().cloned());
+                }
+                if self.ids_of == Some(name) {
+                    self.ids.extend(
+                        v.iter()
+                            .filter_map(|o| o["id"].as_str().map(str::to_string)),
+                    );
+                }
             }
             match page["@odata.nextLink"].as_str() {
                 Some(link) => {

@@ -1,9 +1,12 @@
-//! How govlake proves who it is to Microsoft Entra: a client secret, a certificate (a signed
-//! client assertion, RS256 with the certificate's SHA-1 thumbprint as `x5t`), workload
+//! How govlake proves who it is to Microsoft Entra: a client secret, a certificate (PEM, or
+//! PFX opened by `openssl`; a signed client assertion, RS256 with the certificate's SHA-1
+//! thumbprint as `x5t`), workload
 //! identity federation (a token file the platform keeps fresh), or a managed identity (the
-//! App Service / Container Apps identity endpoint, or the VM metadata service). Each credential
-//! turns into one token request; the client (`client.rs`) sends it, retries it and caches
-//! the token. Secrets and keys never print: `Secret` and `ClientCertificate` redact their
+//! App Service / Container Apps identity endpoint, or the VM metadata service): all app-only.
+//! Delegated sign-in is the device code flow (a person signs in on another device), for what
+//! app-only tokens cannot read: approval stages. Each app-only credential turns into one
+//! token request; the client (`client.rs`) sends it, retries it, caches the token, and runs
+//! the device code flow's polling. Secrets and keys never print: `Secret` and `ClientCertificate` redact their
 //! `Debug`. Also here: reading the app roles a token carries, so a run can warn when the app
 //! holds more than read permissions.
 
@@ -35,6 +38,19 @@ pub enum Credential {
     FederatedTokenFile(PathBuf),
     /// The managed identity of the Azure resource govlake runs on.
     ManagedIdentity(ManagedIdentity),
+    /// Delegated: a person signs in with a code on another device; `prompt` shows them the
+    /// instructions.
+    DeviceCode(DeviceCodePrompt),
+}
+
+/// Shows the device code sign-in instructions to the person running govlake.
+#[derive(Clone)]
+pub struct DeviceCodePrompt(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for DeviceCodePrompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceCodePrompt")
+    }
 }
 
 /// A secret that prints as `[redacted]`.
@@ -76,22 +92,20 @@ impl std::fmt::Debug for ClientCertificate {
 
 impl ClientCertificate {
     /// Reads a PEM file holding the private key (`PRIVATE KEY` or `RSA PRIVATE KEY`) and the
-    /// certificate (`CERTIFICATE`), in any order. A PFX file is refused with the command
-    /// that converts it.
-    pub fn from_pem_file(path: &Path) -> Result<Self, String> {
+    /// certificate (`CERTIFICATE`), in any order, or a PFX (PKCS#12) file, which the
+    /// `openssl` command opens (its password from `password`, passed through the
+    /// environment, never the command line).
+    pub fn from_file(path: &Path, password: Option<&Secret>) -> Result<Self, String> {
         let bytes = std::fs::read(path).map_err(|e| {
             format!(
                 "cannot read the client certificate `{}`: {e}",
                 path.display()
             )
         })?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            format!(
-                "`{}` is not a PEM file (a PFX/PKCS#12 file? convert it: openssl pkcs12 -in {0} -out app.pem -nodes)",
-                path.display()
-            )
-        })?;
-        Self::from_pem(&text, path)
+        match String::from_utf8(bytes) {
+            Ok(text) if text.contains("-----BEGIN ") => Self::from_pem(&text, path),
+            _ => Self::from_pem(&pfx_to_pem(path, password)?, path),
+        }
     }
 
     fn from_pem(text: &str, path: &Path) -> Result<Self, String> {
@@ -152,6 +166,41 @@ impl ClientCertificate {
             .map_err(|_| "signing the client assertion failed".to_string())?;
         Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
     }
+}
+
+/// Opens a PFX file with `openssl pkcs12` (OpenSSL 3 needs `-legacy` for old RC2/3DES files).
+fn pfx_to_pem(path: &Path, password: Option<&Secret>) -> Result<String, String> {
+    const VAR: &str = "GOVLAKE_PFX_PASSWORD";
+    let mut last = String::new();
+    for legacy in [false, true] {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(["pkcs12", "-nodes", "-passin", &format!("env:{VAR}")])
+            .arg("-in")
+            .arg(path)
+            .env(VAR, password.map_or("", Secret::expose));
+        if legacy {
+            cmd.arg("-legacy");
+        }
+        let out = cmd.output().map_err(|e| {
+            format!(
+                "`{}` is not PEM, and reading it as PFX needs the `openssl` command ({e}); or convert it elsewhere: openssl pkcs12 -in app.pfx -out app.pem -nodes",
+                path.display()
+            )
+        })?;
+        if out.status.success() {
+            return String::from_utf8(out.stdout)
+                .map_err(|_| "openssl printed non-UTF-8 PEM".into());
+        }
+        last = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+    }
+    Err(format!(
+        "cannot open `{}` as PFX (wrong AZURE_CLIENT_CERTIFICATE_PASSWORD, or not a PFX file): {last}",
+        path.display()
+    ))
 }
 
 /// A managed identity: the App Service / Functions / Container Apps identity endpoint
@@ -269,7 +318,9 @@ impl Credential {
                 form.append_pair("client_assertion_type", JWT_BEARER)
                     .append_pair("client_assertion", assertion.trim());
             }
-            Credential::ManagedIdentity(_) => unreachable!("handled above"),
+            Credential::ManagedIdentity(_) | Credential::DeviceCode(_) => {
+                unreachable!("not a single request")
+            }
         }
         Ok(TokenRequest::Form {
             url,
@@ -291,6 +342,9 @@ impl Credential {
             }
             Credential::ManagedIdentity(_) => {
                 "check that the resource has a managed identity (and AZURE_CLIENT_ID for a user-assigned one)"
+            }
+            Credential::DeviceCode(_) => {
+                "check AZURE_TENANT_ID, AZURE_CLIENT_ID (a public client app with delegated EntitlementManagement.Read.All) and sign in within the time shown"
             }
         }
     }

@@ -61,6 +61,9 @@ pub struct Faults {
     /// Rows a Log Analytics query returns before it answers `PartialError` (500,000 on
     /// Azure).
     pub log_analytics_row_limit: Option<usize>,
+    /// Device code sign-ins: polls answered `authorization_pending` before the person has
+    /// "signed in".
+    pub device_code_polls: u32,
 }
 
 /// Who may sign in, and what their tokens say.
@@ -138,7 +141,12 @@ pub struct Simulator {
     started: Instant,
     graph_requests: AtomicU64,
     seq: AtomicU64,
-    tokens: Mutex<HashMap<String, u64>>,
+    /// Issued tokens: Graph requests made with each, and whether it is delegated.
+    tokens: Mutex<HashMap<String, (u64, bool)>>,
+    /// Device codes handed out: polls still to answer `authorization_pending`.
+    device_codes: Mutex<HashMap<String, u32>>,
+    /// Refresh tokens of delegated sign-ins.
+    refresh_tokens: Mutex<HashSet<String>>,
     /// Ids of late audit events not yet released.
     held_back: Mutex<HashSet<Box<str>>>,
     log: Mutex<Vec<LoggedRequest>>,
@@ -257,6 +265,8 @@ impl Simulator {
             graph_requests: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             tokens: Mutex::new(HashMap::new()),
+            device_codes: Mutex::new(HashMap::new()),
+            refresh_tokens: Mutex::new(HashSet::new()),
             held_back: Mutex::new(held_back),
             log: Mutex::new(vec![]),
         })
@@ -367,6 +377,11 @@ impl Simulator {
             let log = self.log.lock().expect("not poisoned").clone();
             return Reply::json(200, serde_json::to_string(&log).unwrap_or_default());
         }
+        if method == "POST" && path.ends_with("/oauth2/v2.0/devicecode") {
+            let reply = self.device_code(headers);
+            self.record(seq, method, path, reply.status, None);
+            return reply;
+        }
         if method == "POST" && path.ends_with("/oauth2/v2.0/token") {
             let reply = self.token(path, headers, body);
             self.record(seq, method, path, reply.status, None);
@@ -393,18 +408,17 @@ impl Simulator {
             .get("authorization")
             .and_then(|a| a.strip_prefix("Bearer "))
             .map(str::to_string);
-        let valid = bearer.as_ref().is_some_and(|t| {
+        let signed_in = bearer.as_ref().and_then(|t| {
             let mut tokens = self.tokens.lock().expect("not poisoned");
-            match tokens.get_mut(t) {
-                Some(used) => {
-                    *used += 1;
-                    self.faults
-                        .token_lifetime_requests
-                        .is_none_or(|limit| *used <= limit)
-                }
-                None => false,
-            }
+            let (used, delegated) = tokens.get_mut(t)?;
+            *used += 1;
+            let fresh = self
+                .faults
+                .token_lifetime_requests
+                .is_none_or(|limit| *used <= limit);
+            fresh.then_some(*delegated)
         });
+        let valid = signed_in.is_some();
         if !valid {
             self.record(seq, method, target, 401, None);
             return Reply::error(
@@ -441,11 +455,17 @@ impl Simulator {
             return reply;
         }
         let key = percent_decode(path.trim_start_matches("/v1.0/"));
-        if self
-            .faults
-            .forbidden
-            .iter()
-            .any(|f| key.starts_with(f.as_str()))
+        // Approvals are readable with delegated rights only, as on Graph.
+        let app_only_refused = signed_in == Some(false)
+            && key.starts_with(
+                "identityGovernance/entitlementManagement/accessPackageAssignmentApprovals",
+            );
+        if app_only_refused
+            || self
+                .faults
+                .forbidden
+                .iter()
+                .any(|f| key.starts_with(f.as_str()))
         {
             self.record(seq, method, target, 403, None);
             return Reply::error(
@@ -496,6 +516,48 @@ impl Simulator {
             )
         };
         let client_id = get("client_id");
+        let resource = get("scope")
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches("/.default")
+            .to_string();
+        match get("grant_type") {
+            "urn:ietf:params:oauth:grant-type:device_code" => {
+                let mut codes = self.device_codes.lock().expect("not poisoned");
+                let Some(pending) = codes.get_mut(get("device_code")) else {
+                    return Reply::json(
+                        400,
+                        r#"{"error":"expired_token","error_description":"AADSTS70020: The provided value for the input parameter 'device_code' is not valid."}"#.into(),
+                    );
+                };
+                if *pending > 0 {
+                    *pending -= 1;
+                    return Reply::json(
+                        400,
+                        r#"{"error":"authorization_pending","error_description":"AADSTS70016: OAuth 2.0 device flow error. Authorization is pending."}"#.into(),
+                    );
+                }
+                codes.remove(get("device_code"));
+                drop(codes);
+                return self.delegated_token(client_id, &resource);
+            }
+            "refresh_token" => {
+                let known = self
+                    .refresh_tokens
+                    .lock()
+                    .expect("not poisoned")
+                    .remove(get("refresh_token"));
+                if !known {
+                    return refuse(
+                        "invalid_grant",
+                        "AADSTS70000: The refresh token is not valid.",
+                    );
+                }
+                return self.delegated_token(client_id, &resource);
+            }
+            _ => {}
+        }
         if get("grant_type") != "client_credentials" || client_id.is_empty() {
             return refuse(
                 "invalid_request",
@@ -523,11 +585,10 @@ impl Simulator {
                 "AADSTS7000216: 'client_assertion', 'client_secret' or 'request' is required.",
             );
         }
-        let resource = get("scope").trim_end_matches("/.default").to_string();
         Reply::json(
             200,
             serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
-                "access_token": self.issue(client_id, &resource)})
+                "access_token": self.issue(client_id, &resource, false)})
             .to_string(),
         )
     }
@@ -628,29 +689,67 @@ impl Simulator {
         let expires_on = chrono::Utc::now().timestamp() + 86_399;
         Reply::json(
             200,
-            serde_json::json!({"access_token": self.issue(client, resource), "expires_on": expires_on.to_string(),
+            serde_json::json!({"access_token": self.issue(client, resource, false), "expires_on": expires_on.to_string(),
                 "resource": resource, "token_type": "Bearer"})
             .to_string(),
         )
     }
 
-    /// A new JWT-shaped token carrying the configured roles.
-    fn issue(&self, client_id: &str, resource: &str) -> String {
+    /// The device code endpoint: a code "entered" after `device_code_polls` polls.
+    fn device_code(&self, headers: &HashMap<String, String>) -> Reply {
+        let code = uuid::Uuid::new_v4().simple().to_string();
+        let user_code = code[..8].to_ascii_uppercase();
+        self.device_codes
+            .lock()
+            .expect("not poisoned")
+            .insert(code.clone(), self.faults.device_code_polls);
+        let host = headers.get("host").cloned().unwrap_or_default();
+        let uri = format!("http://{host}/devicelogin");
+        Reply::json(
+            200,
+            serde_json::json!({"device_code": code, "user_code": user_code, "verification_uri": uri,
+                "expires_in": 900, "interval": 1,
+                "message": format!("To sign in, use a web browser to open the page {uri} and enter the code {user_code} to authenticate.")})
+            .to_string(),
+        )
+    }
+
+    /// A delegated token and its refresh token.
+    fn delegated_token(&self, client_id: &str, resource: &str) -> Reply {
+        let refresh = uuid::Uuid::new_v4().simple().to_string();
+        self.refresh_tokens
+            .lock()
+            .expect("not poisoned")
+            .insert(refresh.clone());
+        Reply::json(
+            200,
+            serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "scope": "EntitlementManagement.Read.All AuditLog.Read.All",
+                "access_token": self.issue(client_id, resource, true), "refresh_token": refresh})
+            .to_string(),
+        )
+    }
+
+    /// A new JWT-shaped token: app-only tokens carry the configured roles, delegated ones a
+    /// `scp` claim.
+    fn issue(&self, client_id: &str, resource: &str, delegated: bool) -> String {
         use base64::Engine as _;
         let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
         let token = format!(
             "{}.{}.{}",
             b64(serde_json::json!({"typ": "JWT", "alg": "none"})),
-            b64(
+            b64(if delegated {
+                serde_json::json!({"aud": resource, "appid": client_id, "scp": "EntitlementManagement.Read.All AuditLog.Read.All",
+                    "jti": uuid::Uuid::new_v4().to_string()})
+            } else {
                 serde_json::json!({"aud": resource, "appid": client_id, "roles": self.auth.roles,
-                "jti": uuid::Uuid::new_v4().to_string()})
-            ),
+                    "jti": uuid::Uuid::new_v4().to_string()})
+            }),
             uuid::Uuid::new_v4().simple()
         );
         self.tokens
             .lock()
             .expect("not poisoned")
-            .insert(token.clone(), 0);
+            .insert(token.clone(), (0, delegated));
         token
     }
 
