@@ -402,6 +402,10 @@ pub struct LiveArgs {
     /// Read every request and audit event Graph still holds, ignoring the watermarks.
     #[arg(long)]
     pub full: bool,
+    /// Child listings (sponsors, review instances and decisions, group members, approval
+    /// stages: one per parent) fetched at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
     /// Do not limit directoryAudits to 5 requests per 10 s (simulator benchmarks).
     #[arg(long)]
     pub no_rate_limit: bool,

@@ -145,6 +145,7 @@ async fn live_sample(
             audits: govlake::graph::crawl::Window::All,
             page_size: 50,
             approval_stages: false,
+            concurrency: 4,
         }),
         spool: None,
         // The export's own observation time, so the live demo lake equals the file one.

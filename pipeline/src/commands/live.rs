@@ -181,6 +181,7 @@ pub async fn run(
             audits,
             page_size: live.page_size,
             approval_stages: live.device_code,
+            concurrency: live.concurrency.max(1),
         }),
         spool: live.spool.clone(),
         observed_at,

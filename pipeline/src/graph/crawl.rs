@@ -1,12 +1,13 @@
 //! What a live run reads from Graph, and where it lands. Every collection the file ingest
 //! knows is listed with the `$expand` Graph allows and the largest `$top`; children are
 //! listed per parent (sponsors per connected organization, instances per review
-//! definition, decisions per instance, members per incompatible group). Two collections are
-//! read incrementally, as the caller's [`Plan`] says: requests from a `createdDateTime`
-//! (the last run's newest, or the oldest request still unfinished, whichever is earlier, so
-//! requests that changed state are re-read), and audit events from the last run's watermark
-//! minus an overlap (late events land inside it and are deduped by id), or from `--since`;
-//! `--full` reads everything. With delegated sign-in (`--device-code`) the approval stages
+//! definition, decisions per instance, members per incompatible group), a bounded number at
+//! once (`--concurrency`), spooled in a fixed order whatever order they finish in. Two
+//! collections are read incrementally, as the caller's [`Plan`] says: requests from a
+//! `createdDateTime` (the last run's newest, or the oldest request still unfinished,
+//! whichever is earlier, so requests that changed state are re-read), and audit events from
+//! the last run's watermark minus an overlap (late events land inside it and are deduped by
+//! id), or from `--since`; `--full` reads everything. With delegated sign-in (`--device-code`) the approval stages
 //! of every request read are listed too: app-only tokens cannot read them, and the approval
 //! trail is then rebuilt from audit events alone (`queries/approval_trail.sql` holds the
 //! link rules).
@@ -102,6 +103,8 @@ pub struct Plan {
     pub page_size: u32,
     /// List each request's approval stages (delegated sign-in only).
     pub approval_stages: bool,
+    /// Child listings (per parent) fetched at once.
+    pub concurrency: usize,
 }
 
 struct Crawler<'a> {
@@ -111,6 +114,8 @@ struct Crawler<'a> {
     summary: CrawlSummary,
     /// Pages per collection name, for progress.
     pages: BTreeMap<String, u64>,
+    /// Child listings fetched at once.
+    concurrency: usize,
     /// Ids of the objects listed under this collection name (when wanted).
     ids_of: Option<&'static str>,
     ids: Vec<String>,
@@ -135,6 +140,7 @@ impl<'a> Crawler<'a> {
             page_size,
             summary: CrawlSummary::default(),
             pages: BTreeMap::new(),
+            concurrency: 1,
             ids_of: None,
             ids: vec![],
             progress,
@@ -181,6 +187,7 @@ pub async fn crawl(
     progress: &Progress<'_>,
 ) -> Result<CrawlSummary> {
     let mut c = Crawler::new(client, spool, plan.page_size, progress)?;
+    c.concurrency = plan.concurrency.max(1);
     if plan.approval_stages {
         c.ids_of = Some("assignmentRequests");
     }
@@ -213,21 +220,20 @@ pub async fn crawl(
     )
     .await?;
     if plan.approval_stages {
-        for id in std::mem::take(&mut c.ids) {
-            c.list(
-                "approvalStages",
-                &format!("{EM}/accessPackageAssignmentApprovals('{id}')/stages"),
-                None,
-                None,
-            )
-            .await?;
-            if c.summary
-                .coverage_gaps
-                .iter()
-                .any(|g| g.table == "approval_stages")
-            {
-                break; // refused once, refused for every request
-            }
+        let paths: Vec<String> = std::mem::take(&mut c.ids)
+            .iter()
+            .map(|id| format!("{EM}/accessPackageAssignmentApprovals('{id}')/stages"))
+            .collect();
+        // One first: refused once (app-only rights), refused for every request.
+        let (first, rest) = paths.split_at(paths.len().min(1));
+        c.list_children("approvalStages", first.to_vec()).await?;
+        if !c
+            .summary
+            .coverage_gaps
+            .iter()
+            .any(|g| g.table == "approval_stages")
+        {
+            c.list_children("approvalStages", rest.to_vec()).await?;
         }
     }
     c.list(
@@ -245,17 +251,14 @@ pub async fn crawl(
             None,
         )
         .await?;
-    for org in ids(&orgs) {
-        for kind in ["internalSponsors", "externalSponsors"] {
-            c.list(
-                kind,
-                &format!("{EM}/connectedOrganizations('{org}')/{kind}"),
-                None,
-                None,
-            )
-            .await?;
-        }
-    }
+    let sponsor_lists: Vec<String> = ids(&orgs)
+        .iter()
+        .flat_map(|org| {
+            ["internalSponsors", "externalSponsors"]
+                .map(|kind| format!("{EM}/connectedOrganizations('{org}')/{kind}"))
+        })
+        .collect();
+    c.list_children("sponsors", sponsor_lists).await?;
     let definitions = c
         .list(
             "accessReviews",
@@ -264,25 +267,25 @@ pub async fn crawl(
             None,
         )
         .await?;
-    for def in ids(&definitions) {
-        let instances = c
-            .list(
-                "accessReviewInstances",
-                &format!("{REVIEWS}/definitions('{def}')/instances"),
-                None,
-                None,
-            )
-            .await?;
-        for inst in ids(&instances) {
-            c.list(
-                "accessReviewDecisions",
-                &format!("{REVIEWS}/definitions('{def}')/instances('{inst}')/decisions"),
-                None,
-                None,
-            )
-            .await?;
-        }
-    }
+    let defs = ids(&definitions);
+    let instance_lists = defs
+        .iter()
+        .map(|def| format!("{REVIEWS}/definitions('{def}')/instances"))
+        .collect();
+    let instances = c
+        .list_children("accessReviewInstances", instance_lists)
+        .await?;
+    let decision_lists = defs
+        .iter()
+        .zip(&instances)
+        .flat_map(|(def, instances)| {
+            ids(instances).into_iter().map(move |inst| {
+                format!("{REVIEWS}/definitions('{def}')/instances('{inst}')/decisions")
+            })
+        })
+        .collect();
+    c.list_children("accessReviewDecisions", decision_lists)
+        .await?;
     // Members of the groups that packages declare incompatible.
     let mut groups: Vec<String> = packages
         .iter()
@@ -296,15 +299,11 @@ pub async fn crawl(
         .collect();
     groups.sort();
     groups.dedup();
-    for g in groups {
-        c.list(
-            "groupMembers",
-            &format!("groups('{g}')/members"),
-            None,
-            None,
-        )
-        .await?;
-    }
+    let member_lists = groups
+        .iter()
+        .map(|g| format!("groups('{g}')/members"))
+        .collect();
+    c.list_children("groupMembers", member_lists).await?;
     let filter = plan.audits.filter("activityDateTime").map(|(f, since)| {
         c.summary.audit_events_since = Some(since);
         f
@@ -431,18 +430,7 @@ impl Crawler<'_> {
             let page = match self.client.get_page(&url).await {
                 Ok(p) => p,
                 Err(Error::Forbidden { message, .. }) => {
-                    tracing::warn!(collection = %path, "Graph refused the collection (403): {message}");
-                    let table = crate::ingest::context::from_context(&format!(
-                        "https://graph.microsoft.com/v1.0/$metadata#{path}"
-                    ))
-                    .map_or_else(|| path.to_string(), |r| r.entity.to_string());
-                    self.summary.coverage_gaps.push(CoverageGap {
-                        collection: path.to_string(),
-                        table,
-                        reason: format!(
-                            "Graph refused it (403: {message}); grant the app its read permission and rerun"
-                        ),
-                    });
+                    self.refused(path, &message);
                     return Ok(kept);
                 }
                 Err(e) => return Err(e),
@@ -459,15 +447,103 @@ impl Crawler<'_> {
                     );
                 }
             }
-            match page["@odata.nextLink"].as_str() {
-                Some(link) => {
-                    if !seen_links.insert(link.to_string()) {
-                        return Err(Error::LinkCycle(link.to_string()));
-                    }
-                    url = self.client.check_link(link)?;
-                }
+            match next_link(self.client, &page, &mut seen_links)? {
+                Some(next) => url = next,
                 None => return Ok(kept),
             }
         }
+    }
+}
+
+/// The next page's URL: `@odata.nextLink` as given, on the configured host, never seen before.
+fn next_link(
+    client: &GraphClient,
+    page: &Value,
+    seen: &mut HashSet<String>,
+) -> Result<Option<url::Url>> {
+    let Some(link) = page["@odata.nextLink"].as_str() else {
+        return Ok(None);
+    };
+    if !seen.insert(link.to_string()) {
+        return Err(Error::LinkCycle(link.to_string()));
+    }
+    client.check_link(link).map(Some)
+}
+
+/// One listing fetched whole: its pages, or Graph's refusal.
+enum Listing {
+    Pages(Vec<Value>),
+    Refused(String),
+}
+
+async fn fetch_listing(client: &GraphClient, mut url: url::Url) -> Result<Listing> {
+    let mut seen = HashSet::new();
+    let mut pages = vec![];
+    loop {
+        let page = match client.get_page(&url).await {
+            Ok(p) => p,
+            Err(Error::Forbidden { message, .. }) => return Ok(Listing::Refused(message)),
+            Err(e) => return Err(e),
+        };
+        let next = next_link(client, &page, &mut seen)?;
+        pages.push(page);
+        match next {
+            Some(n) => url = n,
+            None => return Ok(Listing::Pages(pages)),
+        }
+    }
+}
+
+impl Crawler<'_> {
+    /// Records a collection Graph refused (403) as a coverage gap of its table (once per
+    /// table).
+    fn refused(&mut self, path: &str, message: &str) {
+        tracing::warn!(collection = %path, "Graph refused the collection (403): {message}");
+        let table = crate::ingest::context::from_context(&format!(
+            "https://graph.microsoft.com/v1.0/$metadata#{path}"
+        ))
+        .map_or_else(|| path.to_string(), |r| r.entity.to_string());
+        if self.summary.coverage_gaps.iter().any(|g| g.table == table) {
+            return;
+        }
+        self.summary.coverage_gaps.push(CoverageGap {
+            collection: path.to_string(),
+            table,
+            reason: format!(
+                "Graph refused it (403: {message}); grant the app its read permission and rerun"
+            ),
+        });
+    }
+
+    /// Lists many small collections (children of parents), up to `concurrency` at once;
+    /// their pages are spooled in the order of `paths`. Returns each listing's objects.
+    async fn list_children(&mut self, name: &str, paths: Vec<String>) -> Result<Vec<Vec<Value>>> {
+        use futures::StreamExt as _;
+        let client = self.client;
+        let top = [("$top", self.page_size.to_string())];
+        let listings = paths
+            .into_iter()
+            .map(|path| Ok((client.url(&path, &top)?, path)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut fetched = futures::stream::iter(listings)
+            .map(|(url, path)| async move { (path, fetch_listing(client, url).await) })
+            .buffered(self.concurrency);
+        let mut out = vec![];
+        while let Some((path, listing)) = fetched.next().await {
+            let mut objects = vec![];
+            match listing? {
+                Listing::Refused(message) => self.refused(&path, &message),
+                Listing::Pages(pages) => {
+                    for page in pages {
+                        self.spool_page(name, &page)?;
+                        if let Some(v) = page["value"].as_array() {
+                            objects.extend(v.iter().cloned());
+                        }
+                    }
+                }
+            }
+            out.push(objects);
+        }
+        Ok(out)
     }
 }
