@@ -1,6 +1,7 @@
-"""DuckDB side of bench/views.sh: runs one governance view over the Parquet files of the
-lake's Delta tables (the files each table's current version references, read through the
-`deltalake` package) and writes the result to Parquet, like `govlake sql -o parquet`.
+"""DuckDB side of the views benchmark (bench/suite.sh): runs one governance view over the
+Parquet files of the lake's Delta tables (the files each table's current version references,
+read through the `deltalake` package) and writes the result to Parquet, like
+`govlake sql -o parquet`.
 
 Usage: duckdb_views.py LAKE QUERIES_DIR VIEW OUT.parquet [AS_OF]
 The view SQL is queries/VIEW.sql with the few DataFusion spellings DuckDB lacks rewritten

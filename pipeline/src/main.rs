@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 // jemalloc fragments less than glibc malloc under tokio's many threads: on a 20,000-user
-// tenant it cut ingest peak RSS by 12 % and wall time by 27 % (bench/ingest.sh).
+// tenant it cut ingest peak RSS by 12 % and wall time by 27 % (the former bench/ingest.sh).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -279,7 +279,7 @@ pub async fn crawl(
         .iter()
         .zip(&instances)
         .flat_map(|(def, instances)| {
-            ids(instances).into_iter().map(move |inst| {
+            instances.iter().map(move |inst| {
                 format!("{REVIEWS}/definitions('{def}')/instances('{inst}')/decisions")
             })
         })
@@ -516,8 +516,9 @@ impl Crawler<'_> {
     }
 
     /// Lists many small collections (children of parents), up to `concurrency` at once;
-    /// their pages are spooled in the order of `paths`. Returns each listing's objects.
-    async fn list_children(&mut self, name: &str, paths: Vec<String>) -> Result<Vec<Vec<Value>>> {
+    /// their pages are spooled in the order of `paths`. Returns the ids each listing held
+    /// (not the objects: decisions alone can be millions).
+    async fn list_children(&mut self, name: &str, paths: Vec<String>) -> Result<Vec<Vec<String>>> {
         use futures::StreamExt as _;
         let client = self.client;
         let top = [("$top", self.page_size.to_string())];
@@ -530,19 +531,17 @@ impl Crawler<'_> {
             .buffered(self.concurrency);
         let mut out = vec![];
         while let Some((path, listing)) = fetched.next().await {
-            let mut objects = vec![];
+            let mut listed = vec![];
             match listing? {
                 Listing::Refused(message) => self.refused(&path, &message),
                 Listing::Pages(pages) => {
                     for page in pages {
                         self.spool_page(name, &page)?;
-                        if let Some(v) = page["value"].as_array() {
-                            objects.extend(v.iter().cloned());
-                        }
+                        listed.extend(ids(page["value"].as_array().map_or(&[][..], Vec::as_slice)));
                     }
                 }
             }
-            out.push(objects);
+            out.push(listed);
         }
         Ok(out)
     }
