@@ -149,8 +149,13 @@ impl<'a> Crawler<'a> {
 
     /// Writes one page to the spool and counts it.
     fn spool_page(&mut self, name: &str, page: &Value) -> Result<()> {
-        self.summary.pages += 1;
         let values = page["value"].as_array().map_or(0, Vec::len) as u64;
+        self.spool_text(name, &page.to_string(), values)
+    }
+
+    /// Writes one page, already as text, holding `values` records.
+    fn spool_text(&mut self, name: &str, text: &str, values: u64) -> Result<()> {
+        self.summary.pages += 1;
         self.summary.records += values;
         let records = self
             .summary
@@ -162,7 +167,7 @@ impl<'a> Crawler<'a> {
         let pages = self.pages.entry(name.to_string()).or_default();
         *pages += 1;
         let file = self.spool.join(format!("{:07}.json", self.summary.pages));
-        std::fs::write(&file, page.to_string())
+        std::fs::write(&file, text)
             .map_err(|e| Error::BadUrl(format!("cannot write `{}`: {e}", file.display())))?;
         (self.progress)(name, *pages, records);
         Ok(())
@@ -414,7 +419,7 @@ impl Crawler<'_> {
     ) -> Result<Vec<Value>> {
         let keep = !matches!(
             name,
-            "directoryAudits" | "assignmentRequests" | "assignments" | "accessReviewDecisions"
+            "directoryAudits" | "assignmentRequests" | "assignments"
         );
         let mut query = vec![("$top", self.page_size.to_string())];
         if let Some(e) = expand {
@@ -441,10 +446,7 @@ impl Crawler<'_> {
                     kept.extend(v.iter().cloned());
                 }
                 if self.ids_of == Some(name) {
-                    self.ids.extend(
-                        v.iter()
-                            .filter_map(|o| o["id"].as_str().map(str::to_string)),
-                    );
+                    self.ids.extend(ids(v));
                 }
             }
             match next_link(self.client, &page, &mut seen_links)? {
@@ -470,10 +472,18 @@ fn next_link(
     client.check_link(link).map(Some)
 }
 
-/// One listing fetched whole: its pages, or Graph's refusal.
+/// One listing fetched whole: its pages (as text: a parsed page takes several times the
+/// memory), or Graph's refusal.
 enum Listing {
-    Pages(Vec<Value>),
+    Pages(Vec<FetchedPage>),
     Refused(String),
+}
+
+/// A page held until its turn to be spooled.
+struct FetchedPage {
+    text: String,
+    records: u64,
+    ids: Vec<String>,
 }
 
 async fn fetch_listing(client: &GraphClient, mut url: url::Url) -> Result<Listing> {
@@ -486,7 +496,12 @@ async fn fetch_listing(client: &GraphClient, mut url: url::Url) -> Result<Listin
             Err(e) => return Err(e),
         };
         let next = next_link(client, &page, &mut seen)?;
-        pages.push(page);
+        let values = page["value"].as_array().map_or(&[][..], Vec::as_slice);
+        pages.push(FetchedPage {
+            text: page.to_string(),
+            records: values.len() as u64,
+            ids: ids(values),
+        });
         match next {
             Some(n) => url = n,
             None => return Ok(Listing::Pages(pages)),
@@ -536,8 +551,8 @@ impl Crawler<'_> {
                 Listing::Refused(message) => self.refused(&path, &message),
                 Listing::Pages(pages) => {
                     for page in pages {
-                        self.spool_page(name, &page)?;
-                        listed.extend(ids(page["value"].as_array().map_or(&[][..], Vec::as_slice)));
+                        self.spool_text(name, &page.text, page.records)?;
+                        listed.extend(page.ids);
                     }
                 }
             }
