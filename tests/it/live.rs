@@ -6,6 +6,7 @@
 //! Log Analytics backfill and saved `az monitor log-analytics query` output; audit windows
 //! past Graph's retention reported as coverage gaps.
 
+use std::ffi::OsStr;
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -309,13 +310,15 @@ fn a_refused_collection_is_a_coverage_gap_not_a_crash() {
     // Everything else arrived, and the lake's bookkeeping names the gap.
     assert_eq!(crate::common::count(lake.path(), "audit_events"), 0);
     assert!(crate::common::count(lake.path(), "assignments") > 0);
-    assert_eq!(
-        crate::common::sql(
-            lake.path(),
-            "select table_name from _ingest_runs where status like 'coverage_gap:%'"
-        ),
-        ["audit_events"]
-    );
+    assert_eq!(gap_tables(lake.path()), ["audit_events"]);
+}
+
+/// Tables whose runs recorded a coverage gap in `_ingest_runs`.
+fn gap_tables(lake: &Path) -> Vec<String> {
+    crate::common::sql(
+        lake,
+        "select table_name from _ingest_runs where status like 'coverage_gap:%'",
+    )
 }
 
 /// The audit-event tables of a dump.
@@ -463,7 +466,7 @@ fn certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBu
 }
 
 /// `ingest --graph` signing in with the given environment (no client secret).
-fn signed_in_ingest(lake: &Path, sim: &Sim, flags: &[&str], env: &[(&str, &Path)]) -> Run {
+fn signed_in_ingest(lake: &Path, sim: &Sim, flags: &[&str], env: &[(&str, &OsStr)]) -> Run {
     let mut cmd = govlake();
     cmd.arg("--lake")
         .arg(lake)
@@ -508,7 +511,7 @@ fn a_certificate_signs_in_with_a_checked_assertion_and_clock_skew_is_tolerated_o
             &lake,
             &sim,
             &ids,
-            &[("AZURE_CLIENT_CERTIFICATE_PATH", &pem)],
+            &[("AZURE_CLIENT_CERTIFICATE_PATH", pem.as_os_str())],
         );
         assert_eq!(r.code, 0, "skew {skew}: {}", r.stderr);
         assert!(crate::common::count(&lake, "audit_events") > 0);
@@ -523,7 +526,7 @@ fn a_certificate_signs_in_with_a_checked_assertion_and_clock_skew_is_tolerated_o
         &dir.path().join("late"),
         &sim,
         &ids,
-        &[("AZURE_CLIENT_CERTIFICATE_PATH", &pem)],
+        &[("AZURE_CLIENT_CERTIFICATE_PATH", pem.as_os_str())],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
@@ -536,7 +539,7 @@ fn a_certificate_signs_in_with_a_checked_assertion_and_clock_skew_is_tolerated_o
         &dir.path().join("other"),
         &sim,
         &ids,
-        &[("AZURE_CLIENT_CERTIFICATE_PATH", &other_pem)],
+        &[("AZURE_CLIENT_CERTIFICATE_PATH", other_pem.as_os_str())],
     );
     assert_eq!(r.code, 2);
     assert!(
@@ -564,25 +567,23 @@ fn a_certificate_signs_in_with_a_checked_assertion_and_clock_skew_is_tolerated_o
         pfx.to_str().unwrap(),
     ]);
     let sim = start_sim(&sample_data(), &["--client-certificate", cert_s]);
-    let good = std::path::PathBuf::from("pfx-Pa55");
     let r = signed_in_ingest(
         &dir.path().join("pfx"),
         &sim,
         &ids,
         &[
-            ("AZURE_CLIENT_CERTIFICATE_PATH", &pfx),
-            ("AZURE_CLIENT_CERTIFICATE_PASSWORD", &good),
+            ("AZURE_CLIENT_CERTIFICATE_PATH", pfx.as_os_str()),
+            ("AZURE_CLIENT_CERTIFICATE_PASSWORD", "pfx-Pa55".as_ref()),
         ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let bad = std::path::PathBuf::from("wrong-Pa55");
     let r = signed_in_ingest(
         &dir.path().join("pfx2"),
         &sim,
         &ids,
         &[
-            ("AZURE_CLIENT_CERTIFICATE_PATH", &pfx),
-            ("AZURE_CLIENT_CERTIFICATE_PASSWORD", &bad),
+            ("AZURE_CLIENT_CERTIFICATE_PATH", pfx.as_os_str()),
+            ("AZURE_CLIENT_CERTIFICATE_PASSWORD", "wrong-Pa55".as_ref()),
         ],
     );
     assert_eq!(r.code, 2);
@@ -600,7 +601,7 @@ fn a_certificate_signs_in_with_a_checked_assertion_and_clock_skew_is_tolerated_o
         &dir.path().join("nokey"),
         &sim,
         &ids,
-        &[("AZURE_CLIENT_CERTIFICATE_PATH", &cert)],
+        &[("AZURE_CLIENT_CERTIFICATE_PATH", cert.as_os_str())],
     );
     assert_eq!(r.code, 2);
     assert!(
@@ -614,15 +615,14 @@ fn a_certificate_signs_in_with_a_checked_assertion_and_clock_skew_is_tolerated_o
 fn a_managed_identity_signs_in_without_tenant_or_secret() {
     let sim = start_sim(&sample_data(), &["--identity-header", "h-123"]);
     let dir = tempfile::tempdir().unwrap();
-    let endpoint = std::path::PathBuf::from(format!("{}/msi/token", sim.url));
-    let header = std::path::PathBuf::from("h-123");
+    let endpoint = format!("{}/msi/token", sim.url);
     let r = signed_in_ingest(
         &dir.path().join("lake"),
         &sim,
         &["--managed-identity"],
         &[
-            ("IDENTITY_ENDPOINT", &endpoint),
-            ("IDENTITY_HEADER", &header),
+            ("IDENTITY_ENDPOINT", endpoint.as_ref()),
+            ("IDENTITY_HEADER", "h-123".as_ref()),
         ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -633,14 +633,13 @@ fn a_managed_identity_signs_in_without_tenant_or_secret() {
             .any(|e| e["target"] == "/msi/token" && e["status"] == 200)
     );
     // The wrong identity header is refused.
-    let wrong = std::path::PathBuf::from("nope");
     let r = signed_in_ingest(
         &dir.path().join("lake2"),
         &sim,
         &["--managed-identity"],
         &[
-            ("IDENTITY_ENDPOINT", &endpoint),
-            ("IDENTITY_HEADER", &wrong),
+            ("IDENTITY_ENDPOINT", endpoint.as_ref()),
+            ("IDENTITY_HEADER", "nope".as_ref()),
         ],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
@@ -706,13 +705,7 @@ fn audit_history_past_graph_retention_is_a_gap_that_log_analytics_fills() {
         "{gaps:?}"
     );
     assert_eq!(crate::common::count(lake.path(), "audit_events"), 0);
-    assert_eq!(
-        crate::common::sql(
-            lake.path(),
-            "select table_name from _ingest_runs where status like 'coverage_gap:%'"
-        ),
-        ["audit_events"]
-    );
+    assert_eq!(gap_tables(lake.path()), ["audit_events"]);
 
     // The backfill from Log Analytics, in day windows (split where a day has more than the
     // simulator's 4-row limit), gives the audit events a file ingest gives.
