@@ -76,6 +76,15 @@ measure() {
   printf '%s %s\n' "$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')" "$((rss / 1024))"
 }
 
+# The line under each stage's heading: when, and how many runs each figure is.
+stamp() {
+  if [ "$RUNS" -gt 1 ]; then
+    echo "_Measured $(date -u +%F); median of $RUNS runs, peak RSS over them._"
+  else
+    echo "_Measured $(date -u +%F); **one run per figure** (RUNS=1, not a median)._"
+  fi
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2f", a / b; else print "-" }'; }
 per_sec() { awk -v n="$1" -v t="$2" 'BEGIN { if (t+0 > 0) printf "%.0f", n / t; else print "-" }'; }
 
@@ -95,7 +104,7 @@ for size in "${SIZES[@]}"; do
   {
     echo "## $size audit events"
     echo
-    echo "Tenant: \`govlake generate --users $users --seed 1\` ($tenant_size of JSON). Measured $(date -u +%F); median of $RUNS runs, peak RSS over them."
+    echo "Tenant: \`govlake generate --users $users --seed 1\` ($tenant_size of JSON)."
     echo
   } >"$R/0-tenant.md"
 
@@ -108,6 +117,8 @@ for size in "${SIZES[@]}"; do
     read -r drecords _ <"$WORK/stdout.txt" || drecords=0
     {
       echo "### Ingest: export directory → tables"
+      echo
+      stamp
       echo
       echo "| engine | records | s | records/s | peak MiB |"
       echo "|---|---:|---:|---:|---:|"
@@ -131,6 +142,8 @@ for size in "${SIZES[@]}"; do
     SETUP=""
     {
       echo "### Governance views"
+      echo
+      stamp
       echo
       echo "| view | rows | govlake s | govlake MiB | DuckDB s | DuckDB MiB | time govlake / DuckDB |"
       echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -161,6 +174,8 @@ for i in json.load(sys.stdin)["summary"]:
     {
       echo "### Evidence pack"
       echo
+      stamp
+      echo
       echo "\`govlake pack --period 2026Q3 --unsigned\`: **$pt s**, peak **$pm MiB**; $files files, $(du -sh "$S/pack" 2>/dev/null | cut -f1) (plus the tar)."
       echo
     } >"$OUT"
@@ -188,6 +203,8 @@ for i in json.load(sys.stdin)["summary"]:
       kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=""
       {
         echo "### Live ingestion through the simulator"
+        echo
+        stamp
         echo
         echo "\`govlake ingest --graph --full --no-rate-limit\` against govlake-graph-sim serving the tenant (pages of 999): $lrecords records in **$lt s** = **$(per_sec "$lrecords" "$lt") records/s**, peak **$lm MiB** (govlake)."
         echo

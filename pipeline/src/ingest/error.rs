@@ -35,4 +35,7 @@ pub enum Error {
     /// The reader thread died.
     #[error("The file reader stopped unexpectedly")]
     Reader,
+    /// The task committing a chunk died.
+    #[error("The task committing a chunk to the lake stopped unexpectedly")]
+    Writer,
 }

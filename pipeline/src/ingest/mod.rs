@@ -147,6 +147,9 @@ enum Msg {
     Item {
         file: usize,
         item: Item,
+        /// A record's compact JSON (the raw layer's text), written on the reader thread so
+        /// the consumer does not spend its time serialising.
+        json: Option<String>,
     },
     FileError {
         file: usize,
@@ -237,11 +240,12 @@ pub async fn run(
         started_at,
         observed_at,
     );
+    let sources: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let mut records = 0u64;
     while let Some(msg) = rx.recv().await {
         match msg {
-            Msg::Item { file, item } => {
-                let source = paths[file].display().to_string();
+            Msg::Item { file, item, json } => {
+                let source = &sources[file];
                 match item {
                     Item::Record {
                         context,
@@ -250,7 +254,7 @@ pub async fn run(
                     } => {
                         records += 1;
                         let resolved = run.resolve(file, &paths[file], context.as_deref());
-                        run.record(resolved, value, &source, index, context.as_deref())
+                        run.record(resolved, value, json, source, index, context.as_deref())
                             .await?;
                         if records.is_multiple_of(4096) {
                             progress(bytes.load(Ordering::Relaxed), total_bytes, records);
@@ -307,7 +311,11 @@ fn read_files(paths: &[PathBuf], bytes: &Arc<AtomicU64>, tx: &mpsc::Sender<Msg>)
             reader::CountingReader::new(f, bytes.clone()),
         );
         let result = reader::read_stream(reader, &mut |item| {
-            tx.blocking_send(Msg::Item { file, item })
+            let json = match &item {
+                Item::Record { value, .. } => Some(value.to_string()),
+                Item::PageEnd { .. } => None,
+            };
+            tx.blocking_send(Msg::Item { file, item, json })
                 .map_err(|_| "ingest stopped".to_string())
         });
         if let Err(e) = result {
@@ -345,6 +353,9 @@ struct Run<'a> {
     appends: BTreeMap<&'static str, AppendBuffer>,
     raw: AppendBuffer,
     raw_bytes: usize,
+    /// The chunk being committed while the next one is read (at most one at a time):
+    /// the tables it wrote and their new versions.
+    in_flight: Option<tokio::task::JoinHandle<Result<Vec<(String, i64)>>>>,
     orphans: HashSet<u128>,
     /// Ids of quarantined records, per table: a rejected object did not vanish.
     rejected_ids: BTreeMap<String, Vec<String>>,
@@ -381,6 +392,7 @@ impl<'a> Run<'a> {
             complete_scopes: BTreeMap::new(),
             appends: BTreeMap::new(),
             raw_bytes: 0,
+            in_flight: None,
             orphans: HashSet::new(),
             rejected_ids: BTreeMap::new(),
             raw: AppendBuffer {
@@ -491,6 +503,7 @@ impl<'a> Run<'a> {
         &mut self,
         resolved: Option<Resolved>,
         mut value: Value,
+        mut json: Option<String>,
         source: &str,
         index: u64,
         context: Option<&str>,
@@ -502,12 +515,13 @@ impl<'a> Run<'a> {
                 Some(c) => format!("`@odata.context` `{c}` names nothing govlake ingests"),
                 None => "cannot tell which entity this file holds: its pages have no `@odata.context` and the file name names no entity (e.g. `assignments.json`)".to_string(),
             };
-            let raw = value.to_string();
+            let raw = json.unwrap_or_else(|| value.to_string());
             self.reject(UNRESOLVED, &file, &location, None, reason, &raw);
             return Ok(());
         };
         let spec = spec::entity(r.entity).expect("resolved entities exist");
         if r.envelope || (spec.table == "audit_events" && is_monitor_envelope(&value)) {
+            json = None;
             value = match value {
                 Value::Object(mut m) => m.remove("properties").unwrap_or(Value::Null),
                 other => other,
@@ -516,10 +530,19 @@ impl<'a> Run<'a> {
             // A Log Analytics `AuditLogs` row (saved `az monitor log-analytics query` output).
             if let Value::Object(row) = &value {
                 value = loganalytics::row_to_directory_audit(row);
+                json = None;
             }
         }
         self.object(
-            spec, &value, source, &location, &r.parents, r.constant, 0, None,
+            spec,
+            &value,
+            Some(json.unwrap_or_else(|| value.to_string())),
+            source,
+            &location,
+            &r.parents,
+            r.constant,
+            0,
+            None,
         )
         .await?;
         // Commit only between whole objects, so a crash never separates an event from some of
@@ -541,6 +564,7 @@ impl<'a> Run<'a> {
         &mut self,
         spec: &'static EntitySpec,
         value: &Value,
+        json: Option<String>,
         source: &str,
         location: &str,
         parents: &[String],
@@ -548,18 +572,20 @@ impl<'a> Run<'a> {
         position: usize,
         parent_is_new: Option<bool>,
     ) -> Result<()> {
-        let json = value.to_string();
-        let record_id = value
-            .as_object()
-            .and_then(|o| value::get_ci(o, "id"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let extracted = if json.len() > self.settings.max_record_bytes {
-            Err(format!(
-                "the record is {} bytes of JSON, over the {} byte limit per record",
-                json.len(),
-                self.settings.max_record_bytes
-            ))
+        // `json` is the top-level record's text; a child's (inside its parent's, so within
+        // the size limit) is written only if the child is rejected.
+        let too_big = json
+            .as_ref()
+            .filter(|j| j.len() > self.settings.max_record_bytes)
+            .map(|j| {
+                format!(
+                    "the record is {} bytes of JSON, over the {} byte limit per record",
+                    j.len(),
+                    self.settings.max_record_bytes
+                )
+            });
+        let extracted = if let Some(reason) = too_big {
+            Err(reason)
         } else {
             spec.extract(
                 value,
@@ -573,7 +599,11 @@ impl<'a> Run<'a> {
         let row = match extracted {
             Ok(row) => row,
             Err(reason) => {
-                let id = record_id.as_deref();
+                let id = value
+                    .as_object()
+                    .and_then(|o| value::get_ci(o, "id"))
+                    .and_then(Value::as_str);
+                let json = json.unwrap_or_else(|| value.to_string());
                 self.reject(spec.table, source, location, id, reason, &json);
                 return Ok(());
             }
@@ -624,6 +654,7 @@ impl<'a> Run<'a> {
                 Box::pin(self.object(
                     child,
                     item,
+                    None,
                     source,
                     &loc,
                     &child_parents,
@@ -637,7 +668,7 @@ impl<'a> Run<'a> {
 
         // Raw layer: every distinct version of every object, verbatim. Child rows are part of
         // their parent's raw record.
-        if position == 0 {
+        if let Some(json) = json {
             let hash = {
                 let mut h = Sha256::new();
                 h.update(spec.table.as_bytes());
@@ -791,31 +822,51 @@ impl<'a> Run<'a> {
 
     /// Commits buffered append-only rows (audit events and their children, raw records).
     /// Each table's chunk is one Delta commit; dedupe by id makes a rerun after a crash
-    /// between commits store exactly what is missing.
+    /// between commits store exactly what is missing. The commits run on their own task
+    /// while the next chunk is read; a chunk waits for the previous one to land first, so
+    /// commits keep their order and at most two chunks are held.
     async fn flush_appends(&mut self) -> Result<()> {
+        self.settle_flush().await?;
         self.raw_bytes = 0;
+        let mut chunks = vec![];
         for buf in self
             .appends
             .values_mut()
             .chain(std::iter::once(&mut self.raw))
         {
-            if buf.rows.is_empty() {
-                continue;
+            if !buf.rows.is_empty() {
+                chunks.push((buf.schema.clone(), std::mem::take(&mut buf.rows)));
             }
-            let rows = std::mem::take(&mut buf.rows);
-            buf.rows.shrink_to_fit();
-            tracing::debug!(table = %buf.schema.name, rows = rows.len(), "Committing a chunk.");
-            let v = self.lake.append(&buf.schema, &rows, &self.metadata).await?;
-            self.counts
-                .entry(buf.schema.name.clone())
-                .or_default()
-                .version = Some(v);
+        }
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let (lake, metadata) = (self.lake.clone(), self.metadata.clone());
+        self.in_flight = Some(tokio::spawn(async move {
+            let mut versions = Vec::with_capacity(chunks.len());
+            for (schema, rows) in chunks {
+                tracing::debug!(table = %schema.name, rows = rows.len(), "Committing a chunk.");
+                let v = lake.append(&schema, &rows, &metadata).await?;
+                versions.push((schema.name, v));
+            }
+            Ok(versions)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the chunk in flight, if any, and notes the versions it committed.
+    async fn settle_flush(&mut self) -> Result<()> {
+        if let Some(task) = self.in_flight.take() {
+            for (table, v) in task.await.map_err(|_| Error::Writer)?? {
+                self.counts.entry(table).or_default().version = Some(v);
+            }
         }
         Ok(())
     }
 
     async fn finish(mut self, files: u64, records: u64) -> Result<IngestSummary> {
         self.flush_appends().await?;
+        self.settle_flush().await?;
 
         // Every table exists after any run, so queries never meet a missing table.
         for spec in spec::ENTITIES.iter() {

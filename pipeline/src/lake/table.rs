@@ -51,6 +51,10 @@ const BLIND_APPEND: [&str; 3] = [
 /// Table name → the version a guarded handle last read or wrote (`None`: no table yet).
 type SeenVersions = Arc<Mutex<HashMap<String, Option<i64>>>>;
 
+/// Table name → the handle a guarded writer's last commit returned (its snapshot already
+/// holds that commit, so the next write need not read the log again).
+type WriterHandles = Arc<Mutex<HashMap<String, DeltaTable>>>;
+
 /// Attempts of a blind append that keeps losing the race to other writers.
 const BLIND_APPEND_ATTEMPTS: u32 = 10;
 
@@ -61,6 +65,9 @@ pub struct Lake {
     retention: RetentionConfig,
     /// Set by [`Lake::guarded`]: the version of each table this handle last read or wrote.
     seen: Option<SeenVersions>,
+    /// Set by [`Lake::guarded`]: reused between a writer's commits. Without it every chunk
+    /// of an ingest reloaded the table's log, a cost growing with the table's size.
+    handles: Option<WriterHandles>,
 }
 
 impl Lake {
@@ -70,6 +77,7 @@ impl Lake {
             location,
             retention: RetentionConfig::default(),
             seen: None,
+            handles: None,
         }
     }
 
@@ -91,7 +99,25 @@ impl Lake {
     /// writer never saw, which is how two runs at once could otherwise store a record twice.
     pub fn guarded(mut self) -> Self {
         self.seen = Some(Arc::default());
+        self.handles = Some(Arc::default());
         self
+    }
+
+    /// The handle the last commit through this (guarded) lake returned for `name`.
+    fn writer_handle(&self, name: &str) -> Option<DeltaTable> {
+        let handles = self.handles.as_ref()?;
+        handles.lock().expect("not poisoned").get(name).cloned()
+    }
+
+    /// Keeps (`Some`) or drops (`None`) the writer's handle on `name`.
+    fn keep_writer_handle(&self, name: &str, table: Option<&DeltaTable>) {
+        if let Some(handles) = &self.handles {
+            let mut map = handles.lock().expect("not poisoned");
+            match table {
+                Some(t) => map.insert(name.to_string(), t.clone()),
+                None => map.remove(name),
+            };
+        }
     }
 
     fn is_guarded(&self, name: &str) -> bool {
@@ -158,10 +184,12 @@ impl Lake {
             Ok(table) => {
                 let v = table.version().map_or(0, |v| v as i64);
                 self.note_seen(name, Some(v), true);
+                self.keep_writer_handle(name, Some(&table));
                 return Ok(v);
             }
             Err(e) => e,
         };
+        self.keep_writer_handle(name, None);
         let reloaded = self.open(name).await?;
         let found = reloaded.version().map(|v| v as i64);
         let next = before.map_or(0, |v| v + 1);
@@ -323,7 +351,10 @@ impl Lake {
         // other writer's commit (its rows cannot duplicate anything), a bounded number of times.
         let mut attempts = 0;
         loop {
-            let table = self.ensure(schema).await?;
+            let table = match self.writer_handle(&schema.name) {
+                Some(t) => t,
+                None => self.ensure(schema).await?,
+            };
             self.check_unchanged(&schema.name, &table)?;
             let before = table.version().map(|v| v as i64);
             let token = uuid::Uuid::new_v4().to_string();
