@@ -58,7 +58,7 @@ impl Default for IngestSettings {
         Self {
             inputs: vec![],
             observed_at: None,
-            chunk_rows: 10_000,
+            chunk_rows: 25_000,
             max_record_bytes: 4 * 1024 * 1024,
             coverage_gaps: vec![],
         }
@@ -160,8 +160,8 @@ enum Msg {
 
 const UNRESOLVED: &str = "(unresolved)";
 
-/// JSON bytes of raw records buffered before a commit.
-const RAW_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+/// JSON bytes of raw records buffered before a commit (see `--chunk-rows` on commit sizes).
+const RAW_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 
 /// A 128-bit key for dedupe sets (never stored).
 fn key128(parts: &[&str]) -> u128 {
