@@ -328,7 +328,9 @@ pub struct IngestArgs {
     /// Exit 0 even when records were rejected (they are still quarantined in `_rejects`).
     #[arg(long)]
     pub allow_rejects: bool,
-    /// Audit events buffered per Delta commit. Fewer, larger commits are faster on big
+    /// Rows buffered per table before the append-only tables commit: whichever fills
+    /// first — audit events or one of their child tables (several rows per event) — or
+    /// 32 MiB of raw records, commits them all. Fewer, larger commits are faster on big
     /// tables (each commit's snapshot update costs more as the table's file list grows);
     /// smaller ones hold less memory and lose less to a crash (which never duplicates).
     #[arg(long, default_value_t = 25_000, value_name = "N")]

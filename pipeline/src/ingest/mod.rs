@@ -667,7 +667,7 @@ impl<'a> Run<'a> {
         }
 
         // Raw layer: every distinct version of every object, verbatim. Child rows are part of
-        // their parent's raw record.
+        // their parent's raw record: only top-level objects carry `json`.
         if let Some(json) = json {
             let hash = {
                 let mut h = Sha256::new();
