@@ -3,6 +3,7 @@
 
 mod backends;
 mod common;
+mod differential;
 mod generate;
 mod ingest;
 mod live;

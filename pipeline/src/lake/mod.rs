@@ -5,12 +5,14 @@
 //! delta-rs (and scans them with DataFusion over the same store), `row` is the typed value
 //! model, `history` keeps validity intervals for snapshot entities, and `bookkeeping` holds
 //! the schemas of the lake's own tables (`_raw`, `_rejects`, `_ingest_runs`, `_pack_pins`),
+//! `rechecked` makes DataFusion apply every filter itself (never trusting a scan's "exact"),
 //! and `retention` keeps the versions evidence packs pinned (`govlake vacuum`).
 
 pub mod backends;
 pub mod bookkeeping;
 pub mod error;
 pub mod history;
+pub mod rechecked;
 pub mod retention;
 pub mod row;
 pub mod store;

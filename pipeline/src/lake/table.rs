@@ -582,6 +582,7 @@ impl Lake {
             .update_datafusion_session(&ctx.state())
             .map_err(delta_err(name, "registering its store"))?;
         let provider = table.table_provider().await.map_err(query_err(name))?;
+        let provider = Arc::new(super::rechecked::Rechecked::new(provider));
         ctx.register_table(name, provider)
             .map_err(query_err(name))?;
         Ok(true)
