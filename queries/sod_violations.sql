@@ -10,7 +10,8 @@
 --   "Create incompatible access package" when captured, else when govlake first observed the
 --   incompatibility), grandfathered (both were held before the incompatibility existed).
 -- Caveats: "now" is the latest ingested snapshot; an assignment counts while delivered or
---   partially delivered, whatever its scheduled end (see expiration_compliance).
+--   partially delivered (any letter case), whatever its scheduled end (see
+--   expiration_compliance), as in the holding rule of access_as_of.sql and sod_history.
 WITH pairs AS (
     -- Incompatibilities declared now, and when govlake first observed each.
     SELECT
@@ -42,7 +43,7 @@ held AS (
         max(access_package_display_name) AS access_package_name,
         min(schedule_start_date_time) AS since
     FROM assignments
-    WHERE state IN ('delivered', 'partiallyDelivered')
+    WHERE lower(state) IN ('delivered', 'partiallydelivered')
     GROUP BY target_object_id, access_package_id
 )
 SELECT

@@ -175,6 +175,42 @@ impl Checker<'_> {
     }
 }
 
+/// The columns a view's filters are generated on (at most four): those holding NULLs first
+/// (a typed-NULL branch is where the scan bug hid), then numbers and times, in column order.
+fn filter_columns(batches: &[RecordBatch]) -> Vec<String> {
+    use deltalake::arrow::datatypes::DataType;
+    let Some(first) = batches.first() else {
+        return Vec::new();
+    };
+    let schema = first.schema();
+    let mut ranked: Vec<(u8, usize, String)> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.data_type().is_nested())
+        .map(|(i, f)| {
+            let nulls: usize = batches.iter().map(|b| b.column(i).null_count()).sum();
+            let ordered = matches!(
+                f.data_type(),
+                DataType::Int64 | DataType::Int32 | DataType::Float64 | DataType::Timestamp(_, _)
+            );
+            let rank = match (nulls > 0, ordered) {
+                (true, true) => 0,
+                (true, false) => 1,
+                (false, true) => 2,
+                (false, false) => 3,
+            };
+            (rank, i, f.name().clone())
+        })
+        .collect();
+    ranked.sort();
+    ranked
+        .into_iter()
+        .take(4)
+        .map(|(_, _, name)| name)
+        .collect()
+}
+
 /// The middle one of a column's distinct non-null values.
 fn middle_value(batches: &[RecordBatch], column: &str) -> Option<ScalarValue> {
     let mut values: Vec<ScalarValue> = Vec::new();
@@ -193,8 +229,9 @@ fn middle_value(batches: &[RecordBatch], column: &str) -> Option<ScalarValue> {
     values.get(values.len() / 2).cloned()
 }
 
-/// Every view, and for each of its columns: IS [NOT] NULL, =, >, <= a value from its data
-/// (rows, and a count for >), the column alone, grouped counts and count/min/max/distinct.
+/// Every view: all rows, count/distinct/min/max of every column, rows per first column, and
+/// on up to four columns (NULL-holding first) IS [NOT] NULL, = and <= a value from its data
+/// (rows) and > it (a count).
 async fn check_views<'a>(paths: &'a Paths, as_of: &[&str]) -> Checker<'a> {
     let mut checker = Checker {
         paths,
@@ -221,10 +258,21 @@ async fn check_views<'a>(paths: &'a Paths, as_of: &[&str]) -> Checker<'a> {
                     .replace("$as_of", &format!("'{t}'"));
                 sources.push((format!("{} (as_of {t})", q.name), sql));
             }
+        } else if params.iter().all(|p| p == "from" || p == "to") {
+            // A period query, over the sample's quarter.
+            let sql = q
+                .sql
+                .trim()
+                .trim_end_matches(';')
+                .replace("$from", "'2026-07-01T00:00:00Z'")
+                .replace("$to", "'2026-10-01T00:00:00Z'");
+            sources.push((format!("{} (2026Q3)", q.name), sql));
         }
     }
-    assert!(sources.len() >= 11, "{sources:?}");
+    assert!(sources.len() >= 16, "{sources:?}");
     for (what, sql) in &sources {
+        let started = std::time::Instant::now();
+        let before = checker.queries;
         let base = |ctx: &SessionContext| {
             let sql = sql.clone();
             let ctx = ctx.clone();
@@ -235,8 +283,36 @@ async fn check_views<'a>(paths: &'a Paths, as_of: &[&str]) -> Checker<'a> {
             .await;
         let batches = base(&paths.delta).await.unwrap().collect().await.unwrap();
         let schema = base(&paths.delta).await.unwrap().schema().clone();
-        for field in schema.fields() {
-            let c = field.name().clone();
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        // Every column at once: count, distinct count, min and max (one plan per view keeps
+        // the suite fast; a wrong row anywhere changes some figure).
+        checker
+            .same(
+                &format!("{what}: count/distinct/min/max of every column"),
+                |ctx| {
+                    let f = base(ctx);
+                    let mut aggregates = Vec::new();
+                    for (i, field) in schema.fields().iter().enumerate() {
+                        let e = ident(field.name().as_str());
+                        aggregates.push(count(e.clone()).alias(format!("n{i}")));
+                        aggregates.push(count_distinct(e.clone()).alias(format!("d{i}")));
+                        if !field.data_type().is_nested() {
+                            aggregates.push(min(e.clone()).alias(format!("lo{i}")));
+                            aggregates.push(max(e).alias(format!("hi{i}")));
+                        }
+                    }
+                    Box::pin(async move { f.await?.aggregate(vec![], aggregates) })
+                },
+            )
+            .await;
+        checker
+            .same(&format!("{what}: rows per {}", names[0]), |ctx| {
+                let f = base(ctx);
+                let e = ident(names[0].as_str());
+                Box::pin(async move { f.await?.aggregate(vec![e], vec![count(lit(1))]) })
+            })
+            .await;
+        for c in filter_columns(&batches) {
             let column = || ident(c.as_str());
             checker
                 .same(&format!("{what}: {c} IS NULL"), |ctx| {
@@ -254,41 +330,9 @@ async fn check_views<'a>(paths: &'a Paths, as_of: &[&str]) -> Checker<'a> {
                     )
                 })
                 .await;
-            checker
-                .same(&format!("{what}: {c} alone"), |ctx| {
-                    let f = base(ctx);
-                    let e = column();
-                    Box::pin(async move { f.await?.select(vec![e]) })
-                })
-                .await;
-            checker
-                .same(&format!("{what}: rows per {c}"), |ctx| {
-                    let f = base(ctx);
-                    let e = column();
-                    Box::pin(async move { f.await?.aggregate(vec![e], vec![count(lit(1))]) })
-                })
-                .await;
-            checker
-                .same(&format!("{what}: count/min/max/distinct of {c}"), |ctx| {
-                    let f = base(ctx);
-                    let e = column();
-                    Box::pin(async move {
-                        f.await?.aggregate(
-                            vec![],
-                            vec![
-                                count(e.clone()),
-                                count_distinct(e.clone()),
-                                min(e.clone()),
-                                max(e),
-                            ],
-                        )
-                    })
-                })
-                .await;
             if let Some(v) = middle_value(&batches, &c) {
                 let cases = [
                     ("=", column().eq(lit(v.clone()))),
-                    (">", column().gt(lit(v.clone()))),
                     ("<=", column().lt_eq(lit(v.clone()))),
                 ];
                 for (op, e) in cases {
@@ -312,6 +356,11 @@ async fn check_views<'a>(paths: &'a Paths, as_of: &[&str]) -> Checker<'a> {
                     .await;
             }
         }
+        eprintln!(
+            "differential: {what}: {} queries in {:.1} s",
+            checker.queries - before,
+            started.elapsed().as_secs_f64()
+        );
     }
     checker
 }
@@ -401,7 +450,7 @@ fn views_and_ad_hoc_queries_agree_on_delta_and_on_plain_parquet() {
         .await;
         // The generated set is large and most of it returns rows: an empty lake or a
         // generator that lost its queries would pass vacuously otherwise.
-        assert!(checker.queries > 500, "{} queries", checker.queries);
+        assert!(checker.queries > 200, "{} queries", checker.queries);
         assert!(
             checker.nonempty * 2 > checker.queries,
             "{} of {} queries returned rows",

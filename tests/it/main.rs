@@ -11,3 +11,7 @@ mod pack;
 mod retention;
 mod sql;
 mod tables;
+mod views_access;
+mod views_approvals;
+mod views_policy;
+mod views_reviews;

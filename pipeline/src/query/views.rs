@@ -37,6 +37,9 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "approval_latency",
     "direct_admin_grants",
     "external_access",
+    "control_changes",
+    "remediation_timeliness",
+    "review_completeness",
 ];
 
 impl QueryFile {
@@ -119,33 +122,48 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Vec<QueryFile>> {
     Ok(files)
 }
 
-/// Registers every parameterless query as a view. Views may use earlier ones (order: the
-/// list's); a view over a table the lake does not have yet is skipped, not an error.
+/// Registers every parameterless query as a view. A view may read other views whatever
+/// their order in the list (or their file names): a view whose table is not there yet is
+/// retried after the others, until a pass registers nothing new. A view over a table the
+/// lake does not have yet is then skipped, not an error.
 pub async fn register(ctx: &SessionContext, files: &[QueryFile]) -> Result<Vec<String>> {
     let mut registered = Vec::new();
-    for f in files.iter().filter(|f| f.parameters().is_empty()) {
-        let body = f.sql.trim().trim_end_matches(';');
-        let create = format!("CREATE OR REPLACE VIEW \"{}\" AS {body}", f.name);
-        match ctx.sql(&create).await {
-            Ok(df) => {
-                df.collect().await.map_err(|e| Error::Query {
-                    table: f.name.clone(),
-                    source: Box::new(e),
-                })?;
-                registered.push(f.name.clone());
-            }
-            Err(e) => {
-                let text = e.to_string();
-                if text.contains("not found") && text.contains("table") {
-                    tracing::debug!(view = %f.name, error = %text, "View skipped: the lake lacks a table it reads.");
-                    continue;
+    let mut pending: Vec<&QueryFile> = files.iter().filter(|f| f.parameters().is_empty()).collect();
+    loop {
+        let tried = pending.len();
+        let mut waiting = Vec::new();
+        for f in pending {
+            let body = f.sql.trim().trim_end_matches(';');
+            let create = format!("CREATE OR REPLACE VIEW \"{}\" AS {body}", f.name);
+            match ctx.sql(&create).await {
+                Ok(df) => {
+                    df.collect().await.map_err(|e| Error::Query {
+                        table: f.name.clone(),
+                        source: Box::new(e),
+                    })?;
+                    registered.push(f.name.clone());
                 }
-                return Err(Error::Query {
-                    table: f.name.clone(),
-                    source: Box::new(e),
-                });
+                Err(e) => {
+                    let text = e.to_string();
+                    if text.contains("not found") && text.contains("table") {
+                        tracing::debug!(view = %f.name, error = %text, "View waits: a table or view it reads is not registered (yet).");
+                        waiting.push(f);
+                        continue;
+                    }
+                    return Err(Error::Query {
+                        table: f.name.clone(),
+                        source: Box::new(e),
+                    });
+                }
             }
         }
+        if waiting.is_empty() || waiting.len() == tried {
+            for f in &waiting {
+                tracing::debug!(view = %f.name, "View skipped: the lake lacks a table it reads.");
+            }
+            break;
+        }
+        pending = waiting;
     }
     Ok(registered)
 }
@@ -183,5 +201,30 @@ mod tests {
             .find(|q| q.name == "sod_violations")
             .unwrap();
         assert!(s.parameters().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_view_may_read_a_view_listed_after_it() {
+        let file = |name: &str, sql: &str| QueryFile {
+            name: name.into(),
+            sql: sql.into(),
+        };
+        let files = [
+            file("a_first", "SELECT x + 1 AS y FROM z_last"),
+            file("m_missing", "SELECT * FROM no_such_table"),
+            file("z_last", "SELECT CAST(1 AS BIGINT) AS x"),
+        ];
+        let ctx = SessionContext::new();
+        let mut registered = register(&ctx, &files).await.unwrap();
+        registered.sort();
+        assert_eq!(registered, ["a_first", "z_last"]);
+        let rows = ctx
+            .sql("SELECT y FROM a_first")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(rows[0].num_rows(), 1);
     }
 }

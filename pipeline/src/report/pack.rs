@@ -508,8 +508,10 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
                     coverage_all.cell(r, "start_date_time"),
                     coverage_all.cell(r, "end_date_time"),
                 );
-                crate::ingest::value::parse_ts(s).is_some_and(|s| s < period.to)
-                    && crate::ingest::value::parse_ts(e).is_some_and(|e| e >= period.from)
+                // Review instances overlapping the period, and packages never reviewed.
+                coverage_all.cell(r, "never_reviewed") == "true"
+                    || (crate::ingest::value::parse_ts(s).is_some_and(|s| s < period.to)
+                        && crate::ingest::value::parse_ts(e).is_some_and(|e| e >= period.from))
             })
             .cloned()
             .collect(),
@@ -637,8 +639,8 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
         ])),
         coverage => minijinja::Value::from_serialize(&coverage.select(&[
             "access_package_name", "quarter", "start_date_time", "end_date_time", "in_scope",
-            "reviewed", "approved", "denied", "dont_know", "not_reviewed", "removed_on_timeout",
-            "denied_still_delivered", "coverage",
+            "reviewed", "dont_know", "not_reviewed", "not_in_review", "coverage", "approved",
+            "denied", "removal_due", "remediated", "failed_remediation", "never_reviewed",
         ])),
         gaps => minijinja::Value::from_serialize(&gaps),
         reconciliation => minijinja::Value::from_serialize(&reconciliation),

@@ -50,7 +50,8 @@ impl PackageReport {
 /// The sections of a package report: (key, title, about, SQL). Each SQL covers every package
 /// at once, naming the package a row belongs to in its first column `_package` (a row may
 /// belong to two, as an SoD pair does), so a pack runs each section once however many
-/// packages there are. `{access_as_of}` is replaced by the text of queries/access_as_of.sql.
+/// packages there are. `{access_as_of}` and `{review_completeness}` are replaced by the text of
+/// those query files (they take parameters, so they are not views).
 const SECTIONS: &[(&str, &str, &str, &str)] = &[
     ("package", "Package", "The package and its catalog.", "
 SELECT p.id AS _package, p.display_name AS access_package, p.description, p.is_hidden,
@@ -122,12 +123,24 @@ SELECT access_package_id AS _package, created_date_time AS created, request_id, 
        admin_direct_grant, approval_missing
 FROM approval_trail
 WHERE created_date_time >= CAST($from AS TIMESTAMP) AND created_date_time < CAST($to AS TIMESTAMP)"),
-    ("coverage", "Recertification coverage", "Access review instances of the package that overlap the period.", "
+    ("coverage", "Recertification coverage", "Access review instances of the package that overlap the period, measured against the people who held the package when each instance started (a package no review covers has one row, never reviewed). Don't know is counted apart from reviewed; a removal Graph reported as applied while the access is still held is a failed remediation.", "
 SELECT access_package_id AS _package, quarter, start_date_time AS review_start,
-       end_date_time AS review_end, in_scope, reviewed, approved, denied, dont_know,
-       not_reviewed, removed_on_timeout, denied_still_delivered, coverage
+       end_date_time AS review_end, in_scope, reviewed, dont_know, not_reviewed, not_in_review,
+       coverage, approved, denied, removal_due, remediated, denied_still_delivered,
+       timeout_still_delivered, failed_remediation, never_reviewed
 FROM recertification_coverage
-WHERE start_date_time < CAST($to AS TIMESTAMP) AND end_date_time >= CAST($from AS TIMESTAMP)"),
+WHERE never_reviewed
+   OR (start_date_time < CAST($to AS TIMESTAMP) AND end_date_time >= CAST($from AS TIMESTAMP))"),
+    ("completeness", "Review completeness", "People who held the package at some time in the period and were in no review instance of it that overlapped the period (or the package was never reviewed).", "
+SELECT c.access_package_id AS _package, c.user_principal_name, c.gap, c.held_from, c.held_to,
+       c.instances_in_period, c.assignment_ids
+FROM ({review_completeness}) c"),
+    ("remediation", "Remediation timeliness", "Each Deny, and each timeout that removes access, of a review that overlapped the period: when the access actually ended, how, and how many days after the review closed; still-open removals are flagged.", "
+SELECT access_package_id AS _package, principal_name, review_closed, decision, removal_reason,
+       apply_result, status, access_ended_at, ended_by, days_after_close, still_open, days_open,
+       failed_remediation
+FROM remediation_timeliness
+WHERE review_start < CAST($to AS TIMESTAMP) AND review_closed >= CAST($from AS TIMESTAMP)"),
     ("latency", "Approval latency", "Hours from request to completion, per quarter.", "
 SELECT access_package_id AS _package, quarter, requests, median_hours, p90_hours, max_hours
 FROM approval_latency"),
@@ -145,6 +158,14 @@ FROM expiration_compliance"),
     ("findings", "Policy findings", "Settings an identity-governance expert would flag.", "
 SELECT access_package_id AS _package, severity, rule, policy_name, detail
 FROM policy_findings"),
+    ("controls", "Control changes", "Changes to the package's approval, expiry, review and separation-of-duties settings made in the period, or weaker settings still in force during it: who changed what, from what to what, and the grants made while the weaker setting held.", "
+SELECT access_package_id AS _package, changed_at, changed_by, changed_at_source, object_name,
+       setting, subject_name, before_value, after_value, weaker, weaker_until,
+       grants_while_weaker, grants
+FROM control_changes
+WHERE changed_at < CAST($to AS TIMESTAMP)
+  AND (changed_at >= CAST($from AS TIMESTAMP)
+       OR (weaker AND (weaker_until IS NULL OR weaker_until > CAST($from AS TIMESTAMP))))"),
 ];
 
 /// Every package in the lake: (id, display name), ordered by name then id.
@@ -261,6 +282,13 @@ async fn run_sections(
         .find(|q| q.name == "access_as_of")
         .map(|q| q.sql.trim().trim_end_matches(';').to_string())
         .ok_or_else(|| super::Error::Invalid("queries/access_as_of.sql is missing".into()))?;
+    let review_completeness = queries
+        .iter()
+        .find(|q| q.name == "review_completeness")
+        .map(|q| q.sql.trim().trim_end_matches(';').to_string())
+        .ok_or_else(|| {
+            super::Error::Invalid("queries/review_completeness.sql is missing".into())
+        })?;
     let as_of = period.end_inclusive_text();
     let mut params: Vec<(&str, &str)> = vec![
         ("from", &period.from_text),
@@ -272,7 +300,10 @@ async fn run_sections(
     }
     let mut out = Vec::new();
     for (key, title, _, sql) in SECTIONS {
-        let mut sql = sql.trim().replace("{access_as_of}", &access_as_of);
+        let mut sql = sql
+            .trim()
+            .replace("{access_as_of}", &access_as_of)
+            .replace("{review_completeness}", &review_completeness);
         if only.is_some() {
             sql = format!("SELECT * FROM (\n{sql}\n) AS section WHERE _package = $package");
         }

@@ -1,0 +1,244 @@
+-- review_completeness: who held an access package during a period without being in any of its reviews?
+--
+-- Answers: "Everyone who held Vendor Payment - Approver at some time in 2026Q3 and was never put
+-- in front of a reviewer, and which packages were never reviewed at all."
+-- Parameters: $from, $to — the period [from, to) (RFC 3339; the evidence pack binds its period's
+--   bounds): govlake sql -f queries/review_completeness.sql --param from=2026-07-01T00:00:00Z
+--   --param to=2026-10-01T00:00:00Z
+-- One row per (access package, principal) who held the package at some time in the period and
+-- has no decision in any review instance of that package overlapping the period.
+-- Columns: access_package_id, access_package_name, user_object_id, user_principal_name,
+--   assignment_ids, held_from, held_to, instances_in_period, package_never_reviewed, gap,
+--   period_start, period_end.
+--   held_from / held_to: the earliest start and the latest end of the principal's holding that
+--   overlaps the period (an end may lie after the period: a scheduled end; NULL: no end known,
+--   still held).
+--   instances_in_period: review instances of the package overlapping the period.
+--   gap: 'package never reviewed' (no review instance of the package in the lake at all),
+--   'no review in period' (reviewed at other times, not in this period), 'not in review'
+--   (instances overlap the period, none has a decision for this principal).
+-- Rules:
+--   * Held (access_as_of's rule, inlined): an assignment is held on [start, end), half-open.
+--     Held states: delivered and partiallyDelivered (any letter case); expired is held before
+--     its expiry. start = the schedule's startDateTime, failing that its first observation (no
+--     earlier than a snapshot that showed it not held). end = the earliest of expiredDateTime,
+--     the observation that it was gone (missing from a complete snapshot, or in a state that is
+--     not held) and the schedule's end, unless a later snapshot still showed it held.
+--     Held in the period: held at some instant of [from, to).
+--   * A review instance belongs to the package its definition's scope query names (else the
+--     instance's scope, else its decisions' resource); it overlaps the period when it started
+--     before `to` and ended after `from`.
+--   * In a review: the instance has a decision (any: Approve, Deny, DontKnow, NotReviewed) for
+--     the principal. A decision of another instance, or of an instance outside the period,
+--     does not count; a review of another policy of the same package does.
+-- Caveats: access granted and removed between two snapshots, and never seen by govlake, is
+--   not in the history.
+-- Sources: decisions as access_review_decisions lists them (each instance's latest snapshot);
+--   instances, definitions and packages from their _history tables (an instance Graph no
+--   longer lists is kept as last seen).
+WITH observations AS (
+    SELECT observed_at FROM _ingest_runs
+    WHERE table_name = 'assignments' AND (fetched > 0 OR closed > 0)
+    UNION
+    SELECT valid_from FROM assignments_history
+    UNION
+    SELECT valid_to FROM assignments_history WHERE valid_to IS NOT NULL
+),
+-- The holding rule, as access_as_of.sql implements it (kept in step with that file; computed
+-- in one pass here because every reference to a CTE recomputes it).
+versions AS (
+    SELECT h.*,
+           CASE WHEN lower(h.state) IN ('delivered', 'partiallydelivered') THEN 'held'
+                WHEN lower(h.state) = 'expired' THEN 'expired'
+                ELSE 'not held' END AS kind
+    FROM assignments_history h
+),
+ordered AS (
+    SELECT v.*,
+           lag(kind) OVER (PARTITION BY id ORDER BY valid_from, row_hash) AS prev_kind,
+           lag(valid_to) OVER (PARTITION BY id ORDER BY valid_from, row_hash) AS prev_valid_to,
+           row_number() OVER (PARTITION BY id ORDER BY valid_from, row_hash) AS n
+    FROM versions v
+),
+islands AS (
+    -- One island per stretch of held versions observed back to back, followed by the expired
+    -- version that ended it, if any; an expired version after anything else stands alone.
+    SELECT o.*,
+           sum(CASE WHEN kind <> 'not held' AND prev_kind = 'held' AND prev_valid_to = valid_from
+                    THEN 0 ELSE 1 END)
+               OVER (PARTITION BY id ORDER BY valid_from, row_hash
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS island,
+           -- The observation that ended this version's holding: a held version holds until
+           -- its valid_to; an expired one was seen not held from its valid_from.
+           CASE WHEN kind = 'held' THEN valid_to ELSE valid_from END AS seen_ending
+    FROM ordered o
+),
+spans AS (
+    SELECT id, island,
+           min(n) AS first_n,
+           min(valid_from) AS first_seen,
+           first_value(schedule_start_date_time ORDER BY valid_from, row_hash) AS scheduled_start,
+           last_value(schedule_expiration_end_date_time ORDER BY valid_from, row_hash) AS scheduled_end,
+           last_value(seen_ending ORDER BY valid_from, row_hash) AS gone_at,
+           min(expired_date_time) AS expired_at,
+           max(CASE WHEN kind = 'held' THEN valid_from END) AS last_held_version_from,
+           last_value(access_package_id ORDER BY valid_from, row_hash) AS access_package_id,
+           last_value(assignment_policy_id ORDER BY valid_from, row_hash) AS assignment_policy_id,
+           last_value(target_object_id ORDER BY valid_from, row_hash) AS target_object_id,
+           last_value(target_principal_name ORDER BY valid_from, row_hash) AS target_principal_name
+    FROM islands
+    WHERE kind <> 'not held'
+    GROUP BY id, island
+),
+bounds AS (
+    SELECT s.id, s.island, s.first_n, s.first_seen, s.scheduled_start, s.scheduled_end,
+           s.gone_at, s.expired_at, s.access_package_id, s.assignment_policy_id,
+           s.target_object_id, s.target_principal_name,
+           max(CASE WHEN o.observed_at < s.first_seen THEN o.observed_at END) AS seen_before,
+           greatest(s.last_held_version_from,
+                    max(CASE WHEN s.last_held_version_from IS NOT NULL
+                              AND o.observed_at >= s.first_seen
+                              AND (s.gone_at IS NULL OR o.observed_at < s.gone_at)
+                             THEN o.observed_at END)) AS seen_held
+    FROM spans s
+    LEFT JOIN observations o ON o.observed_at IS NOT NULL
+    GROUP BY s.id, s.island, s.first_n, s.first_seen, s.scheduled_start, s.scheduled_end,
+             s.gone_at, s.expired_at, s.last_held_version_from, s.access_package_id,
+             s.assignment_policy_id, s.target_object_id, s.target_principal_name
+),
+held_spans AS (
+    SELECT b.*,
+           CASE WHEN first_n > 1
+                THEN greatest(coalesce(scheduled_start, first_seen), seen_before)
+                ELSE coalesce(scheduled_start, first_seen) END AS held_from,
+           least(expired_at, gone_at,
+                 CASE WHEN seen_held IS NULL OR scheduled_end > seen_held
+                      THEN scheduled_end END) AS held_to
+    FROM bounds b
+),
+-- Each stretch of holding of each assignment, with who held what and what ended it.
+held AS (
+    SELECT id AS assignment_id, access_package_id, assignment_policy_id, target_object_id,
+           target_principal_name, held_from, held_to,
+           CASE WHEN held_to IS NULL THEN NULL
+                WHEN held_to = expired_at THEN 'expiry'
+                WHEN held_to = scheduled_end THEN 'schedule end'
+                ELSE 'snapshot' END AS ended_by
+    FROM held_spans
+    WHERE held_to IS NULL OR held_from < held_to
+),
+period AS (
+    SELECT arrow_cast(CAST($from AS TIMESTAMP), 'Timestamp(Microsecond, Some("UTC"))') AS period_start,
+           arrow_cast(CAST($to AS TIMESTAMP), 'Timestamp(Microsecond, Some("UTC"))') AS period_end
+),
+instances AS (
+    SELECT id AS instance_id, definition_id, start_date_time, end_date_time, scope_query
+    FROM (SELECT i.*,
+                 row_number() OVER (PARTITION BY i.definition_id, i.id ORDER BY i.valid_from DESC)
+                     AS r
+          FROM access_review_instances_history i) x
+    WHERE r = 1
+),
+decisions AS (
+    SELECT * FROM access_review_decisions
+),
+definition_at AS (
+    SELECT i.instance_id, d.scope_query,
+           row_number() OVER (PARTITION BY i.instance_id ORDER BY
+               CASE WHEN d.valid_from <= i.end_date_time
+                     AND (d.valid_to IS NULL OR d.valid_to > i.end_date_time) THEN 0 ELSE 1 END,
+               d.valid_from) AS r
+    FROM instances i
+    JOIN access_review_definitions_history d ON d.id = i.definition_id
+),
+decision_packages AS (
+    SELECT instance_id, min(access_package_id) AS access_package_id
+    FROM decisions
+    GROUP BY instance_id
+),
+review_instances AS (
+    SELECT i.instance_id, i.start_date_time, i.end_date_time,
+           coalesce(
+               regexp_match(da.scope_query, '(?i)accessPackageId\s+eq\s+''([^'']+)''')[1],
+               regexp_match(i.scope_query, '(?i)accessPackageId\s+eq\s+''([^'']+)''')[1],
+               dp.access_package_id) AS access_package_id
+    FROM instances i
+    LEFT JOIN definition_at da ON da.instance_id = i.instance_id AND da.r = 1
+    LEFT JOIN decision_packages dp ON dp.instance_id = i.instance_id
+),
+package_names AS (
+    SELECT id AS access_package_id, display_name AS access_package_name
+    FROM (SELECT p.id, p.display_name,
+                 row_number() OVER (PARTITION BY p.id ORDER BY p.valid_from DESC, p.row_hash) AS r
+          FROM access_packages_history p) x
+    WHERE r = 1
+),
+instances_in_period AS (
+    SELECT ri.access_package_id, ri.instance_id
+    FROM review_instances ri CROSS JOIN period p
+    WHERE ri.start_date_time < p.period_end AND ri.end_date_time > p.period_start
+),
+reviewed_principals AS (
+    SELECT DISTINCT ip.access_package_id, d.principal_id
+    FROM instances_in_period ip
+    JOIN decisions d ON d.instance_id = ip.instance_id
+),
+held_in_period AS (
+    SELECT h.*
+    FROM held h CROSS JOIN period p
+    WHERE h.held_from < p.period_end AND (h.held_to IS NULL OR h.held_to > p.period_start)
+),
+-- One row per (package, principal, assignment) held in the period, then per principal.
+holder_assignments AS (
+    SELECT access_package_id, target_object_id, assignment_id,
+           max(target_principal_name) AS user_principal_name,
+           min(held_from) AS held_from,
+           CASE WHEN max(CASE WHEN held_to IS NULL THEN 1 ELSE 0 END) = 1 THEN NULL
+                ELSE max(held_to) END AS held_to
+    FROM held_in_period
+    GROUP BY access_package_id, target_object_id, assignment_id
+),
+holders AS (
+    SELECT access_package_id, target_object_id,
+           max(user_principal_name) AS user_principal_name,
+           min(held_from) AS held_from,
+           CASE WHEN max(CASE WHEN held_to IS NULL THEN 1 ELSE 0 END) = 1 THEN NULL
+                ELSE max(held_to) END AS held_to,
+           string_agg(assignment_id, ' ' ORDER BY assignment_id) AS assignment_ids
+    FROM holder_assignments
+    GROUP BY access_package_id, target_object_id
+),
+package_reviews AS (
+    SELECT access_package_id, count(*) AS instances
+    FROM review_instances
+    GROUP BY access_package_id
+),
+period_reviews AS (
+    SELECT access_package_id, count(*) AS instances
+    FROM instances_in_period
+    GROUP BY access_package_id
+)
+SELECT
+    h.access_package_id,
+    pn.access_package_name,
+    h.target_object_id AS user_object_id,
+    h.user_principal_name,
+    h.assignment_ids,
+    h.held_from,
+    h.held_to,
+    CAST(coalesce(pr.instances, 0) AS BIGINT) AS instances_in_period,
+    ar.instances IS NULL AS package_never_reviewed,
+    CASE WHEN ar.instances IS NULL THEN 'package never reviewed'
+         WHEN pr.instances IS NULL THEN 'no review in period'
+         ELSE 'not in review' END AS gap,
+    p.period_start,
+    p.period_end
+FROM holders h
+CROSS JOIN period p
+LEFT JOIN package_names pn ON pn.access_package_id = h.access_package_id
+LEFT JOIN package_reviews ar ON ar.access_package_id = h.access_package_id
+LEFT JOIN period_reviews pr ON pr.access_package_id = h.access_package_id
+LEFT JOIN reviewed_principals r ON r.access_package_id = h.access_package_id
+    AND r.principal_id = h.target_object_id
+WHERE r.principal_id IS NULL
+ORDER BY access_package_name, access_package_id, user_principal_name, user_object_id
