@@ -12,12 +12,10 @@
 --   'schedule end', 'removal request', 'removal event', 'snapshot'), days_after_close, still_open,
 --   failed_remediation, days_open, latest_snapshot.
 -- Rules:
---   * Held (access_as_of's rule, inlined): an assignment is held on [start, end), half-open.
---     Held states: delivered and partiallyDelivered (any letter case); expired is held before
---     its expiry. start = the schedule's startDateTime, failing that its first observation (no
---     earlier than a snapshot that showed it not held). end = the earliest of expiredDateTime,
---     the observation that it was gone (missing from a complete snapshot, or in a state that is
---     not held) and the schedule's end, unless a later snapshot still showed it held.
+--   * Held: see assignment_holdings (an assignment is held on [start, end), half-open),
+--     except that a holding that follows a snapshot showing the assignment not held or gone
+--     starts no earlier than that snapshot (assignment_holdings: just after it); holdings
+--     that leave no time are left out.
 --   * Removal required: decision Deny; or NotReviewed when the definition (the version in
 --     force when the instance ended, else the earliest observed) auto-applies decisions
 --     (autoApplyDecisionsEnabled) with a default decision (defaultDecisionEnabled not false) of
@@ -53,95 +51,17 @@
 --   instances, definitions, policies and packages from their _history tables (an instance
 --   Graph no longer lists is kept as last seen).
 --   The latest snapshot is the newest `_ingest_runs` observation of the assignments.
-WITH observations AS (
-    SELECT observed_at FROM _ingest_runs
-    WHERE table_name = 'assignments' AND (fetched > 0 OR closed > 0)
-    UNION
-    SELECT valid_from FROM assignments_history
-    UNION
-    SELECT valid_to FROM assignments_history WHERE valid_to IS NOT NULL
-),
--- The holding rule, as access_as_of.sql implements it (kept in step with that file; computed
--- in one pass here because every reference to a CTE recomputes it).
-versions AS (
-    SELECT h.*,
-           CASE WHEN lower(h.state) IN ('delivered', 'partiallydelivered') THEN 'held'
-                WHEN lower(h.state) = 'expired' THEN 'expired'
-                ELSE 'not held' END AS kind
-    FROM assignments_history h
-),
-ordered AS (
-    SELECT v.*,
-           lag(kind) OVER (PARTITION BY id ORDER BY valid_from, row_hash) AS prev_kind,
-           lag(valid_to) OVER (PARTITION BY id ORDER BY valid_from, row_hash) AS prev_valid_to,
-           row_number() OVER (PARTITION BY id ORDER BY valid_from, row_hash) AS n
-    FROM versions v
-),
-islands AS (
-    -- One island per stretch of held versions observed back to back, followed by the expired
-    -- version that ended it, if any; an expired version after anything else stands alone.
-    SELECT o.*,
-           sum(CASE WHEN kind <> 'not held' AND prev_kind = 'held' AND prev_valid_to = valid_from
-                    THEN 0 ELSE 1 END)
-               OVER (PARTITION BY id ORDER BY valid_from, row_hash
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS island,
-           -- The observation that ended this version's holding: a held version holds until
-           -- its valid_to; an expired one was seen not held from its valid_from.
-           CASE WHEN kind = 'held' THEN valid_to ELSE valid_from END AS seen_ending
-    FROM ordered o
-),
-spans AS (
-    SELECT id, island,
-           min(n) AS first_n,
-           min(valid_from) AS first_seen,
-           first_value(schedule_start_date_time ORDER BY valid_from, row_hash) AS scheduled_start,
-           last_value(schedule_expiration_end_date_time ORDER BY valid_from, row_hash) AS scheduled_end,
-           last_value(seen_ending ORDER BY valid_from, row_hash) AS gone_at,
-           min(expired_date_time) AS expired_at,
-           max(CASE WHEN kind = 'held' THEN valid_from END) AS last_held_version_from,
-           last_value(access_package_id ORDER BY valid_from, row_hash) AS access_package_id,
-           last_value(assignment_policy_id ORDER BY valid_from, row_hash) AS assignment_policy_id,
-           last_value(target_object_id ORDER BY valid_from, row_hash) AS target_object_id,
-           last_value(target_principal_name ORDER BY valid_from, row_hash) AS target_principal_name
-    FROM islands
-    WHERE kind <> 'not held'
-    GROUP BY id, island
-),
-bounds AS (
-    SELECT s.id, s.island, s.first_n, s.first_seen, s.scheduled_start, s.scheduled_end,
-           s.gone_at, s.expired_at, s.access_package_id, s.assignment_policy_id,
-           s.target_object_id, s.target_principal_name,
-           max(CASE WHEN o.observed_at < s.first_seen THEN o.observed_at END) AS seen_before,
-           greatest(s.last_held_version_from,
-                    max(CASE WHEN s.last_held_version_from IS NOT NULL
-                              AND o.observed_at >= s.first_seen
-                              AND (s.gone_at IS NULL OR o.observed_at < s.gone_at)
-                             THEN o.observed_at END)) AS seen_held
-    FROM spans s
-    LEFT JOIN observations o ON o.observed_at IS NOT NULL
-    GROUP BY s.id, s.island, s.first_n, s.first_seen, s.scheduled_start, s.scheduled_end,
-             s.gone_at, s.expired_at, s.last_held_version_from, s.access_package_id,
-             s.assignment_policy_id, s.target_object_id, s.target_principal_name
-),
-held_spans AS (
-    SELECT b.*,
-           CASE WHEN first_n > 1
-                THEN greatest(coalesce(scheduled_start, first_seen), seen_before)
-                ELSE coalesce(scheduled_start, first_seen) END AS held_from,
-           least(expired_at, gone_at,
-                 CASE WHEN seen_held IS NULL OR scheduled_end > seen_held
-                      THEN scheduled_end END) AS held_to
-    FROM bounds b
-),
--- Each stretch of holding of each assignment, with who held what and what ended it.
-held AS (
-    SELECT id AS assignment_id, access_package_id, assignment_policy_id, target_object_id,
-           target_principal_name, held_from, held_to,
-           CASE WHEN held_to IS NULL THEN NULL
-                WHEN held_to = expired_at THEN 'expiry'
-                WHEN held_to = scheduled_end THEN 'schedule end'
-                ELSE 'snapshot' END AS ended_by
-    FROM held_spans
+WITH held AS (
+    -- Each stretch of holding of each assignment, with who held what and what ended it.
+    SELECT assignment_id, access_package_id, assignment_policy_id, target_object_id,
+           target_principal_name, held_from, held_to, ended_by
+    FROM (SELECT h.assignment_id, h.access_package_id, h.assignment_policy_id,
+                 h.user_object_id AS target_object_id,
+                 h.user_principal_name AS target_principal_name,
+                 greatest(coalesce(h.scheduled_start, h.first_observed), h.seen_not_held_at)
+                     AS held_from,
+                 h.held_to, h.ended_by
+          FROM assignment_holdings h) x
     WHERE held_to IS NULL OR held_from < held_to
 ),
 -- The lake's latest snapshot of the assignments.

@@ -748,12 +748,14 @@ struct Coverage {
 
 /// A folder holding only this module's query files (the views under test). Set
 /// `GOVLAKE_TEST_REVIEW_QUERIES=DIR` to run the tests against other versions of the three
-/// files (e.g. the previous commit's, to see these tests fail on them).
+/// files and of the assignment_holdings view they read (e.g. the previous commit's, to see
+/// these tests fail on them).
 fn my_queries() -> tempfile::TempDir {
     let from = std::env::var_os("GOVLAKE_TEST_REVIEW_QUERIES")
         .map_or_else(|| root().join("queries"), PathBuf::from);
     let dir = tempfile::tempdir().unwrap();
     for f in [
+        "assignment_holdings",
         "recertification_coverage",
         "remediation_timeliness",
         "review_completeness",

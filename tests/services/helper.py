@@ -61,5 +61,10 @@ if __name__ == "__main__":
         container(*args)
     elif cmd == "export":
         export(args[0], args[1], args[2:])
+        # Skip interpreter teardown: deltalake's native threads can abort the process at exit
+        # ("terminate called without an active exception") on a loaded machine, after every
+        # file was written.
+        sys.stdout.flush()
+        os._exit(0)
     else:
         sys.exit(f"unknown command {cmd}")

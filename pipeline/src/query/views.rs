@@ -26,6 +26,7 @@ macro_rules! embedded {
 
 /// The queries shipped in `queries/`, in a fixed order.
 const EMBEDDED: &[(&str, &str)] = embedded![
+    "assignment_holdings",
     "approval_trail",
     "recertification_coverage",
     "sod_violations",

@@ -1,0 +1,143 @@
+-- assignment_holdings: when was each access package assignment held?
+--
+-- Answers: "Over which intervals did this user hold Financial Analyst - Standard?" — the
+-- holding rule that access_as_of, sod_history, recertification_coverage,
+-- remediation_timeliness and review_completeness all read from here.
+-- One row per holding of an assignment: a stretch of held versions observed back to back,
+-- followed by the expired version that ended it, if any (an expired version after anything
+-- else is a holding of its own).
+-- Columns: assignment_id, access_package_id, access_package_name, user_object_id,
+--   user_principal_name, assignment_policy_id, state (as the holding's last version shows
+--   them), held_from, held_to (the interval [held_from, held_to); held_to NULL: still held),
+--   ended_by ('expiry', 'schedule end' or 'snapshot': what held_to is; NULL when still held),
+--   first_observed, last_observed (valid_from of the holding's first and last version in
+--   assignments_history), scheduled_start (the schedule's startDateTime, first version),
+--   seen_not_held_at (the last snapshot before first_observed, when govlake had seen the
+--   assignment before: it was then not held or gone; NULL for its first holding).
+-- Rules (the holding rule):
+--   * An assignment is held on [start, end), half-open: an expiry at exactly 2026-10-01T00:00Z
+--     is still held at 2026-09-30T23:59:59Z and no longer at 00:00.
+--   * Held states: delivered and partiallyDelivered (any letter case); expired is held before
+--     its expiry; every other state (delivering, pendingApproval, deliveryFailed, ...) is not.
+--   * start = the schedule's startDateTime, failing that when govlake first observed the
+--     assignment. When govlake had seen the same assignment before, in a state that is not
+--     held or gone from a snapshot, it counts again only from just after (1 microsecond, the
+--     lake's resolution) the last snapshot that showed so.
+--   * end = the earliest of expiredDateTime and the observation that it was gone: the
+--     snapshot from which it was missing (a complete snapshot) or in a state that is not held
+--     (valid_to of its last held version in assignments_history).
+--   * The schedule's end counts as the end only when no snapshot showed the assignment still
+--     held after that time (a snapshot that shows it delivered proves delivery).
+--   * An assignment first observed already expired still contributes [start, expiredDateTime)
+--     (no later than that observation).
+-- Caveats: snapshots are the `_ingest_runs` rows of runs that read assignments (observed_at),
+--   plus every valid_from/valid_to of assignments_history. Between two snapshots govlake knows
+--   only the assignment's own dates, so a holding is the time someone may have held access:
+--   only a date or a snapshot that proves otherwise excludes it. A holding whose dates leave
+--   no time (held_to <= held_from, e.g. first observed expired after its expiry) is listed
+--   too: it was never held; readers asking "held when?" never match it.
+WITH observations AS (
+    SELECT observed_at FROM _ingest_runs
+    WHERE table_name = 'assignments' AND (fetched > 0 OR closed > 0)
+    UNION
+    SELECT valid_from FROM assignments_history
+    UNION
+    SELECT valid_to FROM assignments_history WHERE valid_to IS NOT NULL
+),
+versions AS (
+    SELECT h.*,
+           CASE WHEN lower(h.state) IN ('delivered', 'partiallydelivered') THEN 'held'
+                WHEN lower(h.state) = 'expired' THEN 'expired'
+                ELSE 'not held' END AS kind
+    FROM assignments_history h
+),
+ordered AS (
+    SELECT v.*,
+           lag(kind) OVER (PARTITION BY id ORDER BY valid_from, row_hash) AS prev_kind,
+           lag(valid_to) OVER (PARTITION BY id ORDER BY valid_from, row_hash) AS prev_valid_to,
+           row_number() OVER (PARTITION BY id ORDER BY valid_from, row_hash) AS n
+    FROM versions v
+),
+islands AS (
+    -- One island per stretch of held versions observed back to back, followed by the expired
+    -- version that ended it, if any; an expired version after anything else stands alone.
+    SELECT o.*,
+           sum(CASE WHEN kind <> 'not held' AND prev_kind = 'held' AND prev_valid_to = valid_from
+                    THEN 0 ELSE 1 END)
+               OVER (PARTITION BY id ORDER BY valid_from, row_hash
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS island,
+           -- The observation that ended this version's holding: a held version holds until
+           -- its valid_to; an expired one was seen not held from its valid_from.
+           CASE WHEN kind = 'held' THEN valid_to ELSE valid_from END AS seen_ending
+    FROM ordered o
+),
+spans AS (
+    SELECT id, island,
+           min(n) AS first_n,
+           min(valid_from) AS first_seen,
+           max(valid_from) AS last_seen,
+           first_value(schedule_start_date_time ORDER BY valid_from, row_hash) AS scheduled_start,
+           last_value(schedule_expiration_end_date_time ORDER BY valid_from, row_hash) AS scheduled_end,
+           last_value(seen_ending ORDER BY valid_from, row_hash) AS gone_at,
+           min(expired_date_time) AS expired_at,
+           max(CASE WHEN kind = 'held' THEN valid_from END) AS last_held_version_from,
+           last_value(access_package_id ORDER BY valid_from, row_hash) AS access_package_id,
+           last_value(access_package_display_name ORDER BY valid_from, row_hash) AS access_package_name,
+           last_value(assignment_policy_id ORDER BY valid_from, row_hash) AS assignment_policy_id,
+           last_value(target_object_id ORDER BY valid_from, row_hash) AS user_object_id,
+           last_value(target_principal_name ORDER BY valid_from, row_hash) AS user_principal_name,
+           last_value(state ORDER BY valid_from, row_hash) AS state
+    FROM islands
+    WHERE kind <> 'not held'
+    GROUP BY id, island
+),
+-- The snapshots around each island: the latest before it was first observed (seen_before)
+-- and the last that showed it held (seen_held: before the one that showed it gone).
+bounds AS (
+    SELECT s.*,
+           max(CASE WHEN o.observed_at < s.first_seen THEN o.observed_at END) AS seen_before,
+           greatest(s.last_held_version_from,
+                    max(CASE WHEN s.last_held_version_from IS NOT NULL
+                              AND o.observed_at >= s.first_seen
+                              AND (s.gone_at IS NULL OR o.observed_at < s.gone_at)
+                             THEN o.observed_at END)) AS seen_held
+    FROM spans s
+    LEFT JOIN observations o ON o.observed_at IS NOT NULL
+    -- Every column of spans (one row per island), so that `held` reads spans only once.
+    GROUP BY s.id, s.island, s.first_n, s.first_seen, s.last_seen, s.scheduled_start,
+             s.scheduled_end, s.gone_at, s.expired_at, s.last_held_version_from,
+             s.access_package_id, s.access_package_name, s.assignment_policy_id,
+             s.user_object_id, s.user_principal_name, s.state
+),
+held AS (
+    SELECT b.*,
+           CASE WHEN first_n > 1 THEN seen_before END AS seen_not_held_at,
+           CASE WHEN first_n > 1
+                THEN greatest(coalesce(scheduled_start, first_seen),
+                              seen_before + INTERVAL '1 microsecond')
+                ELSE coalesce(scheduled_start, first_seen) END AS held_from,
+           least(expired_at, gone_at,
+                 CASE WHEN seen_held IS NULL OR scheduled_end > seen_held
+                      THEN scheduled_end END) AS held_to
+    FROM bounds b
+)
+SELECT
+    id AS assignment_id,
+    access_package_id,
+    access_package_name,
+    user_object_id,
+    user_principal_name,
+    assignment_policy_id,
+    state,
+    held_from,
+    held_to,
+    CASE WHEN held_to IS NULL THEN NULL
+         WHEN held_to = expired_at THEN 'expiry'
+         WHEN held_to = scheduled_end THEN 'schedule end'
+         ELSE 'snapshot' END AS ended_by,
+    first_seen AS first_observed,
+    last_seen AS last_observed,
+    scheduled_start,
+    seen_not_held_at
+FROM held
+ORDER BY assignment_id, first_observed
