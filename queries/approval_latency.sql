@@ -25,7 +25,7 @@
 WITH linked AS (
     SELECT audit_event_id AS event_id, target_id AS request_id
     FROM audit_event_target_resources
-    WHERE type = 'AccessPackageAssignmentRequest'
+    WHERE lower(type) = 'accesspackageassignmentrequest'
     UNION
     SELECT audit_event_id, value
     FROM audit_event_additional_details

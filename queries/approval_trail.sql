@@ -41,7 +41,8 @@
 --     partiallyDelivered, delivering or scheduled), has no successful
 --     'Auto approve access package assignment request' event, and stages_approved is less
 --     than stages_required (a two-stage policy with only stage 1 approved is missing).
---   * self_approved: a successful approval by the target or the requestor.
+--   * self_approved: a successful approval by the target or the requestor (false, never NULL,
+--     when an id is unknown or an app approved).
 --   * 'Administrator directly removes user access package assignment', 'Entitlement
 --     Management removes access package assignment request for user' and 'Remove access
 --     package assignment ...' are the step 'removed'.
@@ -56,7 +57,7 @@
 WITH linked AS (
     SELECT audit_event_id AS event_id, target_id AS request_id
     FROM audit_event_target_resources
-    WHERE type = 'AccessPackageAssignmentRequest'
+    WHERE lower(type) = 'accesspackageassignmentrequest'
     UNION
     SELECT audit_event_id, value
     FROM audit_event_additional_details
@@ -217,9 +218,10 @@ SELECT
     s.activity_date_time AS step_time,
     s.justification AS step_justification,
     s.external_correlation_id,
-    coalesce(s.succeeded, false)
+    coalesce(s.succeeded
         AND s.activity_display_name = 'Approve access package assignment request'
-        AND s.initiated_by_user_id IN (r.assignment_target_object_id, r.requestor_object_id) AS self_approved,
+        AND (s.initiated_by_user_id = r.assignment_target_object_id
+             OR s.initiated_by_user_id = r.requestor_object_id), false) AS self_approved,
     r.request_type = 'adminAdd' AS admin_direct_grant,
     coalesce(q.stages_required, 0) > 0
         AND r.state IN ('delivered', 'partiallyDelivered', 'delivering', 'scheduled')

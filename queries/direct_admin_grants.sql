@@ -23,7 +23,7 @@
 WITH linked AS (
     SELECT audit_event_id AS event_id, target_id AS request_id
     FROM audit_event_target_resources
-    WHERE type = 'AccessPackageAssignmentRequest'
+    WHERE lower(type) = 'accesspackageassignmentrequest'
     UNION
     SELECT audit_event_id, value
     FROM audit_event_additional_details
@@ -46,11 +46,11 @@ event_request AS (
 ),
 event_targets AS (
     SELECT audit_event_id,
-           min(CASE WHEN type = 'AccessPackage' THEN target_id END) AS access_package_id,
-           min(CASE WHEN type = 'AccessPackage' THEN display_name END) AS access_package_name,
-           min(CASE WHEN type = 'User' THEN target_id END) AS target_object_id
+           min(CASE WHEN lower(type) = 'accesspackage' THEN target_id END) AS access_package_id,
+           min(CASE WHEN lower(type) = 'accesspackage' THEN display_name END) AS access_package_name,
+           min(CASE WHEN lower(type) = 'user' THEN target_id END) AS target_object_id
     FROM audit_event_target_resources
-    WHERE type IN ('AccessPackage', 'User')
+    WHERE lower(type) IN ('accesspackage', 'user')
     GROUP BY audit_event_id
 ),
 event_details AS (

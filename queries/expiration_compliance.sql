@@ -6,7 +6,9 @@
 --   `overdue`: its schedule's end is before that snapshot;
 --   `no expiration`: the assignment's own schedule.expiration.type is noExpiration (or it
 --     carries no type, end or duration at all), whatever its policy says now;
---   `guest over 90 days`: a connected-organization user holding it for more than 90 days.
+--   `guest over 90 days`: an external user (a connected organization's, or a guest whose
+--   principal name carries #EXT#, as external_access counts them) holding it for more than
+--   90 days.
 -- Columns: finding, assignment_id, access_package_id, access_package_name, user_object_id,
 --   user_principal_name, assignment_policy_id, scheduled_end, days_overdue (whole days from
 --   scheduled_end to observed_at; for guests, days held beyond 90), observed_at.
@@ -51,6 +53,6 @@ SELECT 'guest over 90 days', a.id, a.access_package_id, a.access_package_display
        a.target_principal_name, a.assignment_policy_id, a.schedule_expiration_end_date_time,
        CAST(floor(date_part('epoch', a.observed_at - a.schedule_start_date_time) / 86400) AS BIGINT) - 90, a.observed_at
 FROM current_assignments a
-WHERE a.target_connected_organization_id IS NOT NULL
+WHERE (a.target_connected_organization_id IS NOT NULL OR upper(a.target_principal_name) LIKE '%#EXT#%')
   AND a.schedule_start_date_time < a.observed_at - INTERVAL '90 days'
 ORDER BY finding, assignment_id

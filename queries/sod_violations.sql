@@ -29,8 +29,8 @@ declared_in_audit AS (
         greatest(a.target_id, b.target_id) AS package_b,
         min(e.activity_date_time) AS declared_at
     FROM audit_events e
-    JOIN audit_event_target_resources a ON a.audit_event_id = e.id AND a.type = 'AccessPackage'
-    JOIN audit_event_target_resources b ON b.audit_event_id = e.id AND b.type = 'AccessPackage'
+    JOIN audit_event_target_resources a ON a.audit_event_id = e.id AND lower(a.type) = 'accesspackage'
+    JOIN audit_event_target_resources b ON b.audit_event_id = e.id AND lower(b.type) = 'accesspackage'
         AND a.target_id < b.target_id
     WHERE e.activity_display_name = 'Create incompatible access package'
     GROUP BY 1, 2
