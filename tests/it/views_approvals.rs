@@ -1070,36 +1070,36 @@ fn approval_latency_measures_to_decision_and_to_completion() {
             "{}",
             what("completed")
         );
-        close(
-            number(r, "median_hours_to_decision"),
-            percentile(&g.to_decision, 0.5),
-            &what("median to decision"),
-        );
-        close(
-            number(r, "p90_hours_to_decision"),
-            percentile(&g.to_decision, 0.9),
-            &what("p90 to decision"),
-        );
-        close(
-            number(r, "max_hours_to_decision"),
-            percentile(&g.to_decision, 1.0),
-            &what("max to decision"),
-        );
-        close(
-            number(r, "median_hours"),
-            percentile(&g.to_completion, 0.5),
-            &what("median to completion"),
-        );
-        close(
-            number(r, "p90_hours"),
-            percentile(&g.to_completion, 0.9),
-            &what("p90 to completion"),
-        );
-        close(
-            number(r, "max_hours"),
-            percentile(&g.to_completion, 1.0),
-            &what("max to completion"),
-        );
+        for (column, hours, p, label) in [
+            (
+                "median_hours_to_decision",
+                &g.to_decision,
+                0.5,
+                "median to decision",
+            ),
+            (
+                "p90_hours_to_decision",
+                &g.to_decision,
+                0.9,
+                "p90 to decision",
+            ),
+            (
+                "max_hours_to_decision",
+                &g.to_decision,
+                1.0,
+                "max to decision",
+            ),
+            (
+                "median_hours",
+                &g.to_completion,
+                0.5,
+                "median to completion",
+            ),
+            ("p90_hours", &g.to_completion, 0.9, "p90 to completion"),
+            ("max_hours", &g.to_completion, 1.0, "max to completion"),
+        ] {
+            close(number(r, column), percentile(hours, p), &what(label));
+        }
     }
     // The edits show: a request without a decision and one without completion.
     let total = |f: &dyn Fn(&Group) -> usize| groups.values().map(f).sum::<usize>();

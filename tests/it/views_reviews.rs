@@ -1251,16 +1251,21 @@ fn dont_know_is_counted_apart_from_reviewed() {
     assert!(expected.values().map(|c| c.dont_know).sum::<usize>() > 0);
 }
 
+/// The sample's first assignment under a policy: a template for an added holder.
+fn sample_assignment_of_policy(policy_id: &str) -> Value {
+    records(&sample_data(), "entitlementManagement/assignments")
+        .into_iter()
+        .map(|(_, a)| a)
+        .find(|a| a["assignmentPolicy"]["id"] == json!(policy_id))
+        .unwrap()
+}
+
 #[test]
 fn coverage_is_measured_against_the_holders_at_the_instance_start() {
     // A holder since March of the employees' policy of Financial Analyst - Standard, whom no
     // review ever listed: in both instances' population, not reviewed, not in review.
     let dir = copy_sample();
-    let template = records(&sample_data(), "entitlementManagement/assignments")
-        .into_iter()
-        .map(|(_, a)| a)
-        .find(|a| a["assignmentPolicy"]["id"] == json!("c7ebddc5-ce59-4be3-a570-60bedb88890e"))
-        .unwrap();
+    let template = sample_assignment_of_policy("c7ebddc5-ce59-4be3-a570-60bedb88890e");
     let mut a = template.clone();
     a["id"] = json!("5f0a9c3e-2b7d-4e11-8a6f-0c1d2e3f4a5b");
     a["schedule"] = json!({"startDateTime": "2026-03-02T09:00:00Z",
@@ -1320,11 +1325,7 @@ fn a_package_whose_policies_have_reviews_off_appears_unreviewed() {
 fn review_completeness_lists_holders_outside_every_review() {
     // The sample plus the never-reviewed holder of the coverage test and a DontKnow-free edit.
     let dir = copy_sample();
-    let template = records(&sample_data(), "entitlementManagement/assignments")
-        .into_iter()
-        .map(|(_, a)| a)
-        .find(|a| a["assignmentPolicy"]["id"] == json!("d4f36bf2-56b5-47fe-ae64-aefe4296d6b8"))
-        .unwrap();
+    let template = sample_assignment_of_policy("d4f36bf2-56b5-47fe-ae64-aefe4296d6b8");
     let mut a = template;
     a["id"] = json!("9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a");
     a["schedule"] = json!({"startDateTime": "2026-07-20T09:00:00Z",
