@@ -328,6 +328,10 @@ pub struct IngestArgs {
     /// Exit 0 even when records were rejected (they are still quarantined in `_rejects`).
     #[arg(long)]
     pub allow_rejects: bool,
+    /// Exit 0 even when a snapshot was not read whole (a page missing or unreadable). Its
+    /// objects are kept open either way: a partial snapshot never closes history.
+    #[arg(long)]
+    pub allow_gaps: bool,
     /// Rows buffered per table before the append-only tables commit: whichever fills
     /// first — audit events or one of their child tables (several rows per event) — or
     /// 32 MiB of raw records, commits them all. Fewer, larger commits are faster on big

@@ -7,6 +7,7 @@ mod differential;
 mod generate;
 mod ingest;
 mod live;
+mod nothing_lost;
 mod pack;
 mod retention;
 mod sql;

@@ -31,7 +31,8 @@ pub async fn run(
         ..IngestSettings::default()
     };
     let summary = ingest_with_progress(&lake, &settings, printer).await?;
-    let failed = summary.rejected > 0 && !args.allow_rejects;
+    let failed = (summary.rejected > 0 && !args.allow_rejects)
+        || (!summary.snapshot_gaps.is_empty() && !args.allow_gaps);
     print_summary("ingest", &summary, printer, failed)?;
     Ok(if failed {
         ExitStatus::Failure
@@ -67,7 +68,13 @@ pub fn print_summary(
     failed: bool,
 ) -> anyhow::Result<()> {
     if printer.format == OutputFormat::Json {
-        let status = if failed { "rejects" } else { "ok" };
+        let status = if !s.snapshot_gaps.is_empty() {
+            "incomplete"
+        } else if s.rejected > 0 {
+            "rejects"
+        } else {
+            "ok"
+        };
         return printer.json(command, status, s);
     }
     if printer.quiet > 0 && !failed {
@@ -137,5 +144,31 @@ pub fn print_summary(
             println!("  … see `_rejects` for all of them.");
         }
     }
+    print_snapshot_gaps(s);
     Ok(())
+}
+
+/// Names the snapshot scopes a run did not read whole (their objects were kept open).
+fn print_snapshot_gaps(s: &IngestSummary) {
+    if s.snapshot_gaps.is_empty() {
+        return;
+    }
+    println!(
+        "\nCoverage gap: {} snapshot scope(s) were not read whole, so nothing missing from them was closed (history stays as it was):",
+        s.snapshot_gaps.len()
+    );
+    for g in s.snapshot_gaps.iter().take(20) {
+        let scope = if g.scope.is_empty() {
+            String::new()
+        } else {
+            format!(" `{}`", g.scope)
+        };
+        println!("  {}{}: {}", g.table, scope, g.reason);
+    }
+    if s.snapshot_gaps.len() > 20 {
+        println!("  … {} more (see `_ingest_runs.status`).", s.snapshot_gaps.len() - 20);
+    }
+    println!(
+        "  Ingest the whole export (every page of each listing) to close what left the tenant; --allow-gaps exits 0 all the same."
+    );
 }

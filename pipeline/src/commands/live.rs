@@ -236,7 +236,8 @@ fn report(
     args: &IngestArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let gaps = !fetched.coverage_gaps.is_empty();
+    let gaps = !fetched.coverage_gaps.is_empty()
+        || (!summary.snapshot_gaps.is_empty() && !args.allow_gaps);
     let failed = gaps || (summary.rejected > 0 && !args.allow_rejects);
     if !fetched.write_roles.is_empty() && printer.quiet == 0 {
         eprintln!(

@@ -432,7 +432,7 @@ impl Crawler<'_> {
         let mut seen_links = HashSet::new();
         let mut kept = vec![];
         loop {
-            let page = match self.client.get_page(&url).await {
+            let mut page = match self.client.get_page(&url).await {
                 Ok(p) => p,
                 Err(Error::Forbidden { message, .. }) => {
                     self.refused(path, &message);
@@ -440,6 +440,7 @@ impl Crawler<'_> {
                 }
                 Err(e) => return Err(e),
             };
+            stamp_request_url(&mut page, &url);
             self.spool_page(name, &page)?;
             if let Some(v) = page["value"].as_array() {
                 if keep {
@@ -454,6 +455,17 @@ impl Crawler<'_> {
                 None => return Ok(kept),
             }
         }
+    }
+}
+
+/// Records on a page the URL it was fetched from, so ingestion can walk the listing's page
+/// chain from its first page to its last and tell a whole snapshot from a partial one.
+fn stamp_request_url(page: &mut Value, url: &url::Url) {
+    if let Value::Object(m) = page {
+        m.insert(
+            crate::ingest::reader::REQUEST_URL_ANNOTATION.to_string(),
+            Value::String(url.to_string()),
+        );
     }
 }
 
@@ -490,11 +502,12 @@ async fn fetch_listing(client: &GraphClient, mut url: url::Url) -> Result<Listin
     let mut seen = HashSet::new();
     let mut pages = vec![];
     loop {
-        let page = match client.get_page(&url).await {
+        let mut page = match client.get_page(&url).await {
             Ok(p) => p,
             Err(Error::Forbidden { message, .. }) => return Ok(Listing::Refused(message)),
             Err(e) => return Err(e),
         };
+        stamp_request_url(&mut page, &url);
         let next = next_link(client, &page, &mut seen)?;
         let values = page["value"].as_array().map_or(&[][..], Vec::as_slice);
         pages.push(FetchedPage {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod files;
 pub mod loganalytics;
 pub mod reader;
+pub mod snapshot;
 pub mod spec;
 pub mod value;
 
@@ -35,6 +36,7 @@ use crate::lake::history::VersionMerge;
 use crate::lake::{Cell, Lake, TableSchema};
 use context::Resolved;
 use reader::Item;
+pub use snapshot::SnapshotGap;
 use spec::{Ctx, EntitySpec, Storage};
 
 /// Settings of one ingest run.
@@ -127,6 +129,8 @@ pub struct IngestSummary {
     pub rejected: u64,
     /// The first rejects, for the summary.
     pub reject_notes: Vec<RejectNote>,
+    /// Snapshot scopes not read whole: nothing in them was closed.
+    pub snapshot_gaps: Vec<SnapshotGap>,
 }
 
 impl IngestSummary {
@@ -230,7 +234,8 @@ pub async fn run(
     let reader = {
         let paths = paths.clone();
         let bytes = bytes.clone();
-        tokio::task::spawn_blocking(move || read_files(&paths, &bytes, &tx))
+        let max = settings.max_record_bytes;
+        tokio::task::spawn_blocking(move || read_files(&paths, max, &bytes, &tx))
     };
 
     let mut run = Run::new(
@@ -239,6 +244,7 @@ pub async fn run(
         uuid::Uuid::new_v4().to_string(),
         started_at,
         observed_at,
+        snapshot::Completeness::new(&paths),
     );
     let sources: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let mut records = 0u64;
@@ -254,15 +260,32 @@ pub async fn run(
                     } => {
                         records += 1;
                         let resolved = run.resolve(file, &paths[file], context.as_deref());
+                        run.touch(file, resolved.as_ref().and_then(Run::snapshot_scope));
                         run.record(resolved, value, json, source, index, context.as_deref())
                             .await?;
                         if records.is_multiple_of(4096) {
                             progress(bytes.load(Ordering::Relaxed), total_bytes, records);
                         }
                     }
-                    Item::PageEnd { context } => {
+                    Item::Bad {
+                        context,
+                        index,
+                        location,
+                        message,
+                        raw,
+                    } => {
+                        records += 1;
                         let resolved = run.resolve(file, &paths[file], context.as_deref());
-                        run.page_end(resolved);
+                        run.touch(file, resolved.as_ref().and_then(Run::snapshot_scope));
+                        run.bad_record(resolved, source, index, &location, message, &raw);
+                    }
+                    Item::PageEnd {
+                        context,
+                        next_link,
+                        request_url,
+                    } => {
+                        let resolved = run.resolve(file, &paths[file], context.as_deref());
+                        run.page_end(resolved, file, next_link, request_url);
                     }
                 }
             }
@@ -271,17 +294,8 @@ pub async fn run(
                 message,
                 location,
             } => {
-                let resolved = run.resolve(file, &paths[file], None);
-                let entity = resolved.map_or(UNRESOLVED, |r| r.entity);
                 records += 1;
-                run.reject(
-                    entity,
-                    &paths[file].display().to_string(),
-                    &location,
-                    None,
-                    message,
-                    "",
-                );
+                run.file_error(file, &paths[file], message, &location);
             }
         }
     }
@@ -293,8 +307,23 @@ pub async fn run(
     Ok(summary)
 }
 
-fn read_files(paths: &[PathBuf], bytes: &Arc<AtomicU64>, tx: &mpsc::Sender<Msg>) {
+fn read_files(
+    paths: &[PathBuf],
+    max_record_bytes: usize,
+    bytes: &Arc<AtomicU64>,
+    tx: &mpsc::Sender<Msg>,
+) {
     for (file, path) in paths.iter().enumerate() {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let options = reader::ReadOptions {
+            // A record over the limit is rejected as it is read, never held in memory whole.
+            max_record_bytes,
+            json_lines: matches!(ext.as_str(), "jsonl" | "ndjson"),
+        };
         let f = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(e) => {
@@ -310,10 +339,10 @@ fn read_files(paths: &[PathBuf], bytes: &Arc<AtomicU64>, tx: &mpsc::Sender<Msg>)
             1 << 20,
             reader::CountingReader::new(f, bytes.clone()),
         );
-        let result = reader::read_stream(reader, &mut |item| {
+        let result = reader::read_stream_with(reader, &options, &mut |item| {
             let json = match &item {
                 Item::Record { value, .. } => Some(value.to_string()),
-                Item::PageEnd { .. } => None,
+                Item::Bad { .. } | Item::PageEnd { .. } => None,
             };
             tx.blocking_send(Msg::Item { file, item, json })
                 .map_err(|_| "ingest stopped".to_string())
@@ -349,7 +378,10 @@ struct Run<'a> {
     counts: BTreeMap<String, TableCounts>,
     watermarks: BTreeMap<String, i64>,
     versioned: BTreeMap<&'static str, VersionMerge>,
-    complete_scopes: BTreeMap<&'static str, BTreeSet<String>>,
+    /// Which snapshot scopes were read whole (only those close what they miss).
+    completeness: snapshot::Completeness,
+    /// Per file: whether it held any record, and the snapshot scopes it touched.
+    file_scopes: HashMap<usize, (bool, BTreeSet<(&'static str, String)>)>,
     appends: BTreeMap<&'static str, AppendBuffer>,
     raw: AppendBuffer,
     raw_bytes: usize,
@@ -361,6 +393,7 @@ struct Run<'a> {
     rejected_ids: BTreeMap<String, Vec<String>>,
     rejects: Vec<Vec<Cell>>,
     reject_notes: Vec<RejectNote>,
+    snapshot_gaps: Vec<SnapshotGap>,
     metadata: HashMap<String, Value>,
 }
 
@@ -371,6 +404,7 @@ impl<'a> Run<'a> {
         run_id: String,
         started_at: i64,
         observed_at: i64,
+        completeness: snapshot::Completeness,
     ) -> Self {
         let metadata = HashMap::from([
             ("govlake.run_id".to_string(), Value::String(run_id.clone())),
@@ -389,7 +423,8 @@ impl<'a> Run<'a> {
             counts: BTreeMap::new(),
             watermarks: BTreeMap::new(),
             versioned: BTreeMap::new(),
-            complete_scopes: BTreeMap::new(),
+            completeness,
+            file_scopes: HashMap::new(),
             appends: BTreeMap::new(),
             raw_bytes: 0,
             in_flight: None,
@@ -402,6 +437,7 @@ impl<'a> Run<'a> {
             },
             rejects: vec![],
             reject_notes: vec![],
+            snapshot_gaps: vec![],
             metadata,
         }
     }
@@ -485,18 +521,80 @@ impl<'a> Run<'a> {
         s
     }
 
-    fn page_end(&mut self, resolved: Option<Resolved>) {
-        let Some(r) = resolved else { return };
-        let Some(spec) = spec::entity(r.entity) else {
+    /// The snapshot scope of a resolved page or record, if its entity is snapshotted.
+    fn snapshot_scope(resolved: &Resolved) -> Option<(&'static str, String)> {
+        let spec = spec::entity(resolved.entity)?;
+        spec.versioned()?;
+        Some((
+            spec.table,
+            Self::scope_of(spec, &resolved.parents, resolved.constant),
+        ))
+    }
+
+    fn touch(&mut self, file: usize, scope: Option<(&'static str, String)>) {
+        let entry = self.file_scopes.entry(file).or_default();
+        entry.0 = true;
+        entry.1.extend(scope);
+    }
+
+    fn page_end(
+        &mut self,
+        resolved: Option<Resolved>,
+        file: usize,
+        next_link: Option<String>,
+        request_url: Option<String>,
+    ) {
+        if let Some(r) = &resolved {
+            self.completeness.file_entity(file, r.entity);
+        }
+        let Some((table, scope)) = resolved.as_ref().and_then(Self::snapshot_scope) else {
             return;
         };
-        if spec.versioned().is_some() {
-            let scope = Self::scope_of(spec, &r.parents, r.constant);
-            self.complete_scopes
-                .entry(spec.table)
-                .or_default()
-                .insert(scope);
+        self.completeness
+            .page(table, scope, file, next_link, request_url);
+    }
+
+    /// A record the reader could not read: quarantined, and its snapshot scope is not whole.
+    fn bad_record(
+        &mut self,
+        resolved: Option<Resolved>,
+        source: &str,
+        index: u64,
+        location: &str,
+        message: String,
+        raw: &str,
+    ) {
+        let entity = resolved.as_ref().map_or(UNRESOLVED, |r| r.entity);
+        let scope = resolved.as_ref().and_then(Self::snapshot_scope);
+        let at = format!("record {} ({location})", index + 1);
+        if let Some((table, s)) = scope {
+            self.completeness.broken(
+                table,
+                s,
+                format!("record {} of `{source}` could not be read", index + 1),
+            );
         }
+        self.reject(entity, source, &at, None, message, raw);
+    }
+
+    /// A file that could not be read to its end: the records after the break are lost, so
+    /// nothing it holds a page of is complete.
+    fn file_error(&mut self, file: usize, path: &std::path::Path, message: String, location: &str) {
+        let source = path.display().to_string();
+        let by_name = self.resolve(file, path, None);
+        let (had_records, mut scopes) = self.file_scopes.remove(&file).unwrap_or_default();
+        scopes.extend(by_name.as_ref().and_then(Self::snapshot_scope));
+        let reason = format!("`{source}` could not be read to its end ({message})");
+        if scopes.is_empty() && by_name.is_none() && !had_records {
+            self.completeness.unattributed(format!(
+                "{reason}, and what it holds cannot be told: it may have been a page of any snapshot"
+            ));
+        }
+        for (table, scope) in scopes {
+            self.completeness.broken(table, scope, reason.clone());
+        }
+        let entity = by_name.map_or(UNRESOLVED, |r| r.entity);
+        self.reject(entity, &source, location, None, message, "");
     }
 
     async fn record(
@@ -604,6 +702,15 @@ impl<'a> Run<'a> {
                     .and_then(|o| value::get_ci(o, "id"))
                     .and_then(Value::as_str);
                 let json = json.unwrap_or_else(|| value.to_string());
+                if id.is_none() && spec.versioned().is_some() {
+                    // Which object it was is unknown: closing any object of its scope could
+                    // close this one.
+                    self.completeness.broken(
+                        spec.table,
+                        Self::scope_of(spec, parents, constant),
+                        format!("a record at `{source}` {location} was rejected and has no id"),
+                    );
+                }
                 self.reject(spec.table, source, location, id, reason, &json);
                 return Ok(());
             }
@@ -644,10 +751,7 @@ impl<'a> Run<'a> {
             let child = spec::entity(list.entity).expect("child entities exist");
             if child.versioned().is_some() {
                 let scope = Self::scope_of(child, &child_parents, list.constant);
-                self.complete_scopes
-                    .entry(child.table)
-                    .or_default()
-                    .insert(scope);
+                self.completeness.embedded(child.table, scope);
             }
             for (i, item) in items.iter().enumerate() {
                 let loc = format!("{location}, `{}` item {}", list.entity, i + 1);
@@ -872,7 +976,8 @@ impl<'a> Run<'a> {
         for spec in spec::ENTITIES.iter() {
             match (spec.versioned(), spec.append_schema()) {
                 (Some(v), _) => {
-                    let scopes = self.complete_scopes.remove(spec.table).unwrap_or_default();
+                    let (scopes, gaps) = self.completeness.finish(spec.table);
+                    self.snapshot_gaps.extend(gaps);
                     let mut merge = match self.versioned.remove(spec.table) {
                         Some(m) => m,
                         None => v.begin(self.lake, self.observed_at).await?,
@@ -958,7 +1063,27 @@ impl<'a> Run<'a> {
         let mut run_rows: Vec<Vec<Cell>> = self
             .counts
             .iter()
-            .map(|(table, c)| row(table, c, status.to_string()))
+            .map(|(table, c)| {
+                let gaps: Vec<&SnapshotGap> = self
+                    .snapshot_gaps
+                    .iter()
+                    .filter(|g| g.table == *table)
+                    .collect();
+                let status = match gaps.first() {
+                    Some(g) => format!(
+                        "coverage_gap: {} snapshot scope(s) not read whole, nothing in them closed; {}{}",
+                        gaps.len(),
+                        if g.scope.is_empty() {
+                            String::new()
+                        } else {
+                            format!("scope `{}`: ", g.scope)
+                        },
+                        g.reason
+                    ),
+                    None => status.to_string(),
+                };
+                row(table, c, status)
+            })
             .collect();
         // A table the source refused: nothing fetched, and why.
         for (table, reason) in &self.settings.coverage_gaps {
@@ -986,6 +1111,7 @@ impl<'a> Run<'a> {
             tables: self.counts,
             rejected,
             reject_notes: self.reject_notes,
+            snapshot_gaps: self.snapshot_gaps,
         })
     }
 }

@@ -1,0 +1,488 @@
+//! When a snapshot is complete: the rule that decides whether objects missing from a run's
+//! input may be closed in the lake.
+//!
+//! A snapshot scope (a whole table such as `assignments`, or one parent's list such as one
+//! review instance's decisions) is complete only when its whole page chain was read: every
+//! page parsed to its end with no unreadable record in it, exactly one last page (no
+//! `@odata.nextLink`), every other page's `@odata.nextLink` distinct, and the first page
+//! present. Live ingestion stamps each page with the URL it fetched it from
+//! (`@govlake.requestUrl`), so the chain is walked link by link from the first page to the
+//! last. Export files carry no such URL; there the file names speak for the first page:
+//! files numbered like `assignments-0001.json`, `assignments-0002.json`, … form a family
+//! whose numbers must run without a gap from 0 or 1, and the page without a next link must be
+//! the family's last. A scope that fails any of this is a coverage gap: its objects are kept
+//! open, and the run says why.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+/// A scope left open, and why.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct SnapshotGap {
+    /// Table.
+    pub table: String,
+    /// Scope within it ("" = the whole table; else the parent's id).
+    pub scope: String,
+    /// Why the snapshot of this scope is not complete.
+    pub reason: String,
+}
+
+/// One page of a scope.
+#[derive(Debug, Clone)]
+struct Page {
+    file: usize,
+    next_link: Option<String>,
+    request_url: Option<String>,
+}
+
+type ScopeKey = (&'static str, String);
+
+/// Pages, broken scopes and embedded lists seen in one run.
+#[derive(Debug, Default)]
+pub struct Completeness {
+    files: Vec<PathBuf>,
+    /// Family (folder, name without the number) and page number of each file, when its
+    /// name has one.
+    numbers: Vec<Option<((PathBuf, String), u64)>>,
+    /// Entities each file holds pages of.
+    entities: HashMap<usize, BTreeSet<&'static str>>,
+    pages: BTreeMap<ScopeKey, Vec<Page>>,
+    broken: BTreeMap<ScopeKey, String>,
+    embedded: BTreeMap<&'static str, BTreeSet<String>>,
+    unattributed: Option<String>,
+}
+
+impl Completeness {
+    /// Starts with the run's input files (in reading order).
+    pub fn new(files: &[PathBuf]) -> Self {
+        let numbers = files
+            .iter()
+            .map(|f| {
+                page_number(f).map(|(family, number)| {
+                    let dir = f.parent().map(Path::to_path_buf).unwrap_or_default();
+                    ((dir, family.to_ascii_lowercase()), number)
+                })
+            })
+            .collect();
+        Self {
+            files: files.to_vec(),
+            numbers,
+            ..Self::default()
+        }
+    }
+
+    /// Notes which entity a file holds pages of (any entity, snapshot or not).
+    pub fn file_entity(&mut self, file: usize, entity: &'static str) {
+        self.entities.entry(file).or_default().insert(entity);
+    }
+
+    /// Why each family of numbered files is not whole, by file. A family whose files all
+    /// hold one entity must start at page 0 or 1; any family must run without a jump.
+    fn family_gaps(&self) -> HashMap<usize, String> {
+        let mut families: BTreeMap<&(PathBuf, String), Vec<(u64, usize)>> = BTreeMap::new();
+        for (i, n) in self.numbers.iter().enumerate() {
+            if let Some((family, number)) = n {
+                families.entry(family).or_default().push((*number, i));
+            }
+        }
+        let mut out = HashMap::new();
+        for ((dir, family), mut members) in families {
+            members.sort();
+            let held: BTreeSet<&str> = members
+                .iter()
+                .filter_map(|(_, i)| self.entities.get(i))
+                .flatten()
+                .copied()
+                .collect();
+            let nums: Vec<u64> = members.iter().map(|(n, _)| *n).collect();
+            let from = nums[0];
+            let name = format!("{}{family}", show_dir(dir));
+            let gap = if from > 1 && held.len() <= 1 {
+                Some(format!(
+                    "the page files `{name}…` start at page {from}: the pages before it are missing"
+                ))
+            } else {
+                nums.windows(2).find(|w| w[1] != w[0] + 1).map(|w| {
+                    if w[1] == w[0] {
+                        format!("the page files `{name}…` hold page {} twice", w[0])
+                    } else {
+                        format!(
+                            "the page files `{name}…` jump from page {} to page {}: the pages between are missing",
+                            w[0], w[1]
+                        )
+                    }
+                })
+            };
+            if let Some(g) = gap {
+                for (_, i) in members {
+                    out.insert(i, g.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// A page of `scope` read to its end.
+    pub fn page(
+        &mut self,
+        table: &'static str,
+        scope: String,
+        file: usize,
+        next_link: Option<String>,
+        request_url: Option<String>,
+    ) {
+        // Compared as URLs: a link and the URL fetched from it may differ in escaping.
+        let normal = |u: String| url::Url::parse(&u).map_or(u, |p| p.to_string());
+        self.pages.entry((table, scope)).or_default().push(Page {
+            file,
+            next_link: next_link.map(normal),
+            request_url: request_url.map(normal),
+        });
+    }
+
+    /// A list held whole inside its parent's record (a policy's stages): complete with it.
+    pub fn embedded(&mut self, table: &'static str, scope: String) {
+        self.embedded.entry(table).or_default().insert(scope);
+    }
+
+    /// Something of `scope` was lost (an unreadable record or page): it is not complete.
+    pub fn broken(&mut self, table: &'static str, scope: String, reason: String) {
+        self.broken.entry((table, scope)).or_insert(reason);
+    }
+
+    /// A file failed whose entity cannot be told: it may have been any snapshot's page, so
+    /// no snapshot of this run is complete.
+    pub fn unattributed(&mut self, reason: String) {
+        self.unattributed.get_or_insert(reason);
+    }
+
+    /// The complete scopes of `table`, and the gaps of the ones that are not.
+    pub fn finish(&self, table: &'static str) -> (BTreeSet<String>, Vec<SnapshotGap>) {
+        let mut complete = BTreeSet::new();
+        let mut gaps = Vec::new();
+        let gap = |scope: &str, reason: String| SnapshotGap {
+            table: table.to_string(),
+            scope: scope.to_string(),
+            reason,
+        };
+        let mut scopes: BTreeSet<&String> = self
+            .pages
+            .keys()
+            .chain(self.broken.keys())
+            .filter(|(t, _)| *t == table)
+            .map(|(_, s)| s)
+            .collect();
+        if let Some(e) = self.embedded.get(table) {
+            scopes.extend(e.iter());
+        }
+        let family_gaps = self.family_gaps();
+        for scope in scopes {
+            let key = (table, scope.clone());
+            let verdict = if let Some(reason) = &self.unattributed {
+                Err(reason.clone())
+            } else if let Some(reason) = self.broken.get(&key) {
+                Err(reason.clone())
+            } else if self.embedded.get(table).is_some_and(|e| e.contains(scope)) {
+                Ok(())
+            } else {
+                self.chain(
+                    self.pages.get(&key).map_or(&[][..], Vec::as_slice),
+                    &family_gaps,
+                )
+            };
+            match verdict {
+                Ok(()) => {
+                    complete.insert(scope.clone());
+                }
+                Err(reason) => gaps.push(gap(scope, reason)),
+            }
+        }
+        (complete, gaps)
+    }
+
+    fn name(&self, file: usize) -> String {
+        self.files
+            .get(file)
+            .map_or_else(String::new, |p| p.display().to_string())
+    }
+
+    /// Whether the pages form one whole chain; if not, why.
+    fn chain(&self, pages: &[Page], family_gaps: &HashMap<usize, String>) -> Result<(), String> {
+        if pages.is_empty() {
+            return Err("no page of it was read whole".into());
+        }
+        let mut links = BTreeSet::new();
+        for p in pages {
+            if let Some(l) = &p.next_link
+                && !links.insert(l.as_str())
+            {
+                return Err(format!(
+                    "two pages link to the same next page (`{l}`): a page was read twice, or two listings were mixed"
+                ));
+            }
+        }
+        let lasts: Vec<&Page> = pages.iter().filter(|p| p.next_link.is_none()).collect();
+        match lasts.len() {
+            0 => {
+                let p = pages.last().expect("not empty");
+                return Err(format!(
+                    "its last page is missing: `{}` links to a next page that is not in the input",
+                    self.name(p.file)
+                ));
+            }
+            1 => {}
+            n => {
+                return Err(format!(
+                    "{n} pages have no `@odata.nextLink` (`{}`, `{}`): two listings were mixed, or pages are missing between them",
+                    self.name(lasts[0].file),
+                    self.name(lasts[1].file)
+                ));
+            }
+        }
+        let with_url = pages.iter().filter(|p| p.request_url.is_some()).count();
+        if with_url == pages.len() {
+            return walk_links(pages);
+        }
+        if with_url > 0 {
+            return Err("pages of a live run and export pages were mixed".into());
+        }
+        for p in pages {
+            if let Some(g) = family_gaps.get(&p.file) {
+                return Err(g.clone());
+            }
+        }
+        // Numbered files: the page without a next link comes last.
+        let number = |p: &Page| self.numbers.get(p.file).and_then(|n| n.as_ref().map(|n| n.1));
+        if pages.iter().all(|p| number(p).is_some()) {
+            let last = lasts[0];
+            let highest = pages.iter().filter_map(number).max();
+            if number(last) != highest {
+                return Err(format!(
+                    "`{}` has no `@odata.nextLink`, but pages numbered after it follow: pages are out of order or from two listings",
+                    self.name(last.file)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Walks a live run's pages from the first (the one no page links to) by their links.
+fn walk_links(pages: &[Page]) -> Result<(), String> {
+    let by_url: HashMap<&str, &Page> = pages
+        .iter()
+        .filter_map(|p| p.request_url.as_deref().map(|u| (u, p)))
+        .collect();
+    let linked: BTreeSet<&str> = pages.iter().filter_map(|p| p.next_link.as_deref()).collect();
+    let firsts: Vec<&Page> = pages
+        .iter()
+        .filter(|p| !linked.contains(p.request_url.as_deref().unwrap_or_default()))
+        .collect();
+    let [first] = firsts.as_slice() else {
+        return Err(format!(
+            "the pages do not form one chain ({} pages are not linked from any other)",
+            firsts.len()
+        ));
+    };
+    let first_url = first.request_url.as_deref().unwrap_or_default();
+    let lower = first_url.to_ascii_lowercase();
+    if lower.contains("skiptoken=") || lower.contains("$skip=") || lower.contains("%24skip") {
+        return Err(format!(
+            "its first page is missing: the earliest page read (`{first_url}`) continues an earlier one"
+        ));
+    }
+    let mut seen = 1;
+    let mut at = *first;
+    while let Some(link) = &at.next_link {
+        match by_url.get(link.as_str()) {
+            Some(next) => {
+                at = next;
+                seen += 1;
+                if seen > pages.len() {
+                    return Err("the pages link in a cycle".into());
+                }
+            }
+            None => return Err(format!("the page `{link}` is missing")),
+        }
+    }
+    if seen != pages.len() {
+        return Err(format!(
+            "{} of its pages are not on the chain from its first page to its last",
+            pages.len() - seen
+        ));
+    }
+    Ok(())
+}
+
+fn show_dir(dir: &Path) -> String {
+    let s = dir.display().to_string();
+    if s.is_empty() {
+        s
+    } else {
+        format!("{}{}", s, std::path::MAIN_SEPARATOR)
+    }
+}
+
+/// The page number in a file name, and the name without it: `assignments-0002.json` →
+/// (`assignments-`, 2); `decisions_page3.jsonl` → (`decisions_page`, 3). A number counts when
+/// it ends the name's stem, has at most six digits, and follows `-`, `_`, `.`, a space or
+/// `page`; a date at the end of the name (`2026-10-08`, `20261008`) is not a page number.
+pub fn page_number(path: &Path) -> Option<(String, u64)> {
+    let stem = path.file_stem()?.to_str()?;
+    let digits = stem.len() - stem.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 || digits > 6 {
+        return None;
+    }
+    let (family, number) = stem.split_at(stem.len() - digits);
+    let lower = family.to_ascii_lowercase();
+    let separated = family.ends_with(['-', '_', '.', ' ']) || lower.ends_with("page");
+    if !separated || looks_like_date(family, number) {
+        return None;
+    }
+    Some((family.to_string(), number.parse().ok()?))
+}
+
+/// `…2026-10-` + `08`, `…2026_10_` + `08`: the end of a date.
+fn looks_like_date(family: &str, number: &str) -> bool {
+    if number.len() != 2 {
+        return false;
+    }
+    let b = family.as_bytes();
+    // family ends with YYYY?MM? where ? is a separator
+    b.len() >= 8 && {
+        let t = &b[b.len() - 8..];
+        t[..4].iter().all(u8::is_ascii_digit)
+            && !t[4].is_ascii_digit()
+            && t[5..7].iter().all(u8::is_ascii_digit)
+            && !t[7].is_ascii_digit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(files: &[&str], pages: &[(usize, Option<&str>, Option<&str>)]) -> Result<(), String> {
+        let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+        let mut c = Completeness::new(&files);
+        for (file, next, url) in pages {
+            c.file_entity(*file, "assignments");
+            c.page(
+                "assignments",
+                String::new(),
+                *file,
+                next.map(str::to_string),
+                url.map(str::to_string),
+            );
+        }
+        let (complete, gaps) = c.finish("assignments");
+        if complete.contains("") {
+            Ok(())
+        } else {
+            Err(gaps[0].reason.clone())
+        }
+    }
+
+    const F: [&str; 4] = [
+        "x/assignments-0001.json",
+        "x/assignments-0002.json",
+        "x/assignments-0003.json",
+        "x/assignments-0004.json",
+    ];
+
+    #[test]
+    fn a_whole_numbered_chain_is_complete() {
+        let p = [(0, Some("n2"), None), (1, Some("n3"), None), (2, Some("n4"), None), (3, None, None)];
+        assert_eq!(run(&F, &p), Ok(()));
+        assert_eq!(run(&["one.json"], &[(0, None, None)]), Ok(()));
+    }
+
+    #[test]
+    fn partial_chains_are_gaps() {
+        // One middle page.
+        let e = run(&F[1..2], &[(0, Some("n3"), None)]).unwrap_err();
+        assert!(e.contains("last page is missing"), "{e}");
+        // The last page alone: its name says pages 1-3 are missing.
+        let e = run(&F[3..], &[(0, None, None)]).unwrap_err();
+        assert!(e.contains("start at page 4"), "{e}");
+        // Pages 2-4.
+        let e = run(&F[1..], &[(0, Some("n3"), None), (1, Some("n4"), None), (2, None, None)]).unwrap_err();
+        assert!(e.contains("start at page 2"), "{e}");
+        // Page 3 missing.
+        let files = [F[0], F[1], F[3]];
+        let e = run(&files, &[(0, Some("n2"), None), (1, Some("n3"), None), (2, None, None)]).unwrap_err();
+        assert!(e.contains("jump from page 2 to page 4"), "{e}");
+        // Two listings mixed; a page twice.
+        let e = run(&F[..2], &[(0, None, None), (1, None, None)]).unwrap_err();
+        assert!(e.contains("2 pages have no"), "{e}");
+        let e = run(&["a.json", "b.json"], &[(0, Some("n"), None), (1, Some("n"), None)]).unwrap_err();
+        assert!(e.contains("same next page"), "{e}");
+        // The last page out of order.
+        let e = run(&F[..2], &[(0, None, None), (1, Some("n"), None)]).unwrap_err();
+        assert!(e.contains("pages numbered after it"), "{e}");
+    }
+
+    #[test]
+    fn a_family_of_many_entities_may_start_later() {
+        // `download-0001.json` was the export marker: the data files start at 2.
+        let files: Vec<PathBuf> = ["d/download-0002.json", "d/download-0003.json"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let mut c = Completeness::new(&files);
+        c.file_entity(0, "catalogs");
+        c.file_entity(1, "assignments");
+        c.page("assignments", String::new(), 1, None, None);
+        assert!(c.finish("assignments").0.contains(""));
+    }
+
+    #[test]
+    fn live_pages_are_walked_by_their_urls() {
+        let spool = ["s/0000007.json", "s/0000008.json", "s/0000009.json"];
+        let whole = [
+            (0, Some("u2"), Some("u1")),
+            (1, Some("u3"), Some("u2")),
+            (2, None, Some("u3")),
+        ];
+        assert_eq!(run(&spool, &whole), Ok(()));
+        let later = [
+            (0, Some("u?$skiptoken=3"), Some("u?$skiptoken=2")),
+            (1, None, Some("u?$skiptoken=3")),
+        ];
+        let e = run(&spool[..2], &later).unwrap_err();
+        assert!(e.contains("first page is missing"), "{e}");
+        let e = run(&spool, &[(0, Some("u2"), Some("u1")), (1, Some("u9"), Some("u2")), (2, None, Some("u3"))]).unwrap_err();
+        assert!(e.contains("not linked") || e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn broken_and_unattributed_scopes_are_gaps() {
+        let files: Vec<PathBuf> = vec!["a.json".into()];
+        let mut c = Completeness::new(&files);
+        c.page("decisions", "i1".into(), 0, None, None);
+        c.page("decisions", "i2".into(), 0, None, None);
+        c.broken("decisions", "i2".into(), "record 3 could not be read".into());
+        c.embedded("stages", "p1".into());
+        let (complete, gaps) = c.finish("decisions");
+        assert_eq!(complete, BTreeSet::from(["i1".to_string()]));
+        assert_eq!(gaps.len(), 1);
+        assert_eq!(c.finish("stages").0.len(), 1);
+        c.unattributed("`junk.json` could not be read".into());
+        assert!(c.finish("decisions").0.is_empty());
+        assert!(c.finish("stages").0.is_empty());
+    }
+
+    #[test]
+    fn page_numbers_in_file_names() {
+        let n = |s: &str| page_number(Path::new(s));
+        assert_eq!(n("assignments-0002.json"), Some(("assignments-".into(), 2)));
+        assert_eq!(n("decisions-a6117238-0001.json"), Some(("decisions-a6117238-".into(), 1)));
+        assert_eq!(n("page3.json"), Some(("page".into(), 3)));
+        assert_eq!(n("0000007.json"), None, "seven digits");
+        assert_eq!(n("000007.json"), None, "nothing before it");
+        assert_eq!(n("assignments.json"), None);
+        assert_eq!(n("assignments-2026-10-08.json"), None);
+        assert_eq!(n("decisions-3111a2d57cb7.json"), None);
+        assert_eq!(n("assignments2.json"), None);
+    }
+}
