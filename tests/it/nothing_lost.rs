@@ -322,3 +322,59 @@ fn empty_pages_and_windows_encodings() {
         assert_eq!(current_ids(lake.path(), "catalogs"), want, "{name}");
     }
 }
+
+#[test]
+fn symlinks_are_followed_or_rejected_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let catalogs = sample_data().join("entitlementManagement/catalogs-0001.json");
+    std::os::unix::fs::symlink(&catalogs, d.join("catalogs.json")).unwrap();
+    std::os::unix::fs::symlink(sample_data().join("accessReviews"), d.join("reviews")).unwrap();
+    std::os::unix::fs::symlink(d.join("nowhere.json"), d.join("assignments-0001.json")).unwrap();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    std::os::unix::fs::symlink(d, d.join("sub/loop")).unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let r = ingest(lake.path(), &[d], &[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let want: BTreeSet<String> = page_ids("entitlementManagement/catalogs-0001.json").into_iter().collect();
+    assert_eq!(current_ids(lake.path(), "catalogs"), want);
+    let definitions: BTreeSet<String> = page_ids("accessReviews/definitions-0001.json").into_iter().collect();
+    assert_eq!(current_ids(lake.path(), "access_review_definitions"), definitions);
+    let rejects = sql(lake.path(), "select source || ': ' || reason from _rejects order by 1");
+    assert_eq!(rejects.len(), 2, "{rejects:?}");
+    assert!(rejects[0].contains("assignments-0001.json") && rejects[0].contains("No such file"), "{rejects:?}");
+    assert!(rejects[1].contains("loop"), "{rejects:?}");
+}
+
+#[test]
+fn hostile_fields_are_rejects_with_bounded_reasons() {
+    let mut page = sample_page("auditLogs/directoryAudits-0001.json");
+    let records = page["value"].as_array_mut().unwrap();
+    records.truncate(3);
+    records[1]["targetResources"] = serde_json::json!("not a list");
+    let bad_id = records[1]["id"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("directoryAudits.json"), page.to_string()).unwrap();
+    let huge = format!(
+        r#"{{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#{}","value":[{{"id":"x"}}]}}"#,
+        "x".repeat(300_000)
+    );
+    std::fs::write(dir.path().join("other.json"), huge).unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let r = ingest(lake.path(), &[dir.path()], &[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.len() < 20_000, "the summary stays small: {} bytes", r.stdout.len());
+    assert!(r.stderr.len() < 20_000, "the log stays small: {} bytes", r.stderr.len());
+    let rejects = sql(lake.path(), "select record_id || ' ' || reason from _rejects where entity = 'audit_events'");
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert!(rejects[0].starts_with(&bad_id) && rejects[0].contains("targetResources"), "{rejects:?}");
+    assert_eq!(count_where(lake.path(), "audit_events", "true"), 2);
+    let longest = sql(lake.path(), "select max(length(reason)) from _rejects");
+    assert!(longest[0].parse::<usize>().unwrap() <= 2200, "{longest:?}");
+}
+
+fn count_where(lake: &Path, table: &str, filter: &str) -> usize {
+    sql(lake, &format!("select count(*) from {table} where {filter}"))[0]
+        .parse()
+        .unwrap()
+}

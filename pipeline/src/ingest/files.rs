@@ -1,6 +1,8 @@
 //! Finding input files: walks `--from` paths recursively in a fixed (sorted) order, keeps
 //! `.json`, `.jsonl` and `.ndjson` files, and reads `_export.json` markers that say when an
-//! export was taken (the observation time of its snapshots).
+//! export was taken (the observation time of its snapshots). Symbolic links are followed;
+//! one that is broken or loops back is listed as unreadable (and rejected by name), never
+//! skipped quietly.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +18,8 @@ pub struct Inputs {
     pub files: Vec<(PathBuf, u64)>,
     /// `exportedAt` of every marker found (UTC micros), with the marker's path.
     pub exported_at: Vec<(PathBuf, i64)>,
+    /// Entries that could not be followed (a broken or looping link), with why.
+    pub unreadable: Vec<(PathBuf, String)>,
 }
 
 fn is_data_file(p: &Path) -> bool {
@@ -45,16 +49,29 @@ pub fn discover(paths: &[PathBuf]) -> Result<Inputs> {
             continue;
         }
         let walker = walkdir::WalkDir::new(root)
+            .follow_links(true)
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
         for entry in walker {
-            let entry = entry.map_err(|e| Error::Input {
-                path: e.path().map_or_else(|| root.clone(), Path::to_path_buf),
-                source: e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("file system loop")),
-            })?;
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let path = e.path().map_or_else(|| root.clone(), Path::to_path_buf);
+                    let reason = if let Some(ancestor) = e.loop_ancestor() {
+                        format!(
+                            "a link that loops back to `{}`: not followed",
+                            ancestor.display()
+                        )
+                    } else if let Some(io) = e.io_error() {
+                        format!("cannot be followed or read: {io}")
+                    } else {
+                        e.to_string()
+                    };
+                    inputs.unreadable.push((path, reason));
+                    continue;
+                }
+            };
             if !entry.file_type().is_file() {
                 continue;
             }
@@ -67,7 +84,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Inputs> {
             }
         }
     }
-    if inputs.files.is_empty() {
+    if inputs.files.is_empty() && inputs.unreadable.is_empty() {
         let names: Vec<String> = paths.iter().map(|p| format!("`{}`", p.display())).collect();
         return Err(Error::NoFiles(names.join(", ")));
     }

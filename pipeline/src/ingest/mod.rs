@@ -164,6 +164,9 @@ enum Msg {
 
 const UNRESOLVED: &str = "(unresolved)";
 
+/// Longest reject reason kept (the rest is cut, with the full length noted).
+const MAX_REASON_BYTES: usize = 2048;
+
 /// JSON bytes of raw records buffered before a commit (see `--chunk-rows` on commit sizes).
 const RAW_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 
@@ -227,7 +230,14 @@ pub async fn run(
         }
     };
     let total_bytes: u64 = inputs.files.iter().map(|(_, n)| n).sum();
-    let paths: Vec<PathBuf> = inputs.files.iter().map(|(p, _)| p.clone()).collect();
+    let mut paths: Vec<PathBuf> = inputs.files.iter().map(|(p, _)| p.clone()).collect();
+    // Entries that could not be followed are read as files that fail, so they are rejected
+    // by name (and may have been any snapshot's page).
+    let mut unreadable: HashMap<usize, String> = HashMap::new();
+    for (p, reason) in &inputs.unreadable {
+        unreadable.insert(paths.len(), reason.clone());
+        paths.push(p.clone());
+    }
     let bytes = Arc::new(AtomicU64::new(0));
 
     let (tx, mut rx) = mpsc::channel::<Msg>(4096);
@@ -235,7 +245,7 @@ pub async fn run(
         let paths = paths.clone();
         let bytes = bytes.clone();
         let max = settings.max_record_bytes;
-        tokio::task::spawn_blocking(move || read_files(&paths, max, &bytes, &tx))
+        tokio::task::spawn_blocking(move || read_files(&paths, &unreadable, max, &bytes, &tx))
     };
 
     let mut run = Run::new(
@@ -309,11 +319,20 @@ pub async fn run(
 
 fn read_files(
     paths: &[PathBuf],
+    unreadable: &HashMap<usize, String>,
     max_record_bytes: usize,
     bytes: &Arc<AtomicU64>,
     tx: &mpsc::Sender<Msg>,
 ) {
     for (file, path) in paths.iter().enumerate() {
+        if let Some(reason) = unreadable.get(&file) {
+            let _ = tx.blocking_send(Msg::FileError {
+                file,
+                message: reason.clone(),
+                location: String::new(),
+            });
+            continue;
+        }
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
@@ -470,6 +489,8 @@ impl<'a> Run<'a> {
         reason: String,
         raw: &str,
     ) {
+        // A reason may quote hostile input (a 50 MB `@odata.context`): bounded like the raw text.
+        let reason = truncate(&reason, MAX_REASON_BYTES);
         let c = self.count(entity);
         c.fetched += 1;
         c.rejected += 1;

@@ -1169,3 +1169,146 @@ mod tests {
         }
     }
 }
+
+/// Properties of the reader over arbitrary and hostile input: it never panics or hangs, and
+/// a corrupted record costs exactly that record.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn count(bytes: &[u8], json_lines: bool) -> (Vec<Value>, usize, usize, bool) {
+        let (mut records, mut bad, mut ends) = (vec![], 0, 0);
+        let options = ReadOptions {
+            json_lines,
+            max_record_bytes: 1 << 16,
+        };
+        let r = read_stream_with(bytes, &options, &mut |i| {
+            match i {
+                Item::Record { value, .. } => records.push(value),
+                Item::Bad { .. } => bad += 1,
+                Item::PageEnd { .. } => ends += 1,
+            }
+            Ok(())
+        });
+        (records, bad, ends, r.is_ok())
+    }
+
+    /// A record: a few string and number fields, strings with hostile Unicode.
+    fn record() -> impl Strategy<Value = Value> {
+        let text = prop_oneof![
+            "[a-z0-9 ]{0,12}",
+            Just("\u{202e}evil\u{200d}".to_string()),
+            Just("line\nbreak \"quoted\" \\ back".to_string()),
+            Just("🙂 é ü \u{0}".to_string()),
+            Just("<script>alert(1)</script>".to_string()),
+        ];
+        (text.clone(), text, any::<i32>()).prop_map(|(a, b, n)| {
+            serde_json::json!({"id": a, "displayName": b, "n": n, "nested": {"list": [1, {"k": "v"}]}})
+        })
+    }
+
+    /// Ways to spoil one record's text.
+    fn spoil(text: &str, how: u8) -> Vec<u8> {
+        let mut b = text.as_bytes().to_vec();
+        match how % 5 {
+            0 => b"garbage".to_vec(),
+            1 => {
+                // Invalid UTF-8 inside the first string value.
+                let at = text.find(":\"").map_or(1, |i| i + 2);
+                b.insert(at, 0xff);
+                b
+            }
+            2 => {
+                let at = text.find(":\"").map_or(1, |i| i + 2);
+                b.splice(at..at, b"\\ud800x".iter().copied());
+                b
+            }
+            3 => {
+                b.truncate(b.len() / 2);
+                b.extend_from_slice(b"]]");
+                b
+            }
+            _ => b"{\"id\": tru}".to_vec(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400), lines in any::<bool>()) {
+            let _ = count(&bytes, lines);
+        }
+
+        #[test]
+        fn arbitrary_json_text_never_panics(text in "[\\[\\]{}\",:a-z0-9 \\\\\n]{0,200}", lines in any::<bool>()) {
+            let _ = count(text.as_bytes(), lines);
+        }
+
+        #[test]
+        fn a_spoiled_json_lines_line_costs_that_line(
+            records in proptest::collection::vec(record(), 1..12),
+            spoiled in proptest::collection::vec(any::<Option<u8>>(), 12),
+            dot_jsonl in any::<bool>(),
+        ) {
+            let mut file = Vec::new();
+            let mut want = vec![];
+            let mut bad = 0;
+            for (i, r) in records.iter().enumerate() {
+                let text = r.to_string();
+                match spoiled[i] {
+                    // A `.json` file's first line is read as a document: spoil it only in
+                    // ways that stay on its line (not the cut-off shape).
+                    Some(how) if !(i == 0 && !dot_jsonl && how % 5 == 3) => {
+                        file.extend(spoil(&text, how));
+                        bad += 1;
+                    }
+                    _ => {
+                        file.extend_from_slice(text.as_bytes());
+                        want.push(r.clone());
+                    }
+                }
+                file.push(b'\n');
+            }
+            let (got, got_bad, _, ok) = count(&file, dot_jsonl);
+            prop_assert!(ok);
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(got_bad, bad);
+        }
+
+        #[test]
+        fn a_spoiled_page_element_costs_that_element(
+            records in proptest::collection::vec(record(), 0..12),
+            spoiled in proptest::collection::vec(any::<Option<u8>>(), 12),
+            pretty in any::<bool>(),
+        ) {
+            let mut page = b"{\"@odata.context\":\"c\",\"value\":[".to_vec();
+            let mut want = vec![];
+            let mut bad = 0;
+            for (i, r) in records.iter().enumerate() {
+                if i > 0 {
+                    page.extend_from_slice(if pretty { b",\n  " } else { b"," });
+                }
+                let text = if pretty { serde_json::to_string_pretty(r).unwrap() } else { r.to_string() };
+                // Spoilt shapes that keep the list's structure (a cut-off element would not).
+                match spoiled[i].filter(|h| h % 5 != 3 && h % 5 != 0) {
+                    Some(how) if !pretty => {
+                        page.extend(spoil(&text, how));
+                        bad += 1;
+                    }
+                    _ => {
+                        page.extend_from_slice(text.as_bytes());
+                        want.push(r.clone());
+                    }
+                }
+            }
+            page.extend_from_slice(b"],\"@odata.nextLink\":\"n\"}");
+            let (got, got_bad, ends, ok) = count(&page, false);
+            prop_assert!(ok);
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(got_bad, bad);
+            prop_assert_eq!(ends, 1);
+        }
+    }
+}

@@ -826,6 +826,21 @@ impl EntitySpec {
         if !obj.is_object() {
             return Err(format!("expected an object but found {}", kind_of(obj)));
         }
+        // A nested list that is something else would silently store no child rows.
+        for c in &self.children {
+            for p in &c.paths {
+                if let Some(v) = get_path(obj, p)
+                    && !v.is_array()
+                    && !super::value::is_null(v)
+                {
+                    return Err(format!(
+                        "`{}` is {}, not a list",
+                        p.join("."),
+                        kind_of(v)
+                    ));
+                }
+            }
+        }
         let mut row = Vec::with_capacity(self.columns.len() + 1);
         for c in &self.columns {
             if c.name == "id" && matches!(self.key, Key::Composite(_)) {
