@@ -380,9 +380,10 @@ pub async fn crawl_log_analytics(
                 url: url.to_string(),
                 status: 200,
                 message: format!(
-                    "the window {}..{} is answered only in part even one minute wide: {error}",
+                    "the window {}..{} is answered only in part even one minute wide: {}",
                     crate::lake::fmt_ts(from),
-                    crate::lake::fmt_ts(to)
+                    crate::lake::fmt_ts(to),
+                    super::scrub::scrub(&error.to_string(), &[])
                 ),
             });
         }
