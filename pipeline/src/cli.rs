@@ -94,7 +94,8 @@ pub enum Command {
     /// The quarterly examiner evidence pack: index, package reports, populations, SQL,
     /// reconciliation, coverage gaps, SHA-256 manifest, signature and archive.
     Pack(PackArgs),
-    /// Check an evidence pack: every hash, extra and missing files, and the signature.
+    /// Check an evidence pack: every hash, extra and missing files, and the signature
+    /// (exit 0 verified, 1 failed, 3 whole but the signer not pinned).
     Verify(VerifyArgs),
     /// Make a signing key pair for evidence packs (minisign-compatible public key).
     Keygen(KeygenArgs),
@@ -232,8 +233,9 @@ pub struct PackArgs {
 pub struct VerifyArgs {
     /// The pack folder.
     pub pack: PathBuf,
-    /// The expected signer's public key (minisign format). Without it the pack's own
-    /// signer.pub is used, which proves integrity but not who signed.
+    /// The expected signer's public key (minisign format); replaces the config file's
+    /// `[verify] trusted_keys`. With neither, the pack's own signer.pub is used, which
+    /// proves integrity but not who signed: exit 3, never 0.
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
 }

@@ -355,17 +355,21 @@ pub fn files_under(root: &Path, dir: &str) -> Result<Vec<String>> {
     for e in walkdir::WalkDir::new(root.join(dir)).sort_by_file_name() {
         let e = e.map_err(|e| Error::Invalid(format!("cannot list `{}`: {e}", root.display())))?;
         if e.file_type().is_file() || e.file_type().is_symlink() {
-            let rel = e.path().strip_prefix(root).unwrap_or(e.path());
-            out.push(
-                rel.components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/"),
-            );
+            out.push(relative_path(root, e.path()));
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// `path` relative to `root`, `/`-separated.
+pub(crate) fn relative_path(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// A whole view, ordered; empty when the queries do not define it.
