@@ -136,6 +136,22 @@ fn parameters_are_bound_not_pasted() {
 }
 
 #[test]
+fn a_dollar_in_a_string_or_quoted_name_is_not_a_parameter() {
+    let lake = tempfile::tempdir().unwrap();
+    let r = csv_query(
+        lake.path(),
+        "select '$x' as s, \"$y\" as n -- $z\n from (select 1 as \"$y\")",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "s,n\n$x,1\n");
+    // A real one still needs its value.
+    let r = csv_query(lake.path(), "select '$x' as s, $v as v", &[]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--param v=") && !r.stderr.contains("--param x"), "{}", r.stderr);
+}
+
+#[test]
 fn ddl_dml_copy_and_set_are_refused() {
     let lake = sample_lake();
     for statement in [
