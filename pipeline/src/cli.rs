@@ -270,6 +270,17 @@ pub struct SqlArgs {
     /// Read the views from this folder instead of the embedded queries/.
     #[arg(long, value_name = "DIR")]
     pub queries: Option<PathBuf>,
+    /// Stop after N rows and count the rest without keeping them (the count goes to
+    /// stderr). Default: 1000 for the table output (it holds its rows to align them), all
+    /// rows for the streamed formats; 0 means all rows.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Memory the query may hold: bytes, a size (512M, 8G) or a share of the machine's
+    /// memory (25%). Beyond it sorts, aggregations and joins spill to the temporary folder,
+    /// and a query that still cannot fit fails. Default: the config file's
+    /// `[query] memory_limit`, else half of the machine's memory.
+    #[arg(long, env = "GOVLAKE_MEMORY_LIMIT", value_name = "SIZE")]
+    pub memory_limit: Option<String>,
     /// List tables and views with their descriptions.
     #[arg(long)]
     pub list: bool,

@@ -12,6 +12,8 @@
 //! [lake.retention]
 //! log_retention_days = 2557        # Delta log kept ~7 years: old versions stay loadable
 //! deleted_file_retention_days = 7  # vacuum's floor for files no pinned version needs
+//! [query]
+//! memory_limit = "8G"              # or "25%"; --memory-limit / GOVLAKE_MEMORY_LIMIT override it
 //! [verify]
 //! trusted_keys = ["keys/evidence.pub"]  # or the key's `RW…` line; --public-key replaces them
 //! ```
@@ -50,12 +52,24 @@ pub struct PipelineConfig {
     /// Where the lake lives and how it is kept.
     #[serde(default)]
     pub lake: LakeConfig,
+    /// How queries run.
+    #[serde(default)]
+    pub query: QueryConfig,
     /// Whose signatures `govlake verify` accepts.
     #[serde(default)]
     pub verify: VerifyConfig,
     /// The file this was read from (none: defaults).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// `[query]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Memory `govlake sql` queries may hold (`8G`, `512M`, `25%`); beyond it they spill
+    /// to the temporary folder or fail. Default: half of the machine's memory.
+    pub memory_limit: Option<String>,
 }
 
 /// `[verify]`.
