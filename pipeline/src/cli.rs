@@ -94,7 +94,8 @@ pub enum Command {
     /// The quarterly examiner evidence pack: index, package reports, populations, SQL,
     /// reconciliation, coverage gaps, SHA-256 manifest, signature and archive.
     Pack(PackArgs),
-    /// Check an evidence pack: every hash, extra and missing files, and the signature.
+    /// Check an evidence pack: every hash, extra and missing files, and the signature
+    /// (exit 0 verified, 1 failed, 3 whole but the signer not pinned).
     Verify(VerifyArgs),
     /// Make a signing key pair for evidence packs (minisign-compatible public key).
     Keygen(KeygenArgs),
@@ -232,8 +233,9 @@ pub struct PackArgs {
 pub struct VerifyArgs {
     /// The pack folder.
     pub pack: PathBuf,
-    /// The expected signer's public key (minisign format). Without it the pack's own
-    /// signer.pub is used, which proves integrity but not who signed.
+    /// The expected signer's public key (minisign format); replaces the config file's
+    /// `[verify] trusted_keys`. With neither, the pack's own signer.pub is used, which
+    /// proves integrity but not who signed: exit 3, never 0.
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
 }
@@ -268,6 +270,17 @@ pub struct SqlArgs {
     /// Read the views from this folder instead of the embedded queries/.
     #[arg(long, value_name = "DIR")]
     pub queries: Option<PathBuf>,
+    /// Stop after N rows and count the rest without keeping them (the count goes to
+    /// stderr). Default: 1000 for the table output (it holds its rows to align them), all
+    /// rows for the streamed formats; 0 means all rows.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Memory the query may hold: bytes, a size (512M, 8G) or a share of the machine's
+    /// memory (25%). Beyond it sorts, aggregations and joins spill to the temporary folder,
+    /// and a query that still cannot fit fails. Default: the config file's
+    /// `[query] memory_limit`, else half of the machine's memory.
+    #[arg(long, env = "GOVLAKE_MEMORY_LIMIT", value_name = "SIZE")]
+    pub memory_limit: Option<String>,
     /// List tables and views with their descriptions.
     #[arg(long)]
     pub list: bool,

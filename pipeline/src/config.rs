@@ -12,6 +12,10 @@
 //! [lake.retention]
 //! log_retention_days = 2557        # Delta log kept ~7 years: old versions stay loadable
 //! deleted_file_retention_days = 7  # vacuum's floor for files no pinned version needs
+//! [query]
+//! memory_limit = "8G"              # or "25%"; --memory-limit / GOVLAKE_MEMORY_LIMIT override it
+//! [verify]
+//! trusted_keys = ["keys/evidence.pub"]  # or the key's `RW…` line; --public-key replaces them
 //! ```
 
 use std::collections::BTreeMap;
@@ -48,6 +52,35 @@ pub struct PipelineConfig {
     /// Where the lake lives and how it is kept.
     #[serde(default)]
     pub lake: LakeConfig,
+    /// How queries run.
+    #[serde(default)]
+    pub query: QueryConfig,
+    /// Whose signatures `govlake verify` accepts.
+    #[serde(default)]
+    pub verify: VerifyConfig,
+    /// The file this was read from (none: defaults).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[query]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Memory `govlake sql` queries may hold (`8G`, `512M`, `25%`); beyond it they spill
+    /// to the temporary folder or fail. Default: half of the machine's memory.
+    pub memory_limit: Option<String>,
+}
+
+/// `[verify]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// The public keys of trusted pack signers: minisign public key files (a relative path
+    /// is taken from the config file's folder) or a key's base64 line (`RW…`). A pack
+    /// verifies only when one of them signed it; `--public-key` replaces them.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
 }
 
 /// `[lake]`.
@@ -116,7 +149,12 @@ impl PipelineConfig {
             path: path.clone(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| Error::Parse { path, message })
+        let mut config = Self::parse(&text).map_err(|message| Error::Parse {
+            path: path.clone(),
+            message,
+        })?;
+        config.source = Some(path);
+        Ok(config)
     }
 
     /// Parses the file's text.
@@ -141,6 +179,9 @@ mod tests {
         assert_eq!(c.lake.storage_options["aws_endpoint"], "http://127.0.0.1:9");
         assert_eq!(c.lake.retention.log_retention_days, 30);
         assert_eq!(c.lake.retention.deleted_file_retention_days, 7);
+        assert!(c.verify.trusted_keys.is_empty());
+        let c = PipelineConfig::parse("[verify]\ntrusted_keys = [\"a.pub\"]\n").unwrap();
+        assert_eq!(c.verify.trusted_keys, ["a.pub"]);
     }
 
     #[test]

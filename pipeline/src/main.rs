@@ -1,5 +1,6 @@
 //! The `govlake` binary: parse the command line, set up logging, run the command, and turn
-//! its outcome into an exit code (0 ok, 1 finished with failures, 2 error, 130 interrupted).
+//! its outcome into an exit code (0 ok, 1 finished with failures, 2 error, 3 pack whole but
+//! its signer unverified, 130 interrupted).
 
 mod cli;
 mod commands;

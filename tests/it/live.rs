@@ -918,3 +918,50 @@ fn device_code_sign_in_reads_approval_stages_that_app_only_cannot() {
     });
     assert_eq!(status, 403);
 }
+
+#[test]
+fn a_hostile_parent_id_is_a_recorded_gap_not_a_request_outside_graph() {
+    // A second connected organization whose id would climb out of `/v1.0` if pasted into
+    // its sponsors' path.
+    let hostile = "x')/../../../../auditLogs/directoryAudits?$top=1&x=#";
+    let export = tempfile::tempdir().unwrap();
+    crate::common::copy_dir(&sample_data(), export.path());
+    let file = export
+        .path()
+        .join("entitlementManagement/connectedOrganizations-0001.json");
+    let mut page: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let mut org = page["value"][0].clone();
+    org["id"] = hostile.into();
+    page["value"].as_array_mut().unwrap().push(org);
+    std::fs::write(&file, page.to_string()).unwrap();
+
+    let sim = start_sim(export.path(), &[]);
+    let lake = tempfile::tempdir().unwrap();
+    let r = live_ingest(lake.path(), &sim, &["--page-size", "100"]);
+    // The run goes on: everything else is ingested, the skipped listing is a gap (exit 1).
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let s = r.json();
+    assert_eq!(s["status"], "incomplete", "{s}");
+    let gaps = s["summary"]["graph"]["coverage_gaps"].as_array().unwrap();
+    assert!(
+        gaps.iter().any(|g| g["table"] == "connected_organization_sponsors"
+            && g["reason"].as_str().unwrap().contains(hostile)),
+        "no gap naming the id: {gaps:?}"
+    );
+    assert_eq!(gap_tables(lake.path()), ["connected_organization_sponsors"]);
+    // The other organization's sponsors were read, and audit events as usual.
+    assert_eq!(
+        crate::common::count(lake.path(), "connected_organization_sponsors"),
+        2
+    );
+    assert!(crate::common::count(lake.path(), "audit_events") > 0);
+    // No request left Graph's `/v1.0`.
+    for e in sim_log(&sim) {
+        let target = e["target"].as_str().unwrap();
+        assert!(
+            target.starts_with("/v1.0/") || target.ends_with("/oauth2/v2.0/token"),
+            "a request outside /v1.0: {target}"
+        );
+    }
+}

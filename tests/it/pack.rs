@@ -194,6 +194,30 @@ fn every_kind_of_tampering_fails_with_its_reason() {
             }),
             "manifest-sha256.txt: changed",
         ),
+        (
+            "swap a payload file for a link to an identical file outside the pack",
+            Box::new(|p: &Path| {
+                let f = p.join("data/populations/sod_violations.csv");
+                let outside = p.join("../outside.csv");
+                std::fs::rename(&f, &outside).unwrap();
+                std::os::unix::fs::symlink(&outside, &f).unwrap();
+            }),
+            "data/populations/sod_violations.csv: a symbolic link",
+        ),
+        (
+            "add an empty folder",
+            Box::new(|p: &Path| {
+                std::fs::create_dir(p.join("data/populations/empty")).unwrap();
+            }),
+            "data/populations/empty: extra: an empty folder",
+        ),
+        (
+            "delete bagit.txt",
+            Box::new(|p: &Path| {
+                std::fs::remove_file(p.join("bagit.txt")).unwrap();
+            }),
+            "bagit.txt: missing",
+        ),
     ];
     for (name, tamper, reason) in cases {
         let work = tempfile::tempdir().unwrap();
@@ -206,13 +230,161 @@ fn every_kind_of_tampering_fails_with_its_reason() {
         .unwrap();
         tamper(&copy);
         let r = verify(&copy, Some(&key));
-        assert_eq!(r.code, 1, "{name}: verification must fail\n{}", r.stdout);
+        assert_eq!(
+            r.code, 1,
+            "{name}: verification must fail\n{}{}",
+            r.stdout, r.stderr
+        );
         assert!(
             r.stdout.contains(&format!("FAIL {reason}")),
             "{name}: expected `{reason}` in\n{}",
             r.stdout
         );
     }
+}
+
+/// SHA-256 of a file, as the manifests write it.
+fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// Edits a payload file of `pack`, updates both manifests to match, and signs it anew with
+/// `key` (a govlake secret key file), putting that key's public half in `signer.pub`.
+fn forge(pack: &Path, key: &Path) {
+    let victim = "data/populations/sod_violations.csv";
+    std::fs::write(pack.join(victim), "nothing,to,see\n").unwrap();
+    let rehash = |manifest: &str, names: &[&str]| {
+        let f = pack.join(manifest);
+        let mut text = std::fs::read_to_string(&f).unwrap();
+        for name in names {
+            let line = text
+                .lines()
+                .find(|l| l.ends_with(&format!("  {name}")))
+                .unwrap()
+                .to_string();
+            let fresh = format!("{}  {name}", sha256_hex(&pack.join(name)));
+            text = text.replace(&line, &fresh);
+        }
+        std::fs::write(f, text).unwrap();
+    };
+    let key = govlake::report::sign::SecretKey::parse(&std::fs::read_to_string(key).unwrap())
+        .unwrap();
+    std::fs::write(pack.join("signer.pub"), key.public().to_file_text()).unwrap();
+    rehash("manifest-sha256.txt", &[victim]);
+    rehash(
+        "tagmanifest-sha256.txt",
+        &["manifest-sha256.txt", "signer.pub"],
+    );
+    let tags = std::fs::read(pack.join("tagmanifest-sha256.txt")).unwrap();
+    std::fs::write(
+        pack.join("tagmanifest-sha256.txt.minisig"),
+        key.sign(&tags, "govlake evidence pack 2026Q3"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_forged_pack_never_verifies_without_a_pinned_signer() {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = demo_pack(dir.path());
+    let genuine = dir.path().join("pack.pub");
+    let r = run(govlake()
+        .arg("keygen")
+        .arg("--out")
+        .arg(dir.path().join("forger")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let forged = dir.path().join("forged");
+    copy_dir(&pack, &forged);
+    forge(&forged, &dir.path().join("forger.key"));
+
+    // Unpinned: whole and consistent, but nobody vouches for the signer: exit 3, not OK.
+    for p in [&pack, &forged] {
+        let r = verify(p, None);
+        assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+        assert!(!r.stdout.contains("OK"), "{}", r.stdout);
+        assert!(r.stdout.contains("signer is not verified"), "{}", r.stdout);
+    }
+    // Pinned on the command line: the forgery fails, the genuine pack passes.
+    let r = verify(&forged, Some(&genuine));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("FAIL tagmanifest-sha256.txt.minisig: signed by key"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(verify(&pack, Some(&genuine)).code, 0);
+    // Pinned in the config file: a key file (relative to the config) or the key's line.
+    let key_line = std::fs::read_to_string(&genuine)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    for trusted in ["\"pack.pub\"".to_string(), format!("\"{key_line}\"")] {
+        let config = dir.path().join("govlake.toml");
+        std::fs::write(&config, format!("[verify]\ntrusted_keys = [{trusted}]\n")).unwrap();
+        let with_config = |p: &Path| {
+            run(govlake()
+                .arg("--config")
+                .arg(&config)
+                .arg("verify")
+                .arg(p))
+        };
+        let r = with_config(&forged);
+        assert_eq!(r.code, 1, "{trusted}: {}{}", r.stdout, r.stderr);
+        let r = with_config(&pack);
+        assert_eq!(r.code, 0, "{trusted}: {}{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains("(pinned)"), "{}", r.stdout);
+    }
+}
+
+#[test]
+fn pack_out_with_a_trailing_slash_works_and_foreign_partial_folders_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    assert_eq!(ingest(&lake, &[&sample_data()], &[]).code, 0);
+    // Someone else's folder where an older govlake staged its pack.
+    let out = dir.path().join("pack");
+    let foreign = dir.path().join("pack.partial");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("keep.txt"), "not govlake's").unwrap();
+    let r = pack_unsigned(&lake, &out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("keep.txt")).unwrap(),
+        "not govlake's"
+    );
+    // `--out DIR/` is DIR: the pack lands there whole, twice in a row in new folders.
+    for name in ["slash", "slash2"] {
+        let out = dir.path().join(name);
+        let r = pack_unsigned(&lake, Path::new(&format!("{}/", out.display())));
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        assert!(out.join("data/index.html").is_file());
+        let mut top: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        top.sort();
+        assert_eq!(
+            top,
+            [
+                "bag-info.txt",
+                "bagit.txt",
+                "data",
+                "manifest-sha256.txt",
+                "tagmanifest-sha256.txt"
+            ]
+        );
+    }
+    // Nothing staged is left behind.
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".partial-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 /// Every file of a folder with its bytes, by relative path.

@@ -136,6 +136,94 @@ fn parameters_are_bound_not_pasted() {
 }
 
 #[test]
+fn a_dollar_in_a_string_or_quoted_name_is_not_a_parameter() {
+    let lake = tempfile::tempdir().unwrap();
+    let r = csv_query(
+        lake.path(),
+        "select '$x' as s, \"$y\" as n -- $z\n from (select 1 as \"$y\")",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "s,n\n$x,1\n");
+    // A real one still needs its value.
+    let r = csv_query(lake.path(), "select '$x' as s, $v as v", &[]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--param v=") && !r.stderr.contains("--param x"), "{}", r.stderr);
+}
+
+/// The data rows of `sql -o table` output.
+fn table_rows(stdout: &str) -> Vec<&str> {
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with('|')).collect();
+    lines[1..].to_vec()
+}
+
+#[test]
+fn table_output_stops_at_its_row_limit_and_counts_the_rest() {
+    let lake = tempfile::tempdir().unwrap();
+    let series = "select value from generate_series(1, 100000)";
+    let r = sql_cli(lake.path(), &["-c", series, "--limit", "5"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows: Vec<String> = table_rows(&r.stdout)
+        .iter()
+        .map(|l| l.trim_matches(|c| c == '|' || c == ' ').to_string())
+        .collect();
+    assert_eq!(rows, ["1", "2", "3", "4", "5"]);
+    assert!(r.stderr.contains("99995 row(s) left out"), "{}", r.stderr);
+    // The table's default limit; the streamed formats write every row unless told.
+    let r = sql_cli(lake.path(), &["-c", series]);
+    assert_eq!(table_rows(&r.stdout).len(), 1000);
+    assert!(r.stderr.contains("99000 row(s) left out"), "{}", r.stderr);
+    let r = sql_cli(lake.path(), &["-c", series, "-o", "csv"]);
+    assert_eq!(r.stdout.lines().count(), 100_001);
+    assert!(!r.stderr.contains("left out"), "{}", r.stderr);
+    let r = sql_cli(lake.path(), &["-c", series, "-o", "csv", "--limit", "3"]);
+    assert_eq!(r.stdout, "value\n1\n2\n3\n");
+    assert!(r.stderr.contains("99997 row(s) left out"), "{}", r.stderr);
+}
+
+#[test]
+fn a_query_over_its_memory_limit_fails_with_a_clear_error() {
+    let lake = tempfile::tempdir().unwrap();
+    let sort = "select value from generate_series(1, 3000000) order by value desc";
+    // From the flag, the environment and the config file alike.
+    let config = lake.path().join("govlake.toml");
+    std::fs::write(&config, "[query]\nmemory_limit = \"1M\"\n").unwrap();
+    let mut from_flag = govlake();
+    from_flag.args(["sql", "-c", sort, "-o", "csv", "--memory-limit", "1M"]);
+    let mut from_env = govlake();
+    from_env
+        .env("GOVLAKE_MEMORY_LIMIT", "1M")
+        .args(["sql", "-c", sort, "-o", "csv"]);
+    let mut from_config = govlake();
+    from_config
+        .env_remove("GOVLAKE_MEMORY_LIMIT")
+        .arg("--config")
+        .arg(&config)
+        .args(["sql", "-c", sort, "-o", "csv"]);
+    for mut cmd in [from_flag, from_env, from_config] {
+        let r = run(cmd.arg("--lake").arg(lake.path()));
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("needs more memory than its limit of 1.0 MiB")
+                && r.stderr.contains("--memory-limit"),
+            "{}",
+            r.stderr
+        );
+    }
+    let r = sql_cli(lake.path(), &["-c", "select 1", "--memory-limit", "lots"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("`lots` is not a memory size"), "{}", r.stderr);
+    // Within the limit, the sort runs.
+    let r = sql_cli(
+        lake.path(),
+        &["-c", sort, "-o", "csv", "--limit", "1", "--memory-limit", "1G"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "value\n3000000\n");
+}
+
+#[test]
 fn ddl_dml_copy_and_set_are_refused() {
     let lake = sample_lake();
     for statement in [

@@ -22,6 +22,8 @@ pub enum ExitStatus {
     Failure,
     /// 2: error.
     Error,
+    /// 3: `verify` found the pack whole, but no pinned key vouches for its signer.
+    Unverified,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -30,6 +32,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Success => 0,
             ExitStatus::Failure => 1,
             ExitStatus::Error => 2,
+            ExitStatus::Unverified => 3,
         })
     }
 }

@@ -315,64 +315,84 @@ pub fn print_pack(summary: &PackSummary, printer: &Printer) -> anyhow::Result<()
     Ok(())
 }
 
-/// Runs `govlake verify`: exit 0 when the pack verifies, 1 when it does not. A pack on
+/// The keys `verify` trusts: `--public-key`, else the config file's `[verify] trusted_keys`
+/// (files, relative to the config file, or key lines); none means the signer is unpinned.
+fn trusted_keys(
+    public_key: Option<&Path>,
+    config: &govlake::config::PipelineConfig,
+) -> anyhow::Result<Vec<PublicKey>> {
+    let read = |p: &Path| -> anyhow::Result<PublicKey> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("Cannot read `{}`", p.display()))?;
+        PublicKey::parse(&text).with_context(|| format!("`{}`", p.display()))
+    };
+    if let Some(p) = public_key {
+        return Ok(vec![read(p)?]);
+    }
+    let base = config
+        .source
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new(""));
+    config
+        .verify
+        .trusted_keys
+        .iter()
+        .map(|entry| match PublicKey::parse(entry) {
+            Ok(key) => Ok(key),
+            Err(_) => read(&base.join(entry)).context("In the config file's `[verify] trusted_keys`"),
+        })
+        .collect()
+}
+
+/// Runs `govlake verify`: exit 0 when the pack verifies against a pinned signer, 1 when it
+/// does not verify, 3 when it is whole but no pinned key vouches for its signer. A pack on
 /// object storage is downloaded into a staging folder first.
 pub async fn verify(
     global: &GlobalArgs,
     args: &VerifyArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
+    let config = govlake::config::PipelineConfig::load(global.config.as_deref())?;
     let staging;
     let dir = match govlake::report::remote::remote_target(&args.pack.to_string_lossy()) {
         Some(url) => {
-            let config = govlake::config::PipelineConfig::load(global.config.as_deref())?;
             let options = super::storage_options(global, &config);
             staging = super::Staging::new("verify")?;
             govlake::report::remote::fetch(&url, &options, &staging.0).await?
         }
         None => args.pack.clone(),
     };
-    let key = match &args.public_key {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("Cannot read `{}`", p.display()))?;
-            Some(PublicKey::parse(&text).with_context(|| format!("`{}`", p.display()))?)
-        }
-        None => None,
-    };
-    let verdict = govlake::report::verify::verify(&dir, key.as_ref())?;
-    let status = if verdict.passed() {
-        ExitStatus::Success
+    let trusted = trusted_keys(args.public_key.as_deref(), &config)?;
+    let verdict = govlake::report::verify::verify(&dir, &trusted)?;
+    let (status, word) = if !verdict.passed() {
+        (ExitStatus::Failure, "failed")
+    } else if verdict.verified() {
+        (ExitStatus::Success, "ok")
     } else {
-        ExitStatus::Failure
+        (ExitStatus::Unverified, "unverified_signer")
     };
     if printer.format == OutputFormat::Json {
-        printer.json(
-            "verify",
-            if verdict.passed() { "ok" } else { "failed" },
-            &verdict,
-        )?;
+        printer.json("verify", word, &verdict)?;
         return Ok(status);
     }
     for (path, reason) in &verdict.failures {
         println!("FAIL {path}: {reason}");
     }
-    if verdict.passed() {
-        println!(
-            "OK: {} files match the manifest; signature by key {}{}.",
-            verdict.files_checked,
-            verdict.signed_by.as_deref().unwrap_or("?"),
-            if verdict.signer_pinned {
-                " (pinned)"
-            } else {
-                " (read from the pack: pass --public-key to pin the signer)"
-            }
-        );
-    } else {
-        println!(
+    let key = verdict.signed_by.as_deref().unwrap_or("?");
+    match status {
+        ExitStatus::Success => println!(
+            "OK: {} files match the manifest; signature by key {key} (pinned).",
+            verdict.files_checked
+        ),
+        ExitStatus::Unverified => println!(
+            "UNVERIFIED: {} files match the manifest and the signature matches the key the pack carries ({key}), but the signer is not verified: anyone can re-sign an edited pack. Pin the expected signer with --public-key FILE or the config file's [verify] trusted_keys.",
+            verdict.files_checked
+        ),
+        _ => println!(
             "Verification FAILED: {} problem(s).",
             verdict.failures.len()
-        );
+        ),
     }
     Ok(status)
 }

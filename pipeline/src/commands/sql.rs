@@ -9,7 +9,7 @@ use futures::TryStreamExt as _;
 use anyhow::{Context as _, bail};
 use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::scalar::ScalarValue;
-use govlake::query::AsOf;
+use govlake::query::{AsOf, MemoryLimit};
 use govlake::query::views::{self, QueryFile};
 
 use super::{ExitStatus, Printer, open_lake};
@@ -31,7 +31,16 @@ pub async fn run(
         Some(s) => AsOf::parse(s).map_err(|e| anyhow::anyhow!("`--as-of {s}`: {e}"))?,
         None => AsOf::Latest,
     };
-    let ctx = govlake::query::session_as_of(&lake, &as_of).await?;
+    let config = govlake::config::PipelineConfig::load(global.config.as_deref())?;
+    let memory = match args
+        .memory_limit
+        .as_deref()
+        .or(config.query.memory_limit.as_deref())
+    {
+        Some(text) => MemoryLimit::parse(text).map_err(|e| anyhow::anyhow!("Memory limit: {e}"))?,
+        None => MemoryLimit::machine_default(),
+    };
+    let ctx = govlake::query::session_with(&lake, &as_of, memory).await?;
     let registered = views::register(&ctx, &files).await?;
 
     if args.list {
@@ -45,6 +54,13 @@ pub async fn run(
     let target = Target {
         format: output,
         file: args.out.clone(),
+        limit: match (args.limit, output) {
+            (Some(0), _) => None,
+            (Some(n), _) => Some(n),
+            (None, SqlFormat::Table) => Some(TABLE_ROWS),
+            (None, _) => None,
+        },
+        memory,
     };
     let sql = match (&args.command, &args.file) {
         (Some(c), None) => c.clone(),
@@ -81,11 +97,64 @@ fn parse_params(raw: &[String]) -> anyhow::Result<Vec<(String, ScalarValue)>> {
     Ok(params)
 }
 
+/// Rows the table output shows unless `--limit` says otherwise: it keeps them all in
+/// memory to align the columns.
+const TABLE_ROWS: usize = 1000;
+
 /// Where and how a result is written.
 struct Target {
     format: SqlFormat,
     /// `None`: stdout.
     file: Option<PathBuf>,
+    /// Rows written at most; the rest are counted, not kept.
+    limit: Option<usize>,
+    /// The session's memory limit, for the message when a query exceeds it.
+    memory: MemoryLimit,
+}
+
+/// Cuts a stream of batches at a row limit and counts what it leaves out.
+struct Limited {
+    limit: Option<usize>,
+    kept: usize,
+    left_out: u64,
+}
+
+impl Limited {
+    /// The part of `b` still within the limit (`None`: nothing of it).
+    fn take(&mut self, b: RecordBatch) -> Option<RecordBatch> {
+        let n = b.num_rows();
+        let room = self.limit.map_or(n, |l| l - self.kept).min(n);
+        self.kept += room;
+        self.left_out += (n - room) as u64;
+        match room {
+            0 => None,
+            r if r == n => Some(b),
+            r => Some(b.slice(0, r)),
+        }
+    }
+}
+
+/// The next batch; an error says whether the query ran out of memory.
+async fn next_batch(
+    stream: &mut deltalake::datafusion::physical_plan::SendableRecordBatchStream,
+    memory: MemoryLimit,
+) -> anyhow::Result<Option<RecordBatch>> {
+    use deltalake::datafusion::error::DataFusionError;
+    match stream.try_next().await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let exhausted = matches!(e.find_root(), DataFusionError::ResourcesExhausted(_));
+            let e = anyhow::Error::new(e);
+            Err(if exhausted {
+                e.context(format!(
+                    "The query needs more memory than its limit of {} allows, even spilling to disk: raise --memory-limit (or GOVLAKE_MEMORY_LIMIT, or [query] memory_limit), or narrow the query",
+                    memory.display()
+                ))
+            } else {
+                e.context("The query failed")
+            })
+        }
+    }
 }
 
 impl Target {
@@ -143,14 +212,26 @@ async fn run_one(
     let mut stream = df.execute_stream().await.context("The query failed")?;
     let schema = stream.schema();
     let mut out = target.open()?;
-    let mut rows = 0usize;
+    let mut lim = Limited {
+        limit: target.limit,
+        kept: 0,
+        left_out: 0,
+    };
+    let memory = target.memory;
+    // Each format writes the batches within the limit; the rest is only counted.
+    macro_rules! each_batch {
+        (|$b:ident| $body:expr) => {
+            while let Some(batch) = next_batch(&mut stream, memory).await? {
+                if let Some($b) = lim.take(batch) {
+                    $body;
+                }
+            }
+        };
+    }
     match target.format {
         SqlFormat::Table => {
             let mut batches = Vec::new();
-            while let Some(b) = stream.try_next().await.context("The query failed")? {
-                rows += b.num_rows();
-                batches.push(b);
-            }
+            each_batch!(|b| batches.push(b));
             writeln!(
                 out,
                 "{}",
@@ -160,26 +241,17 @@ async fn run_one(
         SqlFormat::Csv => {
             let header: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             govlake::report::csv::write_line(&mut out, &header)?;
-            while let Some(b) = stream.try_next().await.context("The query failed")? {
-                rows += b.num_rows();
-                write_csv_rows(&mut out, &b)?;
-            }
+            each_batch!(|b| write_csv_rows(&mut out, &b)?);
         }
         SqlFormat::Json => {
             let mut w = deltalake::arrow::json::ArrayWriter::new(&mut out);
-            while let Some(b) = stream.try_next().await.context("The query failed")? {
-                rows += b.num_rows();
-                w.write(&b)?;
-            }
+            each_batch!(|b| w.write(&b)?);
             w.finish()?;
             writeln!(out)?;
         }
         SqlFormat::Ndjson => {
             let mut w = deltalake::arrow::json::LineDelimitedWriter::new(&mut out);
-            while let Some(b) = stream.try_next().await.context("The query failed")? {
-                rows += b.num_rows();
-                w.write(&b)?;
-            }
+            each_batch!(|b| w.write(&b)?);
             w.finish()?;
         }
         SqlFormat::Parquet => {
@@ -188,14 +260,18 @@ async fn run_one(
                 .build();
             let mut w =
                 deltalake::parquet::arrow::ArrowWriter::try_new(&mut out, schema, Some(props))?;
-            while let Some(b) = stream.try_next().await.context("The query failed")? {
-                rows += b.num_rows();
-                w.write(&b)?;
-            }
+            each_batch!(|b| w.write(&b)?);
             w.close()?;
         }
     }
     out.flush().context("Cannot write the result")?;
+    let rows = lim.kept;
+    if lim.left_out > 0 && printer.quiet == 0 {
+        eprintln!(
+            "{} row(s) left out by the row limit of {rows} (`--limit N` to change it, `--limit 0` for all; -o csv streams any number)",
+            lim.left_out
+        );
+    }
     if printer.quiet == 0 {
         match &target.file {
             Some(p) => eprintln!("{rows} row(s) written to {}", p.display()),

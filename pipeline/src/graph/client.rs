@@ -21,6 +21,7 @@ use url::Url;
 
 pub use super::credential::{Credential, Secret};
 use super::credential::{TokenRequest, token_roles};
+use super::scrub::scrub;
 
 /// Errors talking to Graph.
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +301,14 @@ impl GraphClient {
         }
     }
 
+    /// A server's text as an error may show it: cut short, with the configured secret,
+    /// the `sent` secrets and anything credential-shaped taken out.
+    fn shown(&self, text: &str, sent: &[&str]) -> String {
+        let mut known = sent.to_vec();
+        known.extend(self.settings.credential.secret());
+        scrub(text, &known)
+    }
+
     async fn fetch_token(&self) -> Result<Token> {
         let s = &self.settings;
         if matches!(s.credential, Credential::DeviceCode(_)) {
@@ -387,8 +396,7 @@ impl GraphClient {
             (status, _) => {
                 let message = answer["error_description"]
                     .as_str()
-                    .unwrap_or("no device code in the answer")
-                    .to_string();
+                    .map_or_else(|| "no device code in the answer".into(), |m| self.shown(m, &[]));
                 return Err(self.auth_error(code_url.as_str(), status, message));
             }
         };
@@ -405,9 +413,11 @@ impl GraphClient {
             str::to_string,
         );
         (prompt.0)(&message);
-        let expires =
-            Instant::now() + Duration::from_secs(answer["expires_in"].as_u64().unwrap_or(900));
-        let mut interval = Duration::from_secs(answer["interval"].as_u64().unwrap_or(5).max(1));
+        // A device code lives 15 minutes; absurd values are clamped, never added as they are.
+        let expires = Instant::now()
+            + Duration::from_secs(answer["expires_in"].as_u64().unwrap_or(900).clamp(1, 3600));
+        let mut interval =
+            Duration::from_secs(answer["interval"].as_u64().unwrap_or(5).clamp(1, 60));
         let body = form(&[
             ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
             ("client_id", &s.client_id),
@@ -435,8 +445,7 @@ impl GraphClient {
                     let message = v["error_description"]
                         .as_str()
                         .or(v["error"].as_str())
-                        .unwrap_or("sign-in refused")
-                        .to_string();
+                        .map_or_else(|| "sign-in refused".into(), |m| self.shown(m, &[&device_code]));
                     return Err(self.auth_error(token_url.as_str(), reply.status, message));
                 }
             }
@@ -478,6 +487,7 @@ impl GraphClient {
         for attempt in 1..=s.max_attempts {
             // Built afresh each time: an assertion is single-use and a token file may change.
             let request = build().map_err(|m| self.auth_error(&url_text, 0, m))?;
+            let sent = request.secrets();
             let req = match request {
                 TokenRequest::Form { url, body } => Request {
                     post: true,
@@ -520,8 +530,9 @@ impl GraphClient {
                     let message = v["error_description"]
                         .as_str()
                         .or(v["error"].as_str())
-                        .unwrap_or(&text)
-                        .to_string();
+                        .unwrap_or(&text);
+                    let sent: Vec<&str> = sent.iter().map(String::as_str).collect();
+                    let message = self.shown(message, &sent);
                     return Err(self.auth_error(&url_text, r.status, message));
                 }
                 Err(e) => {
@@ -708,8 +719,9 @@ impl GraphClient {
                         match (v["error"]["code"].as_str(), v["error"]["message"].as_str()) {
                             (Some(code), Some(m)) => format!("{code}: {m}"),
                             (None, Some(m)) => m.to_string(),
-                            _ => text.chars().take(500).collect(),
+                            _ => text,
                         };
+                    let message = self.shown(&message, &[&token]);
                     if status == 403 {
                         return Err(Error::Forbidden {
                             url: url.to_string(),
@@ -738,16 +750,21 @@ impl GraphClient {
     }
 }
 
+/// The longest a token is trusted to live, whatever its answer says (Entra's tokens live
+/// about an hour, managed identity tokens up to a day).
+const MAX_TOKEN_LIFETIME_SECS: i64 = 86_400;
+
 /// How long a token lives: `expires_in` (seconds, number or string) or `expires_on` (UNIX
-/// seconds, as managed identity endpoints answer).
+/// seconds, as managed identity endpoints answer), between 1 s and a day: an absurd value
+/// (`i64::MAX`, negative) is clamped, never added to the clock as it is.
 fn token_lifetime(v: &Value) -> Option<Duration> {
     let num = |v: &Value| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok());
+    let clamp = |secs: i64| Duration::from_secs(secs.clamp(1, MAX_TOKEN_LIFETIME_SECS) as u64);
     if let Some(secs) = num(&v["expires_in"]) {
-        return Some(Duration::from_secs(secs.max(1) as u64));
+        return Some(clamp(secs));
     }
     let on = num(&v["expires_on"])?;
-    let secs = on - chrono::Utc::now().timestamp();
-    Some(Duration::from_secs(secs.max(1) as u64))
+    Some(clamp(on.saturating_sub(chrono::Utc::now().timestamp())))
 }
 
 /// The wait a `Retry-After` asks for, when it asks for one: absent, zero, negative or
@@ -1153,6 +1170,54 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn error_bodies_that_echo_the_request_show_no_secret_and_are_cut_short() {
+        // The token endpoint answers 400 with the form it got.
+        let echo = "AADSTS900144: malformed request: grant_type=client_credentials&client_id=app&client_secret=s3cret&scope=x";
+        let script = Arc::new(Script {
+            tokens: Mutex::new(vec![step(400, None, echo)].into()),
+            ..Script::default()
+        });
+        let c = GraphClient::with_transport(settings(5, 3600), Transport::Script(script));
+        let e = c.get_page(&url()).await.unwrap_err().to_string();
+        assert!(e.contains("AADSTS900144"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+
+        // Graph answers 400 with the headers it got, the token once more bare, and a lot
+        // besides.
+        let message = format!(
+            "echo: Authorization: Bearer tok-1\nAccept: application/json; token tok-1 {}",
+            "x".repeat(20_000)
+        );
+        let body = serde_json::json!({"error": {"code": "BadRequest", "message": message}});
+        let (c, _) = client(settings(5, 3600), vec![step(400, None, &body.to_string())]);
+        let e = c.get_page(&url()).await.unwrap_err().to_string();
+        assert!(e.contains("BadRequest: echo"), "{e}");
+        assert!(!e.contains("tok-1"), "{e}");
+        assert!(e.len() < 2_000, "{} bytes shown", e.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurd_token_lifetimes_are_clamped_not_a_panic() {
+        for expires_in in [
+            "9223372036854775807",
+            "\"9223372036854775807\"",
+            "-5",
+            "\"soon\"",
+            "1e300",
+        ] {
+            let token = format!(r#"{{"access_token":"t","expires_in":{expires_in}}}"#);
+            let script = Arc::new(Script {
+                tokens: Mutex::new(vec![step(200, None, &token)].into()),
+                ttl_secs: 3600,
+                ..Script::default()
+            });
+            let c = GraphClient::with_transport(settings(5, 3600), Transport::Script(script));
+            c.get_page(&url()).await.unwrap();
+            c.get_page(&url()).await.unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_audit_rate_limiter_keeps_5_requests_per_10_seconds() {
         let mut s = settings(5, 3600);
         s.audit_rate_limit = Some((5, Duration::from_secs(10)));
@@ -1214,5 +1279,8 @@ mod tests {
         let t = ttl(serde_json::json!({"expires_on": on.to_string()})).unwrap();
         assert!((598..=600).contains(&t), "{t}");
         assert_eq!(ttl(serde_json::json!({})), None);
+        assert_eq!(ttl(serde_json::json!({"expires_in": i64::MAX})), Some(86_400));
+        assert_eq!(ttl(serde_json::json!({"expires_in": -5})), Some(1));
+        assert_eq!(ttl(serde_json::json!({"expires_on": i64::MIN})), Some(1));
     }
 }

@@ -225,9 +225,12 @@ pub async fn crawl(
     )
     .await?;
     if plan.approval_stages {
-        let paths: Vec<String> = std::mem::take(&mut c.ids)
+        let stages = |id: &str| format!("{EM}/accessPackageAssignmentApprovals('{id}')/stages");
+        let requests = std::mem::take(&mut c.ids);
+        let paths: Vec<String> = c
+            .usable_ids(&format!("{EM}/assignmentRequests"), requests, stages)
             .iter()
-            .map(|id| format!("{EM}/accessPackageAssignmentApprovals('{id}')/stages"))
+            .map(|id| stages(id))
             .collect();
         // One first: refused once (app-only rights), refused for every request.
         let (first, rest) = paths.split_at(paths.len().min(1));
@@ -256,7 +259,9 @@ pub async fn crawl(
             None,
         )
         .await?;
-    let sponsor_lists: Vec<String> = ids(&orgs)
+    let sponsors = |org: &str| format!("{EM}/connectedOrganizations('{org}')/internalSponsors");
+    let sponsor_lists: Vec<String> = c
+        .usable_ids(&format!("{EM}/connectedOrganizations"), ids(&orgs), sponsors)
         .iter()
         .flat_map(|org| {
             ["internalSponsors", "externalSponsors"]
@@ -272,21 +277,35 @@ pub async fn crawl(
             None,
         )
         .await?;
-    let defs = ids(&definitions);
+    let instances_of = |def: &str| format!("{REVIEWS}/definitions('{def}')/instances");
+    let defs = c.usable_ids(
+        &format!("{REVIEWS}/definitions"),
+        ids(&definitions),
+        instances_of,
+    );
     let instance_lists = defs
         .iter()
-        .map(|def| format!("{REVIEWS}/definitions('{def}')/instances"))
+        .map(|def| instances_of(def))
         .collect();
     let instances = c
         .list_children("accessReviewInstances", instance_lists)
         .await?;
+    let decisions_of =
+        |def: &str, inst: &str| format!("{REVIEWS}/definitions('{def}')/instances('{inst}')/decisions");
+    let instances: Vec<Vec<String>> = defs
+        .iter()
+        .zip(instances)
+        .map(|(def, listed)| {
+            c.usable_ids(&instances_of(def), listed, |inst| {
+                decisions_of(def, inst)
+            })
+        })
+        .collect();
     let decision_lists = defs
         .iter()
         .zip(&instances)
         .flat_map(|(def, instances)| {
-            instances.iter().map(move |inst| {
-                format!("{REVIEWS}/definitions('{def}')/instances('{inst}')/decisions")
-            })
+            instances.iter().map(move |inst| decisions_of(def, inst))
         })
         .collect();
     c.list_children("accessReviewDecisions", decision_lists)
@@ -304,9 +323,11 @@ pub async fn crawl(
         .collect();
     groups.sort();
     groups.dedup();
-    let member_lists = groups
+    let members = |g: &str| format!("groups('{g}')/members");
+    let member_lists = c
+        .usable_ids(&format!("{EM}/accessPackages"), groups, members)
         .iter()
-        .map(|g| format!("groups('{g}')/members"))
+        .map(|g| members(g))
         .collect();
     c.list_children("groupMembers", member_lists).await?;
     let filter = plan.audits.filter("activityDateTime").map(|(f, since)| {
@@ -380,9 +401,10 @@ pub async fn crawl_log_analytics(
                 url: url.to_string(),
                 status: 200,
                 message: format!(
-                    "the window {}..{} is answered only in part even one minute wide: {error}",
+                    "the window {}..{} is answered only in part even one minute wide: {}",
                     crate::lake::fmt_ts(from),
-                    crate::lake::fmt_ts(to)
+                    crate::lake::fmt_ts(to),
+                    super::scrub::scrub(&error.to_string(), &[])
                 ),
             });
         }
@@ -397,6 +419,18 @@ pub async fn crawl_log_analytics(
         c.spool_page("AuditLogs", &page)?;
     }
     Ok(c.finish())
+}
+
+/// Whether an id can go into a URL path as it is. Graph's ids are GUIDs or tokens of
+/// letters, digits, `-` and `_`; anything else (a quote, slash, dot, `%`, `?`, `#`) could
+/// change the request's path or query, and names no real object, so it is refused rather
+/// than encoded.
+fn url_safe_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 256
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Ids of listed objects.
@@ -484,6 +518,14 @@ fn next_link(
     client.check_link(link).map(Some)
 }
 
+/// The table a collection path feeds (the path itself when unknown).
+fn table_of(path: &str) -> String {
+    crate::ingest::context::from_context(&format!(
+        "https://graph.microsoft.com/v1.0/$metadata#{path}"
+    ))
+    .map_or_else(|| path.to_string(), |r| r.entity.to_string())
+}
+
 /// One listing fetched whole: its pages (as text: a parsed page takes several times the
 /// memory), or Graph's refusal.
 enum Listing {
@@ -523,14 +565,50 @@ async fn fetch_listing(client: &GraphClient, mut url: url::Url) -> Result<Listin
 }
 
 impl Crawler<'_> {
+    /// The ids of `parent`'s objects whose children can be listed: each id that is not
+    /// [`url_safe_id`] is left out and recorded as a coverage gap of the table its
+    /// children (`child(id)`'s listing) feed, naming it. No request is made for it.
+    fn usable_ids(
+        &mut self,
+        parent: &str,
+        ids: Vec<String>,
+        child: impl Fn(&str) -> String,
+    ) -> Vec<String> {
+        let (usable, hostile): (Vec<String>, Vec<String>) =
+            ids.into_iter().partition(|id| url_safe_id(id));
+        if hostile.is_empty() {
+            return usable;
+        }
+        let example = child("00000000-0000-0000-0000-000000000000");
+        let table = table_of(&example);
+        let what = example.rsplit('/').next().unwrap_or(&example).to_string();
+        for id in hostile {
+            // Bounded, and no control characters reach a terminal.
+            let mut shown: String = id
+                .chars()
+                .take(300)
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            if id.chars().count() > 300 {
+                shown.push('…');
+            }
+            tracing::warn!(collection = %parent, table = %table, "Skipped an object whose id is not a Graph id: `{shown}`.");
+            self.summary.coverage_gaps.push(CoverageGap {
+                collection: parent.to_string(),
+                table: table.clone(),
+                reason: format!(
+                    "the id `{shown}` of an object listed there is not a Graph id (letters, digits, `-` and `_` only), so its {what} were not requested; the object itself is stored as listed"
+                ),
+            });
+        }
+        usable
+    }
+
     /// Records a collection Graph refused (403) as a coverage gap of its table (once per
     /// table).
     fn refused(&mut self, path: &str, message: &str) {
         tracing::warn!(collection = %path, "Graph refused the collection (403): {message}");
-        let table = crate::ingest::context::from_context(&format!(
-            "https://graph.microsoft.com/v1.0/$metadata#{path}"
-        ))
-        .map_or_else(|| path.to_string(), |r| r.entity.to_string());
+        let table = table_of(path);
         if self.summary.coverage_gaps.iter().any(|g| g.table == table) {
             return;
         }
@@ -572,5 +650,37 @@ impl Crawler<'_> {
             out.push(listed);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_graph_shaped_ids_go_into_paths() {
+        for ok in [
+            "a8ed9031-b4e0-45bd-a712-ed849715b00c",
+            "IGA_007af2b6_00000415",
+            "abc",
+        ] {
+            assert!(url_safe_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "x')/../../../../auditLogs/directoryAudits?$top=1&x=#",
+            "..",
+            "a/b",
+            "a%2Fb",
+            "a'b",
+            "a b",
+            "a?b",
+            "a#b",
+            "a.b",
+            "é",
+        ] {
+            assert!(!url_safe_id(bad), "{bad}");
+        }
+        assert!(!url_safe_id(&"a".repeat(257)));
     }
 }

@@ -254,7 +254,40 @@ pub(crate) enum TokenRequest {
     },
 }
 
+impl TokenRequest {
+    /// The secret values it carries (a client secret or assertion, a refresh token, a
+    /// device code, an identity header), for scrubbing echoes of them from answers.
+    pub(crate) fn secrets(&self) -> Vec<String> {
+        match self {
+            TokenRequest::Form { body, .. } => url::form_urlencoded::parse(body.as_bytes())
+                .filter(|(k, _)| {
+                    matches!(
+                        k.as_ref(),
+                        "client_secret" | "client_assertion" | "refresh_token" | "device_code"
+                    )
+                })
+                .map(|(_, v)| v.into_owned())
+                .collect(),
+            TokenRequest::Get { headers, .. } => headers
+                .iter()
+                .filter(|(k, _)| *k != "Metadata")
+                .map(|(_, v)| v.clone())
+                .collect(),
+        }
+    }
+}
+
 impl Credential {
+    /// The secret this credential holds in memory (a client secret, an identity header),
+    /// for scrubbing echoes of it from answers.
+    pub(crate) fn secret(&self) -> Option<&str> {
+        match self {
+            Credential::Secret(s) => Some(s.expose()),
+            Credential::ManagedIdentity(mi) => mi.header.as_ref().map(Secret::expose),
+            _ => None,
+        }
+    }
+
     /// The token request for `resource` (`https://graph.microsoft.com`, the Log Analytics
     /// API, …).
     pub(crate) fn token_request(

@@ -1,10 +1,17 @@
 //! Stage 3, query: a DataFusion session over the lake, with every lake table registered
-//! under its name; `views` adds the governance views of `queries/*.sql`.
+//! under its name; `views` adds the governance views of `queries/*.sql`. Every session runs
+//! with a bounded memory pool ([`MemoryLimit`]): sorts, aggregations and joins beyond it
+//! spill to the temporary folder (`TMPDIR`), and what cannot spill fails with a clear error
+//! instead of growing until the OOM killer ends the process.
 
 pub mod views;
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
 
+use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::ingest::spec::ENTITIES;
@@ -103,19 +110,135 @@ pub fn read_only() -> deltalake::datafusion::execution::context::SQLOptions {
         .with_allow_statements(false)
 }
 
+/// How much memory a session's queries may hold (DataFusion's memory pool, in bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryLimit(pub usize);
+
+impl MemoryLimit {
+    /// Half of the machine's memory (the smaller of `MemTotal` and the cgroup's
+    /// `memory.max`), or 4 GiB when neither can be read.
+    pub fn machine_default() -> Self {
+        Self(machine_memory().map_or(4 << 30, |total| (total / 2) as usize))
+    }
+
+    /// Parses `--memory-limit`: bytes (`1073741824`), a size with a binary unit (`512M`,
+    /// `512MiB`, `2G`, `2GB`: K/M/G/T are powers of 1024), or a share of the machine's
+    /// memory (`25%`).
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let t = text.trim();
+        let bad = || format!("`{text}` is not a memory size (e.g. 512M, 8G, 25%)");
+        if let Some(pct) = t.strip_suffix('%') {
+            let pct: f64 = pct.trim().parse().map_err(|_| bad())?;
+            if !(pct > 0.0 && pct <= 100.0) {
+                return Err(format!("`{text}`: a share of memory is between 0 and 100%"));
+            }
+            let total = machine_memory().ok_or_else(|| {
+                format!("`{text}`: the machine's memory is unknown here; give a size (e.g. 8G)")
+            })?;
+            return Ok(Self((total as f64 * pct / 100.0) as usize));
+        }
+        let digits = t
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(t.len());
+        let (number, unit) = t.split_at(digits);
+        let number: f64 = number.parse().map_err(|_| bad())?;
+        let shift = match unit.trim().to_ascii_uppercase().as_str() {
+            "" | "B" => 0,
+            "K" | "KB" | "KIB" => 10,
+            "M" | "MB" | "MIB" => 20,
+            "G" | "GB" | "GIB" => 30,
+            "T" | "TB" | "TIB" => 40,
+            _ => return Err(bad()),
+        };
+        let bytes = number * (1u64 << shift) as f64;
+        if !(bytes >= 1.0 && bytes < usize::MAX as f64) {
+            return Err(bad());
+        }
+        Ok(Self(bytes as usize))
+    }
+
+    /// The size as people read it (`512.0 MiB`).
+    pub fn display(self) -> String {
+        let mut size = self.0 as f64;
+        for unit in ["B", "KiB", "MiB", "GiB"] {
+            if size < 1024.0 {
+                return format!("{size:.1} {unit}");
+            }
+            size /= 1024.0;
+        }
+        format!("{size:.1} TiB")
+    }
+}
+
+/// The machine's memory in bytes: `MemTotal` of `/proc/meminfo`, capped by the cgroup v2
+/// limit when one is set.
+fn machine_memory() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())?
+        * 1024;
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    Some(cgroup.map_or(total, |c| c.min(total)))
+}
+
 /// A session with every existing lake table registered. Tables not yet created are skipped.
 pub async fn session(lake: &Lake) -> Result<SessionContext> {
     session_as_of(lake, &AsOf::Latest).await
 }
 
-/// Like [`session`], with every table at the state `as_of` names.
+/// Like [`session`], with every table at the state `as_of` names, and the machine's
+/// default memory limit.
 pub async fn session_as_of(lake: &Lake, as_of: &AsOf) -> Result<SessionContext> {
+    session_with(lake, as_of, MemoryLimit::machine_default()).await
+}
+
+/// Like [`session_as_of`], with queries held to `memory`: a fair spill pool (the five
+/// largest consumers are named when it runs out), spilling to the OS temporary folder.
+pub async fn session_with(lake: &Lake, as_of: &AsOf, memory: MemoryLimit) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(threads());
-    let ctx = SessionContext::new_with_config(config);
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(memory.0),
+        NonZeroUsize::new(5).expect("non-zero"),
+    );
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .build_arc()
+        .map_err(|e| crate::lake::Error::Query {
+            table: "(the session's runtime)".into(),
+            source: Box::new(e),
+        })?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     for name in table_names() {
         lake.register(&ctx, &name, as_of.pin(&name)).await?;
     }
     Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limits_in_every_form() {
+        let bytes = |t: &str| MemoryLimit::parse(t).map(|m| m.0);
+        assert_eq!(bytes("1048576"), Ok(1 << 20));
+        assert_eq!(bytes("512M"), Ok(512 << 20));
+        assert_eq!(bytes("512 MiB"), Ok(512 << 20));
+        assert_eq!(bytes("2g"), Ok(2 << 30));
+        assert_eq!(bytes("1.5GB"), Ok(3 << 29));
+        for bad in ["", "x", "12Q", "-1G", "0", "0%", "101%"] {
+            assert!(bytes(bad).is_err(), "{bad}");
+        }
+        if let Some(total) = machine_memory() {
+            assert_eq!(bytes("50%"), Ok((total / 2) as usize));
+            assert_eq!(MemoryLimit::machine_default().0, (total / 2) as usize);
+        }
+        assert_eq!(MemoryLimit(3 << 29).display(), "1.5 GiB");
+    }
 }

@@ -55,24 +55,25 @@ impl QueryFile {
         first.split_once(": ").map_or(first, |(_, d)| d).to_string()
     }
 
-    /// Named parameters (`$as_of`) the query needs, in order of first use.
+    /// Named parameters (`$as_of`) the query needs, in order of first use. Found with the
+    /// SQL parser's own tokenizer, so a `$` inside a string literal, a quoted name or a
+    /// comment is not one; positional `$1` neither. SQL that does not tokenize has none
+    /// (planning it reports the error).
     pub fn parameters(&self) -> Vec<String> {
+        use deltalake::datafusion::sql::sqlparser::dialect::GenericDialect;
+        use deltalake::datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+        let Ok(tokens) = Tokenizer::new(&GenericDialect {}, &self.sql).tokenize() else {
+            return vec![];
+        };
         let mut out: Vec<String> = Vec::new();
-        for line in self.sql.lines() {
-            let code = line.split("--").next().unwrap_or("");
-            let mut rest = code;
-            while let Some(i) = rest.find('$') {
-                let name: String = rest[i + 1..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty()
-                    && !name.chars().all(|c| c.is_ascii_digit())
-                    && !out.contains(&name)
-                {
-                    out.push(name.clone());
-                }
-                rest = &rest[i + 1 + name.len()..];
+        for token in tokens {
+            if let Token::Placeholder(p) = token
+                && let Some(name) = p.strip_prefix('$')
+                && !name.is_empty()
+                && !name.chars().all(|c| c.is_ascii_digit())
+                && !out.iter().any(|n| n == name)
+            {
+                out.push(name.to_string());
             }
         }
         out
@@ -202,6 +203,15 @@ mod tests {
             .find(|q| q.name == "sod_violations")
             .unwrap();
         assert!(s.parameters().is_empty());
+    }
+
+    #[test]
+    fn dollars_in_strings_quoted_names_and_comments_are_not_parameters() {
+        let q = QueryFile {
+            name: "q".into(),
+            sql: "select '$x', 'it''s $y', \"$col\", $z -- $c\n/* $d */ from t where a = $z and b = $w and c = $1".into(),
+        };
+        assert_eq!(q.parameters(), ["z", "w"]);
     }
 
     #[tokio::test]

@@ -6,7 +6,9 @@
 //! Reproducible by construction: every table is pinned to a recorded Delta version, every
 //! query is ordered by all its columns, every time printed comes from the period (never the
 //! clock), and the archive's entries are sorted with fixed owners and times. The pack is
-//! written to `<out>.partial` and renamed when complete.
+//! written beside `<out>` to `<out>.partial-<random>`, a folder this run creates and alone
+//! removes (when it fails), and renamed to `<out>` when complete; an existing folder is
+//! never removed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -353,17 +355,21 @@ pub fn files_under(root: &Path, dir: &str) -> Result<Vec<String>> {
     for e in walkdir::WalkDir::new(root.join(dir)).sort_by_file_name() {
         let e = e.map_err(|e| Error::Invalid(format!("cannot list `{}`: {e}", root.display())))?;
         if e.file_type().is_file() || e.file_type().is_symlink() {
-            let rel = e.path().strip_prefix(root).unwrap_or(e.path());
-            out.push(
-                rel.components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/"),
-            );
+            out.push(relative_path(root, e.path()));
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// `path` relative to `root`, `/`-separated.
+pub(crate) fn relative_path(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// A whole view, ordered; empty when the queries do not define it.
@@ -380,10 +386,18 @@ async fn view(
 
 /// Builds the pack.
 pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> {
-    let out = &settings.out;
+    // `out/` and `out` are the same folder (a trailing slash once put the staging folder
+    // inside the pack).
+    let out: PathBuf = settings.out.components().collect();
+    if out.file_name().is_none() {
+        return Err(Error::Invalid(format!(
+            "`{}` names no new folder: give a new folder for the pack",
+            settings.out.display()
+        )));
+    }
     if out.exists()
-        && std::fs::read_dir(out)
-            .map_err(io_err("read", out))?
+        && std::fs::read_dir(&out)
+            .map_err(io_err("read", &out))?
             .next()
             .is_some()
     {
@@ -392,11 +406,31 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
             out.display()
         )));
     }
-    let partial = PathBuf::from(format!("{}.partial", out.display()));
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(io_err("remove", &partial))?;
+    let partial = PathBuf::from(format!(
+        "{}.partial-{}",
+        out.display(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    if let Some(parent) = partial.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
     }
-    std::fs::create_dir_all(&partial).map_err(io_err("create", &partial))?;
+    std::fs::create_dir(&partial).map_err(io_err("create", &partial))?;
+    let built = write_pack(lake, settings, &out, &partial).await;
+    if built.is_err() {
+        // Only the folder this run created.
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    built
+}
+
+/// Writes the pack into `partial`, then renames it to `out`.
+async fn write_pack(
+    lake: &Lake,
+    settings: &PackSettings,
+    out: &Path,
+    partial: &Path,
+) -> Result<PackSummary> {
+    let partial = partial.to_path_buf();
     let period = &settings.period;
     let versions = pin_versions(lake, &settings.as_of).await?;
     let ctx = crate::query::session_as_of(lake, &AsOf::Versions(versions.clone())).await?;
@@ -729,6 +763,7 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
     std::fs::rename(&partial, out).map_err(io_err("rename the finished pack to", out))?;
     let archive = if settings.archive {
         let path = PathBuf::from(format!("{}.tar", out.display()));
+        // The pack is complete from here: an archive that fails leaves it in place.
         write_archive(
             out,
             &path,
@@ -741,7 +776,7 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
     };
     Ok(PackSummary {
         index: out.join("data/index.html"),
-        dir: out.clone(),
+        dir: out.to_path_buf(),
         archive,
         files,
         bytes,

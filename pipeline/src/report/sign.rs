@@ -129,6 +129,18 @@ impl SecretKey {
     }
 }
 
+/// The key id a minisign signature names (its second line), as minisign prints it.
+pub fn signer_key_id(signature_text: &str) -> Option<String> {
+    let sig = signature_text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .nth(1)
+        .and_then(|l| B64.decode(l).ok())
+        .filter(|b| b.len() == 74)?;
+    Some(key_id_text(sig[2..10].try_into().ok()?))
+}
+
 impl PublicKey {
     /// Parses a minisign public key file (or its base64 line).
     pub fn parse(text: &str) -> Result<Self> {

@@ -1,6 +1,12 @@
 //! `govlake verify`: checks an evidence pack against its manifests and signature, naming
 //! every failure (a changed, missing or extra file, an edited manifest or bag-info, a
-//! signature that does not match or comes from another key).
+//! signature that does not match or comes from another key). A pack holds regular files
+//! only: a symbolic link (even to an identical file) or an empty folder fails.
+//!
+//! Integrity is not authenticity: anyone can edit a pack, rehash it and sign it with their
+//! own key, and its `signer.pub` then matches. Only a signer pinned by the verifier
+//! (`--public-key`, or the config file's `[verify] trusted_keys`) makes a pack verified;
+//! without one the verdict says the signer is unverified.
 //!
 //! Order: entries are looked up by path, but the manifest's exact bytes are covered by the
 //! signed tag manifest, so a reordered manifest fails (`manifest-sha256.txt: changed`), as
@@ -11,7 +17,9 @@ use std::path::Path;
 
 use sha2::Digest as _;
 
-use super::pack::{BAG_INFO, BAGIT, MANIFEST, SIGNATURE, SIGNER, TAG_MANIFEST, files_under};
+use super::pack::{
+    BAG_INFO, BAGIT, MANIFEST, SIGNATURE, SIGNER, TAG_MANIFEST, files_under, relative_path,
+};
 use super::sign::PublicKey;
 use super::{Result, io_err};
 
@@ -22,7 +30,8 @@ pub struct Verdict {
     pub files_checked: usize,
     /// Key id of a valid signature.
     pub signed_by: Option<String>,
-    /// Whether the signer was pinned with `--public-key` (else read from the pack).
+    /// Whether the signature is by a pinned key (`--public-key`, trusted keys); else the
+    /// key was read from the pack, which proves integrity only.
     pub signer_pinned: bool,
     /// The signature's trusted comment.
     pub trusted_comment: Option<String>,
@@ -31,16 +40,33 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// No failure.
+    /// No failure: the pack is whole and consistent (signed by a pinned key or not).
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
+    }
+    /// No failure, and the signature is by a pinned key.
+    pub fn verified(&self) -> bool {
+        self.passed() && self.signer_pinned
     }
     fn fail(&mut self, path: &str, reason: impl Into<String>) {
         self.failures.push((path.to_string(), reason.into()));
     }
 }
 
-fn sha256(path: &Path) -> std::io::Result<String> {
+/// SHA-256 of a regular file; why not when it is missing or something else (a symbolic
+/// link is not followed, even to an identical file).
+fn sha256(path: &Path) -> Result<String, &'static str> {
+    let meta = std::fs::symlink_metadata(path).map_err(|_| "missing")?;
+    if meta.file_type().is_symlink() {
+        return Err("a symbolic link, not a file: a pack holds regular files only");
+    }
+    if !meta.is_file() {
+        return Err("not a regular file: a pack holds regular files only");
+    }
+    file_sha256(path).map_err(|_| "unreadable")
+}
+
+fn file_sha256(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
     let mut h = sha2::Sha256::new();
     std::io::copy(&mut f, &mut h)?;
@@ -82,20 +108,41 @@ fn parse_manifest(text: &str, name: &str, verdict: &mut Verdict) -> BTreeMap<Str
     entries
 }
 
-/// Verifies the pack at `dir`. `public_key` pins the expected signer; without it the pack's
-/// own `signer.pub` is used (which proves integrity, not who signed).
-pub fn verify(dir: &Path, public_key: Option<&PublicKey>) -> Result<Verdict> {
-    if !dir.join(BAGIT).is_file() {
+/// Verifies the pack at `dir`. `trusted` pins the expected signers (one of them must have
+/// signed); without any, the pack's own `signer.pub` is used, which proves integrity, not
+/// who signed (`signer_pinned` stays false).
+pub fn verify(dir: &Path, trusted: &[PublicKey]) -> Result<Verdict> {
+    if !dir.is_dir() {
         return Err(super::Error::Invalid(format!(
-            "`{}` is not an evidence pack (no {BAGIT})",
+            "`{}` is not a folder",
             dir.display()
         )));
     }
     let mut v = Verdict::default();
-    let read = |name: &str| std::fs::read_to_string(dir.join(name));
+    // Tag files are read only when they are regular files (a link could point anywhere).
+    let read = |name: &str| {
+        let path = dir.join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => std::fs::read_to_string(&path),
+            _ => Err(std::io::ErrorKind::NotFound.into()),
+        }
+    };
+    if let Err(reason) = sha256(&dir.join(BAGIT)) {
+        v.fail(BAGIT, format!("{reason}: not an evidence pack (BagIt)"));
+    }
+    match std::fs::symlink_metadata(dir.join("data")) {
+        Ok(m) if m.is_dir() => {}
+        _ => v.fail("data", "missing or not a folder"),
+    }
 
     // Tag files.
-    let tag_text = read(TAG_MANIFEST).map_err(io_err("read", &dir.join(TAG_MANIFEST)))?;
+    let tag_text = match read(TAG_MANIFEST) {
+        Ok(t) => t,
+        Err(_) => {
+            v.fail(TAG_MANIFEST, "missing");
+            String::new()
+        }
+    };
     let tags = parse_manifest(&tag_text, TAG_MANIFEST, &mut v);
     for required in [BAGIT, BAG_INFO, MANIFEST] {
         if !tags.contains_key(required) {
@@ -106,7 +153,7 @@ pub fn verify(dir: &Path, public_key: Option<&PublicKey>) -> Result<Verdict> {
         match sha256(&dir.join(path)) {
             Ok(h) if &h == hash => {}
             Ok(_) => v.fail(path, "changed: its SHA-256 differs from the tag manifest"),
-            Err(_) => v.fail(path, "missing"),
+            Err(reason) => v.fail(path, reason),
         }
     }
 
@@ -121,7 +168,8 @@ pub fn verify(dir: &Path, public_key: Option<&PublicKey>) -> Result<Verdict> {
         match sha256(&dir.join(path)) {
             Ok(h) if &h == hash => v.files_checked += 1,
             Ok(_) => v.fail(path, "changed: its SHA-256 differs from the manifest"),
-            Err(_) => v.fail(path, "missing: listed in the manifest but not in the pack"),
+            Err("missing") => v.fail(path, "missing: listed in the manifest but not in the pack"),
+            Err(reason) => v.fail(path, reason),
         }
     }
     let listed: BTreeSet<&String> = entries.keys().collect();
@@ -129,6 +177,9 @@ pub fn verify(dir: &Path, public_key: Option<&PublicKey>) -> Result<Verdict> {
         if !listed.contains(&path) {
             v.fail(&path, "extra: in the pack but not in the manifest");
         }
+    }
+    for path in empty_folders(dir, "data") {
+        v.fail(&path, "extra: an empty folder, not in the manifest");
     }
     let known: BTreeSet<&str> = [BAGIT, BAG_INFO, MANIFEST, TAG_MANIFEST, SIGNATURE, SIGNER].into();
     for entry in std::fs::read_dir(dir).map_err(io_err("read", dir))? {
@@ -156,27 +207,53 @@ pub fn verify(dir: &Path, public_key: Option<&PublicKey>) -> Result<Verdict> {
     match read(SIGNATURE) {
         Err(_) => v.fail(SIGNATURE, "missing: the pack is not signed"),
         Ok(signature) => {
-            let key = match public_key {
-                Some(k) => Some(k.clone()),
-                None => match read(SIGNER).ok().map(|t| PublicKey::parse(&t)) {
+            let pinned = !trusted.is_empty();
+            let key = if pinned {
+                // The trusted key that made it, else the first (which names the mismatch).
+                let signer = super::sign::signer_key_id(&signature);
+                trusted
+                    .iter()
+                    .find(|k| Some(k.id_text()) == signer)
+                    .or(trusted.first())
+                    .cloned()
+            } else {
+                match read(SIGNER).ok().map(|t| PublicKey::parse(&t)) {
                     Some(Ok(k)) => Some(k),
                     _ => {
                         v.fail(SIGNER, "missing or not a public key: pass --public-key");
                         None
                     }
-                },
+                }
             };
             if let Some(key) = key {
                 match key.verify(tag_text.as_bytes(), &signature) {
                     Ok(comment) => {
                         v.signed_by = Some(key.id_text());
-                        v.signer_pinned = public_key.is_some();
+                        v.signer_pinned = pinned;
                         v.trusted_comment = Some(comment);
                     }
+                    Err(reason) if trusted.len() > 1 => v.fail(
+                        SIGNATURE,
+                        format!("{reason} (nor by any other trusted key)"),
+                    ),
                     Err(reason) => v.fail(SIGNATURE, reason),
                 }
             }
         }
     }
     Ok(v)
+}
+
+/// Folders under `root/dir` with nothing in them, as `/`-separated relative paths.
+fn empty_folders(root: &Path, dir: &str) -> Vec<String> {
+    walkdir::WalkDir::new(root.join(dir))
+        .min_depth(1)
+        .into_iter()
+        .filter_map(std::result::Result::ok)
+        .filter(|e| e.file_type().is_dir())
+        .filter(|e| {
+            std::fs::read_dir(e.path()).is_ok_and(|mut entries| entries.next().is_none())
+        })
+        .map(|e| relative_path(root, e.path()))
+        .collect()
 }
