@@ -965,3 +965,62 @@ fn a_hostile_parent_id_is_a_recorded_gap_not_a_request_outside_graph() {
         );
     }
 }
+
+#[test]
+fn a_live_run_records_its_page_chains_and_closes_what_left() {
+    let lake = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let sim = start_sim(&sample_data(), &[]);
+    let first = live_ingest(
+        lake.path(),
+        &sim,
+        &[
+            "--page-size",
+            "7",
+            "--observed-at",
+            "2026-10-01T06:00:00Z",
+            "--spool",
+            spool.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    // Every spooled page says which URL it was fetched from: the chain that proves a
+    // snapshot whole.
+    let mut pages = 0;
+    for e in walkdir::WalkDir::new(spool.path()) {
+        let e = e.unwrap();
+        if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "json") {
+            let page: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
+            if page.get("value").is_some() {
+                pages += 1;
+                let url = page["@govlake.requestUrl"].as_str().unwrap_or_default();
+                assert!(url.starts_with(&sim.url), "{}: {url:?}", e.path().display());
+            }
+        }
+    }
+    assert!(pages > 50, "{pages} pages spooled");
+    drop(sim);
+
+    // The tenant loses one assignment; the next live run closes it and nothing else.
+    let later = tempfile::tempdir().unwrap();
+    crate::common::copy_dir(&sample_data(), later.path());
+    let gone = crate::common::sample_page("entitlementManagement/assignments/assignments-0003.json")
+        ["value"][4]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(crate::common::remove_records(later.path(), |r| r.contains(&gone) && r.contains("\"assignmentPolicy\"")), 1);
+    let sim = start_sim(later.path(), &[]);
+    let second = live_ingest(
+        lake.path(),
+        &sim,
+        &["--page-size", "7", "--observed-at", "2026-10-08T06:00:00Z"],
+    );
+    assert_eq!(second.code, 0, "{}{}", second.stdout, second.stderr);
+    let s = second.json();
+    assert_eq!(s["summary"]["ingest"]["snapshot_gaps"], serde_json::json!([]), "{s}");
+    assert_eq!(s["summary"]["ingest"]["tables"]["assignments"]["closed"], 1, "{s}");
+    let ids = crate::common::sql(lake.path(), &format!("select count(*) from assignments where id = '{gone}'"));
+    assert_eq!(ids, ["0"]);
+}
