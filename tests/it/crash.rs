@@ -28,7 +28,14 @@ fn ingest(lake: &TestLake, failpoint: Option<&str>) -> Run {
         c.env("GOVLAKE_FAILPOINT", f);
     }
     run(c
-        .args(["--format", "json", "ingest", "--chunk-rows", "200", "--from"])
+        .args([
+            "--format",
+            "json",
+            "ingest",
+            "--chunk-rows",
+            "200",
+            "--from",
+        ])
         .arg(sample_data()))
 }
 
@@ -36,7 +43,10 @@ fn ingest(lake: &TestLake, failpoint: Option<&str>) -> Run {
 fn assert_stores_nothing(name: &str, r: &Run) {
     assert_eq!(r.code, 0, "{name}: second rerun: {}", r.stderr);
     for (table, c) in r.json()["summary"]["tables"].as_object().unwrap() {
-        assert_eq!(c["stored"], 0, "{name}: second rerun stored into `{table}`: {c}");
+        assert_eq!(
+            c["stored"], 0,
+            "{name}: second rerun stored into `{table}`: {c}"
+        );
         assert_eq!(
             c["fetched"], c["duplicates"],
             "{name}: `{table}`: every fetched record is a duplicate: {c}"
@@ -78,7 +88,11 @@ fn crash_then_rerun(backend: &Backend, point: &str, pass: u64, expected: &[(Stri
         crashed.stderr
     );
     if point == "before_bookkeeping" {
-        assert_eq!(lake.version("_ingest_runs"), None, "{name}: no bookkeeping yet");
+        assert_eq!(
+            lake.version("_ingest_runs"),
+            None,
+            "{name}: no bookkeeping yet"
+        );
     }
 
     let r = ingest(&lake, None);

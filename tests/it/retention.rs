@@ -158,7 +158,10 @@ fn vacuum_in_a_loop_beside_an_ingest_breaks_no_table_on_any_backend() {
     let earlier = assignments_export(8);
     let earlier_args = ["--observed-at", "2026-09-24T06:00:00Z"];
     let clean = tempfile::tempdir().unwrap();
-    assert_eq!(ingest(clean.path(), &[earlier.path()], &earlier_args).code, 0);
+    assert_eq!(
+        ingest(clean.path(), &[earlier.path()], &earlier_args).code,
+        0
+    );
     assert_eq!(ingest(clean.path(), &[&sample_data()], &[]).code, 0);
     let expected = dump(clean.path());
     // The backends run side by side, each on its own lake.
@@ -205,8 +208,15 @@ fn vacuum_beside_ingest(
         }
     };
     let stderr = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(status.code(), Some(0), "{name}: ingest beside vacuum: {stderr}");
-    assert!(beside > 0, "{name}: no vacuum finished while the ingest ran");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{name}: ingest beside vacuum: {stderr}"
+    );
+    assert!(
+        beside > 0,
+        "{name}: no vacuum finished while the ingest ran"
+    );
 
     // One more vacuum after the ingest; between them they deleted what the ingest's
     // rewrites removed, and every table still reads exactly what a clean ingest stores.
@@ -218,7 +228,10 @@ fn vacuum_beside_ingest(
     let r = lake.ingest(&sample_data(), &[]);
     assert_eq!(r.code, 0, "{name}: rerun: {}", r.stderr);
     for (table, c) in r.json()["summary"]["tables"].as_object().unwrap() {
-        assert_eq!(c["fetched"], c["duplicates"], "{name}: rerun stored into `{table}`: {c}");
+        assert_eq!(
+            c["fetched"], c["duplicates"],
+            "{name}: rerun stored into `{table}`: {c}"
+        );
     }
     eprintln!(
         "{name}: {beside} vacuums ran beside the ingest, {deleted} files deleted, {:.0?}",
@@ -231,13 +244,7 @@ fn vacuum_below_seven_days_needs_the_override() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     assert_eq!(ingest(&lake, &[&sample_data()], &[]).code, 0);
-    let vacuum = |extra: &[&str]| {
-        run(govlake()
-            .arg("--lake")
-            .arg(&lake)
-            .arg("vacuum")
-            .args(extra))
-    };
+    let vacuum = |extra: &[&str]| run(govlake().arg("--lake").arg(&lake).arg("vacuum").args(extra));
     let r = vacuum(&["--retain-hours", "167"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
@@ -295,11 +302,15 @@ fn full_vacuum_keeps_unreferenced_files_younger_than_an_hour() {
     vacuum(&[]);
     assert!(fresh.exists() && stale.exists());
     vacuum(&["--full"]);
-    assert!(fresh.exists(), "a file younger than an hour may be about to be committed");
+    assert!(
+        fresh.exists(),
+        "a file younger than an hour may be about to be committed"
+    );
     assert!(!stale.exists(), "the crashed writer's file is deleted");
-    let r = run(govlake()
-        .arg("--lake")
-        .arg(&lake)
-        .args(["sql", "-c", "select count(*) from assignments"]));
+    let r = run(govlake().arg("--lake").arg(&lake).args([
+        "sql",
+        "-c",
+        "select count(*) from assignments",
+    ]));
     assert_eq!(r.code, 0, "{}", r.stderr);
 }

@@ -75,7 +75,9 @@ pub enum Error {
         latest: Option<i64>,
     },
     /// `govlake vacuum` was asked for a retention below the safe minimum.
-    #[error("Refusing to vacuum with a retention of {hours} h, below the safe minimum of {minimum} h (7 days): files removed sooner may still be read by a reader of an older version. Pass `--allow-short-retention` to vacuum anyway (files no commit references stay for at least an hour either way)")]
+    #[error(
+        "Refusing to vacuum with a retention of {hours} h, below the safe minimum of {minimum} h (7 days): files removed sooner may still be read by a reader of an older version. Pass `--allow-short-retention` to vacuum anyway (files no commit references stay for at least an hour either way)"
+    )]
     ShortRetention {
         /// The retention asked for.
         hours: u64,

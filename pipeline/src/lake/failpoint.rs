@@ -23,11 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use deltalake::logstore::ObjectStoreRef;
 use deltalake::logstore::object_store::{
     self, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, path::Path,
 };
-use deltalake::logstore::ObjectStoreRef;
 use futures::stream::BoxStream;
 
 /// The environment variable naming the armed point.
@@ -196,13 +196,20 @@ mod tests {
 
     #[test]
     fn commits_are_recognised_by_name() {
-        assert!(is_commit(&Path::from("t/_delta_log/00000000000000000007.json")));
-        assert!(is_commit(&Path::from("_delta_log/00000000000000000000.json")));
+        assert!(is_commit(&Path::from(
+            "t/_delta_log/00000000000000000007.json"
+        )));
+        assert!(is_commit(&Path::from(
+            "_delta_log/00000000000000000000.json"
+        )));
         assert!(!is_commit(&Path::from("_delta_log/_last_checkpoint")));
         assert!(!is_commit(&Path::from(
             "_delta_log/00000000000000000099.checkpoint.parquet"
         )));
         assert!(!is_commit(&Path::from("part-0001.json")));
-        assert_eq!(file_name(&Path::from("a/_delta_log/_last_checkpoint")), "_last_checkpoint");
+        assert_eq!(
+            file_name(&Path::from("a/_delta_log/_last_checkpoint")),
+            "_last_checkpoint"
+        );
     }
 }

@@ -282,6 +282,9 @@ impl Lake {
         let Some(version) = table.version() else {
             return Ok(None);
         };
+        if version + 1 < self.checkpoint_interval() {
+            return Ok(None); // too few commits for any checkpoint to be due
+        }
         let behind = match self.last_checkpoint(&table).await {
             Some(c) => version.saturating_sub(c),
             None => version + 1,
