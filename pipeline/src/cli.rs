@@ -110,16 +110,25 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct VacuumArgs {
     /// Keep files removed less than this many hours ago. Default: the config's
-    /// [lake.retention] deleted_file_retention_days (7 days).
+    /// [lake.retention] deleted_file_retention_days (7 days). Below 168 (7 days) it needs
+    /// --allow-short-retention.
     #[arg(long, value_name = "HOURS")]
     pub retain_hours: Option<u64>,
     /// Only report what would be deleted.
     #[arg(long)]
     pub dry_run: bool,
-    /// Also delete files no commit ever referenced (left by a writer killed between upload
-    /// and commit). Lists every file of every table.
+    /// Also delete files no commit references (left by a writer killed between upload and
+    /// commit) once they are older than the retention and than one hour, so a file an
+    /// ingest running now has uploaded but not yet committed is never taken. Lists every
+    /// file of every table.
     #[arg(long)]
     pub full: bool,
+    /// Accept a retention below 168 hours (7 days). Files a commit removed are then deleted
+    /// sooner, so a reader still on an older version (a long query, a pack regenerated from
+    /// versions it did not pin) may fail; files no commit references are still kept for an
+    /// hour, so a concurrent ingest is never broken.
+    #[arg(long)]
+    pub allow_short_retention: bool,
 }
 
 /// `govlake sample`.

@@ -12,6 +12,7 @@
 //! [lake.retention]
 //! log_retention_days = 2557        # Delta log kept ~7 years: old versions stay loadable
 //! deleted_file_retention_days = 7  # vacuum's floor for files no pinned version needs
+//! checkpoint_interval_commits = 100  # a log checkpoint every 100 commits
 //! [query]
 //! memory_limit = "8G"              # or "25%"; --memory-limit / GOVLAKE_MEMORY_LIMIT override it
 //! [verify]
@@ -98,7 +99,8 @@ pub struct LakeConfig {
     pub retention: RetentionConfig,
 }
 
-/// `[lake.retention]`: evidence packs pin table versions, so the lake keeps them readable.
+/// `[lake.retention]`: how the lake keeps its history. Evidence packs pin table versions, so
+/// the lake keeps them readable; checkpoints keep long logs quick to open.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
@@ -111,6 +113,13 @@ pub struct RetentionConfig {
     /// their files regardless.
     #[serde(default = "default_deleted_file_retention_days")]
     pub deleted_file_retention_days: u32,
+    /// Commits between checkpoints of a table's log (`delta.checkpointInterval` of tables
+    /// govlake creates), so opening a table reads the newest checkpoint and the commits
+    /// after it instead of every commit since version 0. An ingest also writes a checkpoint
+    /// for any table it wrote to whose newest checkpoint is this many commits behind
+    /// (tables from older lakes, or a checkpoint a crash skipped).
+    #[serde(default = "default_checkpoint_interval_commits")]
+    pub checkpoint_interval_commits: u32,
 }
 
 fn default_log_retention_days() -> u32 {
@@ -122,11 +131,17 @@ fn default_deleted_file_retention_days() -> u32 {
     7
 }
 
+fn default_checkpoint_interval_commits() -> u32 {
+    // Delta's default.
+    100
+}
+
 impl Default for RetentionConfig {
     fn default() -> Self {
         Self {
             log_retention_days: default_log_retention_days(),
             deleted_file_retention_days: default_deleted_file_retention_days(),
+            checkpoint_interval_commits: default_checkpoint_interval_commits(),
         }
     }
 }

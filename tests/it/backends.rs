@@ -163,6 +163,14 @@ impl TestLake {
         c
     }
 
+    /// Adds TOML to the lake's config file (after its `[lake.storage_options]` table, so it
+    /// starts with a table header such as `[lake.retention]`).
+    pub fn add_config(&self, toml: &str) {
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        text.push_str(toml);
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     /// A scratch folder that lives as long as the lake.
     pub fn scratch(&self) -> &Path {
         self.tmp.path()
@@ -229,7 +237,7 @@ impl TestLake {
 }
 
 /// The sample tenant ingested into a local lake: what every backend must match.
-fn local_sample_dump() -> Vec<(String, Vec<String>)> {
+pub fn local_sample_dump() -> Vec<(String, Vec<String>)> {
     let lake = tempfile::tempdir().unwrap();
     let r = crate::common::ingest(lake.path(), &[&sample_data()], &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);

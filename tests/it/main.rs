@@ -2,7 +2,9 @@
 //! `govlake` binary or the library against lakes in temporary folders.
 
 mod backends;
+mod checkpoints;
 mod common;
+mod crash;
 mod differential;
 mod generate;
 mod ingest;

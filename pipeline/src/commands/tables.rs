@@ -191,8 +191,13 @@ pub async fn vacuum(
         .unwrap_or(u64::from(lake.retention().deleted_file_retention_days) * 24);
     let mut tables = govlake::query::table_names();
     tables.push(govlake::lake::bookkeeping::PACK_PINS.to_string());
-    let report =
-        govlake::lake::retention::vacuum(&lake, &tables, hours, args.dry_run, args.full).await?;
+    let options = govlake::lake::retention::VacuumOptions {
+        retention_hours: hours,
+        dry_run: args.dry_run,
+        full: args.full,
+        allow_short_retention: args.allow_short_retention,
+    };
+    let report = govlake::lake::retention::vacuum(&lake, &tables, &options).await?;
     let deleted: usize = report.iter().map(|t| t.files_deleted).sum();
     if printer.format == OutputFormat::Json {
         printer.json(

@@ -1113,6 +1113,7 @@ impl<'a> Run<'a> {
             r[11] = Cell::Null; // no watermark from a table that was not read
             run_rows.push(r);
         }
+        crate::lake::failpoint::hit("before_bookkeeping");
         self.lake
             .append(
                 &bookkeeping::ingest_runs_schema(),
@@ -1120,6 +1121,9 @@ impl<'a> Run<'a> {
                 &self.metadata,
             )
             .await?;
+        // A checkpoint a crash or a lost reply skipped is written now, so no table's log
+        // grows without one.
+        self.lake.checkpoint_written_tables().await?;
 
         Ok(IngestSummary {
             run_id: self.run_id,

@@ -66,7 +66,8 @@ impl Cloud {
     }
 }
 
-/// Registers the cloud factories with delta-rs (once per process).
+/// Registers the cloud factories with delta-rs (once per process), and, while a test's crash
+/// point is armed, the log store that passes it for local lakes too.
 pub fn register() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -75,7 +76,11 @@ pub fn register() {
         for scheme in Cloud::SCHEMES {
             let url = Url::parse(&format!("{scheme}://")).expect("scheme URLs parse");
             stores.insert(url.clone(), Arc::new(CloudStoreFactory));
-            logs.insert(url, Arc::new(CloudLogStoreFactory));
+            logs.insert(url, Arc::new(LogStores));
+        }
+        if super::failpoint::armed() {
+            let url = Url::parse("file://").expect("scheme URLs parse");
+            logs.insert(url, Arc::new(LogStores));
         }
     });
 }
@@ -216,10 +221,12 @@ impl ObjectStoreFactory for CloudStoreFactory {
     }
 }
 
+/// delta-rs' default log store, over stores that pass the tests' crash points while one is
+/// armed (`failpoint`).
 #[derive(Debug)]
-struct CloudLogStoreFactory;
+struct LogStores;
 
-impl LogStoreFactory for CloudLogStoreFactory {
+impl LogStoreFactory for LogStores {
     fn with_options(
         &self,
         prefixed_store: ObjectStoreRef,
@@ -231,8 +238,8 @@ impl LogStoreFactory for CloudLogStoreFactory {
         // `ifGenerationMatch=0` on GCS), which is all the default log store needs to commit
         // safely; no DynamoDB lock table.
         Ok(default_logstore(
-            prefixed_store,
-            root_store,
+            super::failpoint::FailpointStore::wrap(prefixed_store),
+            super::failpoint::FailpointStore::wrap(root_store),
             location,
             options,
         ))

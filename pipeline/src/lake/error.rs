@@ -74,6 +74,27 @@ pub enum Error {
         /// The table's newest version, if it exists.
         latest: Option<i64>,
     },
+    /// `govlake vacuum` was asked for a retention below the safe minimum.
+    #[error(
+        "Refusing to vacuum with a retention of {hours} h, below the safe minimum of {minimum} h (7 days): files removed sooner may still be read by a reader of an older version. Pass `--allow-short-retention` to vacuum anyway (files no commit references stay for at least an hour either way)"
+    )]
+    ShortRetention {
+        /// The retention asked for.
+        hours: u64,
+        /// The minimum without the override.
+        minimum: u64,
+    },
+    /// Vacuum could not delete a file.
+    #[error("Failed to delete `{file}` of table `{table}` while vacuuming")]
+    Vacuum {
+        /// Table.
+        table: String,
+        /// File, relative to the table.
+        file: String,
+        /// Cause.
+        #[source]
+        source: Box<deltalake::logstore::object_store::Error>,
+    },
     /// Another writer committed to a table between this run's read and its commit.
     #[error("Table `{table}` was changed by another writer while this run was writing (this run read version {}, the table is now at {}); this run's commit was not made. Wait for the other `govlake ingest` to finish, then rerun: records already stored are skipped", fmt_version(*expected), fmt_version(*found))]
     Conflict {

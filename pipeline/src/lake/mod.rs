@@ -6,11 +6,13 @@
 //! model, `history` keeps validity intervals for snapshot entities, and `bookkeeping` holds
 //! the schemas of the lake's own tables (`_raw`, `_rejects`, `_ingest_runs`, `_pack_pins`),
 //! `rechecked` makes DataFusion apply every filter itself (never trusting a scan's "exact"),
-//! and `retention` keeps the versions evidence packs pinned (`govlake vacuum`).
+//! `retention` keeps the versions evidence packs pinned (`govlake vacuum`), and `failpoint`
+//! holds the crash points tests arm.
 
 pub mod backends;
 pub mod bookkeeping;
 pub mod error;
+pub mod failpoint;
 pub mod history;
 pub mod rechecked;
 pub mod retention;

@@ -9,6 +9,12 @@
 //! the pins too. A version whose files are gone anyway (vacuumed by another engine, or never
 //! pinned) is refused as "no longer available" when a query pins it, never read as whatever
 //! is left (see [`super::Lake::register`]).
+//!
+//! Vacuum runs safely beside writers: a file no commit references yet may be one a writer
+//! has uploaded and is about to commit, so such a file is deleted (`--full`) only once it is
+//! older than the retention and than [`WRITER_GRACE_HOURS`]; vacuum itself commits nothing,
+//! so it never moves a table under a writer; and a retention below [`SAFE_RETENTION_HOURS`]
+//! (Delta's 7 days, for readers of older versions) needs an explicit override.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -71,6 +77,33 @@ pub async fn pinned_versions(lake: &Lake) -> Result<BTreeMap<String, BTreeSet<i6
     Ok(pins)
 }
 
+/// Shortest retention `govlake vacuum` accepts without `--allow-short-retention`: Delta's
+/// default `delta.deletedFileRetentionDuration`, 7 days. A file a commit removed may still
+/// be read by someone holding an older version (a long query, a pack regenerated from an
+/// unpinned version, another engine's reader) until then.
+pub const SAFE_RETENTION_HOURS: u64 = 168;
+
+/// Age below which a data file no commit references is never deleted, whatever the
+/// retention: a writer uploads a commit's files before it writes the commit, so a file
+/// unreferenced now may be referenced a moment later. An hour is far more than any govlake
+/// commit takes between its first upload and its log entry (seconds), and leaves room for
+/// clock skew between this machine and the store.
+pub const WRITER_GRACE_HOURS: u64 = 1;
+
+/// How `govlake vacuum` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct VacuumOptions {
+    /// Files removed from a table less than this many hours ago are kept.
+    pub retention_hours: u64,
+    /// Report what would be deleted, delete nothing.
+    pub dry_run: bool,
+    /// Also delete files no commit references (older than the retention, and never younger
+    /// than [`WRITER_GRACE_HOURS`]).
+    pub full: bool,
+    /// Accept a retention below [`SAFE_RETENTION_HOURS`].
+    pub allow_short_retention: bool,
+}
+
 /// What vacuum did (or would do) to one table.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableVacuum {
@@ -84,15 +117,29 @@ pub struct TableVacuum {
 
 /// Vacuums every table in `tables` that exists: deletes files removed from the table more
 /// than `retention_hours` ago that neither the current version nor a pinned version reads.
-/// `full` also deletes files no commit ever referenced (left by a writer that crashed
-/// between upload and commit).
+/// `full` also deletes files no commit references (left by a writer that crashed between
+/// upload and commit) once they are older than the retention and than
+/// [`WRITER_GRACE_HOURS`], so a file a concurrent writer has uploaded but not yet committed
+/// is never taken. A retention below [`SAFE_RETENTION_HOURS`] is refused unless
+/// `allow_short_retention` (a dry run deletes nothing and is always allowed).
+///
+/// Vacuum writes no commit of its own (delta-rs records `VACUUM START`/`VACUUM END`
+/// commits): a commit would move the table's version under a concurrent ingest, whose
+/// guarded commit would then stop on a conflict.
 pub async fn vacuum(
     lake: &Lake,
     tables: &[String],
-    retention_hours: u64,
-    dry_run: bool,
-    full: bool,
+    options: &VacuumOptions,
 ) -> Result<Vec<TableVacuum>> {
+    if options.retention_hours < SAFE_RETENTION_HOURS
+        && !options.allow_short_retention
+        && !options.dry_run
+    {
+        return Err(Error::ShortRetention {
+            hours: options.retention_hours,
+            minimum: SAFE_RETENTION_HOURS,
+        });
+    }
     let pins = pinned_versions(lake).await?;
     let mut out = Vec::new();
     for name in tables {
@@ -105,29 +152,83 @@ pub async fn vacuum(
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
         let keep_u: Vec<u64> = keep.iter().map(|v| *v as u64).collect();
-        let mut builder = table
-            .vacuum()
-            .with_retention_period(chrono::Duration::hours(retention_hours as i64))
-            .with_enforce_retention_duration(false)
-            .with_dry_run(dry_run)
-            .with_mode(if full {
-                VacuumMode::Full
-            } else {
-                VacuumMode::Lite
-            });
-        if !keep_u.is_empty() {
-            builder = builder.with_keep_versions(&keep_u);
+        // delta-rs plans; this function deletes. Lite mode: files removed by a commit more
+        // than the retention ago. Full mode: also files no commit references, judged by
+        // their age in the store, which must pass the writer grace as well.
+        let plan = |mode: VacuumMode, hours: u64| {
+            let mut builder = table
+                .clone()
+                .vacuum()
+                .with_retention_period(chrono::Duration::hours(hours as i64))
+                .with_enforce_retention_duration(false)
+                .with_dry_run(true)
+                .with_mode(mode);
+            if !keep_u.is_empty() {
+                builder = builder.with_keep_versions(&keep_u);
+            }
+            async move {
+                builder
+                    .await
+                    .map(|(_table, metrics)| metrics.files_deleted)
+                    .map_err(|e| Error::Delta {
+                        table: name.clone(),
+                        action: "planning a vacuum",
+                        source: Box::new(e),
+                    })
+            }
+        };
+        let mut doomed: BTreeSet<String> = plan(VacuumMode::Lite, options.retention_hours)
+            .await?
+            .into_iter()
+            .collect();
+        if options.full {
+            let orphan_hours = options.retention_hours.max(WRITER_GRACE_HOURS);
+            doomed.extend(plan(VacuumMode::Full, orphan_hours).await?);
         }
-        let (_table, metrics) = builder.await.map_err(|e| Error::Delta {
-            table: name.clone(),
-            action: "vacuuming it",
-            source: Box::new(e),
-        })?;
+        if !options.dry_run {
+            delete_files(name, &table, &doomed).await?;
+        }
+        tracing::debug!(table = %name, files = doomed.len(), dry_run = options.dry_run, "Vacuumed `{name}`.");
         out.push(TableVacuum {
             table: name.clone(),
-            files_deleted: metrics.files_deleted.len(),
+            files_deleted: doomed.len(),
             pinned_versions: keep,
         });
     }
     Ok(out)
+}
+
+/// Deletes files (paths relative to the table) from the table's store; a file already gone
+/// counts as deleted.
+async fn delete_files(
+    name: &str,
+    table: &deltalake::DeltaTable,
+    files: &BTreeSet<String>,
+) -> Result<()> {
+    use deltalake::logstore::object_store::{self, ObjectStoreExt, path::Path};
+    use futures::{StreamExt, TryStreamExt};
+    let store = table.log_store().object_store(None);
+    futures::stream::iter(files.iter())
+        .map(|file| {
+            let store = store.clone();
+            async move {
+                let path = Path::parse(file).map_err(|e| Error::Vacuum {
+                    table: name.to_string(),
+                    file: file.clone(),
+                    source: Box::new(e.into()),
+                })?;
+                match store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(Error::Vacuum {
+                        table: name.to_string(),
+                        file: file.clone(),
+                        source: Box::new(e),
+                    }),
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
 }

@@ -54,6 +54,7 @@ impl LakeLocation {
         };
         match url.scheme() {
             "file" => {
+                super::backends::register();
                 let path = url.to_file_path().map_err(|()| bad("not a local path"))?;
                 std::fs::create_dir_all(&path)
                     .map_err(|source| Error::CreateDir { path, source })?;

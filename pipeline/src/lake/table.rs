@@ -225,10 +225,15 @@ impl Lake {
         })
     }
 
-    /// Table properties of tables govlake creates: how long old versions stay loadable.
-    fn table_configuration(&self) -> [(&'static str, Option<String>); 2] {
+    /// Table properties of tables govlake creates: how long old versions stay loadable, and
+    /// how often the log is checkpointed.
+    fn table_configuration(&self) -> [(&'static str, Option<String>); 3] {
         let r = self.retention;
         [
+            (
+                "delta.checkpointInterval",
+                Some(self.checkpoint_interval().to_string()),
+            ),
             (
                 "delta.logRetentionDuration",
                 Some(format!("interval {} days", r.log_retention_days)),
@@ -238,6 +243,72 @@ impl Lake {
                 Some(format!("interval {} days", r.deleted_file_retention_days)),
             ),
         ]
+    }
+
+    /// Commits between checkpoints (at least 1).
+    fn checkpoint_interval(&self) -> u64 {
+        u64::from(self.retention.checkpoint_interval_commits.max(1))
+    }
+
+    /// The version of the table's newest checkpoint, as `_delta_log/_last_checkpoint` names
+    /// it (`None`: no checkpoint, or no readable pointer).
+    pub async fn last_checkpoint(&self, table: &DeltaTable) -> Option<u64> {
+        use deltalake::logstore::object_store::{ObjectStoreExt, path::Path};
+        let store = table.log_store().object_store(None);
+        let bytes = store
+            .get(&Path::from("_delta_log/_last_checkpoint"))
+            .await
+            .ok()?
+            .bytes()
+            .await
+            .ok()?;
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()?
+            .get("version")?
+            .as_u64()
+    }
+
+    /// Writes a checkpoint of the table at its current version when its newest checkpoint
+    /// is `checkpoint_interval_commits` or more commits behind (or it has none and at least
+    /// that many commits). delta-rs checkpoints on its own at every multiple of the table's
+    /// `delta.checkpointInterval`; this catches up where that was skipped: a crash or a lost
+    /// reply at that commit, or a table created without the property. Returns the version
+    /// checkpointed, if any.
+    pub async fn checkpoint_if_due(&self, name: &str) -> Result<Option<u64>> {
+        let table = match self.writer_handle(name) {
+            Some(t) => t,
+            None => self.open(name).await?,
+        };
+        let Some(version) = table.version() else {
+            return Ok(None);
+        };
+        if version + 1 < self.checkpoint_interval() {
+            return Ok(None); // too few commits for any checkpoint to be due
+        }
+        let behind = match self.last_checkpoint(&table).await {
+            Some(c) => version.saturating_sub(c),
+            None => version + 1,
+        };
+        if behind < self.checkpoint_interval() {
+            return Ok(None);
+        }
+        deltalake::checkpoints::create_checkpoint(&table, None)
+            .await
+            .map_err(delta_err(name, "writing a checkpoint"))?;
+        tracing::debug!(table = %name, version, "Wrote a checkpoint of `{name}`.");
+        Ok(Some(version))
+    }
+
+    /// [`Lake::checkpoint_if_due`] for every table this (guarded) handle committed to.
+    pub async fn checkpoint_written_tables(&self) -> Result<()> {
+        let names: Vec<String> = match &self.handles {
+            Some(h) => h.lock().expect("not poisoned").keys().cloned().collect(),
+            None => return Ok(()),
+        };
+        for name in names {
+            self.checkpoint_if_due(&name).await?;
+        }
+        Ok(())
     }
 
     /// The location.
