@@ -378,3 +378,29 @@ fn count_where(lake: &Path, table: &str, filter: &str) -> usize {
         .parse()
         .unwrap()
 }
+
+#[test]
+fn a_page_file_that_fails_early_keeps_its_scope_open() {
+    let lake = sample_lake();
+    let before = current_ids(lake.path(), "access_review_decisions");
+    let page1 = "decisions-a6117238-0001.json";
+    let text = std::fs::read(sample_data().join("accessReviews/decisions").join(page1)).unwrap();
+    // Cut inside its first record (its @odata.context is read), or empty (only the name says
+    // what it held): either way instance a6117238's page 2 alone must not close page 1's.
+    let cut_at = text.iter().position(|&b| b == b'[').unwrap() + 40;
+    for (name, content) in [("cut in record 1", text[..cut_at].to_vec()), ("empty", vec![])] {
+        let export = tempfile::tempdir().unwrap();
+        copy_dir(&sample_data(), export.path());
+        let decisions = export.path().join("accessReviews/decisions");
+        std::fs::write(decisions.join(page1), content).unwrap();
+        let r = ingest(
+            lake.path(),
+            &[export.path()],
+            &["--observed-at", "2026-10-08T06:00:00Z"],
+        );
+        assert_eq!(r.code, 1, "{name}: {}", r.stdout);
+        let s = r.json();
+        assert_eq!(table_counts(&s, "access_review_decisions")["closed"], 0, "{name}: {s}");
+        assert_eq!(current_ids(lake.path(), "access_review_decisions"), before, "{name}");
+    }
+}

@@ -159,6 +159,8 @@ enum Msg {
         file: usize,
         message: String,
         location: String,
+        /// `@odata.context` of the page it broke in, if known.
+        context: Option<String>,
     },
 }
 
@@ -293,9 +295,10 @@ pub async fn run(
                         context,
                         next_link,
                         request_url,
+                        problem,
                     } => {
                         let resolved = run.resolve(file, &paths[file], context.as_deref());
-                        run.page_end(resolved, file, next_link, request_url);
+                        run.page_end(resolved, file, next_link, request_url, problem);
                     }
                 }
             }
@@ -303,9 +306,13 @@ pub async fn run(
                 file,
                 message,
                 location,
+                context,
             } => {
                 records += 1;
-                run.file_error(file, &paths[file], message, &location);
+                let resolved = context
+                    .as_deref()
+                    .and_then(|c| run.resolve(file, &paths[file], Some(c)));
+                run.file_error(file, &paths[file], resolved, message, &location);
             }
         }
     }
@@ -330,6 +337,7 @@ fn read_files(
                 file,
                 message: reason.clone(),
                 location: String::new(),
+                context: None,
             });
             continue;
         }
@@ -350,6 +358,7 @@ fn read_files(
                     file,
                     message: format!("the file cannot be opened: {e}"),
                     location: String::new(),
+                    context: None,
                 });
                 continue;
             }
@@ -374,6 +383,7 @@ fn read_files(
                 file,
                 message: e.message,
                 location: e.location,
+                context: e.context,
             });
         }
     }
@@ -564,6 +574,7 @@ impl<'a> Run<'a> {
         file: usize,
         next_link: Option<String>,
         request_url: Option<String>,
+        problem: Option<String>,
     ) {
         if let Some(r) = &resolved {
             self.completeness.file_entity(file, r.entity);
@@ -571,6 +582,11 @@ impl<'a> Run<'a> {
         let Some((table, scope)) = resolved.as_ref().and_then(Self::snapshot_scope) else {
             return;
         };
+        if let Some(p) = problem {
+            let source = self.completeness.file_name(file);
+            self.completeness
+                .broken(table, scope.clone(), format!("a page of `{source}`: {p}"));
+        }
         self.completeness
             .page(table, scope, file, next_link, request_url);
     }
@@ -599,22 +615,37 @@ impl<'a> Run<'a> {
     }
 
     /// A file that could not be read to its end: the records after the break are lost, so
-    /// nothing it holds a page of is complete.
-    fn file_error(&mut self, file: usize, path: &std::path::Path, message: String, location: &str) {
+    /// nothing it holds a page of is complete: the scopes its records (or the page it broke
+    /// in) belong to; else every scope of the table its name names; else every snapshot of
+    /// the run.
+    fn file_error(
+        &mut self,
+        file: usize,
+        path: &std::path::Path,
+        broke_in: Option<Resolved>,
+        message: String,
+        location: &str,
+    ) {
         let source = path.display().to_string();
         let by_name = self.resolve(file, path, None);
-        let (had_records, mut scopes) = self.file_scopes.remove(&file).unwrap_or_default();
-        scopes.extend(by_name.as_ref().and_then(Self::snapshot_scope));
+        let (_, mut scopes) = self.file_scopes.remove(&file).unwrap_or_default();
+        scopes.extend(broke_in.as_ref().and_then(Self::snapshot_scope));
         let reason = format!("`{source}` could not be read to its end ({message})");
-        if scopes.is_empty() && by_name.is_none() && !had_records {
-            self.completeness.unattributed(format!(
-                "{reason}, and what it holds cannot be told: it may have been a page of any snapshot"
-            ));
+        if scopes.is_empty() {
+            match by_name.as_ref().and_then(|r| spec::entity(r.entity)) {
+                Some(spec) if spec.versioned().is_some() => {
+                    self.completeness.block_table(spec.table, reason.clone());
+                }
+                Some(_) => {}
+                None => self.completeness.unattributed(format!(
+                    "{reason}, and what it holds cannot be told: it may have been a page of any snapshot"
+                )),
+            }
         }
         for (table, scope) in scopes {
             self.completeness.broken(table, scope, reason.clone());
         }
-        let entity = by_name.map_or(UNRESOLVED, |r| r.entity);
+        let entity = broke_in.or(by_name).map_or(UNRESOLVED, |r| r.entity);
         self.reject(entity, &source, location, None, message, "");
     }
 

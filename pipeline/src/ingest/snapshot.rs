@@ -49,6 +49,9 @@ pub struct Completeness {
     pages: BTreeMap<ScopeKey, Vec<Page>>,
     broken: BTreeMap<ScopeKey, String>,
     embedded: BTreeMap<&'static str, BTreeSet<String>>,
+    /// Tables none of whose scopes is complete (a failed file named for the table, whose
+    /// parent cannot be told), with why.
+    blocked: BTreeMap<&'static str, String>,
     unattributed: Option<String>,
 }
 
@@ -150,6 +153,17 @@ impl Completeness {
         self.broken.entry((table, scope)).or_insert(reason);
     }
 
+    /// A file of `table` failed before its scope could be told: no scope of the table is
+    /// complete.
+    pub fn block_table(&mut self, table: &'static str, reason: String) {
+        self.blocked.entry(table).or_insert(reason);
+    }
+
+    /// The file's name, for messages.
+    pub fn file_name(&self, file: usize) -> String {
+        self.name(file)
+    }
+
     /// A file failed whose entity cannot be told: it may have been any snapshot's page, so
     /// no snapshot of this run is complete.
     pub fn unattributed(&mut self, reason: String) {
@@ -178,7 +192,7 @@ impl Completeness {
         let family_gaps = self.family_gaps();
         for scope in scopes {
             let key = (table, scope.clone());
-            let verdict = if let Some(reason) = &self.unattributed {
+            let verdict = if let Some(reason) = self.unattributed.as_ref().or(self.blocked.get(table)) {
                 Err(reason.clone())
             } else if let Some(reason) = self.broken.get(&key) {
                 Err(reason.clone())
@@ -196,6 +210,11 @@ impl Completeness {
                 }
                 Err(reason) => gaps.push(gap(scope, reason)),
             }
+        }
+        if gaps.is_empty()
+            && let Some(reason) = self.blocked.get(table)
+        {
+            gaps.push(gap("", reason.clone()));
         }
         (complete, gaps)
     }

@@ -254,7 +254,13 @@ pub fn remove_records(dir: &Path, drop: impl Fn(&str) -> bool) -> usize {
             }
         };
         if n > 0 {
-            std::fs::write(e.path(), edited).expect("write");
+            if edited.trim().is_empty() {
+                // Nothing left: an archive blob with no lines is not written at all (an empty
+                // file is a reject).
+                std::fs::remove_file(e.path()).expect("remove");
+            } else {
+                std::fs::write(e.path(), edited).expect("write");
+            }
             removed += n;
         }
     }
