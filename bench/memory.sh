@@ -46,7 +46,8 @@ measure() { # NAME CEILING_MIB COMMAND...
   shift 2
   local code=0
   /usr/bin/time -f "%e %M" -o "$WORK/time.txt" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || code=$?
-  read -r secs kib <"$WORK/time.txt" || { secs=$(tail -1 "$WORK/time.txt" | cut -d' ' -f1); kib=$(tail -1 "$WORK/time.txt" | cut -d' ' -f2); }
+  # GNU time puts "Command exited with non-zero status N" first when the command fails.
+  read -r secs kib < <(tail -1 "$WORK/time.txt")
   local mib=$(( kib / 1024 )) verdict=ok
   if [ "$mib" -gt "$ceiling" ]; then verdict=OVER; failed=1; fi
   rows+=("| $name | $secs | $mib | $ceiling | $code | $verdict |")

@@ -169,7 +169,8 @@ const UNRESOLVED: &str = "(unresolved)";
 /// Longest reject reason kept (the rest is cut, with the full length noted).
 const MAX_REASON_BYTES: usize = 2048;
 
-/// JSON bytes of raw records buffered before a commit (see `--chunk-rows` on commit sizes).
+/// JSON bytes of raw records, or text bytes of typed append-only rows, buffered before a
+/// commit (see `--chunk-rows` on commit sizes).
 const RAW_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 
 /// A 128-bit key for dedupe sets (never stored).
@@ -414,6 +415,8 @@ struct Run<'a> {
     appends: BTreeMap<&'static str, AppendBuffer>,
     raw: AppendBuffer,
     raw_bytes: usize,
+    /// Text bytes of the typed rows buffered for append-only tables.
+    append_bytes: usize,
     /// The chunk being committed while the next one is read (at most one at a time):
     /// the tables it wrote and their new versions.
     in_flight: Option<tokio::task::JoinHandle<Result<Vec<(String, i64)>>>>,
@@ -456,6 +459,7 @@ impl<'a> Run<'a> {
             file_scopes: HashMap::new(),
             appends: BTreeMap::new(),
             raw_bytes: 0,
+            append_bytes: 0,
             in_flight: None,
             orphans: HashSet::new(),
             rejected_ids: BTreeMap::new(),
@@ -702,7 +706,8 @@ impl<'a> Run<'a> {
             .values()
             .any(|b| b.rows.len() >= self.settings.chunk_rows)
             || self.raw.rows.len() >= self.settings.chunk_rows
-            || self.raw_bytes >= RAW_BUFFER_BYTES;
+            || self.raw_bytes >= RAW_BUFFER_BYTES
+            || self.append_bytes >= RAW_BUFFER_BYTES;
         if full {
             self.flush_appends().await?;
         }
@@ -848,6 +853,15 @@ impl<'a> Run<'a> {
             }
             Storage::Append => {
                 if is_new == Some(true) {
+                    // Rows are bounded by bytes too: a few huge records must not fill memory
+                    // before `--chunk-rows` rows arrive.
+                    self.append_bytes += row
+                        .iter()
+                        .map(|c| match c {
+                            Cell::Str(s) => s.len(),
+                            _ => 8,
+                        })
+                        .sum::<usize>();
                     self.appends
                         .get_mut(spec.table)
                         .expect("created above")
@@ -984,6 +998,7 @@ impl<'a> Run<'a> {
     async fn flush_appends(&mut self) -> Result<()> {
         self.settle_flush().await?;
         self.raw_bytes = 0;
+        self.append_bytes = 0;
         let mut chunks = vec![];
         for buf in self
             .appends
