@@ -18,4 +18,12 @@ source tests/services/start.sh
 trap stop_services EXIT
 # With the emulators up, a backend test that cannot reach one fails instead of skipping.
 export GOVLAKE_TEST_SERVICES=required
-cargo test --locked "$@"
+# Tests that need these services are #[ignore]d (with the reason) for a bare `cargo test`;
+# here they run too.
+args=("$@")
+if printf '%s\n' "${args[@]}" | grep -qx -- '--'; then
+  args+=(--include-ignored)
+else
+  args+=(-- --include-ignored)
+fi
+cargo test --locked "${args[@]}"

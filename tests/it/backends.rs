@@ -1,9 +1,10 @@
 //! The lake on every backend: local disk, Azure Blob through Azurite and S3 through a moto
 //! server (both started on 127.0.0.1 by tests/services/start.sh, which tests/run.sh
 //! sources). The same conformance story runs on each: ingest → sql → pack → verify, a
-//! `kill -9` mid-ingest then a rerun, and two ingests at once. Without the emulators (a bare
-//! `cargo test`) the cloud backends are skipped with a note on stderr; tests/run.sh sets
-//! GOVLAKE_TEST_SERVICES=required, under which a missing emulator fails the test instead.
+//! `kill -9` mid-ingest then a rerun, and two ingests at once. Tests that need the emulators
+//! (or the Python reader) are `#[ignore]`d with the reason, so a bare `cargo test` lists them
+//! as ignored; tests/run.sh starts the services and runs them too (`--include-ignored`), and
+//! a service that is missing then fails the test, never skips it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,6 @@ pub enum Backend {
 impl Backend {
     /// Local disk, plus every emulator tests/services/start.sh started.
     pub fn all() -> Vec<Backend> {
-        let required = std::env::var("GOVLAKE_TEST_SERVICES").as_deref() == Ok("required");
         let mut out = vec![Backend::Local];
         for (var, make) in [
             (
@@ -42,10 +42,9 @@ impl Backend {
                     );
                     out.push(make(e));
                 }
-                Err(_) if required => panic!("{var} is not set: run the tests with tests/run.sh"),
-                Err(_) => {
-                    eprintln!("note: {var} not set, skipping that backend (tests/run.sh starts it)")
-                }
+                Err(_) => panic!(
+                    "{var} is not set: this test needs the emulators; run it with tests/run.sh, which starts them"
+                ),
             }
         }
         out
@@ -245,6 +244,7 @@ pub fn local_sample_dump() -> Vec<(String, Vec<String>)> {
 }
 
 #[test]
+#[ignore = "needs Azurite and moto: tests/run.sh starts them and runs the ignored tests"]
 fn conformance_ingest_sql_pack_verify_on_every_backend() {
     let expected = local_sample_dump();
     for backend in Backend::all() {
@@ -314,6 +314,7 @@ fn clean_dump(input: &Path) -> Vec<(String, Vec<String>)> {
 }
 
 #[test]
+#[ignore = "needs Azurite and moto: tests/run.sh starts them and runs the ignored tests"]
 fn kill_9_mid_ingest_on_object_storage_then_rerun_equals_one_clean_run() {
     let data = tempfile::tempdir().unwrap();
     let input = generated_tenant(data.path());
@@ -362,6 +363,7 @@ fn kill_9_mid_ingest_on_object_storage_then_rerun_equals_one_clean_run() {
 }
 
 #[test]
+#[ignore = "needs Azurite and moto: tests/run.sh starts them and runs the ignored tests"]
 fn two_ingests_at_once_store_nothing_twice() {
     let data = tempfile::tempdir().unwrap();
     let input = generated_tenant(data.path());
@@ -419,15 +421,10 @@ fn logical_type(t: &deltalake::arrow::datatypes::DataType) -> String {
 }
 
 #[test]
+#[ignore = "needs the Python deltalake reader: tests/run.sh installs it and runs the ignored tests"]
 fn another_delta_reader_sees_the_same_rows_and_types() {
-    let Ok(python) = std::env::var("GOVLAKE_TEST_PYTHON") else {
-        assert!(
-            std::env::var("GOVLAKE_TEST_SERVICES").as_deref() != Ok("required"),
-            "GOVLAKE_TEST_PYTHON is not set: run the tests with tests/run.sh"
-        );
-        eprintln!("note: GOVLAKE_TEST_PYTHON not set, skipping (tests/run.sh sets it)");
-        return;
-    };
+    let python = std::env::var("GOVLAKE_TEST_PYTHON")
+        .expect("GOVLAKE_TEST_PYTHON is not set: run this test with tests/run.sh, which installs the reader");
     let dir = tempfile::tempdir().unwrap();
     let lake_dir = dir.path().join("lake");
     let r = crate::common::ingest(&lake_dir, &[&sample_data()], &[]);
@@ -683,14 +680,13 @@ fn proxy_one(
 }
 
 #[test]
+#[ignore = "needs Azurite and moto: tests/run.sh starts them and runs the ignored tests"]
 fn commits_whose_reply_is_lost_are_recognised_not_repeated() {
     use std::sync::atomic::Ordering;
-    let Some(azurite) = Backend::all()
+    let azurite = Backend::all()
         .into_iter()
         .find(|b| matches!(b, Backend::Azurite { .. }))
-    else {
-        return; // Backend::all() already said why (or failed, under tests/run.sh)
-    };
+        .expect("Backend::all() has Azurite or has failed");
     let Backend::Azurite { endpoint } = &azurite else {
         unreachable!()
     };

@@ -43,8 +43,15 @@ fn tables_lists_rows_versions_and_reconciliation() {
 fn demo_ingests_the_sample_tenant_and_ends_with_table_counts() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("demo-lake");
-    let r = run(govlake().arg("--lake").arg(&lake).arg("demo"));
+    // In a folder of its own: the demo writes its pack (and key) beside where it runs, never
+    // into the checkout.
+    let r = run(govlake()
+        .current_dir(dir.path())
+        .arg("--lake")
+        .arg(&lake)
+        .arg("demo"));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(dir.path().join("govlake-demo-pack").is_dir(), "the pack is in the demo's folder");
     assert!(
         r.stdout.contains("Ingested the sample tenant"),
         "{}",
@@ -61,6 +68,7 @@ fn demo_ingests_the_sample_tenant_and_ends_with_table_counts() {
     );
     // A second demo stores nothing twice.
     let again = run(govlake()
+        .current_dir(dir.path())
         .arg("--lake")
         .arg(&lake)
         .args(["--format", "json", "demo"]));
