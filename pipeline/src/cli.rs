@@ -8,8 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Ingest Entitlement Management exports (Graph pages, JSON Lines, diagnostic-settings
 /// archives) into Delta tables, query them, and turn them into auditor reports and signed
-/// evidence packs. Exit codes: 0 success, 1 finished with a failure (rejected records, a pack
-/// that does not verify), 2 error, 130 interrupted.
+/// evidence packs. Exit codes: 0 success, 1 finished with a failure (rejected records, a
+/// coverage gap such as a partial snapshot, a pack that does not verify), 2 error, 3 (verify)
+/// a whole pack whose signer is not pinned, 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(
     name = "govlake",

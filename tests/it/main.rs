@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod differential;
 mod generate;
+mod help;
 mod ingest;
 mod live;
 mod nothing_lost;

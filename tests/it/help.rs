@@ -1,0 +1,44 @@
+//! Every command's `--help`, as a reviewed snapshot: the CLI reference a user reads. A new
+//! command is found from the top-level help, so it cannot go without one.
+
+use std::process::Command;
+
+use crate::common::run;
+
+/// `govlake` with an empty environment (clap shows `[env: NAME=value]`), 100 columns wide.
+fn govlake() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_govlake"));
+    c.env_clear().env("COLUMNS", "100");
+    c
+}
+
+/// Command names listed under `Commands:` in `govlake --help`.
+fn commands() -> Vec<String> {
+    let top = run(govlake().arg("--help"));
+    assert_eq!(top.code, 0, "{}", top.stderr);
+    top.stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        // Wrapped descriptions are indented further than the names.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_command_has_a_reviewed_help() {
+    let commands = commands();
+    assert!(commands.len() >= 11, "{commands:?}");
+    let top = run(govlake().arg("--help"));
+    insta::assert_snapshot!("help", top.stdout);
+    for c in commands {
+        let r = run(govlake().args([c.as_str(), "--help"]));
+        assert_eq!(r.code, 0, "{c}: {}", r.stderr);
+        assert!(r.stdout.contains("Usage: govlake"), "{c}: {}", r.stdout);
+        insta::assert_snapshot!(format!("help_{c}"), r.stdout);
+    }
+}
