@@ -312,7 +312,11 @@ fn published_graph_payloads_parse_leniently() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|g| g["table"] == "assignments" && g["reason"].as_str().unwrap().contains("pages have no `@odata.nextLink`")),
+            .any(|g| g["table"] == "assignments"
+                && g["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("pages have no `@odata.nextLink`")),
         "{}",
         s["summary"]["snapshot_gaps"]
     );

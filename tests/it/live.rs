@@ -945,8 +945,9 @@ fn a_hostile_parent_id_is_a_recorded_gap_not_a_request_outside_graph() {
     assert_eq!(s["status"], "incomplete", "{s}");
     let gaps = s["summary"]["graph"]["coverage_gaps"].as_array().unwrap();
     assert!(
-        gaps.iter().any(|g| g["table"] == "connected_organization_sponsors"
-            && g["reason"].as_str().unwrap().contains(hostile)),
+        gaps.iter()
+            .any(|g| g["table"] == "connected_organization_sponsors"
+                && g["reason"].as_str().unwrap().contains(hostile)),
         "no gap naming the id: {gaps:?}"
     );
     assert_eq!(gap_tables(lake.path()), ["connected_organization_sponsors"]);
@@ -1005,12 +1006,17 @@ fn a_live_run_records_its_page_chains_and_closes_what_left() {
     // The tenant loses one assignment; the next live run closes it and nothing else.
     let later = tempfile::tempdir().unwrap();
     crate::common::copy_dir(&sample_data(), later.path());
-    let gone = crate::common::sample_page("entitlementManagement/assignments/assignments-0003.json")
-        ["value"][4]["id"]
+    let gone = crate::common::sample_page(
+        "entitlementManagement/assignments/assignments-0003.json",
+    )["value"][4]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(crate::common::remove_records(later.path(), |r| r.contains(&gone) && r.contains("\"assignmentPolicy\"")), 1);
+    assert_eq!(
+        crate::common::remove_records(later.path(), |r| r.contains(&gone)
+            && r.contains("\"assignmentPolicy\"")),
+        1
+    );
     let sim = start_sim(later.path(), &[]);
     let second = live_ingest(
         lake.path(),
@@ -1019,8 +1025,18 @@ fn a_live_run_records_its_page_chains_and_closes_what_left() {
     );
     assert_eq!(second.code, 0, "{}{}", second.stdout, second.stderr);
     let s = second.json();
-    assert_eq!(s["summary"]["ingest"]["snapshot_gaps"], serde_json::json!([]), "{s}");
-    assert_eq!(s["summary"]["ingest"]["tables"]["assignments"]["closed"], 1, "{s}");
-    let ids = crate::common::sql(lake.path(), &format!("select count(*) from assignments where id = '{gone}'"));
+    assert_eq!(
+        s["summary"]["ingest"]["snapshot_gaps"],
+        serde_json::json!([]),
+        "{s}"
+    );
+    assert_eq!(
+        s["summary"]["ingest"]["tables"]["assignments"]["closed"], 1,
+        "{s}"
+    );
+    let ids = crate::common::sql(
+        lake.path(),
+        &format!("select count(*) from assignments where id = '{gone}'"),
+    );
     assert_eq!(ids, ["0"]);
 }

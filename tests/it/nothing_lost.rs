@@ -52,7 +52,11 @@ fn a_partial_assignment_snapshot_closes_nothing() {
     // (name, pages copied as (sample page, file name), page cut short)
     let cases: Vec<(&str, Vec<(usize, &str)>, Option<usize>)> = vec![
         ("one middle page", vec![(1, "assignments-0002.json")], None),
-        ("the last page alone", vec![(3, "assignments-0004.json")], None),
+        (
+            "the last page alone",
+            vec![(3, "assignments-0004.json")],
+            None,
+        ),
         (
             "pages 2-4",
             vec![
@@ -71,7 +75,11 @@ fn a_partial_assignment_snapshot_closes_nothing() {
             ],
             None,
         ),
-        ("a middle page, renamed", vec![(1, "assignments.json")], None),
+        (
+            "a middle page, renamed",
+            vec![(1, "assignments.json")],
+            None,
+        ),
         (
             "every page, page 3 cut short",
             vec![
@@ -99,7 +107,11 @@ fn a_partial_assignment_snapshot_closes_nothing() {
             &[export.path()],
             &["--observed-at", "2026-10-08T06:00:00Z"],
         );
-        assert_eq!(r.code, 1, "{name}: a coverage gap fails the run\n{}", r.stdout);
+        assert_eq!(
+            r.code, 1,
+            "{name}: a coverage gap fails the run\n{}",
+            r.stdout
+        );
         let s = r.json();
         assert_eq!(s["status"], "incomplete", "{name}");
         assert_eq!(table_counts(&s, "assignments")["closed"], 0, "{name}: {s}");
@@ -195,10 +207,17 @@ fn a_parent_whose_pages_are_partial_keeps_its_children_open() {
     );
     assert_eq!(r.code, 1, "{}", r.stdout);
     let s = r.json();
-    assert_eq!(table_counts(&s, "access_review_decisions")["closed"], 1, "{s}");
+    assert_eq!(
+        table_counts(&s, "access_review_decisions")["closed"],
+        1,
+        "{s}"
+    );
     let gaps = s["summary"]["snapshot_gaps"].as_array().unwrap();
     assert_eq!(gaps.len(), 1, "{gaps:?}");
-    assert!(gaps[0]["scope"].as_str().unwrap().starts_with("a6117238"), "{gaps:?}");
+    assert!(
+        gaps[0]["scope"].as_str().unwrap().starts_with("a6117238"),
+        "{gaps:?}"
+    );
     let mut want = before;
     want.remove(&gone);
     assert_eq!(current_ids(lake.path(), "access_review_decisions"), want);
@@ -231,8 +250,12 @@ fn a_bad_json_lines_line_costs_only_that_line() {
                 file.extend_from_slice(&bytes);
             }
             8 => file.extend_from_slice(
-                l.replacen("\"activityDisplayName\":\"", "\"activityDisplayName\":\"\\ud800", 1)
-                    .as_bytes(),
+                l.replacen(
+                    "\"activityDisplayName\":\"",
+                    "\"activityDisplayName\":\"\\ud800",
+                    1,
+                )
+                .as_bytes(),
             ),
             _ => {
                 file.extend_from_slice(l.as_bytes());
@@ -285,11 +308,30 @@ fn a_bad_element_of_a_page_costs_only_that_element() {
     assert_eq!(r.code, 1, "{}", r.stdout);
     let s = r.json();
     let c = table_counts(&s, "audit_events");
-    assert_eq!((c["fetched"].as_u64(), c["stored"].as_u64(), c["rejected"].as_u64()), (Some(5), Some(4), Some(1)), "{c}");
-    let want: BTreeSet<String> = ids.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, id)| id.clone()).collect();
+    assert_eq!(
+        (
+            c["fetched"].as_u64(),
+            c["stored"].as_u64(),
+            c["rejected"].as_u64()
+        ),
+        (Some(5), Some(4), Some(1)),
+        "{c}"
+    );
+    let want: BTreeSet<String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, id)| id.clone())
+        .collect();
     assert_eq!(current_ids(lake.path(), "audit_events"), want);
-    let reasons = sql(lake.path(), "select location || ' ' || reason from _rejects");
-    assert!(reasons[0].contains("record 2") && reasons[0].contains("not valid JSON"), "{reasons:?}");
+    let reasons = sql(
+        lake.path(),
+        "select location || ' ' || reason from _rejects",
+    );
+    assert!(
+        reasons[0].contains("record 2") && reasons[0].contains("not valid JSON"),
+        "{reasons:?}"
+    );
 }
 
 #[test]
@@ -300,13 +342,25 @@ fn empty_pages_and_windows_encodings() {
     std::fs::write(dir.path().join("accessPackages.json"), b" \r\n\t\n").unwrap();
     let r = ingest(lake.path(), &[dir.path()], &[]);
     assert_eq!(r.code, 1, "{}", r.stdout);
-    let notes = r.json()["summary"]["reject_notes"].as_array().unwrap().clone();
+    let notes = r.json()["summary"]["reject_notes"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(notes.len(), 2, "{notes:?}");
-    assert!(notes.iter().all(|n| n["reason"].as_str().unwrap().contains("empty")), "{notes:?}");
+    assert!(
+        notes
+            .iter()
+            .all(|n| n["reason"].as_str().unwrap().contains("empty")),
+        "{notes:?}"
+    );
 
     // The sample's catalogs page as Windows PowerShell's Set-Content/Out-File write it.
-    let text = std::fs::read_to_string(sample_data().join("entitlementManagement/catalogs-0001.json")).unwrap();
-    let want: BTreeSet<String> = page_ids("entitlementManagement/catalogs-0001.json").into_iter().collect();
+    let text =
+        std::fs::read_to_string(sample_data().join("entitlementManagement/catalogs-0001.json"))
+            .unwrap();
+    let want: BTreeSet<String> = page_ids("entitlementManagement/catalogs-0001.json")
+        .into_iter()
+        .collect();
     let mut bom = vec![0xEF, 0xBB, 0xBF];
     bom.extend_from_slice(text.as_bytes());
     let mut utf16 = vec![0xFF, 0xFE];
@@ -336,13 +390,26 @@ fn symlinks_are_followed_or_rejected_by_name() {
     let lake = tempfile::tempdir().unwrap();
     let r = ingest(lake.path(), &[d], &[]);
     assert_eq!(r.code, 1, "{}", r.stdout);
-    let want: BTreeSet<String> = page_ids("entitlementManagement/catalogs-0001.json").into_iter().collect();
+    let want: BTreeSet<String> = page_ids("entitlementManagement/catalogs-0001.json")
+        .into_iter()
+        .collect();
     assert_eq!(current_ids(lake.path(), "catalogs"), want);
-    let definitions: BTreeSet<String> = page_ids("accessReviews/definitions-0001.json").into_iter().collect();
-    assert_eq!(current_ids(lake.path(), "access_review_definitions"), definitions);
-    let rejects = sql(lake.path(), "select source || ': ' || reason from _rejects order by 1");
+    let definitions: BTreeSet<String> = page_ids("accessReviews/definitions-0001.json")
+        .into_iter()
+        .collect();
+    assert_eq!(
+        current_ids(lake.path(), "access_review_definitions"),
+        definitions
+    );
+    let rejects = sql(
+        lake.path(),
+        "select source || ': ' || reason from _rejects order by 1",
+    );
     assert_eq!(rejects.len(), 2, "{rejects:?}");
-    assert!(rejects[0].contains("assignments-0001.json") && rejects[0].contains("No such file"), "{rejects:?}");
+    assert!(
+        rejects[0].contains("assignments-0001.json") && rejects[0].contains("No such file"),
+        "{rejects:?}"
+    );
     assert!(rejects[1].contains("loop"), "{rejects:?}");
 }
 
@@ -363,20 +430,37 @@ fn hostile_fields_are_rejects_with_bounded_reasons() {
     let lake = tempfile::tempdir().unwrap();
     let r = ingest(lake.path(), &[dir.path()], &[]);
     assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.stdout.len() < 20_000, "the summary stays small: {} bytes", r.stdout.len());
-    assert!(r.stderr.len() < 20_000, "the log stays small: {} bytes", r.stderr.len());
-    let rejects = sql(lake.path(), "select record_id || ' ' || reason from _rejects where entity = 'audit_events'");
+    assert!(
+        r.stdout.len() < 20_000,
+        "the summary stays small: {} bytes",
+        r.stdout.len()
+    );
+    assert!(
+        r.stderr.len() < 20_000,
+        "the log stays small: {} bytes",
+        r.stderr.len()
+    );
+    let rejects = sql(
+        lake.path(),
+        "select record_id || ' ' || reason from _rejects where entity = 'audit_events'",
+    );
     assert_eq!(rejects.len(), 1, "{rejects:?}");
-    assert!(rejects[0].starts_with(&bad_id) && rejects[0].contains("targetResources"), "{rejects:?}");
+    assert!(
+        rejects[0].starts_with(&bad_id) && rejects[0].contains("targetResources"),
+        "{rejects:?}"
+    );
     assert_eq!(count_where(lake.path(), "audit_events", "true"), 2);
     let longest = sql(lake.path(), "select max(length(reason)) from _rejects");
     assert!(longest[0].parse::<usize>().unwrap() <= 2200, "{longest:?}");
 }
 
 fn count_where(lake: &Path, table: &str, filter: &str) -> usize {
-    sql(lake, &format!("select count(*) from {table} where {filter}"))[0]
-        .parse()
-        .unwrap()
+    sql(
+        lake,
+        &format!("select count(*) from {table} where {filter}"),
+    )[0]
+    .parse()
+    .unwrap()
 }
 
 #[test]
@@ -388,7 +472,10 @@ fn a_page_file_that_fails_early_keeps_its_scope_open() {
     // Cut inside its first record (its @odata.context is read), or empty (only the name says
     // what it held): either way instance a6117238's page 2 alone must not close page 1's.
     let cut_at = text.iter().position(|&b| b == b'[').unwrap() + 40;
-    for (name, content) in [("cut in record 1", text[..cut_at].to_vec()), ("empty", vec![])] {
+    for (name, content) in [
+        ("cut in record 1", text[..cut_at].to_vec()),
+        ("empty", vec![]),
+    ] {
         let export = tempfile::tempdir().unwrap();
         copy_dir(&sample_data(), export.path());
         let decisions = export.path().join("accessReviews/decisions");
@@ -400,7 +487,15 @@ fn a_page_file_that_fails_early_keeps_its_scope_open() {
         );
         assert_eq!(r.code, 1, "{name}: {}", r.stdout);
         let s = r.json();
-        assert_eq!(table_counts(&s, "access_review_decisions")["closed"], 0, "{name}: {s}");
-        assert_eq!(current_ids(lake.path(), "access_review_decisions"), before, "{name}");
+        assert_eq!(
+            table_counts(&s, "access_review_decisions")["closed"],
+            0,
+            "{name}: {s}"
+        );
+        assert_eq!(
+            current_ids(lake.path(), "access_review_decisions"),
+            before,
+            "{name}"
+        );
     }
 }

@@ -268,8 +268,8 @@ fn forge(pack: &Path, key: &Path) {
         }
         std::fs::write(f, text).unwrap();
     };
-    let key = govlake::report::sign::SecretKey::parse(&std::fs::read_to_string(key).unwrap())
-        .unwrap();
+    let key =
+        govlake::report::sign::SecretKey::parse(&std::fs::read_to_string(key).unwrap()).unwrap();
     std::fs::write(pack.join("signer.pub"), key.public().to_file_text()).unwrap();
     rehash("manifest-sha256.txt", &[victim]);
     rehash(
@@ -325,13 +325,8 @@ fn a_forged_pack_never_verifies_without_a_pinned_signer() {
     for trusted in ["\"pack.pub\"".to_string(), format!("\"{key_line}\"")] {
         let config = dir.path().join("govlake.toml");
         std::fs::write(&config, format!("[verify]\ntrusted_keys = [{trusted}]\n")).unwrap();
-        let with_config = |p: &Path| {
-            run(govlake()
-                .arg("--config")
-                .arg(&config)
-                .arg("verify")
-                .arg(p))
-        };
+        let with_config =
+            |p: &Path| run(govlake().arg("--config").arg(&config).arg("verify").arg(p));
         let r = with_config(&forged);
         assert_eq!(r.code, 1, "{trusted}: {}{}", r.stdout, r.stderr);
         let r = with_config(&pack);

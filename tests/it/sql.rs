@@ -94,7 +94,10 @@ fn every_view_has_a_golden_result_on_the_sample_tenant() {
         .map(|i| i["name"].as_str().unwrap().to_string())
         .collect();
     listed.sort();
-    assert_eq!(listed, expected, "views listed vs parameter-free query files");
+    assert_eq!(
+        listed, expected,
+        "views listed vs parameter-free query files"
+    );
     assert_eq!(views, expected.len());
     assert!(
         items
@@ -174,7 +177,11 @@ fn a_dollar_in_a_string_or_quoted_name_is_not_a_parameter() {
     // A real one still needs its value.
     let r = csv_query(lake.path(), "select '$x' as s, $v as v", &[]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("--param v=") && !r.stderr.contains("--param x"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--param v=") && !r.stderr.contains("--param x"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// The data rows of `sql -o table` output.
@@ -239,11 +246,24 @@ fn a_query_over_its_memory_limit_fails_with_a_clear_error() {
     }
     let r = sql_cli(lake.path(), &["-c", "select 1", "--memory-limit", "lots"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("`lots` is not a memory size"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`lots` is not a memory size"),
+        "{}",
+        r.stderr
+    );
     // Within the limit, the sort runs.
     let r = sql_cli(
         lake.path(),
-        &["-c", sort, "-o", "csv", "--limit", "1", "--memory-limit", "1G"],
+        &[
+            "-c",
+            sort,
+            "-o",
+            "csv",
+            "--limit",
+            "1",
+            "--memory-limit",
+            "1G",
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "value\n3000000\n");

@@ -51,7 +51,10 @@ fn demo_ingests_the_sample_tenant_and_ends_with_table_counts() {
         .arg(&lake)
         .arg("demo"));
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    assert!(dir.path().join("govlake-demo-pack").is_dir(), "the pack is in the demo's folder");
+    assert!(
+        dir.path().join("govlake-demo-pack").is_dir(),
+        "the pack is in the demo's folder"
+    );
     assert!(
         r.stdout.contains("Ingested the sample tenant"),
         "{}",

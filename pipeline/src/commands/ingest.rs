@@ -166,7 +166,10 @@ fn print_snapshot_gaps(s: &IngestSummary) {
         println!("  {}{}: {}", g.table, scope, g.reason);
     }
     if s.snapshot_gaps.len() > 20 {
-        println!("  … {} more (see `_ingest_runs.status`).", s.snapshot_gaps.len() - 20);
+        println!(
+            "  … {} more (see `_ingest_runs.status`).",
+            s.snapshot_gaps.len() - 20
+        );
     }
     println!(
         "  Ingest the whole export (every page of each listing) to close what left the tenant; --allow-gaps exits 0 all the same."

@@ -340,7 +340,9 @@ fn trusted_keys(
         .iter()
         .map(|entry| match PublicKey::parse(entry) {
             Ok(key) => Ok(key),
-            Err(_) => read(&base.join(entry)).context("In the config file's `[verify] trusted_keys`"),
+            Err(_) => {
+                read(&base.join(entry)).context("In the config file's `[verify] trusted_keys`")
+            }
         })
         .collect()
 }

@@ -9,8 +9,8 @@ use futures::TryStreamExt as _;
 use anyhow::{Context as _, bail};
 use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::scalar::ScalarValue;
-use govlake::query::{AsOf, MemoryLimit};
 use govlake::query::views::{self, QueryFile};
+use govlake::query::{AsOf, MemoryLimit};
 
 use super::{ExitStatus, Printer, open_lake};
 use crate::cli::{GlobalArgs, SqlArgs, SqlFormat};

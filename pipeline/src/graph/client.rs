@@ -394,9 +394,10 @@ impl GraphClient {
         let device_code = match (reply.status, answer["device_code"].as_str()) {
             (200, Some(code)) => code.to_string(),
             (status, _) => {
-                let message = answer["error_description"]
-                    .as_str()
-                    .map_or_else(|| "no device code in the answer".into(), |m| self.shown(m, &[]));
+                let message = answer["error_description"].as_str().map_or_else(
+                    || "no device code in the answer".into(),
+                    |m| self.shown(m, &[]),
+                );
                 return Err(self.auth_error(code_url.as_str(), status, message));
             }
         };
@@ -445,7 +446,10 @@ impl GraphClient {
                     let message = v["error_description"]
                         .as_str()
                         .or(v["error"].as_str())
-                        .map_or_else(|| "sign-in refused".into(), |m| self.shown(m, &[&device_code]));
+                        .map_or_else(
+                            || "sign-in refused".into(),
+                            |m| self.shown(m, &[&device_code]),
+                        );
                     return Err(self.auth_error(token_url.as_str(), reply.status, message));
                 }
             }
@@ -1279,7 +1283,10 @@ mod tests {
         let t = ttl(serde_json::json!({"expires_on": on.to_string()})).unwrap();
         assert!((598..=600).contains(&t), "{t}");
         assert_eq!(ttl(serde_json::json!({})), None);
-        assert_eq!(ttl(serde_json::json!({"expires_in": i64::MAX})), Some(86_400));
+        assert_eq!(
+            ttl(serde_json::json!({"expires_in": i64::MAX})),
+            Some(86_400)
+        );
         assert_eq!(ttl(serde_json::json!({"expires_in": -5})), Some(1));
         assert_eq!(ttl(serde_json::json!({"expires_on": i64::MIN})), Some(1));
     }

@@ -261,7 +261,11 @@ pub async fn crawl(
         .await?;
     let sponsors = |org: &str| format!("{EM}/connectedOrganizations('{org}')/internalSponsors");
     let sponsor_lists: Vec<String> = c
-        .usable_ids(&format!("{EM}/connectedOrganizations"), ids(&orgs), sponsors)
+        .usable_ids(
+            &format!("{EM}/connectedOrganizations"),
+            ids(&orgs),
+            sponsors,
+        )
         .iter()
         .flat_map(|org| {
             ["internalSponsors", "externalSponsors"]
@@ -283,30 +287,24 @@ pub async fn crawl(
         ids(&definitions),
         instances_of,
     );
-    let instance_lists = defs
-        .iter()
-        .map(|def| instances_of(def))
-        .collect();
+    let instance_lists = defs.iter().map(|def| instances_of(def)).collect();
     let instances = c
         .list_children("accessReviewInstances", instance_lists)
         .await?;
-    let decisions_of =
-        |def: &str, inst: &str| format!("{REVIEWS}/definitions('{def}')/instances('{inst}')/decisions");
+    let decisions_of = |def: &str, inst: &str| {
+        format!("{REVIEWS}/definitions('{def}')/instances('{inst}')/decisions")
+    };
     let instances: Vec<Vec<String>> = defs
         .iter()
         .zip(instances)
         .map(|(def, listed)| {
-            c.usable_ids(&instances_of(def), listed, |inst| {
-                decisions_of(def, inst)
-            })
+            c.usable_ids(&instances_of(def), listed, |inst| decisions_of(def, inst))
         })
         .collect();
     let decision_lists = defs
         .iter()
         .zip(&instances)
-        .flat_map(|(def, instances)| {
-            instances.iter().map(move |inst| decisions_of(def, inst))
-        })
+        .flat_map(|(def, instances)| instances.iter().map(move |inst| decisions_of(def, inst)))
         .collect();
     c.list_children("accessReviewDecisions", decision_lists)
         .await?;

@@ -32,10 +32,7 @@ static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
             "Bearer [redacted]",
         ),
         // Form fields and query parameters: `client_secret=x&…`.
-        (
-            format!(r"(?i)\b({fields})=[^&\s\x22']*"),
-            "${1}=[redacted]",
-        ),
+        (format!(r"(?i)\b({fields})=[^&\s\x22']*"), "${1}=[redacted]"),
         // JSON members: `"access_token": "x"`.
         (
             format!(r#"(?i)"({fields})"\s*:\s*"(?:[^"\\]|\\.)*""#),

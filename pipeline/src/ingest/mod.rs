@@ -410,8 +410,8 @@ struct Run<'a> {
     versioned: BTreeMap<&'static str, VersionMerge>,
     /// Which snapshot scopes were read whole (only those close what they miss).
     completeness: snapshot::Completeness,
-    /// Per file: whether it held any record, and the snapshot scopes it touched.
-    file_scopes: HashMap<usize, (bool, BTreeSet<(&'static str, String)>)>,
+    /// Per file: the snapshot scopes its records touched.
+    file_scopes: HashMap<usize, BTreeSet<(&'static str, String)>>,
     appends: BTreeMap<&'static str, AppendBuffer>,
     raw: AppendBuffer,
     raw_bytes: usize,
@@ -567,9 +567,7 @@ impl<'a> Run<'a> {
     }
 
     fn touch(&mut self, file: usize, scope: Option<(&'static str, String)>) {
-        let entry = self.file_scopes.entry(file).or_default();
-        entry.0 = true;
-        entry.1.extend(scope);
+        self.file_scopes.entry(file).or_default().extend(scope);
     }
 
     fn page_end(
@@ -632,7 +630,7 @@ impl<'a> Run<'a> {
     ) {
         let source = path.display().to_string();
         let by_name = self.resolve(file, path, None);
-        let (_, mut scopes) = self.file_scopes.remove(&file).unwrap_or_default();
+        let mut scopes = self.file_scopes.remove(&file).unwrap_or_default();
         scopes.extend(broke_in.as_ref().and_then(Self::snapshot_scope));
         let reason = format!("`{source}` could not be read to its end ({message})");
         if scopes.is_empty() {

@@ -269,7 +269,9 @@ impl<R: BufRead> Utf16Reader<R> {
                 }
                 match (self.pending_high.take(), unit) {
                     (Some(high), 0xDC00..=0xDFFF) => {
-                        let c = 0x10000 + ((u32::from(high) - 0xD800) << 10) + (u32::from(unit) - 0xDC00);
+                        let c = 0x10000
+                            + ((u32::from(high) - 0xD800) << 10)
+                            + (u32::from(unit) - 0xDC00);
                         self.push(char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER));
                     }
                     (high, 0xD800..=0xDBFF) => {
@@ -288,7 +290,9 @@ impl<R: BufRead> Utf16Reader<R> {
                         if high.is_some() {
                             self.push(char::REPLACEMENT_CHARACTER);
                         }
-                        self.push(char::from_u32(u32::from(u)).unwrap_or(char::REPLACEMENT_CHARACTER));
+                        self.push(
+                            char::from_u32(u32::from(u)).unwrap_or(char::REPLACEMENT_CHARACTER),
+                        );
                     }
                 }
             }
@@ -342,7 +346,9 @@ impl fmt::Display for Broken {
         match self {
             Broken::Eof => f.write_str("the JSON ends too early (truncated file?)"),
             Broken::LineBreak => f.write_str("the line ends inside a JSON value"),
-            Broken::Unexpected(b) => write!(f, "this is not valid JSON: unexpected {}", show_byte(*b)),
+            Broken::Unexpected(b) => {
+                write!(f, "this is not valid JSON: unexpected {}", show_byte(*b))
+            }
         }
     }
 }
@@ -529,7 +535,10 @@ impl<'s, R: BufRead> Parser<'s, R> {
         if first == b'\n' && self.lines {
             return Ok(Err(Broken::LineBreak));
         }
-        if matches!(first, b'}' | b']' | b',' | b':' | b' ' | b'\t' | b'\r' | b'\n') {
+        if matches!(
+            first,
+            b'}' | b']' | b',' | b':' | b' ' | b'\t' | b'\r' | b'\n'
+        ) {
             return Ok(Err(Broken::Unexpected(first)));
         }
         let scalar = !matches!(first, b'{' | b'[' | b'"');
@@ -733,7 +742,13 @@ impl<'s, R: BufRead> Parser<'s, R> {
             first = false;
             if b != b'"' {
                 let p = self.pos();
-                break Some((format!("this is not valid JSON: expected a key, found {}", show_byte(b)), p));
+                break Some((
+                    format!(
+                        "this is not valid JSON: expected a key, found {}",
+                        show_byte(b)
+                    ),
+                    p,
+                ));
             }
             let key = match self.string_at()? {
                 Ok(k) => k,
@@ -741,13 +756,20 @@ impl<'s, R: BufRead> Parser<'s, R> {
             };
             if self.skip_ws(false)? != Some(b':') {
                 let p = self.pos();
-                break Some((format!("this is not valid JSON: expected `:` after key `{}`", truncate_key(&key)), p));
+                break Some((
+                    format!(
+                        "this is not valid JSON: expected `:` after key `{}`",
+                        truncate_key(&key)
+                    ),
+                    p,
+                ));
             }
             self.bump();
             let Some(vb) = self.skip_ws(false)? else {
                 break Some((Broken::Eof.to_string(), self.pos()));
             };
-            let is_list_key = key.eq_ignore_ascii_case("value") || key.eq_ignore_ascii_case("records");
+            let is_list_key =
+                key.eq_ignore_ascii_case("value") || key.eq_ignore_ascii_case("records");
             if is_list_key && vb == b'[' {
                 is_page = true;
                 self.recording = None;
@@ -822,7 +844,13 @@ impl<'s, R: BufRead> Parser<'s, R> {
                 }
                 Some(b) => {
                     let p = self.pos();
-                    break Some((format!("this is not valid JSON: expected `,` or `}}`, found {}", show_byte(b)), p));
+                    break Some((
+                        format!(
+                            "this is not valid JSON: expected `,` or `}}`, found {}",
+                            show_byte(b)
+                        ),
+                        p,
+                    ));
                 }
                 None => break Some((Broken::Eof.to_string(), self.pos())),
             }
@@ -834,11 +862,12 @@ impl<'s, R: BufRead> Parser<'s, R> {
                 return Err(Stop::File {
                     message: format!("the page breaks off after its list: {message}"),
                     location: where_.to_string(),
-                context: context.clone(),
+                    context: context.clone(),
                 });
             }
             // Broke on the value's first line (a line break right after it counts as that line)?
-            let on_first_line = where_.line == at.line || (where_.line == at.line + 1 && where_.column == 1);
+            let on_first_line =
+                where_.line == at.line || (where_.line == at.line + 1 && where_.column == 1);
             if !self.lines && !on_first_line {
                 // A document (not JSON Lines) that breaks: nothing after can be trusted.
                 return Err(Stop::File {
@@ -887,7 +916,11 @@ impl<'s, R: BufRead> Parser<'s, R> {
     }
 
     /// Hands on the items held until the page's `@odata.context` was known, with it.
-    fn flush_pending(&mut self, context: &Option<Arc<str>>, pending: &mut Vec<Item>) -> Result<(), Stop> {
+    fn flush_pending(
+        &mut self,
+        context: &Option<Arc<str>>,
+        pending: &mut Vec<Item>,
+    ) -> Result<(), Stop> {
         for mut item in pending.drain(..) {
             if let Item::Record { context: c, .. } | Item::Bad { context: c, .. } = &mut item {
                 c.clone_from(context);
@@ -928,7 +961,10 @@ impl<'s, R: BufRead> Parser<'s, R> {
         loop {
             let Some(b) = self.skip_ws(false)? else {
                 return Err(Stop::File {
-                    message: format!("{} (inside the `{key}` list that starts at {at})", Broken::Eof),
+                    message: format!(
+                        "{} (inside the `{key}` list that starts at {at})",
+                        Broken::Eof
+                    ),
                     location: self.pos().to_string(),
                     context: context.clone(),
                 });
@@ -944,7 +980,9 @@ impl<'s, R: BufRead> Parser<'s, R> {
                 Ok(()) => {}
                 Err(Broken::LineBreak) => {
                     return Err(Stop::File {
-                        message: format!("the line ends inside the `{key}` list that starts at {at}"),
+                        message: format!(
+                            "the line ends inside the `{key}` list that starts at {at}"
+                        ),
                         location: element_at.to_string(),
                         context: context.clone(),
                     });
@@ -1006,7 +1044,10 @@ impl<'s, R: BufRead> Parser<'s, R> {
                 }
                 None => {
                     return Err(Stop::File {
-                        message: format!("{} (inside the `{key}` list that starts at {at})", Broken::Eof),
+                        message: format!(
+                            "{} (inside the `{key}` list that starts at {at})",
+                            Broken::Eof
+                        ),
                         location: self.pos().to_string(),
                         context: context.clone(),
                     });
@@ -1059,7 +1100,9 @@ mod tests {
                 } => out.bad.push((index, location, message)),
                 Item::PageEnd {
                     context, next_link, ..
-                } => out.page_ends.push((context.map(|c| c.to_string()), next_link)),
+                } => out
+                    .page_ends
+                    .push((context.map(|c| c.to_string()), next_link)),
             }
             Ok(())
         });
@@ -1080,7 +1123,8 @@ mod tests {
 
     #[test]
     fn pages_stream_their_values_with_context_and_next_link() {
-        let r = read(r#"{"@odata.context":"c","value":[{"id":"a"},{"id":"b"}],"@odata.nextLink":"n"}"#);
+        let r =
+            read(r#"{"@odata.context":"c","value":[{"id":"a"},{"id":"b"}],"@odata.nextLink":"n"}"#);
         assert!(r.error.is_none());
         assert_eq!(ids(&r), ["a", "b"]);
         assert_eq!(r.records[0].0.as_deref(), Some("c"));
@@ -1153,7 +1197,10 @@ mod tests {
         let page = "{\"@odata.context\":\"c\",\"value\":[{\"id\":\"r1\"},{\"id\":\"r2\",\"j\":\"\\ud800\"},{\"id\":\"r3\",\"j\":\"x\u{ff}\"},nope,{\"id\":\"r5\"}]}";
         let mut bytes = page.as_bytes().to_vec();
         // Invalid UTF-8 inside record 3's string.
-        let at = bytes.windows(2).position(|w| w == "\u{ff}".as_bytes()).expect("marker");
+        let at = bytes
+            .windows(2)
+            .position(|w| w == "\u{ff}".as_bytes())
+            .expect("marker");
         bytes[at] = 0xff;
         bytes[at + 1] = b'z';
         let r = read_with(&bytes, false);
@@ -1170,15 +1217,26 @@ mod tests {
 
     #[test]
     fn indented_documents_one_after_another_stay_documents() {
-        let r = read("{\n  \"value\": [{\"id\": \"a\"}]\n}\n{\n  \"value\": [\n    {\"id\": \"b\"}\n  ]\n}\n");
-        assert!(r.error.is_none() && r.bad.is_empty(), "{:?} {:?}", r.error, r.bad);
+        let r = read(
+            "{\n  \"value\": [{\"id\": \"a\"}]\n}\n{\n  \"value\": [\n    {\"id\": \"b\"}\n  ]\n}\n",
+        );
+        assert!(
+            r.error.is_none() && r.bad.is_empty(),
+            "{:?} {:?}",
+            r.error,
+            r.bad
+        );
         assert_eq!(ids(&r), ["a", "b"]);
         assert_eq!(r.page_ends.len(), 2);
     }
 
     #[test]
     fn a_json_lines_line_that_breaks_off_inside_a_list_costs_that_line() {
-        for broken in ["[x", "{\"value\":[{\"id\":\"p\"},{\"id\":", "{\"value\":[{\"id\":\"p\"} {\"id\":\"q\"}]}"] {
+        for broken in [
+            "[x",
+            "{\"value\":[{\"id\":\"p\"},{\"id\":",
+            "{\"value\":[{\"id\":\"p\"} {\"id\":\"q\"}]}",
+        ] {
             let text = format!("{{\"id\":\"l1\"}}\n{broken}\n{{\"id\":\"l3\"}}\n");
             let r = read(&text);
             assert!(r.error.is_none(), "{broken}: {:?}", r.error);
@@ -1200,14 +1258,29 @@ mod tests {
             })
             .expect("reads");
         };
-        collect(r#"{"@odata.context":"c","value":[{"id":"a"}],"@odata.nextLink":"bad \ud800 link"}"#);
+        collect(
+            r#"{"@odata.context":"c","value":[{"id":"a"}],"@odata.nextLink":"bad \ud800 link"}"#,
+        );
         let many: Vec<String> = (0..MAX_BUFFERED_WITHOUT_CONTEXT + 1)
             .map(|i| format!(r#"{{"id":"r{i}"}}"#))
             .collect();
-        collect(&format!(r#"{{"value":[{}],"@odata.context":"c"}}"#, many.join(",")));
+        collect(&format!(
+            r#"{{"value":[{}],"@odata.context":"c"}}"#,
+            many.join(",")
+        ));
         collect(r#"{"value":[{"id":"a"}],"@odata.context":"c"}"#);
-        assert!(problems[0].as_deref().is_some_and(|p| p.contains("annotation")), "{problems:?}");
-        assert!(problems[1].as_deref().is_some_and(|p| p.contains("comes after")), "{problems:?}");
+        assert!(
+            problems[0]
+                .as_deref()
+                .is_some_and(|p| p.contains("annotation")),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1]
+                .as_deref()
+                .is_some_and(|p| p.contains("comes after")),
+            "{problems:?}"
+        );
         assert_eq!(problems[2], None);
     }
 
@@ -1232,14 +1305,22 @@ mod tests {
         .expect("reads");
         assert_eq!(good, 2);
         assert_eq!(bad.len(), 1);
-        assert!(bad[0].0.contains("over the 1000 byte limit"), "{}", bad[0].0);
+        assert!(
+            bad[0].0.contains("over the 1000 byte limit"),
+            "{}",
+            bad[0].0
+        );
         assert!(bad[0].1 <= 2000, "held at most twice the limit");
     }
 
     #[test]
     fn bad_pages_say_what_is_wrong() {
         let r = read(r#"{"value": {"id": "a"}}"#);
-        assert!(r.bad[0].2.contains("is an object, not a list"), "{:?}", r.bad);
+        assert!(
+            r.bad[0].2.contains("is an object, not a list"),
+            "{:?}",
+            r.bad
+        );
         let r = read(r#"{"value":[{"id":"a"},{"id":"b"#);
         assert_eq!(ids(&r), ["a"]);
         assert!(r.error.expect("error").message.contains("ends too early"));
@@ -1253,7 +1334,9 @@ mod tests {
         for text in ["", "  \n\r\n\t", "\u{feff}"] {
             let r = read(text);
             assert!(
-                r.error.as_ref().is_some_and(|e| e.message.contains("empty")),
+                r.error
+                    .as_ref()
+                    .is_some_and(|e| e.message.contains("empty")),
                 "{text:?}: {:?}",
                 r.error
             );

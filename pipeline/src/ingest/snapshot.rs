@@ -192,18 +192,19 @@ impl Completeness {
         let family_gaps = self.family_gaps();
         for scope in scopes {
             let key = (table, scope.clone());
-            let verdict = if let Some(reason) = self.unattributed.as_ref().or(self.blocked.get(table)) {
-                Err(reason.clone())
-            } else if let Some(reason) = self.broken.get(&key) {
-                Err(reason.clone())
-            } else if self.embedded.get(table).is_some_and(|e| e.contains(scope)) {
-                Ok(())
-            } else {
-                self.chain(
-                    self.pages.get(&key).map_or(&[][..], Vec::as_slice),
-                    &family_gaps,
-                )
-            };
+            let verdict =
+                if let Some(reason) = self.unattributed.as_ref().or(self.blocked.get(table)) {
+                    Err(reason.clone())
+                } else if let Some(reason) = self.broken.get(&key) {
+                    Err(reason.clone())
+                } else if self.embedded.get(table).is_some_and(|e| e.contains(scope)) {
+                    Ok(())
+                } else {
+                    self.chain(
+                        self.pages.get(&key).map_or(&[][..], Vec::as_slice),
+                        &family_gaps,
+                    )
+                };
             match verdict {
                 Ok(()) => {
                     complete.insert(scope.clone());
@@ -271,7 +272,11 @@ impl Completeness {
             }
         }
         // Numbered files: the page without a next link comes last.
-        let number = |p: &Page| self.numbers.get(p.file).and_then(|n| n.as_ref().map(|n| n.1));
+        let number = |p: &Page| {
+            self.numbers
+                .get(p.file)
+                .and_then(|n| n.as_ref().map(|n| n.1))
+        };
         if pages.iter().all(|p| number(p).is_some()) {
             let last = lasts[0];
             let highest = pages.iter().filter_map(number).max();
@@ -292,7 +297,10 @@ fn walk_links(pages: &[Page]) -> Result<(), String> {
         .iter()
         .filter_map(|p| p.request_url.as_deref().map(|u| (u, p)))
         .collect();
-    let linked: BTreeSet<&str> = pages.iter().filter_map(|p| p.next_link.as_deref()).collect();
+    let linked: BTreeSet<&str> = pages
+        .iter()
+        .filter_map(|p| p.next_link.as_deref())
+        .collect();
     let firsts: Vec<&Page> = pages
         .iter()
         .filter(|p| !linked.contains(p.request_url.as_deref().unwrap_or_default()))
@@ -411,7 +419,12 @@ mod tests {
 
     #[test]
     fn a_whole_numbered_chain_is_complete() {
-        let p = [(0, Some("n2"), None), (1, Some("n3"), None), (2, Some("n4"), None), (3, None, None)];
+        let p = [
+            (0, Some("n2"), None),
+            (1, Some("n3"), None),
+            (2, Some("n4"), None),
+            (3, None, None),
+        ];
         assert_eq!(run(&F, &p), Ok(()));
         assert_eq!(run(&["one.json"], &[(0, None, None)]), Ok(()));
     }
@@ -425,16 +438,36 @@ mod tests {
         let e = run(&F[3..], &[(0, None, None)]).unwrap_err();
         assert!(e.contains("start at page 4"), "{e}");
         // Pages 2-4.
-        let e = run(&F[1..], &[(0, Some("n3"), None), (1, Some("n4"), None), (2, None, None)]).unwrap_err();
+        let e = run(
+            &F[1..],
+            &[
+                (0, Some("n3"), None),
+                (1, Some("n4"), None),
+                (2, None, None),
+            ],
+        )
+        .unwrap_err();
         assert!(e.contains("start at page 2"), "{e}");
         // Page 3 missing.
         let files = [F[0], F[1], F[3]];
-        let e = run(&files, &[(0, Some("n2"), None), (1, Some("n3"), None), (2, None, None)]).unwrap_err();
+        let e = run(
+            &files,
+            &[
+                (0, Some("n2"), None),
+                (1, Some("n3"), None),
+                (2, None, None),
+            ],
+        )
+        .unwrap_err();
         assert!(e.contains("jump from page 2 to page 4"), "{e}");
         // Two listings mixed; a page twice.
         let e = run(&F[..2], &[(0, None, None), (1, None, None)]).unwrap_err();
         assert!(e.contains("2 pages have no"), "{e}");
-        let e = run(&["a.json", "b.json"], &[(0, Some("n"), None), (1, Some("n"), None)]).unwrap_err();
+        let e = run(
+            &["a.json", "b.json"],
+            &[(0, Some("n"), None), (1, Some("n"), None)],
+        )
+        .unwrap_err();
         assert!(e.contains("same next page"), "{e}");
         // The last page out of order.
         let e = run(&F[..2], &[(0, None, None), (1, Some("n"), None)]).unwrap_err();
@@ -470,7 +503,15 @@ mod tests {
         ];
         let e = run(&spool[..2], &later).unwrap_err();
         assert!(e.contains("first page is missing"), "{e}");
-        let e = run(&spool, &[(0, Some("u2"), Some("u1")), (1, Some("u9"), Some("u2")), (2, None, Some("u3"))]).unwrap_err();
+        let e = run(
+            &spool,
+            &[
+                (0, Some("u2"), Some("u1")),
+                (1, Some("u9"), Some("u2")),
+                (2, None, Some("u3")),
+            ],
+        )
+        .unwrap_err();
         assert!(e.contains("not linked") || e.contains("missing"), "{e}");
     }
 
@@ -480,7 +521,11 @@ mod tests {
         let mut c = Completeness::new(&files);
         c.page("decisions", "i1".into(), 0, None, None);
         c.page("decisions", "i2".into(), 0, None, None);
-        c.broken("decisions", "i2".into(), "record 3 could not be read".into());
+        c.broken(
+            "decisions",
+            "i2".into(),
+            "record 3 could not be read".into(),
+        );
         c.embedded("stages", "p1".into());
         let (complete, gaps) = c.finish("decisions");
         assert_eq!(complete, BTreeSet::from(["i1".to_string()]));
@@ -495,7 +540,10 @@ mod tests {
     fn page_numbers_in_file_names() {
         let n = |s: &str| page_number(Path::new(s));
         assert_eq!(n("assignments-0002.json"), Some(("assignments-".into(), 2)));
-        assert_eq!(n("decisions-a6117238-0001.json"), Some(("decisions-a6117238-".into(), 1)));
+        assert_eq!(
+            n("decisions-a6117238-0001.json"),
+            Some(("decisions-a6117238-".into(), 1))
+        );
         assert_eq!(n("page3.json"), Some(("page".into(), 3)));
         assert_eq!(n("0000007.json"), None, "seven digits");
         assert_eq!(n("000007.json"), None, "nothing before it");

@@ -833,11 +833,7 @@ impl EntitySpec {
                     && !v.is_array()
                     && !super::value::is_null(v)
                 {
-                    return Err(format!(
-                        "`{}` is {}, not a list",
-                        p.join("."),
-                        kind_of(v)
-                    ));
+                    return Err(format!("`{}` is {}, not a list", p.join("."), kind_of(v)));
                 }
             }
         }

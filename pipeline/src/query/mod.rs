@@ -198,7 +198,11 @@ pub async fn session_as_of(lake: &Lake, as_of: &AsOf) -> Result<SessionContext> 
 
 /// Like [`session_as_of`], with queries held to `memory`: a fair spill pool (the five
 /// largest consumers are named when it runs out), spilling to the OS temporary folder.
-pub async fn session_with(lake: &Lake, as_of: &AsOf, memory: MemoryLimit) -> Result<SessionContext> {
+pub async fn session_with(
+    lake: &Lake,
+    as_of: &AsOf,
+    memory: MemoryLimit,
+) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(threads());

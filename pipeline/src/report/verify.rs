@@ -251,9 +251,7 @@ fn empty_folders(root: &Path, dir: &str) -> Vec<String> {
         .into_iter()
         .filter_map(std::result::Result::ok)
         .filter(|e| e.file_type().is_dir())
-        .filter(|e| {
-            std::fs::read_dir(e.path()).is_ok_and(|mut entries| entries.next().is_none())
-        })
+        .filter(|e| std::fs::read_dir(e.path()).is_ok_and(|mut entries| entries.next().is_none()))
         .map(|e| relative_path(root, e.path()))
         .collect()
 }
