@@ -105,6 +105,29 @@ pub enum Command {
     Vacuum(VacuumArgs),
     /// A reproducible random sample of a view's rows, for auditors' testing.
     Sample(SampleArgs),
+    /// Upgrade a lake written by an older govlake to this govlake's format (back it up
+    /// first; README "Upgrading").
+    Migrate(MigrateArgs),
+    /// Rebuild typed tables and their _history from the raw layer with this govlake's
+    /// mapping, as new Delta versions (old versions stay readable by time travel).
+    Rebuild(RebuildArgs),
+}
+
+/// `govlake migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Only list the steps from the lake's format to this govlake's; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `govlake rebuild`.
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// A table to rebuild (repeatable; its _history goes with it). Default: every typed
+    /// table.
+    #[arg(long = "table", value_name = "TABLE")]
+    pub tables: Vec<String>,
 }
 
 /// `govlake vacuum`.

@@ -6,7 +6,8 @@
 //! them as Delta tables on object storage with history and bookkeeping, [`query`] reads the
 //! lake with DataFusion, and [`report`] renders auditor reports and signed evidence packs.
 //! [`generate`] writes synthetic tenants (the sample tenant and large
-//! ones for benchmarks) in export-directory form.
+//! ones for benchmarks) in export-directory form. [`upgrade`] migrates a lake written by an
+//! older govlake and rebuilds typed tables from the raw layer.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -16,3 +17,4 @@ pub mod ingest;
 pub mod lake;
 pub mod query;
 pub mod report;
+pub mod upgrade;

@@ -15,6 +15,7 @@ mod pack;
 mod retention;
 mod sql;
 mod tables;
+mod upgrade;
 mod views_access;
 mod views_approvals;
 mod views_policy;

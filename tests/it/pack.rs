@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::common::*;
 
 /// Runs the demo into `dir` (lake `dir/lake`, pack `dir/pack`) and returns the pack folder.
-fn demo_pack(dir: &Path) -> PathBuf {
+pub(crate) fn demo_pack(dir: &Path) -> PathBuf {
     let pack = dir.join("pack");
     let r = run(govlake()
         .arg("--lake")
@@ -383,7 +383,7 @@ fn pack_out_with_a_trailing_slash_works_and_foreign_partial_folders_stay() {
 }
 
 /// Every file of a folder with its bytes, by relative path.
-fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<_> = walkdir::WalkDir::new(dir)
         .into_iter()
         .map(Result::unwrap)
@@ -401,6 +401,19 @@ fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect();
     out.sort();
     out
+}
+
+/// The table versions a pack read (its provenance), as `--as-of` takes them.
+pub(crate) fn pinned_versions(pack: &Path) -> Vec<String> {
+    let provenance: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pack.join("data/provenance.json")).unwrap())
+            .unwrap();
+    provenance["table_versions"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
 }
 
 #[test]
@@ -424,12 +437,7 @@ fn regenerating_from_the_recorded_versions_is_byte_identical() {
         })
         .collect();
     assert_eq!(samples, ["approval_trail:25:7"]);
-    let versions: Vec<String> = provenance["table_versions"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let versions = pinned_versions(&pack);
 
     // More data arrives after the pack was made.
     let later = tempfile::tempdir().unwrap();

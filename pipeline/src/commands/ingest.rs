@@ -3,7 +3,9 @@
 use anyhow::Context as _;
 use govlake::ingest::{self, IngestSettings, IngestSummary};
 
-use super::{ExitStatus, Printer, open_lake, text_table};
+use govlake::lake::format::Intent;
+
+use super::{ExitStatus, Printer, lake_for, text_table};
 use crate::cli::{GlobalArgs, IngestArgs, OutputFormat};
 
 /// Runs `govlake ingest`.
@@ -12,7 +14,7 @@ pub async fn run(
     args: &IngestArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let lake = open_lake(global, "govlake-data")?;
+    let lake = lake_for(global, "govlake-data", Intent::Write).await?;
     let observed_at = match &args.observed_at {
         Some(s) => Some(govlake::ingest::value::parse_ts(s).with_context(|| {
             format!(

@@ -8,6 +8,7 @@ pub mod live;
 pub mod report;
 pub mod sql;
 pub mod tables;
+pub mod upgrade;
 
 use std::process::ExitCode;
 
@@ -52,6 +53,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Keygen(ref args) => report::keygen(args, &printer),
         Command::Vacuum(ref args) => tables::vacuum(&cli.global, args, &printer).await,
         Command::Sample(ref args) => report::sample(&cli.global, args, &printer).await,
+        Command::Migrate(ref args) => upgrade::migrate(&cli.global, args, &printer).await,
+        Command::Rebuild(ref args) => upgrade::rebuild(&cli.global, args, &printer).await,
     }
 }
 
@@ -81,16 +84,23 @@ impl Printer {
 
     /// A byte progress bar on stderr (hidden when progress is off or stderr is no terminal).
     pub fn bytes_bar(&self, message: &'static str) -> indicatif::ProgressBar {
+        self.bar(
+            message,
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {prefix} eta {eta}",
+        )
+    }
+
+    /// A progress bar on stderr drawn with an indicatif `template` (hidden when progress is
+    /// off or stderr is no terminal).
+    pub fn bar(&self, message: &'static str, template: &str) -> indicatif::ProgressBar {
         if !self.progress {
             return indicatif::ProgressBar::hidden();
         }
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {prefix} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(template)
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_message(message);
         bar
@@ -177,6 +187,19 @@ pub fn open_lake(
         .unwrap_or_else(|| default.to_string());
     let loc = govlake::lake::LakeLocation::resolve(&location, options)?;
     Ok(govlake::lake::Lake::new(loc).with_retention(config.lake.retention))
+}
+
+/// Resolves the lake and checks that this govlake may use it for `intent` (its format
+/// version: a lake written by a newer govlake is refused, an older one may need `govlake
+/// migrate`).
+pub async fn lake_for(
+    global: &crate::cli::GlobalArgs,
+    default: &str,
+    intent: govlake::lake::format::Intent,
+) -> anyhow::Result<govlake::lake::Lake> {
+    let lake = open_lake(global, default)?;
+    govlake::lake::format::check(&lake, intent).await?;
+    Ok(lake)
 }
 
 /// Storage options: the config file's `[lake.storage_options]`, then `--storage-option`.

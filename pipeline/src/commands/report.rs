@@ -10,7 +10,9 @@ use govlake::report::pack::{PackSettings, PackSummary};
 use govlake::report::sign::{PublicKey, SecretKey};
 use govlake::report::{Period, package, render::Templates};
 
-use super::{ExitStatus, Printer, open_lake};
+use govlake::lake::format::Intent;
+
+use super::{ExitStatus, Printer, lake_for};
 use crate::cli::{
     GlobalArgs, KeygenArgs, OutputFormat, PackArgs, PeriodArgs, ReportArgs, ReportFormat,
     SampleArgs, VerifyArgs,
@@ -47,7 +49,7 @@ pub async fn report(
 ) -> anyhow::Result<ExitStatus> {
     let period = period(&args.period)?;
     let queries = queries(args.queries.as_deref())?;
-    let lake = open_lake(global, "govlake-data")?;
+    let lake = lake_for(global, "govlake-data", Intent::Read).await?;
     let versions =
         govlake::report::pack::pin_versions(&lake, &as_of(args.as_of.as_deref())?).await?;
     let ctx = govlake::query::session_as_of(&lake, &AsOf::Versions(versions.clone())).await?;
@@ -203,7 +205,7 @@ pub async fn pack(
             .map(|s| parse_sample(s))
             .collect::<anyhow::Result<_>>()?,
     };
-    let lake = open_lake(global, "govlake-data")?;
+    let lake = lake_for(global, "govlake-data", Intent::Write).await?;
     let mut summary = build_pack(&lake, &settings, printer).await?;
     if let Some(url) = &remote {
         let config = govlake::config::PipelineConfig::load(global.config.as_deref())?;
@@ -250,7 +252,7 @@ pub async fn sample(
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
     let queries = queries(args.queries.as_deref())?;
-    let lake = open_lake(global, "govlake-data")?;
+    let lake = lake_for(global, "govlake-data", Intent::Read).await?;
     let ctx = govlake::query::session_as_of(&lake, &as_of(args.as_of.as_deref())?).await?;
     let registered = views::register(&ctx, &queries).await?;
     let Some(q) = queries

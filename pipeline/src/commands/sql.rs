@@ -12,7 +12,9 @@ use deltalake::datafusion::scalar::ScalarValue;
 use govlake::query::views::{self, QueryFile};
 use govlake::query::{AsOf, MemoryLimit};
 
-use super::{ExitStatus, Printer, open_lake};
+use govlake::lake::format::Intent;
+
+use super::{ExitStatus, Printer, lake_for};
 use crate::cli::{GlobalArgs, SqlArgs, SqlFormat};
 
 /// Runs `govlake sql`.
@@ -26,7 +28,7 @@ pub async fn run(
             .with_context(|| format!("Cannot read queries from `{}`", dir.display()))?,
         None => views::embedded(),
     };
-    let lake = open_lake(global, "govlake-data")?;
+    let lake = lake_for(global, "govlake-data", Intent::Read).await?;
     let as_of = match &args.as_of {
         Some(s) => AsOf::parse(s).map_err(|e| anyhow::anyhow!("`--as-of {s}`: {e}"))?,
         None => AsOf::Latest,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod files;
 pub mod loganalytics;
 pub mod reader;
+pub mod replay;
 pub mod snapshot;
 pub mod spec;
 pub mod value;
@@ -210,6 +211,7 @@ pub async fn run(
 ) -> Result<IngestSummary> {
     let started = Instant::now();
     let started_at = now_micros();
+    crate::lake::format::prepare_for_write(lake).await?;
     // Dedupe reads each table before writing it: commits must find the table as read.
     let guarded = lake.clone().guarded();
     let lake = &guarded;
@@ -427,6 +429,8 @@ struct Run<'a> {
     reject_notes: Vec<RejectNote>,
     snapshot_gaps: Vec<SnapshotGap>,
     metadata: HashMap<String, Value>,
+    /// Whether records go to `_raw` (not when replaying `_raw` itself).
+    keep_raw: bool,
 }
 
 impl<'a> Run<'a> {
@@ -472,6 +476,7 @@ impl<'a> Run<'a> {
             reject_notes: vec![],
             snapshot_gaps: vec![],
             metadata,
+            keep_raw: true,
         }
     }
 
@@ -697,8 +702,13 @@ impl<'a> Run<'a> {
             None,
         )
         .await?;
-        // Commit only between whole objects, so a crash never separates an event from some of
-        // its child rows. Raw rows carry whole JSON documents: bounded by bytes as well.
+        self.flush_if_full().await
+    }
+
+    /// Commits the buffered append-only rows when a buffer is full. Called only between
+    /// whole objects, so a crash never separates an event from some of its child rows. Raw
+    /// rows carry whole JSON documents: bounded by bytes as well.
+    async fn flush_if_full(&mut self) -> Result<()> {
         let full = self
             .appends
             .values()
@@ -827,7 +837,7 @@ impl<'a> Run<'a> {
 
         // Raw layer: every distinct version of every object, verbatim. Child rows are part of
         // their parent's raw record: only top-level objects carry `json`.
-        if let Some(json) = json {
+        if let Some(json) = json.filter(|_| self.keep_raw) {
             let hash = {
                 let mut h = Sha256::new();
                 h.update(spec.table.as_bytes());

@@ -105,6 +105,30 @@ pub enum Error {
         /// The version found at commit time.
         found: Option<i64>,
     },
+    /// The lake was written by a newer govlake than this one.
+    #[error(
+        "The lake at `{location}` is in format {version}, newer than the format {known} this govlake knows; it was written by a newer govlake. Upgrade govlake to use it (nothing was read or written)"
+    )]
+    FormatTooNew {
+        /// Lake location.
+        location: String,
+        /// The lake's format version.
+        version: i64,
+        /// The newest format this binary knows.
+        known: i64,
+    },
+    /// The lake is in an older format that must be migrated before this use.
+    #[error(
+        "The lake at `{location}` is in format {version}; this govlake writes format {current}. Run `govlake --lake {location} migrate` to upgrade it (`migrate --dry-run` lists the steps; back up the lake folder or bucket first)"
+    )]
+    NeedsMigration {
+        /// Lake location.
+        location: String,
+        /// The lake's format version.
+        version: i64,
+        /// The format this govlake writes.
+        current: i64,
+    },
 }
 
 fn fmt_version(v: Option<i64>) -> String {

@@ -334,6 +334,95 @@ impl Lake {
         Ok(table)
     }
 
+    /// Whether the table exists (has a Delta log), without creating anything: a local
+    /// lake's folders are looked at, not made.
+    pub async fn table_exists(&self, name: &str) -> Result<bool> {
+        let url = self.location.table_url(name);
+        if let Ok(path) = url.to_file_path() {
+            return Ok(path.join("_delta_log").is_dir()
+                && std::fs::read_dir(path.join("_delta_log"))
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(false));
+        }
+        Ok(self.open(name).await?.version().is_some())
+    }
+
+    /// The table's column names, `None` when it does not exist.
+    pub async fn column_names(&self, name: &str) -> Result<Option<Vec<String>>> {
+        if !self.table_exists(name).await? {
+            return Ok(None);
+        }
+        let table = self.open(name).await?;
+        let schema = table
+            .snapshot()
+            .map_err(delta_err(name, "reading its schema"))?
+            .schema();
+        Ok(Some(schema.fields().map(|f| f.name().clone()).collect()))
+    }
+
+    /// Adds the schema's columns that the table lacks (as nullable, empty in old rows), in
+    /// one commit that writes no rows. Returns the columns added.
+    pub async fn add_missing_columns(&self, schema: &TableSchema) -> Result<Vec<String>> {
+        let Some(have) = self.column_names(&schema.name).await? else {
+            self.ensure(schema).await?;
+            return Ok(vec![]);
+        };
+        let missing: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .filter(|c| !have.contains(c))
+            .collect();
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        let table = self.open(&schema.name).await?;
+        table
+            .write(vec![schema.to_batch(&[])?])
+            .with_save_mode(SaveMode::Append)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
+            .await
+            .map_err(delta_err(&schema.name, "adding columns to it"))?;
+        Ok(missing)
+    }
+
+    /// Replaces `target`'s rows (and schema) with those of the same-named table of `source`
+    /// (another lake), in one commit that streams the rows; the old versions stay readable
+    /// by time travel. Returns the new version.
+    pub async fn overwrite_from_lake(
+        &self,
+        target: &TableSchema,
+        source: &Lake,
+        metadata: &HashMap<String, serde_json::Value>,
+    ) -> Result<i64> {
+        let table = self.ensure(target).await?;
+        let before = table.version().map(|v| v as i64);
+        let token = uuid::Uuid::new_v4().to_string();
+        let write = table
+            .write(vec![])
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+            .with_partition_columns(target.partition_by.clone())
+            .with_commit_properties(Self::commit_properties_for(metadata, &token));
+        let outcome = match source.scan_context(&target.name).await? {
+            Some(ctx) => {
+                let plan = ctx
+                    .sql(&format!("select * from \"{}\"", target.name))
+                    .await
+                    .map_err(query_err(&target.name))?
+                    .logical_plan()
+                    .clone();
+                write
+                    .with_input_plan(plan)
+                    .with_session_state(Arc::new(ctx.state()))
+                    .await
+            }
+            None => write.with_input_batches(vec![target.to_batch(&[])?]).await,
+        };
+        self.settle_commit(&target.name, before, &token, outcome, "rebuilding it")
+            .await
+    }
+
     /// Current Delta version of a table, `None` when it does not exist.
     pub async fn version(&self, name: &str) -> Result<Option<i64>> {
         Ok(self.open(name).await?.version().map(|v| v as i64))

@@ -1,0 +1,422 @@
+//! Replaying the lake's history through today's mapping: the heart of `govlake rebuild` and
+//! of migrations that change what a table holds.
+//!
+//! `_raw` keeps every distinct JSON version of every top-level object with the run that first
+//! saw it; `<table>_history` keeps when each typed version was valid. Together they say, for
+//! every observation time, which objects a snapshot held and which JSON each had. The replay
+//! walks those times in order and feeds the objects through the same [`Run`] an ingest uses,
+//! into a scratch lake: snapshot tables get every object present at that time (and their
+//! scopes count as read whole, so what the history closed then is closed again), upserted
+//! ones the objects that changed, append-only ones the records first fetched then. Child
+//! tables fill from their parents' JSON, as in an ingest.
+//!
+//! Which JSON a version had: the newest raw version of the object observed by then whose
+//! typed row, under this mapping, hashes to the history's `row_hash`; if none does (the
+//! mapping changed), the newest raw version observed by then, counted as `unverified`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::spec::{self, Ctx, EntitySpec, Source, Storage};
+use super::{IngestSettings, Result, Run, snapshot};
+use crate::lake::bookkeeping::{INGEST_RUNS, RAW};
+use crate::lake::history::{self, Versioning};
+use crate::lake::{Lake, fmt_ts};
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplaySummary {
+    /// Observation times replayed.
+    pub observations: usize,
+    /// Objects fed through the mapping (counting each time an object was fed).
+    pub objects_fed: u64,
+    /// Versions whose JSON could not be confirmed by the history's row hash.
+    pub unverified: u64,
+    /// Records the current mapping rejects (quarantined in the scratch lake's `_rejects`).
+    pub rejected: u64,
+    /// First and last observation replayed.
+    pub from: Option<String>,
+    /// Last observation replayed.
+    pub to: Option<String>,
+}
+
+/// One typed version of an object, as the history holds it.
+struct Version {
+    from: i64,
+    to: Option<i64>,
+    row_hash: String,
+    scope: String,
+    parents: Vec<String>,
+}
+
+/// Everything known of one versioned entity.
+#[derive(Default)]
+struct EntityHistory {
+    /// id → versions by `valid_from`.
+    versions: BTreeMap<String, Vec<Version>>,
+    /// id → raw versions (observed at, record hash) by time.
+    raw: HashMap<String, Vec<(i64, String)>>,
+    /// Times something happened to this entity.
+    events: BTreeSet<i64>,
+}
+
+/// Replays `source`'s history into `scratch` (an empty lake) with the current mapping.
+pub async fn replay(
+    source: &Lake,
+    scratch: &Lake,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<ReplaySummary> {
+    let mut summary = ReplaySummary::default();
+    let observed = run_times(source).await?;
+
+    // Raw index: entity → id → (observed at, hash); JSON of versioned entities by hash.
+    let mut histories: BTreeMap<&'static str, EntityHistory> = BTreeMap::new();
+    let mut json: HashMap<(String, String), String> = HashMap::new();
+    let mut append_runs: BTreeSet<String> = BTreeSet::new();
+    source
+        .scan_strings(
+            RAW,
+            &["entity", "id", "record_hash", "run_id", "json"],
+            |v| {
+                let (Some(entity), Some(id), Some(hash)) = (v[0], v[1], v[2]) else {
+                    return;
+                };
+                let Some(spec) = spec::entity(entity) else {
+                    return;
+                };
+                let at = v[3]
+                    .and_then(|r| observed.get(r))
+                    .copied()
+                    .unwrap_or(i64::MIN);
+                match spec.storage {
+                    Storage::Versioned(_) => {
+                        let h = histories.entry(spec.table).or_default();
+                        h.raw
+                            .entry(id.to_string())
+                            .or_default()
+                            .push((at, hash.to_string()));
+                        if at != i64::MIN {
+                            h.events.insert(at);
+                        }
+                        json.insert(
+                            (spec.table.to_string(), hash.to_string()),
+                            v[4].unwrap_or("null").to_string(),
+                        );
+                    }
+                    Storage::Append => {
+                        append_runs.insert(v[3].unwrap_or("").to_string());
+                    }
+                }
+            },
+        )
+        .await?;
+    for h in histories.values_mut() {
+        for list in h.raw.values_mut() {
+            list.sort();
+        }
+    }
+    for (table, h) in histories.iter_mut() {
+        load_versions(source, spec::entity(table).expect("known entity"), h).await?;
+    }
+
+    let versioned_times: BTreeSet<i64> = histories
+        .values()
+        .flat_map(|h| h.events.iter().copied())
+        .collect();
+    // Append-only records carry no observation time of their own; those of a run that never
+    // reached its bookkeeping (killed, then completed by a rerun) go with the first time.
+    let first = versioned_times
+        .iter()
+        .copied()
+        .chain(append_runs.iter().filter_map(|r| observed.get(r).copied()))
+        .min()
+        .unwrap_or(0);
+    let mut appends_at: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for r in append_runs {
+        let at = observed.get(&r).copied().unwrap_or(first);
+        appends_at.entry(at).or_default().push(r);
+    }
+    let mut times: BTreeSet<i64> = appends_at.keys().copied().collect();
+    times.extend(versioned_times.iter().copied());
+    summary.observations = times.len();
+    summary.from = times.first().map(|t| fmt_ts(*t));
+    summary.to = times.last().map(|t| fmt_ts(*t));
+
+    let settings = IngestSettings::default();
+    for (i, &t) in times.iter().enumerate() {
+        progress(i, times.len());
+        let mut run = Run::new(
+            scratch,
+            &settings,
+            uuid::Uuid::new_v4().to_string(),
+            chrono::Utc::now().timestamp_micros(),
+            t,
+            snapshot::Completeness::new(&[]),
+        );
+        run.keep_raw = false;
+        for spec in spec::ENTITIES.iter() {
+            let Some(h) = histories.get(spec.table) else {
+                continue;
+            };
+            // Snapshots are fed whenever anything versioned changed, so the lists they hold
+            // (a package's policies) come back with them; the rest only at their own events.
+            let snapshot = matches!(spec.storage, Storage::Versioned(Versioning::Snapshot));
+            if !h.events.contains(&t) && !(snapshot && versioned_times.contains(&t)) {
+                continue;
+            }
+            feed_versioned(&mut run, spec, h, &json, t, &mut summary).await?;
+        }
+        if let Some(runs) = appends_at.get(&t) {
+            let runs: Vec<String> = runs
+                .iter()
+                .map(|r| format!("'{}'", r.replace('\'', "''")))
+                .collect();
+            feed_appends(&mut run, source, &runs, &mut summary).await?;
+        }
+        let outcome = run.finish(0, 0).await?;
+        summary.rejected += outcome.rejected;
+    }
+    progress(times.len(), times.len());
+    Ok(summary)
+}
+
+/// Run id → observed at (UTC micros), from `_ingest_runs`.
+async fn run_times(source: &Lake) -> Result<HashMap<String, i64>> {
+    let mut observed = HashMap::new();
+    let sql = format!("select distinct run_id, cast(observed_at as bigint) from \"{INGEST_RUNS}\"");
+    source
+        .scan_sql(INGEST_RUNS, &sql, |v| {
+            if let (Some(r), Some(t)) = (v[0], v[1].and_then(|t| t.parse::<i64>().ok())) {
+                observed.insert(r.to_string(), t);
+            }
+        })
+        .await?;
+    Ok(observed)
+}
+
+/// Loads an entity's history: versions per id, with the parent ids their rows name.
+async fn load_versions(source: &Lake, spec: &EntitySpec, h: &mut EntityHistory) -> Result<()> {
+    // Columns filled from parent ids: parents[k] comes back from them.
+    let mut parent_cols: Vec<(usize, &str)> = vec![];
+    for c in &spec.columns {
+        for s in &c.sources {
+            if let Source::Parent(k) = s {
+                parent_cols.push((*k, c.name.as_str()));
+            }
+        }
+    }
+    let table = format!("{}_history", spec.table);
+    let mut cols = vec![
+        "id".to_string(),
+        history::ROW_HASH.to_string(),
+        history::SCOPE.to_string(),
+        format!("cast({} as bigint)", history::VALID_FROM),
+        format!("cast({} as bigint)", history::VALID_TO),
+    ];
+    cols.extend(parent_cols.iter().map(|(_, c)| format!("\"{c}\"")));
+    let sql = format!("select {} from \"{table}\"", cols.join(", "));
+    let constants: Vec<&str> = spec::ENTITIES
+        .iter()
+        .flat_map(|e| e.children.iter())
+        .filter(|l| l.entity == spec.table)
+        .filter_map(|l| l.constant)
+        .collect();
+    source
+        .scan_sql(&table, &sql, |v| {
+            let (Some(id), Some(row_hash), Some(from)) =
+                (v[0], v[1], v[3].and_then(|s| s.parse::<i64>().ok()))
+            else {
+                return;
+            };
+            let scope = v[2].unwrap_or("").to_string();
+            let to = v[4].and_then(|s| s.parse::<i64>().ok());
+            let mut parents: Vec<String> = vec![];
+            for (i, (k, _)) in parent_cols.iter().enumerate() {
+                if let Some(p) = v[5 + i] {
+                    if parents.len() <= *k {
+                        parents.resize(k + 1, String::new());
+                    }
+                    parents[*k] = p.to_string();
+                }
+            }
+            if spec.scoped_by_parent && parents.first().is_none_or(String::is_empty) {
+                let parent = constants
+                    .iter()
+                    .find_map(|k| scope.strip_suffix(&format!("/{k}")))
+                    .unwrap_or(&scope);
+                if parents.is_empty() {
+                    parents.push(String::new());
+                }
+                parents[0] = parent.to_string();
+            }
+            h.events.insert(from);
+            if let Some(t) = to {
+                h.events.insert(t);
+            }
+            h.versions.entry(id.to_string()).or_default().push(Version {
+                from,
+                to,
+                row_hash: row_hash.to_string(),
+                scope,
+                parents,
+            });
+        })
+        .await?;
+    for list in h.versions.values_mut() {
+        list.sort_by_key(|v| v.from);
+    }
+    Ok(())
+}
+
+/// The child-list constant a scope ends with (`<org>/internal`).
+fn constant_of(spec: &EntitySpec, scope: &str) -> Option<&'static str> {
+    spec::ENTITIES
+        .iter()
+        .flat_map(|e| e.children.iter())
+        .filter(|l| l.entity == spec.table)
+        .filter_map(|l| l.constant)
+        .find(|k| scope.ends_with(&format!("/{k}")))
+}
+
+/// Feeds one versioned entity's objects at time `t`.
+async fn feed_versioned(
+    run: &mut Run<'_>,
+    spec: &'static EntitySpec,
+    h: &EntityHistory,
+    json: &HashMap<(String, String), String>,
+    t: i64,
+    summary: &mut ReplaySummary,
+) -> Result<()> {
+    let snapshot = matches!(spec.storage, Storage::Versioned(Versioning::Snapshot));
+    for (id, versions) in &h.versions {
+        // The version valid at t; for snapshots also the scope a version closed at t was in.
+        let current = versions
+            .iter()
+            .rev()
+            .find(|v| v.from <= t && v.to.is_none_or(|to| to > t));
+        if snapshot {
+            for v in versions.iter().filter(|v| v.to == Some(t)) {
+                run.completeness.embedded(spec.table, v.scope.clone());
+            }
+        }
+        let Some(v) = current else { continue };
+        let raw = h.raw.get(id).map_or(&[][..], Vec::as_slice);
+        let changed_now = v.from == t || raw.iter().any(|(at, _)| *at == t);
+        if !snapshot && !changed_now {
+            continue;
+        }
+        let Some((text, verified)) = choose_json(spec, v, raw, json, t) else {
+            // Known only from its parents' records: the parent's replay brings it back.
+            continue;
+        };
+        if !verified {
+            summary.unverified += 1;
+        }
+        if snapshot {
+            run.completeness.embedded(spec.table, v.scope.clone());
+        }
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let constant = constant_of(spec, &v.scope);
+        summary.objects_fed += 1;
+        run.object(
+            spec,
+            &value,
+            Some(text),
+            "govlake rebuild (from _raw)",
+            &format!("`{}` `{id}` as observed at {}", spec.table, fmt_ts(t)),
+            &v.parents,
+            constant,
+            0,
+            None,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The JSON of version `v` at time `t`, and whether its typed row hash confirms it.
+fn choose_json(
+    spec: &EntitySpec,
+    v: &Version,
+    raw: &[(i64, String)],
+    json: &HashMap<(String, String), String>,
+    t: i64,
+) -> Option<(String, bool)> {
+    let candidates: Vec<&String> = raw
+        .iter()
+        .filter(|(at, _)| *at <= t)
+        .rev()
+        .filter_map(|(_, hash)| json.get(&(spec.table.to_string(), hash.clone())))
+        .collect();
+    let constant = constant_of(spec, &v.scope);
+    for text in &candidates {
+        let Ok(value) = serde_json::from_str::<Value>(text) else {
+            continue;
+        };
+        let ctx = Ctx {
+            parents: &v.parents,
+            position: 0,
+            constant,
+        };
+        if let Ok(row) = spec.extract(&value, ctx)
+            && history::row_hash(&row) == v.row_hash
+        {
+            return Some(((*text).clone(), true));
+        }
+    }
+    // A raw version whose run never recorded its observation time sorts first (as
+    // `i64::MIN`): a candidate at any time. Failing a match, the newest observed by then.
+    candidates.first().map(|t| ((*t).clone(), false))
+}
+
+/// Feeds the append-only records first fetched by `runs`, streamed from `_raw`.
+async fn feed_appends(
+    run: &mut Run<'_>,
+    source: &Lake,
+    runs: &[String],
+    summary: &mut ReplaySummary,
+) -> Result<()> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let appends: Vec<String> = spec::ENTITIES
+        .iter()
+        .filter(|e| e.storage == Storage::Append && e.key == spec::Key::Own)
+        .map(|e| format!("'{}'", e.table))
+        .collect();
+    let sql = format!(
+        "select entity, json from \"{RAW}\" where run_id in ({}) and entity in ({})",
+        runs.join(", "),
+        appends.join(", ")
+    );
+    // Collected per chunk: the scan's callback cannot await the run.
+    let mut records: Vec<(String, String)> = vec![];
+    source
+        .scan_sql(RAW, &sql, |v| {
+            if let (Some(e), Some(j)) = (v[0], v[1]) {
+                records.push((e.to_string(), j.to_string()));
+            }
+        })
+        .await?;
+    for (i, (entity, text)) in records.into_iter().enumerate() {
+        let spec = spec::entity(&entity).expect("filtered to known entities");
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        summary.objects_fed += 1;
+        run.object(
+            spec,
+            &value,
+            Some(text),
+            "govlake rebuild (from _raw)",
+            &format!("`{entity}` raw record {}", i + 1),
+            &[],
+            None,
+            0,
+            None,
+        )
+        .await?;
+        run.flush_if_full().await?;
+    }
+    Ok(())
+}

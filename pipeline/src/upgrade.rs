@@ -1,0 +1,242 @@
+//! Upgrading a lake across govlake releases: `govlake migrate` walks the format steps of
+//! [`crate::lake::format::STEPS`] from the lake's version to this govlake's, and `govlake
+//! rebuild` replays `_raw` and the histories through today's mapping
+//! ([`crate::ingest::replay`]) into a scratch lake, then replaces each typed table and its
+//! `_history` with the result as a new Delta version (older versions stay readable by time
+//! travel, so packs pinned to them still regenerate).
+//!
+//! Both are idempotent and resumable: a step's changes are recorded in `_govlake` only once
+//! they are all committed, so a run killed midway starts that step again, and a rebuild of
+//! a rebuilt table gives the same rows.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::ingest::replay::{self, ReplaySummary};
+use crate::ingest::spec;
+use crate::lake::format::{self, FORMAT_VERSION, Found, STEPS};
+use crate::lake::{Lake, LakeLocation, TableSchema, bookkeeping, failpoint};
+
+/// What stops a migration or a rebuild.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No lake at the location.
+    #[error(
+        "No govlake lake at `{0}`: nothing to upgrade (create one with `govlake ingest --from …` or `govlake demo`)"
+    )]
+    NoLake(String),
+    /// A table named on the command line is not a typed table.
+    #[error("`{name}` is not a table `govlake rebuild` can rebuild{}; typed tables are listed by `govlake tables`", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    UnknownTable {
+        /// The name given.
+        name: String,
+        /// The closest table name.
+        suggestion: Option<String>,
+    },
+    /// The scratch lake could not be made.
+    #[error("Cannot create the scratch lake `{path}` for the rebuild")]
+    Scratch {
+        /// Folder.
+        path: String,
+        /// Cause.
+        #[source]
+        source: crate::lake::Error,
+    },
+    /// A lake read or write failed.
+    #[error(transparent)]
+    Lake(#[from] crate::lake::Error),
+    /// The replay failed.
+    #[error("Replaying the lake's history failed")]
+    Replay(#[from] crate::ingest::Error),
+}
+
+/// Result of upgrade operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RebuildOutcome {
+    /// The replay's counts.
+    pub replay: ReplaySummary,
+    /// Tables replaced, with their new Delta version.
+    pub tables: Vec<(String, i64)>,
+}
+
+/// What a migration did (or, dry, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrateOutcome {
+    /// The lake's format before.
+    pub from: i64,
+    /// The format after (this govlake's).
+    pub to: i64,
+    /// The steps, as `migrate --dry-run` lists them.
+    pub steps: Vec<String>,
+    /// Whether anything was done (false: already current, or a dry run).
+    pub changed: bool,
+    /// Columns added to bookkeeping tables (`table.column`).
+    pub columns_added: Vec<String>,
+    /// The rebuild a step ran.
+    pub rebuild: Option<RebuildOutcome>,
+}
+
+/// Every typed table (current and `_history`, append-only) with its schema.
+pub fn typed_tables() -> Vec<TableSchema> {
+    let mut out = vec![];
+    for e in spec::ENTITIES.iter() {
+        if let Some(v) = e.versioned() {
+            out.push(v.current);
+            out.push(v.history);
+        } else if let Some(s) = e.append_schema() {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Checks `--table` names, suggesting the closest known one.
+pub fn check_tables(names: &[String]) -> Result<()> {
+    let known: Vec<String> = typed_tables().into_iter().map(|t| t.name).collect();
+    for name in names {
+        if !known.contains(name) {
+            let suggestion = known
+                .iter()
+                .min_by_key(|k| strsim::levenshtein(k, name))
+                .filter(|k| strsim::levenshtein(k, name) <= name.len().max(3) / 2)
+                .cloned();
+            return Err(Error::UnknownTable {
+                name: name.clone(),
+                suggestion,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds typed tables from `_raw` (all when `only` is empty; a versioned table's
+/// `_history` goes with it). Records the rebuild in `_govlake`.
+pub async fn rebuild(
+    lake: &Lake,
+    only: &[String],
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<RebuildOutcome> {
+    check_tables(only)?;
+    if format::found(lake).await? == Found::NoLake {
+        return Err(Error::NoLake(lake.location().display()));
+    }
+    let dir = std::env::temp_dir().join(format!("govlake-rebuild-{}", uuid::Uuid::new_v4()));
+    let scratch_dir = dir.display().to_string();
+    let scratch = LakeLocation::resolve(&scratch_dir, HashMap::new())
+        .map(Lake::new)
+        .map_err(|source| Error::Scratch {
+            path: scratch_dir.clone(),
+            source,
+        })?;
+    let outcome = rebuild_through(lake, &scratch, only, progress).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+async fn rebuild_through(
+    lake: &Lake,
+    scratch: &Lake,
+    only: &[String],
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<RebuildOutcome> {
+    let replay = replay::replay(lake, scratch, progress).await?;
+    let metadata = HashMap::from([(
+        "govlake.operation".to_string(),
+        serde_json::Value::String("rebuild".into()),
+    )]);
+    let wanted = |name: &str| {
+        only.is_empty()
+            || only.iter().any(|o| {
+                name == o || name == format!("{o}_history") || *o == format!("{name}_history")
+            })
+    };
+    let mut tables = vec![];
+    for schema in typed_tables() {
+        if !wanted(&schema.name) {
+            continue;
+        }
+        let version = lake
+            .overwrite_from_lake(&schema, scratch, &metadata)
+            .await?;
+        tables.push((schema.name.clone(), version));
+        failpoint::hit("rebuild_table");
+    }
+    let names: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).collect();
+    let version = match format::found(lake).await? {
+        Found::Version(v) => v,
+        Found::NoLake => FORMAT_VERSION,
+    };
+    format::record(
+        lake,
+        version,
+        &format!("rebuilt from _raw: {}", names.join(", ")),
+    )
+    .await?;
+    Ok(RebuildOutcome { replay, tables })
+}
+
+/// Migrates the lake to this govlake's format (`dry_run`: lists the steps only).
+pub async fn migrate(
+    lake: &Lake,
+    dry_run: bool,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<MigrateOutcome> {
+    let from = match format::found(lake).await? {
+        Found::NoLake => return Err(Error::NoLake(lake.location().display())),
+        Found::Version(v) if v > FORMAT_VERSION => {
+            return Err(crate::lake::Error::FormatTooNew {
+                location: lake.location().display(),
+                version: v,
+                known: FORMAT_VERSION,
+            }
+            .into());
+        }
+        Found::Version(v) => v,
+    };
+    let pending = &STEPS[from.max(0) as usize..];
+    let mut outcome = MigrateOutcome {
+        from,
+        to: FORMAT_VERSION,
+        steps: pending
+            .iter()
+            .map(|s| format!("{} → {}: {}", s.from, s.from + 1, s.does))
+            .collect(),
+        changed: false,
+        columns_added: vec![],
+        rebuild: None,
+    };
+    if dry_run || pending.is_empty() {
+        return Ok(outcome);
+    }
+    for step in pending {
+        match step.from {
+            0 => {
+                for schema in [
+                    bookkeeping::raw_schema(),
+                    bookkeeping::rejects_schema(),
+                    bookkeeping::ingest_runs_schema(),
+                    bookkeeping::pack_pins_schema(),
+                ] {
+                    for c in lake.add_missing_columns(&schema).await? {
+                        outcome.columns_added.push(format!("{}.{c}", schema.name));
+                    }
+                }
+                failpoint::hit("migrate_step");
+                outcome.rebuild = Some(rebuild(lake, &[], progress).await?);
+            }
+            other => unreachable!("no migration step from format {other}"),
+        }
+        format::record(
+            lake,
+            step.from + 1,
+            &format!("migrated from format {}", step.from),
+        )
+        .await?;
+    }
+    outcome.changed = true;
+    Ok(outcome)
+}
