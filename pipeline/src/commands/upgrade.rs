@@ -38,6 +38,11 @@ fn print_rebuild(outcome: &govlake::upgrade::RebuildOutcome) {
         r.rejected,
         r.unverified
     );
+    for (entity, n) in &r.unknown_raw {
+        println!(
+            "warning: {n} `_raw` records of `{entity}`, an entity this govlake does not map, were kept in `_raw` but not replayed."
+        );
+    }
 }
 
 /// Runs `govlake migrate`.

@@ -36,10 +36,13 @@ pub struct ReplaySummary {
     pub unverified: u64,
     /// Records the current mapping rejects (quarantined in the scratch lake's `_rejects`).
     pub rejected: u64,
-    /// First and last observation replayed.
+    /// First observation replayed.
     pub from: Option<String>,
     /// Last observation replayed.
     pub to: Option<String>,
+    /// `_raw` records of entities this govlake does not map, by entity (kept in `_raw`,
+    /// not replayed).
+    pub unknown_raw: BTreeMap<String, u64>,
 }
 
 /// One typed version of an object, as the history holds it.
@@ -75,6 +78,7 @@ pub async fn replay(
     let mut histories: BTreeMap<&'static str, EntityHistory> = BTreeMap::new();
     let mut json: HashMap<(String, String), String> = HashMap::new();
     let mut append_runs: BTreeSet<String> = BTreeSet::new();
+    let mut unknown_raw: BTreeMap<String, u64> = BTreeMap::new();
     source
         .scan_strings(
             RAW,
@@ -84,6 +88,7 @@ pub async fn replay(
                     return;
                 };
                 let Some(spec) = spec::entity(entity) else {
+                    *unknown_raw.entry(entity.to_string()).or_default() += 1;
                     return;
                 };
                 let at = v[3]
@@ -112,6 +117,7 @@ pub async fn replay(
             },
         )
         .await?;
+    summary.unknown_raw = unknown_raw;
     for h in histories.values_mut() {
         for list in h.raw.values_mut() {
             list.sort();
@@ -208,6 +214,10 @@ async fn load_versions(source: &Lake, spec: &EntitySpec, h: &mut EntityHistory) 
         }
     }
     let table = format!("{}_history", spec.table);
+    // A lake written by an older govlake may lack a parent column: the scope still names
+    // the nearest parent.
+    let have = source.column_names(&table).await?.unwrap_or_default();
+    parent_cols.retain(|(_, c)| have.iter().any(|h| h == c));
     let mut cols = vec![
         "id".to_string(),
         history::ROW_HASH.to_string(),
