@@ -16,6 +16,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use deltalake::arrow::array::{Array, AsArray};
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -381,7 +383,17 @@ fn choose_json(
     candidates.first().map(|t| ((*t).clone(), false))
 }
 
-/// Feeds the append-only records first fetched by `runs`, streamed from `_raw`.
+/// A failed `_raw` read, as the lake reports it.
+fn lake_query_error(e: deltalake::datafusion::error::DataFusionError) -> super::Error {
+    crate::lake::Error::Query {
+        table: RAW.to_string(),
+        source: Box::new(e),
+    }
+    .into()
+}
+
+/// Feeds the append-only records first fetched by `runs`, streamed from `_raw` batch by
+/// batch (a first bulk ingest is one observation time of millions of events).
 async fn feed_appends(
     run: &mut Run<'_>,
     source: &Lake,
@@ -401,32 +413,49 @@ async fn feed_appends(
         runs.join(", "),
         appends.join(", ")
     );
-    // Collected per chunk: the scan's callback cannot await the run.
-    let mut records: Vec<(String, String)> = vec![];
-    source
-        .scan_sql(RAW, &sql, |v| {
-            if let (Some(e), Some(j)) = (v[0], v[1]) {
-                records.push((e.to_string(), j.to_string()));
+    let Some(mut stream) = source.stream_sql(RAW, &sql).await? else {
+        return Ok(());
+    };
+    let mut n = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| lake_query_error(e))?;
+        // Strings may come back as views or large strings: one type to read.
+        let text_column = |i: usize| {
+            deltalake::arrow::compute::cast(
+                batch.column(i),
+                &deltalake::arrow::datatypes::DataType::Utf8,
+            )
+            .map_err(|source| crate::lake::Error::Arrow {
+                table: RAW.to_string(),
+                source,
+            })
+        };
+        let (entities, texts) = (text_column(0)?, text_column(1)?);
+        let (entities, texts) = (entities.as_string::<i32>(), texts.as_string::<i32>());
+        for row in 0..batch.num_rows() {
+            if entities.is_null(row) || texts.is_null(row) {
+                continue;
             }
-        })
-        .await?;
-    for (i, (entity, text)) in records.into_iter().enumerate() {
-        let spec = spec::entity(&entity).expect("filtered to known entities");
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        summary.objects_fed += 1;
-        run.object(
-            spec,
-            &value,
-            Some(text),
-            "govlake rebuild (from _raw)",
-            &format!("`{entity}` raw record {}", i + 1),
-            &[],
-            None,
-            0,
-            None,
-        )
-        .await?;
-        run.flush_if_full().await?;
+            let entity = entities.value(row);
+            let text = texts.value(row).to_string();
+            let spec = spec::entity(entity).expect("filtered to known entities");
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            n += 1;
+            summary.objects_fed += 1;
+            run.object(
+                spec,
+                &value,
+                Some(text),
+                "govlake rebuild (from _raw)",
+                &format!("`{entity}` raw record {n}"),
+                &[],
+                None,
+                0,
+                None,
+            )
+            .await?;
+            run.flush_if_full().await?;
+        }
     }
     Ok(())
 }

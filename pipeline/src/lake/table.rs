@@ -632,11 +632,9 @@ impl Lake {
         use deltalake::arrow::datatypes::DataType;
         use futures::StreamExt;
 
-        let Some(ctx) = self.scan_context(table).await? else {
+        let Some(mut stream) = self.stream_sql(table, sql).await? else {
             return Ok(());
         };
-        let df = ctx.sql(sql).await.map_err(query_err(table))?;
-        let mut stream = df.execute_stream().await.map_err(query_err(table))?;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(query_err(table))?;
             let arrays = batch
@@ -662,6 +660,21 @@ impl Lake {
             }
         }
         Ok(())
+    }
+
+    /// Runs `sql` over the table (registered under its name) and returns its record
+    /// batches as a stream, `None` when the table does not exist. For readers that must
+    /// await between batches (a scan callback cannot).
+    pub async fn stream_sql(
+        &self,
+        table: &str,
+        sql: &str,
+    ) -> Result<Option<deltalake::datafusion::physical_plan::SendableRecordBatchStream>> {
+        let Some(ctx) = self.scan_context(table).await? else {
+            return Ok(None);
+        };
+        let df = ctx.sql(sql).await.map_err(query_err(table))?;
+        Ok(Some(df.execute_stream().await.map_err(query_err(table))?))
     }
 
     /// A DataFusion session with just this table registered, or `None` if it does not exist.
