@@ -43,6 +43,32 @@ pub enum Error {
         #[source]
         source: crate::lake::Error,
     },
+    /// The replay would lose objects the lake holds: nothing was replaced.
+    #[error("The rebuild would lose objects the lake holds, so nothing was replaced: {}. `_raw` lacks their JSON (members and sponsors listed under several parents share one raw record); the tables keep their rows", lost.iter().map(|(t, n, ex)| format!("{n} in `{t}` (e.g. {})", ex.join(", "))).collect::<Vec<_>>().join("; "))]
+    WouldLose {
+        /// Table, count and example ids.
+        lost: Vec<(String, u64, Vec<String>)>,
+    },
+    /// Today's mapping rejects records the lake holds: nothing was replaced.
+    #[error("Today's mapping rejects {count} record(s) the lake holds, so nothing was replaced (a rebuild would drop them): {}", examples.join("; "))]
+    Rejected {
+        /// How many.
+        count: u64,
+        /// A few `entity id: reason` lines.
+        examples: Vec<String>,
+    },
+    /// Another writer committed while the rebuild replayed.
+    #[error(
+        "Table `{table}` changed while the rebuild was replaying (version {before} → {after}): another govlake wrote to the lake, and replacing the table now would drop its rows. Nothing more was replaced; rerun `govlake rebuild` when no ingest is running"
+    )]
+    Concurrent {
+        /// Table.
+        table: String,
+        /// Version when the replay started.
+        before: String,
+        /// Version found before replacing.
+        after: String,
+    },
     /// A lake read or write failed.
     #[error(transparent)]
     Lake(#[from] crate::lake::Error),
@@ -59,6 +85,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct RebuildOutcome {
     /// The replay's counts.
     pub replay: ReplaySummary,
+    /// Where the scratch lake was (removed afterwards).
+    #[serde(skip)]
+    pub scratch: String,
     /// Tables replaced, with their new Delta version.
     pub tables: Vec<(String, i64)>,
 }
@@ -78,6 +107,8 @@ pub struct MigrateOutcome {
     pub columns_added: Vec<String>,
     /// The rebuild a step ran.
     pub rebuild: Option<RebuildOutcome>,
+    /// Why a step's rebuild was not done (the tables keep their rows).
+    pub rebuild_skipped: Option<String>,
 }
 
 /// Every typed table (current and `_history`, append-only) with its schema.
@@ -134,7 +165,52 @@ pub async fn rebuild(
         })?;
     let outcome = rebuild_through(lake, &scratch, only, progress).await;
     let _ = std::fs::remove_dir_all(&dir);
-    outcome
+    outcome.map(|o| RebuildOutcome {
+        scratch: scratch_dir,
+        ..o
+    })
+}
+
+/// The Delta version of every typed table and of `_ingest_runs`, as text.
+async fn versions(lake: &Lake) -> Result<Vec<(String, String)>> {
+    let mut out = vec![];
+    let names = typed_tables()
+        .into_iter()
+        .map(|t| t.name)
+        .chain([bookkeeping::INGEST_RUNS.to_string()]);
+    for name in names {
+        let v = match lake.table_exists(&name).await? {
+            true => lake
+                .version(&name)
+                .await?
+                .map_or("none".into(), |v| v.to_string()),
+            false => "none".into(),
+        };
+        out.push((name, v));
+    }
+    Ok(out)
+}
+
+/// A few of the scratch lake's rejects, as `entity id: reason`.
+async fn reject_examples(scratch: &Lake) -> Result<Vec<String>> {
+    let mut out = vec![];
+    scratch
+        .scan_strings(
+            bookkeeping::REJECTS,
+            &["entity", "record_id", "reason"],
+            |v| {
+                if out.len() < 5 {
+                    out.push(format!(
+                        "`{}` {}: {}",
+                        v[0].unwrap_or("?"),
+                        v[1].unwrap_or("(no id)"),
+                        v[2].unwrap_or("")
+                    ));
+                }
+            },
+        )
+        .await?;
+    Ok(out)
 }
 
 async fn rebuild_through(
@@ -143,7 +219,27 @@ async fn rebuild_through(
     only: &[String],
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<RebuildOutcome> {
+    let before = versions(lake).await?;
     let replay = replay::replay(lake, scratch, progress).await?;
+    if replay.rejected > 0 {
+        return Err(Error::Rejected {
+            count: replay.rejected,
+            examples: reject_examples(scratch).await?,
+        });
+    }
+    let lost = replay::lost_objects(lake, scratch).await?;
+    if !lost.is_empty() {
+        return Err(Error::WouldLose { lost });
+    }
+    for ((table, was), (_, now)) in before.iter().zip(versions(lake).await?) {
+        if *was != now {
+            return Err(Error::Concurrent {
+                table: table.clone(),
+                before: was.clone(),
+                after: now,
+            });
+        }
+    }
     let metadata = HashMap::from([(
         "govlake.operation".to_string(),
         serde_json::Value::String("rebuild".into()),
@@ -176,7 +272,11 @@ async fn rebuild_through(
         &format!("rebuilt from _raw: {}", names.join(", ")),
     )
     .await?;
-    Ok(RebuildOutcome { replay, tables })
+    Ok(RebuildOutcome {
+        replay,
+        tables,
+        scratch: String::new(),
+    })
 }
 
 /// Migrates the lake to this govlake's format (`dry_run`: lists the steps only).
@@ -208,6 +308,7 @@ pub async fn migrate(
         changed: false,
         columns_added: vec![],
         rebuild: None,
+        rebuild_skipped: None,
     };
     if dry_run || pending.is_empty() {
         return Ok(outcome);
@@ -226,7 +327,15 @@ pub async fn migrate(
                     }
                 }
                 failpoint::hit("migrate_step");
-                outcome.rebuild = Some(rebuild(lake, &[], progress).await?);
+                match rebuild(lake, &[], progress).await {
+                    Ok(r) => outcome.rebuild = Some(r),
+                    // The tables keep what they hold: readable, and still right for the
+                    // mapping that wrote them. Said in the outcome, never hidden.
+                    Err(e @ (Error::WouldLose { .. } | Error::Rejected { .. })) => {
+                        outcome.rebuild_skipped = Some(e.to_string());
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             other => unreachable!("no migration step from format {other}"),
         }

@@ -125,8 +125,11 @@ pub async fn replay(
             list.sort();
         }
     }
-    for (table, h) in histories.iter_mut() {
-        load_versions(source, spec::entity(table).expect("known entity"), h).await?;
+    // Every versioned entity's history, also of the lists only ever seen inside their
+    // parents (their changes are times at which the parents must be fed again).
+    for spec in spec::ENTITIES.iter().filter(|e| e.versioned().is_some()) {
+        let h = histories.entry(spec.table).or_default();
+        load_versions(source, spec, h).await?;
     }
 
     let versioned_times: BTreeSet<i64> = histories
@@ -165,7 +168,8 @@ pub async fn replay(
         );
         run.keep_raw = false;
         for spec in spec::ENTITIES.iter() {
-            let Some(h) = histories.get(spec.table) else {
+            let Some(h) = histories.get(spec.table).filter(|h| !h.raw.is_empty()) else {
+                // Known only from its parents' records: the parents' replay brings it back.
                 continue;
             };
             // Snapshots are fed whenever anything versioned changed, so the lists they hold
@@ -253,7 +257,8 @@ async fn load_versions(source: &Lake, spec: &EntitySpec, h: &mut EntityHistory) 
                     parents[*k] = p.to_string();
                 }
             }
-            if spec.scoped_by_parent && parents.first().is_none_or(String::is_empty) {
+            // The scope is what the ingest keyed the snapshot by: it names the nearest parent.
+            if spec.scoped_by_parent {
                 let parent = constants
                     .iter()
                     .find_map(|k| scope.strip_suffix(&format!("/{k}")))
@@ -329,23 +334,38 @@ async fn feed_versioned(
         if snapshot {
             run.completeness.embedded(spec.table, v.scope.clone());
         }
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let location = format!("`{}` `{id}` as observed at {}", spec.table, fmt_ts(t));
         let constant = constant_of(spec, &v.scope);
-        summary.objects_fed += 1;
-        run.object(
-            spec,
-            &value,
-            Some(text),
-            "govlake rebuild (from _raw)",
-            &format!("`{}` `{id}` as observed at {}", spec.table, fmt_ts(t)),
-            &v.parents,
-            constant,
-            0,
-            None,
-        )
-        .await?;
+        feed(run, spec, text, &location, &v.parents, constant, summary).await?;
     }
     Ok(())
+}
+
+/// Feeds one raw record through the mapping, as an ingest reads a top-level record.
+async fn feed(
+    run: &mut Run<'_>,
+    spec: &'static EntitySpec,
+    text: String,
+    location: &str,
+    parents: &[String],
+    constant: Option<&str>,
+    summary: &mut ReplaySummary,
+) -> Result<()> {
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    summary.objects_fed += 1;
+    let source = "govlake rebuild (from _raw)";
+    run.object(
+        spec,
+        &value,
+        Some(text),
+        source,
+        location,
+        parents,
+        constant,
+        0,
+        None,
+    )
+    .await
 }
 
 /// The JSON of version `v` at time `t`, and whether its typed row hash confirms it.
@@ -379,8 +399,59 @@ fn choose_json(
         }
     }
     // A raw version whose run never recorded its observation time sorts first (as
-    // `i64::MIN`): a candidate at any time. Failing a match, the newest observed by then.
+    // `i64::MIN`): a candidate at any time. Failing a match, an entity that parents also
+    // hold inside their records (review instances in definitions) is left to them: its
+    // version may have been seen only there. Otherwise the newest raw version by then.
+    if is_embedded_somewhere(spec) {
+        return None;
+    }
     candidates.first().map(|t| ((*t).clone(), false))
+}
+
+/// Whether some entity's records hold lists of this one.
+fn is_embedded_somewhere(spec: &EntitySpec) -> bool {
+    spec::ENTITIES
+        .iter()
+        .flat_map(|e| e.children.iter())
+        .any(|l| l.entity == spec.table)
+}
+
+/// Tables whose objects the replay did not bring back, with how many and a few ids: a
+/// rebuild that would lose them must not replace anything.
+pub async fn lost_objects(
+    source: &Lake,
+    scratch: &Lake,
+) -> Result<Vec<(String, u64, Vec<String>)>> {
+    let mut lost = vec![];
+    for spec in spec::ENTITIES.iter() {
+        let table = match spec.versioned() {
+            Some(v) => v.history.name,
+            None => spec.table.to_string(),
+        };
+        let mut rebuilt = std::collections::HashSet::new();
+        scratch
+            .scan_strings(&table, &["id"], |v| {
+                if let Some(id) = v[0] {
+                    rebuilt.insert(super::key128(&[id]));
+                }
+            })
+            .await?;
+        let (mut missing, mut examples) = (std::collections::HashSet::new(), vec![]);
+        source
+            .scan_strings(&table, &["id"], |v| {
+                if let Some(id) = v[0] {
+                    let key = super::key128(&[id]);
+                    if !rebuilt.contains(&key) && missing.insert(key) && examples.len() < 5 {
+                        examples.push(id.to_string());
+                    }
+                }
+            })
+            .await?;
+        if !missing.is_empty() {
+            lost.push((table, missing.len() as u64, examples));
+        }
+    }
+    Ok(lost)
 }
 
 /// A failed `_raw` read, as the lake reports it.
@@ -439,21 +510,9 @@ async fn feed_appends(
             let entity = entities.value(row);
             let text = texts.value(row).to_string();
             let spec = spec::entity(entity).expect("filtered to known entities");
-            let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             n += 1;
-            summary.objects_fed += 1;
-            run.object(
-                spec,
-                &value,
-                Some(text),
-                "govlake rebuild (from _raw)",
-                &format!("`{entity}` raw record {n}"),
-                &[],
-                None,
-                0,
-                None,
-            )
-            .await?;
+            let location = format!("`{entity}` raw record {n}");
+            feed(run, spec, text, &location, &[], None, summary).await?;
             run.flush_if_full().await?;
         }
     }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use super::bookkeeping::INGEST_RUNS;
+use super::bookkeeping::{INGEST_RUNS, RAW};
 use super::error::{Error, Result};
 use super::row::{Cell, Column, ColumnType, TableSchema};
 use super::table::Lake;
@@ -92,11 +92,20 @@ pub async fn found(lake: &Lake) -> Result<Found> {
             }
         })
         .await?;
-        return Ok(Found::Version(newest.unwrap_or(0)));
+        // An empty `_govlake` (a stamp killed between creating the table and writing its
+        // row) says nothing: what else the lake holds decides.
+        if let Some(v) = newest {
+            return Ok(Found::Version(v));
+        }
     }
-    if lake.table_exists(INGEST_RUNS).await? {
-        return Ok(Found::Version(0));
+    // Any of the tables every govlake writes (a first run killed before its bookkeeping
+    // still left `_raw`): a lake from before format versions.
+    for table in [INGEST_RUNS, RAW] {
+        if lake.table_exists(table).await? {
+            return Ok(Found::Version(0));
+        }
     }
+    // Nothing, or only an empty stamp of a lake this govlake began to create.
     Ok(Found::NoLake)
 }
 
