@@ -16,3 +16,4 @@ pub mod ingest;
 pub mod lake;
 pub mod query;
 pub mod report;
+pub mod suggest;

@@ -1,7 +1,9 @@
 //! Command implementations: each turns parsed arguments into a stage run and prints its
 //! summary. `anyhow` is used at this layer only.
 
+pub mod completions;
 pub mod demo;
+pub mod doctor;
 pub mod generate;
 pub mod ingest;
 pub mod live;
@@ -52,6 +54,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Keygen(ref args) => report::keygen(args, &printer),
         Command::Vacuum(ref args) => tables::vacuum(&cli.global, args, &printer).await,
         Command::Sample(ref args) => report::sample(&cli.global, args, &printer).await,
+        Command::Doctor(ref args) => doctor::run(&cli.global, args, &printer).await,
+        Command::Completions(ref args) => completions::completions(args),
+        Command::Manpage(ref args) => completions::manpage(args, &printer),
     }
 }
 
@@ -163,10 +168,22 @@ pub fn text_table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Resolves the lake for a command.
-pub fn open_lake(
+/// What a command may do to the lake it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Use a lake that exists; anything else is an error (a typo in `--lake` must never
+    /// leave a new lake behind).
+    Existing,
+    /// Create the lake if there is none (ingest, demo).
+    Create,
+}
+
+/// Resolves the lake for a command; with [`Access::Existing`], fails (exit 2) when no lake
+/// is there.
+pub async fn open_lake(
     global: &crate::cli::GlobalArgs,
     default: &str,
+    access: Access,
 ) -> anyhow::Result<govlake::lake::Lake> {
     let config = govlake::config::PipelineConfig::load(global.config.as_deref())?;
     let options = storage_options(global, &config);
@@ -176,7 +193,14 @@ pub fn open_lake(
         .or(config.lake.location)
         .unwrap_or_else(|| default.to_string());
     let loc = govlake::lake::LakeLocation::resolve(&location, options)?;
-    Ok(govlake::lake::Lake::new(loc).with_retention(config.lake.retention))
+    let lake = govlake::lake::Lake::new(loc).with_retention(config.lake.retention);
+    if access == Access::Existing && !lake.exists().await? {
+        anyhow::bail!(
+            "no govlake lake at {}: create one with `govlake --lake {location} ingest --from EXPORT_DIR` (or `ingest --graph`), or try `govlake demo`; or point --lake, GOVLAKE_LAKE or the config's [lake] location at an existing lake",
+            lake.location().display()
+        );
+    }
+    Ok(lake)
 }
 
 /// Storage options: the config file's `[lake.storage_options]`, then `--storage-option`.
