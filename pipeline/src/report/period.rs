@@ -92,7 +92,7 @@ fn quarter_hint(text: &str) -> String {
     let t = text.trim().to_ascii_uppercase();
     let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
     let parts: Vec<&str> = t
-        .split(|c: char| c == ' ' || c == '-' || c == '/' || c == '_')
+        .split([' ', '-', '/', '_'])
         .filter(|p| !p.is_empty())
         .collect();
     let guess = match parts.as_slice() {
