@@ -30,7 +30,8 @@ pub struct Cli {
 /// Options shared by every command.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Lake location: a folder (created if missing), or a URL: s3://BUCKET/PATH,
+    /// Lake location: a folder (created by `ingest` or `demo` if missing; every other
+    /// command needs an existing lake), or a URL: s3://BUCKET/PATH,
     /// az://CONTAINER/PATH, abfss://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH,
     /// gs://BUCKET/PATH, file://, memory://. Credentials come from the environment (README,
     /// "Object storage"). Default: [lake] location of the config file, else ./govlake-data
@@ -111,6 +112,67 @@ pub enum Command {
     /// Rebuild typed tables and their _history from the raw layer with this govlake's
     /// mapping, as new Delta versions (old versions stay readable by time travel).
     Rebuild(RebuildArgs),
+    /// Check a deployment before its first scheduled run: config, lake, sign-in, permissions,
+    /// Graph (exit 0 ok, 1 warnings, 2 a failure).
+    ///
+    /// One line per check, ok / warning / failed and what to do: the config file and the
+    /// lake's location; the lake readable and writable (a probe object, removed again; no lake
+    /// is created); with --graph, sign-in, the token's roles (every read permission a run
+    /// needs; a write permission is a warning), one item of every collection (a 403 names the
+    /// missing permission), the lake's newest audit event against Graph's retention, and the
+    /// clock against the token endpoint's; with --log-analytics, the workspace.
+    // Of the options shared with `ingest --graph`, the ones about what a run reads are hidden.
+    #[command(
+        mut_arg("page_size", |a| a.hide(true)),
+        mut_arg("overlap_minutes", |a| a.hide(true)),
+        mut_arg("since", |a| a.hide(true)),
+        mut_arg("until", |a| a.hide(true)),
+        mut_arg("full", |a| a.hide(true)),
+        mut_arg("concurrency", |a| a.hide(true)),
+        mut_arg("spool", |a| a.hide(true)),
+        mut_arg("no_rate_limit", |a| a.hide(true)),
+    )]
+    Doctor(DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout (`govlake manpage > govlake.1`), or write one
+    /// page per command into a folder.
+    Manpage(ManpageArgs),
+}
+
+/// `govlake manpage`.
+#[derive(Debug, Args)]
+pub struct ManpageArgs {
+    /// Write govlake.1 and a govlake-COMMAND.1 page per command into this folder (created)
+    /// instead of printing govlake.1.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `govlake doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also check Microsoft Graph: sign-in (same credentials as `ingest --graph`), the
+    /// token's roles, one item of every collection, audit retention and clock skew.
+    #[arg(long)]
+    pub graph: bool,
+    /// Also check this Log Analytics workspace: sign-in and a one-row query of AuditLogs.
+    #[arg(long, value_name = "WORKSPACE_ID")]
+    pub log_analytics: Option<String>,
+    /// Hours until the next scheduled run: audit events that leave Graph's retention
+    /// before then are a warning.
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    pub run_every_hours: u64,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// `govlake completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `govlake migrate`.

@@ -172,10 +172,31 @@ impl PipelineConfig {
         Ok(config)
     }
 
-    /// Parses the file's text.
+    /// Parses the file's text. An unknown key is named with the closest valid one.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        toml::from_str(text).map_err(|e| with_suggestion(&e.to_string()))
     }
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`"), with the
+/// valid key closest to `x` added; other messages unchanged.
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.split("unknown field `").nth(1) else {
+        return message.to_string();
+    };
+    let Some((unknown, expected)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let line_end = expected.find('\n').unwrap_or(expected.len());
+    let valid: Vec<&str> = expected[..line_end].split('`').skip(1).step_by(2).collect();
+    let hint = match crate::suggest::closest(unknown, &valid, 1).first() {
+        Some(near) => format!("`{unknown}` is not a config key: did you mean `{near}`?"),
+        None => format!(
+            "`{unknown}` is not a config key; valid here: {}",
+            crate::suggest::or_list(&valid)
+        ),
+    };
+    format!("{hint} ({})", message.trim_end())
 }
 
 #[cfg(test)]
@@ -200,8 +221,21 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_refused_with_their_name() {
+    fn unknown_keys_are_refused_with_their_name_and_the_closest_valid_one() {
         let e = PipelineConfig::parse("[lake]\nlocaton = \"x\"\n").unwrap_err();
-        assert!(e.contains("locaton"), "{e}");
+        assert!(
+            e.starts_with("`locaton` is not a config key: did you mean `location`?"),
+            "{e}"
+        );
+        let e = PipelineConfig::parse("[lake.retention]\nlog_retention = 3\n").unwrap_err();
+        assert!(e.contains("did you mean `log_retention_days`?"), "{e}");
+        let e = PipelineConfig::parse("[querry]\nmemory_limit = \"1G\"\n").unwrap_err();
+        assert!(e.contains("did you mean `query`?"), "{e}");
+        // Nothing close: the valid keys are listed instead.
+        let e = PipelineConfig::parse("[verify]\nzzzzzzzzzzzz = 1\n").unwrap_err();
+        assert!(
+            e.starts_with("`zzzzzzzzzzzz` is not a config key; valid here: `trusted_keys`"),
+            "{e}"
+        );
     }
 }

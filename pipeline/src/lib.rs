@@ -18,3 +18,4 @@ pub mod lake;
 pub mod query;
 pub mod report;
 pub mod upgrade;
+pub mod suggest;

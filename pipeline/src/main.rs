@@ -35,6 +35,21 @@ fn init_logging(global: &cli::GlobalArgs) {
         .init();
 }
 
+/// The causes of an error worth printing: a cause whose text the line before already shows
+/// (DataFusion wraps an error in itself) is left out.
+fn causes(err: &anyhow::Error) -> Vec<String> {
+    let mut shown = err.to_string();
+    let mut out = vec![];
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            out.push(text.clone());
+        }
+        shown = text;
+    }
+    out
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -49,8 +64,8 @@ async fn main() -> ExitCode {
         result = commands::run(cli) => match result {
             Ok(status) => status.into(),
             Err(err) => {
+                let chain = causes(&err);
                 if json {
-                    let chain: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
                     let doc = serde_json::json!({
                         "schema_version": 1, "command": command, "status": "error",
                         "error": {"message": err.to_string(), "causes": chain},
@@ -58,7 +73,7 @@ async fn main() -> ExitCode {
                     println!("{doc}");
                 }
                 eprintln!("error: {err}");
-                for cause in err.chain().skip(1) {
+                for cause in &chain {
                     eprintln!("  Caused by: {cause}");
                 }
                 commands::ExitStatus::Error.into()

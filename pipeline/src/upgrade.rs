@@ -130,11 +130,10 @@ pub fn check_tables(names: &[String]) -> Result<()> {
     let known: Vec<String> = typed_tables().into_iter().map(|t| t.name).collect();
     for name in names {
         if !known.contains(name) {
-            let suggestion = known
-                .iter()
-                .min_by_key(|k| strsim::levenshtein(k, name))
-                .filter(|k| strsim::levenshtein(k, name) <= name.len().max(3) / 2)
-                .cloned();
+            let candidates: Vec<&str> = known.iter().map(String::as_str).collect();
+            let suggestion = crate::suggest::closest(name, &candidates, 1)
+                .first()
+                .map(|s| s.to_string());
             return Err(Error::UnknownTable {
                 name: name.clone(),
                 suggestion,

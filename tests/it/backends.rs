@@ -721,3 +721,79 @@ fn commits_whose_reply_is_lost_are_recognised_not_repeated() {
     let (n, t) = line.split_once(',').unwrap();
     assert_eq!(n, t, "one _ingest_runs row per table: {line}");
 }
+
+/// Every object (or, locally, every file) under a test lake's location.
+fn objects_under(t: &TestLake) -> Vec<String> {
+    match t.backend {
+        Backend::Local => {
+            let root = Path::new(&t.url);
+            if !root.exists() {
+                return vec![];
+            }
+            walkdir::WalkDir::new(root)
+                .min_depth(1)
+                .into_iter()
+                .map(|e| e.unwrap().path().display().to_string())
+                .collect()
+        }
+        _ => {
+            use futures::TryStreamExt as _;
+            let lake = t.lake();
+            let loc = lake.location();
+            let (store, prefix) =
+                govlake::lake::backends::build(&loc.url, &loc.storage_options).unwrap();
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                store
+                    .list(Some(&prefix))
+                    .map_ok(|m| m.location.to_string())
+                    .try_collect()
+                    .await
+                    .unwrap()
+            })
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs Azurite and moto: tests/run.sh starts them and runs the ignored tests"]
+fn read_only_commands_and_doctor_leave_no_lake_on_any_backend() {
+    for backend in Backend::all() {
+        let t = backend.new_lake("nolake");
+        for args in [
+            &["tables"][..],
+            &["sql", "-c", "select 1"],
+            &["vacuum", "--dry-run"],
+        ] {
+            let r = run(t.govlake().args(args));
+            assert_eq!(r.code, 2, "{}: {args:?}: {}", backend.name(), r.stderr);
+            assert!(
+                r.stderr.contains("no govlake lake at"),
+                "{}: {}",
+                backend.name(),
+                r.stderr
+            );
+        }
+        // doctor writes a probe object and removes it.
+        let r = run(t.govlake().args(["--format", "json", "doctor"]));
+        assert_eq!(r.code, 0, "{}: {}\n{}", backend.name(), r.stdout, r.stderr);
+        let writable = r.json()["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "lake writable")
+            .cloned()
+            .unwrap();
+        assert_eq!(writable["status"], "ok", "{}: {writable}", backend.name());
+        assert_eq!(
+            objects_under(&t),
+            Vec::<String>::new(),
+            "{}",
+            backend.name()
+        );
+        // After an ingest the lake is there.
+        let r = t.ingest(&sample_data(), &[]);
+        assert_eq!(r.code, 0, "{}: {}", backend.name(), r.stderr);
+        let r = run(t.govlake().arg("tables"));
+        assert_eq!(r.code, 0, "{}: {}", backend.name(), r.stderr);
+    }
+}

@@ -42,3 +42,45 @@ fn every_command_has_a_reviewed_help() {
         insta::assert_snapshot!(format!("help_{c}"), r.stdout);
     }
 }
+
+#[test]
+fn completions_and_the_man_page_mention_every_command() {
+    let commands = commands();
+    assert!(commands.contains(&"doctor".to_string()), "{commands:?}");
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let r = run(govlake().args(["completions", shell]));
+        assert_eq!(r.code, 0, "{shell}: {}", r.stderr);
+        for c in &commands {
+            assert!(
+                r.stdout.contains(c.as_str()),
+                "{shell} completions lack `{c}`"
+            );
+        }
+        // And options of a command, not just the names (fish writes `-l graph-endpoint`).
+        assert!(r.stdout.contains("graph-endpoint"), "{shell}");
+    }
+    let r = run(govlake().arg("manpage"));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.starts_with(".ie") || r.stdout.contains(".TH govlake"),
+        "{}",
+        &r.stdout[..200.min(r.stdout.len())]
+    );
+    for c in &commands {
+        assert!(
+            r.stdout.contains(&format!("govlake\\-{c}")) || r.stdout.contains(&format!("\n{c}")),
+            "the man page lacks `{c}`"
+        );
+    }
+    // One page per command with --out.
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(govlake().arg("manpage").arg("--out").arg(dir.path()));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(dir.path().join("govlake.1").is_file());
+    for c in &commands {
+        let page = dir.path().join(format!("govlake-{c}.1"));
+        let text =
+            std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        assert!(text.contains(".TH govlake-"), "{c}");
+    }
+}

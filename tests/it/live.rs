@@ -14,9 +14,9 @@ use std::process::{Child, Command, Stdio};
 use crate::common::{Run, assert_same_dump, dump, govlake, ingest, run, sample_data};
 
 /// A running simulator; killed when dropped.
-struct Sim {
+pub(crate) struct Sim {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Sim {
@@ -26,7 +26,7 @@ impl Drop for Sim {
     }
 }
 
-fn start_sim(dir: &Path, faults: &[&str]) -> Sim {
+pub(crate) fn start_sim(dir: &Path, faults: &[&str]) -> Sim {
     let mut child = Command::new(env!("CARGO_BIN_EXE_govlake-graph-sim"))
         .arg("--from")
         .arg(dir)
@@ -48,7 +48,7 @@ fn start_sim(dir: &Path, faults: &[&str]) -> Sim {
     Sim { child, url }
 }
 
-fn live_ingest(lake: &Path, sim: &Sim, extra: &[&str]) -> Run {
+pub(crate) fn live_ingest(lake: &Path, sim: &Sim, extra: &[&str]) -> Run {
     run(govlake()
         .arg("--lake")
         .arg(lake)
@@ -415,7 +415,7 @@ fn requests_are_read_from_the_watermark_and_unfinished_ones_are_read_again() {
 }
 
 /// The simulator's request log.
-fn sim_log(sim: &Sim) -> Vec<serde_json::Value> {
+pub(crate) fn sim_log(sim: &Sim) -> Vec<serde_json::Value> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         reqwest::get(format!("{}/_sim/log", sim.url))

@@ -6,6 +6,8 @@ mod checkpoints;
 mod common;
 mod crash;
 mod differential;
+mod doctor;
+mod first_hour;
 mod generate;
 mod help;
 mod ingest;

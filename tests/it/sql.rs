@@ -5,13 +5,6 @@ use std::path::Path;
 
 use crate::common::*;
 
-fn sample_lake() -> tempfile::TempDir {
-    let lake = tempfile::tempdir().unwrap();
-    let r = ingest(lake.path(), &[&sample_data()], &[]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    lake
-}
-
 fn sql_cli(lake: &Path, args: &[&str]) -> Run {
     run(govlake().arg("--lake").arg(lake).arg("sql").args(args))
 }
@@ -166,7 +159,7 @@ fn parameters_are_bound_not_pasted() {
 
 #[test]
 fn a_dollar_in_a_string_or_quoted_name_is_not_a_parameter() {
-    let lake = tempfile::tempdir().unwrap();
+    let lake = sample_lake(); // `sql` needs a lake, even for queries that read none of it
     let r = csv_query(
         lake.path(),
         "select '$x' as s, \"$y\" as n -- $z\n from (select 1 as \"$y\")",
@@ -192,7 +185,7 @@ fn table_rows(stdout: &str) -> Vec<&str> {
 
 #[test]
 fn table_output_stops_at_its_row_limit_and_counts_the_rest() {
-    let lake = tempfile::tempdir().unwrap();
+    let lake = sample_lake(); // `sql` needs a lake, even for queries that read none of it
     let series = "select value from generate_series(1, 100000)";
     let r = sql_cli(lake.path(), &["-c", series, "--limit", "5"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -216,7 +209,7 @@ fn table_output_stops_at_its_row_limit_and_counts_the_rest() {
 
 #[test]
 fn a_query_over_its_memory_limit_fails_with_a_clear_error() {
-    let lake = tempfile::tempdir().unwrap();
+    let lake = sample_lake(); // `sql` needs a lake, even for queries that read none of it
     let sort = "select value from generate_series(1, 3000000) order by value desc";
     // From the flag, the environment and the config file alike.
     let config = lake.path().join("govlake.toml");

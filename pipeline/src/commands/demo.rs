@@ -5,9 +5,7 @@ use std::path::PathBuf;
 
 use govlake::ingest::IngestSettings;
 
-use govlake::lake::format::Intent;
-
-use super::{ExitStatus, Printer, lake_for};
+use super::{Access, ExitStatus, Printer, open_lake};
 use crate::cli::{DemoArgs, GlobalArgs, OutputFormat};
 
 /// Finds sample-data/: the flag, else ./sample-data, else the source checkout's.
@@ -35,7 +33,7 @@ pub async fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
     let dir = sample_dir(args)?;
-    let lake = lake_for(global, "govlake-demo", Intent::Write).await?;
+    let lake = open_lake(global, "govlake-demo", Access::Create).await?;
     let (summary, graph) = if args.live {
         let (graph, summary) = live_sample(&lake, &dir, printer).await?;
         (summary, Some(graph))

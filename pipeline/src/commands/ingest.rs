@@ -3,9 +3,7 @@
 use anyhow::Context as _;
 use govlake::ingest::{self, IngestSettings, IngestSummary};
 
-use govlake::lake::format::Intent;
-
-use super::{ExitStatus, Printer, lake_for, text_table};
+use super::{Access, ExitStatus, Printer, open_lake, text_table};
 use crate::cli::{GlobalArgs, IngestArgs, OutputFormat};
 
 /// Runs `govlake ingest`.
@@ -14,7 +12,7 @@ pub async fn run(
     args: &IngestArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let lake = lake_for(global, "govlake-data", Intent::Write).await?;
+    let lake = open_lake(global, "govlake-data", Access::Create).await?;
     let observed_at = match &args.observed_at {
         Some(s) => Some(govlake::ingest::value::parse_ts(s).with_context(|| {
             format!(

@@ -24,7 +24,10 @@ const MINUTE_MICROS: i64 = 60_000_000;
 const UNFINISHED_REQUEST_STATES: &str = "'submitted', 'pendingApproval', 'delivering', 'scheduled'";
 
 /// The newest value any earlier run stored for `table` (UTC micros).
-async fn watermark(lake: &govlake::lake::Lake, table: &str) -> anyhow::Result<Option<i64>> {
+pub(super) async fn watermark(
+    lake: &govlake::lake::Lake,
+    table: &str,
+) -> anyhow::Result<Option<i64>> {
     let mut newest: Option<i64> = None;
     lake.scan_sql(
         govlake::lake::bookkeeping::INGEST_RUNS,
@@ -98,7 +101,11 @@ fn credential(live: &LiveArgs) -> anyhow::Result<Credential> {
 }
 
 /// Client settings for `endpoint` (Graph, or the Log Analytics API).
-fn client_settings(live: &LiveArgs, endpoint: &str, flag: &str) -> anyhow::Result<ClientSettings> {
+pub(super) fn client_settings(
+    live: &LiveArgs,
+    endpoint: &str,
+    flag: &str,
+) -> anyhow::Result<ClientSettings> {
     let parse_url =
         |s: &str, flag: &str| Url::parse(s).with_context(|| format!("`{flag} {s}` is not a URL"));
     let credential = credential(live)?;

@@ -1,7 +1,9 @@
 //! Command implementations: each turns parsed arguments into a stage run and prints its
 //! summary. `anyhow` is used at this layer only.
 
+pub mod completions;
 pub mod demo;
+pub mod doctor;
 pub mod generate;
 pub mod ingest;
 pub mod live;
@@ -55,6 +57,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Sample(ref args) => report::sample(&cli.global, args, &printer).await,
         Command::Migrate(ref args) => upgrade::migrate(&cli.global, args, &printer).await,
         Command::Rebuild(ref args) => upgrade::rebuild(&cli.global, args, &printer).await,
+        Command::Doctor(ref args) => doctor::run(&cli.global, args, &printer).await,
+        Command::Completions(ref args) => completions::completions(args),
+        Command::Manpage(ref args) => completions::manpage(args, &printer),
     }
 }
 
@@ -173,8 +178,22 @@ pub fn text_table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Resolves the lake for a command.
-pub fn open_lake(
+/// What a command does with the lake it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read a lake that exists (sql, tables, report, sample). A typo in `--lake` must never
+    /// leave a new lake behind; a lake in an older format is read as it is where its
+    /// migration steps allow.
+    Read,
+    /// Write into a lake that exists (pack, vacuum, rebuild).
+    Write,
+    /// Write, creating the lake if there is none (ingest, demo).
+    Create,
+}
+
+/// Resolves the lake location of a command (`--lake`, the config file, the default),
+/// without looking at what is there.
+pub fn resolve_lake(
     global: &crate::cli::GlobalArgs,
     default: &str,
 ) -> anyhow::Result<govlake::lake::Lake> {
@@ -189,16 +208,28 @@ pub fn open_lake(
     Ok(govlake::lake::Lake::new(loc).with_retention(config.lake.retention))
 }
 
-/// Resolves the lake and checks that this govlake may use it for `intent` (its format
-/// version: a lake written by a newer govlake is refused, an older one may need `govlake
-/// migrate`).
-pub async fn lake_for(
+/// Resolves the lake for a command and checks it may be used for `access`: a lake must be
+/// there unless the command creates one (exit 2 otherwise, saying how to make one), and its
+/// format version must allow the use (a lake from a newer govlake is refused; an older one
+/// may need `govlake migrate`).
+pub async fn open_lake(
     global: &crate::cli::GlobalArgs,
     default: &str,
-    intent: govlake::lake::format::Intent,
+    access: Access,
 ) -> anyhow::Result<govlake::lake::Lake> {
-    let lake = open_lake(global, default)?;
-    govlake::lake::format::check(&lake, intent).await?;
+    use govlake::lake::format::{self, Found, Intent};
+    let lake = resolve_lake(global, default)?;
+    let intent = match access {
+        Access::Read => Intent::Read,
+        Access::Write | Access::Create => Intent::Write,
+    };
+    if format::check(&lake, intent).await? == Found::NoLake && access != Access::Create {
+        anyhow::bail!(
+            "no govlake lake at {}: create one with `govlake --lake {} ingest --from EXPORT_DIR` (or `ingest --graph`), or try `govlake demo`; or point --lake, GOVLAKE_LAKE or the config's [lake] location at an existing lake",
+            lake.location().display(),
+            lake.location().display()
+        );
+    }
     Ok(lake)
 }
 

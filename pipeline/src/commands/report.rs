@@ -10,9 +10,7 @@ use govlake::report::pack::{PackSettings, PackSummary};
 use govlake::report::sign::{PublicKey, SecretKey};
 use govlake::report::{Period, package, render::Templates};
 
-use govlake::lake::format::Intent;
-
-use super::{ExitStatus, Printer, lake_for};
+use super::{Access, ExitStatus, Printer, open_lake};
 use crate::cli::{
     GlobalArgs, KeygenArgs, OutputFormat, PackArgs, PeriodArgs, ReportArgs, ReportFormat,
     SampleArgs, VerifyArgs,
@@ -49,7 +47,7 @@ pub async fn report(
 ) -> anyhow::Result<ExitStatus> {
     let period = period(&args.period)?;
     let queries = queries(args.queries.as_deref())?;
-    let lake = lake_for(global, "govlake-data", Intent::Read).await?;
+    let lake = open_lake(global, "govlake-data", Access::Read).await?;
     let versions =
         govlake::report::pack::pin_versions(&lake, &as_of(args.as_of.as_deref())?).await?;
     let ctx = govlake::query::session_as_of(&lake, &AsOf::Versions(versions.clone())).await?;
@@ -205,7 +203,7 @@ pub async fn pack(
             .map(|s| parse_sample(s))
             .collect::<anyhow::Result<_>>()?,
     };
-    let lake = lake_for(global, "govlake-data", Intent::Write).await?;
+    let lake = open_lake(global, "govlake-data", Access::Write).await?;
     let mut summary = build_pack(&lake, &settings, printer).await?;
     if let Some(url) = &remote {
         let config = govlake::config::PipelineConfig::load(global.config.as_deref())?;
@@ -252,7 +250,7 @@ pub async fn sample(
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
     let queries = queries(args.queries.as_deref())?;
-    let lake = lake_for(global, "govlake-data", Intent::Read).await?;
+    let lake = open_lake(global, "govlake-data", Access::Read).await?;
     let ctx = govlake::query::session_as_of(&lake, &as_of(args.as_of.as_deref())?).await?;
     let registered = views::register(&ctx, &queries).await?;
     let Some(q) = queries

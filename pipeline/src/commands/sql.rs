@@ -12,9 +12,7 @@ use deltalake::datafusion::scalar::ScalarValue;
 use govlake::query::views::{self, QueryFile};
 use govlake::query::{AsOf, MemoryLimit};
 
-use govlake::lake::format::Intent;
-
-use super::{ExitStatus, Printer, lake_for};
+use super::{Access, ExitStatus, Printer, open_lake};
 use crate::cli::{GlobalArgs, SqlArgs, SqlFormat};
 
 /// Runs `govlake sql`.
@@ -28,7 +26,7 @@ pub async fn run(
             .with_context(|| format!("Cannot read queries from `{}`", dir.display()))?,
         None => views::embedded(),
     };
-    let lake = lake_for(global, "govlake-data", Intent::Read).await?;
+    let lake = open_lake(global, "govlake-data", Access::Read).await?;
     let as_of = match &args.as_of {
         Some(s) => AsOf::parse(s).map_err(|e| anyhow::anyhow!("`--as-of {s}`: {e}"))?,
         None => AsOf::Latest,
@@ -196,10 +194,23 @@ async fn run_one(
             bail!("The query needs `--param {n}=…`");
         }
     }
-    let df = ctx
-        .sql_with_options(sql.trim().trim_end_matches(';'), govlake::query::read_only())
+    let df = match ctx
+        .sql_with_options(
+            sql.trim().trim_end_matches(';'),
+            govlake::query::read_only(),
+        )
         .await
-        .context("The query was refused or does not plan (govlake sql is read-only: no DDL, DML, COPY or SET)")?;
+    {
+        Ok(df) => df,
+        Err(e) => {
+            if let Some(message) = unknown_table(ctx, &e) {
+                bail!(message);
+            }
+            return Err(anyhow::Error::new(e).context(
+                "The query was refused or does not plan (govlake sql is read-only: no DDL, DML, COPY or SET)",
+            ));
+        }
+    };
     let used: Vec<(String, ScalarValue)> = params
         .iter()
         .filter(|(k, _)| needed.contains(k))
@@ -282,6 +293,37 @@ async fn run_one(
         }
     }
     Ok(())
+}
+
+/// The message for a query naming a table or view the session does not have: the closest
+/// names it does have and where to list them all. `None` for any other planning error.
+fn unknown_table(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    e: &deltalake::datafusion::error::DataFusionError,
+) -> Option<String> {
+    let text = e.find_root().to_string();
+    let quoted = text.split("table '").nth(1)?.split("' not found").next()?;
+    let name = quoted.rsplit('.').next().unwrap_or(quoted);
+    if govlake::query::table_names().iter().any(|t| t == name) {
+        return Some(format!(
+            "The lake has no `{name}` table yet: nothing of it has been ingested (`govlake tables` shows what the lake holds)"
+        ));
+    }
+    let known: Vec<String> = ctx
+        .catalog("datafusion")
+        .and_then(|c| c.schema("public"))
+        .map(|s| s.table_names())
+        .unwrap_or_default();
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    let near = govlake::suggest::closest(name, &known, 3);
+    let hint = if near.is_empty() {
+        String::new()
+    } else {
+        format!("did you mean {}? ", govlake::suggest::or_list(&near))
+    };
+    Some(format!(
+        "No table or view is called `{name}`: {hint}`govlake sql --list` lists the tables and views"
+    ))
 }
 
 /// Where the prompt keeps its history: `GOVLAKE_HISTORY`, else `~/.govlake_sql_history`.

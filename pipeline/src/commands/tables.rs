@@ -8,9 +8,7 @@ use deltalake::arrow::array::{Array, AsArray};
 use deltalake::arrow::datatypes::Int64Type;
 use serde::Serialize;
 
-use govlake::lake::format::Intent;
-
-use super::{ExitStatus, Printer, lake_for, text_table};
+use super::{Access, ExitStatus, Printer, open_lake, text_table};
 use crate::cli::{GlobalArgs, OutputFormat};
 
 /// One table's line.
@@ -168,7 +166,7 @@ pub fn print(infos: &[TableInfo], printer: &Printer, location: &str) -> anyhow::
 
 /// Runs `govlake tables`.
 pub async fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
-    let lake = lake_for(global, "govlake-data", Intent::Read).await?;
+    let lake = open_lake(global, "govlake-data", Access::Read).await?;
     let infos = collect(&lake).await?;
     print(&infos, printer, &lake.location().display())?;
     let ok = infos
@@ -187,7 +185,7 @@ pub async fn vacuum(
     args: &crate::cli::VacuumArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let lake = lake_for(global, "govlake-data", Intent::Write).await?;
+    let lake = open_lake(global, "govlake-data", Access::Write).await?;
     let hours = args
         .retain_hours
         .unwrap_or(u64::from(lake.retention().deleted_file_retention_days) * 24);

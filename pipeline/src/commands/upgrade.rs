@@ -4,7 +4,7 @@
 
 use govlake::lake::format::FORMAT_VERSION;
 
-use super::{ExitStatus, Printer, open_lake, text_table};
+use super::{Access, ExitStatus, Printer, open_lake, resolve_lake, text_table};
 use crate::cli::{GlobalArgs, MigrateArgs, OutputFormat, RebuildArgs};
 
 fn bar(printer: &Printer) -> indicatif::ProgressBar {
@@ -51,7 +51,7 @@ pub async fn migrate(
     args: &MigrateArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let lake = open_lake(global, "govlake-data")?;
+    let lake = resolve_lake(global, "govlake-data")?;
     let bar = bar(printer);
     let outcome = govlake::upgrade::migrate(&lake, args.dry_run, &tick(&bar)).await?;
     bar.finish_and_clear();
@@ -94,8 +94,7 @@ pub async fn rebuild(
     args: &RebuildArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let lake =
-        super::lake_for(global, "govlake-data", govlake::lake::format::Intent::Write).await?;
+    let lake = open_lake(global, "govlake-data", Access::Write).await?;
     let bar = bar(printer);
     let outcome = govlake::upgrade::rebuild(&lake, &args.tables, &tick(&bar)).await?;
     bar.finish_and_clear();

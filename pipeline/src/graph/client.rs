@@ -140,6 +140,8 @@ pub(crate) struct Request {
 pub(crate) struct Reply {
     status: u16,
     retry_after: Option<String>,
+    /// The `Date` header: the server's clock.
+    date: Option<String>,
     body: std::result::Result<Vec<u8>, String>,
 }
 
@@ -175,6 +177,11 @@ impl Transport {
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
+                let date = r
+                    .headers()
+                    .get("date")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 let body = r
                     .bytes()
                     .await
@@ -183,6 +190,7 @@ impl Transport {
                 Ok(Reply {
                     status,
                     retry_after,
+                    date,
                     body,
                 })
             }
@@ -206,6 +214,8 @@ pub struct GraphClient {
     /// The refresh token of a delegated sign-in.
     refresh: Mutex<Option<Secret>>,
     roles: Mutex<Vec<String>>,
+    /// The token endpoint's clock minus ours (seconds), from the `Date` of its last answer.
+    token_clock_skew: Mutex<Option<i64>>,
     audit_window: Mutex<VecDeque<Instant>>,
     started: Instant,
     /// Counters.
@@ -230,6 +240,7 @@ impl GraphClient {
             token: tokio::sync::Mutex::new(None),
             refresh: Mutex::new(None),
             roles: Mutex::new(vec![]),
+            token_clock_skew: Mutex::new(None),
             audit_window: Mutex::new(VecDeque::new()),
             started: Instant::now(),
             stats: Stats::default(),
@@ -275,6 +286,18 @@ impl GraphClient {
     /// The app roles of the current token (empty before sign-in or for opaque tokens).
     pub fn token_roles(&self) -> Vec<String> {
         self.roles.lock().expect("not poisoned").clone()
+    }
+
+    /// Signs in now (or keeps the token it has), so a sign-in problem shows on its own.
+    pub async fn sign_in(&self) -> Result<()> {
+        self.bearer(false).await.map(|_| ())
+    }
+
+    /// How far the token endpoint's clock is ahead of this machine's (seconds; negative:
+    /// behind), from the `Date` header of its last answer; `None` before sign-in or when it
+    /// sent none. A `Date` has whole seconds, so ±1 s is noise.
+    pub fn token_clock_skew(&self) -> Option<i64> {
+        *self.token_clock_skew.lock().expect("not poisoned")
     }
 
     fn remaining(&self) -> Duration {
@@ -508,7 +531,16 @@ impl GraphClient {
             };
             url_text = req.url.as_str().split('?').next().unwrap_or("").to_string();
             self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
-            let wait = match self.send(req).await {
+            let sent_at = chrono::Utc::now().timestamp();
+            let reply = self.send(req).await;
+            if let Ok(r) = &reply
+                && let Some(date) = r.date.as_deref().and_then(parse_http_date)
+            {
+                // Against the middle of the exchange: the answer was dated in between.
+                let now = (sent_at + chrono::Utc::now().timestamp()) / 2;
+                *self.token_clock_skew.lock().expect("not poisoned") = Some(date - now);
+            }
+            let wait = match reply {
                 Ok(r) if r.status == 200 => {
                     let v: Value = r
                         .body
@@ -771,6 +803,13 @@ fn token_lifetime(v: &Value) -> Option<Duration> {
     Some(clamp(on.saturating_sub(chrono::Utc::now().timestamp())))
 }
 
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) as UNIX seconds.
+fn parse_http_date(v: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc2822(v.trim())
+        .ok()
+        .map(|d| d.timestamp())
+}
+
 /// The wait a `Retry-After` asks for, when it asks for one: absent, zero, negative or
 /// garbage values give `None` (the caller backs off instead).
 fn retry_wait(v: Option<&str>) -> Option<Duration> {
@@ -883,6 +922,7 @@ mod tests {
             Ok(Reply {
                 status: s.status,
                 retry_after: s.retry_after,
+                date: None,
                 body: s.body.map(String::into_bytes),
             })
         }

@@ -31,6 +31,53 @@ use serde_json::Value;
 use super::client::{Error, GraphClient, Result};
 
 const EM: &str = "identityGovernance/entitlementManagement";
+
+/// The top-level collections a crawl lists (name, Graph path), each with the application
+/// permission that reads it (`govlake doctor` asks each for one item). Their children (sponsors, review instances
+/// and decisions, group members) need the same permissions as their parents, except group
+/// members (Directory.Read.All or GroupMember.Read.All).
+pub const COLLECTIONS: &[(&str, &str, &str)] = &[
+    (
+        "catalogs",
+        "identityGovernance/entitlementManagement/catalogs",
+        "EntitlementManagement.Read.All",
+    ),
+    (
+        "accessPackages",
+        "identityGovernance/entitlementManagement/accessPackages",
+        "EntitlementManagement.Read.All",
+    ),
+    (
+        "assignmentPolicies",
+        "identityGovernance/entitlementManagement/assignmentPolicies",
+        "EntitlementManagement.Read.All",
+    ),
+    (
+        "assignmentRequests",
+        "identityGovernance/entitlementManagement/assignmentRequests",
+        "EntitlementManagement.Read.All",
+    ),
+    (
+        "assignments",
+        "identityGovernance/entitlementManagement/assignments",
+        "EntitlementManagement.Read.All",
+    ),
+    (
+        "connectedOrganizations",
+        "identityGovernance/entitlementManagement/connectedOrganizations",
+        "EntitlementManagement.Read.All",
+    ),
+    (
+        "accessReviews",
+        "identityGovernance/accessReviews/definitions",
+        "AccessReview.Read.All",
+    ),
+    (
+        "directoryAudits",
+        "auditLogs/directoryAudits",
+        "AuditLog.Read.All",
+    ),
+];
 const REVIEWS: &str = "identityGovernance/accessReviews";
 
 /// What a crawl fetched.

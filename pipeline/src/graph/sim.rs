@@ -56,7 +56,8 @@ pub struct Faults {
     /// directoryAudits keeps events this many days (before now), as Graph keeps 30 (7 on
     /// Free); older ones are gone. Log Analytics keeps everything.
     pub retention_days: Option<u64>,
-    /// The token endpoint's clock runs this many seconds ahead (negative: behind).
+    /// The token endpoint's clock runs this many seconds ahead (negative: behind): it
+    /// checks assertions' times by it, and every answer's `Date` header shows it.
     pub clock_skew_secs: i64,
     /// Rows a Log Analytics query returns before it answers `PartialError` (500,000 on
     /// Azure).
@@ -324,12 +325,15 @@ impl Simulator {
             read.read_exact(&mut body).await?;
             let reply = self.answer(&method, &target, &headers, &body).await;
             let close = headers.get("connection").is_some_and(|c| c == "close");
+            // The simulator's clock, skewed as told (what `govlake doctor` compares).
+            let date = chrono::Utc::now() + chrono::Duration::seconds(self.faults.clock_skew_secs);
             let mut head = format!(
-                "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+                "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nDate: {}\r\n",
                 reply.status,
                 reason(reply.status),
                 reply.content_type,
-                reply.body.len()
+                reply.body.len(),
+                date.format("%a, %d %b %Y %H:%M:%S GMT")
             );
             for (k, v) in &reply.headers {
                 head.push_str(&format!("{k}: {v}\r\n"));

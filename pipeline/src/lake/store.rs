@@ -32,7 +32,8 @@ pub struct LakeLocation {
 
 impl LakeLocation {
     /// Resolves a user-given lake location. Plain paths (relative or absolute) are local
-    /// folders, created if missing; `file://` and `memory://` URLs are used as given.
+    /// folders; `file://` and `memory://` URLs are used as given. Nothing is created here:
+    /// a local folder appears when the first table is written (see [`super::Lake::exists`]).
     pub fn resolve(location: &str, storage_options: HashMap<String, String>) -> Result<Self> {
         let bad = |reason: &str| Error::BadLocation {
             location: location.to_string(),
@@ -42,22 +43,20 @@ impl LakeLocation {
             Url::parse(location).map_err(|e| bad(&e.to_string()))?
         } else {
             let path = Path::new(location);
-            std::fs::create_dir_all(path).map_err(|source| Error::CreateDir {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            let abs = std::fs::canonicalize(path).map_err(|source| Error::CreateDir {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            // An existing folder is canonicalised (symlinks resolved); a missing one is only
+            // made absolute, and stays missing.
+            let abs = std::fs::canonicalize(path)
+                .or_else(|_| std::path::absolute(path))
+                .map_err(|source| Error::CreateDir {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             Url::from_directory_path(&abs).map_err(|()| bad("not an absolute path"))?
         };
         match url.scheme() {
             "file" => {
                 super::backends::register();
-                let path = url.to_file_path().map_err(|()| bad("not a local path"))?;
-                std::fs::create_dir_all(&path)
-                    .map_err(|source| Error::CreateDir { path, source })?;
+                url.to_file_path().map_err(|()| bad("not a local path"))?;
             }
             "memory" => {}
             scheme if Cloud::of_scheme(scheme).is_some() => {

@@ -317,34 +317,40 @@ impl Lake {
     }
 
     /// Opens a table; a table that does not exist yet comes back uninitialised
-    /// (`version()` is `None`).
+    /// (`version()` is `None`). Creates nothing: reading a missing table leaves no trace.
     pub async fn open(&self, name: &str) -> Result<DeltaTable> {
         let url = self.location.table_url(name);
-        if let Ok(path) = url.to_file_path() {
-            // delta-rs wants a local table's folder to exist before it looks inside.
-            std::fs::create_dir_all(&path).map_err(|source| Error::CreateDir { path, source })?;
-        }
-        let table = deltalake::DeltaTable::try_from_url_with_storage_options(
-            url,
-            self.location.storage_options.clone(),
-        )
-        .await
-        .map_err(delta_err(name, "opening it"))?;
+        let table = match url.to_file_path() {
+            // delta-rs wants a local table's folder to exist before it looks inside; a
+            // missing folder is a table not created yet, handed out unloaded.
+            Ok(path) if !path.is_dir() => deltalake::DeltaTableBuilder::from_url(url)
+                .and_then(|b| {
+                    b.with_storage_options(self.location.storage_options.clone())
+                        .build()
+                })
+                .map_err(delta_err(name, "opening it"))?,
+            _ => deltalake::DeltaTable::try_from_url_with_storage_options(
+                url,
+                self.location.storage_options.clone(),
+            )
+            .await
+            .map_err(delta_err(name, "opening it"))?,
+        };
         self.note_seen(name, table.version().map(|v| v as i64), false);
         Ok(table)
     }
 
-    /// Whether the table exists (has a Delta log), without creating anything: a local
-    /// lake's folders are looked at, not made.
+    /// Whether a govlake lake is at this location: its `_ingest_runs` table, which every
+    /// ingest (and so `govlake demo`) writes a row to, has a Delta log. Reads only, through
+    /// the same store on every backend, so asking never creates anything.
+    pub async fn exists(&self) -> Result<bool> {
+        self.table_exists(super::bookkeeping::INGEST_RUNS).await
+    }
+
+    /// Whether the table exists (has a Delta log). Reads only, so asking never creates
+    /// anything.
     pub async fn table_exists(&self, name: &str) -> Result<bool> {
-        let url = self.location.table_url(name);
-        if let Ok(path) = url.to_file_path() {
-            return Ok(path.join("_delta_log").is_dir()
-                && std::fs::read_dir(path.join("_delta_log"))
-                    .map(|mut d| d.next().is_some())
-                    .unwrap_or(false));
-        }
-        Ok(self.open(name).await?.version().is_some())
+        Ok(self.version(name).await?.is_some())
     }
 
     /// The table's column names, `None` when it does not exist.
@@ -430,6 +436,10 @@ impl Lake {
 
     /// Creates the table (empty, with its schema) when it does not exist yet.
     pub async fn ensure(&self, schema: &TableSchema) -> Result<DeltaTable> {
+        if let Ok(path) = self.location.table_url(&schema.name).to_file_path() {
+            // Writing is what creates a local lake's folders (reading never does).
+            std::fs::create_dir_all(&path).map_err(|source| Error::CreateDir { path, source })?;
+        }
         let table = self.open(&schema.name).await?;
         if table.version().is_some() {
             return Ok(table);

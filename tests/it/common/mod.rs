@@ -66,6 +66,14 @@ pub fn run(cmd: &mut Command) -> Run {
     }
 }
 
+/// A fresh lake holding the sample tenant (a file ingest of sample-data/).
+pub fn sample_lake() -> tempfile::TempDir {
+    let lake = tempfile::tempdir().unwrap();
+    let r = ingest(lake.path(), &[&sample_data()], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    lake
+}
+
 /// `govlake --lake LAKE --format json ingest --from PATHS... EXTRA...`
 pub fn ingest(lake: &Path, from: &[&Path], extra: &[&str]) -> Run {
     let mut c = govlake();
