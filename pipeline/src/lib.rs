@@ -17,5 +17,5 @@ pub mod ingest;
 pub mod lake;
 pub mod query;
 pub mod report;
-pub mod upgrade;
 pub mod suggest;
+pub mod upgrade;
