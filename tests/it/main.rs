@@ -9,6 +9,7 @@ mod differential;
 mod generate;
 mod help;
 mod ingest;
+mod job;
 mod live;
 mod nothing_lost;
 mod pack;

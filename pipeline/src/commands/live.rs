@@ -141,10 +141,22 @@ pub async fn run(
     observed_at: Option<i64>,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let live = &args.live;
     if let Some(workspace) = &args.log_analytics {
         return run_log_analytics(lake, args, workspace, observed_at, printer).await;
     }
+    let (fetched, summary) = graph(lake, args, observed_at, printer).await?;
+    report(&fetched, &summary, args, printer)
+}
+
+/// Reads the tenant live from Graph into the lake (`ingest --graph`, and `job run`), without
+/// printing the summary.
+pub async fn graph(
+    lake: &govlake::lake::Lake,
+    args: &IngestArgs,
+    observed_at: Option<i64>,
+    printer: &Printer,
+) -> anyhow::Result<(crawl::CrawlSummary, govlake::ingest::IngestSummary)> {
+    let live = &args.live;
     let settings = client_settings(live, &live.graph_endpoint, "--graph-endpoint")?;
     let overlap = live.overlap_minutes as i64 * MINUTE_MICROS;
     let (requests, audits) = if live.full {
@@ -189,8 +201,7 @@ pub async fn run(
         endpoint: live.graph_endpoint.clone(),
         extra_gaps: retention_gap.into_iter().collect(),
     };
-    let (fetched, summary) = fetch_and_ingest(lake, settings, run, printer).await?;
-    report(&fetched, &summary, args, printer)
+    fetch_and_ingest(lake, settings, run, printer).await
 }
 
 /// Runs a Log Analytics backfill.

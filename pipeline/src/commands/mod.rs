@@ -1,9 +1,11 @@
 //! Command implementations: each turns parsed arguments into a stage run and prints its
 //! summary. `anyhow` is used at this layer only.
 
+pub mod changes;
 pub mod demo;
 pub mod generate;
 pub mod ingest;
+pub mod job;
 pub mod live;
 pub mod report;
 pub mod sql;
@@ -52,6 +54,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Keygen(ref args) => report::keygen(args, &printer),
         Command::Vacuum(ref args) => tables::vacuum(&cli.global, args, &printer).await,
         Command::Sample(ref args) => report::sample(&cli.global, args, &printer).await,
+        Command::Changes(ref args) => changes::run(&cli.global, args, &printer).await,
+        Command::Job(crate::cli::JobCommand::Run(ref args)) => {
+            job::run(&cli.global, args, &printer).await
+        }
     }
 }
 

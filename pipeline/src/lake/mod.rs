@@ -7,13 +7,14 @@
 //! the schemas of the lake's own tables (`_raw`, `_rejects`, `_ingest_runs`, `_pack_pins`),
 //! `rechecked` makes DataFusion apply every filter itself (never trusting a scan's "exact"),
 //! `retention` keeps the versions evidence packs pinned (`govlake vacuum`), and `failpoint`
-//! holds the crash points tests arm.
+//! holds the crash points tests arm; `lease` lets one `govlake job run` at a time work on a lake.
 
 pub mod backends;
 pub mod bookkeeping;
 pub mod error;
 pub mod failpoint;
 pub mod history;
+pub mod lease;
 pub mod rechecked;
 pub mod retention;
 pub mod row;
