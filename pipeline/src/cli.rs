@@ -187,8 +187,9 @@ pub struct JobRunArgs {
     /// Print the plan (steps, sources, targets) without touching the tenant or the lake.
     #[arg(long)]
     pub dry_run: bool,
-    /// When another job holds the lake's lease, wait up to this many seconds for it
-    /// (default: exit 2 at once, naming the holder).
+    /// When another job holds the lake's lease, wait up to this many seconds for it to
+    /// finish or its lease to expire (`--wait` alone: an hour). Without it: exit 2 at once,
+    /// naming the holder.
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "3600")]
     pub wait: Option<u64>,
     /// The time the job takes as now when deciding which quarter has closed (RFC 3339;
