@@ -20,6 +20,7 @@
 //!
 //! [job]                            # `govlake job run`, for a scheduler
 //! graph = true                     # ingest live from Graph (sign-in from the environment)
+//! log_analytics_workspace = "0b1f…"  # backfill an audit gap past Graph's retention from it
 //! exports = ["/data/em-export"]    # and/or export folders, each run
 //! alert_on = "new"                 # exit 1 when a finding view gained rows ("any", "never")
 //! vacuum = true                    # vacuum after ingesting (keeps pinned versions)
@@ -119,6 +120,12 @@ pub struct JobConfig {
     /// from the environment).
     #[serde(default)]
     pub graph: bool,
+    /// A Log Analytics workspace (id) to backfill audit events from when the Graph ingest's
+    /// audit window reaches past Graph's retention (a coverage gap: the job was not run for
+    /// longer than Graph keeps events). Sign-in as for `graph`; the endpoint from
+    /// `GOVLAKE_LOG_ANALYTICS_ENDPOINT` (national clouds). Without it such a gap is left for
+    /// a person (exit 1).
+    pub log_analytics_workspace: Option<String>,
     /// Export folders (or files) to ingest on every run, as `govlake ingest --from`; a
     /// relative path is taken from the config file's folder.
     #[serde(default)]
@@ -158,6 +165,7 @@ impl Default for JobConfig {
     fn default() -> Self {
         Self {
             graph: false,
+            log_analytics_workspace: None,
             exports: vec![],
             changes: true,
             views: vec![],

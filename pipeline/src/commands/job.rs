@@ -100,6 +100,9 @@ fn plan(global: &GlobalArgs, config: &PipelineConfig, at: i64) -> anyhow::Result
     )];
     if job.graph {
         lines.push("ingest live from Microsoft Graph (sign-in from the environment, as `govlake ingest --graph`)".into());
+        if let Some(ws) = &job.log_analytics_workspace {
+            lines.push(format!("if the audit window reaches past Graph's retention: backfill it from the Log Analytics workspace `{ws}`"));
+        }
     }
     for e in &job.exports {
         lines.push(format!(
@@ -257,34 +260,48 @@ async fn steps(
         let crate::cli::Command::Ingest(args) = cli.command else {
             unreachable!("parsed an ingest command line")
         };
-        out.push(match super::live::graph(lake, &args, None, &quiet).await {
-            Ok((fetched, summary)) => {
+        match super::live::graph(lake, &args, None, &quiet).await {
+            Ok((fetched, summary, aged_out)) => {
                 let gaps = fetched.coverage_gaps.len() + summary.snapshot_gaps.len();
-                let outcome = if gaps > 0 || summary.rejected > 0 {
+                let mut outcome = if gaps > 0 || summary.rejected > 0 {
                     "attention"
                 } else {
                     "ok"
                 };
-                step(
-                    "ingest graph",
-                    outcome,
-                    format!(
-                        "run {}: {} records, {} rejected, {gaps} coverage gap(s)",
-                        summary.run_id, summary.records, summary.rejected
-                    ),
-                    serde_json::json!({"graph": fetched, "ingest": summary}),
-                )
+                let mut detail = format!(
+                    "run {}: {} records, {} rejected, {gaps} coverage gap(s)",
+                    summary.run_id, summary.records, summary.rejected
+                );
+                let data = serde_json::json!({"graph": fetched, "ingest": summary});
+                let backfill = match (aged_out, &job.log_analytics_workspace) {
+                    (Some(window), Some(workspace)) => {
+                        Some(backfill(lake, workspace, window, &quiet).await)
+                    }
+                    _ => None,
+                };
+                // The only gap was the aged-out audit window, and the backfill filled it.
+                if let Some(b) = &backfill
+                    && b.outcome == "ok"
+                    && fetched.coverage_gaps.len() == 1
+                    && summary.snapshot_gaps.is_empty()
+                    && summary.rejected == 0
+                {
+                    outcome = "ok";
+                    detail.push_str(" (the audit window past Graph's retention was backfilled from Log Analytics)");
+                }
+                out.push(step("ingest graph", outcome, detail, data));
+                out.extend(backfill);
             }
             Err(e) => {
                 ingest_failed = true;
-                step(
+                out.push(step(
                     "ingest graph",
                     "failed",
                     format!("{e:#}"),
                     serde_json::Value::Null,
-                )
+                ));
             }
-        });
+        }
     }
     for export in &job.exports {
         still_ours()?;
@@ -490,6 +507,55 @@ async fn steps(
     }
     still_ours()?;
     Ok(out)
+}
+
+/// Backfills the audit window Graph no longer serves from Log Analytics.
+async fn backfill(
+    lake: &govlake::lake::Lake,
+    workspace: &str,
+    (since, until): (i64, i64),
+    printer: &Printer,
+) -> Step {
+    let name = "backfill log analytics";
+    let (since, until) = (govlake::lake::fmt_ts(since), govlake::lake::fmt_ts(until));
+    let cli = match crate::cli::Cli::try_parse_from([
+        "govlake",
+        "ingest",
+        "--log-analytics",
+        workspace,
+        "--since",
+        &since,
+        "--until",
+        &until,
+    ]) {
+        Ok(c) => c,
+        Err(e) => return step(name, "failed", e.to_string(), serde_json::Value::Null),
+    };
+    let crate::cli::Command::Ingest(args) = cli.command else {
+        unreachable!("parsed an ingest command line")
+    };
+    match super::live::log_analytics(lake, &args, workspace, None, printer).await {
+        Ok((fetched, summary)) => {
+            let gaps = fetched.coverage_gaps.len() + summary.snapshot_gaps.len();
+            step(
+                name,
+                if gaps > 0 || summary.rejected > 0 {
+                    "attention"
+                } else {
+                    "ok"
+                },
+                format!(
+                    "audit events from {since} to {until}: run {}, {} records, {} stored, {} rejected",
+                    summary.run_id,
+                    summary.records,
+                    summary.tables.get("audit_events").map_or(0, |t| t.stored),
+                    summary.rejected
+                ),
+                serde_json::json!({"graph": fetched, "ingest": summary}),
+            )
+        }
+        Err(e) => step(name, "failed", format!("{e:#}"), serde_json::Value::Null),
+    }
 }
 
 /// Packs of this period already pinned: (pack id, location).
