@@ -79,7 +79,7 @@ pub enum Error {
         /// The lake.
         lake: String,
         /// Who holds it.
-        holder: Holder,
+        holder: Box<Holder>,
     },
     /// This job's lease was taken over (it expired before a renewal).
     #[error("This job's lease on `{lake}` was taken over{}: it stopped writing; raise `[job] lease_ttl_secs` if the machine stalls for long", by.as_ref().map(|h| format!(" by {}", h.describe())).unwrap_or_default())]
@@ -87,7 +87,7 @@ pub enum Error {
         /// The lake.
         lake: String,
         /// The new holder, when known.
-        by: Option<Holder>,
+        by: Option<Box<Holder>>,
     },
     /// The store failed.
     #[error("Failed to {action} the lease `{LEASE_OBJECT}` of `{lake}`")]
@@ -212,7 +212,12 @@ pub async fn acquire(
                         );
                         tokio::time::sleep(pause).await;
                     }
-                    _ => return Err(Error::Held { lake, holder }),
+                    _ => {
+                        return Err(Error::Held {
+                            lake,
+                            holder: Box::new(holder),
+                        });
+                    }
                 }
             }
         }
@@ -356,7 +361,7 @@ impl Lease {
         next.host = self.holder.host.clone();
         let lost = |by: Option<Holder>| Error::Lost {
             lake: self.lake.clone(),
-            by,
+            by: by.map(Box::new),
         };
         let mode = if self.local {
             match self.store.head(&self.path).await {
@@ -420,7 +425,7 @@ impl Lease {
             }
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Err(Error::Lost {
                 lake: self.lake.clone(),
-                by: self.current().await,
+                by: self.current().await.map(Box::new),
             }),
             Err(source) => Err(Error::Store {
                 lake: self.lake.clone(),

@@ -217,7 +217,7 @@ pub async fn resolve(lake: &Lake, point: &Point) -> Result<State> {
     if *point == Point::Now {
         return Ok(State::now());
     }
-    Ok(resolve_in(&runs(lake).await?, point)?)
+    resolve_in(&runs(lake).await?, point)
 }
 
 /// [`resolve`] over rows already read.
@@ -388,12 +388,12 @@ impl Changes {
     }
 }
 
+/// A view to compare: its file, key columns and volatile columns.
+pub type FindingView<'a> = (&'a QueryFile, Vec<String>, Vec<String>);
+
 /// The views to compare: the named ones (each must declare a key), else every query file
 /// that declares one. Returns (file, key columns, volatile columns).
-pub fn finding_views<'a>(
-    files: &'a [QueryFile],
-    names: &[String],
-) -> Result<Vec<(&'a QueryFile, Vec<String>, Vec<String>)>> {
+pub fn finding_views<'a>(files: &'a [QueryFile], names: &[String]) -> Result<Vec<FindingView<'a>>> {
     let chosen: Vec<&QueryFile> = if names.is_empty() {
         files.iter().filter(|f| f.key().is_some()).collect()
     } else {
