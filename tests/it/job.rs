@@ -281,8 +281,41 @@ fn changes_since_the_first_run_list_the_one_new_sod_conflict() {
     assert_eq!(quiet.code, 0, "{}", quiet.stdout);
     assert_eq!(quiet.json()["views"]["sod_violations"]["added"], json!([]));
 
+    // A week on, the clerk's approver assignment is gone from the export again: the same
+    // row is removed, matched by its key.
+    let third = ingest(
+        &lake,
+        &[&sample_data()],
+        &["--observed-at", "2026-10-15T06:00:00Z"],
+    );
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    let gone = run(govlake().arg("--lake").arg(&lake).args([
+        "changes",
+        "--since",
+        &second_run,
+        "--view",
+        "sod_violations",
+        "-o",
+        "json",
+        "--fail-on",
+        "new",
+    ]));
+    assert_eq!(gone.code, 0, "nothing new: {}", gone.stderr);
+    let sod_then = &gone.json()["views"]["sod_violations"];
+    assert_eq!(sod_then["added"], json!([]));
+    let removed = sod_then["removed"].as_array().unwrap();
+    assert_eq!(removed.len(), 1, "{sod_then}");
+    assert_is_the_new_conflict(&removed[0], &conflict);
+
     // CSV: one line for the added row, its cells guarded.
-    let csv = changes(&["-o", "csv", "--view", "sod_violations"]);
+    let csv = changes(&[
+        "-o",
+        "csv",
+        "--view",
+        "sod_violations",
+        "--until",
+        &second_run,
+    ]);
     assert_eq!(csv.code, 0, "{}", csv.stderr);
     let lines: Vec<&str> = csv.stdout.lines().collect();
     assert_eq!(lines[0], "view,change,key,columns,row,before");
