@@ -60,6 +60,7 @@
 --   leaves no history, only its audit events (if captured). Audit events record what changed
 --   only in part. A policy created or deleted is not a settings change here (its events are
 --   listed as change_source 'audit event' when captured).
+-- Key: change_source, object_type, object_id, setting, subject_id, observed_at, audit_event_id
 WITH observations AS (
     SELECT DISTINCT table_name, observed_at
     FROM _ingest_runs

@@ -20,6 +20,7 @@
 --   carrying the request id, else additionalDetails RequestId).
 -- Caveats: adminAdd requests older than 3 months exist only if govlake captured them; their
 --   events only if captured within 30 days or backfilled (diagnostic-settings archives).
+-- Key: source, request_id, audit_event_id
 WITH linked AS (
     SELECT audit_event_id AS event_id, target_id AS request_id
     FROM audit_event_target_resources

@@ -19,6 +19,8 @@
 --   passed in between.
 -- Caveats: days are counted to that snapshot, not to today. An afterDuration schedule that
 --   carries no endDateTime has no scheduled end here.
+-- Key: finding, assignment_id
+-- Volatile: days_overdue, observed_at
 WITH observations AS (
     SELECT observed_at FROM _ingest_runs
     WHERE table_name = 'assignments' AND (fetched > 0 OR closed > 0)

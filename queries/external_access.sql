@@ -18,6 +18,7 @@
 -- Caveats: "now" is the latest ingested snapshot; an assignment still delivered after its
 --   scheduled end is listed (it is access in place; expiration_compliance reports it as
 --   overdue). For access at a past time, filter access_as_of (`--param as_of=…`) instead.
+-- Key: assignment_id
 WITH sponsor_names AS (
     SELECT DISTINCT
         connected_organization_id,

@@ -26,6 +26,7 @@
 --     (high) when isSelfReview; review recommendations off (low) when isRecommendationEnabled
 --     is not true.
 -- Caveats: evaluated on the current snapshot of each policy (control_changes has the history).
+-- Key: policy_id, access_package_id, rule
 WITH p AS (
     SELECT pol.*, pkg.display_name AS access_package_name,
            lower(pol.allowed_target_scope) AS scope,

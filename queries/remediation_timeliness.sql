@@ -51,6 +51,8 @@
 --   instances, definitions, policies and packages from their _history tables (an instance
 --   Graph no longer lists is kept as last seen).
 --   The latest snapshot is the newest `_ingest_runs` observation of the assignments.
+-- Key: instance_id, decision_id
+-- Volatile: days_open, latest_snapshot
 WITH held AS (
     -- Each stretch of holding of each assignment, with who held what and what ended it.
     SELECT assignment_id, access_package_id, assignment_policy_id, target_object_id,

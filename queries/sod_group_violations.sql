@@ -27,6 +27,7 @@
 --   (incompatible_group_members); without that export this view is empty, and a nested group
 --   whose members page was not exported contributes nobody (export `transitiveMembers`, or
 --   each nested group's `members`).
+-- Key: user_object_id, access_package_id, incompatible_group_id, via_group_id
 WITH RECURSIVE
 edges AS (
     -- One row per (group, member) as the members pages list them.

@@ -12,6 +12,7 @@
 -- Caveats: "now" is the latest ingested snapshot; an assignment counts while delivered or
 --   partially delivered (any letter case), whatever its scheduled end (see
 --   expiration_compliance), as in the holding rule of access_as_of.sql and sod_history.
+-- Key: user_object_id, access_package_id, incompatible_access_package_id
 WITH pairs AS (
     -- Incompatibilities declared now, and when govlake first observed each.
     SELECT

@@ -30,8 +30,8 @@ pub struct Cli {
 /// Options shared by every command.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Lake location: a folder (created by `ingest` or `demo` if missing; every other
-    /// command needs an existing lake), or a URL: s3://BUCKET/PATH,
+    /// Lake location: a folder (created by `ingest`, `demo` or `job run` if missing; every
+    /// other command needs an existing lake), or a URL: s3://BUCKET/PATH,
     /// az://CONTAINER/PATH, abfss://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH,
     /// gs://BUCKET/PATH, file://, memory://. Credentials come from the environment (README,
     /// "Object storage"). Default: [lake] location of the config file, else ./govlake-data
@@ -138,6 +138,97 @@ pub enum Command {
     /// Print the man page (roff) on stdout (`govlake manpage > govlake.1`), or write one
     /// page per command into a folder.
     Manpage(ManpageArgs),
+    /// What changed in the finding views (SoD, expiration, policy findings, …) between the
+    /// end of an ingest run and now (or another run): rows added, removed and changed
+    /// (exit 1 with --fail-on when there are any).
+    Changes(ChangesArgs),
+    /// The unattended job a scheduler runs: ingest, changes, notifications, the quarter's
+    /// evidence pack, one job at a time per lake ([job] and [notify] of the config file).
+    #[command(subcommand)]
+    Job(JobCommand),
+}
+
+/// `govlake changes`.
+#[derive(Debug, Args)]
+pub struct ChangesArgs {
+    /// The earlier state: a run id (the lake at the end of that ingest run, its tables at the
+    /// Delta versions `_ingest_runs` recorded) or an RFC 3339 time (the end of the last run
+    /// finished by then).
+    #[arg(long, value_name = "RUN_ID|TIMESTAMP")]
+    pub since: String,
+    /// The later state, in the same forms; `now` is the lake as it is.
+    #[arg(long, value_name = "RUN_ID|TIMESTAMP|now", default_value = "now")]
+    pub until: String,
+    /// Compare only this view (repeatable). It must declare its row key (a `-- Key: col, …`
+    /// line in its leading comment). Default: every view that declares one.
+    #[arg(long = "view", value_name = "NAME")]
+    pub views: Vec<String>,
+    /// The result's format (`--format json` alone also selects json):
+    /// {"since":…,"until":…,"views":{"<view>":{"added":[…],"removed":[…],"changed":[…]}}}.
+    #[arg(long = "output", short = 'o', value_enum, default_value_t = ChangesFormat::Table)]
+    pub output: ChangesFormat,
+    /// Exit 1 when rows were added (`new`) or anything changed (`any`), so a scheduler can
+    /// alert on the exit code alone.
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub fail_on: Option<FailOn>,
+    /// Also send the changes to the config file's [notify] webhooks.
+    #[arg(long)]
+    pub notify: bool,
+    /// Read the views from this folder instead of the embedded queries/.
+    #[arg(long, value_name = "DIR")]
+    pub queries: Option<PathBuf>,
+    /// Memory each query may hold, as `govlake sql --memory-limit`.
+    #[arg(long, env = "GOVLAKE_MEMORY_LIMIT", value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+}
+
+/// Formats of `govlake changes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChangesFormat {
+    /// Per view, the keys of the rows added, removed and changed.
+    Table,
+    /// One JSON document with every row.
+    Json,
+    /// One line per row: view, change, key, changed columns, the row (and the row before)
+    /// as JSON; cells a spreadsheet would run as formulas prefixed with `'`.
+    Csv,
+}
+
+/// When `changes` exits 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailOn {
+    /// A row was added to a finding view.
+    New,
+    /// A row was added, removed or changed.
+    Any,
+}
+
+/// `govlake job`.
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Run the config file's [job] once: take the lake's lease, ingest, report the changes
+    /// since the previous run, notify, build the quarter's pack when due. Exit 0 done, 1
+    /// done but something needs a person (new findings, rejects, a coverage gap, a failed
+    /// notification), 2 error (another job holds the lease, bad config).
+    Run(JobRunArgs),
+}
+
+/// `govlake job run`.
+#[derive(Debug, Args)]
+pub struct JobRunArgs {
+    /// Print the plan (steps, sources, targets) without touching the tenant or the lake.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// When another job holds the lake's lease, wait up to this many seconds for it to
+    /// finish or its lease to expire (`--wait` alone: an hour). Without it: exit 2 at once,
+    /// naming the holder.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "3600")]
+    pub wait: Option<u64>,
+    /// The time the job takes as now when deciding which quarter has closed (RFC 3339;
+    /// default: now). For catch-up runs and tests.
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub at: Option<String>,
 }
 
 /// `govlake manpage`.

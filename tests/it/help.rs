@@ -41,6 +41,10 @@ fn every_command_has_a_reviewed_help() {
         assert!(r.stdout.contains("Usage: govlake"), "{c}: {}", r.stdout);
         insta::assert_snapshot!(format!("help_{c}"), r.stdout);
     }
+    // Subcommands of a command group.
+    let r = run(govlake().args(["job", "run", "--help"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    insta::assert_snapshot!("help_job_run", r.stdout);
 }
 
 #[test]

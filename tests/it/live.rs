@@ -1040,3 +1040,86 @@ fn a_live_run_records_its_page_chains_and_closes_what_left() {
     );
     assert_eq!(ids, ["0"]);
 }
+
+/// `govlake job run` with `[job] graph = true`, against the simulator: a lake last fed more
+/// than Graph's 30 days ago has an audit window Graph no longer serves; with
+/// `log_analytics_workspace` the job backfills exactly that window and finishes clean,
+/// without it the gap is left for a person (exit 1).
+#[test]
+fn a_job_ingests_live_and_backfills_an_aged_out_audit_window() {
+    let sim = start_sim(&sample_data(), &["--retention-days", "30"]);
+    let job = |workspace: Option<&str>| {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = dir.path().join("lake");
+        assert_eq!(ingest(&lake, &[&sample_data()], &[]).code, 0);
+        let newest = crate::common::sql(
+            &lake,
+            "select CAST(max(activity_date_time) AS BIGINT) from audit_events",
+        );
+        let newest: i64 = newest[0].parse().unwrap();
+        let config = dir.path().join("govlake.toml");
+        let mut text = format!(
+            "[lake]\nlocation = {:?}\n[job]\ngraph = true\nalert_on = \"never\"\n",
+            lake.to_string_lossy()
+        );
+        if let Some(ws) = workspace {
+            text.push_str(&format!("log_analytics_workspace = {ws:?}\n"));
+        }
+        std::fs::write(&config, text).unwrap();
+        let r = run(govlake()
+            .arg("--config")
+            .arg(&config)
+            .args(["--format", "json", "job", "run"])
+            .env("GOVLAKE_GRAPH_ENDPOINT", &sim.url)
+            .env("AZURE_AUTHORITY_HOST", &sim.url)
+            .env("GOVLAKE_LOG_ANALYTICS_ENDPOINT", &sim.url)
+            .env("AZURE_TENANT_ID", "woodgrove")
+            .env("AZURE_CLIENT_ID", "govlake-test")
+            .env("AZURE_CLIENT_SECRET", "sim-secret"));
+        (r, newest, dir)
+    };
+    let (r, newest, _dir) = job(Some("0b1f7c2e-5d1a-4c55-9d4e-3c2b1a0f9e8d"));
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let doc = r.json();
+    let steps = doc["summary"]["steps"].as_array().unwrap();
+    let find = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["step"] == name)
+            .unwrap_or_else(|| panic!("{name}: {steps:?}"))
+    };
+    let graph = find("ingest graph");
+    assert_eq!(graph["outcome"], "ok", "{graph}");
+    assert!(
+        graph["detail"].as_str().unwrap().contains("backfilled"),
+        "{graph}"
+    );
+    let backfill = find("backfill log analytics");
+    assert_eq!(backfill["outcome"], "ok", "{backfill}");
+    // The window: from the lake's newest event less the 15-minute overlap (to the
+    // microsecond the watermark keeps).
+    let detail = backfill["detail"].as_str().unwrap();
+    let from = detail
+        .strip_prefix("audit events from ")
+        .and_then(|d| d.split(' ').next())
+        .and_then(govlake::ingest::value::parse_ts)
+        .unwrap_or_else(|| panic!("{detail}"));
+    assert!(
+        (from - (newest - 15 * 60 * 1_000_000)).abs() < 1_000_000,
+        "{detail}: expected from {}",
+        govlake::lake::fmt_ts(newest - 15 * 60 * 1_000_000)
+    );
+    assert_eq!(find("changes")["outcome"], "ok");
+
+    let (r, _, _dir) = job(None);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let doc = r.json();
+    let graph = doc["summary"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "ingest graph")
+        .unwrap()
+        .clone();
+    assert_eq!(graph["outcome"], "attention", "{graph}");
+}

@@ -11,6 +11,7 @@ mod first_hour;
 mod generate;
 mod help;
 mod ingest;
+mod job;
 mod live;
 mod nothing_lost;
 mod pack;

@@ -148,10 +148,31 @@ pub async fn run(
     observed_at: Option<i64>,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let live = &args.live;
     if let Some(workspace) = &args.log_analytics {
         return run_log_analytics(lake, args, workspace, observed_at, printer).await;
     }
+    let (fetched, summary, _) = graph(lake, args, observed_at, printer).await?;
+    report(&fetched, &summary, args, printer)
+}
+
+/// What a live Graph run did: what it fetched, what it stored, and the audit window Graph
+/// could no longer serve (since, until: UTC micros), when its window reached past Graph's
+/// retention — the window a Log Analytics backfill fills.
+pub type GraphOutcome = (
+    crawl::CrawlSummary,
+    govlake::ingest::IngestSummary,
+    Option<(i64, i64)>,
+);
+
+/// Reads the tenant live from Graph into the lake (`ingest --graph`, and `job run`), without
+/// printing the summary.
+pub async fn graph(
+    lake: &govlake::lake::Lake,
+    args: &IngestArgs,
+    observed_at: Option<i64>,
+    printer: &Printer,
+) -> anyhow::Result<GraphOutcome> {
+    let live = &args.live;
     let settings = client_settings(live, &live.graph_endpoint, "--graph-endpoint")?;
     let overlap = live.overlap_minutes as i64 * MINUTE_MICROS;
     let (requests, audits) = if live.full {
@@ -169,6 +190,10 @@ pub async fn run(
     // A window that starts before Graph's retention misses what aged out.
     let horizon = chrono::Utc::now().timestamp_micros()
         - live.graph_retention_days as i64 * 1440 * MINUTE_MICROS;
+    let aged_out = match audits {
+        Window::Since(t) if t < horizon => Some((t, horizon)),
+        _ => None,
+    };
     let retention_gap = match audits {
         Window::Since(t) if t < horizon => Some(CoverageGap {
             collection: "auditLogs/directoryAudits".into(),
@@ -197,7 +222,7 @@ pub async fn run(
         extra_gaps: retention_gap.into_iter().collect(),
     };
     let (fetched, summary) = fetch_and_ingest(lake, settings, run, printer).await?;
-    report(&fetched, &summary, args, printer)
+    Ok((fetched, summary, aged_out))
 }
 
 /// Runs a Log Analytics backfill.
@@ -208,6 +233,19 @@ async fn run_log_analytics(
     observed_at: Option<i64>,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
+    let (fetched, summary) = log_analytics(lake, args, workspace, observed_at, printer).await?;
+    report(&fetched, &summary, args, printer)
+}
+
+/// Backfills audit events from a Log Analytics workspace (`ingest --log-analytics`, and a
+/// job's backfill of a retention gap), without printing the summary.
+pub async fn log_analytics(
+    lake: &govlake::lake::Lake,
+    args: &IngestArgs,
+    workspace: &str,
+    observed_at: Option<i64>,
+    printer: &Printer,
+) -> anyhow::Result<(crawl::CrawlSummary, govlake::ingest::IngestSummary)> {
     let live = &args.live;
     let settings = client_settings(
         live,
@@ -232,8 +270,7 @@ async fn run_log_analytics(
         endpoint: live.log_analytics_endpoint.clone(),
         extra_gaps: vec![],
     };
-    let (fetched, summary) = fetch_and_ingest(lake, settings, run, printer).await?;
-    report(&fetched, &summary, args, printer)
+    fetch_and_ingest(lake, settings, run, printer).await
 }
 
 /// Prints a live run's summary; the exit status.

@@ -1,11 +1,13 @@
 //! Command implementations: each turns parsed arguments into a stage run and prints its
 //! summary. `anyhow` is used at this layer only.
 
+pub mod changes;
 pub mod completions;
 pub mod demo;
 pub mod doctor;
 pub mod generate;
 pub mod ingest;
+pub mod job;
 pub mod live;
 pub mod report;
 pub mod sql;
@@ -60,6 +62,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Doctor(ref args) => doctor::run(&cli.global, args, &printer).await,
         Command::Completions(ref args) => completions::completions(args),
         Command::Manpage(ref args) => completions::manpage(args, &printer),
+        Command::Changes(ref args) => changes::run(&cli.global, args, &printer).await,
+        Command::Job(crate::cli::JobCommand::Run(ref args)) => {
+            job::run(&cli.global, args, &printer).await
+        }
     }
 }
 

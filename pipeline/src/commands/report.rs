@@ -24,7 +24,7 @@ fn period(args: &PeriodArgs) -> anyhow::Result<Period> {
     })
 }
 
-fn queries(dir: Option<&Path>) -> anyhow::Result<Vec<QueryFile>> {
+pub(crate) fn queries(dir: Option<&Path>) -> anyhow::Result<Vec<QueryFile>> {
     Ok(match dir {
         Some(d) => views::load_dir(d)
             .with_context(|| format!("Cannot read queries from `{}`", d.display()))?,
@@ -107,7 +107,7 @@ pub async fn report(
 }
 
 /// The signing key: `--key FILE`, else `GOVLAKE_SIGNING_KEY`. Never printed.
-fn signing_key(path: Option<&Path>) -> anyhow::Result<Option<SecretKey>> {
+pub(crate) fn signing_key(path: Option<&Path>) -> anyhow::Result<Option<SecretKey>> {
     if let Some(p) = path {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("Cannot read the key file `{}`", p.display()))?;
@@ -174,23 +174,8 @@ pub async fn pack(
             "No signing key: pass `--key FILE` (make one with `govlake keygen`), set GOVLAKE_SIGNING_KEY, or pass `--unsigned`"
         );
     }
-    // A pack for object storage is built and signed in a staging folder, then published.
-    let remote = govlake::report::remote::remote_target(&args.out.to_string_lossy());
-    let staging = match &remote {
-        Some(_) => Some(super::Staging::new("pack")?),
-        None => None,
-    };
-    let out = match (&remote, &staging) {
-        (Some(url), Some(s)) => s.0.join(
-            url.path_segments()
-                .and_then(|mut p| p.next_back())
-                .filter(|n| !n.is_empty() && *n != "..")
-                .unwrap_or("pack"),
-        ),
-        _ => args.out.clone(),
-    };
     let settings = PackSettings {
-        out,
+        out: args.out.clone(),
         period: period(&args.period)?,
         as_of: as_of(args.as_of.as_deref())?,
         queries: queries(args.queries.as_deref())?,
@@ -204,7 +189,34 @@ pub async fn pack(
             .collect::<anyhow::Result<_>>()?,
     };
     let lake = open_lake(global, "govlake-data", Access::Write).await?;
-    let mut summary = build_pack(&lake, &settings, printer).await?;
+    let summary = build_publish_pin(global, &lake, settings, printer).await?;
+    print_pack(&summary, printer)?;
+    Ok(ExitStatus::Success)
+}
+
+/// Builds the pack `settings.out` names (a folder, or an object-storage URL: built and
+/// signed in a staging folder, then published there), and pins its table versions.
+pub async fn build_publish_pin(
+    global: &GlobalArgs,
+    lake: &govlake::lake::Lake,
+    mut settings: PackSettings,
+    printer: &Printer,
+) -> anyhow::Result<PackSummary> {
+    // A pack for object storage is built and signed in a staging folder, then published.
+    let remote = govlake::report::remote::remote_target(&settings.out.to_string_lossy());
+    let staging = match &remote {
+        Some(_) => Some(super::Staging::new("pack")?),
+        None => None,
+    };
+    if let (Some(url), Some(s)) = (&remote, &staging) {
+        settings.out = s.0.join(
+            url.path_segments()
+                .and_then(|mut p| p.next_back())
+                .filter(|n| !n.is_empty() && *n != "..")
+                .unwrap_or("pack"),
+        );
+    }
+    let mut summary = build_pack(lake, &settings, printer).await?;
     if let Some(url) = &remote {
         let config = govlake::config::PipelineConfig::load(global.config.as_deref())?;
         let options = super::storage_options(global, &config);
@@ -223,9 +235,8 @@ pub async fn pack(
             .as_ref()
             .map(|_| PathBuf::from(format!("{}.tar", url.as_str().trim_end_matches('/'))));
     }
-    pin_pack(&lake, &summary, &settings.period.label).await?;
-    print_pack(&summary, printer)?;
-    Ok(ExitStatus::Success)
+    pin_pack(lake, &summary, &settings.period.label).await?;
+    Ok(summary)
 }
 
 /// Parses `VIEW:SIZE:SEED`.

@@ -32,14 +32,7 @@ pub async fn run(
         None => AsOf::Latest,
     };
     let config = govlake::config::PipelineConfig::load(global.config.as_deref())?;
-    let memory = match args
-        .memory_limit
-        .as_deref()
-        .or(config.query.memory_limit.as_deref())
-    {
-        Some(text) => MemoryLimit::parse(text).map_err(|e| anyhow::anyhow!("Memory limit: {e}"))?,
-        None => MemoryLimit::machine_default(),
-    };
+    let memory = memory_limit(args.memory_limit.as_deref(), &config)?;
     let ctx = govlake::query::session_with(&lake, &as_of, memory).await?;
     let registered = views::register(&ctx, &files).await?;
 
@@ -81,6 +74,18 @@ pub async fn run(
     };
     run_one(&ctx, &sql, &params, &target, printer).await?;
     Ok(ExitStatus::Success)
+}
+
+/// The memory limit of a query command: the flag (or its variable), else the config
+/// file's `[query] memory_limit`, else half of the machine's memory.
+pub fn memory_limit(
+    flag: Option<&str>,
+    config: &govlake::config::PipelineConfig,
+) -> anyhow::Result<MemoryLimit> {
+    match flag.or(config.query.memory_limit.as_deref()) {
+        Some(text) => MemoryLimit::parse(text).map_err(|e| anyhow::anyhow!("Memory limit: {e}")),
+        None => Ok(MemoryLimit::machine_default()),
+    }
 }
 
 fn parse_params(raw: &[String]) -> anyhow::Result<Vec<(String, ScalarValue)>> {

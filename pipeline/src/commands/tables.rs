@@ -179,6 +179,14 @@ pub async fn run(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<ExitS
     })
 }
 
+/// The tables `vacuum` (and a job's vacuum step) goes through: every lake table and
+/// `_pack_pins`.
+pub fn vacuumed_tables() -> Vec<String> {
+    let mut tables = govlake::query::table_names();
+    tables.push(govlake::lake::bookkeeping::PACK_PINS.to_string());
+    tables
+}
+
 /// Runs `govlake vacuum`.
 pub async fn vacuum(
     global: &GlobalArgs,
@@ -189,8 +197,7 @@ pub async fn vacuum(
     let hours = args
         .retain_hours
         .unwrap_or(u64::from(lake.retention().deleted_file_retention_days) * 24);
-    let mut tables = govlake::query::table_names();
-    tables.push(govlake::lake::bookkeeping::PACK_PINS.to_string());
+    let tables = vacuumed_tables();
     let options = govlake::lake::retention::VacuumOptions {
         retention_hours: hours,
         dry_run: args.dry_run,

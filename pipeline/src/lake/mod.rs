@@ -6,9 +6,9 @@
 //! model, `history` keeps validity intervals for snapshot entities, and `bookkeeping` holds
 //! the schemas of the lake's own tables (`_raw`, `_rejects`, `_ingest_runs`, `_pack_pins`),
 //! `rechecked` makes DataFusion apply every filter itself (never trusting a scan's "exact"),
-//! `retention` keeps the versions evidence packs pinned (`govlake vacuum`), `format` records and checks the
-//! lake's format version (`govlake migrate`), and `failpoint`
-//! holds the crash points tests arm.
+//! `retention` keeps the versions evidence packs pinned (`govlake vacuum`), `format` records and
+//! checks the lake's format version (`govlake migrate`), `failpoint` holds the crash points
+//! tests arm, and `lease` lets one `govlake job run` at a time work on a lake.
 
 pub mod backends;
 pub mod bookkeeping;
@@ -16,6 +16,7 @@ pub mod error;
 pub mod failpoint;
 pub mod format;
 pub mod history;
+pub mod lease;
 pub mod rechecked;
 pub mod retention;
 pub mod row;

@@ -4,6 +4,7 @@
 //! spill to the temporary folder (`TMPDIR`), and what cannot spill fails with a clear error
 //! instead of growing until the OOM killer ends the process.
 
+pub mod changes;
 pub mod views;
 
 use std::collections::BTreeMap;
@@ -203,6 +204,16 @@ pub async fn session_with(
     as_of: &AsOf,
     memory: MemoryLimit,
 ) -> Result<SessionContext> {
+    session_pinned(lake, |name| as_of.pin(name), memory).await
+}
+
+/// Like [`session_with`], with each table at the point `pin` names for it (`changes` pins
+/// the tables a run recorded at their versions and the others at the run's end).
+pub async fn session_pinned(
+    lake: &Lake,
+    pin: impl Fn(&str) -> TablePin,
+    memory: MemoryLimit,
+) -> Result<SessionContext> {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(threads());
@@ -219,7 +230,7 @@ pub async fn session_with(
         })?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     for name in table_names() {
-        lake.register(&ctx, &name, as_of.pin(&name)).await?;
+        lake.register(&ctx, &name, pin(&name)).await?;
     }
     Ok(ctx)
 }

@@ -55,6 +55,39 @@ impl QueryFile {
         first.split_once(": ").map_or(first, |(_, d)| d).to_string()
     }
 
+    /// The row key its leading comment declares (`-- Key: user_object_id, access_package_id`):
+    /// the columns that name one finding, so `govlake changes` tells a row whose other
+    /// columns changed from a new one. `None` when the file declares no key.
+    pub fn key(&self) -> Option<Vec<String>> {
+        self.comment_list("key:")
+    }
+
+    /// Columns its leading comment declares volatile (`-- Volatile: days_overdue`): they move
+    /// with every snapshot, so `govlake changes` does not call a row changed for them.
+    pub fn volatile(&self) -> Vec<String> {
+        self.comment_list("volatile:").unwrap_or_default()
+    }
+
+    /// The comma-separated names of the leading comment's line `-- <label> a, b`.
+    fn comment_list(&self, label: &str) -> Option<Vec<String>> {
+        self.sql
+            .lines()
+            .map_while(|l| l.trim().strip_prefix("--"))
+            .find_map(|l| {
+                let l = l.trim();
+                l.get(..label.len())
+                    .filter(|p| p.eq_ignore_ascii_case(label))
+                    .map(|_| &l[label.len()..])
+            })
+            .map(|cols| {
+                cols.split(',')
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|cols| !cols.is_empty())
+    }
+
     /// Named parameters (`$as_of`) the query needs, in order of first use. Found with the
     /// SQL parser's own tokenizer, so a `$` inside a string literal, a quoted name or a
     /// comment is not one; positional `$1` neither. SQL that does not tokenize has none
@@ -203,6 +236,32 @@ mod tests {
             .find(|q| q.name == "sod_violations")
             .unwrap();
         assert!(s.parameters().is_empty());
+    }
+
+    #[test]
+    fn keys_are_read_from_the_leading_comment_only() {
+        let q = |sql: &str| QueryFile {
+            name: "q".into(),
+            sql: sql.into(),
+        };
+        assert_eq!(
+            q("-- q: x\n-- key: a, b ,c\nSELECT 1").key(),
+            Some(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(q("-- q: x\nSELECT 1 -- Key: a").key(), None);
+        assert_eq!(q("-- Key:\nSELECT 1").key(), None);
+        let sod = embedded()
+            .into_iter()
+            .find(|q| q.name == "sod_violations")
+            .unwrap();
+        assert_eq!(
+            sod.key().unwrap(),
+            [
+                "user_object_id",
+                "access_package_id",
+                "incompatible_access_package_id"
+            ]
+        );
     }
 
     #[test]
