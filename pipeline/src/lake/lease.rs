@@ -136,6 +136,15 @@ pub struct Lease {
 
 /// The store and object path of a lake's lease.
 fn lease_object(location: &LakeLocation) -> Result<(Arc<dyn ObjectStore>, ObjectPath, bool)> {
+    lease_object_in(location, false)
+}
+
+/// [`lease_object`]; with `create`, a local lake's folder is made first (resolving a
+/// location no longer creates it, and a job may be the lake's first writer).
+fn lease_object_in(
+    location: &LakeLocation,
+    create: bool,
+) -> Result<(Arc<dyn ObjectStore>, ObjectPath, bool)> {
     let lake = location.display();
     let store_err = |source| Error::Store {
         lake: lake.clone(),
@@ -150,6 +159,14 @@ fn lease_object(location: &LakeLocation) -> Result<(Arc<dyn ObjectStore>, Object
                     source: format!("`{}` is not a local path", location.url).into(),
                 })
             })?;
+            if create {
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    store_err(object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    })
+                })?;
+            }
             let store =
                 object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(store_err)?;
             Ok((Arc::new(store), ObjectPath::from(LEASE_OBJECT), true))
@@ -187,7 +204,7 @@ pub async fn acquire(
     ttl: Duration,
     wait: Option<Duration>,
 ) -> Result<Lease> {
-    let (store, path, local) = lease_object(location)?;
+    let (store, path, local) = lease_object_in(location, true)?;
     let lake = location.display();
     let deadline = wait.map(|w| tokio::time::Instant::now() + w);
     loop {
