@@ -30,12 +30,11 @@ fn print_rebuild(outcome: &govlake::upgrade::RebuildOutcome) {
         .collect();
     print!("{}", text_table(&["table", "new version"], &rows));
     println!(
-        "Replayed {} observations ({} to {}): {} objects fed, {} rejected by the current mapping, {} versions whose JSON the history's row hash could not confirm.",
+        "Replayed {} observations ({} to {}): {} objects fed, {} versions whose JSON the history's row hash could not confirm.",
         r.observations,
         r.from.as_deref().unwrap_or("-"),
         r.to.as_deref().unwrap_or("-"),
         r.objects_fed,
-        r.rejected,
         r.unverified
     );
     for (entity, n) in &r.unknown_raw {

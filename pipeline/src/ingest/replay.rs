@@ -63,6 +63,8 @@ struct EntityHistory {
     versions: BTreeMap<String, Vec<Version>>,
     /// id → raw versions (observed at, record hash) by time.
     raw: HashMap<String, Vec<(i64, String)>>,
+    /// Record hash → the raw JSON.
+    json: HashMap<String, String>,
     /// Times something happened to this entity.
     events: BTreeSet<i64>,
 }
@@ -78,7 +80,6 @@ pub async fn replay(
 
     // Raw index: entity → id → (observed at, hash); JSON of versioned entities by hash.
     let mut histories: BTreeMap<&'static str, EntityHistory> = BTreeMap::new();
-    let mut json: HashMap<(String, String), String> = HashMap::new();
     let mut append_runs: BTreeSet<String> = BTreeSet::new();
     let mut unknown_raw: BTreeMap<String, u64> = BTreeMap::new();
     source
@@ -107,10 +108,8 @@ pub async fn replay(
                         if at != i64::MIN {
                             h.events.insert(at);
                         }
-                        json.insert(
-                            (spec.table.to_string(), hash.to_string()),
-                            v[4].unwrap_or("null").to_string(),
-                        );
+                        h.json
+                            .insert(hash.to_string(), v[4].unwrap_or("null").to_string());
                     }
                     Storage::Append => {
                         append_runs.insert(v[3].unwrap_or("").to_string());
@@ -178,7 +177,7 @@ pub async fn replay(
             if !h.events.contains(&t) && !(snapshot && versioned_times.contains(&t)) {
                 continue;
             }
-            feed_versioned(&mut run, spec, h, &json, t, &mut summary).await?;
+            feed_versioned(&mut run, spec, h, t, &mut summary).await?;
         }
         if let Some(runs) = appends_at.get(&t) {
             let runs: Vec<String> = runs
@@ -233,12 +232,6 @@ async fn load_versions(source: &Lake, spec: &EntitySpec, h: &mut EntityHistory) 
     ];
     cols.extend(parent_cols.iter().map(|(_, c)| format!("\"{c}\"")));
     let sql = format!("select {} from \"{table}\"", cols.join(", "));
-    let constants: Vec<&str> = spec::ENTITIES
-        .iter()
-        .flat_map(|e| e.children.iter())
-        .filter(|l| l.entity == spec.table)
-        .filter_map(|l| l.constant)
-        .collect();
     source
         .scan_sql(&table, &sql, |v| {
             let (Some(id), Some(row_hash), Some(from)) =
@@ -259,9 +252,8 @@ async fn load_versions(source: &Lake, spec: &EntitySpec, h: &mut EntityHistory) 
             }
             // The scope is what the ingest keyed the snapshot by: it names the nearest parent.
             if spec.scoped_by_parent {
-                let parent = constants
-                    .iter()
-                    .find_map(|k| scope.strip_suffix(&format!("/{k}")))
+                let parent = constant_of(spec, &scope)
+                    .and_then(|k| scope.strip_suffix(&format!("/{k}")))
                     .unwrap_or(&scope);
                 if parents.is_empty() {
                     parents.push(String::new());
@@ -302,7 +294,6 @@ async fn feed_versioned(
     run: &mut Run<'_>,
     spec: &'static EntitySpec,
     h: &EntityHistory,
-    json: &HashMap<(String, String), String>,
     t: i64,
     summary: &mut ReplaySummary,
 ) -> Result<()> {
@@ -324,7 +315,7 @@ async fn feed_versioned(
         if !snapshot && !changed_now {
             continue;
         }
-        let Some((text, verified)) = choose_json(spec, v, raw, json, t) else {
+        let Some((text, value, verified)) = choose_json(spec, v, raw, &h.json, t) else {
             // Known only from its parents' records: the parent's replay brings it back.
             continue;
         };
@@ -336,7 +327,10 @@ async fn feed_versioned(
         }
         let location = format!("`{}` `{id}` as observed at {}", spec.table, fmt_ts(t));
         let constant = constant_of(spec, &v.scope);
-        feed(run, spec, text, &location, &v.parents, constant, summary).await?;
+        feed(
+            run, spec, text, value, &location, &v.parents, constant, summary,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -346,12 +340,12 @@ async fn feed(
     run: &mut Run<'_>,
     spec: &'static EntitySpec,
     text: String,
+    value: Value,
     location: &str,
     parents: &[String],
     constant: Option<&str>,
     summary: &mut ReplaySummary,
 ) -> Result<()> {
-    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     summary.objects_fed += 1;
     let source = "govlake rebuild (from _raw)";
     run.object(
@@ -368,34 +362,35 @@ async fn feed(
     .await
 }
 
-/// The JSON of version `v` at time `t`, and whether its typed row hash confirms it.
+/// The JSON of version `v` at time `t` (text and parsed), and whether its typed row hash
+/// confirms it.
 fn choose_json(
     spec: &EntitySpec,
     v: &Version,
     raw: &[(i64, String)],
-    json: &HashMap<(String, String), String>,
+    json: &HashMap<String, String>,
     t: i64,
-) -> Option<(String, bool)> {
+) -> Option<(String, Value, bool)> {
     let candidates: Vec<&String> = raw
         .iter()
         .filter(|(at, _)| *at <= t)
         .rev()
-        .filter_map(|(_, hash)| json.get(&(spec.table.to_string(), hash.clone())))
+        .filter_map(|(_, hash)| json.get(hash))
         .collect();
     let constant = constant_of(spec, &v.scope);
+    let ctx = Ctx {
+        parents: &v.parents,
+        position: 0,
+        constant,
+    };
     for text in &candidates {
         let Ok(value) = serde_json::from_str::<Value>(text) else {
             continue;
         };
-        let ctx = Ctx {
-            parents: &v.parents,
-            position: 0,
-            constant,
-        };
         if let Ok(row) = spec.extract(&value, ctx)
             && history::row_hash(&row) == v.row_hash
         {
-            return Some(((*text).clone(), true));
+            return Some(((*text).clone(), value, true));
         }
     }
     // A raw version whose run never recorded its observation time sorts first (as
@@ -405,7 +400,10 @@ fn choose_json(
     if is_embedded_somewhere(spec) {
         return None;
     }
-    candidates.first().map(|t| ((*t).clone(), false))
+    candidates.first().map(|text| {
+        let value = serde_json::from_str(text).unwrap_or(Value::Null);
+        ((*text).clone(), value, false)
+    })
 }
 
 /// Whether some entity's records hold lists of this one.
@@ -512,7 +510,8 @@ async fn feed_appends(
             let spec = spec::entity(entity).expect("filtered to known entities");
             n += 1;
             let location = format!("`{entity}` raw record {n}");
-            feed(run, spec, text, &location, &[], None, summary).await?;
+            let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            feed(run, spec, text, value, &location, &[], None, summary).await?;
             run.flush_if_full().await?;
         }
     }
