@@ -20,4 +20,5 @@ pub mod notify;
 pub mod query;
 pub mod report;
 pub mod suggest;
+pub mod time;
 pub mod upgrade;

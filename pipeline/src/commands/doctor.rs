@@ -438,14 +438,14 @@ async fn check_retention(
     let now = chrono::Utc::now().timestamp_micros();
     let ages_out = newest + days * 24 * HOUR;
     let next_run = now + args.run_every_hours as i64 * HOUR;
-    let newest_text = govlake::lake::fmt_ts(newest);
+    let newest_text = govlake::time::fmt_ts(newest);
     if ages_out <= now {
         report.add(
             name,
             Status::Warning,
             format!(
                 "the lake's newest audit event is from {newest_text}, more than Graph's {days} days ago: events up to {} are gone from Graph; backfill with `govlake ingest --log-analytics WORKSPACE_ID --since {newest_text} --until {0}`",
-                govlake::lake::fmt_ts(now - days * 24 * HOUR)
+                govlake::time::fmt_ts(now - days * 24 * HOUR)
             ),
         );
     } else if ages_out <= next_run {
@@ -454,7 +454,7 @@ async fn check_retention(
             Status::Warning,
             format!(
                 "the lake's newest audit event ({newest_text}) leaves Graph's {days} days at {}, before the next run ({} h from now): run `govlake ingest --graph` before then",
-                govlake::lake::fmt_ts(ages_out),
+                govlake::time::fmt_ts(ages_out),
                 args.run_every_hours
             ),
         );
@@ -464,7 +464,7 @@ async fn check_retention(
             Status::Ok,
             format!(
                 "newest audit event {newest_text}; Graph keeps events after it until {}",
-                govlake::lake::fmt_ts(ages_out)
+                govlake::time::fmt_ts(ages_out)
             ),
         );
     }

@@ -14,7 +14,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitStatus> {
     let lake = open_lake(global, "govlake-data", Access::Create).await?;
     let observed_at = match &args.observed_at {
-        Some(s) => Some(govlake::ingest::value::parse_ts(s).with_context(|| {
+        Some(s) => Some(govlake::time::parse_ts(s).with_context(|| {
             format!(
                 "`--observed-at {s}` is not a timestamp (use RFC 3339, e.g. 2026-10-01T06:00:00Z)"
             )

@@ -155,7 +155,7 @@ pub async fn run(
     let config = PipelineConfig::load(global.config.as_deref())?;
     let job = config.job.clone();
     let at = match &args.at {
-        Some(s) => govlake::ingest::value::parse_ts(s)
+        Some(s) => govlake::time::parse_ts(s)
             .with_context(|| format!("`--at {s}` is not an RFC 3339 time"))?,
         None => chrono::Utc::now().timestamp_micros(),
     };
@@ -517,7 +517,7 @@ async fn backfill(
     printer: &Printer,
 ) -> Step {
     let name = "backfill log analytics";
-    let (since, until) = (govlake::lake::fmt_ts(since), govlake::lake::fmt_ts(until));
+    let (since, until) = (govlake::time::fmt_ts(since), govlake::time::fmt_ts(until));
     let cli = match crate::cli::Cli::try_parse_from([
         "govlake",
         "ingest",
@@ -664,7 +664,7 @@ mod tests {
 
     #[test]
     fn the_closed_quarter_is_the_one_before_now() {
-        let t = |s: &str| govlake::ingest::value::parse_ts(s).unwrap();
+        let t = |s: &str| govlake::time::parse_ts(s).unwrap();
         assert_eq!(
             closed_quarter(t("2026-10-01T00:00:00Z")).unwrap().label,
             "2026Q3"

@@ -34,7 +34,7 @@ pub(super) async fn watermark(
         "select cast(max(watermark) as varchar), table_name from _ingest_runs group by table_name",
         |v| {
             if v[1] == Some(table) {
-                newest = v[0].and_then(govlake::ingest::value::parse_ts);
+                newest = v[0].and_then(govlake::time::parse_ts);
             }
         },
     )
@@ -54,7 +54,7 @@ async fn requests_window(lake: &govlake::lake::Lake, overlap: i64) -> anyhow::Re
         &format!(
             "select cast(min(created_date_time) as varchar) from assignment_requests where state in ({UNFINISHED_REQUEST_STATES})"
         ),
-        |v| oldest_open = v[0].and_then(govlake::ingest::value::parse_ts),
+        |v| oldest_open = v[0].and_then(govlake::time::parse_ts),
     )
     .await?;
     let from = newest - overlap;
@@ -137,7 +137,7 @@ pub(super) fn client_settings(
 }
 
 fn timestamp(s: &str, flag: &str) -> anyhow::Result<i64> {
-    govlake::ingest::value::parse_ts(s)
+    govlake::time::parse_ts(s)
         .with_context(|| format!("`{flag} {s}` is not a timestamp (RFC 3339)"))
 }
 
@@ -200,9 +200,9 @@ pub async fn graph(
             table: "audit_events".into(),
             reason: format!(
                 "the window starts at {} but Graph keeps audit events {} days (until {}): events in between may be missing; backfill them with `govlake ingest --log-analytics WORKSPACE_ID --since {0} --until {2}` or from a diagnostic-settings archive",
-                govlake::lake::fmt_ts(t),
+                govlake::time::fmt_ts(t),
                 live.graph_retention_days,
-                govlake::lake::fmt_ts(horizon),
+                govlake::time::fmt_ts(horizon),
             ),
         }),
         _ => None,
@@ -409,7 +409,7 @@ pub async fn fetch_and_ingest(
     fetched.coverage_gaps.extend(run.extra_gaps);
     std::fs::write(
         spool.join("_export.json"),
-        serde_json::json!({"exportedAt": govlake::lake::fmt_ts(observed_at), "source": run.endpoint})
+        serde_json::json!({"exportedAt": govlake::time::fmt_ts(observed_at), "source": run.endpoint})
             .to_string(),
     )?;
     let ingest_settings = IngestSettings {

@@ -132,7 +132,7 @@ impl Window {
         match self {
             Window::All => None,
             Window::Since(t) => {
-                let since = crate::lake::fmt_ts(t);
+                let since = crate::time::fmt_ts(t);
                 Some((format!("{field} ge {since}"), since))
             }
         }
@@ -415,7 +415,7 @@ pub async fn crawl_log_analytics(
     const DAY: i64 = 86_400_000_000;
     const MINUTE: i64 = 60_000_000;
     let mut c = Crawler::new(client, spool, 0, progress)?;
-    c.summary.audit_events_since = Some(crate::lake::fmt_ts(since));
+    c.summary.audit_events_since = Some(crate::time::fmt_ts(since));
     // Windows still to read, earliest last (popped first).
     let mut windows: Vec<(i64, i64)> = vec![];
     let mut start = since;
@@ -427,7 +427,7 @@ pub async fn crawl_log_analytics(
     while let Some((from, to)) = windows.pop() {
         let body = serde_json::json!({
             "query": query,
-            "timespan": format!("{}/{}", crate::lake::fmt_ts(from), crate::lake::fmt_ts(to)),
+            "timespan": format!("{}/{}", crate::time::fmt_ts(from), crate::time::fmt_ts(to)),
         });
         let answer = client
             .post_json(&url, &body, |v| {
@@ -447,8 +447,8 @@ pub async fn crawl_log_analytics(
                 status: 200,
                 message: format!(
                     "the window {}..{} is answered only in part even one minute wide: {}",
-                    crate::lake::fmt_ts(from),
-                    crate::lake::fmt_ts(to),
+                    crate::time::fmt_ts(from),
+                    crate::time::fmt_ts(to),
                     super::scrub::scrub(&error.to_string(), &[])
                 ),
             });

@@ -221,7 +221,7 @@ impl Simulator {
                 let ts = |name: &str| {
                     value::get_ci(obj, name)
                         .and_then(Value::as_str)
-                        .and_then(value::parse_ts)
+                        .and_then(crate::time::parse_ts)
                 };
                 let record = Record {
                     id: id.into(),
@@ -767,7 +767,7 @@ impl Simulator {
         let Some((start, end)) = request["timespan"]
             .as_str()
             .and_then(|t| t.split_once('/'))
-            .and_then(|(a, b)| Some((value::parse_ts(a)?, value::parse_ts(b)?)))
+            .and_then(|(a, b)| Some((crate::time::parse_ts(a)?, crate::time::parse_ts(b)?)))
         else {
             return bad("The request needs a timespan `start/end` (ISO 8601 instants).");
         };
@@ -928,7 +928,7 @@ fn parse_filter(filter: &str) -> Result<Vec<Clause>, String> {
         }
         let text = value.trim_matches('\'').to_string();
         out.push(Clause {
-            ts: value::parse_ts(&text),
+            ts: crate::time::parse_ts(&text),
             field,
             op,
             text,

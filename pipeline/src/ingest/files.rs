@@ -102,5 +102,5 @@ fn read_marker(path: &Path) -> Result<i64> {
         .get("exportedAt")
         .and_then(|v| v.as_str())
         .ok_or_else(|| bad("it has no `exportedAt` timestamp".into()))?;
-    super::value::parse_ts(at).ok_or_else(|| bad(format!("`exportedAt` is not a timestamp: {at}")))
+    crate::time::parse_ts(at).ok_or_else(|| bad(format!("`exportedAt` is not a timestamp: {at}")))
 }

@@ -35,6 +35,7 @@ pub use error::{Error, Result};
 use crate::lake::bookkeeping::{self, RAW, REJECTS};
 use crate::lake::history::VersionMerge;
 use crate::lake::{Cell, Lake, TableSchema};
+use crate::time::now_micros;
 use context::Resolved;
 use reader::Item;
 pub use snapshot::SnapshotGap;
@@ -186,10 +187,6 @@ fn key128(parts: &[&str]) -> u128 {
         out = (out << 64) | h.finish() as u128;
     }
     out
-}
-
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -1102,7 +1099,7 @@ impl<'a> Run<'a> {
 
         for (table, w) in &self.watermarks {
             if let Some(c) = self.counts.get_mut(table) {
-                c.watermark = Some(crate::lake::fmt_ts(*w));
+                c.watermark = Some(crate::time::fmt_ts(*w));
             }
         }
         let rejected: u64 = self.counts.values().map(|c| c.rejected).sum();
@@ -1186,7 +1183,7 @@ impl<'a> Run<'a> {
             bytes: 0,
             records,
             elapsed_secs: 0.0,
-            observed_at: crate::lake::fmt_ts(self.observed_at),
+            observed_at: crate::time::fmt_ts(self.observed_at),
             tables: self.counts,
             rejected,
             reject_notes: self.reject_notes,

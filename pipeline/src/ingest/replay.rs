@@ -23,9 +23,10 @@ use serde_json::Value;
 
 use super::spec::{self, Ctx, EntitySpec, Source, Storage};
 use super::{IngestSettings, Result, Run, snapshot};
+use crate::lake::Lake;
 use crate::lake::bookkeeping::{INGEST_RUNS, RAW};
 use crate::lake::history::{self, Versioning};
-use crate::lake::{Lake, fmt_ts};
+use crate::time::fmt_ts;
 
 /// What a replay did.
 #[derive(Debug, Clone, Default, Serialize)]

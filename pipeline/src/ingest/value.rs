@@ -78,30 +78,6 @@ pub fn short_type(s: &str) -> String {
     s.strip_prefix("microsoft.graph.").unwrap_or(s).to_string()
 }
 
-/// Parses a Graph timestamp into UTC microseconds.
-pub fn parse_ts(s: &str) -> Option<i64> {
-    use chrono::{DateTime, NaiveDate, NaiveDateTime};
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.timestamp_micros());
-    }
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Some(t.and_utc().timestamp_micros());
-        }
-    }
-    // "2026-07-01 10:00:00Z"-style and Log Analytics "2026-07-01T10:00:00.123Z" are covered
-    // above; a bare date means midnight UTC.
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_micros())
-}
-
 fn describe(v: &Value) -> String {
     let mut s = v.to_string();
     if s.len() > 60 {
@@ -133,7 +109,7 @@ pub fn convert(v: &Value, conv: Conv) -> Result<Cell, String> {
         Conv::Enum => scalar_text(v).map(|s| Cell::Str(camel(&s))),
         Conv::Ts => match v {
             Value::String(s) if s.is_empty() => Ok(Cell::Null),
-            Value::String(s) => parse_ts(s)
+            Value::String(s) => crate::time::parse_ts(s)
                 .map(Cell::Ts)
                 .ok_or_else(|| format!("cannot read {} as a timestamp", describe(v))),
             other => Err(format!(
@@ -193,6 +169,7 @@ pub fn convert(v: &Value, conv: Conv) -> Result<Cell, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::parse_ts;
     use serde_json::json;
 
     #[test]

@@ -55,7 +55,7 @@ pub enum Error {
         source: deltalake::arrow::error::ArrowError,
     },
     /// A snapshot older than what the lake already holds would rewrite history.
-    #[error("Table `{table}` already holds changes observed at {} but this input was observed at {}; ingest exports in time order (or pass a later `--observed-at`)", crate::lake::fmt_ts(*newest), crate::lake::fmt_ts(*observed_at))]
+    #[error("Table `{table}` already holds changes observed at {} but this input was observed at {}; ingest exports in time order (or pass a later `--observed-at`)", crate::time::fmt_ts(*newest), crate::time::fmt_ts(*observed_at))]
     OutOfOrder {
         /// Table.
         table: String,

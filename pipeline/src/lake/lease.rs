@@ -25,7 +25,7 @@ use deltalake::logstore::object_store::{
 use serde::{Deserialize, Serialize};
 
 use super::LakeLocation;
-use super::fmt_ts;
+use crate::time::{fmt_ts, now_micros};
 
 /// The lease object's name at the lake's root.
 pub const LEASE_OBJECT: &str = "_govlake_lease.json";
@@ -49,7 +49,7 @@ pub struct Holder {
 
 impl Holder {
     fn new(job_id: &str, ttl: Duration, acquired_at: Option<&str>) -> Self {
-        let now = now_us();
+        let now = now_micros();
         let expires = now + ttl.as_micros() as i64;
         Self {
             host: host_name(),
@@ -104,10 +104,6 @@ pub enum Error {
 
 /// Result of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
 
 fn host_name() -> String {
     std::env::var("HOSTNAME")
@@ -220,7 +216,7 @@ pub async fn acquire(
                     Some(d) if now < d => {
                         // Poll at most every 5 s, and right when the lease would lapse.
                         let lapse = Duration::from_micros(
-                            (holder.expires_at_us - now_us()).clamp(0, i64::MAX) as u64,
+                            (holder.expires_at_us - now_micros()).clamp(0, i64::MAX) as u64,
                         ) + Duration::from_millis(50);
                         let pause = lapse.min(Duration::from_secs(5)).min(d - now);
                         tracing::info!(
@@ -299,7 +295,7 @@ async fn try_once(
         expires_at: fmt_ts(meta.last_modified.timestamp_micros() + ttl.as_micros() as i64),
         expires_at_us: meta.last_modified.timestamp_micros() + ttl.as_micros() as i64,
     });
-    if holder.expires_at_us > now_us() {
+    if holder.expires_at_us > now_micros() {
         return Ok(Attempt::Held(holder));
     }
     tracing::warn!(

@@ -27,10 +27,3 @@ pub use error::{Error, Result};
 pub use row::{Cell, Column, ColumnType, TableSchema};
 pub use store::LakeLocation;
 pub use table::{Lake, TablePin};
-
-/// Formats UTC microseconds as an RFC 3339 timestamp (`2026-09-30T23:59:59Z`).
-pub fn fmt_ts(micros: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-        .unwrap_or_else(|| format!("{micros}µs"))
-}

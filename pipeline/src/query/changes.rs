@@ -23,8 +23,9 @@ use serde_json::{Map, Value};
 
 use super::views::QueryFile;
 use super::{MemoryLimit, TablePin};
+use crate::lake::Lake;
 use crate::lake::bookkeeping::INGEST_RUNS;
-use crate::lake::{Lake, fmt_ts};
+use crate::time::fmt_ts;
 
 /// Errors of `changes`.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +133,7 @@ impl Point {
         if t.eq_ignore_ascii_case("now") {
             return Ok(Self::Now);
         }
-        Ok(crate::ingest::value::parse_ts(t).map_or_else(|| Self::Run(t.to_string()), Self::Time))
+        Ok(crate::time::parse_ts(t).map_or_else(|| Self::Run(t.to_string()), Self::Time))
     }
 }
 

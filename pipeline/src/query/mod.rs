@@ -77,7 +77,7 @@ impl AsOf {
                 "a bare version `{s}` is ambiguous: Delta versions are per table; write table={s} (e.g. audit_events={s}), or give an RFC 3339 time"
             ));
         }
-        crate::ingest::value::parse_ts(s)
+        crate::time::parse_ts(s)
             .map(Self::Time)
             .ok_or_else(|| format!("`{s}` is neither an RFC 3339 time (e.g. 2026-10-01T06:00:00Z) nor table=version pairs"))
     }

@@ -284,7 +284,7 @@ async fn coverage_gaps(
     let mut t = period.from;
     let mut before_capture = true;
     while t <= period.to {
-        let label = crate::lake::fmt_ts(t).chars().take(10).collect::<String>();
+        let label = crate::time::fmt_ts(t).chars().take(10).collect::<String>();
         let missing = t < period.to && !seen.contains(&label);
         if missing {
             run_start.get_or_insert(t);
@@ -299,8 +299,8 @@ async fn coverage_gaps(
             };
             if n >= 4 || (before_capture && start == period.from) {
                 gaps.rows.push(vec![
-                    crate::lake::fmt_ts(start),
-                    crate::lake::fmt_ts(t),
+                    crate::time::fmt_ts(start),
+                    crate::time::fmt_ts(t),
                     n.to_string(),
                     reason.into(),
                 ]);
@@ -544,8 +544,8 @@ async fn write_pack(
                 );
                 // Review instances overlapping the period, and packages never reviewed.
                 coverage_all.cell(r, "never_reviewed") == "true"
-                    || (crate::ingest::value::parse_ts(s).is_some_and(|s| s < period.to)
-                        && crate::ingest::value::parse_ts(e).is_some_and(|e| e >= period.from))
+                    || (crate::time::parse_ts(s).is_some_and(|s| s < period.to)
+                        && crate::time::parse_ts(e).is_some_and(|e| e >= period.from))
             })
             .cloned()
             .collect(),

@@ -256,7 +256,7 @@ fn checkpoints(period: &Period) -> Vec<String> {
         if next.timestamp_micros() >= period.to {
             break;
         }
-        out.push(crate::lake::fmt_ts(next.timestamp_micros()));
+        out.push(crate::time::fmt_ts(next.timestamp_micros()));
         t = next;
     }
     out.push(period.end_inclusive_text());

@@ -49,7 +49,7 @@ impl Period {
     /// An explicit range of two RFC 3339 times.
     pub fn range(from: &str, to: &str) -> Result<Self> {
         let parse = |s: &str| {
-            crate::ingest::value::parse_ts(s).ok_or_else(|| {
+            crate::time::parse_ts(s).ok_or_else(|| {
                 Error::Invalid(format!(
                     "`{s}` is not a time (RFC 3339, e.g. 2026-07-01T00:00:00Z)"
                 ))
@@ -62,7 +62,7 @@ impl Period {
             )));
         }
         Ok(Self::new(
-            format!("{}..{}", crate::lake::fmt_ts(f), crate::lake::fmt_ts(t)),
+            format!("{}..{}", crate::time::fmt_ts(f), crate::time::fmt_ts(t)),
             f,
             t,
         ))
@@ -73,14 +73,14 @@ impl Period {
             label,
             from,
             to,
-            from_text: crate::lake::fmt_ts(from),
-            to_text: crate::lake::fmt_ts(to),
+            from_text: crate::time::fmt_ts(from),
+            to_text: crate::time::fmt_ts(to),
         }
     }
 
     /// The last instant inside the period (as-of time of its holders), RFC 3339.
     pub fn end_inclusive_text(&self) -> String {
-        crate::lake::fmt_ts(self.to - 1_000_000)
+        crate::time::fmt_ts(self.to - 1_000_000)
     }
 }
 
