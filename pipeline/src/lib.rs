@@ -11,6 +11,7 @@
 //! older govlake and rebuilds typed tables from the raw layer.
 #![warn(missing_docs)]
 
+pub mod catalog;
 pub mod config;
 pub mod generate;
 pub mod graph;

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::catalog;
 use crate::ingest::replay::{self, ReplaySummary};
-use crate::ingest::spec;
 use crate::lake::format::{self, FORMAT_VERSION, Found, STEPS};
 use crate::lake::{Lake, LakeLocation, TableSchema, bookkeeping, failpoint};
 
@@ -114,7 +114,7 @@ pub struct MigrateOutcome {
 /// Every typed table (current and `_history`, append-only) with its schema.
 pub fn typed_tables() -> Vec<TableSchema> {
     let mut out = vec![];
-    for e in spec::ENTITIES.iter() {
+    for e in catalog::ENTITIES.iter() {
         if let Some(v) = e.versioned() {
             out.push(v.current);
             out.push(v.history);

@@ -92,7 +92,7 @@ fn second_export(dir: &Path) -> NewConflict {
     m["exportedAt"] = json!("2026-10-08T06:00:00Z");
     std::fs::write(&marker, serde_json::to_string_pretty(&m).unwrap()).unwrap();
 
-    let ts = |v: &Value| govlake::ingest::value::parse_ts(v.as_str().unwrap()).unwrap();
+    let ts = |v: &Value| govlake::time::parse_ts(v.as_str().unwrap()).unwrap();
     let initiator_since = all
         .iter()
         .filter(|a| {
@@ -141,7 +141,7 @@ fn assert_is_the_new_conflict(row: &Value, c: &NewConflict) {
         row["incompatible_access_package_name"],
         c.package_names.1.as_str()
     );
-    let since = govlake::ingest::value::parse_ts(row["both_held_since"].as_str().unwrap());
+    let since = govlake::time::parse_ts(row["both_held_since"].as_str().unwrap());
     assert_eq!(since, Some(c.both_held_since), "{row}");
     assert_eq!(row["grandfathered"], false);
 }
@@ -208,9 +208,9 @@ fn changes_since_the_first_run_list_the_one_new_sod_conflict() {
     // Elsewhere only what a week's passing explains: the grants whose scheduled end fell
     // between the two snapshots are overdue now (expiration_compliance, as its header says).
     let window = |t: &str| {
-        let t = govlake::ingest::value::parse_ts(t).unwrap();
-        t > govlake::ingest::value::parse_ts("2026-10-01T06:00:00Z").unwrap()
-            && t <= govlake::ingest::value::parse_ts("2026-10-08T06:00:00Z").unwrap()
+        let t = govlake::time::parse_ts(t).unwrap();
+        t > govlake::time::parse_ts("2026-10-01T06:00:00Z").unwrap()
+            && t <= govlake::time::parse_ts("2026-10-08T06:00:00Z").unwrap()
     };
     let mut ended_in_the_week: Vec<String> = assignments(&export)
         .iter()

@@ -1102,12 +1102,12 @@ fn a_job_ingests_live_and_backfills_an_aged_out_audit_window() {
     let from = detail
         .strip_prefix("audit events from ")
         .and_then(|d| d.split(' ').next())
-        .and_then(govlake::ingest::value::parse_ts)
+        .and_then(govlake::time::parse_ts)
         .unwrap_or_else(|| panic!("{detail}"));
     assert!(
         (from - (newest - 15 * 60 * 1_000_000)).abs() < 1_000_000,
         "{detail}: expected from {}",
-        govlake::lake::fmt_ts(newest - 15 * 60 * 1_000_000)
+        govlake::time::fmt_ts(newest - 15 * 60 * 1_000_000)
     );
     assert_eq!(find("changes")["outcome"], "ok");
 

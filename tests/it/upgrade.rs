@@ -276,7 +276,7 @@ fn damage(lake: &Path) -> i64 {
         let loc = govlake::lake::LakeLocation::resolve(lake.to_str().unwrap(), Default::default())
             .unwrap();
         let l = govlake::lake::Lake::new(loc);
-        let spec = |t: &str| govlake::ingest::spec::entity(t).unwrap();
+        let spec = |t: &str| govlake::catalog::entity(t).unwrap();
         let meta = Default::default();
         let assignments = spec("assignments").versioned().unwrap();
         let mut v = 0;

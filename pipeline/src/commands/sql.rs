@@ -406,7 +406,7 @@ async fn list(
     let mut rows: Vec<Vec<String>> = Vec::new();
     for name in govlake::query::table_names() {
         if ctx.table_exist(name.as_str())? {
-            let about = govlake::ingest::spec::ENTITIES
+            let about = govlake::catalog::ENTITIES
                 .iter()
                 .find(|e| e.table == name || format!("{}_history", e.table) == name)
                 .map_or("govlake bookkeeping", |e| e.about);

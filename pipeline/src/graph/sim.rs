@@ -29,7 +29,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::ingest::{context, reader, value};
+use crate::catalog::value;
+use crate::ingest::{context, reader};
 
 /// Faults the simulator injects. Counters run over Graph requests (not token requests).
 #[derive(Debug, Clone, Default)]

@@ -1,8 +1,8 @@
 //! Stage 1, ingest: export files → typed rows → the lake.
 //!
 //! `files` finds the inputs, `reader` streams their JSON, `context` tells which entity each
-//! page holds, `spec` declares the entities and their columns, `value` reads Graph's
-//! lenient JSON, and `loganalytics` turns Log Analytics `AuditLogs` rows into directoryAudits.
+//! page holds (the entities and their columns are declared in [`crate::catalog`]), and
+//! `loganalytics` turns Log Analytics `AuditLogs` rows into directoryAudits.
 //! This module runs one ingest: records flow from a reader thread through a bounded channel
 //! into [`Run`], which dedupes, quarantines bad records with a reason, appends audit events
 //! in chunks and merges snapshot entities into their history, then records the run's
@@ -15,8 +15,6 @@ pub mod loganalytics;
 pub mod reader;
 pub mod replay;
 pub mod snapshot;
-pub mod spec;
-pub mod value;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -32,6 +30,7 @@ use tokio::sync::mpsc;
 
 pub use error::{Error, Result};
 
+use crate::catalog::{self, Ctx, EntitySpec, Storage, value};
 use crate::lake::bookkeeping::{self, RAW, REJECTS};
 use crate::lake::history::VersionMerge;
 use crate::lake::{Cell, Lake, TableSchema};
@@ -39,7 +38,6 @@ use crate::time::now_micros;
 use context::Resolved;
 use reader::Item;
 pub use snapshot::SnapshotGap;
-use spec::{Ctx, EntitySpec, Storage};
 
 /// Settings of one ingest run.
 #[derive(Debug, Clone)]
@@ -560,7 +558,7 @@ impl<'a> Run<'a> {
 
     /// The snapshot scope of a resolved page or record, if its entity is snapshotted.
     fn snapshot_scope(resolved: &Resolved) -> Option<(&'static str, String)> {
-        let spec = spec::entity(resolved.entity)?;
+        let spec = catalog::entity(resolved.entity)?;
         spec.versioned()?;
         Some((
             spec.table,
@@ -636,7 +634,7 @@ impl<'a> Run<'a> {
         scopes.extend(broke_in.as_ref().and_then(Self::snapshot_scope));
         let reason = format!("`{source}` could not be read to its end ({message})");
         if scopes.is_empty() {
-            match by_name.as_ref().and_then(|r| spec::entity(r.entity)) {
+            match by_name.as_ref().and_then(|r| catalog::entity(r.entity)) {
                 Some(spec) if spec.versioned().is_some() => {
                     self.completeness.block_table(spec.table, reason.clone());
                 }
@@ -673,7 +671,7 @@ impl<'a> Run<'a> {
             self.reject(UNRESOLVED, &file, &location, None, reason, &raw);
             return Ok(());
         };
-        let spec = spec::entity(r.entity).expect("resolved entities exist");
+        let spec = catalog::entity(r.entity).expect("resolved entities exist");
         if r.envelope || (spec.table == "audit_events" && is_monitor_envelope(&value)) {
             json = None;
             value = match value {
@@ -785,7 +783,7 @@ impl<'a> Run<'a> {
         // new when its parent is (unless a crash left the parent's children committed
         // without the parent: those are "orphans" and already stored).
         let is_new = match (spec.storage, &spec.key) {
-            (Storage::Append, spec::Key::Own) => {
+            (Storage::Append, catalog::Key::Own) => {
                 let buf = self.append_buffer(spec).await?;
                 Some(
                     buf.known
@@ -794,7 +792,7 @@ impl<'a> Run<'a> {
                         .insert(key128(&[&id])),
                 )
             }
-            (Storage::Append, spec::Key::Composite(_)) => {
+            (Storage::Append, catalog::Key::Composite(_)) => {
                 self.append_buffer(spec).await?;
                 let parent = parents.first().map_or("", String::as_str);
                 Some(
@@ -810,7 +808,7 @@ impl<'a> Run<'a> {
         child_parents.push(id.clone());
         child_parents.extend_from_slice(parents);
         for (list, items) in spec.child_lists(value) {
-            let child = spec::entity(list.entity).expect("child entities exist");
+            let child = catalog::entity(list.entity).expect("child entities exist");
             if child.versioned().is_some() {
                 let scope = Self::scope_of(child, &child_parents, list.constant);
                 self.completeness.embedded(child.table, scope);
@@ -911,7 +909,7 @@ impl<'a> Run<'a> {
         if !self.appends.contains_key(spec.table) {
             let schema = spec.append_schema().expect("append entity");
             let mut known = None;
-            if spec.key == spec::Key::Own {
+            if spec.key == catalog::Key::Own {
                 let mut ids = HashSet::new();
                 self.lake
                     .scan_strings(spec.table, &["id"], |v| {
@@ -923,7 +921,7 @@ impl<'a> Run<'a> {
                 // Child rows are deduped through their parent; find parents whose children a
                 // crash committed without the parent.
                 for list in &spec.children {
-                    let child = spec::entity(list.entity).expect("child entities exist");
+                    let child = catalog::entity(list.entity).expect("child entities exist");
                     let Some(parent_col) = child.parent_column() else {
                         continue;
                     };
@@ -1045,7 +1043,7 @@ impl<'a> Run<'a> {
         self.settle_flush().await?;
 
         // Every table exists after any run, so queries never meet a missing table.
-        for spec in spec::ENTITIES.iter() {
+        for spec in catalog::ENTITIES.iter() {
             match (spec.versioned(), spec.append_schema()) {
                 (Some(v), _) => {
                     let (scopes, gaps) = self.completeness.finish(spec.table);

@@ -21,8 +21,8 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::spec::{self, Ctx, EntitySpec, Source, Storage};
 use super::{IngestSettings, Result, Run, snapshot};
+use crate::catalog::{self, Ctx, EntitySpec, Source, Storage};
 use crate::lake::Lake;
 use crate::lake::bookkeeping::{INGEST_RUNS, RAW};
 use crate::lake::history::{self, Versioning};
@@ -91,7 +91,7 @@ pub async fn replay(
                 let (Some(entity), Some(id), Some(hash)) = (v[0], v[1], v[2]) else {
                     return;
                 };
-                let Some(spec) = spec::entity(entity) else {
+                let Some(spec) = catalog::entity(entity) else {
                     *unknown_raw.entry(entity.to_string()).or_default() += 1;
                     return;
                 };
@@ -127,7 +127,7 @@ pub async fn replay(
     }
     // Every versioned entity's history, also of the lists only ever seen inside their
     // parents (their changes are times at which the parents must be fed again).
-    for spec in spec::ENTITIES.iter().filter(|e| e.versioned().is_some()) {
+    for spec in catalog::ENTITIES.iter().filter(|e| e.versioned().is_some()) {
         let h = histories.entry(spec.table).or_default();
         load_versions(source, spec, h).await?;
     }
@@ -167,7 +167,7 @@ pub async fn replay(
             snapshot::Completeness::new(&[]),
         );
         run.keep_raw = false;
-        for spec in spec::ENTITIES.iter() {
+        for spec in catalog::ENTITIES.iter() {
             let Some(h) = histories.get(spec.table).filter(|h| !h.raw.is_empty()) else {
                 // Known only from its parents' records: the parents' replay brings it back.
                 continue;
@@ -282,7 +282,7 @@ async fn load_versions(source: &Lake, spec: &EntitySpec, h: &mut EntityHistory) 
 
 /// The child-list constant a scope ends with (`<org>/internal`).
 fn constant_of(spec: &EntitySpec, scope: &str) -> Option<&'static str> {
-    spec::ENTITIES
+    catalog::ENTITIES
         .iter()
         .flat_map(|e| e.children.iter())
         .filter(|l| l.entity == spec.table)
@@ -409,7 +409,7 @@ fn choose_json(
 
 /// Whether some entity's records hold lists of this one.
 fn is_embedded_somewhere(spec: &EntitySpec) -> bool {
-    spec::ENTITIES
+    catalog::ENTITIES
         .iter()
         .flat_map(|e| e.children.iter())
         .any(|l| l.entity == spec.table)
@@ -422,7 +422,7 @@ pub async fn lost_objects(
     scratch: &Lake,
 ) -> Result<Vec<(String, u64, Vec<String>)>> {
     let mut lost = vec![];
-    for spec in spec::ENTITIES.iter() {
+    for spec in catalog::ENTITIES.iter() {
         let table = match spec.versioned() {
             Some(v) => v.history.name,
             None => spec.table.to_string(),
@@ -473,9 +473,9 @@ async fn feed_appends(
     if runs.is_empty() {
         return Ok(());
     }
-    let appends: Vec<String> = spec::ENTITIES
+    let appends: Vec<String> = catalog::ENTITIES
         .iter()
-        .filter(|e| e.storage == Storage::Append && e.key == spec::Key::Own)
+        .filter(|e| e.storage == Storage::Append && e.key == catalog::Key::Own)
         .map(|e| format!("'{}'", e.table))
         .collect();
     let sql = format!(
@@ -508,7 +508,7 @@ async fn feed_appends(
             }
             let entity = entities.value(row);
             let text = texts.value(row).to_string();
-            let spec = spec::entity(entity).expect("filtered to known entities");
+            let spec = catalog::entity(entity).expect("filtered to known entities");
             n += 1;
             let location = format!("`{entity}` raw record {n}");
             let value = serde_json::from_str(&text).unwrap_or(Value::Null);

@@ -320,11 +320,14 @@ impl VersionMerge {
                     newest: self.newest_change,
                 });
             }
-            lake.close_versions(
+            let (predicate, value) = close_expressions(self.observed_at);
+            lake.update_matched(
                 &self.table.history.name,
-                &self.to_close,
-                self.observed_at,
+                close_batch(&self.to_close)?,
+                predicate,
+                (VALID_TO, value),
                 metadata,
+                "closing versions",
             )
             .await?;
         }
@@ -386,7 +389,7 @@ impl VersionMerge {
 }
 
 /// The (id, row_hash) pairs to close, as a record batch for the MERGE source.
-pub(crate) fn close_batch(pairs: &[(String, String)]) -> Result<RecordBatch> {
+fn close_batch(pairs: &[(String, String)]) -> Result<RecordBatch> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
         Field::new(ROW_HASH, DataType::Utf8, false),
@@ -402,7 +405,7 @@ pub(crate) fn close_batch(pairs: &[(String, String)]) -> Result<RecordBatch> {
 }
 
 /// MERGE predicate and update for closing versions at `at` (UTC micros).
-pub(crate) fn close_expressions(
+fn close_expressions(
     at: i64,
 ) -> (
     deltalake::datafusion::prelude::Expr,

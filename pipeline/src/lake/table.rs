@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::prelude::{Expr, SessionContext};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
@@ -585,34 +585,35 @@ impl Lake {
             .await
     }
 
-    /// Sets `valid_to = at` on the open versions matching the (id, row_hash) pairs, in one
-    /// MERGE commit.
-    pub async fn close_versions(
+    /// One MERGE commit: the rows of `table_name` that `predicate` matches against `source`
+    /// (aliases `target` and `source`) get `column = value`. `what` names the change in
+    /// errors ("closing versions").
+    pub async fn update_matched(
         &self,
         table_name: &str,
-        pairs: &[(String, String)],
-        at: i64,
+        source: RecordBatch,
+        predicate: Expr,
+        (column, value): (&str, Expr),
         metadata: &HashMap<String, serde_json::Value>,
+        what: &'static str,
     ) -> Result<()> {
         let table = self.open(table_name).await?;
         self.check_unchanged(table_name, &table)?;
         let before = table.version().map(|v| v as i64);
         let token = uuid::Uuid::new_v4().to_string();
-        let batch = super::history::close_batch(pairs)?;
         let source = SessionContext::new()
-            .read_batch(batch)
+            .read_batch(source)
             .map_err(query_err(table_name))?;
-        let (predicate, value) = super::history::close_expressions(at);
         let outcome = table
             .merge(source, predicate)
             .with_source_alias("source")
             .with_target_alias("target")
-            .when_matched_update(|u| u.update(super::history::VALID_TO, value))
+            .when_matched_update(|u| u.update(column, value))
             .map_err(delta_err(table_name, "preparing a merge"))?
             .with_commit_properties(Self::commit_properties_for(metadata, &token))
             .await
             .map(|(table, _metrics)| table);
-        self.settle_commit(table_name, before, &token, outcome, "closing versions")
+        self.settle_commit(table_name, before, &token, outcome, what)
             .await?;
         Ok(())
     }

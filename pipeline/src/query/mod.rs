@@ -15,7 +15,7 @@ use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumer
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::ingest::spec::ENTITIES;
+use crate::catalog::ENTITIES;
 use crate::lake::bookkeeping::{INGEST_RUNS, RAW, REJECTS};
 use crate::lake::{Lake, Result, TablePin};
 

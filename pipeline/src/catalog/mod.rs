@@ -1,5 +1,6 @@
 //! The entity catalogue: which Graph objects govlake ingests, into which tables, with which
-//! columns. Each column is declared as `name=graph/path|betaAlternate:conversion`; without a
+//! columns — read by ingest (to extract rows), query (to register tables) and upgrade (to
+//! rebuild them); `value` reads Graph's lenient JSON into typed cells. Each column is declared as `name=graph/path|betaAlternate:conversion`; without a
 //! `name=` the column is the snake_case of its first path (`target/objectId` →
 //! `target_object_id`). Special paths: `@parent` / `@parent2` (ids from the `@odata.context`
 //! or the enclosing object), `@position` (1-based index in the parent's list), `@const` (the
@@ -9,9 +10,11 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
-use super::value::{Conv, convert, get_path};
+pub mod value;
+
 use crate::lake::history::{VersionedTable, Versioning};
 use crate::lake::{Cell, Column, ColumnType, TableSchema};
+use value::{Conv, convert, get_path};
 
 /// Where a column's value comes from.
 #[derive(Debug, Clone)]
@@ -831,7 +834,7 @@ impl EntitySpec {
             for p in &c.paths {
                 if let Some(v) = get_path(obj, p)
                     && !v.is_array()
-                    && !super::value::is_null(v)
+                    && !value::is_null(v)
                 {
                     return Err(format!("`{}` is {}, not a list", p.join("."), kind_of(v)));
                 }
