@@ -394,6 +394,18 @@ struct AppendBuffer {
     known: Option<HashSet<u128>>,
 }
 
+/// Where an object sits: its input file and place in it (for rejects), its parents' ids
+/// (nearest first), the child list's constant, its 1-based position in the parent's list (0
+/// at top level), and whether its parent was new (append-only children follow it).
+struct Placement<'a> {
+    source: &'a str,
+    location: &'a str,
+    parents: &'a [String],
+    constant: Option<&'a str>,
+    position: usize,
+    parent_is_new: Option<bool>,
+}
+
 /// State of one ingest run.
 struct Run<'a> {
     lake: &'a Lake,
@@ -685,18 +697,16 @@ impl<'a> Run<'a> {
                 json = None;
             }
         }
-        self.object(
-            spec,
-            &value,
-            Some(json.unwrap_or_else(|| value.to_string())),
+        let at = Placement {
             source,
-            &location,
-            &r.parents,
-            r.constant,
-            0,
-            None,
-        )
-        .await?;
+            location: &location,
+            parents: &r.parents,
+            constant: r.constant,
+            position: 0,
+            parent_is_new: None,
+        };
+        let json = json.unwrap_or_else(|| value.to_string());
+        self.object(spec, &value, Some(json), &at).await?;
         self.flush_if_full().await
     }
 
@@ -717,23 +727,52 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One object (a top-level record with its `json`, or a child inside its parent's):
+    /// extracted into a row or rejected, its child lists fed to their tables, its raw JSON
+    /// kept, its row stored.
     async fn object(
         &mut self,
         spec: &'static EntitySpec,
         value: &Value,
         json: Option<String>,
-        source: &str,
-        location: &str,
-        parents: &[String],
-        constant: Option<&str>,
-        position: usize,
-        parent_is_new: Option<bool>,
+        at: &Placement<'_>,
     ) -> Result<()> {
+        let Some(row) = self.extract_or_reject(spec, value, json.as_deref(), at) else {
+            return Ok(());
+        };
+        let id = row[0].as_str().unwrap_or_default().to_string();
+        self.count(spec.table).fetched += 1;
+        self.note_watermark(spec, &row);
+        let is_new = self.is_new_append(spec, &id, at).await?;
+        self.children(spec, value, &id, at, is_new).await?;
+
+        // Raw layer: every distinct version of every object, verbatim. Child rows are part of
+        // their parent's raw record: only top-level objects carry `json`.
+        if let Some(json) = json.filter(|_| self.keep_raw) {
+            let hash = {
+                let mut h = Sha256::new();
+                h.update(spec.table.as_bytes());
+                h.update([0]);
+                h.update(json.as_bytes());
+                hex::encode(&h.finalize()[..16])
+            };
+            self.add_raw(spec.table, &id, hash, at.source, json).await?;
+        }
+        self.store(spec, row, at, is_new).await
+    }
+
+    /// The object's typed row, or `None` after quarantining it with the reason (a record
+    /// over the size limit, a value that does not fit its column, a missing id).
+    fn extract_or_reject(
+        &mut self,
+        spec: &'static EntitySpec,
+        value: &Value,
+        json: Option<&str>,
+        at: &Placement<'_>,
+    ) -> Option<Vec<Cell>> {
         // `json` is the top-level record's text; a child's (inside its parent's, so within
         // the size limit) is written only if the child is rejected.
         let too_big = json
-            .as_ref()
             .filter(|j| j.len() > self.settings.max_record_bytes)
             .map(|j| {
                 format!(
@@ -748,65 +787,81 @@ impl<'a> Run<'a> {
             spec.extract(
                 value,
                 Ctx {
-                    parents,
-                    position,
-                    constant,
+                    parents: at.parents,
+                    position: at.position,
+                    constant: at.constant,
                 },
             )
         };
-        let row = match extracted {
-            Ok(row) => row,
-            Err(reason) => {
-                let id = value
-                    .as_object()
-                    .and_then(|o| value::get_ci(o, "id"))
-                    .and_then(Value::as_str);
-                let json = json.unwrap_or_else(|| value.to_string());
-                if id.is_none() && spec.versioned().is_some() {
-                    // Which object it was is unknown: closing any object of its scope could
-                    // close this one.
-                    self.completeness.broken(
-                        spec.table,
-                        Self::scope_of(spec, parents, constant),
-                        format!("a record at `{source}` {location} was rejected and has no id"),
-                    );
-                }
-                self.reject(spec.table, source, location, id, reason, &json);
-                return Ok(());
-            }
+        let reason = match extracted {
+            Ok(row) => return Some(row),
+            Err(reason) => reason,
         };
-        let id = row[0].as_str().unwrap_or_default().to_string();
-        self.count(spec.table).fetched += 1;
-        self.note_watermark(spec, &row);
+        let id = value
+            .as_object()
+            .and_then(|o| value::get_ci(o, "id"))
+            .and_then(Value::as_str);
+        let json = json.map_or_else(|| value.to_string(), str::to_string);
+        if id.is_none() && spec.versioned().is_some() {
+            // Which object it was is unknown: closing any object of its scope could
+            // close this one.
+            self.completeness.broken(
+                spec.table,
+                Self::scope_of(spec, at.parents, at.constant),
+                format!(
+                    "a record at `{}` {} was rejected and has no id",
+                    at.source, at.location
+                ),
+            );
+        }
+        self.reject(spec.table, at.source, at.location, id, reason, &json);
+        None
+    }
 
-        // Append-only rows: a top-level object is new when its id is unknown; a child row is
-        // new when its parent is (unless a crash left the parent's children committed
-        // without the parent: those are "orphans" and already stored).
-        let is_new = match (spec.storage, &spec.key) {
+    /// Whether an append-only row is new (`None` for versioned entities): a top-level
+    /// object is new when its id is unknown; a child row is new when its parent is (unless a
+    /// crash left the parent's children committed without the parent: those are "orphans"
+    /// and already stored).
+    async fn is_new_append(
+        &mut self,
+        spec: &'static EntitySpec,
+        id: &str,
+        at: &Placement<'_>,
+    ) -> Result<Option<bool>> {
+        Ok(match (spec.storage, &spec.key) {
             (Storage::Append, catalog::Key::Own) => {
                 let buf = self.append_buffer(spec).await?;
                 Some(
                     buf.known
                         .as_mut()
                         .expect("top-level append")
-                        .insert(key128(&[&id])),
+                        .insert(key128(&[id])),
                 )
             }
             (Storage::Append, catalog::Key::Composite(_)) => {
                 self.append_buffer(spec).await?;
-                let parent = parents.first().map_or("", String::as_str);
+                let parent = at.parents.first().map_or("", String::as_str);
                 Some(
-                    parent_is_new == Some(true)
+                    at.parent_is_new == Some(true)
                         && !self.orphans.contains(&key128(&[spec.table, parent])),
                 )
             }
             (Storage::Versioned(_), _) => None,
-        };
+        })
+    }
 
-        // Nested lists feed their own tables; the parent's id leads their parents.
-        let mut child_parents = Vec::with_capacity(parents.len() + 1);
-        child_parents.push(id.clone());
-        child_parents.extend_from_slice(parents);
+    /// Nested lists feed their own tables; the parent's id leads their parents.
+    async fn children(
+        &mut self,
+        spec: &'static EntitySpec,
+        value: &Value,
+        id: &str,
+        at: &Placement<'_>,
+        is_new: Option<bool>,
+    ) -> Result<()> {
+        let mut child_parents = Vec::with_capacity(at.parents.len() + 1);
+        child_parents.push(id.to_string());
+        child_parents.extend_from_slice(at.parents);
         for (list, items) in spec.child_lists(value) {
             let child = catalog::entity(list.entity).expect("child entities exist");
             if child.versioned().is_some() {
@@ -814,38 +869,33 @@ impl<'a> Run<'a> {
                 self.completeness.embedded(child.table, scope);
             }
             for (i, item) in items.iter().enumerate() {
-                let loc = format!("{location}, `{}` item {}", list.entity, i + 1);
-                Box::pin(self.object(
-                    child,
-                    item,
-                    None,
-                    source,
-                    &loc,
-                    &child_parents,
-                    list.constant,
-                    i + 1,
-                    is_new,
-                ))
-                .await?;
+                let location = format!("{}, `{}` item {}", at.location, list.entity, i + 1);
+                let child_at = Placement {
+                    source: at.source,
+                    location: &location,
+                    parents: &child_parents,
+                    constant: list.constant,
+                    position: i + 1,
+                    parent_is_new: is_new,
+                };
+                Box::pin(self.object(child, item, None, &child_at)).await?;
             }
         }
+        Ok(())
+    }
 
-        // Raw layer: every distinct version of every object, verbatim. Child rows are part of
-        // their parent's raw record: only top-level objects carry `json`.
-        if let Some(json) = json.filter(|_| self.keep_raw) {
-            let hash = {
-                let mut h = Sha256::new();
-                h.update(spec.table.as_bytes());
-                h.update([0]);
-                h.update(json.as_bytes());
-                hex::encode(&h.finalize()[..16])
-            };
-            self.add_raw(spec.table, &id, hash, source, json).await?;
-        }
-
+    /// Stores an extracted row: offered to its history merge (versioned entities) or
+    /// buffered for the next append chunk when new (append-only ones).
+    async fn store(
+        &mut self,
+        spec: &'static EntitySpec,
+        row: Vec<Cell>,
+        at: &Placement<'_>,
+        is_new: Option<bool>,
+    ) -> Result<()> {
         match spec.storage {
             Storage::Versioned(_) => {
-                let scope = Self::scope_of(spec, parents, constant);
+                let scope = Self::scope_of(spec, at.parents, at.constant);
                 let (lake, chunk) = (self.lake, self.settings.chunk_rows);
                 self.version_merge(spec).await?;
                 let merge = self.versioned.get_mut(spec.table).expect("begun above");
@@ -1041,8 +1091,46 @@ impl<'a> Run<'a> {
     async fn finish(mut self, files: u64, records: u64) -> Result<IngestSummary> {
         self.flush_appends().await?;
         self.settle_flush().await?;
+        self.finish_tables().await?;
+        self.write_rejects().await?;
+        for (table, w) in &self.watermarks {
+            if let Some(c) = self.counts.get_mut(table) {
+                c.watermark = Some(crate::time::fmt_ts(*w));
+            }
+        }
+        let rejected: u64 = self.counts.values().map(|c| c.rejected).sum();
+        let run_rows = self.run_rows(rejected);
+        crate::lake::failpoint::hit("before_bookkeeping");
+        self.lake
+            .append(
+                &bookkeeping::ingest_runs_schema(),
+                &run_rows,
+                &self.metadata,
+            )
+            .await?;
+        // A checkpoint a crash or a lost reply skipped is written now, so no table's log
+        // grows without one.
+        self.lake.checkpoint_written_tables().await?;
 
-        // Every table exists after any run, so queries never meet a missing table.
+        Ok(IngestSummary {
+            run_id: self.run_id,
+            lake: self.lake.location().display(),
+            files,
+            bytes: 0,
+            records,
+            elapsed_secs: 0.0,
+            observed_at: crate::time::fmt_ts(self.observed_at),
+            tables: self.counts,
+            rejected,
+            reject_notes: self.reject_notes,
+            snapshot_gaps: self.snapshot_gaps,
+        })
+    }
+
+    /// Finishes every table, so queries never meet a missing one: each versioned entity's
+    /// merge closes what its complete scopes no longer hold (rejected ids count as seen),
+    /// each append-only table exists, and so does `_raw`.
+    async fn finish_tables(&mut self) -> Result<()> {
         for spec in catalog::ENTITIES.iter() {
             match (spec.versioned(), spec.append_schema()) {
                 (Some(v), _) => {
@@ -1074,8 +1162,11 @@ impl<'a> Run<'a> {
         if !self.counts.contains_key(RAW) {
             self.lake.ensure(&self.raw.schema).await?;
         }
+        Ok(())
+    }
 
-        // Quarantine: deduped by content so a rerun of the same bad input adds nothing.
+    /// Quarantine: deduped by content so a rerun of the same bad input adds nothing.
+    async fn write_rejects(&mut self) -> Result<()> {
         let rejects_schema = bookkeeping::rejects_schema();
         let mut known = HashSet::new();
         self.lake
@@ -1094,13 +1185,12 @@ impl<'a> Run<'a> {
                 .append(&rejects_schema, &new_rejects, &self.metadata)
                 .await?;
         }
+        Ok(())
+    }
 
-        for (table, w) in &self.watermarks {
-            if let Some(c) = self.counts.get_mut(table) {
-                c.watermark = Some(crate::time::fmt_ts(*w));
-            }
-        }
-        let rejected: u64 = self.counts.values().map(|c| c.rejected).sum();
+    /// The run's `_ingest_runs` rows: one per table touched (its counts, watermark, version
+    /// and status, naming a coverage gap) and one per table the source refused.
+    fn run_rows(&self, rejected: u64) -> Vec<Vec<Cell>> {
         let finished_at = now_micros();
         let sources = self
             .settings
@@ -1162,31 +1252,7 @@ impl<'a> Run<'a> {
             r[11] = Cell::Null; // no watermark from a table that was not read
             run_rows.push(r);
         }
-        crate::lake::failpoint::hit("before_bookkeeping");
-        self.lake
-            .append(
-                &bookkeeping::ingest_runs_schema(),
-                &run_rows,
-                &self.metadata,
-            )
-            .await?;
-        // A checkpoint a crash or a lost reply skipped is written now, so no table's log
-        // grows without one.
-        self.lake.checkpoint_written_tables().await?;
-
-        Ok(IngestSummary {
-            run_id: self.run_id,
-            lake: self.lake.location().display(),
-            files,
-            bytes: 0,
-            records,
-            elapsed_secs: 0.0,
-            observed_at: crate::time::fmt_ts(self.observed_at),
-            tables: self.counts,
-            rejected,
-            reject_notes: self.reject_notes,
-            snapshot_gaps: self.snapshot_gaps,
-        })
+        run_rows
     }
 }
 

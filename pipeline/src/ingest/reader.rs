@@ -404,6 +404,49 @@ impl fmt::Display for Pos {
     }
 }
 
+/// What a top-level object has shown so far: a page's annotations and the records held until
+/// its `@odata.context` is known, or one record's members.
+#[derive(Default)]
+struct TopObject {
+    context: Option<Arc<str>>,
+    next_link: Option<String>,
+    request_url: Option<String>,
+    other: Map<String, Value>,
+    is_page: bool,
+    pending: Vec<Item>,
+    /// The first reason the record (or a page annotation) cannot be used.
+    problem: Option<String>,
+    /// Bytes of the record's members kept so far.
+    kept: usize,
+}
+
+impl TopObject {
+    /// A member read whole: parsed, and the page annotations noted.
+    fn member(&mut self, key: String, bytes: &[u8]) {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(v) => {
+                if key.eq_ignore_ascii_case("@odata.context") {
+                    if let Value::String(s) = &v {
+                        self.context = Some(Arc::from(s.as_str()));
+                    }
+                } else if key.eq_ignore_ascii_case("@odata.nextLink") {
+                    self.next_link = v.as_str().map(str::to_string);
+                } else if key.eq_ignore_ascii_case(REQUEST_URL_ANNOTATION) {
+                    self.request_url = v.as_str().map(str::to_string);
+                }
+                self.other.insert(key, v);
+            }
+            Err(e) => {
+                self.problem.get_or_insert(format!(
+                    "this is not valid JSON: `{}`: {}",
+                    truncate_key(&key),
+                    strip_position(&e)
+                ));
+            }
+        }
+    }
+}
+
 struct Parser<'s, R> {
     input: R,
     line: u64,
@@ -722,182 +765,23 @@ impl<'s, R: BufRead> Parser<'s, R> {
         // to be a page.
         self.recording = Some(Capture::new(RAW_PREFIX_BYTES));
         self.bump(); // `{`
-        let mut context: Option<Arc<str>> = None;
-        let mut next_link: Option<String> = None;
-        let mut request_url: Option<String> = None;
-        let mut other = Map::new();
-        let mut is_page = false;
-        let mut pending: Vec<Item> = Vec::new();
-        let mut record_problem: Option<String> = None;
-        let mut kept = 0usize;
-        let mut first = true;
-        let broke: Option<(String, Pos)> = loop {
-            let Some(b) = self.skip_ws(false)? else {
-                break Some((Broken::Eof.to_string(), self.pos()));
-            };
-            if b == b'}' && first {
-                self.bump();
-                break None;
-            }
-            first = false;
-            if b != b'"' {
-                let p = self.pos();
-                break Some((
-                    format!(
-                        "this is not valid JSON: expected a key, found {}",
-                        show_byte(b)
-                    ),
-                    p,
-                ));
-            }
-            let key = match self.string_at()? {
-                Ok(k) => k,
-                Err(e) => break Some((format!("this is not valid JSON: a key: {e}"), self.pos())),
-            };
-            if self.skip_ws(false)? != Some(b':') {
-                let p = self.pos();
-                break Some((
-                    format!(
-                        "this is not valid JSON: expected `:` after key `{}`",
-                        truncate_key(&key)
-                    ),
-                    p,
-                ));
-            }
-            self.bump();
-            let Some(vb) = self.skip_ws(false)? else {
-                break Some((Broken::Eof.to_string(), self.pos()));
-            };
-            let is_list_key =
-                key.eq_ignore_ascii_case("value") || key.eq_ignore_ascii_case("records");
-            if is_list_key && vb == b'[' {
-                is_page = true;
-                self.recording = None;
-                let list_at = self.pos();
-                self.bump();
-                if let Err(stop) = self.list(context.clone(), Some(&mut pending), &key, list_at) {
-                    // Records read before a truncation or a syntax error are kept, not lost.
-                    self.flush_pending(&context, &mut pending)?;
-                    return Err(stop);
-                }
-            } else if is_list_key {
-                let kind = match vb {
-                    b'{' => "an object",
-                    b'"' => "a string",
-                    b't' | b'f' => "a boolean",
-                    b'n' => "null",
-                    _ => "a number",
-                };
-                let p = self.pos();
-                break Some((format!("the page's `{key}` is {kind}, not a list"), p));
-            } else if is_page && !key.starts_with('@') {
-                // Other members of a page say nothing about its records.
-                if let Err(e) = self.skip_value()? {
-                    break Some((e.to_string(), self.pos()));
-                }
-            } else {
-                // A record's members together stay within the record limit.
-                let limit = if is_page {
-                    1 << 20
-                } else {
-                    self.hard_limit().saturating_sub(kept)
-                };
-                let mut c = Capture::new(limit);
-                if let Err(e) = self.scan_value(&mut c)? {
-                    break Some((e.to_string(), self.pos()));
-                }
-                kept += c.bytes.len();
-                if c.overflowed() {
-                    record_problem.get_or_insert(format!(
-                        "the record is over the {} byte limit per record",
-                        self.max_record
-                    ));
-                } else {
-                    match serde_json::from_slice::<Value>(&c.bytes) {
-                        Ok(v) => {
-                            if key.eq_ignore_ascii_case("@odata.context") {
-                                if let Value::String(s) = &v {
-                                    context = Some(Arc::from(s.as_str()));
-                                }
-                            } else if key.eq_ignore_ascii_case("@odata.nextLink") {
-                                next_link = v.as_str().map(str::to_string);
-                            } else if key.eq_ignore_ascii_case(REQUEST_URL_ANNOTATION) {
-                                request_url = v.as_str().map(str::to_string);
-                            }
-                            other.insert(key, v);
-                        }
-                        Err(e) => {
-                            record_problem.get_or_insert(format!(
-                                "this is not valid JSON: `{}`: {}",
-                                truncate_key(&key),
-                                strip_position(&e)
-                            ));
-                        }
-                    }
-                }
-            }
-            match self.skip_ws(false)? {
-                Some(b',') => self.bump(),
-                Some(b'}') => {
-                    self.bump();
-                    break None;
-                }
-                Some(b) => {
-                    let p = self.pos();
-                    break Some((
-                        format!(
-                            "this is not valid JSON: expected `,` or `}}`, found {}",
-                            show_byte(b)
-                        ),
-                        p,
-                    ));
-                }
-                None => break Some((Broken::Eof.to_string(), self.pos())),
-            }
-        };
+        let mut obj = TopObject::default();
+        let broke = self.top_members(&mut obj)?;
         let raw = self.recording.take().map(|c| c.text()).unwrap_or_default();
         if let Some((message, where_)) = broke {
-            if is_page {
-                self.flush_pending(&context, &mut pending)?;
-                return Err(Stop::File {
-                    message: format!("the page breaks off after its list: {message}"),
-                    location: where_.to_string(),
-                    context: context.clone(),
-                });
-            }
-            // Broke on the value's first line (a line break right after it counts as that line)?
-            let on_first_line =
-                where_.line == at.line || (where_.line == at.line + 1 && where_.column == 1);
-            if !self.lines && !on_first_line {
-                // A document (not JSON Lines) that breaks: nothing after can be trusted.
-                return Err(Stop::File {
-                    message,
-                    location: where_.to_string(),
-                    context: context.clone(),
-                });
-            }
-            return self.bad_then_next_line(context, at, message, raw);
+            return self.top_object_broken(obj, at, (message, where_), raw);
         }
-        if is_page {
-            self.flush_pending(&context, &mut pending)?;
-            let problem = if let Some(p) = record_problem {
-                Some(format!("a page annotation could not be read ({p})"))
-            } else if context.is_some() && std::mem::take(&mut self.passed_without_context) {
-                Some(format!(
-                    "its `@odata.context` comes after more than {MAX_BUFFERED_WITHOUT_CONTEXT} records, which were read without it"
-                ))
-            } else {
-                None
-            };
-            return self.emit(Item::PageEnd {
-                context,
-                next_link,
-                request_url,
-                problem,
-            });
+        if obj.is_page {
+            return self.page_end(obj);
         }
-        if let Some(message) = record_problem {
-            let index = self.index;
+        let TopObject {
+            context,
+            mut other,
+            problem,
+            ..
+        } = obj;
+        let index = self.index;
+        if let Some(message) = problem {
             return self.emit(Item::Bad {
                 context,
                 index,
@@ -907,11 +791,193 @@ impl<'s, R: BufRead> Parser<'s, R> {
             });
         }
         other.retain(|k, _| !k.eq_ignore_ascii_case("@odata.context"));
-        let index = self.index;
         self.emit(Item::Record {
             context,
             index,
             value: Value::Object(other),
+        })
+    }
+
+    /// The members of a top-level object, after its `{`, to its `}`; `Some` says where and
+    /// how it broke off.
+    fn top_members(&mut self, obj: &mut TopObject) -> Result<Option<(String, Pos)>, Stop> {
+        let mut first = true;
+        loop {
+            let Some(b) = self.skip_ws(false)? else {
+                return Ok(Some((Broken::Eof.to_string(), self.pos())));
+            };
+            if b == b'}' && first {
+                self.bump();
+                return Ok(None);
+            }
+            first = false;
+            if b != b'"' {
+                let p = self.pos();
+                return Ok(Some((
+                    format!(
+                        "this is not valid JSON: expected a key, found {}",
+                        show_byte(b)
+                    ),
+                    p,
+                )));
+            }
+            let key = match self.string_at()? {
+                Ok(k) => k,
+                Err(e) => {
+                    return Ok(Some((
+                        format!("this is not valid JSON: a key: {e}"),
+                        self.pos(),
+                    )));
+                }
+            };
+            if self.skip_ws(false)? != Some(b':') {
+                let p = self.pos();
+                return Ok(Some((
+                    format!(
+                        "this is not valid JSON: expected `:` after key `{}`",
+                        truncate_key(&key)
+                    ),
+                    p,
+                )));
+            }
+            self.bump();
+            let Some(vb) = self.skip_ws(false)? else {
+                return Ok(Some((Broken::Eof.to_string(), self.pos())));
+            };
+            if let Some(broke) = self.top_member(obj, key, vb)? {
+                return Ok(Some(broke));
+            }
+            match self.skip_ws(false)? {
+                Some(b',') => self.bump(),
+                Some(b'}') => {
+                    self.bump();
+                    return Ok(None);
+                }
+                Some(b) => {
+                    let p = self.pos();
+                    return Ok(Some((
+                        format!(
+                            "this is not valid JSON: expected `,` or `}}`, found {}",
+                            show_byte(b)
+                        ),
+                        p,
+                    )));
+                }
+                None => return Ok(Some((Broken::Eof.to_string(), self.pos()))),
+            }
+        }
+    }
+
+    /// One member `key` of a top-level object, whose value starts with byte `vb`: a page's
+    /// list (streamed), a page's other member (skipped), or a record's member (kept).
+    fn top_member(
+        &mut self,
+        obj: &mut TopObject,
+        key: String,
+        vb: u8,
+    ) -> Result<Option<(String, Pos)>, Stop> {
+        let is_list_key = key.eq_ignore_ascii_case("value") || key.eq_ignore_ascii_case("records");
+        if is_list_key && vb == b'[' {
+            obj.is_page = true;
+            self.recording = None;
+            let list_at = self.pos();
+            self.bump();
+            if let Err(stop) = self.list(obj.context.clone(), Some(&mut obj.pending), &key, list_at)
+            {
+                // Records read before a truncation or a syntax error are kept, not lost.
+                self.flush_pending(&obj.context, &mut obj.pending)?;
+                return Err(stop);
+            }
+        } else if is_list_key {
+            let kind = match vb {
+                b'{' => "an object",
+                b'"' => "a string",
+                b't' | b'f' => "a boolean",
+                b'n' => "null",
+                _ => "a number",
+            };
+            let p = self.pos();
+            return Ok(Some((
+                format!("the page's `{key}` is {kind}, not a list"),
+                p,
+            )));
+        } else if obj.is_page && !key.starts_with('@') {
+            // Other members of a page say nothing about its records.
+            if let Err(e) = self.skip_value()? {
+                return Ok(Some((e.to_string(), self.pos())));
+            }
+        } else {
+            // A record's members together stay within the record limit.
+            let limit = if obj.is_page {
+                1 << 20
+            } else {
+                self.hard_limit().saturating_sub(obj.kept)
+            };
+            let mut c = Capture::new(limit);
+            if let Err(e) = self.scan_value(&mut c)? {
+                return Ok(Some((e.to_string(), self.pos())));
+            }
+            obj.kept += c.bytes.len();
+            if c.overflowed() {
+                obj.problem.get_or_insert(format!(
+                    "the record is over the {} byte limit per record",
+                    self.max_record
+                ));
+            } else {
+                obj.member(key, &c.bytes);
+            }
+        }
+        Ok(None)
+    }
+
+    /// A top-level object that broke off at `where_`: a page's records read so far are
+    /// kept; a record is reported bad and reading goes on at the next line when it can.
+    fn top_object_broken(
+        &mut self,
+        mut obj: TopObject,
+        at: Pos,
+        (message, where_): (String, Pos),
+        raw: String,
+    ) -> Result<(), Stop> {
+        if obj.is_page {
+            self.flush_pending(&obj.context, &mut obj.pending)?;
+            return Err(Stop::File {
+                message: format!("the page breaks off after its list: {message}"),
+                location: where_.to_string(),
+                context: obj.context,
+            });
+        }
+        // Broke on the value's first line (a line break right after it counts as that line)?
+        let on_first_line =
+            where_.line == at.line || (where_.line == at.line + 1 && where_.column == 1);
+        if !self.lines && !on_first_line {
+            // A document (not JSON Lines) that breaks: nothing after can be trusted.
+            return Err(Stop::File {
+                message,
+                location: where_.to_string(),
+                context: obj.context,
+            });
+        }
+        self.bad_then_next_line(obj.context, at, message, raw)
+    }
+
+    /// The end of a whole page: its held records handed on, then its annotations.
+    fn page_end(&mut self, mut obj: TopObject) -> Result<(), Stop> {
+        self.flush_pending(&obj.context, &mut obj.pending)?;
+        let problem = if let Some(p) = obj.problem {
+            Some(format!("a page annotation could not be read ({p})"))
+        } else if obj.context.is_some() && std::mem::take(&mut self.passed_without_context) {
+            Some(format!(
+                "its `@odata.context` comes after more than {MAX_BUFFERED_WITHOUT_CONTEXT} records, which were read without it"
+            ))
+        } else {
+            None
+        };
+        self.emit(Item::PageEnd {
+            context: obj.context,
+            next_link: obj.next_link,
+            request_url: obj.request_url,
+            problem,
         })
     }
 

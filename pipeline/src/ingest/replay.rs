@@ -349,18 +349,15 @@ async fn feed(
 ) -> Result<()> {
     summary.objects_fed += 1;
     let source = "govlake rebuild (from _raw)";
-    run.object(
-        spec,
-        &value,
-        Some(text),
+    let at = super::Placement {
         source,
         location,
         parents,
         constant,
-        0,
-        None,
-    )
-    .await
+        position: 0,
+        parent_is_new: None,
+    };
+    run.object(spec, &value, Some(text), &at).await
 }
 
 /// The JSON of version `v` at time `t` (text and parsed), and whether its typed row hash
