@@ -12,6 +12,7 @@ mod generate;
 mod help;
 mod ingest;
 mod job;
+mod layout;
 mod live;
 mod nothing_lost;
 mod pack;
