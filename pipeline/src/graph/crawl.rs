@@ -179,8 +179,10 @@ impl<'a> Crawler<'a> {
         page_size: u32,
         progress: &'a Progress<'a>,
     ) -> Result<Self> {
-        std::fs::create_dir_all(spool)
-            .map_err(|e| Error::BadUrl(format!("{}: {e}", spool.display())))?;
+        std::fs::create_dir_all(spool).map_err(|source| Error::Spool {
+            path: spool.to_path_buf(),
+            source,
+        })?;
         Ok(Crawler {
             client,
             spool: spool.to_path_buf(),
@@ -214,8 +216,7 @@ impl<'a> Crawler<'a> {
         let pages = self.pages.entry(name.to_string()).or_default();
         *pages += 1;
         let file = self.spool.join(format!("{:07}.json", self.summary.pages));
-        std::fs::write(&file, text)
-            .map_err(|e| Error::BadUrl(format!("cannot write `{}`: {e}", file.display())))?;
+        std::fs::write(&file, text).map_err(|source| Error::Spool { path: file, source })?;
         (self.progress)(name, *pages, records);
         Ok(())
     }
@@ -400,9 +401,7 @@ pub async fn crawl_log_analytics(
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-')
     {
-        return Err(Error::BadUrl(format!(
-            "`{workspace}` is not a Log Analytics workspace id (a GUID)"
-        )));
+        return Err(Error::Workspace(workspace.to_string()));
     }
     let url = client.service_url(&format!("v1/workspaces/{workspace}/query"))?;
     let columns: Vec<&str> = std::iter::once("TimeGenerated")
