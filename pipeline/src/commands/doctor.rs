@@ -418,14 +418,10 @@ async fn check_retention(
         );
         return;
     };
-    let newest = match super::live::watermark(lake, "audit_events").await {
+    let newest = match govlake::graph::live::watermark(lake, "audit_events").await {
         Ok(w) => w,
         Err(e) => {
-            report.add(
-                name,
-                Status::Failed,
-                format!("cannot read the lake's audit watermark: {e}"),
-            );
+            report.add(name, Status::Failed, causes(e));
             return;
         }
     };

@@ -11,6 +11,7 @@ pub mod job;
 pub mod live;
 pub mod report;
 pub mod sql;
+pub mod summary;
 pub mod tables;
 pub mod upgrade;
 

@@ -845,7 +845,7 @@ mod tests {
         delay: Duration,
         status: u16,
         retry_after: Option<String>,
-        body: std::result::Result<String, String>,
+        body: std::result::Result<String, &'static str>,
     }
 
     fn step(status: u16, retry_after: Option<&str>, body: &str) -> Step {

@@ -278,3 +278,56 @@ pub enum CredentialError {
         source: jsonwebtoken::errors::Error,
     },
 }
+
+/// Errors of a live run (fetch into a spool folder, then ingest it).
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// Reading from the source failed; nothing was written to the lake.
+    #[error(
+        "Failed to read from {endpoint}; nothing was written to the lake and the watermarks are unchanged (pages so far: {})",
+        spool.display()
+    )]
+    Fetch {
+        /// The endpoint.
+        endpoint: String,
+        /// The spool folder.
+        spool: PathBuf,
+        /// Why.
+        #[source]
+        source: Error,
+    },
+    /// The client could not be set up.
+    #[error(transparent)]
+    Client(#[from] Error),
+    /// The spool's `_export.json` could not be written.
+    #[error("Failed to write `{}`; check that the spool folder is writable and has space (or choose another with --spool)", path.display())]
+    Export {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lake could not say where the last run stopped.
+    #[error(
+        "Cannot read where the last run stopped (`{table}` in the lake); check the lake (`govlake tables`), or pass --full"
+    )]
+    Lake {
+        /// The table.
+        table: String,
+        /// Why.
+        #[source]
+        source: Box<crate::lake::Error>,
+    },
+    /// Ingesting the spool folder failed.
+    #[error("Failed to ingest into `{lake}` (the pages fetched are in `{}`)", spool.display())]
+    Ingest {
+        /// The lake.
+        lake: String,
+        /// The spool folder.
+        spool: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<crate::ingest::Error>,
+    },
+}
