@@ -42,7 +42,7 @@ pub async fn run(
             inputs: vec![dir.clone()],
             ..IngestSettings::default()
         };
-        let summary = super::ingest::ingest_with_progress(&lake, &settings, printer).await?;
+        let summary = super::summary::ingest_with_progress(&lake, &settings, printer).await?;
         (summary, None)
     };
     let infos = super::tables::collect(&lake).await?;
@@ -139,8 +139,8 @@ async fn live_sample(
         deadline: Duration::from_secs(600),
         audit_rate_limit: None,
     };
-    let run = super::live::LiveRun {
-        source: super::live::Source::Graph(govlake::graph::crawl::Plan {
+    let run = govlake::graph::live::LiveRun {
+        source: govlake::graph::live::Source::Graph(govlake::graph::crawl::Plan {
             requests: govlake::graph::crawl::Window::All,
             audits: govlake::graph::crawl::Window::All,
             page_size: 50,

@@ -239,6 +239,11 @@ async fn probe_write(lake: &govlake::lake::Lake) -> anyhow::Result<String> {
     Ok(format!("the probe object {path} was written and deleted"))
 }
 
+/// An error with its causes (`a: b: c`), as a check's detail.
+fn causes(e: impl Into<anyhow::Error>) -> String {
+    format!("{:#}", e.into())
+}
+
 /// A Graph client for `endpoint`, with few attempts: a check should answer in seconds.
 fn client(args: &DoctorArgs, endpoint: &str, flag: &str) -> anyhow::Result<GraphClient> {
     let mut settings = super::live::client_settings(&args.live, endpoint, flag)?;
@@ -258,7 +263,7 @@ async fn signed_in(
     let client = match client(args, endpoint, flag) {
         Ok(c) => c,
         Err(e) => {
-            report.add(name, Status::Failed, e.to_string());
+            report.add(name, Status::Failed, causes(e));
             return None;
         }
     };
@@ -268,7 +273,7 @@ async fn signed_in(
             Some(client)
         }
         Err(e) => {
-            report.add(name, Status::Failed, e.to_string());
+            report.add(name, Status::Failed, causes(e));
             None
         }
     }
@@ -305,7 +310,7 @@ async fn check_graph(args: &DoctorArgs, lake: Option<&govlake::lake::Lake>, repo
                     "{path} is refused (403: {message}): grant the application permission {permission} (with admin consent)"
                 ),
             ),
-            Err(e) => report.add(name, Status::Failed, e.to_string()),
+            Err(e) => report.add(name, Status::Failed, causes(e)),
         }
     }
     check_retention(args, lake, report).await;
@@ -413,14 +418,10 @@ async fn check_retention(
         );
         return;
     };
-    let newest = match super::live::watermark(lake, "audit_events").await {
+    let newest = match govlake::graph::live::watermark(lake, "audit_events").await {
         Ok(w) => w,
         Err(e) => {
-            report.add(
-                name,
-                Status::Failed,
-                format!("cannot read the lake's audit watermark: {e}"),
-            );
+            report.add(name, Status::Failed, causes(e));
             return;
         }
     };
@@ -487,7 +488,7 @@ async fn check_log_analytics(args: &DoctorArgs, workspace: &str, report: &mut Re
     let name = "Log Analytics workspace";
     let url = match client.service_url(&format!("v1/workspaces/{workspace}/query")) {
         Ok(u) => u,
-        Err(e) => return report.add(name, Status::Failed, e.to_string()),
+        Err(e) => return report.add(name, Status::Failed, causes(e)),
     };
     let body = serde_json::json!({"query": "AuditLogs | take 1", "timespan": "P30D"});
     match client
@@ -500,7 +501,7 @@ async fn check_log_analytics(args: &DoctorArgs, workspace: &str, report: &mut Re
             Status::Failed,
             format!("{workspace} refuses the query (403: {message}): give the application the Log Analytics Reader role on the workspace"),
         ),
-        Err(e) => report.add(name, Status::Failed, e.to_string()),
+        Err(e) => report.add(name, Status::Failed, causes(e)),
     }
 }
 

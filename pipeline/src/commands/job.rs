@@ -312,7 +312,7 @@ async fn steps(
             ..Default::default()
         };
         out.push(
-            match super::ingest::ingest_with_progress(lake, &settings, &quiet).await {
+            match super::summary::ingest_with_progress(lake, &settings, &quiet).await {
                 Ok(s) => {
                     let outcome = if s.rejected > 0 || !s.snapshot_gaps.is_empty() {
                         "attention"

@@ -1,65 +1,24 @@
-//! `govlake ingest --graph` and `--log-analytics`: fetch into a spool folder (pages as an
-//! export holds them), then ingest that folder exactly as `--from` would. Watermarks live in
-//! the lake (`_ingest_runs.watermark`), written only when the run's commits are done, so a
-//! failed run leaves them where they were. Collections Graph refuses, and audit-event windows
-//! that start before Graph's retention, are coverage gaps: recorded, reported, exit 1.
+//! `govlake ingest --graph` and `--log-analytics`: the command line turned into client
+//! settings and a live run, the run made by the library (`govlake::graph::live`: the plan
+//! from the lake's watermarks, fetch into a spool folder, ingest it as `--from` would), with
+//! a progress bar per collection, and its summary printed. Collections Graph refuses, and
+//! audit-event windows that start before Graph's retention, are coverage gaps: recorded,
+//! reported, exit 1.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use govlake::graph::client::{ClientSettings, Credential, GraphClient, Secret};
-use govlake::graph::crawl::{self, CoverageGap, Plan, Window};
+use govlake::graph::client::{ClientSettings, Credential, Secret};
+use govlake::graph::crawl::CrawlSummary;
 use govlake::graph::credential::{ClientCertificate, DeviceCodePrompt, ManagedIdentity};
-use govlake::ingest::IngestSettings;
+use govlake::graph::live::{self, GraphOptions, LiveRun, Source};
+use govlake::ingest::IngestSummary;
 use url::Url;
 
-use super::ingest::{ingest_with_progress, print_summary};
+use super::summary::{IngestBar, print_summary};
 use super::{ExitStatus, Printer};
 use crate::cli::{IngestArgs, LiveArgs, OutputFormat};
-
-const MINUTE_MICROS: i64 = 60_000_000;
-
-/// Request states that can still change; such requests are re-read until they settle.
-const UNFINISHED_REQUEST_STATES: &str = "'submitted', 'pendingApproval', 'delivering', 'scheduled'";
-
-/// The newest value any earlier run stored for `table` (UTC micros).
-pub(super) async fn watermark(
-    lake: &govlake::lake::Lake,
-    table: &str,
-) -> anyhow::Result<Option<i64>> {
-    let mut newest: Option<i64> = None;
-    lake.scan_sql(
-        govlake::lake::bookkeeping::INGEST_RUNS,
-        "select cast(max(watermark) as varchar), table_name from _ingest_runs group by table_name",
-        |v| {
-            if v[1] == Some(table) {
-                newest = v[0].and_then(govlake::time::parse_ts);
-            }
-        },
-    )
-    .await?;
-    Ok(newest)
-}
-
-/// Where requests start: the newest createdDateTime stored minus the overlap, or the oldest
-/// request the lake still holds as unfinished, whichever is earlier.
-async fn requests_window(lake: &govlake::lake::Lake, overlap: i64) -> anyhow::Result<Window> {
-    let Some(newest) = watermark(lake, "assignment_requests").await? else {
-        return Ok(Window::All);
-    };
-    let mut oldest_open: Option<i64> = None;
-    lake.scan_sql(
-        "assignment_requests",
-        &format!(
-            "select cast(min(created_date_time) as varchar) from assignment_requests where state in ({UNFINISHED_REQUEST_STATES})"
-        ),
-        |v| oldest_open = v[0].and_then(govlake::time::parse_ts),
-    )
-    .await?;
-    let from = newest - overlap;
-    Ok(Window::Since(oldest_open.map_or(from, |o| o.min(from))))
-}
 
 fn required(value: &Option<String>, what: &str, env: &str) -> anyhow::Result<String> {
     value.clone().filter(|v| !v.is_empty()).with_context(|| {
@@ -79,17 +38,16 @@ fn credential(live: &LiveArgs) -> anyhow::Result<Credential> {
         )));
     }
     if live.managed_identity {
-        return ManagedIdentity::from_env(live.client_id.clone())
-            .map(Credential::ManagedIdentity)
-            .map_err(anyhow::Error::msg);
+        return Ok(Credential::ManagedIdentity(ManagedIdentity::from_env(
+            live.client_id.clone(),
+        )?));
     }
     if let Some(secret) = env("AZURE_CLIENT_SECRET") {
         return Ok(Credential::Secret(Secret::new(secret)));
     }
     if let Some(path) = env("AZURE_CLIENT_CERTIFICATE_PATH") {
         let password = env("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(Secret::new);
-        let cert = ClientCertificate::from_file(std::path::Path::new(&path), password.as_ref())
-            .map_err(anyhow::Error::msg)?;
+        let cert = ClientCertificate::from_file(std::path::Path::new(&path), password.as_ref())?;
         return Ok(Credential::Certificate(std::sync::Arc::new(cert)));
     }
     if let Some(file) = env("AZURE_FEDERATED_TOKEN_FILE") {
@@ -158,11 +116,7 @@ pub async fn run(
 /// What a live Graph run did: what it fetched, what it stored, and the audit window Graph
 /// could no longer serve (since, until: UTC micros), when its window reached past Graph's
 /// retention — the window a Log Analytics backfill fills.
-pub type GraphOutcome = (
-    crawl::CrawlSummary,
-    govlake::ingest::IngestSummary,
-    Option<(i64, i64)>,
-);
+pub type GraphOutcome = (CrawlSummary, IngestSummary, Option<(i64, i64)>);
 
 /// Reads the tenant live from Graph into the lake (`ingest --graph`, and `job run`), without
 /// printing the summary.
@@ -174,52 +128,29 @@ pub async fn graph(
 ) -> anyhow::Result<GraphOutcome> {
     let live = &args.live;
     let settings = client_settings(live, &live.graph_endpoint, "--graph-endpoint")?;
-    let overlap = live.overlap_minutes as i64 * MINUTE_MICROS;
-    let (requests, audits) = if live.full {
-        (Window::All, Window::All)
-    } else {
-        let audits = match &live.since {
-            Some(s) => Window::Since(timestamp(s, "--since")?),
-            None => match watermark(lake, "audit_events").await? {
-                Some(w) => Window::Since(w - overlap),
-                None => Window::All,
-            },
-        };
-        (requests_window(lake, overlap).await?, audits)
-    };
-    // A window that starts before Graph's retention misses what aged out.
-    let horizon = chrono::Utc::now().timestamp_micros()
-        - live.graph_retention_days as i64 * 1440 * MINUTE_MICROS;
-    let aged_out = match audits {
-        Window::Since(t) if t < horizon => Some((t, horizon)),
+    let since = match &live.since {
+        Some(s) if !live.full => Some(timestamp(s, "--since")?),
         _ => None,
     };
-    let retention_gap = match audits {
-        Window::Since(t) if t < horizon => Some(CoverageGap {
-            collection: "auditLogs/directoryAudits".into(),
-            table: "audit_events".into(),
-            reason: format!(
-                "the window starts at {} but Graph keeps audit events {} days (until {}): events in between may be missing; backfill them with `govlake ingest --log-analytics WORKSPACE_ID --since {0} --until {2}` or from a diagnostic-settings archive",
-                govlake::time::fmt_ts(t),
-                live.graph_retention_days,
-                govlake::time::fmt_ts(horizon),
-            ),
-        }),
-        _ => None,
+    let options = GraphOptions {
+        full: live.full,
+        since,
+        overlap_minutes: live.overlap_minutes,
+        retention_days: live.graph_retention_days,
+        page_size: live.page_size,
+        approval_stages: live.device_code,
+        concurrency: live.concurrency,
     };
+    let now = chrono::Utc::now().timestamp_micros();
+    let planned = live::plan_graph(lake, &options, now).await?;
+    let aged_out = planned.retention_gap.as_ref().map(|g| (g.since, g.until));
     let run = LiveRun {
-        source: Source::Graph(Plan {
-            requests,
-            audits,
-            page_size: live.page_size,
-            approval_stages: live.device_code,
-            concurrency: live.concurrency.max(1),
-        }),
+        source: Source::Graph(planned.plan),
         spool: live.spool.clone(),
         observed_at,
         chunk_rows: args.chunk_rows.max(1),
         endpoint: live.graph_endpoint.clone(),
-        extra_gaps: retention_gap.into_iter().collect(),
+        extra_gaps: planned.retention_gap.map(|g| g.gap).into_iter().collect(),
     };
     let (fetched, summary) = fetch_and_ingest(lake, settings, run, printer).await?;
     Ok((fetched, summary, aged_out))
@@ -245,7 +176,7 @@ pub async fn log_analytics(
     workspace: &str,
     observed_at: Option<i64>,
     printer: &Printer,
-) -> anyhow::Result<(crawl::CrawlSummary, govlake::ingest::IngestSummary)> {
+) -> anyhow::Result<(CrawlSummary, IngestSummary)> {
     let live = &args.live;
     let settings = client_settings(
         live,
@@ -275,8 +206,8 @@ pub async fn log_analytics(
 
 /// Prints a live run's summary; the exit status.
 fn report(
-    fetched: &crawl::CrawlSummary,
-    summary: &govlake::ingest::IngestSummary,
+    fetched: &CrawlSummary,
+    summary: &IngestSummary,
     args: &IngestArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
@@ -329,105 +260,26 @@ fn report(
     })
 }
 
-/// What a live run reads.
-pub enum Source {
-    /// Graph, as planned.
-    Graph(Plan),
-    /// A Log Analytics workspace's `AuditLogs` between two times (UTC micros).
-    LogAnalytics {
-        /// Workspace id.
-        workspace: String,
-        /// From (inclusive).
-        since: i64,
-        /// To (exclusive).
-        until: i64,
-    },
-}
-
-/// What one live run reads and how.
-pub struct LiveRun {
-    /// What to read.
-    pub source: Source,
-    /// Keep the pages here (else a temporary folder, removed after success).
-    pub spool: Option<PathBuf>,
-    /// Observation time of the snapshots (default: now).
-    pub observed_at: Option<i64>,
-    /// Append rows per commit.
-    pub chunk_rows: usize,
-    /// The endpoint, for messages.
-    pub endpoint: String,
-    /// Gaps known before fetching (audit events past Graph's retention).
-    pub extra_gaps: Vec<CoverageGap>,
-}
-
-/// Fetches from Graph into a spool folder, then ingests it (shared by `ingest --graph` and
-/// `demo --live`).
+/// Runs a live ingest (shared by `ingest --graph`, `--log-analytics` and `demo --live`): a
+/// progress bar per collection while it fetches, then the ingest's byte bar.
 pub async fn fetch_and_ingest(
     lake: &govlake::lake::Lake,
     settings: ClientSettings,
     run: LiveRun,
     printer: &Printer,
-) -> anyhow::Result<(crawl::CrawlSummary, govlake::ingest::IngestSummary)> {
-    let started_at = chrono::Utc::now().timestamp_micros();
-    let observed_at = run.observed_at.unwrap_or(started_at);
-    let (spool, temporary): (PathBuf, bool) = match &run.spool {
-        Some(p) => (p.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("govlake-graph-{}", uuid::Uuid::new_v4())),
-            true,
-        ),
-    };
-    let client = GraphClient::new(settings)?;
+) -> anyhow::Result<(CrawlSummary, IngestSummary)> {
     let bars = EntityBars::new(printer.progress);
-    let stats = &client.stats;
-    let progress = |name: &str, pages: u64, records: u64| {
-        bars.update(
-            name,
-            pages,
-            records,
-            stats.throttled.load(std::sync::atomic::Ordering::Relaxed),
-        );
-    };
-    let fetched = match &run.source {
-        Source::Graph(plan) => crawl::crawl(&client, &spool, *plan, &progress).await,
-        Source::LogAnalytics {
-            workspace,
-            since,
-            until,
-        } => {
-            crawl::crawl_log_analytics(&client, &spool, workspace, *since, *until, &progress).await
-        }
-    };
+    let spooled = live::fetch(settings, run, &|name, pages, records, throttled| {
+        bars.update(name, pages, records, throttled)
+    })
+    .await;
     bars.finish();
-    let mut fetched = fetched.with_context(|| {
-        format!(
-            "Failed to read from {}; nothing was written to the lake and the watermarks are unchanged (pages so far: {})",
-            run.endpoint,
-            spool.display()
-        )
-    })?;
-    fetched.coverage_gaps.extend(run.extra_gaps);
-    std::fs::write(
-        spool.join("_export.json"),
-        serde_json::json!({"exportedAt": govlake::time::fmt_ts(observed_at), "source": run.endpoint})
-            .to_string(),
-    )?;
-    let ingest_settings = IngestSettings {
-        inputs: vec![spool.clone()],
-        observed_at: Some(observed_at),
-        chunk_rows: run.chunk_rows,
-        coverage_gaps: fetched
-            .coverage_gaps
-            .iter()
-            .map(|g| (g.table.clone(), format!("{}: {}", g.collection, g.reason)))
-            .collect(),
-        ..IngestSettings::default()
-    };
-    let summary = ingest_with_progress(lake, &ingest_settings, printer).await?;
-    if temporary {
-        let _ = std::fs::remove_dir_all(&spool);
-    }
-    Ok((fetched, summary))
+    let bar = IngestBar::new(printer);
+    let out = spooled?
+        .ingest(lake, &|d, t, r| bar.update(d, t, r))
+        .await?;
+    bar.finish();
+    Ok(out)
 }
 
 /// One progress bar per entity on stderr: pages, records and the run's throttled waits.

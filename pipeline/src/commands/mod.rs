@@ -16,6 +16,7 @@ mod output;
 pub mod report;
 pub mod sql;
 mod staging;
+pub mod summary;
 pub mod tables;
 pub mod upgrade;
 

@@ -15,77 +15,18 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use rand::{Rng as _, SeedableRng as _, rngs::SmallRng};
 use serde_json::Value;
 use tokio::time::Instant;
 use url::Url;
 
 pub use super::credential::{Credential, Secret};
 use super::credential::{TokenRequest, token_roles};
+pub use super::error::{AttemptError, Error, Result};
+use super::retry::{
+    Answer, Endpoint, GiveUp, ResponseFacts, RetryAction, backoff_step, classify, parse_http_date,
+};
 use super::scrub::scrub;
-
-/// Errors talking to Graph.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The token endpoint refused the credentials.
-    #[error("Sign-in at `{url}` failed ({status}): {message}. Next: {hint}")]
-    Auth {
-        /// Token endpoint.
-        url: String,
-        /// HTTP status (0: the request could not be made).
-        status: u16,
-        /// What the endpoint said.
-        message: String,
-        /// What to check.
-        hint: &'static str,
-    },
-    /// Graph refused the request for lack of permission.
-    #[error("Graph refused `{url}` (403 Forbidden): {message}")]
-    Forbidden {
-        /// Request URL.
-        url: String,
-        /// What Graph said.
-        message: String,
-    },
-    /// Graph answered with an error that retrying does not fix.
-    #[error("Graph answered `{url}` with {status}: {message}")]
-    Status {
-        /// Request URL.
-        url: String,
-        /// HTTP status.
-        status: u16,
-        /// What Graph said (`error.code: error.message`).
-        message: String,
-    },
-    /// Attempts or time ran out.
-    #[error("Gave up on `{url}` after {attempts} attempts: {last}")]
-    GaveUp {
-        /// Request URL.
-        url: String,
-        /// Attempts made.
-        attempts: u32,
-        /// The last failure.
-        last: String,
-    },
-    /// A nextLink pointed away from the configured Graph host.
-    #[error(
-        "Refusing to follow `@odata.nextLink` `{link}`: it leaves the configured Graph endpoint `{endpoint}` (no token is sent anywhere else)"
-    )]
-    ForeignLink {
-        /// The link.
-        link: String,
-        /// The configured endpoint.
-        endpoint: String,
-    },
-    /// A nextLink repeated an earlier one.
-    #[error("`@odata.nextLink` `{0}` repeats an earlier page: the listing loops; stopping")]
-    LinkCycle(String),
-    /// A URL could not be built.
-    #[error("Bad URL `{0}`")]
-    BadUrl(String),
-}
-
-/// Result of Graph calls.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How the client signs in and retries.
 #[derive(Debug, Clone)]
@@ -136,13 +77,32 @@ pub(crate) struct Request {
     body: Option<(&'static str, String)>,
 }
 
+impl From<TokenRequest> for Request {
+    fn from(request: TokenRequest) -> Self {
+        match request {
+            TokenRequest::Form { url, body } => Request {
+                post: true,
+                url,
+                headers: vec![],
+                body: Some(("application/x-www-form-urlencoded", body)),
+            },
+            TokenRequest::Get { url, headers } => Request {
+                post: false,
+                url,
+                headers,
+                body: None,
+            },
+        }
+    }
+}
+
 /// One answer as the retry loop reads it: the body is an error when it was cut short.
 pub(crate) struct Reply {
     status: u16,
     retry_after: Option<String>,
     /// The `Date` header: the server's clock.
     date: Option<String>,
-    body: std::result::Result<Vec<u8>, String>,
+    body: std::result::Result<Vec<u8>, AttemptError>,
 }
 
 /// Sends requests: HTTP, or (in the tests) a script on tokio's paused clock.
@@ -153,7 +113,7 @@ enum Transport {
 }
 
 impl Transport {
-    async fn send(&self, req: Request) -> std::result::Result<Reply, String> {
+    async fn send(&self, req: Request) -> std::result::Result<Reply, AttemptError> {
         match self {
             Transport::Http(http) => {
                 let mut b = if req.post {
@@ -170,7 +130,7 @@ impl Transport {
                 let r = b
                     .send()
                     .await
-                    .map_err(|e| format!("transport error: {e}"))?;
+                    .map_err(|e| AttemptError::Transport(Box::new(e)))?;
                 let status = r.status().as_u16();
                 let retry_after = r
                     .headers()
@@ -186,7 +146,7 @@ impl Transport {
                     .bytes()
                     .await
                     .map(|b| b.to_vec())
-                    .map_err(|e| format!("the body was cut short: {e}"));
+                    .map_err(|e| AttemptError::Truncated(Box::new(e)));
                 Ok(Reply {
                     status,
                     retry_after,
@@ -217,6 +177,8 @@ pub struct GraphClient {
     /// The token endpoint's clock minus ours (seconds), from the `Date` of its last answer.
     token_clock_skew: Mutex<Option<i64>>,
     audit_window: Mutex<VecDeque<Instant>>,
+    /// Backoff jitter: seeded from the OS, or from a fixed seed in the tests.
+    jitter: Mutex<SmallRng>,
     started: Instant,
     /// Counters.
     pub stats: Stats,
@@ -229,11 +191,15 @@ impl GraphClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("govlake/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::BadUrl(e.to_string()))?;
-        Ok(Self::with_transport(settings, Transport::Http(http)))
+            .map_err(Error::HttpClient)?;
+        Ok(Self::with_transport(
+            settings,
+            Transport::Http(http),
+            SmallRng::from_os_rng(),
+        ))
     }
 
-    fn with_transport(settings: ClientSettings, transport: Transport) -> Self {
+    fn with_transport(settings: ClientSettings, transport: Transport, jitter: SmallRng) -> Self {
         Self {
             transport,
             settings,
@@ -242,6 +208,7 @@ impl GraphClient {
             roles: Mutex::new(vec![]),
             token_clock_skew: Mutex::new(None),
             audit_window: Mutex::new(VecDeque::new()),
+            jitter: Mutex::new(jitter),
             started: Instant::now(),
             stats: Stats::default(),
         }
@@ -250,8 +217,7 @@ impl GraphClient {
     /// The URL of a Graph path (`identityGovernance/…`), with query pairs.
     pub fn url(&self, path: &str, query: &[(&str, String)]) -> Result<Url> {
         let base = self.settings.endpoint.as_str().trim_end_matches('/');
-        let mut url = Url::parse(&format!("{base}/v1.0/{path}"))
-            .map_err(|_| Error::BadUrl(format!("{base}/v1.0/{path}")))?;
+        let mut url = parse_url(format!("{base}/v1.0/{path}"))?;
         if !query.is_empty() {
             let mut pairs = url.query_pairs_mut();
             for (k, v) in query {
@@ -264,12 +230,12 @@ impl GraphClient {
     /// The URL of a path on the endpoint outside Graph's `v1.0` (the Log Analytics API).
     pub fn service_url(&self, path: &str) -> Result<Url> {
         let base = self.settings.endpoint.as_str().trim_end_matches('/');
-        Url::parse(&format!("{base}/{path}")).map_err(|_| Error::BadUrl(format!("{base}/{path}")))
+        parse_url(format!("{base}/{path}"))
     }
 
     /// Checks that a nextLink stays on the configured Graph host.
     pub fn check_link(&self, link: &str) -> Result<Url> {
-        let url = Url::parse(link).map_err(|_| Error::BadUrl(link.to_string()))?;
+        let url = parse_url(link.to_string())?;
         let e = &self.settings.endpoint;
         if url.scheme() != e.scheme()
             || url.host_str() != e.host_str()
@@ -307,11 +273,13 @@ impl GraphClient {
     }
 
     /// One request with the per-request timeout.
-    async fn send(&self, req: Request) -> std::result::Result<Reply, String> {
+    async fn send(&self, req: Request) -> std::result::Result<Reply, AttemptError> {
         let limit = self.settings.request_timeout.min(self.remaining());
         match tokio::time::timeout(limit, self.transport.send(req)).await {
             Ok(r) => r,
-            Err(_) => Err(format!("no answer within {} s", limit.as_secs_f64())),
+            Err(_) => Err(AttemptError::Timeout {
+                secs: limit.as_secs_f64(),
+            }),
         }
     }
 
@@ -337,11 +305,11 @@ impl GraphClient {
         if matches!(s.credential, Credential::DeviceCode(_)) {
             return self.delegated_token().await;
         }
-        self.exchange_token(|| {
+        let build = || {
             s.credential
                 .token_request(&s.authority, &s.tenant, &s.client_id, s.endpoint.as_str())
-        })
-        .await
+        };
+        self.exchange_token(&build).await
     }
 
     /// The authority's OAuth 2.0 endpoint `name` (`token`, `devicecode`) and the delegated
@@ -353,7 +321,7 @@ impl GraphClient {
             s.authority.as_str().trim_end_matches('/'),
             s.tenant
         );
-        let url = Url::parse(&text).map_err(|_| Error::BadUrl(text))?;
+        let url = parse_url(text)?;
         let scope = format!(
             "{}/.default offline_access",
             s.endpoint.as_str().trim_end_matches('/')
@@ -382,15 +350,13 @@ impl GraphClient {
                 ("scope", &scope),
                 ("refresh_token", rt.expose()),
             ]);
-            match self
-                .exchange_token(|| {
-                    Ok(TokenRequest::Form {
-                        url: token_url.clone(),
-                        body: body.clone(),
-                    })
+            let build = || {
+                Ok(TokenRequest::Form {
+                    url: token_url.clone(),
+                    body: body.clone(),
                 })
-                .await
-            {
+            };
+            match self.exchange_token(&build).await {
                 Err(Error::Auth { .. }) => {} // refused (revoked, expired): sign in again
                 other => return other,
             }
@@ -408,7 +374,10 @@ impl GraphClient {
                 form(&[("client_id", &s.client_id), ("scope", &scope)]),
             ))
             .await
-            .map_err(|e| self.auth_error(code_url.as_str(), 0, e))?;
+            .map_err(|source| Error::Unreachable {
+                url: code_url.to_string(),
+                source,
+            })?;
         let answer: Value = reply
             .body
             .ok()
@@ -502,89 +471,14 @@ impl GraphClient {
         })
     }
 
-    /// Sends token requests from `build` until one gives a token: 429 and 5xx are retried
-    /// (Retry-After, else backoff), a refusal is an `Auth` error naming what to check.
+    /// Sends token requests from `build` until one gives a token (the retry rules of
+    /// `retry.rs`; a refusal is an `Auth` error naming what to check).
     async fn exchange_token(
         &self,
-        build: impl Fn() -> std::result::Result<TokenRequest, String>,
+        build: &(dyn Fn() -> super::credential::Result<TokenRequest> + Sync),
     ) -> Result<Token> {
-        let s = &self.settings;
-        let mut last = String::new();
-        let mut url_text = String::new();
-        for attempt in 1..=s.max_attempts {
-            // Built afresh each time: an assertion is single-use and a token file may change.
-            let request = build().map_err(|m| self.auth_error(&url_text, 0, m))?;
-            let sent = request.secrets();
-            let req = match request {
-                TokenRequest::Form { url, body } => Request {
-                    post: true,
-                    url,
-                    headers: vec![],
-                    body: Some(("application/x-www-form-urlencoded", body)),
-                },
-                TokenRequest::Get { url, headers } => Request {
-                    post: false,
-                    url,
-                    headers,
-                    body: None,
-                },
-            };
-            url_text = req.url.as_str().split('?').next().unwrap_or("").to_string();
-            self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
-            let sent_at = chrono::Utc::now().timestamp();
-            let reply = self.send(req).await;
-            if let Ok(r) = &reply
-                && let Some(date) = r.date.as_deref().and_then(parse_http_date)
-            {
-                // Against the middle of the exchange: the answer was dated in between.
-                let now = (sent_at + chrono::Utc::now().timestamp()) / 2;
-                *self.token_clock_skew.lock().expect("not poisoned") = Some(date - now);
-            }
-            let wait = match reply {
-                Ok(r) if r.status == 200 => {
-                    let v: Value = r
-                        .body
-                        .ok()
-                        .and_then(|b| serde_json::from_slice(&b).ok())
-                        .unwrap_or(Value::Null);
-                    if v["access_token"].is_string() {
-                        return self.token_from(&v, &url_text);
-                    }
-                    last = "the token response has no access_token".into();
-                    self.backoff(attempt)
-                }
-                Ok(r) if r.status == 429 || r.status >= 500 => {
-                    last = format!("{} from the token endpoint", r.status);
-                    retry_wait(r.retry_after.as_deref()).unwrap_or_else(|| self.backoff(attempt))
-                }
-                Ok(r) => {
-                    let text = r
-                        .body
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or_default();
-                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    let message = v["error_description"]
-                        .as_str()
-                        .or(v["error"].as_str())
-                        .unwrap_or(&text);
-                    let sent: Vec<&str> = sent.iter().map(String::as_str).collect();
-                    let message = self.shown(message, &sent);
-                    return Err(self.auth_error(&url_text, r.status, message));
-                }
-                Err(e) => {
-                    last = e;
-                    self.backoff(attempt)
-                }
-            };
-            if attempt < s.max_attempts {
-                self.wait(wait, &url_text, attempt, &last).await?;
-            }
-        }
-        Err(Error::GaveUp {
-            url: url_text,
-            attempts: s.max_attempts,
-            last,
-        })
+        let (v, url) = Box::pin(self.exchange(Exchange::Token(build))).await?;
+        self.token_from(&v, &url)
     }
 
     async fn bearer(&self, refresh: bool) -> Result<String> {
@@ -596,31 +490,10 @@ impl GraphClient {
         Ok(token.as_ref().expect("set above").value.clone())
     }
 
+    /// This attempt's backoff step, with jitter from the client's seeded generator.
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = (self.settings.backoff_base.as_millis() as u64).max(1);
-        let exp = base.saturating_mul(1 << attempt.min(16)).min(60_000);
-        // Full jitter from a cheap, seedless source: the clock's nanoseconds.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos() as u64);
-        Duration::from_millis(exp / 2 + nanos % (exp / 2 + 1))
-    }
-
-    /// Waits before the next attempt, unless the wait would pass the run's deadline: then
-    /// the run stops now, with nothing committed, and the next run redoes the work.
-    async fn wait(&self, d: Duration, url: &str, attempt: u32, last: &str) -> Result<()> {
-        if d >= self.remaining() {
-            return Err(Error::GaveUp {
-                url: url.to_string(),
-                attempts: attempt,
-                last: format!(
-                    "{last}; the next attempt would be {:.0} s from now, past the run's deadline (--deadline-minutes); rerun later",
-                    d.as_secs_f64()
-                ),
-            });
-        }
-        self.sleep(d).await;
-        Ok(())
+        let jitter = self.jitter.lock().expect("not poisoned").random::<f64>();
+        backoff_step(self.settings.backoff_base, attempt, jitter)
     }
 
     async fn sleep(&self, d: Duration) {
@@ -681,109 +554,264 @@ impl GraphClient {
         url: &Url,
         body: Option<String>,
         audit: bool,
-        whole: impl Fn(&Value) -> bool,
+        whole: impl Fn(&Value) -> bool + Sync,
     ) -> Result<Value> {
+        let exchange = Exchange::Graph {
+            url,
+            body: body.as_deref(),
+            audit,
+            whole: &whole,
+        };
+        Ok(self.exchange(exchange).await?.0)
+    }
+
+    /// The one retry loop: sends, reads the answer, asks [`classify`] what to do, and does
+    /// it. Returns the whole answer and the URL it came from (without its query, for a
+    /// token request).
+    async fn exchange(&self, ex: Exchange<'_>) -> Result<(Value, String)> {
+        let endpoint = ex.endpoint();
         let mut refreshed = false;
-        let mut last = String::new();
-        let s = &self.settings;
-        let mut attempt = 0;
-        while attempt < s.max_attempts {
-            attempt += 1;
-            if audit {
-                self.rate_limit().await;
-            }
-            let token = self.bearer(false).await?;
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            if attempt > 1 {
-                self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            }
-            let req = Request {
-                post: body.is_some(),
-                url: url.clone(),
-                headers: vec![
-                    ("Authorization", format!("Bearer {token}")),
-                    ("Accept", "application/json".into()),
-                ],
-                body: body.clone().map(|b| ("application/json", b)),
+        let mut attempt = 1;
+        loop {
+            let (req, sent) = self.prepare(&ex, attempt).await?;
+            let url = match endpoint {
+                Endpoint::Graph => req.url.to_string(),
+                Endpoint::Token => req.url.as_str().split('?').next().unwrap_or("").to_string(),
             };
-            let reply = match self.send(req).await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = e;
-                    self.wait(self.backoff(attempt), url.as_str(), attempt, &last)
-                        .await?;
-                    continue;
-                }
+            let sent_at = chrono::Utc::now().timestamp();
+            let reply = self.send(req).await;
+            if endpoint == Endpoint::Token {
+                self.note_token_clock(&reply, sent_at);
+            }
+            let read = Read::from(reply, &ex);
+            let facts = ResponseFacts {
+                endpoint,
+                answer: read.answer(),
+                attempt,
+                max_attempts: self.settings.max_attempts,
+                refreshed,
+                remaining: self.remaining(),
+                backoff: self.backoff(attempt),
             };
-            let told = retry_wait(reply.retry_after.as_deref());
-            let wait = match reply.status {
-                200 => {
-                    match reply.body {
-                        Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
-                            Ok(v) if whole(&v) => return Ok(v),
-                            Ok(_) => last = "the answer is not a whole page".into(),
-                            Err(e) => last = format!("incomplete or invalid JSON body: {e}"),
-                        },
-                        Err(e) => last = e,
-                    }
-                    // A truncated body: fetch the same URL again.
-                    self.backoff(attempt)
+            let action = classify(&facts);
+            if endpoint == Endpoint::Graph && facts.answer.is_some_and(|a| a.status == 429) {
+                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+            }
+            let last = match read {
+                Read::Whole(v) => {
+                    debug_assert_eq!(action, RetryAction::Success);
+                    return Ok((v, url));
                 }
-                429 => {
-                    self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                    last = "429 Too Many Requests".into();
-                    told.unwrap_or_else(|| self.backoff(attempt))
-                }
-                401 if !refreshed => {
-                    // One refresh, and this attempt does not count: a second 401 is fatal.
+                Read::Failed(e) => e,
+                Read::Status { status: 429, .. } => AttemptError::Throttled,
+                Read::Status { status, .. } => AttemptError::Server { status },
+            };
+            match action {
+                RetryAction::Success => unreachable!("only a whole answer is a success"),
+                RetryAction::RefreshToken => {
+                    // The same attempt again, with a new token; a second 401 is a refusal.
                     refreshed = true;
-                    attempt -= 1;
                     self.bearer(true).await?;
-                    continue;
                 }
-                500 | 502 | 503 | 504 => {
-                    last = format!("{} from the server", reply.status);
-                    told.unwrap_or_else(|| self.backoff(attempt))
-                }
-                status => {
-                    let text = reply
-                        .body
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or_default();
-                    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    let message =
-                        match (v["error"]["code"].as_str(), v["error"]["message"].as_str()) {
-                            (Some(code), Some(m)) => format!("{code}: {m}"),
-                            (None, Some(m)) => m.to_string(),
-                            _ => text,
-                        };
-                    let message = self.shown(&message, &[&token]);
-                    if status == 403 {
-                        return Err(Error::Forbidden {
-                            url: url.to_string(),
-                            message,
-                        });
+                RetryAction::Retry(wait) => {
+                    if matches!(last, AttemptError::Throttled) {
+                        tracing::debug!(url = %url, wait_ms = wait.as_millis() as u64, "Throttled; waiting as told.");
                     }
-                    return Err(Error::Status {
-                        url: url.to_string(),
-                        status,
-                        message,
+                    self.sleep(wait).await;
+                    attempt += 1;
+                }
+                RetryAction::GiveUp(GiveUp::Refused { status, message }) => {
+                    return Err(self.refused(endpoint, url, status, &message, &sent));
+                }
+                RetryAction::GiveUp(GiveUp::Exhausted) => {
+                    return Err(Error::GaveUp {
+                        url,
+                        attempts: attempt,
+                        last,
                     });
                 }
-            };
-            if reply.status == 429 {
-                tracing::debug!(url = %url, wait_ms = wait.as_millis() as u64, "Throttled; waiting as told.");
-            }
-            if attempt < s.max_attempts {
-                self.wait(wait, url.as_str(), attempt, &last).await?;
+                RetryAction::GiveUp(GiveUp::Deadline(wait)) => {
+                    return Err(Error::Deadline {
+                        url,
+                        attempts: attempt,
+                        wait_secs: wait.as_secs_f64(),
+                        last,
+                    });
+                }
             }
         }
-        Err(Error::GaveUp {
-            url: url.to_string(),
-            attempts: attempt,
-            last,
-        })
     }
+
+    /// The request of one attempt, and the secrets it carries (for scrubbing echoes of them
+    /// from a refusal): a Graph request waits for the audit rate limiter and carries the
+    /// current token; a token request is built afresh (an assertion is single-use and a
+    /// token file may change).
+    async fn prepare(&self, ex: &Exchange<'_>, attempt: u32) -> Result<(Request, Vec<String>)> {
+        match ex {
+            Exchange::Graph {
+                url, body, audit, ..
+            } => {
+                if *audit {
+                    self.rate_limit().await;
+                }
+                let token = self.bearer(false).await?;
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                if attempt > 1 {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                let req = Request {
+                    post: body.is_some(),
+                    url: (*url).clone(),
+                    headers: vec![
+                        ("Authorization", format!("Bearer {token}")),
+                        ("Accept", "application/json".into()),
+                    ],
+                    body: body.map(|b| ("application/json", b.to_string())),
+                };
+                Ok((req, vec![token]))
+            }
+            Exchange::Token(build) => {
+                let request = build()?;
+                let sent = request.secrets();
+                self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
+                Ok((request.into(), sent))
+            }
+        }
+    }
+
+    /// Keeps the token endpoint's clock skew from the `Date` of its answer.
+    fn note_token_clock(&self, reply: &std::result::Result<Reply, AttemptError>, sent_at: i64) {
+        if let Ok(r) = reply
+            && let Some(date) = r.date.as_deref().and_then(parse_http_date)
+        {
+            // Against the middle of the exchange: the answer was dated in between.
+            let now = (sent_at + chrono::Utc::now().timestamp()) / 2;
+            *self.token_clock_skew.lock().expect("not poisoned") = Some(date - now);
+        }
+    }
+
+    /// The error of a refusal, its message scrubbed of what was sent.
+    fn refused(
+        &self,
+        endpoint: Endpoint,
+        url: String,
+        status: u16,
+        message: &str,
+        sent: &[String],
+    ) -> Error {
+        let sent: Vec<&str> = sent.iter().map(String::as_str).collect();
+        let message = self.shown(message, &sent);
+        match (endpoint, status) {
+            (Endpoint::Token, _) => self.auth_error(&url, status, message),
+            (Endpoint::Graph, 403) => Error::Forbidden { url, message },
+            (Endpoint::Graph, _) => Error::Status {
+                url,
+                status,
+                message,
+            },
+        }
+    }
+}
+
+/// What the retry loop sends, attempt after attempt.
+enum Exchange<'a> {
+    /// A Graph (or Log Analytics) request with the current token; `whole` says whether a
+    /// parsed answer is complete.
+    Graph {
+        url: &'a Url,
+        body: Option<&'a str>,
+        audit: bool,
+        whole: &'a (dyn Fn(&Value) -> bool + Sync),
+    },
+    /// A token request, built by the function each attempt.
+    Token(&'a (dyn Fn() -> super::credential::Result<TokenRequest> + Sync)),
+}
+
+impl Exchange<'_> {
+    fn endpoint(&self) -> Endpoint {
+        match self {
+            Exchange::Graph { .. } => Endpoint::Graph,
+            Exchange::Token(_) => Endpoint::Token,
+        }
+    }
+
+    /// Whether a parsed 200 answer is whole; what is missing when it is not.
+    fn whole(&self, v: &Value) -> std::result::Result<(), &'static str> {
+        match self {
+            Exchange::Graph { whole, .. } => whole(v).then_some(()).ok_or("not a whole page"),
+            Exchange::Token(_) => v["access_token"]
+                .is_string()
+                .then_some(())
+                .ok_or("the token response has no access_token"),
+        }
+    }
+}
+
+/// One attempt's answer, read.
+enum Read {
+    /// A whole 200 answer.
+    Whole(Value),
+    /// Another status, with its body (empty when cut short).
+    Status {
+        status: u16,
+        retry_after: Option<String>,
+        body: Vec<u8>,
+    },
+    /// No whole answer.
+    Failed(AttemptError),
+}
+
+impl Read {
+    fn from(reply: std::result::Result<Reply, AttemptError>, ex: &Exchange<'_>) -> Self {
+        let r = match reply {
+            Ok(r) => r,
+            Err(e) => return Read::Failed(e),
+        };
+        if r.status != 200 {
+            return Read::Status {
+                status: r.status,
+                retry_after: r.retry_after,
+                body: r.body.unwrap_or_default(),
+            };
+        }
+        // A truncated body: the same request is sent again.
+        let bytes = match r.body {
+            Ok(b) => b,
+            Err(e) => return Read::Failed(e),
+        };
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => match ex.whole(&v) {
+                Ok(()) => Read::Whole(v),
+                Err(missing) => Read::Failed(AttemptError::NotWhole(missing)),
+            },
+            Err(e) => Read::Failed(AttemptError::Json(e)),
+        }
+    }
+
+    fn answer(&self) -> Option<Answer<'_>> {
+        match self {
+            Read::Whole(_) => Some(Answer {
+                status: 200,
+                retry_after: None,
+                body: &[],
+            }),
+            Read::Status {
+                status,
+                retry_after,
+                body,
+            } => Some(Answer {
+                status: *status,
+                retry_after: retry_after.as_deref(),
+                body,
+            }),
+            Read::Failed(_) => None,
+        }
+    }
+}
+
+/// A URL from text.
+fn parse_url(text: String) -> Result<Url> {
+    Url::parse(&text).map_err(|source| Error::BadUrl { url: text, source })
 }
 
 /// The longest a token is trusted to live, whatever its answer says (Entra's tokens live
@@ -803,30 +831,6 @@ fn token_lifetime(v: &Value) -> Option<Duration> {
     Some(clamp(on.saturating_sub(chrono::Utc::now().timestamp())))
 }
 
-/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) as UNIX seconds.
-fn parse_http_date(v: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc2822(v.trim())
-        .ok()
-        .map(|d| d.timestamp())
-}
-
-/// The wait a `Retry-After` asks for, when it asks for one: absent, zero, negative or
-/// garbage values give `None` (the caller backs off instead).
-fn retry_wait(v: Option<&str>) -> Option<Duration> {
-    parse_retry_after(v?).filter(|d| !d.is_zero())
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let ms = (at.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
-    Some(Duration::from_millis(ms as u64))
-}
-
 #[cfg(test)]
 mod tests {
     //! RELIABILITY.md section B on tokio's paused clock: the transport is a script of
@@ -841,7 +845,7 @@ mod tests {
         delay: Duration,
         status: u16,
         retry_after: Option<String>,
-        body: std::result::Result<String, String>,
+        body: std::result::Result<String, &'static str>,
     }
 
     fn step(status: u16, retry_after: Option<&str>, body: &str) -> Step {
@@ -885,7 +889,7 @@ mod tests {
     }
 
     impl Script {
-        pub(crate) async fn send(&self, req: Request) -> std::result::Result<Reply, String> {
+        pub(crate) async fn send(&self, req: Request) -> std::result::Result<Reply, AttemptError> {
             let token_request = req.url.path().ends_with("/token");
             self.log.lock().unwrap().push(Sent {
                 at: Instant::now(),
@@ -923,7 +927,10 @@ mod tests {
                 status: s.status,
                 retry_after: s.retry_after,
                 date: None,
-                body: s.body.map(String::into_bytes),
+                body: s
+                    .body
+                    .map(String::into_bytes)
+                    .map_err(|e| AttemptError::Truncated(e.into())),
             })
         }
 
@@ -963,8 +970,24 @@ mod tests {
             ttl_secs: 3600,
             ..Script::default()
         });
-        let c = GraphClient::with_transport(settings, Transport::Script(script.clone()));
+        let c = GraphClient::with_transport(settings, Transport::Script(script.clone()), seeded());
         (c, script)
+    }
+
+    /// The same jitter every run.
+    fn seeded() -> SmallRng {
+        SmallRng::seed_from_u64(16)
+    }
+
+    /// An error and its causes, as the printer shows them.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text = format!("{text}: {c}");
+            cause = c.source();
+        }
+        text
     }
 
     fn url() -> Url {
@@ -1124,7 +1147,11 @@ mod tests {
         let e = c.get_page(&url()).await.unwrap_err();
         let took = t0.elapsed();
         assert!(took <= Duration::from_secs(61), "hung for {took:?}");
-        assert!(e.to_string().contains("no answer within"), "{e}");
+        let chain = chain(&e);
+        assert!(
+            chain.contains("past the run's deadline") && chain.contains("no answer within"),
+            "{chain}"
+        );
         assert!(script.graph_requests().len() <= 7);
     }
 
@@ -1136,7 +1163,7 @@ mod tests {
             ttl_secs: 60,
             ..Script::default()
         });
-        let c = GraphClient::with_transport(s, Transport::Script(script.clone()));
+        let c = GraphClient::with_transport(s, Transport::Script(script.clone()), seeded());
         // Ten minutes of paging, a request every 5 s.
         for _ in 0..120 {
             c.get_page(&url()).await.unwrap();
@@ -1187,7 +1214,11 @@ mod tests {
             tokens: Mutex::new(vec![step(429, Some("2"), ""), step(503, None, "")].into()),
             ..Script::default()
         });
-        let c = GraphClient::with_transport(settings(5, 3600), Transport::Script(script.clone()));
+        let c = GraphClient::with_transport(
+            settings(5, 3600),
+            Transport::Script(script.clone()),
+            seeded(),
+        );
         c.get_page(&url()).await.unwrap();
         assert_eq!(script.token_requests(), 3);
 
@@ -1202,7 +1233,11 @@ mod tests {
             ),
             ..Script::default()
         });
-        let c = GraphClient::with_transport(settings(5, 3600), Transport::Script(script.clone()));
+        let c = GraphClient::with_transport(
+            settings(5, 3600),
+            Transport::Script(script.clone()),
+            seeded(),
+        );
         let e = c.get_page(&url()).await.unwrap_err().to_string();
         assert!(
             e.contains("AADSTS7000215") && e.contains("AZURE_CLIENT_SECRET"),
@@ -1221,7 +1256,7 @@ mod tests {
             tokens: Mutex::new(vec![step(400, None, echo)].into()),
             ..Script::default()
         });
-        let c = GraphClient::with_transport(settings(5, 3600), Transport::Script(script));
+        let c = GraphClient::with_transport(settings(5, 3600), Transport::Script(script), seeded());
         let e = c.get_page(&url()).await.unwrap_err().to_string();
         assert!(e.contains("AADSTS900144"), "{e}");
         assert!(!e.contains("s3cret"), "{e}");
@@ -1255,7 +1290,8 @@ mod tests {
                 ttl_secs: 3600,
                 ..Script::default()
             });
-            let c = GraphClient::with_transport(settings(5, 3600), Transport::Script(script));
+            let c =
+                GraphClient::with_transport(settings(5, 3600), Transport::Script(script), seeded());
             c.get_page(&url()).await.unwrap();
             c.get_page(&url()).await.unwrap();
         }
@@ -1294,16 +1330,23 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_in_both_forms() {
-        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        let later = chrono::Utc::now() + chrono::Duration::seconds(30);
-        let d = parse_retry_after(&later.to_rfc2822()).unwrap();
+    fn jitter_comes_from_the_seed_and_spreads_over_the_upper_half_of_each_step() {
+        let (a, _) = client(settings(5, 3600), vec![]);
+        let (b, _) = client(settings(5, 3600), vec![]);
+        let draws = |c: &GraphClient| (1..=8).map(|n| c.backoff(n)).collect::<Vec<_>>();
+        let first = draws(&a);
+        assert_eq!(first, draws(&b), "the same seed, the same waits");
+        for (n, d) in (1..=8).zip(&first) {
+            let step = 100 * 2u64.pow(n); // 100 ms base, doubled per attempt
+            let ms = d.as_millis() as u64;
+            assert!(ms >= step / 2 && ms <= step, "attempt {n}: {ms} ms");
+        }
+        // Jittered: not every wait sits at the bottom of its step.
         assert!(
-            d > Duration::from_secs(27) && d <= Duration::from_secs(30),
-            "{d:?}"
+            (1..=8)
+                .zip(&first)
+                .any(|(n, d)| d.as_millis() as u64 != 50 * 2u64.pow(n))
         );
-        assert_eq!(parse_retry_after("soon"), None);
-        assert_eq!(retry_wait(Some("0")), None);
     }
 
     #[test]

@@ -179,8 +179,10 @@ impl<'a> Crawler<'a> {
         page_size: u32,
         progress: &'a Progress<'a>,
     ) -> Result<Self> {
-        std::fs::create_dir_all(spool)
-            .map_err(|e| Error::BadUrl(format!("{}: {e}", spool.display())))?;
+        std::fs::create_dir_all(spool).map_err(|source| Error::Spool {
+            path: spool.to_path_buf(),
+            source,
+        })?;
         Ok(Crawler {
             client,
             spool: spool.to_path_buf(),
@@ -214,8 +216,7 @@ impl<'a> Crawler<'a> {
         let pages = self.pages.entry(name.to_string()).or_default();
         *pages += 1;
         let file = self.spool.join(format!("{:07}.json", self.summary.pages));
-        std::fs::write(&file, text)
-            .map_err(|e| Error::BadUrl(format!("cannot write `{}`: {e}", file.display())))?;
+        std::fs::write(&file, text).map_err(|source| Error::Spool { path: file, source })?;
         (self.progress)(name, *pages, records);
         Ok(())
     }
@@ -231,7 +232,10 @@ impl<'a> Crawler<'a> {
     }
 }
 
-/// Lists everything into `spool` (created).
+/// Lists everything into `spool` (created), in a fixed order: the catalog and its policies,
+/// requests (with their approval stages under delegated sign-in), assignments, connected
+/// organizations and their sponsors, access reviews down to decisions, members of the
+/// groups packages declare incompatible, and last the audit events.
 pub async fn crawl(
     client: &GraphClient,
     spool: &Path,
@@ -240,57 +244,8 @@ pub async fn crawl(
 ) -> Result<CrawlSummary> {
     let mut c = Crawler::new(client, spool, plan.page_size, progress)?;
     c.concurrency = plan.concurrency.max(1);
-    if plan.approval_stages {
-        c.ids_of = Some("assignmentRequests");
-    }
-    c.list("catalogs", &format!("{EM}/catalogs"), None, None)
-        .await?;
-    let packages = c
-        .list(
-            "accessPackages",
-            &format!("{EM}/accessPackages"),
-            Some("catalog,incompatibleAccessPackages,incompatibleGroups,resourceRoleScopes($expand=role,scope)"),
-            None,
-        )
-        .await?;
-    c.list(
-        "assignmentPolicies",
-        &format!("{EM}/assignmentPolicies"),
-        Some("accessPackage,customExtensionStageSettings($expand=customExtension)"),
-        None,
-    )
-    .await?;
-    let requests_filter = plan.requests.filter("createdDateTime").map(|(f, since)| {
-        c.summary.requests_since = Some(since);
-        f
-    });
-    c.list(
-        "assignmentRequests",
-        &format!("{EM}/assignmentRequests"),
-        Some("requestor,accessPackage,assignment"),
-        requests_filter,
-    )
-    .await?;
-    if plan.approval_stages {
-        let stages = |id: &str| format!("{EM}/accessPackageAssignmentApprovals('{id}')/stages");
-        let requests = std::mem::take(&mut c.ids);
-        let paths: Vec<String> = c
-            .usable_ids(&format!("{EM}/assignmentRequests"), requests, stages)
-            .iter()
-            .map(|id| stages(id))
-            .collect();
-        // One first: refused once (app-only rights), refused for every request.
-        let (first, rest) = paths.split_at(paths.len().min(1));
-        c.list_children("approvalStages", first.to_vec()).await?;
-        if !c
-            .summary
-            .coverage_gaps
-            .iter()
-            .any(|g| g.table == "approval_stages")
-        {
-            c.list_children("approvalStages", rest.to_vec()).await?;
-        }
-    }
+    let packages = c.catalog().await?;
+    c.requests(plan.requests, plan.approval_stages).await?;
     c.list(
         "assignments",
         &format!("{EM}/assignments"),
@@ -298,83 +253,9 @@ pub async fn crawl(
         None,
     )
     .await?;
-    let orgs = c
-        .list(
-            "connectedOrganizations",
-            &format!("{EM}/connectedOrganizations"),
-            None,
-            None,
-        )
-        .await?;
-    let sponsors = |org: &str| format!("{EM}/connectedOrganizations('{org}')/internalSponsors");
-    let sponsor_lists: Vec<String> = c
-        .usable_ids(
-            &format!("{EM}/connectedOrganizations"),
-            ids(&orgs),
-            sponsors,
-        )
-        .iter()
-        .flat_map(|org| {
-            ["internalSponsors", "externalSponsors"]
-                .map(|kind| format!("{EM}/connectedOrganizations('{org}')/{kind}"))
-        })
-        .collect();
-    c.list_children("sponsors", sponsor_lists).await?;
-    let definitions = c
-        .list(
-            "accessReviews",
-            &format!("{REVIEWS}/definitions"),
-            None,
-            None,
-        )
-        .await?;
-    let instances_of = |def: &str| format!("{REVIEWS}/definitions('{def}')/instances");
-    let defs = c.usable_ids(
-        &format!("{REVIEWS}/definitions"),
-        ids(&definitions),
-        instances_of,
-    );
-    let instance_lists = defs.iter().map(|def| instances_of(def)).collect();
-    let instances = c
-        .list_children("accessReviewInstances", instance_lists)
-        .await?;
-    let decisions_of = |def: &str, inst: &str| {
-        format!("{REVIEWS}/definitions('{def}')/instances('{inst}')/decisions")
-    };
-    let instances: Vec<Vec<String>> = defs
-        .iter()
-        .zip(instances)
-        .map(|(def, listed)| {
-            c.usable_ids(&instances_of(def), listed, |inst| decisions_of(def, inst))
-        })
-        .collect();
-    let decision_lists = defs
-        .iter()
-        .zip(&instances)
-        .flat_map(|(def, instances)| instances.iter().map(move |inst| decisions_of(def, inst)))
-        .collect();
-    c.list_children("accessReviewDecisions", decision_lists)
-        .await?;
-    // Members of the groups that packages declare incompatible.
-    let mut groups: Vec<String> = packages
-        .iter()
-        .flat_map(|p| {
-            p["incompatibleGroups"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter_map(|g| g["id"].as_str().map(str::to_string))
-        .collect();
-    groups.sort();
-    groups.dedup();
-    let members = |g: &str| format!("groups('{g}')/members");
-    let member_lists = c
-        .usable_ids(&format!("{EM}/accessPackages"), groups, members)
-        .iter()
-        .map(|g| members(g))
-        .collect();
-    c.list_children("groupMembers", member_lists).await?;
+    c.connected_organizations().await?;
+    c.access_reviews().await?;
+    c.incompatible_group_members(&packages).await?;
     let filter = plan.audits.filter("activityDateTime").map(|(f, since)| {
         c.summary.audit_events_since = Some(since);
         f
@@ -382,6 +263,161 @@ pub async fn crawl(
     c.list("directoryAudits", "auditLogs/directoryAudits", None, filter)
         .await?;
     Ok(c.finish())
+}
+
+impl Crawler<'_> {
+    /// Catalogs, access packages and assignment policies; returns the packages.
+    async fn catalog(&mut self) -> Result<Vec<Value>> {
+        self.list("catalogs", &format!("{EM}/catalogs"), None, None)
+            .await?;
+        let packages = self
+            .list(
+                "accessPackages",
+                &format!("{EM}/accessPackages"),
+                Some("catalog,incompatibleAccessPackages,incompatibleGroups,resourceRoleScopes($expand=role,scope)"),
+                None,
+            )
+            .await?;
+        self.list(
+            "assignmentPolicies",
+            &format!("{EM}/assignmentPolicies"),
+            Some("accessPackage,customExtensionStageSettings($expand=customExtension)"),
+            None,
+        )
+        .await?;
+        Ok(packages)
+    }
+
+    /// Assignment requests created in `window`, and (delegated sign-in) each one's approval
+    /// stages: one first, since refused once (app-only rights) is refused for every request.
+    async fn requests(&mut self, window: Window, approval_stages: bool) -> Result<()> {
+        if approval_stages {
+            self.ids_of = Some("assignmentRequests");
+        }
+        let filter = window.filter("createdDateTime").map(|(f, since)| {
+            self.summary.requests_since = Some(since);
+            f
+        });
+        self.list(
+            "assignmentRequests",
+            &format!("{EM}/assignmentRequests"),
+            Some("requestor,accessPackage,assignment"),
+            filter,
+        )
+        .await?;
+        if !approval_stages {
+            return Ok(());
+        }
+        let stages = |id: &str| format!("{EM}/accessPackageAssignmentApprovals('{id}')/stages");
+        let requests = std::mem::take(&mut self.ids);
+        let paths: Vec<String> = self
+            .usable_ids(&format!("{EM}/assignmentRequests"), requests, stages)
+            .iter()
+            .map(|id| stages(id))
+            .collect();
+        let (first, rest) = paths.split_at(paths.len().min(1));
+        self.list_children("approvalStages", first.to_vec()).await?;
+        if !self
+            .summary
+            .coverage_gaps
+            .iter()
+            .any(|g| g.table == "approval_stages")
+        {
+            self.list_children("approvalStages", rest.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    /// Connected organizations, and each one's internal and external sponsors.
+    async fn connected_organizations(&mut self) -> Result<()> {
+        let orgs = self
+            .list(
+                "connectedOrganizations",
+                &format!("{EM}/connectedOrganizations"),
+                None,
+                None,
+            )
+            .await?;
+        let sponsors = |org: &str| format!("{EM}/connectedOrganizations('{org}')/internalSponsors");
+        let sponsor_lists: Vec<String> = self
+            .usable_ids(
+                &format!("{EM}/connectedOrganizations"),
+                ids(&orgs),
+                sponsors,
+            )
+            .iter()
+            .flat_map(|org| {
+                ["internalSponsors", "externalSponsors"]
+                    .map(|kind| format!("{EM}/connectedOrganizations('{org}')/{kind}"))
+            })
+            .collect();
+        self.list_children("sponsors", sponsor_lists).await?;
+        Ok(())
+    }
+
+    /// Access review definitions, their instances, and each instance's decisions.
+    async fn access_reviews(&mut self) -> Result<()> {
+        let definitions = self
+            .list(
+                "accessReviews",
+                &format!("{REVIEWS}/definitions"),
+                None,
+                None,
+            )
+            .await?;
+        let instances_of = |def: &str| format!("{REVIEWS}/definitions('{def}')/instances");
+        let defs = self.usable_ids(
+            &format!("{REVIEWS}/definitions"),
+            ids(&definitions),
+            instances_of,
+        );
+        let instance_lists = defs.iter().map(|def| instances_of(def)).collect();
+        let instances = self
+            .list_children("accessReviewInstances", instance_lists)
+            .await?;
+        let decisions_of = |def: &str, inst: &str| {
+            format!("{REVIEWS}/definitions('{def}')/instances('{inst}')/decisions")
+        };
+        let instances: Vec<Vec<String>> = defs
+            .iter()
+            .zip(instances)
+            .map(|(def, listed)| {
+                self.usable_ids(&instances_of(def), listed, |inst| decisions_of(def, inst))
+            })
+            .collect();
+        let decision_lists = defs
+            .iter()
+            .zip(&instances)
+            .flat_map(|(def, instances)| instances.iter().map(move |inst| decisions_of(def, inst)))
+            .collect();
+        self.list_children("accessReviewDecisions", decision_lists)
+            .await?;
+        Ok(())
+    }
+
+    /// Members of the groups that `packages` declare incompatible.
+    async fn incompatible_group_members(&mut self, packages: &[Value]) -> Result<()> {
+        let mut groups: Vec<String> = packages
+            .iter()
+            .flat_map(|p| {
+                p["incompatibleGroups"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|g| g["id"].as_str().map(str::to_string))
+            .collect();
+        groups.sort();
+        groups.dedup();
+        let members = |g: &str| format!("groups('{g}')/members");
+        let member_lists = self
+            .usable_ids(&format!("{EM}/accessPackages"), groups, members)
+            .iter()
+            .map(|g| members(g))
+            .collect();
+        self.list_children("groupMembers", member_lists).await?;
+        Ok(())
+    }
 }
 
 /// Reads a Log Analytics workspace's `AuditLogs` from `since` to `until` (UTC micros) into
@@ -400,9 +436,7 @@ pub async fn crawl_log_analytics(
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-')
     {
-        return Err(Error::BadUrl(format!(
-            "`{workspace}` is not a Log Analytics workspace id (a GUID)"
-        )));
+        return Err(Error::Workspace(workspace.to_string()));
     }
     let url = client.service_url(&format!("v1/workspaces/{workspace}/query"))?;
     let columns: Vec<&str> = std::iter::once("TimeGenerated")

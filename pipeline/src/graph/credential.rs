@@ -13,10 +13,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::error::BoxError;
+
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::signature::{self, RsaKeyPair};
 use url::Url;
+
+pub use super::error::CredentialError;
+
+/// Result of credential work.
+pub type Result<T, E = CredentialError> = std::result::Result<T, E>;
 
 /// The assertion type of a JWT client assertion (certificate or federation).
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -75,7 +82,7 @@ impl std::fmt::Debug for Secret {
 
 /// A certificate credential: the RSA private key and the certificate's thumbprint.
 pub struct ClientCertificate {
-    key: RsaKeyPair,
+    key: jsonwebtoken::EncodingKey,
     /// `x5t`: base64url of the SHA-1 of the certificate's DER.
     thumbprint: String,
     path: PathBuf,
@@ -95,12 +102,10 @@ impl ClientCertificate {
     /// certificate (`CERTIFICATE`), in any order, or a PFX (PKCS#12) file, which the
     /// `openssl` command opens (its password from `password`, passed through the
     /// environment, never the command line).
-    pub fn from_file(path: &Path, password: Option<&Secret>) -> Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            format!(
-                "cannot read the client certificate `{}`: {e}",
-                path.display()
-            )
+    pub fn from_file(path: &Path, password: Option<&Secret>) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| CredentialError::Read {
+            path: path.to_path_buf(),
+            source,
         })?;
         match String::from_utf8(bytes) {
             Ok(text) if text.contains("-----BEGIN ") => Self::from_pem(&text, path),
@@ -108,23 +113,37 @@ impl ClientCertificate {
         }
     }
 
-    fn from_pem(text: &str, path: &Path) -> Result<Self, String> {
-        let name = path.display();
-        let blocks = pem_blocks(text);
+    fn from_pem(text: &str, path: &Path) -> Result<Self> {
+        let blocks = pem::parse_many(text).map_err(|source| CredentialError::Pem {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let cert = blocks
             .iter()
-            .find(|(label, _)| label == "CERTIFICATE")
-            .ok_or_else(|| format!("`{name}` holds no CERTIFICATE block: put the certificate and its private key in one PEM file"))?;
+            .find(|b| b.tag() == "CERTIFICATE")
+            .ok_or_else(|| CredentialError::NoCertificate {
+                path: path.to_path_buf(),
+            })?;
         let key = blocks
             .iter()
-            .find_map(|(label, der)| match label.as_str() {
-                "PRIVATE KEY" => Some(RsaKeyPair::from_pkcs8(der)),
-                "RSA PRIVATE KEY" => Some(RsaKeyPair::from_der(der)),
-                _ => None,
-            })
-            .ok_or_else(|| format!("`{name}` holds no unencrypted PRIVATE KEY or RSA PRIVATE KEY block"))?
-            .map_err(|e| format!("the private key in `{name}` is not a usable RSA key ({e}); Entra needs RSA 2048 bits or more"))?;
-        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &cert.1);
+            .find(|b| matches!(b.tag(), "PRIVATE KEY" | "RSA PRIVATE KEY"))
+            .ok_or_else(|| CredentialError::NoKey {
+                path: path.to_path_buf(),
+            })?;
+        let bad_key = |source: BoxError| CredentialError::BadKey {
+            path: path.to_path_buf(),
+            source,
+        };
+        // Checked now, so a key Entra will not take fails at start, naming the file (the
+        // signer would only find out at the first sign-in).
+        match key.tag() {
+            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(key.contents()).map(drop),
+            _ => RsaKeyPair::from_der(key.contents()).map(drop),
+        }
+        .map_err(|e| bad_key(Box::new(e)))?;
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem::encode(key).as_bytes())
+            .map_err(|e| bad_key(Box::new(e)))?;
+        let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.contents());
         Ok(Self {
             key,
             thumbprint: URL_SAFE_NO_PAD.encode(digest.as_ref()),
@@ -138,40 +157,40 @@ impl ClientCertificate {
     }
 
     /// A signed client assertion for `audience` (the token endpoint), valid from `now`
-    /// (UNIX seconds) for ten minutes.
-    pub fn assertion(&self, audience: &str, client_id: &str, now: i64) -> Result<String, String> {
-        let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": self.thumbprint});
-        let claims = serde_json::json!({
-            "aud": audience,
-            "iss": client_id,
-            "sub": client_id,
-            "jti": uuid::Uuid::new_v4().to_string(),
-            "nbf": now,
-            "iat": now,
-            "exp": now + ASSERTION_LIFETIME_SECS,
-        });
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let mut sig = vec![0; self.key.public().modulus_len()];
-        self.key
-            .sign(
-                &signature::RSA_PKCS1_SHA256,
-                &ring::rand::SystemRandom::new(),
-                signing_input.as_bytes(),
-                &mut sig,
-            )
-            .map_err(|_| "signing the client assertion failed".to_string())?;
-        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    /// (UNIX seconds) for ten minutes: RS256, header `{"typ":"JWT","alg":"RS256","x5t":…}`.
+    pub fn assertion(&self, audience: &str, client_id: &str, now: i64) -> Result<String> {
+        #[derive(serde::Serialize)]
+        struct Claims<'a> {
+            aud: &'a str,
+            iss: &'a str,
+            sub: &'a str,
+            jti: String,
+            nbf: i64,
+            iat: i64,
+            exp: i64,
+        }
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.x5t = Some(self.thumbprint.clone());
+        let claims = Claims {
+            aud: audience,
+            iss: client_id,
+            sub: client_id,
+            jti: uuid::Uuid::new_v4().to_string(),
+            nbf: now,
+            iat: now,
+            exp: now + ASSERTION_LIFETIME_SECS,
+        };
+        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|source| CredentialError::Sign {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
 /// Opens a PFX file with `openssl pkcs12` (OpenSSL 3 needs `-legacy` for old RC2/3DES files).
-fn pfx_to_pem(path: &Path, password: Option<&Secret>) -> Result<String, String> {
+fn pfx_to_pem(path: &Path, password: Option<&Secret>) -> Result<String> {
     const VAR: &str = "GOVLAKE_PFX_PASSWORD";
-    let mut last = String::new();
+    let mut said = String::new();
     for legacy in [false, true] {
         let mut cmd = std::process::Command::new("openssl");
         cmd.args(["pkcs12", "-nodes", "-passin", &format!("env:{VAR}")])
@@ -181,26 +200,25 @@ fn pfx_to_pem(path: &Path, password: Option<&Secret>) -> Result<String, String> 
         if legacy {
             cmd.arg("-legacy");
         }
-        let out = cmd.output().map_err(|e| {
-            format!(
-                "`{}` is not PEM, and reading it as PFX needs the `openssl` command ({e}); or convert it elsewhere: openssl pkcs12 -in app.pfx -out app.pem -nodes",
-                path.display()
-            )
+        let out = cmd.output().map_err(|source| CredentialError::NoOpenssl {
+            path: path.to_path_buf(),
+            source,
         })?;
         if out.status.success() {
-            return String::from_utf8(out.stdout)
-                .map_err(|_| "openssl printed non-UTF-8 PEM".into());
+            return String::from_utf8(out.stdout).map_err(|_| CredentialError::PfxNotText {
+                path: path.to_path_buf(),
+            });
         }
-        last = String::from_utf8_lossy(&out.stderr)
+        said = String::from_utf8_lossy(&out.stderr)
             .lines()
             .next()
             .unwrap_or_default()
             .to_string();
     }
-    Err(format!(
-        "cannot open `{}` as PFX (wrong AZURE_CLIENT_CERTIFICATE_PASSWORD, or not a PFX file): {last}",
-        path.display()
-    ))
+    Err(CredentialError::Pfx {
+        path: path.to_path_buf(),
+        said,
+    })
 }
 
 /// A managed identity: the App Service / Functions / Container Apps identity endpoint
@@ -217,7 +235,7 @@ pub struct ManagedIdentity {
 
 impl ManagedIdentity {
     /// The identity the environment offers.
-    pub fn from_env(client_id: Option<String>) -> Result<Self, String> {
+    pub fn from_env(client_id: Option<String>) -> Result<Self> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let (endpoint, header) = match (env("IDENTITY_ENDPOINT"), env("IDENTITY_HEADER")) {
             (Some(e), Some(h)) => (e, Some(Secret::new(h))),
@@ -234,7 +252,7 @@ impl ManagedIdentity {
             }
         };
         let endpoint = Url::parse(&endpoint)
-            .map_err(|_| format!("the managed identity endpoint `{endpoint}` is not a URL"))?;
+            .map_err(|source| CredentialError::IdentityEndpoint { endpoint, source })?;
         Ok(Self {
             endpoint,
             header,
@@ -296,7 +314,7 @@ impl Credential {
         tenant: &str,
         client_id: &str,
         resource: &str,
-    ) -> Result<TokenRequest, String> {
+    ) -> Result<TokenRequest> {
         let resource = resource.trim_end_matches('/');
         if let Credential::ManagedIdentity(mi) = self {
             let mut url = mi.endpoint.clone();
@@ -325,7 +343,10 @@ impl Credential {
             authority.as_str().trim_end_matches('/'),
             tenant
         );
-        let url = Url::parse(&url_text).map_err(|_| format!("`{url_text}` is not a URL"))?;
+        let url = Url::parse(&url_text).map_err(|source| CredentialError::TokenUrl {
+            url: url_text.clone(),
+            source,
+        })?;
         let scope = format!("{resource}/.default");
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials")
@@ -342,12 +363,11 @@ impl Credential {
                     .append_pair("client_assertion", &assertion);
             }
             Credential::FederatedTokenFile(path) => {
-                let assertion = std::fs::read_to_string(path).map_err(|e| {
-                    format!(
-                        "cannot read the federated token file `{}`: {e}",
-                        path.display()
-                    )
-                })?;
+                let assertion =
+                    std::fs::read_to_string(path).map_err(|source| CredentialError::TokenFile {
+                        path: path.clone(),
+                        source,
+                    })?;
                 form.append_pair("client_assertion_type", JWT_BEARER)
                     .append_pair("client_assertion", assertion.trim());
             }
@@ -383,30 +403,14 @@ impl Credential {
     }
 }
 
-/// The `-----BEGIN X-----` blocks of a PEM text: (label, DER).
+/// The `-----BEGIN X-----` blocks of a PEM text: (label, DER); none when it is not PEM.
+/// (The simulator reads its certificate with it.)
 pub fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
-    let mut out = vec![];
-    let mut current: Option<(String, String)> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if let Some(label) = line
-            .strip_prefix("-----BEGIN ")
-            .and_then(|l| l.strip_suffix("-----"))
-        {
-            current = Some((label.to_string(), String::new()));
-        } else if line.starts_with("-----END ") {
-            if let Some((label, b64)) = current.take()
-                && let Ok(der) = STANDARD.decode(b64)
-            {
-                out.push((label, der));
-            }
-        } else if let Some((_, b64)) = &mut current
-            && !line.contains(':')
-        {
-            b64.push_str(line);
-        }
-    }
-    out
+    pem::parse_many(text)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| (b.tag().to_string(), b.into_contents()))
+        .collect()
 }
 
 /// The app roles (`roles` claim) an access token carries; empty when it is not a JWT.
@@ -532,10 +536,32 @@ mod tests {
 
     #[test]
     fn pem_blocks_skip_headers_and_garbage() {
-        let text = "junk\n-----BEGIN CERTIFICATE-----\nAAEC\nAw==\n-----END CERTIFICATE-----\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nBAU=\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        // Text around the blocks (as `openssl pkcs12` prints `Bag Attributes`), and an
+        // encrypted key in the traditional form: RFC 1421 headers, then a blank line.
+        let text = "Bag Attributes\n    localKeyID: 01\n-----BEGIN CERTIFICATE-----\nAAEC\nAw==\n-----END CERTIFICATE-----\n-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nBAU=\n-----END RSA PRIVATE KEY-----\n";
         let blocks = pem_blocks(text);
         assert_eq!(blocks[0], ("CERTIFICATE".to_string(), vec![0, 1, 2, 3]));
-        assert_eq!(blocks[1], ("ENCRYPTED PRIVATE KEY".to_string(), vec![4, 5]));
+        assert_eq!(blocks[1], ("RSA PRIVATE KEY".to_string(), vec![4, 5]));
+        assert!(pem_blocks("not PEM").is_empty());
+    }
+
+    #[test]
+    fn an_encrypted_key_or_a_broken_pem_is_named_in_the_error() {
+        let cert = "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n";
+        let encrypted =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nBAU=\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let e = ClientCertificate::from_pem(&format!("{cert}{encrypted}"), Path::new("app.pem"));
+        assert!(matches!(e, Err(CredentialError::NoKey { .. })), "{e:?}");
+        let e = ClientCertificate::from_pem(
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+            Path::new("app.pem"),
+        )
+        .unwrap_err();
+        assert!(matches!(e, CredentialError::Pem { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("`app.pem` is not a valid PEM file"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -544,10 +570,123 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n",
             Path::new("app.pem"),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("`app.pem` holds no unencrypted PRIVATE KEY"),
             "{e}"
         );
+    }
+
+    /// Runs openssl (the test suite needs it anyway: tests/it/live.rs makes certificates
+    /// with it); its stdout.
+    fn openssl(args: &[&str]) -> Vec<u8> {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// A new self-signed RSA certificate and its (PKCS#8) key.
+    fn self_signed(key: &str, cert: &str) {
+        openssl(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=unit",
+            "-keyout", key, "-out", cert,
+        ]);
+    }
+
+    #[test]
+    fn an_assertion_carries_the_claims_entra_checks_and_verifies_with_the_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = (dir.path().join("app.key"), dir.path().join("app.crt"));
+        let (key_s, cert_s) = (key.to_str().unwrap(), cert.to_str().unwrap());
+        for key_format in ["pkcs8", "pkcs1"] {
+            self_signed(key_s, cert_s);
+            let key_pem = if key_format == "pkcs1" {
+                // `RSA PRIVATE KEY`, the older form.
+                openssl(&["rsa", "-in", key_s, "-traditional"])
+            } else {
+                std::fs::read(&key).unwrap()
+            };
+            // Certificate first, key second: any order is read.
+            let both = dir.path().join("both.pem");
+            let mut text = std::fs::read(&cert).unwrap();
+            text.extend(key_pem);
+            std::fs::write(&both, text).unwrap();
+            let c = ClientCertificate::from_file(&both, None).unwrap();
+
+            // x5t computed apart: openssl's SHA-1 fingerprint of the certificate, base64url.
+            let fingerprint = String::from_utf8(openssl(&[
+                "x509",
+                "-in",
+                cert_s,
+                "-noout",
+                "-fingerprint",
+                "-sha1",
+            ]))
+            .unwrap();
+            let hex: String = fingerprint
+                .trim()
+                .rsplit('=')
+                .next()
+                .unwrap()
+                .replace(':', "");
+            let sha1 = hex::decode(hex).unwrap();
+            assert_eq!(c.thumbprint(), URL_SAFE_NO_PAD.encode(sha1));
+
+            let aud = "https://login.test/contoso/oauth2/v2.0/token";
+            let now = chrono::Utc::now().timestamp();
+            let jwt = c.assertion(aud, "app-id", now).unwrap();
+            // The header exactly as before: typ, alg and x5t, nothing else.
+            let header: serde_json::Value = serde_json::from_slice(
+                &URL_SAFE_NO_PAD
+                    .decode(jwt.split('.').next().unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                header,
+                serde_json::json!({"typ": "JWT", "alg": "RS256", "x5t": c.thumbprint()})
+            );
+            // The signature checks out against the certificate's public key, as openssl
+            // reads it from the certificate.
+            let public = openssl(&["x509", "-in", cert_s, "-noout", "-pubkey"]);
+            let mut check = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+            check.set_audience(&[aud]);
+            check.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
+            let claims = jsonwebtoken::decode::<serde_json::Value>(
+                &jwt,
+                &jsonwebtoken::DecodingKey::from_rsa_pem(&public).unwrap(),
+                &check,
+            )
+            .unwrap()
+            .claims;
+            let jti = claims["jti"].as_str().unwrap();
+            assert!(uuid::Uuid::parse_str(jti).is_ok(), "{jti}");
+            assert_eq!(
+                claims,
+                serde_json::json!({
+                    "aud": aud, "iss": "app-id", "sub": "app-id", "jti": jti,
+                    "nbf": now, "iat": now, "exp": now + 600,
+                })
+            );
+            // Another certificate's key does not verify it.
+            self_signed(key_s, cert_s);
+            let other = openssl(&["x509", "-in", cert_s, "-noout", "-pubkey"]);
+            assert!(
+                jsonwebtoken::decode::<serde_json::Value>(
+                    &jwt,
+                    &jsonwebtoken::DecodingKey::from_rsa_pem(&other).unwrap(),
+                    &check,
+                )
+                .is_err()
+            );
+        }
     }
 }
