@@ -104,6 +104,9 @@ pub enum Error {
     /// The lake could not be read.
     #[error(transparent)]
     Lake(#[from] crate::lake::Error),
+    /// A view or the query session failed.
+    #[error(transparent)]
+    Views(#[from] super::Error),
 }
 
 /// Result of this module.
