@@ -197,7 +197,7 @@ pub async fn register(ctx: &SessionContext, files: &[QueryFile]) -> Result<Vec<S
 
 /// The first table or view `sql` reads that the session does not have, found by
 /// DataFusion's own parser and reference resolver (common table expressions are not
-/// references).
+/// references, and a table function such as `generate_series` is there).
 fn missing_relation(
     ctx: &SessionContext,
     sql: &str,
@@ -205,7 +205,8 @@ fn missing_relation(
     let state = ctx.state();
     let statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
     for reference in state.resolve_table_references(&statement)? {
-        if !ctx.table_exist(reference.clone())? {
+        let function = state.table_functions().contains_key(reference.table());
+        if !function && !ctx.table_exist(reference.clone())? {
             return Ok(Some(reference.to_string()));
         }
     }
@@ -319,14 +320,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_common_table_expression_is_not_a_missing_table() {
-        let files = [QueryFile {
-            name: "cte".into(),
-            sql: "WITH t AS (SELECT 1 AS x) SELECT x FROM t".into(),
-        }];
+    async fn common_table_expressions_and_table_functions_are_not_missing_tables() {
+        let files = [
+            QueryFile {
+                name: "cte".into(),
+                sql: "WITH t AS (SELECT 1 AS x) SELECT x FROM t".into(),
+            },
+            QueryFile {
+                name: "series".into(),
+                sql: "SELECT value FROM generate_series(1, 3)".into(),
+            },
+        ];
         assert_eq!(
             register(&SessionContext::new(), &files).await.unwrap(),
-            ["cte"]
+            ["cte", "series"]
         );
     }
 
