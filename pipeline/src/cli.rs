@@ -61,10 +61,15 @@ pub struct GlobalArgs {
     pub no_progress: bool,
 }
 
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
+/// A `--storage-option` without a key and `=`.
+#[derive(Debug, thiserror::Error)]
+#[error("expected KEY=VALUE, got `{0}`")]
+pub struct NotKeyValue(String);
+
+fn parse_key_value(s: &str) -> Result<(String, String), NotKeyValue> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+        _ => Err(NotKeyValue(s.to_string())),
     }
 }
 

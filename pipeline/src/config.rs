@@ -56,13 +56,24 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The file is not valid TOML or has unknown keys.
-    #[error("The config file `{}` is invalid: {message}", path.display())]
+    #[error("The config file `{}` is invalid: {source}", path.display())]
     Parse {
         /// File.
         path: PathBuf,
         /// What is wrong (with line and column).
-        message: String,
+        #[source]
+        source: ParseError,
     },
+}
+
+/// The config's text is not valid TOML, or has a key no section takes (named with the
+/// closest valid one).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", with_suggestion(&.source.to_string()))]
+pub struct ParseError {
+    /// The TOML reader's error (with line and column).
+    #[source]
+    source: toml::de::Error,
 }
 
 /// The whole file.
@@ -374,17 +385,17 @@ impl PipelineConfig {
             path: path.clone(),
             source,
         })?;
-        let mut config = Self::parse(&text).map_err(|message| Error::Parse {
+        let mut config = Self::parse(&text).map_err(|source| Error::Parse {
             path: path.clone(),
-            message,
+            source,
         })?;
         config.source = Some(path);
         Ok(config)
     }
 
     /// Parses the file's text. An unknown key is named with the closest valid one.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| with_suggestion(&e.to_string()))
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        toml::from_str(text).map_err(|source| ParseError { source })
     }
 }
 
@@ -445,23 +456,32 @@ mod tests {
         assert_eq!(c.notify.webhooks[0].kind, WebhookKind::Teams);
         assert_eq!(c.notify.webhooks[0].on, NotifyOn::New);
         let e = PipelineConfig::parse("[[notify.webhooks]]\nname = \"t\"\nurl = \"https://x\"\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("url"), "{e}");
     }
 
     #[test]
     fn unknown_keys_are_refused_with_their_name_and_the_closest_valid_one() {
-        let e = PipelineConfig::parse("[lake]\nlocaton = \"x\"\n").unwrap_err();
+        let e = PipelineConfig::parse("[lake]\nlocaton = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("`locaton` is not a config key: did you mean `location`?"),
             "{e}"
         );
-        let e = PipelineConfig::parse("[lake.retention]\nlog_retention = 3\n").unwrap_err();
+        let e = PipelineConfig::parse("[lake.retention]\nlog_retention = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("did you mean `log_retention_days`?"), "{e}");
-        let e = PipelineConfig::parse("[querry]\nmemory_limit = \"1G\"\n").unwrap_err();
+        let e = PipelineConfig::parse("[querry]\nmemory_limit = \"1G\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("did you mean `query`?"), "{e}");
         // Nothing close: the valid keys are listed instead.
-        let e = PipelineConfig::parse("[verify]\nzzzzzzzzzzzz = 1\n").unwrap_err();
+        let e = PipelineConfig::parse("[verify]\nzzzzzzzzzzzz = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("`zzzzzzzzzzzz` is not a config key; valid here: `trusted_keys`"),
             "{e}"

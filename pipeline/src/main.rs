@@ -7,7 +7,7 @@ mod commands;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 // jemalloc fragments less than glibc malloc under tokio's many threads: on a 20,000-user
 // tenant it cut ingest peak RSS by 12 % and wall time by 27 % (the former bench/ingest.sh).
@@ -52,14 +52,12 @@ fn causes(err: &anyhow::Error) -> Vec<String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    // The name clap matched (`ingest`, `job`): what the JSON error document reports.
+    let command = matches.subcommand_name().unwrap_or_default().to_string();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(&cli.global);
     let json = cli.global.format == cli::OutputFormat::Json;
-    let command = format!("{:?}", cli.command)
-        .split(['(', ' '])
-        .next()
-        .unwrap_or("")
-        .to_lowercase();
     tokio::select! {
         result = commands::run(cli) => match result {
             Ok(status) => status.into(),

@@ -97,6 +97,16 @@ fn read_only_commands_on_a_path_without_a_lake_create_nothing_and_say_how_to_mak
             .unwrap()
             .starts_with("no govlake lake at ")
     );
+    // It names the command clap matched: `job run` is the `job` command (its config file is
+    // missing, so it stops before anything is made).
+    assert_eq!(r.json()["command"], "tables");
+    let r = run(govlake()
+        .arg("--config")
+        .arg(tmp.path().join("missing.toml"))
+        .args(["--format", "json", "job", "run"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.json()["command"], "job", "{}", r.stdout);
+    assert_eq!(r.json()["status"], "error", "{}", r.stdout);
     // The default location (./govlake-data) is not created either.
     let r = run(govlake()
         .current_dir(tmp.path())

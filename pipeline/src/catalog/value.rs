@@ -91,17 +91,40 @@ fn describe(v: &Value) -> String {
     s
 }
 
+/// Why a JSON value does not fit its column (the caller adds the column's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    /// A value of the wrong JSON type.
+    #[error("expected {expected} but found {found}")]
+    Expected {
+        /// What the column takes (`text`, `a timestamp`, ...).
+        expected: &'static str,
+        /// The value, described (type and a shortened copy).
+        found: String,
+    },
+    /// Text that is not a timestamp.
+    #[error("cannot read {found} as a timestamp")]
+    NotTimestamp {
+        /// The value, described.
+        found: String,
+    },
+}
+
+fn expected(expected: &'static str, found: String) -> ConvertError {
+    ConvertError::Expected { expected, found }
+}
+
 /// Converts one JSON value; `Err` holds the reason (without the column name).
-pub fn convert(v: &Value, conv: Conv) -> Result<Cell, String> {
+pub fn convert(v: &Value, conv: Conv) -> Result<Cell, ConvertError> {
     if is_null(v) {
         return Ok(Cell::Null);
     }
-    let scalar_text = |v: &Value| -> Result<String, String> {
+    let scalar_text = |v: &Value| -> Result<String, ConvertError> {
         match v {
             Value::String(s) => Ok(s.clone()),
             Value::Number(n) => Ok(n.to_string()),
             Value::Bool(b) => Ok(b.to_string()),
-            other => Err(format!("expected text but found {}", describe(other))),
+            other => Err(expected("text", describe(other))),
         }
     };
     match conv {
@@ -111,35 +134,26 @@ pub fn convert(v: &Value, conv: Conv) -> Result<Cell, String> {
             Value::String(s) if s.is_empty() => Ok(Cell::Null),
             Value::String(s) => crate::time::parse_ts(s)
                 .map(Cell::Ts)
-                .ok_or_else(|| format!("cannot read {} as a timestamp", describe(v))),
-            other => Err(format!(
-                "expected a timestamp but found {}",
-                describe(other)
-            )),
+                .ok_or_else(|| ConvertError::NotTimestamp { found: describe(v) }),
+            other => Err(expected("a timestamp", describe(other))),
         },
         Conv::Bool => match v {
             Value::Bool(b) => Ok(Cell::Bool(*b)),
             Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(Cell::Bool(true)),
             Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(Cell::Bool(false)),
-            other => Err(format!(
-                "expected true or false but found {}",
-                describe(other)
-            )),
+            other => Err(expected("true or false", describe(other))),
         },
         Conv::Int => match v {
             Value::Number(n) => n
                 .as_i64()
                 .map(Cell::Int)
-                .ok_or_else(|| format!("expected a whole number but found {n}")),
+                .ok_or_else(|| expected("a whole number", n.to_string())),
             Value::String(s) => s
                 .trim()
                 .parse()
                 .map(Cell::Int)
-                .map_err(|_| format!("expected a whole number but found {}", describe(v))),
-            other => Err(format!(
-                "expected a whole number but found {}",
-                describe(other)
-            )),
+                .map_err(|_| expected("a whole number", describe(v))),
+            other => Err(expected("a whole number", describe(other))),
         },
         Conv::Json => Ok(Cell::Str(v.to_string())),
         Conv::ODataType => scalar_text(v).map(|s| Cell::Str(short_type(&s))),
@@ -153,7 +167,7 @@ pub fn convert(v: &Value, conv: Conv) -> Result<Cell, String> {
                     .collect::<Vec<_>>()
                     .join(","),
             )),
-            other => Err(format!("expected a list but found {}", describe(other))),
+            other => Err(expected("a list", describe(other))),
         },
         Conv::AuditResult => match v {
             Value::Number(n) => Ok(Cell::Str(match n.as_i64() {

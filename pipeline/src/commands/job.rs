@@ -252,261 +252,328 @@ async fn steps(
     // The run the changes are measured from: the newest before this job wrote anything.
     let previous = changes::runs(lake).await?.last().map(|r| r.run_id.clone());
     let mut ingest_failed = false;
-
     if job.graph {
         still_ours()?;
-        let cli = crate::cli::Cli::try_parse_from(["govlake", "ingest", "--graph"])
-            .context("Cannot form the Graph ingest's settings")?;
-        let crate::cli::Command::Ingest(args) = cli.command else {
-            unreachable!("parsed an ingest command line")
-        };
-        match super::live::graph(lake, &args, None, &quiet).await {
-            Ok((fetched, summary, aged_out)) => {
-                let gaps = fetched.coverage_gaps.len() + summary.snapshot_gaps.len();
-                let mut outcome = if gaps > 0 || summary.rejected > 0 {
-                    "attention"
-                } else {
-                    "ok"
-                };
-                let mut detail = format!(
-                    "run {}: {} records, {} rejected, {gaps} coverage gap(s)",
-                    summary.run_id, summary.records, summary.rejected
-                );
-                let data = serde_json::json!({"graph": fetched, "ingest": summary});
-                let backfill = match (aged_out, &job.log_analytics_workspace) {
-                    (Some(window), Some(workspace)) => {
-                        Some(backfill(lake, workspace, window, &quiet).await)
-                    }
-                    _ => None,
-                };
-                // The only gap was the aged-out audit window, and the backfill filled it.
-                if let Some(b) = &backfill
-                    && b.outcome == "ok"
-                    && fetched.coverage_gaps.len() == 1
-                    && summary.snapshot_gaps.is_empty()
-                    && summary.rejected == 0
-                {
-                    outcome = "ok";
-                    detail.push_str(" (the audit window past Graph's retention was backfilled from Log Analytics)");
-                }
-                out.push(step("ingest graph", outcome, detail, data));
-                out.extend(backfill);
-            }
-            Err(e) => {
-                ingest_failed = true;
-                out.push(step(
-                    "ingest graph",
-                    "failed",
-                    format!("{e:#}"),
-                    serde_json::Value::Null,
-                ));
-            }
-        }
+        let (graph, failed) = graph_step(lake, job, &quiet).await?;
+        out.extend(graph);
+        ingest_failed |= failed;
     }
     for export in &job.exports {
         still_ours()?;
-        let path = from_config(config, export);
-        let name = format!("ingest {}", path.display());
-        let settings = govlake::ingest::IngestSettings {
-            inputs: vec![path.clone()],
-            ..Default::default()
-        };
-        out.push(
-            match super::summary::ingest_with_progress(lake, &settings, &quiet).await {
-                Ok(s) => {
-                    let outcome = if s.rejected > 0 || !s.snapshot_gaps.is_empty() {
-                        "attention"
-                    } else {
-                        "ok"
-                    };
-                    step(
-                        &name,
-                        outcome,
-                        format!(
-                            "run {}: {} records, {} rejected, {} snapshot gap(s), observed at {}",
-                            s.run_id,
-                            s.records,
-                            s.rejected,
-                            s.snapshot_gaps.len(),
-                            s.observed_at
-                        ),
-                        serde_json::to_value(&s)?,
-                    )
-                }
-                Err(e) => {
-                    ingest_failed = true;
-                    step(&name, "failed", format!("{e:#}"), serde_json::Value::Null)
-                }
-            },
-        );
+        let (export, failed) = export_step(lake, config, export, &quiet).await?;
+        out.push(export);
+        ingest_failed |= failed;
     }
-
     if job.vacuum {
         still_ours()?;
-        let hours = job
-            .vacuum_retain_hours
-            .unwrap_or(u64::from(lake.retention().deleted_file_retention_days) * 24);
-        let tables = super::tables::vacuumed_tables();
-        let options = govlake::lake::retention::VacuumOptions {
-            retention_hours: hours,
-            dry_run: false,
-            full: false,
-            allow_short_retention: false,
-        };
-        out.push(
-            match govlake::lake::retention::vacuum(lake, &tables, &options).await {
-                Ok(report) => step(
-                    "vacuum",
-                    "ok",
-                    format!(
-                        "{} file(s) deleted (retention {hours} h)",
-                        report.iter().map(|t| t.files_deleted).sum::<usize>()
-                    ),
-                    serde_json::Value::Null,
-                ),
-                Err(e) => step(
-                    "vacuum",
-                    "failed",
-                    format!("{e:#}"),
-                    serde_json::Value::Null,
-                ),
-            },
-        );
+        out.push(vacuum_step(lake, job).await);
     }
-
     let mut found: Option<Changes> = None;
     if job.changes {
         still_ours()?;
-        match &previous {
-            None => out.push(step(
-                "changes",
-                "skipped",
-                "the lake had no earlier run to compare with".into(),
-                serde_json::Value::Null,
-            )),
-            Some(prev) => {
-                let files = govlake::query::views::embedded();
-                let memory = super::sql::memory_limit(None, config)?;
-                match changes::compare(
-                    lake,
-                    &files,
-                    &job.views,
-                    &Point::Run(prev.clone()),
-                    &Point::Now,
-                    memory,
-                )
-                .await
-                {
-                    Ok(c) => {
-                        let alert = match job.alert_on {
-                            AlertOn::New => c.added() > 0,
-                            AlertOn::Any => c.total() > 0,
-                            AlertOn::Never => false,
-                        };
-                        out.push(step(
-                            "changes",
-                            if alert { "attention" } else { "ok" },
-                            format!(
-                                "since run {prev}: {} added, {} in all",
-                                c.added(),
-                                c.total()
-                            ),
-                            serde_json::to_value(&c)?,
-                        ));
-                        found = Some(c);
-                    }
-                    Err(e) => out.push(step(
-                        "changes",
-                        "failed",
-                        format!("{e:#}"),
-                        serde_json::Value::Null,
-                    )),
-                }
-            }
-        }
+        let (changes, c) = changes_step(lake, config, previous.as_deref()).await?;
+        out.push(changes);
+        found = c;
     }
-
     let mut pack_location: Option<String> = None;
     if let Some(p) = &job.pack {
         still_ours()?;
-        let quarter = closed_quarter(at)?;
-        let pinned = pinned_packs(lake, &quarter.label).await?;
-        out.push(if ingest_failed {
-            step(
-                "pack",
-                "skipped",
-                format!(
-                    "{}: an ingest step failed, so no pack is built over it",
-                    quarter.label
-                ),
-                serde_json::Value::Null,
-            )
-        } else if let Some((id, location)) = pinned.first() {
-            step(
-                "pack",
-                "skipped",
-                format!(
-                    "the {} pack is pinned already (pack {id} at {location})",
-                    quarter.label
-                ),
-                serde_json::Value::Null,
-            )
-        } else {
-            match build_pack(global, config, lake, p, &quarter, printer).await {
-                Ok(summary) => {
-                    pack_location = Some(summary.dir.display().to_string());
-                    step(
-                        "pack",
-                        "ok",
-                        format!(
-                            "the {} pack: {} files, signed by {}, published to {} and pinned",
-                            quarter.label,
-                            summary.files,
-                            summary.signed_by.clone().unwrap_or_default(),
-                            summary.dir.display()
-                        ),
-                        serde_json::to_value(&summary)?,
-                    )
-                }
-                Err(e) => step("pack", "failed", format!("{e:#}"), serde_json::Value::Null),
-            }
-        });
+        let (pack, location) =
+            pack_step(global, config, lake, p, at, ingest_failed, printer).await?;
+        out.push(pack);
+        pack_location = location;
     }
-
     if !config.notify.webhooks.is_empty() {
-        let mut message = match &found {
-            Some(c) => super::changes::message(c, pack_location.clone()),
-            None => govlake::notify::Message {
-                title: "govlake: job finished".into(),
-                lines: vec![],
-                pack: pack_location.clone(),
-                added: 0,
-                changed: 0,
-                document: serde_json::Value::Null,
-            },
-        };
-        message.lines.extend(
-            out.iter()
-                .filter(|s| s.outcome != "ok")
-                .map(|s| format!("{} {}: {}", s.outcome, s.step, s.detail)),
-        );
-        for d in govlake::notify::send(&config.notify, &message).await {
+        let notified = notify_steps(config, found.as_ref(), pack_location, &out).await;
+        out.extend(notified);
+    }
+    still_ours()?;
+    Ok(out)
+}
+
+/// `ingest --graph` (and the Log Analytics backfill of an aged-out audit window): its
+/// steps, and whether the ingest failed.
+async fn graph_step(
+    lake: &govlake::lake::Lake,
+    job: &govlake::config::JobConfig,
+    quiet: &Printer,
+) -> anyhow::Result<(Vec<Step>, bool)> {
+    let cli = crate::cli::Cli::try_parse_from(["govlake", "ingest", "--graph"])
+        .context("Cannot form the Graph ingest's settings")?;
+    let crate::cli::Command::Ingest(args) = cli.command else {
+        unreachable!("parsed an ingest command line")
+    };
+    let mut out = Vec::new();
+    let mut ingest_failed = false;
+    match super::live::graph(lake, &args, None, quiet).await {
+        Ok((fetched, summary, aged_out)) => {
+            let gaps = fetched.coverage_gaps.len() + summary.snapshot_gaps.len();
+            let mut outcome = if gaps > 0 || summary.rejected > 0 {
+                "attention"
+            } else {
+                "ok"
+            };
+            let mut detail = format!(
+                "run {}: {} records, {} rejected, {gaps} coverage gap(s)",
+                summary.run_id, summary.records, summary.rejected
+            );
+            let data = serde_json::json!({"graph": fetched, "ingest": summary});
+            let backfill = match (aged_out, &job.log_analytics_workspace) {
+                (Some(window), Some(workspace)) => {
+                    Some(backfill(lake, workspace, window, quiet).await)
+                }
+                _ => None,
+            };
+            // The only gap was the aged-out audit window, and the backfill filled it.
+            if let Some(b) = &backfill
+                && b.outcome == "ok"
+                && fetched.coverage_gaps.len() == 1
+                && summary.snapshot_gaps.is_empty()
+                && summary.rejected == 0
+            {
+                outcome = "ok";
+                detail.push_str(
+                    " (the audit window past Graph's retention was backfilled from Log Analytics)",
+                );
+            }
+            out.push(step("ingest graph", outcome, detail, data));
+            out.extend(backfill);
+        }
+        Err(e) => {
+            ingest_failed = true;
             out.push(step(
-                &format!("notify {}", d.webhook),
-                if d.failed() {
-                    "attention"
-                } else if d.outcome == "sent" {
-                    "ok"
-                } else {
-                    "skipped"
-                },
-                format!("{} ({} attempt(s))", d.outcome, d.attempts),
+                "ingest graph",
+                "failed",
+                format!("{e:#}"),
                 serde_json::Value::Null,
             ));
         }
     }
-    still_ours()?;
-    Ok(out)
+    Ok((out, ingest_failed))
+}
+
+/// Ingests one export the config lists: its step, and whether it failed.
+async fn export_step(
+    lake: &govlake::lake::Lake,
+    config: &PipelineConfig,
+    export: &Path,
+    quiet: &Printer,
+) -> anyhow::Result<(Step, bool)> {
+    let path = from_config(config, export);
+    let name = format!("ingest {}", path.display());
+    let settings = govlake::ingest::IngestSettings {
+        inputs: vec![path.clone()],
+        ..Default::default()
+    };
+    Ok(
+        match super::summary::ingest_with_progress(lake, &settings, quiet).await {
+            Ok(s) => {
+                let outcome = if s.rejected > 0 || !s.snapshot_gaps.is_empty() {
+                    "attention"
+                } else {
+                    "ok"
+                };
+                let detail = format!(
+                    "run {}: {} records, {} rejected, {} snapshot gap(s), observed at {}",
+                    s.run_id,
+                    s.records,
+                    s.rejected,
+                    s.snapshot_gaps.len(),
+                    s.observed_at
+                );
+                (
+                    step(&name, outcome, detail, serde_json::to_value(&s)?),
+                    false,
+                )
+            }
+            Err(e) => (
+                step(&name, "failed", format!("{e:#}"), serde_json::Value::Null),
+                true,
+            ),
+        },
+    )
+}
+
+/// Vacuums the tables with the job's retention (the lake's by default).
+async fn vacuum_step(lake: &govlake::lake::Lake, job: &govlake::config::JobConfig) -> Step {
+    let hours = job
+        .vacuum_retain_hours
+        .unwrap_or(u64::from(lake.retention().deleted_file_retention_days) * 24);
+    let tables = super::tables::vacuumed_tables();
+    let options = govlake::lake::retention::VacuumOptions {
+        retention_hours: hours,
+        dry_run: false,
+        full: false,
+        allow_short_retention: false,
+    };
+    match govlake::lake::retention::vacuum(lake, &tables, &options).await {
+        Ok(report) => step(
+            "vacuum",
+            "ok",
+            format!(
+                "{} file(s) deleted (retention {hours} h)",
+                report.iter().map(|t| t.files_deleted).sum::<usize>()
+            ),
+            serde_json::Value::Null,
+        ),
+        Err(e) => step(
+            "vacuum",
+            "failed",
+            format!("{e:#}"),
+            serde_json::Value::Null,
+        ),
+    }
+}
+
+/// What changed in the views since the run before the job (skipped on a lake without one).
+async fn changes_step(
+    lake: &govlake::lake::Lake,
+    config: &PipelineConfig,
+    previous: Option<&str>,
+) -> anyhow::Result<(Step, Option<Changes>)> {
+    let job = &config.job;
+    let Some(prev) = previous else {
+        let detail = "the lake had no earlier run to compare with".into();
+        return Ok((
+            step("changes", "skipped", detail, serde_json::Value::Null),
+            None,
+        ));
+    };
+    let files = govlake::query::views::embedded();
+    let memory = super::sql::memory_limit(None, config)?;
+    let compared = changes::compare(
+        lake,
+        &files,
+        &job.views,
+        &Point::Run(prev.to_string()),
+        &Point::Now,
+        memory,
+    )
+    .await;
+    Ok(match compared {
+        Ok(c) => {
+            let alert = match job.alert_on {
+                AlertOn::New => c.added() > 0,
+                AlertOn::Any => c.total() > 0,
+                AlertOn::Never => false,
+            };
+            let detail = format!(
+                "since run {prev}: {} added, {} in all",
+                c.added(),
+                c.total()
+            );
+            let outcome = if alert { "attention" } else { "ok" };
+            (
+                step("changes", outcome, detail, serde_json::to_value(&c)?),
+                Some(c),
+            )
+        }
+        Err(e) => (
+            step(
+                "changes",
+                "failed",
+                format!("{e:#}"),
+                serde_json::Value::Null,
+            ),
+            None,
+        ),
+    })
+}
+
+/// The last closed quarter's pack, unless an ingest step failed or the quarter's pack is
+/// pinned already: its step, and where the pack was published.
+async fn pack_step(
+    global: &GlobalArgs,
+    config: &PipelineConfig,
+    lake: &govlake::lake::Lake,
+    p: &govlake::config::JobPackConfig,
+    at: i64,
+    ingest_failed: bool,
+    printer: &Printer,
+) -> anyhow::Result<(Step, Option<String>)> {
+    let quarter = closed_quarter(at)?;
+    let pinned = pinned_packs(lake, &quarter.label).await?;
+    let skipped = |detail: String| {
+        Ok((
+            step("pack", "skipped", detail, serde_json::Value::Null),
+            None,
+        ))
+    };
+    if ingest_failed {
+        return skipped(format!(
+            "{}: an ingest step failed, so no pack is built over it",
+            quarter.label
+        ));
+    }
+    if let Some((id, location)) = pinned.first() {
+        return skipped(format!(
+            "the {} pack is pinned already (pack {id} at {location})",
+            quarter.label
+        ));
+    }
+    Ok(
+        match build_pack(global, config, lake, p, &quarter, printer).await {
+            Ok(summary) => {
+                let detail = format!(
+                    "the {} pack: {} files, signed by {}, published to {} and pinned",
+                    quarter.label,
+                    summary.files,
+                    summary.signed_by.clone().unwrap_or_default(),
+                    summary.dir.display()
+                );
+                (
+                    step("pack", "ok", detail, serde_json::to_value(&summary)?),
+                    Some(summary.dir.display().to_string()),
+                )
+            }
+            Err(e) => (
+                step("pack", "failed", format!("{e:#}"), serde_json::Value::Null),
+                None,
+            ),
+        },
+    )
+}
+
+/// Sends the job's message (the changes, the pack, every step that was not ok) to each
+/// webhook: a step per webhook.
+async fn notify_steps(
+    config: &PipelineConfig,
+    found: Option<&Changes>,
+    pack_location: Option<String>,
+    done: &[Step],
+) -> Vec<Step> {
+    let mut message = match found {
+        Some(c) => super::changes::message(c, pack_location),
+        None => govlake::notify::Message {
+            title: "govlake: job finished".into(),
+            lines: vec![],
+            pack: pack_location,
+            added: 0,
+            changed: 0,
+            document: serde_json::Value::Null,
+        },
+    };
+    message.lines.extend(
+        done.iter()
+            .filter(|s| s.outcome != "ok")
+            .map(|s| format!("{} {}: {}", s.outcome, s.step, s.detail)),
+    );
+    let mut out = Vec::new();
+    for d in govlake::notify::send(&config.notify, &message).await {
+        out.push(step(
+            &format!("notify {}", d.webhook),
+            if d.failed() {
+                "attention"
+            } else if d.outcome == "sent" {
+                "ok"
+            } else {
+                "skipped"
+            },
+            format!("{} ({} attempt(s))", d.outcome, d.attempts),
+            serde_json::Value::Null,
+        ));
+    }
+    out
 }
 
 /// Backfills the audit window Graph no longer serves from Log Analytics.

@@ -243,8 +243,10 @@ impl Simulator {
                     .push(record);
                 Ok(())
             };
-            reader::read_stream(std::io::BufReader::new(file), &mut |item| add(item))
-                .map_err(|e| format!("`{}`: {} {}", path.display(), e.message, e.location))?;
+            reader::read_stream(std::io::BufReader::new(file), &mut |item| {
+                add(item).map_err(|e| reader::Stopped(e.into()))
+            })
+            .map_err(|e| format!("`{}`: {} {}", path.display(), e.message, e.location))?;
         }
         let mut held_back = HashSet::new();
         if let Some(audits) = collections.get_mut(AUDITS) {

@@ -371,7 +371,7 @@ fn read_files(
                 Item::Bad { .. } | Item::PageEnd { .. } => None,
             };
             tx.blocking_send(Msg::Item { file, item, json })
-                .map_err(|_| "ingest stopped".to_string())
+                .map_err(|_| reader::Stopped("ingest stopped".into()))
         });
         if let Err(e) = result {
             if e.stopped {

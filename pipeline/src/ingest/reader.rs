@@ -57,6 +57,12 @@ pub enum Item {
     },
 }
 
+/// A sink's refusal of an item: the read stops there, and its [`ReadError`] says it was
+/// stopped (not a problem with the file).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Stopped(pub Box<dyn std::error::Error + Send + Sync>);
+
 /// Why reading stopped.
 #[derive(Debug)]
 pub struct ReadError {
@@ -124,7 +130,7 @@ impl<R: Read> Read for CountingReader<R> {
 /// Reads every top-level value of a JSON or JSON Lines stream, with default options.
 pub fn read_stream<R: Read>(
     reader: R,
-    sink: &mut dyn FnMut(Item) -> Result<(), String>,
+    sink: &mut dyn FnMut(Item) -> Result<(), Stopped>,
 ) -> Result<(), ReadError> {
     read_stream_with(reader, &ReadOptions::default(), sink)
 }
@@ -137,7 +143,7 @@ pub fn read_stream<R: Read>(
 pub fn read_stream_with<R: Read>(
     reader: R,
     options: &ReadOptions,
-    sink: &mut dyn FnMut(Item) -> Result<(), String>,
+    sink: &mut dyn FnMut(Item) -> Result<(), Stopped>,
 ) -> Result<(), ReadError> {
     let mut head = std::io::BufReader::with_capacity(1 << 16, reader);
     let io_err = |e: std::io::Error| ReadError {
@@ -163,8 +169,8 @@ pub fn read_stream_with<R: Read>(
         Parser::new(head, options, sink).run()
     };
     result.map_err(|e| match e {
-        Stop::Sink(message) => ReadError {
-            message,
+        Stop::Sink(stopped) => ReadError {
+            message: stopped.to_string(),
             location: String::new(),
             stopped: true,
             context: None,
@@ -313,9 +319,15 @@ impl<R: BufRead> Read for Utf16Reader<R> {
     }
 }
 
+/// Why a value is not valid JSON (serde_json's reason, without its position: the reader
+/// reports the position in the file).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NotJson(String);
+
 /// Why parsing stopped.
 enum Stop {
-    Sink(String),
+    Sink(Stopped),
     Io(std::io::Error),
     File {
         message: String,
@@ -462,14 +474,14 @@ struct Parser<'s, R> {
     /// The last byte read, and how many were.
     last: Option<u8>,
     offset: u64,
-    sink: &'s mut dyn FnMut(Item) -> Result<(), String>,
+    sink: &'s mut dyn FnMut(Item) -> Result<(), Stopped>,
 }
 
 impl<'s, R: BufRead> Parser<'s, R> {
     fn new(
         input: R,
         options: &ReadOptions,
-        sink: &'s mut dyn FnMut(Item) -> Result<(), String>,
+        sink: &'s mut dyn FnMut(Item) -> Result<(), Stopped>,
     ) -> Self {
         Self {
             input,
@@ -751,12 +763,12 @@ impl<'s, R: BufRead> Parser<'s, R> {
         Ok(())
     }
 
-    fn string_at(&mut self) -> Result<Result<String, String>, Stop> {
+    fn string_at(&mut self) -> Result<Result<String, NotJson>, Stop> {
         let mut c = Capture::new(1 << 20);
         if let Err(e) = self.scan_value(&mut c)? {
-            return Ok(Err(e.to_string()));
+            return Ok(Err(NotJson(e.to_string())));
         }
-        Ok(serde_json::from_slice::<String>(&c.bytes).map_err(|e| strip_position(&e)))
+        Ok(serde_json::from_slice::<String>(&c.bytes).map_err(|e| NotJson(strip_position(&e))))
     }
 
     /// A top-level object: a page (its list streamed) or one record.

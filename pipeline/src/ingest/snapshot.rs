@@ -194,9 +194,9 @@ impl Completeness {
             let key = (table, scope.clone());
             let verdict =
                 if let Some(reason) = self.unattributed.as_ref().or(self.blocked.get(table)) {
-                    Err(reason.clone())
+                    Err(ChainBreak::Known(reason.clone()))
                 } else if let Some(reason) = self.broken.get(&key) {
-                    Err(reason.clone())
+                    Err(ChainBreak::Known(reason.clone()))
                 } else if self.embedded.get(table).is_some_and(|e| e.contains(scope)) {
                     Ok(())
                 } else {
@@ -209,7 +209,7 @@ impl Completeness {
                 Ok(()) => {
                     complete.insert(scope.clone());
                 }
-                Err(reason) => gaps.push(gap(scope, reason)),
+                Err(reason) => gaps.push(gap(scope, reason.to_string())),
             }
         }
         if gaps.is_empty()
@@ -227,36 +227,37 @@ impl Completeness {
     }
 
     /// Whether the pages form one whole chain; if not, why.
-    fn chain(&self, pages: &[Page], family_gaps: &HashMap<usize, String>) -> Result<(), String> {
+    fn chain(
+        &self,
+        pages: &[Page],
+        family_gaps: &HashMap<usize, String>,
+    ) -> Result<(), ChainBreak> {
         if pages.is_empty() {
-            return Err("no page of it was read whole".into());
+            return Err(ChainBreak::NoPage);
         }
         let mut links = BTreeSet::new();
         for p in pages {
             if let Some(l) = &p.next_link
                 && !links.insert(l.as_str())
             {
-                return Err(format!(
-                    "two pages link to the same next page (`{l}`): a page was read twice, or two listings were mixed"
-                ));
+                return Err(ChainBreak::SameNext { link: l.clone() });
             }
         }
         let lasts: Vec<&Page> = pages.iter().filter(|p| p.next_link.is_none()).collect();
         match lasts.len() {
             0 => {
                 let p = pages.last().expect("not empty");
-                return Err(format!(
-                    "its last page is missing: `{}` links to a next page that is not in the input",
-                    self.name(p.file)
-                ));
+                return Err(ChainBreak::LastMissing {
+                    file: self.name(p.file),
+                });
             }
             1 => {}
             n => {
-                return Err(format!(
-                    "{n} pages have no `@odata.nextLink` (`{}`, `{}`): two listings were mixed, or pages are missing between them",
-                    self.name(lasts[0].file),
-                    self.name(lasts[1].file)
-                ));
+                return Err(ChainBreak::SeveralLasts {
+                    n,
+                    first: self.name(lasts[0].file),
+                    second: self.name(lasts[1].file),
+                });
             }
         }
         let with_url = pages.iter().filter(|p| p.request_url.is_some()).count();
@@ -264,11 +265,11 @@ impl Completeness {
             return walk_links(pages);
         }
         if with_url > 0 {
-            return Err("pages of a live run and export pages were mixed".into());
+            return Err(ChainBreak::LiveAndExport);
         }
         for p in pages {
             if let Some(g) = family_gaps.get(&p.file) {
-                return Err(g.clone());
+                return Err(ChainBreak::Known(g.clone()));
             }
         }
         // Numbered files: the page without a next link comes last.
@@ -281,18 +282,57 @@ impl Completeness {
             let last = lasts[0];
             let highest = pages.iter().filter_map(number).max();
             if number(last) != highest {
-                return Err(format!(
-                    "`{}` has no `@odata.nextLink`, but pages numbered after it follow: pages are out of order or from two listings",
-                    self.name(last.file)
-                ));
+                return Err(ChainBreak::NumberedAfterLast {
+                    file: self.name(last.file),
+                });
             }
         }
         Ok(())
     }
 }
 
+/// Why a listing's pages do not form one whole chain (the reason of a snapshot gap).
+#[derive(Debug, thiserror::Error)]
+enum ChainBreak {
+    #[error("no page of it was read whole")]
+    NoPage,
+    #[error(
+        "two pages link to the same next page (`{link}`): a page was read twice, or two listings were mixed"
+    )]
+    SameNext { link: String },
+    #[error("its last page is missing: `{file}` links to a next page that is not in the input")]
+    LastMissing { file: String },
+    #[error(
+        "{n} pages have no `@odata.nextLink` (`{first}`, `{second}`): two listings were mixed, or pages are missing between them"
+    )]
+    SeveralLasts {
+        n: usize,
+        first: String,
+        second: String,
+    },
+    #[error("pages of a live run and export pages were mixed")]
+    LiveAndExport,
+    #[error(
+        "`{file}` has no `@odata.nextLink`, but pages numbered after it follow: pages are out of order or from two listings"
+    )]
+    NumberedAfterLast { file: String },
+    #[error("the pages do not form one chain ({n} pages are not linked from any other)")]
+    SeveralFirsts { n: usize },
+    #[error("its first page is missing: the earliest page read (`{url}`) continues an earlier one")]
+    FirstMissing { url: String },
+    #[error("the pages link in a cycle")]
+    Cycle,
+    #[error("the page `{link}` is missing")]
+    PageMissing { link: String },
+    #[error("{n} of its pages are not on the chain from its first page to its last")]
+    OffChain { n: usize },
+    /// A reason found before the chain was walked (a file family's gap, a broken page).
+    #[error("{0}")]
+    Known(String),
+}
+
 /// Walks a live run's pages from the first (the one no page links to) by their links.
-fn walk_links(pages: &[Page]) -> Result<(), String> {
+fn walk_links(pages: &[Page]) -> Result<(), ChainBreak> {
     let by_url: HashMap<&str, &Page> = pages
         .iter()
         .filter_map(|p| p.request_url.as_deref().map(|u| (u, p)))
@@ -306,17 +346,14 @@ fn walk_links(pages: &[Page]) -> Result<(), String> {
         .filter(|p| !linked.contains(p.request_url.as_deref().unwrap_or_default()))
         .collect();
     let [first] = firsts.as_slice() else {
-        return Err(format!(
-            "the pages do not form one chain ({} pages are not linked from any other)",
-            firsts.len()
-        ));
+        return Err(ChainBreak::SeveralFirsts { n: firsts.len() });
     };
     let first_url = first.request_url.as_deref().unwrap_or_default();
     let lower = first_url.to_ascii_lowercase();
     if lower.contains("skiptoken=") || lower.contains("$skip=") || lower.contains("%24skip") {
-        return Err(format!(
-            "its first page is missing: the earliest page read (`{first_url}`) continues an earlier one"
-        ));
+        return Err(ChainBreak::FirstMissing {
+            url: first_url.to_string(),
+        });
     }
     let mut seen = 1;
     let mut at = *first;
@@ -326,17 +363,16 @@ fn walk_links(pages: &[Page]) -> Result<(), String> {
                 at = next;
                 seen += 1;
                 if seen > pages.len() {
-                    return Err("the pages link in a cycle".into());
+                    return Err(ChainBreak::Cycle);
                 }
             }
-            None => return Err(format!("the page `{link}` is missing")),
+            None => return Err(ChainBreak::PageMissing { link: link.clone() }),
         }
     }
     if seen != pages.len() {
-        return Err(format!(
-            "{} of its pages are not on the chain from its first page to its last",
-            pages.len() - seen
-        ));
+        return Err(ChainBreak::OffChain {
+            n: pages.len() - seen,
+        });
     }
     Ok(())
 }
@@ -389,7 +425,8 @@ fn looks_like_date(family: &str, number: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn run(files: &[&str], pages: &[(usize, Option<&str>, Option<&str>)]) -> Result<(), String> {
+    /// `None` when the scope is complete, else the first gap's reason.
+    fn run(files: &[&str], pages: &[(usize, Option<&str>, Option<&str>)]) -> Option<String> {
         let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
         let mut c = Completeness::new(&files);
         for (file, next, url) in pages {
@@ -403,11 +440,7 @@ mod tests {
             );
         }
         let (complete, gaps) = c.finish("assignments");
-        if complete.contains("") {
-            Ok(())
-        } else {
-            Err(gaps[0].reason.clone())
-        }
+        (!complete.contains("")).then(|| gaps[0].reason.clone())
     }
 
     const F: [&str; 4] = [
@@ -425,17 +458,17 @@ mod tests {
             (2, Some("n4"), None),
             (3, None, None),
         ];
-        assert_eq!(run(&F, &p), Ok(()));
-        assert_eq!(run(&["one.json"], &[(0, None, None)]), Ok(()));
+        assert_eq!(run(&F, &p), None);
+        assert_eq!(run(&["one.json"], &[(0, None, None)]), None);
     }
 
     #[test]
     fn partial_chains_are_gaps() {
         // One middle page.
-        let e = run(&F[1..2], &[(0, Some("n3"), None)]).unwrap_err();
+        let e = run(&F[1..2], &[(0, Some("n3"), None)]).expect("a gap");
         assert!(e.contains("last page is missing"), "{e}");
         // The last page alone: its name says pages 1-3 are missing.
-        let e = run(&F[3..], &[(0, None, None)]).unwrap_err();
+        let e = run(&F[3..], &[(0, None, None)]).expect("a gap");
         assert!(e.contains("start at page 4"), "{e}");
         // Pages 2-4.
         let e = run(
@@ -446,7 +479,7 @@ mod tests {
                 (2, None, None),
             ],
         )
-        .unwrap_err();
+        .expect("a gap");
         assert!(e.contains("start at page 2"), "{e}");
         // Page 3 missing.
         let files = [F[0], F[1], F[3]];
@@ -458,19 +491,19 @@ mod tests {
                 (2, None, None),
             ],
         )
-        .unwrap_err();
+        .expect("a gap");
         assert!(e.contains("jump from page 2 to page 4"), "{e}");
         // Two listings mixed; a page twice.
-        let e = run(&F[..2], &[(0, None, None), (1, None, None)]).unwrap_err();
+        let e = run(&F[..2], &[(0, None, None), (1, None, None)]).expect("a gap");
         assert!(e.contains("2 pages have no"), "{e}");
         let e = run(
             &["a.json", "b.json"],
             &[(0, Some("n"), None), (1, Some("n"), None)],
         )
-        .unwrap_err();
+        .expect("a gap");
         assert!(e.contains("same next page"), "{e}");
         // The last page out of order.
-        let e = run(&F[..2], &[(0, None, None), (1, Some("n"), None)]).unwrap_err();
+        let e = run(&F[..2], &[(0, None, None), (1, Some("n"), None)]).expect("a gap");
         assert!(e.contains("pages numbered after it"), "{e}");
     }
 
@@ -496,12 +529,12 @@ mod tests {
             (1, Some("u3"), Some("u2")),
             (2, None, Some("u3")),
         ];
-        assert_eq!(run(&spool, &whole), Ok(()));
+        assert_eq!(run(&spool, &whole), None);
         let later = [
             (0, Some("u?$skiptoken=3"), Some("u?$skiptoken=2")),
             (1, None, Some("u?$skiptoken=3")),
         ];
-        let e = run(&spool[..2], &later).unwrap_err();
+        let e = run(&spool[..2], &later).expect("a gap");
         assert!(e.contains("first page is missing"), "{e}");
         let e = run(
             &spool,
@@ -511,7 +544,7 @@ mod tests {
                 (2, None, Some("u3")),
             ],
         )
-        .unwrap_err();
+        .expect("a gap");
         assert!(e.contains("not linked") || e.contains("missing"), "{e}");
     }
 

@@ -157,12 +157,8 @@ fn with_aws_profile(builder: AmazonS3Builder) -> AmazonS3Builder {
     } else {
         format!("profile {profile}")
     };
-    if let Ok(text) = std::fs::read_to_string(&config_file) {
-        values.extend(ini_section(&text, &config_section));
-    }
-    if let Ok(text) = std::fs::read_to_string(&credentials_file) {
-        values.extend(ini_section(&text, &profile));
-    }
+    values.extend(profile_section(&config_file, &config_section));
+    values.extend(profile_section(&credentials_file, &profile));
     let mut b = builder;
     if let (Some(id), Some(secret)) = (
         values.get("aws_access_key_id"),
@@ -188,24 +184,42 @@ fn with_aws_profile(builder: AmazonS3Builder) -> AmazonS3Builder {
     b
 }
 
-/// The `key = value` pairs of one `[section]` of an INI file.
-fn ini_section(text: &str, section: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let mut inside = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            inside = name.trim() == section;
-            continue;
-        }
-        if inside && let Some((k, v)) = line.split_once('=') {
-            out.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+/// The `key = value` pairs (keys lowercased) of one `[section]` of an AWS INI file; none
+/// when the file is absent, and none with a warning naming the file when it is not INI.
+fn profile_section(path: &std::path::Path, section: &str) -> HashMap<String, String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    match ini_section(&text, section) {
+        Ok(values) => values,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "The AWS profile file is not valid INI; its profiles are not used (fix it, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).");
+            HashMap::new()
         }
     }
-    out
+}
+
+/// The `key = value` pairs of one `[section]` of INI text, read the way the AWS CLI reads
+/// its files: `#` and `;` comment lines, values taken as written (no quotes or escapes: a
+/// secret may hold any character), an indented line continuing the value above it (a
+/// nested `s3 =` block stays under its key).
+fn ini_section(text: &str, section: &str) -> Result<HashMap<String, String>, ini::ParseError> {
+    let options = ini::ParseOption {
+        enabled_quote: false,
+        enabled_escape: false,
+        enabled_indented_mutiline_value: true,
+        enabled_preserve_key_leading_whitespace: false,
+    };
+    let file = ini::Ini::load_from_str_opt(text, options)?;
+    Ok(file
+        .section(Some(section))
+        .map(|props| {
+            props
+                .iter()
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 #[derive(Debug)]
@@ -252,11 +266,27 @@ mod tests {
 
     #[test]
     fn reads_one_ini_section() {
-        let text = "[default]\naws_access_key_id = A\n[profile audit]\nregion = eu-west-1\n# c\naws_access_key_id=B\n";
-        assert_eq!(ini_section(text, "default")["aws_access_key_id"], "A");
-        let audit = ini_section(text, "profile audit");
+        let text = "[default]\naws_access_key_id = A\n[profile audit]\nregion = eu-west-1\n# c\n; c\nAWS_Access_Key_ID=B\naws_secret_access_key = x\\y\"z'\n";
+        assert_eq!(
+            ini_section(text, "default").unwrap()["aws_access_key_id"],
+            "A"
+        );
+        let audit = ini_section(text, "profile audit").unwrap();
         assert_eq!(audit["aws_access_key_id"], "B");
         assert_eq!(audit["region"], "eu-west-1");
+        // A secret is taken as written: no escapes, no quotes.
+        assert_eq!(audit["aws_secret_access_key"], "x\\y\"z'");
+        assert_eq!(audit.len(), 3);
+        assert!(ini_section(text, "missing").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_nested_block_stays_under_its_key() {
+        let text = "[default]\nregion = us-east-1\ns3 =\n  addressing_style = path\n  endpoint_url = http://x\nendpoint_url = http://y\n";
+        let d = ini_section(text, "default").unwrap();
+        assert_eq!(d["endpoint_url"], "http://y");
+        assert_eq!(d["region"], "us-east-1");
+        assert!(!d.contains_key("addressing_style"), "{d:?}");
     }
 
     #[test]

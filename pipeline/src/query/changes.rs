@@ -104,6 +104,9 @@ pub enum Error {
     /// The lake could not be read.
     #[error(transparent)]
     Lake(#[from] crate::lake::Error),
+    /// A view or the query session failed.
+    #[error(transparent)]
+    Views(#[from] super::Error),
 }
 
 /// Result of this module.
@@ -122,13 +125,10 @@ pub enum Point {
 
 impl Point {
     /// `now`, an RFC 3339 time, else a run id.
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+    pub fn parse(text: &str) -> std::result::Result<Self, EmptyPoint> {
         let t = text.trim();
         if t.is_empty() {
-            return Err(
-                "give a run id (`_ingest_runs`, or an ingest's JSON summary) or an RFC 3339 time"
-                    .into(),
-            );
+            return Err(EmptyPoint);
         }
         if t.eq_ignore_ascii_case("now") {
             return Ok(Self::Now);
@@ -136,6 +136,11 @@ impl Point {
         Ok(crate::time::parse_ts(t).map_or_else(|| Self::Run(t.to_string()), Self::Time))
     }
 }
+
+/// An empty `--from`/`--to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("give a run id (`_ingest_runs`, or an ingest's JSON summary) or an RFC 3339 time")]
+pub struct EmptyPoint;
 
 /// One ingest run's end, as read from `_ingest_runs`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -5,7 +5,10 @@
 //! instead of growing until the OOM killer ends the process.
 
 pub mod changes;
+mod error;
 pub mod views;
+
+pub use error::{Error, OptionError, Result};
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
@@ -17,7 +20,7 @@ use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::ENTITIES;
 use crate::lake::bookkeeping::{INGEST_RUNS, RAW, REJECTS};
-use crate::lake::{Lake, Result, TablePin};
+use crate::lake::{Lake, TablePin};
 
 /// Names of every table the lake holds, in a fixed order: entity tables (with their
 /// `_history` companions) then bookkeeping.
@@ -50,36 +53,38 @@ pub enum AsOf {
 impl AsOf {
     /// Parses `--as-of`: an RFC 3339 timestamp, or `table=version` pairs separated by commas
     /// (Delta versions are per table: `govlake tables` lists them).
-    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+    pub fn parse(s: &str) -> std::result::Result<Self, OptionError> {
         let s = s.trim();
         if s.contains('=') {
             let mut pins = BTreeMap::new();
             for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 let (table, version) = pair
                     .split_once('=')
-                    .ok_or_else(|| format!("`{pair}` is not table=version"))?;
+                    .ok_or_else(|| OptionError::NotTableVersion { pair: pair.into() })?;
                 let table = table.trim();
                 if !table_names().iter().any(|t| t == table) {
-                    return Err(format!(
-                        "`{table}` is not a lake table (`govlake tables` lists them)"
-                    ));
+                    return Err(OptionError::UnknownTable {
+                        table: table.into(),
+                    });
                 }
-                let version: i64 = version
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("`{pair}`: the version must be a whole number"))?;
+                let version: i64 =
+                    version
+                        .trim()
+                        .parse()
+                        .map_err(|source| OptionError::BadVersion {
+                            pair: pair.into(),
+                            source,
+                        })?;
                 pins.insert(table.to_string(), version);
             }
             return Ok(Self::Versions(pins));
         }
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "a bare version `{s}` is ambiguous: Delta versions are per table; write table={s} (e.g. audit_events={s}), or give an RFC 3339 time"
-            ));
+            return Err(OptionError::BareVersion { text: s.into() });
         }
         crate::time::parse_ts(s)
             .map(Self::Time)
-            .ok_or_else(|| format!("`{s}` is neither an RFC 3339 time (e.g. 2026-10-01T06:00:00Z) nor table=version pairs"))
+            .ok_or_else(|| OptionError::NotAsOf { text: s.into() })
     }
 
     fn pin(&self, table: &str) -> TablePin {
@@ -125,17 +130,16 @@ impl MemoryLimit {
     /// Parses `--memory-limit`: bytes (`1073741824`), a size with a binary unit (`512M`,
     /// `512MiB`, `2G`, `2GB`: K/M/G/T are powers of 1024), or a share of the machine's
     /// memory (`25%`).
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+    pub fn parse(text: &str) -> std::result::Result<Self, OptionError> {
         let t = text.trim();
-        let bad = || format!("`{text}` is not a memory size (e.g. 512M, 8G, 25%)");
+        let bad = || OptionError::NotMemorySize { text: text.into() };
         if let Some(pct) = t.strip_suffix('%') {
             let pct: f64 = pct.trim().parse().map_err(|_| bad())?;
             if !(pct > 0.0 && pct <= 100.0) {
-                return Err(format!("`{text}`: a share of memory is between 0 and 100%"));
+                return Err(OptionError::ShareOutOfRange { text: text.into() });
             }
-            let total = machine_memory().ok_or_else(|| {
-                format!("`{text}`: the machine's memory is unknown here; give a size (e.g. 8G)")
-            })?;
+            let total =
+                machine_memory().ok_or_else(|| OptionError::MemoryUnknown { text: text.into() })?;
             return Ok(Self((total as f64 * pct / 100.0) as usize));
         }
         let digits = t
@@ -224,8 +228,7 @@ pub async fn session_pinned(
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(pool))
         .build_arc()
-        .map_err(|e| crate::lake::Error::Query {
-            table: "(the session's runtime)".into(),
+        .map_err(|e| Error::Runtime {
             source: Box::new(e),
         })?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);

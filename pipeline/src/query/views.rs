@@ -7,7 +7,7 @@ use std::path::Path;
 
 use deltalake::datafusion::prelude::SessionContext;
 
-use crate::lake::{Error, Result};
+use super::{Error, Result};
 
 /// One query file.
 #[derive(Debug, Clone)]
@@ -170,27 +170,19 @@ pub async fn register(ctx: &SessionContext, files: &[QueryFile]) -> Result<Vec<S
         for f in pending {
             let body = f.sql.trim().trim_end_matches(';');
             let create = format!("CREATE OR REPLACE VIEW \"{}\" AS {body}", f.name);
-            match ctx.sql(&create).await {
-                Ok(df) => {
-                    df.collect().await.map_err(|e| Error::Query {
-                        table: f.name.clone(),
-                        source: Box::new(e),
-                    })?;
-                    registered.push(f.name.clone());
-                }
-                Err(e) => {
-                    let text = e.to_string();
-                    if text.contains("not found") && text.contains("table") {
-                        tracing::debug!(view = %f.name, error = %text, "View waits: a table or view it reads is not registered (yet).");
-                        waiting.push(f);
-                        continue;
-                    }
-                    return Err(Error::Query {
-                        table: f.name.clone(),
-                        source: Box::new(e),
-                    });
-                }
+            if let Some(missing) =
+                missing_relation(ctx, &create).map_err(|e| Error::view(&f.name, e))?
+            {
+                tracing::debug!(view = %f.name, table = %missing, "View waits: a table or view it reads is not registered (yet).");
+                waiting.push(f);
+                continue;
             }
+            let df = ctx
+                .sql(&create)
+                .await
+                .map_err(|e| Error::view(&f.name, e))?;
+            df.collect().await.map_err(|e| Error::view(&f.name, e))?;
+            registered.push(f.name.clone());
         }
         if waiting.is_empty() || waiting.len() == tried {
             for f in &waiting {
@@ -201,6 +193,24 @@ pub async fn register(ctx: &SessionContext, files: &[QueryFile]) -> Result<Vec<S
         pending = waiting;
     }
     Ok(registered)
+}
+
+/// The first table or view `sql` reads that the session does not have, found by
+/// DataFusion's own parser and reference resolver (common table expressions are not
+/// references, and a table function such as `generate_series` is there).
+fn missing_relation(
+    ctx: &SessionContext,
+    sql: &str,
+) -> std::result::Result<Option<String>, deltalake::datafusion::error::DataFusionError> {
+    let state = ctx.state();
+    let statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
+    for reference in state.resolve_table_references(&statement)? {
+        let function = state.table_functions().contains_key(reference.table());
+        if !function && !ctx.table_exist(reference.clone())? {
+            return Ok(Some(reference.to_string()));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -271,6 +281,60 @@ mod tests {
             sql: "select '$x', 'it''s $y', \"$col\", $z -- $c\n/* $d */ from t where a = $z and b = $w and c = $1".into(),
         };
         assert_eq!(q.parameters(), ["z", "w"]);
+    }
+
+    #[tokio::test]
+    async fn a_view_with_a_missing_column_names_the_view_and_the_column() {
+        let files = [
+            QueryFile {
+                name: "base".into(),
+                sql: "SELECT CAST(1 AS BIGINT) AS x".into(),
+            },
+            QueryFile {
+                name: "sod_violations".into(),
+                sql: "-- sod_violations: broken\nSELECT x, no_such_column FROM base".into(),
+            },
+        ];
+        let err = register(&SessionContext::new(), &files).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::ViewColumn { view, column, .. } if view == "sod_violations" && column == "no_such_column"),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("`sod_violations`"), "{text}");
+        assert!(text.contains("`no_such_column`"), "{text}");
+        assert!(text.contains("queries/sod_violations.sql"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_view_that_does_not_plan_is_an_error_not_a_wait() {
+        let files = [QueryFile {
+            name: "bad".into(),
+            sql: "SELECT unknown_function_xyz(1)".into(),
+        }];
+        let err = register(&SessionContext::new(), &files).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::View { view, .. } if view == "bad"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn common_table_expressions_and_table_functions_are_not_missing_tables() {
+        let files = [
+            QueryFile {
+                name: "cte".into(),
+                sql: "WITH t AS (SELECT 1 AS x) SELECT x FROM t".into(),
+            },
+            QueryFile {
+                name: "series".into(),
+                sql: "SELECT value FROM generate_series(1, 3)".into(),
+            },
+        ];
+        assert_eq!(
+            register(&SessionContext::new(), &files).await.unwrap(),
+            ["cte", "series"]
+        );
     }
 
     #[tokio::test]

@@ -67,6 +67,9 @@ pub enum Error {
     /// The lake failed.
     #[error(transparent)]
     Lake(#[from] crate::lake::Error),
+    /// A view or the query session failed.
+    #[error(transparent)]
+    Views(#[from] crate::query::Error),
 }
 
 /// Result of report operations.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use sha2::Digest as _;
 
 use super::package::{self, PackageReport};
-use super::render::{Templates, safe};
+use super::render::{Templates, safe, serde_value};
 use super::sign::SecretKey;
 use super::{Error, Period, Result, Table, io_err};
 use crate::lake::Lake;
@@ -247,8 +247,7 @@ pub fn render_package(
         },
     });
     let charts = package_charts(report);
-    let context =
-        minijinja::context! { charts => charts, ..minijinja::Value::from_serialize(&context) };
+    let context = minijinja::context! { charts => charts, ..serde_value(&context) };
     Ok((
         templates.render("package.html", &context)?,
         templates.render("package.md", &context)?,
@@ -430,7 +429,6 @@ async fn write_pack(
     out: &Path,
     partial: &Path,
 ) -> Result<PackSummary> {
-    let partial = partial.to_path_buf();
     let period = &settings.period;
     let versions = pin_versions(lake, &settings.as_of).await?;
     let ctx = crate::query::session_as_of(lake, &AsOf::Versions(versions.clone())).await?;
@@ -438,7 +436,77 @@ async fn write_pack(
     let templates = Templates::load(settings.templates.as_deref())?;
     let as_of = period.end_inclusive_text();
 
-    // The SQL behind every figure.
+    let populations = write_populations(&ctx, settings, &registered, &as_of, &partial).await?;
+    let package_rows = write_packages(&ctx, settings, &templates, &versions, &partial).await?;
+
+    // Index: the story an examiner reads first.
+    let sod = view(&ctx, &settings.queries, "sod_violations").await?;
+    let findings = view(&ctx, &settings.queries, "policy_findings").await?;
+    let coverage = in_period(
+        &view(&ctx, &settings.queries, "recertification_coverage").await?,
+        period,
+    );
+    let samples = write_samples(&ctx, settings, &registered, &partial).await?;
+    let gaps = coverage_gaps(&ctx, period).await?;
+    let reconciliation = reconciliation(&ctx).await?;
+    write(
+        &partial,
+        "data/coverage-gaps.csv",
+        super::csv::table_to_csv(&gaps).as_bytes(),
+    )?;
+    write(
+        &partial,
+        "data/reconciliation.csv",
+        super::csv::table_to_csv(&reconciliation).as_bytes(),
+    )?;
+    let index = Index {
+        sod: &sod,
+        findings: &findings,
+        coverage: &coverage,
+        gaps: &gaps,
+        reconciliation: &reconciliation,
+        package_rows: &package_rows,
+        populations: &populations,
+        samples: &samples,
+    };
+    let signed_by = settings.key.as_ref().map(|k| k.public().id_text());
+    let provenance = Provenance {
+        govlake_version: env!("CARGO_PKG_VERSION"),
+        versions: versions.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+    };
+    let html = templates.render(
+        "index.html",
+        &index.context(period, &as_of, &provenance, signed_by.as_deref()),
+    )?;
+    write(&partial, "data/index.html", html.as_bytes())?;
+    write_provenance(&partial, period, &as_of, &versions, &index)?;
+
+    let bag = write_bag(&partial, settings, &as_of)?;
+    let archive = move_into_place(&partial, out, settings)?;
+    Ok(PackSummary {
+        index: out.join("data/index.html"),
+        dir: out.to_path_buf(),
+        archive,
+        files: bag.files,
+        bytes: bag.bytes,
+        packages: package_rows.len(),
+        sod_violations: sod.rows.len(),
+        signed_by,
+        versions,
+        pack_id: bag.pack_id,
+    })
+}
+
+/// Writes the SQL behind every figure and the populations: every view, and each
+/// parameterised query the period binds (`access_as_of` at the period's end).
+async fn write_populations(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    settings: &PackSettings,
+    registered: &[String],
+    as_of: &str,
+    partial: &Path,
+) -> Result<Vec<Population>> {
+    let period = &settings.period;
     for q in &settings.queries {
         write(
             &partial,
@@ -456,7 +524,7 @@ async fn write_pack(
                 (
                     p.clone(),
                     match p.as_str() {
-                        "as_of" => as_of.clone(),
+                        "as_of" => as_of.to_string(),
                         "from" => period.from_text.clone(),
                         "to" => period.to_text.clone(),
                         _ => String::new(),
@@ -476,7 +544,7 @@ async fn write_pack(
         let dir = partial.join("data/populations");
         std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let rows = super::table::stream_to_files(
-            &ctx,
+            ctx,
             &q.name,
             &q.sql,
             &bound,
@@ -505,10 +573,22 @@ async fn write_pack(
         .as_bytes(),
     )?;
 
-    // Per-package reports: each section runs once over all packages.
+    Ok(populations)
+}
+
+/// Writes each access package's report (HTML and Markdown); the rows the index lists.
+async fn write_packages(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    settings: &PackSettings,
+    templates: &Templates,
+    versions: &BTreeMap<String, i64>,
+    partial: &Path,
+) -> Result<Vec<serde_json::Value>> {
+    let period = &settings.period;
+    // Each section runs once over all packages.
     let mut package_rows = Vec::new();
-    package::build_all(&ctx, &settings.queries, period, |report| {
-        let (html, md) = render_package(&templates, &report, period, &versions, "../index.html")?;
+    package::build_all(ctx, &settings.queries, period, |report| {
+        let (html, md) = render_package(templates, &report, period, versions, "../index.html")?;
         write(
             &partial,
             &format!("data/packages/{}.html", report.file_stem),
@@ -528,11 +608,13 @@ async fn write_pack(
     })
     .await?;
 
-    // Index: the story an examiner reads first.
-    let sod = view(&ctx, &settings.queries, "sod_violations").await?;
-    let findings = view(&ctx, &settings.queries, "policy_findings").await?;
-    let coverage_all = view(&ctx, &settings.queries, "recertification_coverage").await?;
-    let coverage = Table {
+    Ok(package_rows)
+}
+
+/// The review instances of `recertification_coverage` that overlap the period, and the
+/// packages never reviewed.
+fn in_period(coverage_all: &Table, period: &Period) -> Table {
+    Table {
         columns: coverage_all.columns.clone(),
         rows: coverage_all
             .rows
@@ -549,17 +631,16 @@ async fn write_pack(
             })
             .cloned()
             .collect(),
-    };
-    let coverage_items: Vec<(String, f64)> = coverage
-        .rows
-        .iter()
-        .map(|r| {
-            (
-                coverage.cell(r, "access_package_name").to_string(),
-                coverage.cell(r, "coverage").parse().unwrap_or(0.0),
-            )
-        })
-        .collect();
+    }
+}
+
+/// Draws the `--sample`s and writes each to `data/samples/`.
+async fn write_samples(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    settings: &PackSettings,
+    registered: &[String],
+    partial: &Path,
+) -> Result<Vec<SampleRecord>> {
     let mut samples = Vec::new();
     for (name, size, seed) in &settings.samples {
         if !registered.contains(name) {
@@ -567,7 +648,7 @@ async fn write_pack(
                 "`--sample {name}:…`: `{name}` is not a view"
             )));
         }
-        let population = view(&ctx, &settings.queries, name).await?;
+        let population = view(ctx, &settings.queries, name).await?;
         let drawn = super::sample::draw(&population, *size, *seed);
         let file = format!("samples/{name}-n{size}-seed{seed}.csv");
         write(
@@ -583,112 +664,161 @@ async fn write_pack(
             file,
         });
     }
-    let gaps = coverage_gaps(&ctx, period).await?;
-    let reconciliation = reconciliation(&ctx).await?;
-    write(
-        &partial,
-        "data/coverage-gaps.csv",
-        super::csv::table_to_csv(&gaps).as_bytes(),
-    )?;
-    write(
-        &partial,
-        "data/reconciliation.csv",
-        super::csv::table_to_csv(&reconciliation).as_bytes(),
-    )?;
-    let holders: usize = package_rows
-        .iter()
-        .map(|p| p["holders"].as_u64().unwrap_or(0) as usize)
-        .sum();
-    let severity = |s: &str| {
-        findings
+    Ok(samples)
+}
+
+/// What the index and the provenance show.
+struct Index<'a> {
+    sod: &'a Table,
+    findings: &'a Table,
+    coverage: &'a Table,
+    gaps: &'a Table,
+    reconciliation: &'a Table,
+    package_rows: &'a [serde_json::Value],
+    populations: &'a [Population],
+    samples: &'a [SampleRecord],
+}
+
+impl Index<'_> {
+    /// The headline figures, in the order the index shows them.
+    fn summary(&self) -> Vec<(String, String)> {
+        let Index {
+            sod,
+            findings,
+            coverage,
+            gaps,
+            reconciliation,
+            package_rows,
+            ..
+        } = self;
+        let holders: usize = package_rows
+            .iter()
+            .map(|p| p["holders"].as_u64().unwrap_or(0) as usize)
+            .sum();
+        let severity = |s: &str| {
+            findings
+                .rows
+                .iter()
+                .filter(|r| findings.cell(r, "severity") == s)
+                .count()
+        };
+        vec![
+            (
+                "Access packages".to_string(),
+                package_rows.len().to_string(),
+            ),
+            ("Assignments held at period end".into(), holders.to_string()),
+            (
+                "Separation-of-duties violations".into(),
+                sod.rows.len().to_string(),
+            ),
+            (
+                "Policy findings (high / medium / low)".into(),
+                format!(
+                    "{} / {} / {}",
+                    severity("high"),
+                    severity("medium"),
+                    severity("low")
+                ),
+            ),
+            (
+                "Review instances in the period".into(),
+                coverage.rows.len().to_string(),
+            ),
+            ("Coverage gaps".into(), gaps.rows.len().to_string()),
+            (
+                "Tables reconciling".into(),
+                format!(
+                    "{} of {}",
+                    reconciliation
+                        .rows
+                        .iter()
+                        .filter(|r| reconciliation.cell(r, "reconciles") == "true")
+                        .count(),
+                    reconciliation.rows.len()
+                ),
+            ),
+        ]
+    }
+
+    /// The context of `index.html`.
+    fn context(
+        &self,
+        period: &Period,
+        as_of: &str,
+        provenance: &Provenance,
+        signed_by: Option<&str>,
+    ) -> minijinja::Value {
+        let Index {
+            sod,
+            findings,
+            coverage,
+            gaps,
+            reconciliation,
+            package_rows,
+            populations,
+            samples,
+        } = self;
+        let summary = self.summary();
+        let coverage_items: Vec<(String, f64)> = coverage
             .rows
             .iter()
-            .filter(|r| findings.cell(r, "severity") == s)
-            .count()
-    };
-    let summary = vec![
-        (
-            "Access packages".to_string(),
-            package_rows.len().to_string(),
-        ),
-        ("Assignments held at period end".into(), holders.to_string()),
-        (
-            "Separation-of-duties violations".into(),
-            sod.rows.len().to_string(),
-        ),
-        (
-            "Policy findings (high / medium / low)".into(),
-            format!(
-                "{} / {} / {}",
-                severity("high"),
-                severity("medium"),
-                severity("low")
-            ),
-        ),
-        (
-            "Review instances in the period".into(),
-            coverage.rows.len().to_string(),
-        ),
-        ("Coverage gaps".into(), gaps.rows.len().to_string()),
-        (
-            "Tables reconciling".into(),
-            format!(
-                "{} of {}",
-                reconciliation
-                    .rows
-                    .iter()
-                    .filter(|r| reconciliation.cell(r, "reconciles") == "true")
-                    .count(),
-                reconciliation.rows.len()
-            ),
-        ),
-    ];
-    let signed_by = settings.key.as_ref().map(|k| k.public().id_text());
-    let provenance = Provenance {
-        govlake_version: env!("CARGO_PKG_VERSION"),
-        versions: versions.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-    };
-    let chart = if coverage_items.is_empty() {
-        minijinja::Value::from("")
-    } else {
-        safe(super::chart::bars(
-            "Coverage per review instance",
-            &coverage_items,
-            Some(1.0),
-            |v| format!("{:.1} %", v * 100.0),
-        ))
-    };
-    let context = minijinja::context! {
-        period => minijinja::Value::from_serialize(period),
-        as_of => as_of.clone(),
-        provenance => minijinja::Value::from_serialize(&provenance),
-        summary => summary,
-        // Names for people; the ids are in the population files.
-        sod => minijinja::Value::from_serialize(&sod.select(&[
-            "user_principal_name", "access_package_name", "incompatible_access_package_name",
-            "both_held_since", "incompatibility_declared_at", "grandfathered",
-        ])),
-        findings => minijinja::Value::from_serialize(&findings.select(&[
-            "severity", "rule", "access_package_name", "policy_name", "detail",
-        ])),
-        coverage => minijinja::Value::from_serialize(&coverage.select(&[
-            "access_package_name", "quarter", "start_date_time", "end_date_time", "in_scope",
-            "reviewed", "dont_know", "not_reviewed", "not_in_review", "coverage", "approved",
-            "denied", "removal_due", "remediated", "failed_remediation", "never_reviewed",
-        ])),
-        gaps => minijinja::Value::from_serialize(&gaps),
-        reconciliation => minijinja::Value::from_serialize(&reconciliation),
-        packages => minijinja::Value::from_serialize(&package_rows),
-        populations => minijinja::Value::from_serialize(&populations),
-        samples => minijinja::Value::from_serialize(&samples),
-        signed_by => signed_by.clone().unwrap_or_default(),
-        charts => minijinja::context! { coverage => chart },
-    };
-    write(
-        &partial,
-        "data/index.html",
-        templates.render("index.html", &context)?.as_bytes(),
-    )?;
+            .map(|r| {
+                (
+                    coverage.cell(r, "access_package_name").to_string(),
+                    coverage.cell(r, "coverage").parse().unwrap_or(0.0),
+                )
+            })
+            .collect();
+        let chart = if coverage_items.is_empty() {
+            minijinja::Value::from("")
+        } else {
+            safe(super::chart::bars(
+                "Coverage per review instance",
+                &coverage_items,
+                Some(1.0),
+                |v| format!("{:.1} %", v * 100.0),
+            ))
+        };
+        minijinja::context! {
+            period => serde_value(period),
+            as_of => as_of,
+            provenance => serde_value(provenance),
+            summary => serde_value(summary),
+            // Names for people; the ids are in the population files.
+            sod => serde_value(&sod.select(&[
+                "user_principal_name", "access_package_name", "incompatible_access_package_name",
+                "both_held_since", "incompatibility_declared_at", "grandfathered",
+            ])),
+            findings => serde_value(&findings.select(&[
+                "severity", "rule", "access_package_name", "policy_name", "detail",
+            ])),
+            coverage => serde_value(&coverage.select(&[
+                "access_package_name", "quarter", "start_date_time", "end_date_time", "in_scope",
+                "reviewed", "dont_know", "not_reviewed", "not_in_review", "coverage", "approved",
+                "denied", "removal_due", "remediated", "failed_remediation", "never_reviewed",
+            ])),
+            gaps => serde_value(gaps),
+            reconciliation => serde_value(reconciliation),
+            packages => serde_value(package_rows),
+            populations => serde_value(populations),
+            samples => serde_value(samples),
+            signed_by => signed_by.unwrap_or_default(),
+            charts => minijinja::context! { coverage => chart },
+        }
+    }
+}
+
+/// Writes `data/provenance.json`: the pinned versions and the command that rebuilds the pack.
+fn write_provenance(
+    partial: &Path,
+    period: &Period,
+    as_of: &str,
+    versions: &BTreeMap<String, i64>,
+    index: &Index<'_>,
+) -> Result<()> {
+    let (populations, samples, package_rows) =
+        (index.populations, index.samples, index.package_rows);
     let provenance_doc = serde_json::json!({
         "govlake_version": env!("CARGO_PKG_VERSION"),
         "period": period,
@@ -705,25 +835,39 @@ async fn write_pack(
         "packages": package_rows,
     });
     write(
-        &partial,
+        partial,
         "data/provenance.json",
         serde_json::to_string_pretty(&provenance_doc)
             .unwrap_or_default()
             .as_bytes(),
-    )?;
+    )
+}
 
-    // Bag: manifest of the payload, bag-info, tag manifest, signature.
+/// What the bag's manifests hold.
+struct Bag {
+    /// Payload files.
+    files: usize,
+    /// Payload bytes.
+    bytes: u64,
+    /// SHA-256 of the tag manifest.
+    pack_id: String,
+}
+
+/// Makes the folder a BagIt bag: the payload's manifest, bag-info, the tag manifest and,
+/// with a key, the signer and the signature.
+fn write_bag(partial: &Path, settings: &PackSettings, as_of: &str) -> Result<Bag> {
+    let period = &settings.period;
     let mut manifest = String::new();
     let (mut files, mut bytes) = (0usize, 0u64);
-    for rel in files_under(&partial, "data")? {
+    for rel in files_under(partial, "data")? {
         let (hash, n) = sha256_file(&partial.join(&rel))?;
         manifest.push_str(&format!("{hash}  {rel}\n"));
         files += 1;
         bytes += n;
     }
-    write(&partial, MANIFEST, manifest.as_bytes())?;
+    write(partial, MANIFEST, manifest.as_bytes())?;
     write(
-        &partial,
+        partial,
         BAGIT,
         b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
     )?;
@@ -734,10 +878,10 @@ async fn write_pack(
         period.label,
         env!("CARGO_PKG_VERSION"),
     );
-    write(&partial, BAG_INFO, bag_info.as_bytes())?;
+    write(partial, BAG_INFO, bag_info.as_bytes())?;
     let mut tag_files = vec![BAGIT, BAG_INFO, MANIFEST];
     if let Some(key) = &settings.key {
-        write(&partial, SIGNER, key.public().to_file_text().as_bytes())?;
+        write(partial, SIGNER, key.public().to_file_text().as_bytes())?;
         tag_files.push(SIGNER);
     }
     tag_files.sort_unstable();
@@ -748,20 +892,31 @@ async fn write_pack(
             sha256_file(&partial.join(name))?.0
         ));
     }
-    write(&partial, TAG_MANIFEST, tag_manifest.as_bytes())?;
+    write(partial, TAG_MANIFEST, tag_manifest.as_bytes())?;
     let pack_id = hex::encode(sha2::Sha256::digest(tag_manifest.as_bytes()));
     if let Some(key) = &settings.key {
         let signature = key.sign(
             tag_manifest.as_bytes(),
             &format!("govlake evidence pack {} as of {as_of}", period.label),
         );
-        write(&partial, SIGNATURE, signature.as_bytes())?;
+        write(partial, SIGNATURE, signature.as_bytes())?;
     }
+    Ok(Bag {
+        files,
+        bytes,
+        pack_id,
+    })
+}
+
+/// Renames the finished pack to `out`, then writes its archive when asked (the archive's
+/// path).
+fn move_into_place(partial: &Path, out: &Path, settings: &PackSettings) -> Result<Option<PathBuf>> {
+    let period = &settings.period;
     if out.exists() {
         std::fs::remove_dir(out).map_err(io_err("replace", out))?;
     }
-    std::fs::rename(&partial, out).map_err(io_err("rename the finished pack to", out))?;
-    let archive = if settings.archive {
+    std::fs::rename(partial, out).map_err(io_err("rename the finished pack to", out))?;
+    Ok(if settings.archive {
         let path = PathBuf::from(format!("{}.tar", out.display()));
         // The pack is complete from here: an archive that fails leaves it in place.
         write_archive(
@@ -773,18 +928,6 @@ async fn write_pack(
         Some(path)
     } else {
         None
-    };
-    Ok(PackSummary {
-        index: out.join("data/index.html"),
-        dir: out.to_path_buf(),
-        archive,
-        files,
-        bytes,
-        packages: package_rows.len(),
-        sod_violations: sod.rows.len(),
-        signed_by,
-        versions,
-        pack_id,
     })
 }
 

@@ -37,6 +37,12 @@ const EMBEDDED: &[(&str, &str)] = &[
     ),
 ];
 
+/// A template value from anything serde serialises (minijinja 3 converts through
+/// `Into<Value>` and takes serde values wrapped in `Serde`).
+pub fn serde_value<T: serde::Serialize>(value: T) -> Value {
+    Value::from(minijinja::value::Serde(value))
+}
+
 /// Rendering environment.
 pub struct Templates {
     env: Environment<'static>,
@@ -58,8 +64,13 @@ impl Templates {
         let mut env = Environment::new();
         env.set_auto_escape_callback(|_| AutoEscape::Html);
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .build()
+                .expect("the default delimiters are valid"),
+        );
         env.add_filter("md", md);
         for (name, source) in EMBEDDED {
             let source = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
@@ -85,7 +96,7 @@ impl Templates {
         };
         self.env
             .get_template(name)
-            .and_then(|t| t.render(Value::from_serialize(context)))
+            .and_then(|t| t.render(serde_value(context)))
             .map_err(err)
     }
 }

@@ -172,52 +172,89 @@ impl PublicKey {
 
     /// Checks a detached signature of `message`; returns its trusted comment, or why it
     /// does not verify.
-    pub fn verify(&self, message: &[u8], signature_text: &str) -> Result<String, String> {
+    pub fn verify(&self, message: &[u8], signature_text: &str) -> Result<String, SignatureError> {
+        use SignatureError as E;
         let mut lines = signature_text
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty());
-        let _untrusted = lines.next().ok_or("the signature file is empty")?;
+        let _untrusted = lines.next().ok_or(E::Empty)?;
         let sig = lines
             .next()
             .and_then(|l| B64.decode(l).ok())
             .filter(|b| b.len() == 74)
-            .ok_or("the signature line is not a minisign signature")?;
+            .ok_or(E::NotMinisign)?;
         let comment = lines
             .next()
             .and_then(|l| l.strip_prefix("trusted comment: "))
-            .ok_or("the trusted comment is missing")?;
+            .ok_or(E::NoTrustedComment)?;
         let global = lines
             .next()
             .and_then(|l| B64.decode(l).ok())
             .filter(|b| b.len() == 64)
-            .ok_or("the global signature is missing")?;
+            .ok_or(E::NoGlobalSignature)?;
         if sig[2..10] != self.key_id {
-            return Err(format!(
-                "signed by key {}, not by the expected key {}",
-                key_id_text(sig[2..10].try_into().unwrap_or(&[0; 8])),
-                self.id_text()
-            ));
+            return Err(E::OtherKey {
+                signer: key_id_text(sig[2..10].try_into().unwrap_or(&[0; 8])),
+                expected: self.id_text(),
+            });
         }
         let signature = ed25519_dalek::Signature::from_slice(&sig[10..74])
-            .map_err(|_| "malformed signature".to_string())?;
+            .map_err(|_| E::Malformed("signature"))?;
         let verified = match &sig[..2] {
             b"ED" => self
                 .key
                 .verify(&blake2::Blake2b512::digest(message), &signature),
             b"Ed" => self.key.verify(message, &signature),
-            _ => return Err("unknown signature algorithm".into()),
+            _ => return Err(E::UnknownAlgorithm),
         };
-        verified.map_err(|_| "the signature does not match the signed file".to_string())?;
+        verified.map_err(|_| E::Mismatch)?;
         let mut signed_comment = sig[10..74].to_vec();
         signed_comment.extend_from_slice(comment.as_bytes());
         let global = ed25519_dalek::Signature::from_slice(&global)
-            .map_err(|_| "malformed global signature".to_string())?;
+            .map_err(|_| E::Malformed("global signature"))?;
         self.key
             .verify(&signed_comment, &global)
-            .map_err(|_| "the trusted comment was altered".to_string())?;
+            .map_err(|_| E::CommentAltered)?;
         Ok(comment.to_string())
     }
+}
+
+/// Why a detached minisign signature does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// No lines at all.
+    #[error("the signature file is empty")]
+    Empty,
+    /// The second line is not a minisign signature.
+    #[error("the signature line is not a minisign signature")]
+    NotMinisign,
+    /// No `trusted comment:` line.
+    #[error("the trusted comment is missing")]
+    NoTrustedComment,
+    /// No global signature line.
+    #[error("the global signature is missing")]
+    NoGlobalSignature,
+    /// Made by another key.
+    #[error("signed by key {signer}, not by the expected key {expected}")]
+    OtherKey {
+        /// The key id the signature names.
+        signer: String,
+        /// The key id checked against.
+        expected: String,
+    },
+    /// Bytes that are not an Ed25519 signature.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// Neither `Ed` nor `ED`.
+    #[error("unknown signature algorithm")]
+    UnknownAlgorithm,
+    /// The file was changed after signing.
+    #[error("the signature does not match the signed file")]
+    Mismatch,
+    /// The trusted comment was changed after signing.
+    #[error("the trusted comment was altered")]
+    CommentAltered,
 }
 
 #[cfg(test)]
@@ -244,13 +281,14 @@ mod tests {
         let forged = sig.replace("govlake pack 2026Q3", "govlake pack 2026Q4");
         assert_eq!(
             public.verify(b"manifest", &forged).unwrap_err(),
-            "the trusted comment was altered"
+            SignatureError::CommentAltered
         );
         let other = SecretKey::generate().unwrap().public();
         assert!(
             other
                 .verify(b"manifest", &sig)
                 .unwrap_err()
+                .to_string()
                 .contains("not by the expected key")
         );
         assert!(!format!("{key:?}").contains(&key.to_file_text().lines().nth(1).unwrap()[..20]));

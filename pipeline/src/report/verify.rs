@@ -119,14 +119,6 @@ pub fn verify(dir: &Path, trusted: &[PublicKey]) -> Result<Verdict> {
         )));
     }
     let mut v = Verdict::default();
-    // Tag files are read only when they are regular files (a link could point anywhere).
-    let read = |name: &str| {
-        let path = dir.join(name);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() => std::fs::read_to_string(&path),
-            _ => Err(std::io::ErrorKind::NotFound.into()),
-        }
-    };
     if let Err(reason) = sha256(&dir.join(BAGIT)) {
         v.fail(BAGIT, format!("{reason}: not an evidence pack (BagIt)"));
     }
@@ -134,16 +126,32 @@ pub fn verify(dir: &Path, trusted: &[PublicKey]) -> Result<Verdict> {
         Ok(m) if m.is_dir() => {}
         _ => v.fail("data", "missing or not a folder"),
     }
+    let tag_text = check_tag_files(dir, &mut v);
+    check_payload(dir, &mut v)?;
+    check_signature(dir, &tag_text, trusted, &mut v);
+    Ok(v)
+}
 
-    // Tag files.
-    let tag_text = match read(TAG_MANIFEST) {
+/// A tag file's text, read only when it is a regular file (a link could point anywhere).
+fn read(dir: &Path, name: &str) -> std::io::Result<String> {
+    let path = dir.join(name);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() => std::fs::read_to_string(&path),
+        _ => Err(std::io::ErrorKind::NotFound.into()),
+    }
+}
+
+/// Checks the tag manifest covers the tag files and their hashes; its text (empty when
+/// it is missing).
+fn check_tag_files(dir: &Path, v: &mut Verdict) -> String {
+    let tag_text = match read(dir, TAG_MANIFEST) {
         Ok(t) => t,
         Err(_) => {
             v.fail(TAG_MANIFEST, "missing");
             String::new()
         }
     };
-    let tags = parse_manifest(&tag_text, TAG_MANIFEST, &mut v);
+    let tags = parse_manifest(&tag_text, TAG_MANIFEST, v);
     for required in [BAGIT, BAG_INFO, MANIFEST] {
         if !tags.contains_key(required) {
             v.fail(TAG_MANIFEST, format!("does not cover `{required}`"));
@@ -156,10 +164,14 @@ pub fn verify(dir: &Path, trusted: &[PublicKey]) -> Result<Verdict> {
             Err(reason) => v.fail(path, reason),
         }
     }
+    tag_text
+}
 
-    // Payload.
-    let manifest = read(MANIFEST).unwrap_or_default();
-    let entries = parse_manifest(&manifest, MANIFEST, &mut v);
+/// Checks the payload against the manifest (changed, missing and extra files) and the
+/// bag-info's Payload-Oxum.
+fn check_payload(dir: &Path, v: &mut Verdict) -> Result<()> {
+    let manifest = read(dir, MANIFEST).unwrap_or_default();
+    let entries = parse_manifest(&manifest, MANIFEST, v);
     for (path, hash) in &entries {
         if !path.starts_with("data/") {
             v.fail(MANIFEST, format!("`{path}` is outside data/"));
@@ -189,7 +201,7 @@ pub fn verify(dir: &Path, trusted: &[PublicKey]) -> Result<Verdict> {
             v.fail(&name, "extra: in the pack but not in the manifest");
         }
     }
-    if let Ok(info) = read(BAG_INFO) {
+    if let Ok(info) = read(dir, BAG_INFO) {
         let oxum = info
             .lines()
             .find_map(|l| l.strip_prefix("Payload-Oxum:"))
@@ -202,9 +214,13 @@ pub fn verify(dir: &Path, trusted: &[PublicKey]) -> Result<Verdict> {
             }
         }
     }
+    Ok(())
+}
 
-    // Signature.
-    match read(SIGNATURE) {
+/// Checks the signature of the tag manifest: by one of the `trusted` keys, else by the
+/// pack's own `signer.pub`.
+fn check_signature(dir: &Path, tag_text: &str, trusted: &[PublicKey], v: &mut Verdict) {
+    match read(dir, SIGNATURE) {
         Err(_) => v.fail(SIGNATURE, "missing: the pack is not signed"),
         Ok(signature) => {
             let pinned = !trusted.is_empty();
@@ -217,7 +233,7 @@ pub fn verify(dir: &Path, trusted: &[PublicKey]) -> Result<Verdict> {
                     .or(trusted.first())
                     .cloned()
             } else {
-                match read(SIGNER).ok().map(|t| PublicKey::parse(&t)) {
+                match read(dir, SIGNER).ok().map(|t| PublicKey::parse(&t)) {
                     Some(Ok(k)) => Some(k),
                     _ => {
                         v.fail(SIGNER, "missing or not a public key: pass --public-key");
@@ -236,12 +252,11 @@ pub fn verify(dir: &Path, trusted: &[PublicKey]) -> Result<Verdict> {
                         SIGNATURE,
                         format!("{reason} (nor by any other trusted key)"),
                     ),
-                    Err(reason) => v.fail(SIGNATURE, reason),
+                    Err(reason) => v.fail(SIGNATURE, reason.to_string()),
                 }
             }
         }
     }
-    Ok(v)
 }
 
 /// Folders under `root/dir` with nothing in them, as `/`-separated relative paths.
