@@ -168,7 +168,8 @@ fn a_plus_in_a_path_stays_a_plus() {
     );
     for r in &responses {
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        let ids: Vec<&str> = r.json()["value"]
+        let page = r.json();
+        let ids: Vec<&str> = page["value"]
             .as_array()
             .unwrap()
             .iter()
