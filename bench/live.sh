@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS="${1:-77000}"
 PROFILE="${PROFILE:-release}"
-[ -n "${NO_BUILD:-}" ] || cargo build --locked --profile "$PROFILE" --bin govlake --bin govlake-graph-sim
+[ -n "${NO_BUILD:-}" ] || cargo build --locked --profile "$PROFILE" -p govlake -p govlake-graph-sim --bins
 dir=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 BIN="target/$dir/govlake"
 SIM="target/$dir/govlake-graph-sim"

@@ -38,7 +38,7 @@ SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(100k 1m 10m)
 [ "${SIZES[0]}" != --gather ] || SIZES=()
 
-cargo build --locked --profile "$PROFILE" --bin govlake --bin govlake-graph-sim
+cargo build --locked --profile "$PROFILE" -p govlake -p govlake-graph-sim --bins
 dir=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 BIN="$ROOT/target/$dir/govlake"
 SIM="$ROOT/target/$dir/govlake-graph-sim"

@@ -653,6 +653,10 @@ pub struct DemoArgs {
     /// a few 429s and 503s to show them being waited out), instead of from its files.
     #[arg(long)]
     pub live: bool,
+    /// The Graph simulator binary `--live` runs. Default: `govlake-graph-sim` next to this
+    /// govlake, else on PATH (build it with `cargo build -p govlake-graph-sim`).
+    #[arg(long, value_name = "PATH", requires = "live")]
+    pub simulator: Option<PathBuf>,
 }
 
 /// `govlake generate`.

@@ -11,7 +11,7 @@ use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use crate::common::{Run, assert_same_dump, dump, govlake, ingest, run, sample_data};
+use crate::common::{Run, assert_same_dump, dump, govlake, ingest, run, sample_data, sim_binary};
 
 /// A running simulator; killed when dropped.
 pub(crate) struct Sim {
@@ -27,7 +27,7 @@ impl Drop for Sim {
 }
 
 pub(crate) fn start_sim(dir: &Path, faults: &[&str]) -> Sim {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_govlake-graph-sim"))
+    let mut child = Command::new(sim_binary())
         .arg("--from")
         .arg(dir)
         .args(faults)
@@ -294,6 +294,30 @@ fn the_live_demo_reads_the_sample_through_the_simulator() {
         r.stdout
     );
     assert_same_dump(&typed(&lake), &sample_file_dump());
+}
+
+#[test]
+fn the_live_demo_names_a_simulator_it_cannot_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-govlake-graph-sim");
+    let r = run(govlake()
+        .arg("--lake")
+        .arg(dir.path().join("lake"))
+        .args(["demo", "--live", "--sample-data"])
+        .arg(sample_data())
+        .arg("--pack")
+        .arg(dir.path().join("pack"))
+        .arg("--simulator")
+        .arg(&missing));
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "cannot start the Graph simulator `{}`",
+            missing.display()
+        )),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

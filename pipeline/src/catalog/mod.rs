@@ -16,6 +16,48 @@ use crate::lake::history::{VersionedTable, Versioning};
 use crate::lake::{Cell, Column, ColumnType, TableSchema};
 use value::{Conv, convert, get_path};
 
+/// Why a record cannot become a row: its quarantine reason in `_rejects`.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// The record is not a JSON object.
+    #[error("expected an object but found {found}")]
+    NotAnObject {
+        /// What it is, described.
+        found: &'static str,
+    },
+    /// A nested list that is something else (it would silently store no child rows).
+    #[error("`{path}` is {found}, not a list")]
+    NotAList {
+        /// The property path.
+        path: String,
+        /// What it is, described.
+        found: &'static str,
+    },
+    /// A value that does not fit its column.
+    #[error("column `{column}`: {source}")]
+    Column {
+        /// The column.
+        column: String,
+        /// Why it does not fit.
+        source: value::ConvertError,
+    },
+    /// A column of a composite key is empty.
+    #[error("column `{column}` is empty but identifies the row")]
+    EmptyKey {
+        /// The column.
+        column: String,
+    },
+    /// No `id`.
+    #[error("the record has no `id`")]
+    NoId,
+    /// A required column is empty.
+    #[error("column `{column}` is required but empty")]
+    Required {
+        /// The column.
+        column: String,
+    },
+}
+
 /// Where a column's value comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -825,9 +867,11 @@ impl EntitySpec {
     }
 
     /// Extracts the typed row of one object. `Err` is the quarantine reason.
-    pub fn extract(&self, obj: &Value, ctx: Ctx<'_>) -> Result<Vec<Cell>, String> {
+    pub fn extract(&self, obj: &Value, ctx: Ctx<'_>) -> Result<Vec<Cell>, Rejection> {
         if !obj.is_object() {
-            return Err(format!("expected an object but found {}", kind_of(obj)));
+            return Err(Rejection::NotAnObject {
+                found: kind_of(obj),
+            });
         }
         // A nested list that is something else would silently store no child rows.
         for c in &self.children {
@@ -836,7 +880,10 @@ impl EntitySpec {
                     && !v.is_array()
                     && !value::is_null(v)
                 {
-                    return Err(format!("`{}` is {}, not a list", p.join("."), kind_of(v)));
+                    return Err(Rejection::NotAList {
+                        path: p.join("."),
+                        found: kind_of(v),
+                    });
                 }
             }
         }
@@ -850,9 +897,10 @@ impl EntitySpec {
             for s in &c.sources {
                 cell = match s {
                     Source::Paths(paths) => match paths.iter().find_map(|p| get_path(obj, p)) {
-                        Some(v) => {
-                            convert(v, c.conv).map_err(|e| format!("column `{}`: {e}", c.name))?
-                        }
+                        Some(v) => convert(v, c.conv).map_err(|source| Rejection::Column {
+                            column: c.name.clone(),
+                            source,
+                        })?,
                         None => Cell::Null,
                     },
                     Source::Parent(n) => ctx
@@ -887,14 +935,18 @@ impl EntitySpec {
                 match &row[i] {
                     Cell::Str(s) => key.push_str(s),
                     Cell::Int(n) => key.push_str(&n.to_string()),
-                    _ => return Err(format!("column `{p}` is empty but identifies the row")),
+                    _ => {
+                        return Err(Rejection::EmptyKey {
+                            column: p.to_string(),
+                        });
+                    }
                 }
             }
             row[0] = Cell::Str(key);
         }
         match &row[0] {
             Cell::Str(s) if !s.is_empty() => {}
-            _ => return Err("the record has no `id`".into()),
+            _ => return Err(Rejection::NoId),
         }
         for r in &self.required {
             let i = self
@@ -903,7 +955,9 @@ impl EntitySpec {
                 .position(|c| c.name == *r)
                 .expect("required column exists");
             if row[i] == Cell::Null {
-                return Err(format!("column `{r}` is required but empty"));
+                return Err(Rejection::Required {
+                    column: r.to_string(),
+                });
             }
         }
         if self.month_partitioned() {
@@ -1017,7 +1071,8 @@ mod tests {
         let e = entity("catalogs").unwrap();
         assert_eq!(
             e.extract(&json!({"displayName": "x"}), Ctx::default())
-                .unwrap_err(),
+                .unwrap_err()
+                .to_string(),
             "the record has no `id`"
         );
     }

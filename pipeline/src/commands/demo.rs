@@ -35,7 +35,7 @@ pub async fn run(
     let dir = sample_dir(args)?;
     let lake = open_lake(global, "govlake-demo", Access::Create).await?;
     let (summary, graph) = if args.live {
-        let (graph, summary) = live_sample(&lake, &dir, printer).await?;
+        let (graph, summary) = live_sample(&lake, &dir, args, printer).await?;
         (summary, Some(graph))
     } else {
         let settings = IngestSettings {
@@ -99,33 +99,107 @@ pub async fn run(
     })
 }
 
-/// Serves the sample tenant with the Graph simulator on 127.0.0.1 (every 9th request
-/// throttled for a second, every 13th answered 503) and ingests it live through it.
+/// The simulator binary: `--simulator`, else `govlake-graph-sim` next to this executable (as
+/// cargo and the release archive place it), else on PATH.
+fn simulator_binary(args: &DemoArgs) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &args.simulator {
+        return Ok(p.clone());
+    }
+    let name = format!("govlake-graph-sim{}", std::env::consts::EXE_SUFFIX);
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(&name)));
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(&name)).collect())
+        .unwrap_or_else(Vec::new);
+    beside
+        .into_iter()
+        .chain(on_path)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "`govlake demo --live` runs the Graph simulator, and `{name}` is neither next to this govlake nor on PATH: build it with `cargo build -p govlake-graph-sim` (in the checkout) or pass `--simulator PATH`"
+            )
+        })
+}
+
+/// A simulator child process, killed when dropped.
+struct SimProcess(std::process::Child);
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `govlake-graph-sim` on 127.0.0.1 serving `dir` with a fresh secret (every 9th
+/// request throttled for a second, every 13th answered 503); returns it and its URL.
+fn start_simulator(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    secret: &str,
+) -> anyhow::Result<(SimProcess, String)> {
+    use std::io::{BufRead, Read};
+    use std::process::{Command, Stdio};
+    let child = Command::new(binary)
+        .arg("--from")
+        .arg(dir)
+        .args(["--addr", "127.0.0.1:0", "--throttle-every", "9"])
+        .args(["--retry-after", "1", "--unavailable-every", "13"])
+        .env("GOVLAKE_SIM_CLIENT_SECRET", secret)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot start the Graph simulator `{}`: {e}",
+                binary.display()
+            )
+        })?;
+    let mut sim = SimProcess(child);
+    let mut line = String::new();
+    if let Some(out) = sim.0.stdout.take() {
+        std::io::BufReader::new(out).read_line(&mut line)?;
+    }
+    match line.trim().strip_prefix("listening on ") {
+        Some(url) => Ok((sim, url.to_string())),
+        None => {
+            let _ = sim.0.kill();
+            let mut stderr = String::new();
+            if let Some(mut err) = sim.0.stderr.take() {
+                let _ = err.read_to_string(&mut stderr);
+            }
+            let said: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+            let why = if said.is_empty() {
+                "it printed no address".to_string()
+            } else {
+                said.join("; ")
+            };
+            anyhow::bail!(
+                "the Graph simulator `{}` did not start: {why}",
+                binary.display()
+            )
+        }
+    }
+}
+
+/// Serves the sample tenant with the Graph simulator (a child process on 127.0.0.1) and
+/// ingests it live through it.
 async fn live_sample(
     lake: &govlake::lake::Lake,
     dir: &std::path::Path,
+    args: &DemoArgs,
     printer: &Printer,
 ) -> anyhow::Result<(
     govlake::graph::crawl::CrawlSummary,
     govlake::ingest::IngestSummary,
 )> {
     use govlake::graph::client::{ClientSettings, Credential, Secret};
-    use govlake::graph::sim::{Faults, SimAuth, Simulator};
     use std::time::Duration;
     let secret = uuid::Uuid::new_v4().to_string();
-    let faults = Faults {
-        throttle_every: Some(9),
-        retry_after_secs: 1,
-        unavailable_every: Some(13),
-        ..Faults::default()
-    };
-    let sim = std::sync::Arc::new(
-        Simulator::load(dir, faults, SimAuth::secret(secret.clone()))
-            .map_err(|e| anyhow::anyhow!(e))?,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(sim.serve(listener));
+    let (sim, url) = start_simulator(&simulator_binary(args)?, dir, &secret)?;
     let endpoint = url::Url::parse(&url)?;
     let settings = ClientSettings {
         endpoint: endpoint.clone(),
@@ -158,7 +232,7 @@ async fn live_sample(
         extra_gaps: vec![],
     };
     let out = super::live::fetch_and_ingest(lake, settings, run, printer).await;
-    server.abort();
+    drop(sim);
     out
 }
 

@@ -17,7 +17,7 @@ use super::error::BoxError;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::signature::{self, RsaKeyPair};
+use ring::signature::RsaKeyPair;
 use url::Url;
 
 pub use super::error::CredentialError;
@@ -403,16 +403,6 @@ impl Credential {
     }
 }
 
-/// The `-----BEGIN X-----` blocks of a PEM text: (label, DER); none when it is not PEM.
-/// (The simulator reads its certificate with it.)
-pub fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
-    pem::parse_many(text)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|b| (b.tag().to_string(), b.into_contents()))
-        .collect()
-}
-
 /// The app roles (`roles` claim) an access token carries; empty when it is not a JWT.
 pub fn token_roles(token: &str) -> Vec<String> {
     let Some(payload) = token.split('.').nth(1) else {
@@ -449,70 +439,6 @@ pub fn write_roles(roles: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The PKCS#1 RSA public key inside an X.509 certificate (DER), for checking assertions
-/// (the simulator's token endpoint). A minimal DER walk: certificate → tbsCertificate →
-/// subjectPublicKeyInfo → BIT STRING.
-pub fn certificate_rsa_public_key(cert: &[u8]) -> Option<&[u8]> {
-    fn tlv(d: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let tag = *d.first()?;
-        let first = *d.get(1)? as usize;
-        let (len, start) = if first < 0x80 {
-            (first, 2)
-        } else {
-            let n = first & 0x7f;
-            if n == 0 || n > 4 {
-                return None;
-            }
-            let mut len = 0usize;
-            for b in d.get(2..2 + n)? {
-                len = (len << 8) | *b as usize;
-            }
-            (len, 2 + n)
-        };
-        let body = d.get(start..start + len)?;
-        Some((tag, body, &d[start + len..]))
-    }
-    let (_, certificate, _) = tlv(cert)?;
-    let (_, tbs, _) = tlv(certificate)?;
-    let mut rest = tbs;
-    let (tag, _, after) = tlv(rest)?;
-    if tag == 0xA0 {
-        rest = after; // explicit version
-    }
-    // serial, signature algorithm, issuer, validity, subject
-    for _ in 0..5 {
-        rest = tlv(rest)?.2;
-    }
-    let (_, spki, _) = tlv(rest)?;
-    let (_, _algorithm, after) = tlv(spki)?;
-    let (tag, bits, _) = tlv(after)?;
-    (tag == 0x03 && bits.first() == Some(&0)).then(|| &bits[1..])
-}
-
-/// Checks an RS256 JWT's signature against a certificate; returns its header and claims.
-pub fn verify_rs256(
-    jwt: &str,
-    cert_der: &[u8],
-) -> Result<(serde_json::Value, serde_json::Value), String> {
-    let mut parts = jwt.split('.');
-    let (Some(h), Some(c), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("the assertion is not a JWT".into());
-    };
-    let decode = |p: &str| {
-        URL_SAFE_NO_PAD
-            .decode(p)
-            .map_err(|_| "bad base64url".to_string())
-    };
-    let key = certificate_rsa_public_key(cert_der).ok_or("the certificate has no RSA key")?;
-    signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, key)
-        .verify(format!("{h}.{c}").as_bytes(), &decode(s)?)
-        .map_err(|_| "the assertion's signature does not match the certificate".to_string())?;
-    let json = |b: Vec<u8>| serde_json::from_slice(&b).map_err(|_| "bad JWT JSON".to_string());
-    Ok((json(decode(h)?)?, json(decode(c)?)?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,17 +458,6 @@ mod tests {
             ]
         );
         assert!(token_roles("opaque-token").is_empty());
-    }
-
-    #[test]
-    fn pem_blocks_skip_headers_and_garbage() {
-        // Text around the blocks (as `openssl pkcs12` prints `Bag Attributes`), and an
-        // encrypted key in the traditional form: RFC 1421 headers, then a blank line.
-        let text = "Bag Attributes\n    localKeyID: 01\n-----BEGIN CERTIFICATE-----\nAAEC\nAw==\n-----END CERTIFICATE-----\n-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nBAU=\n-----END RSA PRIVATE KEY-----\n";
-        let blocks = pem_blocks(text);
-        assert_eq!(blocks[0], ("CERTIFICATE".to_string(), vec![0, 1, 2, 3]));
-        assert_eq!(blocks[1], ("RSA PRIVATE KEY".to_string(), vec![4, 5]));
-        assert!(pem_blocks("not PEM").is_empty());
     }
 
     #[test]

@@ -792,6 +792,7 @@ impl<'a> Run<'a> {
                     constant: at.constant,
                 },
             )
+            .map_err(|rejection| rejection.to_string())
         };
         let reason = match extracted {
             Ok(row) => return Some(row),

@@ -24,6 +24,19 @@ pub fn govlake() -> Command {
     c
 }
 
+/// The `govlake-graph-sim` binary: a crate of its own (pipeline/graph-sim), built by cargo into
+/// the same folder as `govlake` (plain `cargo test` builds both).
+pub fn sim_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_govlake"))
+        .with_file_name(format!("govlake-graph-sim{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "`{}` is missing: run `cargo build -p govlake-graph-sim` (plain `cargo test` builds it)",
+        path.display()
+    );
+    path
+}
+
 /// Starts `CMD ingest --chunk-rows 1000 --from INPUT` in the background, output discarded
 /// (to be killed mid-run).
 pub fn spawn_ingest(mut cmd: Command, input: &Path) -> std::process::Child {

@@ -1,13 +1,13 @@
 //! `govlake-graph-sim`: a Microsoft Graph simulator on 127.0.0.1 serving an export
-//! directory, with OData paging, filters, a token endpoint and injected faults (see
-//! `govlake::graph::sim`). Prints `listening on http://ADDR` once ready.
+//! directory, with OData paging, filters, a token endpoint and injected faults (the library
+//! of this crate). Prints `listening on http://ADDR` once ready.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use govlake::graph::sim::{Faults, READ_ROLES, SimAuth, Simulator};
+use govlake_graph_sim::{Faults, READ_ROLES, SimAuth, Simulator};
 
 /// Serve an export directory as Microsoft Graph (for tests, demos and benchmarks).
 #[derive(Debug, Parser)]
@@ -119,14 +119,24 @@ async fn main() -> std::process::ExitCode {
     let certificate = match &args.client_certificate {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            match govlake::graph::credential::pem_blocks(&text)
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: cannot read `{}`: {e}", path.display());
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            match pem::parse_many(&text)
+                .unwrap_or_default()
                 .into_iter()
-                .find(|(label, _)| label == "CERTIFICATE")
+                .find(|block| block.tag() == "CERTIFICATE")
             {
-                Some((_, der)) => Some(der),
+                Some(block) => Some(block.into_contents()),
                 None => {
-                    eprintln!("error: `{}` holds no CERTIFICATE block", path.display());
+                    eprintln!(
+                        "error: `{}` holds no PEM CERTIFICATE block: pass the certificate the app's assertions are signed with",
+                        path.display()
+                    );
                     return std::process::ExitCode::from(2);
                 }
             }
