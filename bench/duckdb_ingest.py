@@ -5,15 +5,21 @@ per entity, deduplicated by id, with the types DuckDB infers from the JSON.
 Usage: duckdb_ingest.py EXPORT_DIR OUT_DIR
 Prints the number of records read and the number stored (after dedupe) on stdout.
 
-The entity of a file is told by its name (`assignments-0001.json`, `decisions-…-0001.json`,
-`PT1H.json`), which is how `govlake generate` names them. Audit events come from both
-directoryAudits pages and the archives' `properties`; one event in both is stored once.
+The entity of a file is told as govlake tells it: by the `@odata.context` at the head of its
+page first (so the neutral layout of bench/relayout.py, `export-000001.json`, … reads the same
+as the generated one), else by its name (`assignments-0001.json`, `PT1H.json`). Every file is
+told the same way in both layouts, so DuckDB does the same work on either. Audit events come
+from both directoryAudits pages and the archives' `properties`; one event in both is stored
+once.
 """
 import pathlib
 import re
 import sys
 
 import duckdb
+
+sys.dont_write_bytecode = True  # no __pycache__ in the checkout
+import export_pages  # noqa: E402
 
 ENTITIES = [
     "directoryAudits", "assignmentRequests", "assignmentPolicies", "assignments",
@@ -26,6 +32,10 @@ OPTIONS = "maximum_object_size = 1073741824, sample_size = -1, union_by_name = t
 def entity_of(path: pathlib.Path) -> str | None:
     if path.name == "PT1H.json":
         return "archive"
+    context = export_pages.context_of(path)
+    if context is not None:
+        named = export_pages.entity_of_context(context).lower()
+        return next((e for e in ENTITIES if e.lower() == named), None)
     for name in ENTITIES:
         if re.search(rf"(^|[-_.]){name}([-_.]|$)", path.name, re.IGNORECASE):
             return name

@@ -106,17 +106,21 @@ policy_effective AS (
 ),
 -- The version each request is judged by: the one in force at its creation, else the last
 -- one begun before it (policy deleted), else the first one observed.
+-- Each request's candidate policy versions, best first; the first row of each request is
+-- the one it is read against. (One window over all rows ordered by request rather than
+-- row_number() PARTITION BY request: the same first row, without a window state per
+-- request, which cost ~5 µs each.)
 request_version AS (
     SELECT r.id AS request_id, r.request_type, r.created_date_time, v.id AS policy_id,
            v.valid_from, v.valid_to, v.approval_add, v.approval_update,
-           row_number() OVER (
-               PARTITION BY r.id
-               ORDER BY CASE WHEN v.effective_from <= r.created_date_time
+           coalesce(lag(r.id) OVER (
+               ORDER BY r.id,
+                        CASE WHEN v.effective_from <= r.created_date_time
                               AND (v.effective_to IS NULL OR v.effective_to > r.created_date_time) THEN 0
                              WHEN v.effective_from <= r.created_date_time THEN 1
                              ELSE 2 END,
                         CASE WHEN v.effective_from <= r.created_date_time THEN v.effective_from END DESC NULLS LAST,
-                        v.effective_from, v.valid_from) AS n
+                        v.effective_from, v.valid_from) <> r.id, true) AS first_of_request
     FROM assignment_requests r
     JOIN policy_effective v ON v.id = r.assignment_policy_id
 ),
@@ -132,7 +136,7 @@ request_policy AS (
                WHEN request_type IN ('userUpdate', 'userExtend') THEN approval_update
                ELSE false END, false) AS approval_required
     FROM request_version
-    WHERE n = 1
+    WHERE first_of_request
 ),
 -- That version's stages, as observed at stages_at.
 request_stages AS (
@@ -149,22 +153,29 @@ requirement AS (
     FROM request_policy rp
     LEFT JOIN request_stages rs ON rs.request_id = rp.request_id
 ),
-approvals AS (
-    SELECT s.request_id,
-           max(CASE WHEN s.activity_display_name = 'Auto approve access package assignment request'
-                    THEN 1 ELSE 0 END) = 1 AS auto_approved,
-           count(DISTINCT CASE WHEN s.activity_display_name = 'Approve access package assignment request'
-                                AND s.stage_number BETWEEN 1 AND coalesce(q.stages_required, 0)
-                               THEN s.stage_number END)
-         + count(DISTINCT CASE WHEN s.activity_display_name = 'Approve access package assignment request'
-                                AND s.stage_number IS NULL
-                               THEN s.event_id END) AS stages_approved
+-- Per request: auto-approved, and the stages approved: the distinct required stage numbers
+-- approved, plus each approval that names no stage. (Distinct rows first, then plain counts:
+-- count(DISTINCT ...) per request kept a set per request, ~50 µs each.)
+approval_keys AS (
+    SELECT DISTINCT s.request_id,
+           CASE WHEN s.activity_display_name = 'Auto approve access package assignment request'
+                THEN 1 ELSE 0 END AS auto,
+           CASE WHEN s.activity_display_name = 'Approve access package assignment request'
+                 AND s.stage_number BETWEEN 1 AND coalesce(q.stages_required, 0)
+                THEN concat('stage ', CAST(s.stage_number AS VARCHAR))
+                WHEN s.activity_display_name = 'Approve access package assignment request'
+                 AND s.stage_number IS NULL
+                THEN concat('event ', s.event_id) END AS approval
     FROM steps s
     LEFT JOIN requirement q ON q.request_id = s.request_id
     WHERE s.succeeded
       AND s.activity_display_name IN ('Approve access package assignment request',
           'Auto approve access package assignment request')
-    GROUP BY s.request_id
+),
+approvals AS (
+    SELECT request_id, max(auto) = 1 AS auto_approved, count(approval) AS stages_approved
+    FROM approval_keys
+    GROUP BY request_id
 ),
 labelled AS (
     SELECT s.*,

@@ -51,42 +51,55 @@ versions AS (
                 ELSE 'not held' END AS kind
     FROM assignments_history h
 ),
+-- The windows run over all versions in one order (id, valid_from, row_hash) rather than
+-- PARTITION BY id: the same answers (a version's predecessor counts only when it has the same
+-- id), without a window state per assignment, which cost ~10 µs per assignment.
 ordered AS (
     SELECT v.*,
-           lag(kind) OVER (PARTITION BY id ORDER BY valid_from, row_hash) AS prev_kind,
-           lag(valid_to) OVER (PARTITION BY id ORDER BY valid_from, row_hash) AS prev_valid_to,
-           row_number() OVER (PARTITION BY id ORDER BY valid_from, row_hash) AS n
+           CASE WHEN lag(id) OVER w = id THEN lag(kind) OVER w END AS prev_kind,
+           CASE WHEN lag(id) OVER w = id THEN lag(valid_to) OVER w END AS prev_valid_to,
+           -- Whether an earlier version of the assignment exists (row_number() > 1 per id).
+           coalesce(lag(id) OVER w = id, false) AS seen_earlier
     FROM versions v
+    WINDOW w AS (ORDER BY id, valid_from, row_hash)
 ),
 islands AS (
     -- One island per stretch of held versions observed back to back, followed by the expired
     -- version that ended it, if any; an expired version after anything else stands alone.
+    -- The first version of each assignment starts an island (its prev_kind is NULL), so the
+    -- running count over all versions numbers the islands of each assignment apart.
     SELECT o.*,
-           sum(CASE WHEN kind <> 'not held' AND prev_kind = 'held' AND prev_valid_to = valid_from
-                    THEN 0 ELSE 1 END)
-               OVER (PARTITION BY id ORDER BY valid_from, row_hash
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS island,
+           sum(starts) OVER (ORDER BY id, valid_from, row_hash
+                             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS island,
+           -- The island's last version: the next version (in the same order) starts another.
+           coalesce(lead(starts) OVER (ORDER BY id, valid_from, row_hash), 1) = 1 AS ends,
            -- The observation that ended this version's holding: a held version holds until
            -- its valid_to; an expired one was seen not held from its valid_from.
            CASE WHEN kind = 'held' THEN valid_to ELSE valid_from END AS seen_ending
-    FROM ordered o
+    FROM (SELECT o.*,
+                 CASE WHEN kind <> 'not held' AND prev_kind = 'held' AND prev_valid_to = valid_from
+                      THEN 0 ELSE 1 END AS starts
+          FROM ordered o) o
 ),
+-- The values of an island's first (starts) and last (ends) version: one row each, so max()
+-- picks that row's value, NULL included (as first_value/last_value ORDER BY valid_from,
+-- row_hash would, at ~20 µs per island).
 spans AS (
     SELECT id, island,
-           min(n) AS first_n,
+           bool_and(seen_earlier) AS seen_earlier,
            min(valid_from) AS first_seen,
            max(valid_from) AS last_seen,
-           first_value(schedule_start_date_time ORDER BY valid_from, row_hash) AS scheduled_start,
-           last_value(schedule_expiration_end_date_time ORDER BY valid_from, row_hash) AS scheduled_end,
-           last_value(seen_ending ORDER BY valid_from, row_hash) AS gone_at,
+           max(CASE WHEN starts = 1 THEN schedule_start_date_time END) AS scheduled_start,
+           max(CASE WHEN ends THEN schedule_expiration_end_date_time END) AS scheduled_end,
+           max(CASE WHEN ends THEN seen_ending END) AS gone_at,
            min(expired_date_time) AS expired_at,
            max(CASE WHEN kind = 'held' THEN valid_from END) AS last_held_version_from,
-           last_value(access_package_id ORDER BY valid_from, row_hash) AS access_package_id,
-           last_value(access_package_display_name ORDER BY valid_from, row_hash) AS access_package_name,
-           last_value(assignment_policy_id ORDER BY valid_from, row_hash) AS assignment_policy_id,
-           last_value(target_object_id ORDER BY valid_from, row_hash) AS user_object_id,
-           last_value(target_principal_name ORDER BY valid_from, row_hash) AS user_principal_name,
-           last_value(state ORDER BY valid_from, row_hash) AS state
+           max(CASE WHEN ends THEN access_package_id END) AS access_package_id,
+           max(CASE WHEN ends THEN access_package_display_name END) AS access_package_name,
+           max(CASE WHEN ends THEN assignment_policy_id END) AS assignment_policy_id,
+           max(CASE WHEN ends THEN target_object_id END) AS user_object_id,
+           max(CASE WHEN ends THEN target_principal_name END) AS user_principal_name,
+           max(CASE WHEN ends THEN state END) AS state
     FROM islands
     WHERE kind <> 'not held'
     GROUP BY id, island
@@ -104,15 +117,15 @@ bounds AS (
     FROM spans s
     LEFT JOIN observations o ON o.observed_at IS NOT NULL
     -- Every column of spans (one row per island), so that `held` reads spans only once.
-    GROUP BY s.id, s.island, s.first_n, s.first_seen, s.last_seen, s.scheduled_start,
+    GROUP BY s.id, s.island, s.seen_earlier, s.first_seen, s.last_seen, s.scheduled_start,
              s.scheduled_end, s.gone_at, s.expired_at, s.last_held_version_from,
              s.access_package_id, s.access_package_name, s.assignment_policy_id,
              s.user_object_id, s.user_principal_name, s.state
 ),
 held AS (
     SELECT b.*,
-           CASE WHEN first_n > 1 THEN seen_before END AS seen_not_held_at,
-           CASE WHEN first_n > 1
+           CASE WHEN seen_earlier THEN seen_before END AS seen_not_held_at,
+           CASE WHEN seen_earlier
                 THEN greatest(coalesce(scheduled_start, first_seen),
                               seen_before + INTERVAL '1 microsecond')
                 ELSE coalesce(scheduled_start, first_seen) END AS held_from,

@@ -171,18 +171,27 @@ removals AS (
     ) x
     WHERE x.removal_reason IS NOT NULL
 ),
--- Each holding stretch with its assignment's end: still held at the latest snapshot, or
--- when and how its last stretch ended.
+-- Each assignment's end: still held at the latest snapshot, or when and how its last
+-- stretch ended. (An aggregate joined back, not windows PARTITION BY assignment_id: those
+-- kept a window state per assignment, ~10 µs each.)
+assignment_ends AS (
+    SELECT h.assignment_id,
+           max(CASE WHEN h.held_to IS NULL OR h.held_to > l.observed_at THEN 1 ELSE 0 END) = 1
+               AS still_held,
+           first_value(h.held_to ORDER BY h.held_to DESC NULLS FIRST, h.held_from DESC)
+               AS last_held_to,
+           first_value(h.ended_by ORDER BY h.held_to DESC NULLS FIRST, h.held_from DESC)
+               AS last_ended_by
+    -- (The one-row side first: DataFusion's cross join emits a batch per row of its left side.)
+    FROM latest l
+    CROSS JOIN held h
+    GROUP BY h.assignment_id
+),
+-- Each holding stretch with its assignment's end.
 held_ends AS (
-    SELECT h.*,
-           max(CASE WHEN h.held_to IS NULL OR h.held_to > l.observed_at THEN 1 ELSE 0 END)
-               OVER (PARTITION BY h.assignment_id) = 1 AS still_held,
-           first_value(h.held_to) OVER (PARTITION BY h.assignment_id
-               ORDER BY h.held_to DESC NULLS FIRST, h.held_from DESC) AS last_held_to,
-           first_value(h.ended_by) OVER (PARTITION BY h.assignment_id
-               ORDER BY h.held_to DESC NULLS FIRST, h.held_from DESC) AS last_ended_by
+    SELECT h.*, e.still_held, e.last_held_to, e.last_ended_by
     FROM held h
-    CROSS JOIN latest l
+    JOIN assignment_ends e ON e.assignment_id IS NOT DISTINCT FROM h.assignment_id
 ),
 -- The assignments each removal was about: held at some time while the instance ran.
 pre_review AS (
@@ -319,8 +328,9 @@ SELECT
     CASE WHEN o.still_open
          THEN round(date_part('epoch', l.observed_at - r.end_date_time) / 86400.0, 2) END AS days_open,
     l.observed_at AS latest_snapshot
-FROM removals r
-CROSS JOIN latest l
+-- (The one-row side first: DataFusion's cross join emits a batch per row of its left side.)
+FROM latest l
+CROSS JOIN removals r
 LEFT JOIN decision_outcome o ON o.instance_id = r.instance_id AND o.decision_id = r.decision_id
 LEFT JOIN principal_evidence pe ON pe.instance_id = r.instance_id AND pe.decision_id = r.decision_id
     AND pe.k = 1 AND o.decision_id IS NULL

@@ -105,7 +105,8 @@ reviewed_principals AS (
 ),
 held_in_period AS (
     SELECT h.*
-    FROM held h CROSS JOIN period p
+    -- (The one-row side first: DataFusion's cross join emits a batch per row of its left side.)
+    FROM period p CROSS JOIN held h
     WHERE h.held_from < p.period_end AND (h.held_to IS NULL OR h.held_to > p.period_start)
 ),
 -- One row per (package, principal, assignment) held in the period, then per principal.

@@ -37,8 +37,9 @@ held AS (
     -- Still held at the latest snapshot: open, whatever end its dates foresee.
     SELECT h.user_object_id, h.access_package_id, h.held_from,
            CASE WHEN h.held_to > n.latest THEN NULL ELSE h.held_to END AS held_to
-    FROM assignment_holdings h
-    CROSS JOIN latest n
+    -- (The one-row side first: DataFusion's cross join emits a batch per row of its left side.)
+    FROM latest n
+    CROSS JOIN assignment_holdings h
 ),
 both_held AS (
     SELECT x.user_object_id, p.package_a, p.package_b,

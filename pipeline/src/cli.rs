@@ -109,6 +109,9 @@ pub enum Command {
     /// Delete old data files no current table version reads, keeping every version an
     /// evidence pack pinned (so packs stay reproducible).
     Vacuum(VacuumArgs),
+    /// Rewrite tables' small data files into few large ones (Delta OPTIMIZE), so views read
+    /// few files; rows and earlier versions are unchanged. A large ingest does this itself.
+    Optimize(OptimizeArgs),
     /// A reproducible random sample of a view's rows, for auditors' testing.
     Sample(SampleArgs),
     /// Upgrade a lake written by an older govlake to this govlake's format (back it up
@@ -311,6 +314,21 @@ pub struct VacuumArgs {
     /// hour, so a concurrent ingest is never broken.
     #[arg(long)]
     pub allow_short_retention: bool,
+}
+
+/// `govlake optimize`.
+#[derive(Debug, Args)]
+pub struct OptimizeArgs {
+    /// A table to compact (repeatable). Default: every table but `_raw` (which views do
+    /// not read; name it to compact it too).
+    #[arg(long = "table", value_name = "TABLE")]
+    pub tables: Vec<String>,
+    /// Compact a table only when it holds at least this many small files (under 64 MiB).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub min_small_files: usize,
+    /// Only count each table's files and small files.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `govlake sample`.
@@ -536,13 +554,21 @@ pub struct IngestArgs {
     /// objects are kept open either way: a partial snapshot never closes history.
     #[arg(long)]
     pub allow_gaps: bool,
-    /// Rows buffered per table before the append-only tables commit: whichever fills
-    /// first — audit events or one of their child tables (several rows per event) — or
-    /// 32 MiB of raw records, commits them all. Fewer, larger commits are faster on big
+    /// Top-level records (audit events) buffered before the append-only tables commit;
+    /// their child rows follow them into the same chunk. 64 MiB of raw records or of typed
+    /// rows commits earlier. Fewer, larger commits are faster on big
     /// tables (each commit's snapshot update costs more as the table's file list grows);
     /// smaller ones hold less memory and lose less to a crash (which never duplicates).
     #[arg(long, default_value_t = 25_000, value_name = "N")]
     pub chunk_rows: usize,
+    /// Dedupe keys held in memory per table before they spill to sorted files in TMPDIR
+    /// (tests set it low to exercise the spill).
+    #[arg(long, default_value_t = 1 << 20, value_name = "N", hide = true)]
+    pub dedupe_keys_in_memory: usize,
+    /// Small files a table this run wrote may hold before the run compacts it (tests set
+    /// it low; `govlake optimize` does the same on demand).
+    #[arg(long, default_value_t = 256, value_name = "N", hide = true)]
+    pub compact_past_small_files: usize,
 }
 
 /// Options of `govlake ingest --graph`.

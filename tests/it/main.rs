@@ -2,8 +2,10 @@
 //! `govlake` binary or the library against lakes in temporary folders.
 
 mod backends;
+mod bench_layout;
 mod checkpoints;
 mod common;
+mod compact;
 mod crash;
 mod differential;
 mod doctor;

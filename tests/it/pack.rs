@@ -777,3 +777,161 @@ fn the_signing_key_never_leaks() {
     );
     assert!(!r.stderr.contains(&bad[..20]), "{}", r.stderr);
 }
+
+/// The rows of a Parquet file in a pack, every column as text (NULL as "").
+fn parquet_rows(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    use deltalake::arrow::array::{Array, AsArray};
+    let file = std::fs::File::open(path).unwrap();
+    let reader =
+        deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+    let mut columns = Vec::new();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        columns = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let text: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| {
+                deltalake::arrow::compute::cast(c, &deltalake::arrow::datatypes::DataType::Utf8)
+                    .unwrap()
+            })
+            .collect();
+        for i in 0..batch.num_rows() {
+            rows.push(
+                text.iter()
+                    .map(|c| {
+                        let c = c.as_string::<i32>();
+                        if c.is_null(i) {
+                            String::new()
+                        } else {
+                            c.value(i).to_string()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    (columns, rows)
+}
+
+/// ISO-8601 text in 2026Q3 (`[2026-07-01, 2026-10-01)`); text compares like time here.
+fn in_q3(t: &str) -> bool {
+    !t.is_empty() && t >= "2026-07-01" && t < "2026-10-01"
+}
+
+#[test]
+fn populations_with_a_time_column_hold_only_the_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = demo_pack(dir.path());
+    let lake = dir.path().join("lake");
+
+    // The requests created in the quarter, straight from the ingested requests.
+    let requests = sql(
+        &lake,
+        "SELECT id, CAST(created_date_time AS VARCHAR) FROM assignment_requests",
+    );
+    let in_period: std::collections::BTreeSet<String> = requests
+        .iter()
+        .filter_map(|r| r.split_once('|'))
+        .filter(|(_, t)| in_q3(t))
+        .map(|(id, _)| id.to_string())
+        .collect();
+    // The whole view: the quarter's steps, and requests outside it (else the test proves
+    // nothing).
+    let trail = sql(
+        &lake,
+        "SELECT request_id, CAST(created_date_time AS VARCHAR) FROM approval_trail",
+    );
+    let steps: Vec<(String, String)> = trail
+        .iter()
+        .filter_map(|r| r.split_once('|'))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let expected_steps = steps.iter().filter(|(_, t)| in_q3(t)).count();
+    assert!(expected_steps > 0, "the sample has requests in 2026Q3");
+    assert!(
+        steps.len() > expected_steps,
+        "the sample has requests outside 2026Q3: {} of {}",
+        expected_steps,
+        steps.len()
+    );
+    let expected_requests: std::collections::BTreeSet<String> = steps
+        .iter()
+        .map(|(id, _)| id.clone())
+        .filter(|id| in_period.contains(id))
+        .collect();
+
+    let (columns, rows) = parquet_rows(&pack.join("data/populations/approval_trail.parquet"));
+    let col = |n: &str| columns.iter().position(|c| c == n).unwrap();
+    let (id, created) = (col("request_id"), col("created_date_time"));
+    assert_eq!(
+        rows.len(),
+        expected_steps,
+        "every step of the quarter's requests"
+    );
+    assert!(rows.iter().all(|r| in_q3(&r[created])));
+    let got: std::collections::BTreeSet<String> = rows.iter().map(|r| r[id].clone()).collect();
+    assert_eq!(got, expected_requests);
+    // The CSV holds the same rows (header + one line per row; no cell of this view spans
+    // lines).
+    let csv = std::fs::read_to_string(pack.join("data/populations/approval_trail.csv")).unwrap();
+    assert_eq!(csv.lines().count(), expected_steps + 1);
+
+    // Holdings: those overlapping the quarter (held_to NULL: still held).
+    let holdings = sql(
+        &lake,
+        "SELECT CAST(held_from AS VARCHAR), CAST(held_to AS VARCHAR) FROM assignment_holdings",
+    );
+    let overlapping = holdings
+        .iter()
+        .filter_map(|r| r.split_once('|'))
+        .filter(|(from, to)| {
+            *from < "2026-10-01" && (to.is_empty() || *to == "NULL" || *to >= "2026-07-01")
+        })
+        .count();
+    let (_, rows) = parquet_rows(&pack.join("data/populations/assignment_holdings.parquet"));
+    assert_eq!(rows.len(), overlapping);
+
+    // The pack says which populations are scoped, by which column, and how to recompute them.
+    let readme = std::fs::read_to_string(pack.join("data/populations/README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("| approval_trail |"))
+        .unwrap();
+    assert!(
+        line.contains("created_date_time >= from and < to"),
+        "{line}"
+    );
+    assert!(line.contains(&format!("| {expected_steps} |")), "{line}");
+    assert!(
+        readme
+            .lines()
+            .any(|l| l.starts_with("| sod_violations |") && l.ends_with("| whole view |")),
+        "{readme}"
+    );
+    let provenance: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pack.join("data/provenance.json")).unwrap())
+            .unwrap();
+    let trail = provenance["populations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "approval_trail")
+        .unwrap();
+    assert!(
+        trail["scope"]
+            .as_str()
+            .unwrap()
+            .contains("created_date_time")
+    );
+    assert_eq!(trail["rows"], expected_steps);
+}

@@ -291,6 +291,70 @@ fn a_query_over_its_memory_limit_fails_with_a_clear_error() {
 }
 
 #[test]
+fn a_sort_over_its_memory_limit_spills_to_disk_and_finishes() {
+    let lake = sample_lake();
+    // 3 million BIGINTs (~23 MiB) sorted under a 16 MiB limit: the sort writes runs to the
+    // temporary folder and merges them, instead of growing or failing.
+    let sort = "select value from generate_series(1, 3000000) order by value desc";
+    let spills = |stdout: &str| -> u64 {
+        stdout
+            .split("spill_count=")
+            .skip(1)
+            .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum()
+    };
+    let explain = format!("explain analyze {sort}");
+    let r = csv_query(lake.path(), &explain, &["--memory-limit", "16M"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(spills(&r.stdout) > 0, "no spill under 16 MiB: {}", r.stdout);
+    let r = csv_query(lake.path(), &explain, &["--memory-limit", "1G"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(spills(&r.stdout), 0, "spilled under 1 GiB: {}", r.stdout);
+    // The spilled sort's answer: every value once, in order.
+    let r = csv_query(lake.path(), sort, &["--memory-limit", "16M"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let values: Vec<u64> = r
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(values.len(), 3_000_000);
+    assert!(
+        values.iter().rev().copied().eq(1..=3_000_000),
+        "not every value in order"
+    );
+}
+
+#[test]
+fn datafusion_settings_come_from_the_environment() {
+    let lake = sample_lake();
+    let setting = "select value from information_schema.df_settings \
+                   where name = 'datafusion.execution.batch_size'";
+    let r = csv_query(lake.path(), setting, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "value\n8192\n");
+    let with_batch_size = |size: &str, sql: &str| {
+        run(govlake()
+            .env("DATAFUSION_EXECUTION_BATCH_SIZE", size)
+            .arg("--lake")
+            .arg(lake.path())
+            .args(["sql", "-c", sql, "-o", "csv"]))
+    };
+    let r = with_batch_size("1024", setting);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "value\n1024\n");
+    let r = with_batch_size("many", "select 1");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("DATAFUSION_* environment variable") && r.stderr.contains("many"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn ddl_dml_copy_and_set_are_refused() {
     let lake = sample_lake();
     for statement in [

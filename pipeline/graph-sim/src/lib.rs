@@ -13,8 +13,11 @@
 //! horizon, clock skew, refused collections. `GET /_sim/log` returns every request it
 //! answered, with its status and time, so tests can check a client's timing.
 //!
-//! `store` reads the export and cuts pages, `auth` is the sign-in side, `http` serves it on
-//! hyper. It is a crate of its own so the `govlake` library and binary carry none of it;
+//! The simulator keeps an index of the export in memory (`index`: where each record is in
+//! its file and the fields `$filter` reads, 32 bytes a record) and reads a page's records
+//! from the files when the page is asked for, so it serves tenants of tens of millions of
+//! audit events; the files must not change while they are served. `store` cuts pages,
+//! `auth` is the sign-in side, `http` serves it on hyper. It is a crate of its own so the `govlake` library and binary carry none of it;
 //! `govlake demo --live` starts this binary as a child process.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -30,14 +33,19 @@ use tokio::net::TcpListener;
 
 mod auth;
 mod http;
+mod index;
 mod store;
 
 pub use auth::verify_rs256;
 pub use http::BODY_LIMIT;
 pub use store::LoadError;
 
+/// Bytes of memory the simulator keeps per record served (its index entry).
+pub const INDEX_BYTES_PER_RECORD: usize = std::mem::size_of::<Entry>();
+
 use http::{Reply, Request};
-use store::{AUDITS, Collection, GRAPH_CONTEXT, PageQuery, Record};
+use index::{Collection, Entry, Export};
+use store::{AUDITS, GRAPH_CONTEXT, PageQuery};
 
 /// Faults the simulator injects. Counters run over Graph requests (not token requests).
 #[derive(Debug, Clone, Default)]
@@ -125,9 +133,19 @@ pub struct LoggedRequest {
     pub retry_after_secs: Option<u64>,
 }
 
+/// Where a listing's next page starts: the collection, its `$filter`, whether late events
+/// were still held back, and the `$skiptoken` of the next page.
+type CursorKey = (String, Option<String>, bool, usize);
+
+/// Cursors remembered at most (then forgotten all at once; a page whose cursor is gone is
+/// found by counting from the start).
+const MAX_CURSORS: usize = 10_000;
+
 /// The simulator's state.
 pub struct Simulator {
     collections: BTreeMap<String, Collection>,
+    /// The files the collections' records are read from.
+    export: Export,
     faults: Faults,
     auth: SimAuth,
     /// `jti`s of certificate assertions already used (each is single-use).
@@ -141,26 +159,32 @@ pub struct Simulator {
     device_codes: Mutex<HashMap<String, u32>>,
     /// Refresh tokens of delegated sign-ins.
     refresh_tokens: Mutex<HashSet<String>>,
-    /// Ids of late audit events not yet released.
-    held_back: Mutex<HashSet<Box<str>>>,
+    /// Positions (among the audit events) of late events not yet released.
+    held_back: Mutex<Option<std::ops::Range<usize>>>,
+    /// Where the pages that were linked to start in their collection, so a listing costs
+    /// the records it reads, not a count from the start on every page.
+    cursors: Mutex<HashMap<CursorKey, usize>>,
     log: Mutex<Vec<LoggedRequest>>,
 }
 
 impl Simulator {
-    /// Loads an export directory.
+    /// Indexes an export directory (its files are read when pages are asked for, so they
+    /// must stay as they are while it is served).
     pub fn load(dir: &Path, faults: Faults, auth: SimAuth) -> Result<Self, LoadError> {
-        let collections = store::load(dir)?;
-        let mut held_back = HashSet::new();
+        let index::Loaded {
+            collections,
+            export,
+        } = index::load(dir)?;
+        let mut held_back = None;
         if let Some(audits) = collections.get(AUDITS) {
             let n = audits.records.len();
             if faults.late_events > 0 && n > faults.late_events + 1 {
-                for r in &audits.records[n - 1 - faults.late_events..n - 1] {
-                    held_back.insert(r.id.clone());
-                }
+                held_back = Some(n - 1 - faults.late_events..n - 1);
             }
         }
         Ok(Self {
             collections,
+            export,
             faults,
             auth,
             assertions_seen: Mutex::new(HashSet::new()),
@@ -171,6 +195,7 @@ impl Simulator {
             device_codes: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashSet::new()),
             held_back: Mutex::new(held_back),
+            cursors: Mutex::new(HashMap::new()),
             log: Mutex::new(vec![]),
         })
     }
@@ -340,36 +365,70 @@ impl Simulator {
         }
     }
 
-    /// One page: the matching records not held back nor past retention, from `$skiptoken`.
+    /// One page: the matching records not held back nor past retention, from `$skiptoken`
+    /// (the number of such records before it). A page that was linked to starts where the
+    /// page before it ended; another is found by counting from the start.
     fn page(&self, req: &Request, key: &str, collection: &Collection, q: &PageQuery) -> Reply {
-        let held = self.held_back.lock().expect("not poisoned").clone();
+        let held = match key {
+            AUDITS => self.held_back.lock().expect("not poisoned").clone(),
+            _ => None,
+        };
         let horizon = match self.faults.retention_days {
             Some(days) if key == AUDITS => {
                 chrono::Utc::now().timestamp_micros() - days as i64 * 86_400_000_000
             }
             _ => i64::MIN,
         };
-        let matching: Vec<&Record> = collection
-            .records
-            .iter()
-            .filter(|r| q.filter.iter().all(|c| c.matches(r)))
-            .filter(|r| !held.contains(&r.id))
-            .filter(|r| r.activity.is_none_or(|t| t >= horizon))
-            .collect();
-        let end = (q.skip + q.top).min(matching.len());
-        let slice = matching.get(q.skip..end).unwrap_or_default();
-        let next = (end < matching.len()).then(|| {
+        let keep = |i: usize, r: &Entry| {
+            q.filter.iter().all(|c| c.matches(r, &self.export))
+                && !held.as_ref().is_some_and(|h| h.contains(&i))
+                && r.activity().is_none_or(|t| t >= horizon)
+        };
+        let filter = req.query.get("$filter").cloned();
+        let cursor_of = |skip: usize| (key.to_string(), filter.clone(), held.is_some(), skip);
+        let cached = self
+            .cursors
+            .lock()
+            .expect("not poisoned")
+            .get(&cursor_of(q.skip))
+            .copied();
+        let (mut i, mut to_skip) = cached.map_or((0, q.skip), |at| (at, 0));
+        let records = &collection.records;
+        let mut slice: Vec<&Entry> = Vec::with_capacity(q.top.min(records.len()));
+        while i < records.len() && slice.len() < q.top {
+            if keep(i, &records[i]) {
+                if to_skip > 0 {
+                    to_skip -= 1;
+                } else {
+                    slice.push(&records[i]);
+                }
+            }
+            i += 1;
+        }
+        while i < records.len() && !keep(i, &records[i]) {
+            i += 1;
+        }
+        let end = q.skip + slice.len();
+        let next = (i < records.len()).then(|| {
+            let mut cursors = self.cursors.lock().expect("not poisoned");
+            if cursors.len() >= MAX_CURSORS {
+                cursors.clear();
+            }
+            cursors.insert(cursor_of(end), i);
             let host = req.header("host").unwrap_or("127.0.0.1");
             store::next_link(host, key, q.top, end, &req.query)
         });
-        if next.is_none() && key == AUDITS && !held.is_empty() {
+        if next.is_none() && held.is_some() {
             // A listing reached its end: the late events arrive now.
-            self.held_back.lock().expect("not poisoned").clear();
+            *self.held_back.lock().expect("not poisoned") = None;
         }
-        Reply::json(
-            200,
-            store::page_body(&collection.context, next.as_deref(), slice),
-        )
+        match self.export.texts(&slice) {
+            Ok(texts) => Reply::json(
+                200,
+                store::page_body(&collection.context, next.as_deref(), &texts),
+            ),
+            Err(e) => Reply::error(500, "InternalServerError", &e.to_string()),
+        }
     }
 
     /// The Log Analytics query API: the tenant's audit events within the body's `timespan`
@@ -386,18 +445,24 @@ impl Simulator {
         else {
             return bad("The request needs a timespan `start/end` (ISO 8601 instants).");
         };
-        let events: Vec<Value> = self
+        let limit = self.faults.log_analytics_row_limit.unwrap_or(500_000);
+        // Audit events are in time order: the timespan is a range of them.
+        let in_span: Vec<&Entry> = self
             .collections
             .get(AUDITS)
             .map(|c| {
-                c.records
+                let from = c.records.partition_point(|r| r.activity() < Some(start));
+                let to = c.records.partition_point(|r| r.activity() < Some(end));
+                c.records[from..to.max(from)]
                     .iter()
-                    .filter(|r| r.activity.is_some_and(|t| t >= start && t < end))
-                    .filter_map(|r| serde_json::from_str(&r.json).ok())
+                    .take(limit + 1)
                     .collect()
             })
             .unwrap_or_default();
-        let limit = self.faults.log_analytics_row_limit.unwrap_or(500_000);
+        let events = match self.export.values(&in_span) {
+            Ok(events) => events,
+            Err(e) => return Reply::error(500, "InternalServerError", &e.to_string()),
+        };
         let mut answer =
             govlake::ingest::loganalytics::answer_of(&events[..events.len().min(limit)]);
         if events.len() > limit {

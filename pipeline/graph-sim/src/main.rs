@@ -152,6 +152,7 @@ async fn main() -> std::process::ExitCode {
         },
         ..SimAuth::secret(args.client_secret)
     };
+    let started = std::time::Instant::now();
     let sim = match Simulator::load(&args.from, faults, auth) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -159,9 +160,16 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    for (path, n) in sim.collections() {
+    let collections = sim.collections();
+    for (path, n) in &collections {
         eprintln!("serving {n:>8} records at /v1.0/{path}");
     }
+    let records: usize = collections.iter().map(|(_, n)| n).sum();
+    eprintln!(
+        "indexed {records} records in {:.1} s ({} bytes of memory each; their JSON stays in the files)",
+        started.elapsed().as_secs_f64(),
+        govlake_graph_sim::INDEX_BYTES_PER_RECORD
+    );
     let listener = match tokio::net::TcpListener::bind(args.addr).await {
         Ok(l) => l,
         Err(e) => {

@@ -1,16 +1,13 @@
-//! What the simulator serves: an export directory read into collections at their Graph paths
-//! (records kept as JSON text plus the few fields filters read), and one page of a collection
-//! under `$top`, `$skiptoken` and `$filter`, with its absolute `@odata.nextLink`.
-//!
-//! A collection is the `@odata.context` path its pages named (expansions stripped), or, for
-//! Azure Monitor archives, `auditLogs/directoryAudits` with each envelope's `properties`.
+//! What the simulator serves, and how a page is cut: the Graph path of a collection (the
+//! `@odata.context` path its pages named, expansions stripped, or, for Azure Monitor
+//! archives, `auditLogs/directoryAudits` with each envelope's `properties`), a page request's
+//! `$top`, `$skiptoken` and `$filter`, a page's body and its absolute `@odata.nextLink`. The
+//! records themselves are indexed by `index` and read back from the export's files.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::PathBuf;
 
-use govlake::catalog::value;
-use govlake::ingest::{context, reader};
-use serde_json::Value;
+use crate::index::{Entry, Export};
 
 pub(crate) const AUDITS: &str = "auditLogs/directoryAudits";
 pub(crate) const GRAPH_CONTEXT: &str = "https://graph.microsoft.com/v1.0/$metadata#";
@@ -37,21 +34,15 @@ pub enum LoadError {
         message: String,
         location: String,
     },
-}
-
-/// One record: its JSON and the fields filters read.
-pub(crate) struct Record {
-    pub(crate) json: Box<str>,
-    pub(crate) id: Box<str>,
-    pub(crate) created: Option<i64>,
-    pub(crate) activity: Option<i64>,
-    pub(crate) state: Option<Box<str>>,
-}
-
-/// One collection at one Graph path.
-pub(crate) struct Collection {
-    pub(crate) context: String,
-    pub(crate) records: Vec<Record>,
+    /// More files than the index numbers.
+    #[error("`{}` holds more than 16 million files: serve a smaller export", dir.display())]
+    TooMany { dir: PathBuf },
+    /// More distinct `state` values than the index numbers.
+    #[error("`{}`: more than 65,000 distinct `state` values across the export; the simulator filters on a few (such as `delivered`)", path.display())]
+    States { path: PathBuf },
+    /// A record read while loading did not read back from its file.
+    #[error("{0}")]
+    ReadBack(String),
 }
 
 /// The collection path of an `@odata.context`: after `$metadata#`, with the last segment's
@@ -74,103 +65,6 @@ fn strip_expansion(segment: &str) -> &str {
         Some(i) if !segment[i..].starts_with("('") => &segment[..i],
         _ => segment,
     }
-}
-
-/// Reads every file of an export directory into collections by Graph path; the same object
-/// from a page and an archive is kept once. Audit events come sorted by time.
-pub(crate) fn load(dir: &Path) -> Result<BTreeMap<String, Collection>, LoadError> {
-    let inputs = govlake::ingest::files::discover(&[dir.to_path_buf()]).map_err(|source| {
-        LoadError::Discover {
-            dir: dir.to_path_buf(),
-            source,
-        }
-    })?;
-    let mut collections: BTreeMap<String, Collection> = BTreeMap::new();
-    let mut seen: HashSet<(String, String)> = HashSet::new();
-    for (path, _) in &inputs.files {
-        let file = std::fs::File::open(path).map_err(|source| LoadError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        let by_name = context::from_file_name(path);
-        let mut add = |item: reader::Item| {
-            if let Some((key, ctx, record)) = placed(item, by_name.as_ref())
-                && seen.insert((key.clone(), record.id.to_string()))
-            {
-                collections
-                    .entry(key)
-                    .or_insert_with(|| Collection {
-                        context: ctx,
-                        records: vec![],
-                    })
-                    .records
-                    .push(record);
-            }
-            Ok(())
-        };
-        reader::read_stream(std::io::BufReader::new(file), &mut add).map_err(|e| {
-            LoadError::Read {
-                path: path.clone(),
-                message: e.message,
-                location: e.location,
-            }
-        })?;
-    }
-    if let Some(audits) = collections.get_mut(AUDITS) {
-        audits
-            .records
-            .sort_by(|a, b| (a.activity, &a.id).cmp(&(b.activity, &b.id)));
-    }
-    Ok(collections)
-}
-
-/// Where one read item is served (collection path, `@odata.context`) and its record; `None`
-/// for what has no Graph path (and is not served).
-fn placed(
-    item: reader::Item,
-    by_name: Option<&context::Resolved>,
-) -> Option<(String, String, Record)> {
-    let reader::Item::Record { context, value, .. } = item else {
-        return None;
-    };
-    let (key, ctx, value) = match context.as_deref() {
-        Some(c) => (collection_path(c), c.to_string(), value),
-        None => match by_name {
-            Some(r) if r.entity == "audit_events" => {
-                let value = if r.envelope || value.get("properties").is_some() {
-                    value.get("properties").cloned().unwrap_or(Value::Null)
-                } else {
-                    value
-                };
-                (
-                    AUDITS.to_string(),
-                    format!("{GRAPH_CONTEXT}{AUDITS}"),
-                    value,
-                )
-            }
-            _ => return None,
-        },
-    };
-    let obj = value.as_object()?;
-    let ts = |name: &str| {
-        value::get_ci(obj, name)
-            .and_then(Value::as_str)
-            .and_then(govlake::time::parse_ts)
-    };
-    let record = Record {
-        id: obj
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .into(),
-        created: ts("createdDateTime"),
-        activity: ts("activityDateTime"),
-        state: value::get_ci(obj, "state")
-            .and_then(Value::as_str)
-            .map(Into::into),
-        json: value.to_string().into(),
-    };
-    Some((key, ctx, record))
 }
 
 /// What a page request asked for.
@@ -206,7 +100,7 @@ impl PageQuery {
 
 /// One page's JSON body: `@odata.context`, `@odata.nextLink` when there is a next page,
 /// and the records' JSON as they are.
-pub(crate) fn page_body(context: &str, next_link: Option<&str>, records: &[&Record]) -> String {
+pub(crate) fn page_body(context: &str, next_link: Option<&str>, records: &[String]) -> String {
     let mut body = format!(
         "{{\"@odata.context\":{}",
         serde_json::to_string(context).unwrap_or_default()
@@ -222,7 +116,7 @@ pub(crate) fn page_body(context: &str, next_link: Option<&str>, records: &[&Reco
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&r.json);
+        body.push_str(r);
     }
     body.push_str("]}");
     body
@@ -255,22 +149,22 @@ pub(crate) struct Clause {
 }
 
 impl Clause {
-    pub(crate) fn matches(&self, r: &Record) -> bool {
+    pub(crate) fn matches(&self, r: &Entry, export: &Export) -> bool {
         use std::cmp::Ordering::*;
         let ord = match self.field.as_str() {
             "createddatetime" | "activitydatetime" => {
                 let v = if self.field == "createddatetime" {
-                    r.created
+                    r.created()
                 } else {
-                    r.activity
+                    r.activity()
                 };
                 match (v, self.ts) {
                     (Some(v), Some(t)) => v.cmp(&t),
                     _ => return false,
                 }
             }
-            "state" => match &r.state {
-                Some(s) => s.as_ref().cmp(self.text.as_str()),
+            "state" => match export.state(r) {
+                Some(s) => s.cmp(self.text.as_str()),
                 None => return false,
             },
             _ => return false,

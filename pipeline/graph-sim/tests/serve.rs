@@ -1,7 +1,11 @@
 //! The simulator binary over a real socket: a `+` in a path is a `+` (a key segment holding
 //! one finds its collection), a body over the limit is answered 413 and its unread bytes are
 //! never taken for the next request on the connection, a connection carries several
-//! requests, and the sample tenant is served page by page with absolute next links.
+//! requests, the sample tenant is served page by page with absolute next links, and an
+//! export in every shape the simulator reads (indented pages behind a byte order mark,
+//! compact pages, archive envelopes, UTF-16, a top-level record) is served record for
+//! record and byte for byte as the values written, in pages of any size and under filters;
+//! a file changed while served is an error that names it.
 //!
 //! The HTTP client here is raw bytes on a `TcpStream`, so the test controls exactly what is
 //! sent on one connection.
@@ -315,4 +319,211 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+const GRAPH: &str = "https://graph.microsoft.com/v1.0/$metadata#";
+
+/// An export in every shape the simulator indexes, and the records it must serve, from the
+/// values written (not from the simulator): per Graph path, the records in the order served.
+fn export_in_every_shape(dir: &Path) -> Vec<(&'static str, Vec<Value>)> {
+    use serde_json::json;
+    let audit = |id: &str, at: &str, extra: Value| {
+        let mut v = json!({"id": id, "activityDateTime": at, "category": "EntitlementManagement"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    };
+    // Two events at one time whose ids share their first 16 bytes: the whole ids decide.
+    let a2 = audit("IGA_same16prefix_2", "2026-03-01T10:00:02Z", json!({}));
+    let a1 = audit(
+        "IGA_same16prefix_1",
+        "2026-03-01T10:00:02Z",
+        json!({"n": 1.5}),
+    );
+    let b = audit(
+        "b",
+        "2026-03-01T10:00:01Z",
+        json!({"targetResources": [{"id": "x"}]}),
+    );
+    // Indented, behind a byte order mark, with escapes compact JSON writes otherwise.
+    let d_text = r#"{"id": "d", "activityDateTime": "2026-01-01T09:00:00Z", "displayName": "caf\u00e9 \/ x\ty"}"#;
+    let d: Value = serde_json::from_str(d_text).unwrap();
+    let page_1 = format!(
+        "\u{feff}{{\n  \"@odata.context\": \"{GRAPH}auditLogs/directoryAudits\",\n  \"value\": [\n    {},\n    {},\n    {},\n    {d_text}\n  ]\n}}\n",
+        serde_json::to_string_pretty(&a2).unwrap(),
+        serde_json::to_string(&b).unwrap(),
+        serde_json::to_string(&a1).unwrap(),
+    );
+    std::fs::create_dir_all(dir.join("auditLogs")).unwrap();
+    std::fs::write(dir.join("auditLogs/directoryAudits-0001.json"), page_1).unwrap();
+    // Compact, as Graph and `govlake generate` write.
+    let e = audit("e", "2026-03-02T00:00:00Z", json!({"result": "success"}));
+    let f = audit("f", "2025-12-31T23:59:59.5Z", json!({}));
+    let page_2 =
+        json!({"@odata.context": format!("{GRAPH}auditLogs/directoryAudits"), "value": [e, f]});
+    std::fs::write(
+        dir.join("auditLogs/directoryAudits-0002.json"),
+        page_2.to_string(),
+    )
+    .unwrap();
+    // An archive (JSON Lines of envelopes): `e` again, changed (the page's, read first, is
+    // kept), and `g`.
+    let g = audit("g", "2026-03-03T00:00:00Z", json!({"fromArchive": true}));
+    let e_again = audit("e", "2026-03-02T00:00:00Z", json!({"fromArchive": true}));
+    let envelope = |p: &Value| json!({"category": "AuditLogs", "properties": p, "time": "x"});
+    let archive = dir.join("insights-logs-auditlogs/y=2026/m=03");
+    std::fs::create_dir_all(&archive).unwrap();
+    std::fs::write(
+        archive.join("PT1H.json"),
+        format!("{}\n{}\n", envelope(&e_again), envelope(&g)),
+    )
+    .unwrap();
+    // UTF-16 (as Windows PowerShell writes): records kept as text.
+    let assignments: Vec<Value> = (1..=5)
+        .map(|i| {
+            let state = if i % 2 == 0 { "expired" } else { "delivered" };
+            json!({"id": format!("as{i}"), "state": state, "createdDateTime": format!("2026-0{i}-01T00:00:00Z")})
+        })
+        .collect();
+    let page_3 = json!({"@odata.context": format!("{GRAPH}identityGovernance/entitlementManagement/assignments(target(),accessPackage())"), "value": assignments});
+    let mut utf16 = vec![0xFF, 0xFE];
+    for unit in page_3.to_string().encode_utf16() {
+        utf16.extend_from_slice(&unit.to_le_bytes());
+    }
+    std::fs::write(dir.join("assignments-ps.json"), utf16).unwrap();
+    // One record as a top-level object naming its own context.
+    let user = json!({"id": "u1", "displayName": "Ana"});
+    let mut user_file = user.clone();
+    user_file["@odata.context"] = json!(format!("{GRAPH}users/$entity"));
+    std::fs::write(dir.join("user.json"), user_file.to_string()).unwrap();
+    let mut audits = vec![a1, a2, b, d, e, f, g];
+    audits.sort_by(|x, y| {
+        let key = |v: &Value| {
+            (
+                v["activityDateTime"].as_str().unwrap().to_string(),
+                v["id"].as_str().unwrap().to_string(),
+            )
+        };
+        key(x).cmp(&key(y))
+    });
+    vec![
+        ("auditLogs/directoryAudits", audits),
+        (
+            "identityGovernance/entitlementManagement/assignments",
+            assignments,
+        ),
+        ("users", vec![user]),
+    ]
+}
+
+/// Every page of a listing from `first`, following `@odata.nextLink`: (body, records).
+fn listing(conn: &TcpStream, token: &str, first: &str) -> Vec<(String, Vec<Value>)> {
+    let mut next = Some(first.to_string());
+    let mut pages = vec![];
+    while let Some(target) = next.take() {
+        let r = exchange(conn, &[get(&target, Some(token))]).remove(0);
+        assert_eq!(
+            r.status,
+            200,
+            "{target}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let page = r.json();
+        next = page["@odata.nextLink"].as_str().map(|link| {
+            link.strip_prefix("http://sim")
+                .unwrap_or_else(|| panic!("an absolute link on the host called: {link}"))
+                .to_string()
+        });
+        let records = page["value"].as_array().unwrap().clone();
+        pages.push((String::from_utf8(r.body).unwrap(), records));
+    }
+    pages
+}
+
+#[test]
+fn every_page_holds_the_export_files_records_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = export_in_every_shape(dir.path());
+    let sim = start(dir.path());
+    let token = token(&sim);
+    let conn = connect(&sim);
+    for (path, records) in &expected {
+        for top in [1, 2, 999] {
+            let pages = listing(&conn, &token, &format!("/v1.0/{path}?$top={top}"));
+            assert_eq!(
+                pages.len(),
+                records.len().div_ceil(top).max(1),
+                "{path} $top={top}"
+            );
+            for ((body, served), want) in pages.iter().zip(records.chunks(top)) {
+                assert_eq!(served, want, "{path} $top={top}: the records, in order");
+                // Byte for byte: each record as compact JSON (what Graph sends), in order.
+                let texts: Vec<String> = want.iter().map(Value::to_string).collect();
+                let value = format!("\"value\":[{}]}}", texts.join(","));
+                assert!(
+                    body.ends_with(&value),
+                    "{path} $top={top}: {body}\nwanted {value}"
+                );
+            }
+        }
+    }
+    // Filters page as they did: `state` and times, counted among the matching records, with
+    // `$skiptoken` the number of matching records before the page.
+    let assignments = &expected[1].1;
+    let delivered: Vec<&Value> = assignments
+        .iter()
+        .filter(|a| a["state"] == "delivered")
+        .collect();
+    let filter = "$filter=state%20eq%20%27delivered%27";
+    let base = "/v1.0/identityGovernance/entitlementManagement/assignments";
+    let pages = listing(&conn, &token, &format!("{base}?$top=1&{filter}"));
+    let served: Vec<&Value> = pages.iter().flat_map(|(_, r)| r).collect();
+    assert_eq!(served, delivered);
+    assert!(
+        pages[0].0.contains("$skiptoken=1&$filter="),
+        "{}",
+        pages[0].0
+    );
+    // A page asked for directly (no page before it was answered) is the same page.
+    let direct = listing(
+        &conn,
+        &token,
+        &format!("{base}?$top=1&$skiptoken=2&{filter}"),
+    );
+    assert_eq!(direct.len(), 1);
+    assert_eq!(&direct[0].1, &[delivered[2].clone()]);
+    let audits = &expected[0].1;
+    let march: Vec<&Value> = audits
+        .iter()
+        .filter(|a| a["activityDateTime"].as_str().unwrap() >= "2026-03-01T10:00:02Z")
+        .collect();
+    let pages = listing(
+        &conn,
+        &token,
+        "/v1.0/auditLogs/directoryAudits?$top=2&$filter=activityDateTime%20ge%202026-03-01T10:00:02Z",
+    );
+    let served: Vec<&Value> = pages.iter().flat_map(|(_, r)| r).collect();
+    assert_eq!(served, march);
+}
+
+#[test]
+fn a_file_changed_while_served_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    export_in_every_shape(dir.path());
+    let sim = start(dir.path());
+    let token = token(&sim);
+    let file = dir.path().join("auditLogs/directoryAudits-0002.json");
+    std::fs::write(&file, "{}").unwrap();
+    let r = exchange(
+        &connect(&sim),
+        &[get("/v1.0/auditLogs/directoryAudits", Some(&token))],
+    )
+    .remove(0);
+    assert_eq!(r.status, 500);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains(&file.display().to_string()) && message.contains("restart"),
+        "{message}"
+    );
 }

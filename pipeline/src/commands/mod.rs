@@ -66,6 +66,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Verify(ref args) => report::verify(&cli.global, args, &printer).await,
         Command::Keygen(ref args) => report::keygen(args, &printer),
         Command::Vacuum(ref args) => tables::vacuum(&cli.global, args, &printer).await,
+        Command::Optimize(ref args) => tables::optimize(&cli.global, args, &printer).await,
         Command::Sample(ref args) => report::sample(&cli.global, args, &printer).await,
         Command::Migrate(ref args) => upgrade::migrate(&cli.global, args, &printer).await,
         Command::Rebuild(ref args) => upgrade::rebuild(&cli.global, args, &printer).await,

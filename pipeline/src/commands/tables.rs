@@ -249,3 +249,82 @@ pub async fn vacuum(
     }
     Ok(ExitStatus::Success)
 }
+
+/// Runs `govlake optimize`: compacts the named tables (default: all but `_raw`), one commit
+/// each, through a guarded handle (another writer's commit in between is a conflict, not a
+/// silent rebase).
+pub async fn optimize(
+    global: &GlobalArgs,
+    args: &crate::cli::OptimizeArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
+    let lake = open_lake(global, "govlake-data", Access::Write)
+        .await?
+        .guarded();
+    let known = vacuumed_tables();
+    let tables: Vec<String> = if args.tables.is_empty() {
+        known
+            .into_iter()
+            .filter(|t| t != govlake::lake::bookkeeping::RAW)
+            .collect()
+    } else {
+        if let Some(t) = args.tables.iter().find(|t| !known.contains(t)) {
+            anyhow::bail!(
+                "`{t}` is not a lake table; `govlake tables` lists them (e.g. --table audit_events)"
+            );
+        }
+        args.tables.clone()
+    };
+    let metadata = std::collections::HashMap::from([(
+        "govlake.operation".to_string(),
+        serde_json::json!("optimize"),
+    )]);
+    let mut report = vec![];
+    for t in &tables {
+        if let Some(c) = lake
+            .compact(t, args.min_small_files, args.dry_run, &metadata)
+            .await?
+        {
+            report.push(c);
+        }
+    }
+    lake.checkpoint_written_tables().await?;
+    if printer.format == OutputFormat::Json {
+        printer.json(
+            "optimize",
+            "ok",
+            &serde_json::json!({ "dry_run": args.dry_run, "tables": report }),
+        )?;
+        return Ok(ExitStatus::Success);
+    }
+    if printer.quiet == 0 {
+        let rows: Vec<Vec<String>> = report
+            .iter()
+            .map(|c| {
+                vec![
+                    c.table.clone(),
+                    c.files_before.to_string(),
+                    c.small_files.to_string(),
+                    c.files_removed.to_string(),
+                    c.files_added.to_string(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            text_table(
+                &["table", "files", "small files", "rewritten", "written"],
+                &rows
+            )
+        );
+        let rewritten: u64 = report.iter().map(|c| c.files_removed).sum();
+        if args.dry_run {
+            println!("Dry run: nothing rewritten.");
+        } else {
+            println!(
+                "{rewritten} small files rewritten; the old ones stay for older versions until `govlake vacuum`."
+            );
+        }
+    }
+    Ok(ExitStatus::Success)
+}

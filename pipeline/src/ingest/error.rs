@@ -35,6 +35,12 @@ pub enum Error {
     /// The reader thread died.
     #[error("The file reader stopped unexpectedly")]
     Reader,
+    /// The dedupe keys could not be written to or read from their temporary folder.
+    #[error(
+        "Cannot keep the dedupe keys in the temporary folder (set TMPDIR to a folder with \
+         free space, about 16 bytes per record in the lake)"
+    )]
+    Keys(#[source] std::io::Error),
     /// The task committing a chunk died.
     #[error("The task committing a chunk to the lake stopped unexpectedly")]
     Writer,

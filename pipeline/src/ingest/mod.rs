@@ -11,6 +11,7 @@
 pub mod context;
 pub mod error;
 pub mod files;
+pub mod keyset;
 pub mod loganalytics;
 pub mod reader;
 pub mod replay;
@@ -36,6 +37,7 @@ use crate::lake::history::VersionMerge;
 use crate::lake::{Cell, Lake, TableSchema};
 use crate::time::now_micros;
 use context::Resolved;
+use keyset::KeySet;
 use reader::Item;
 pub use snapshot::SnapshotGap;
 
@@ -46,8 +48,13 @@ pub struct IngestSettings {
     pub inputs: Vec<PathBuf>,
     /// When the snapshots were taken (UTC micros); else the export marker's, else now.
     pub observed_at: Option<i64>,
-    /// Append-only rows buffered before a commit.
+    /// Top-level append-only records (audit events) buffered before a commit.
     pub chunk_rows: usize,
+    /// Dedupe keys held in memory per table before they spill to sorted files.
+    pub dedupe_keys_in_memory: usize,
+    /// After the run, a table it wrote is compacted when it has at least this many small
+    /// files (`_raw` only by `govlake optimize`: views do not read it).
+    pub compact_past_small_files: usize,
     /// Largest record accepted, in bytes of JSON.
     pub max_record_bytes: usize,
     /// Tables the source could not be read for (a live run's 403s), with the reason: each
@@ -61,6 +68,8 @@ impl Default for IngestSettings {
             inputs: vec![],
             observed_at: None,
             chunk_rows: 25_000,
+            dedupe_keys_in_memory: keyset::DEFAULT_LIMIT,
+            compact_past_small_files: COMPACT_PAST_SMALL_FILES,
             max_record_bytes: 4 * 1024 * 1024,
             coverage_gaps: vec![],
         }
@@ -131,6 +140,9 @@ pub struct IngestSummary {
     pub reject_notes: Vec<RejectNote>,
     /// Snapshot scopes not read whole: nothing in them was closed.
     pub snapshot_gaps: Vec<SnapshotGap>,
+    /// Tables whose small files the run compacted (see [`IngestSettings::compact_past_small_files`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub compacted: Vec<crate::lake::compact::Compaction>,
 }
 
 impl IngestSummary {
@@ -170,8 +182,14 @@ const UNRESOLVED: &str = "(unresolved)";
 const MAX_REASON_BYTES: usize = 2048;
 
 /// JSON bytes of raw records, or text bytes of typed append-only rows, buffered before a
-/// commit (see `--chunk-rows` on commit sizes).
-const RAW_BUFFER_BYTES: usize = 32 * 1024 * 1024;
+/// commit (see `--chunk-rows` on commit sizes). Sized so that at the default 25,000 audit
+/// events per chunk the row count, not the bytes, ends a chunk: an audit event's JSON is
+/// about 1.5 KB, its typed rows about as much.
+const RAW_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Small files a table written by a run may hold before the run compacts it: about two
+/// years of daily incremental runs, or a large ingest's chunks across a few partitions.
+pub const COMPACT_PAST_SMALL_FILES: usize = 256;
 
 /// A 128-bit key for dedupe sets (never stored).
 fn key128(parts: &[&str]) -> u128 {
@@ -391,7 +409,10 @@ fn read_files(
 struct AppendBuffer {
     schema: TableSchema,
     rows: Vec<Vec<Cell>>,
-    known: Option<HashSet<u128>>,
+    known: Option<KeySet>,
+    /// Whether the table holds top-level records (its rows count toward `--chunk-rows`)
+    /// rather than rows of lists inside them.
+    top_level: bool,
 }
 
 /// Where an object sits: its input file and place in it (for rejects), its parents' ids
@@ -478,6 +499,7 @@ impl<'a> Run<'a> {
                 schema: bookkeeping::raw_schema(),
                 rows: vec![],
                 known: None,
+                top_level: true,
             },
             rejects: vec![],
             reject_notes: vec![],
@@ -714,10 +736,12 @@ impl<'a> Run<'a> {
     /// whole objects, so a crash never separates an event from some of its child rows. Raw
     /// rows carry whole JSON documents: bounded by bytes as well.
     async fn flush_if_full(&mut self) -> Result<()> {
+        // Child rows (several per audit event) do not count: they follow their parents, so
+        // a chunk is `--chunk-rows` events whatever their detail lists hold.
         let full = self
             .appends
             .values()
-            .any(|b| b.rows.len() >= self.settings.chunk_rows)
+            .any(|b| b.top_level && b.rows.len() >= self.settings.chunk_rows)
             || self.raw.rows.len() >= self.settings.chunk_rows
             || self.raw_bytes >= RAW_BUFFER_BYTES
             || self.append_bytes >= RAW_BUFFER_BYTES;
@@ -836,7 +860,8 @@ impl<'a> Run<'a> {
                     buf.known
                         .as_mut()
                         .expect("top-level append")
-                        .insert(key128(&[id])),
+                        .insert(key128(&[id]))
+                        .map_err(Error::Keys)?,
                 )
             }
             (Storage::Append, catalog::Key::Composite(_)) => {
@@ -961,11 +986,14 @@ impl<'a> Run<'a> {
             let schema = spec.append_schema().expect("append entity");
             let mut known = None;
             if spec.key == catalog::Key::Own {
-                let mut ids = HashSet::new();
+                let mut ids = KeySet::with_limit(self.settings.dedupe_keys_in_memory);
+                let mut failed = None;
                 self.lake
                     .scan_strings(spec.table, &["id"], |v| {
-                        if let Some(id) = v[0] {
-                            ids.insert(key128(&[id]));
+                        if let Some(id) = v[0]
+                            && let Err(e) = ids.insert(key128(&[id]))
+                        {
+                            failed.get_or_insert(e);
                         }
                     })
                     .await?;
@@ -979,13 +1007,22 @@ impl<'a> Run<'a> {
                     let orphans = &mut self.orphans;
                     self.lake
                         .scan_strings(child.table, &[parent_col], |v| {
-                            if let Some(p) = v[0]
-                                && !ids.contains(&key128(&[p]))
-                            {
-                                orphans.insert(key128(&[child.table, p]));
+                            if let Some(p) = v[0] {
+                                match ids.contains(key128(&[p])) {
+                                    Ok(true) => {}
+                                    Ok(false) => {
+                                        orphans.insert(key128(&[child.table, p]));
+                                    }
+                                    Err(e) => {
+                                        failed.get_or_insert(e);
+                                    }
+                                }
                             }
                         })
                         .await?;
+                }
+                if let Some(e) = failed {
+                    return Err(Error::Keys(e));
                 }
                 known = Some(ids);
             }
@@ -994,6 +1031,7 @@ impl<'a> Run<'a> {
                 AppendBuffer {
                     schema,
                     rows: vec![],
+                    top_level: spec.key == catalog::Key::Own,
                     known,
                 },
             );
@@ -1010,12 +1048,19 @@ impl<'a> Run<'a> {
         json: String,
     ) -> Result<()> {
         if self.raw.known.is_none() {
-            let mut known = HashSet::new();
+            let mut known = KeySet::with_limit(self.settings.dedupe_keys_in_memory);
+            let mut failed = None;
             self.lake
                 .scan_strings(RAW, &["entity", "record_hash"], |v| {
-                    known.insert(key128(&[v[0].unwrap_or(""), v[1].unwrap_or("")]));
+                    if let Err(e) = known.insert(key128(&[v[0].unwrap_or(""), v[1].unwrap_or("")]))
+                    {
+                        failed.get_or_insert(e);
+                    }
                 })
                 .await?;
+            if let Some(e) = failed {
+                return Err(Error::Keys(e));
+            }
             self.raw.known = Some(known);
         }
         let c = self.counts.entry(RAW.to_string()).or_default();
@@ -1026,6 +1071,7 @@ impl<'a> Run<'a> {
             .as_mut()
             .expect("loaded above")
             .insert(key128(&[entity, &hash]))
+            .map_err(Error::Keys)?
         {
             c.stored += 1;
             self.raw_bytes += json.len();
@@ -1109,6 +1155,7 @@ impl<'a> Run<'a> {
                 &self.metadata,
             )
             .await?;
+        let compacted = self.compact_written_tables().await?;
         // A checkpoint a crash or a lost reply skipped is written now, so no table's log
         // grows without one.
         self.lake.checkpoint_written_tables().await?;
@@ -1125,7 +1172,29 @@ impl<'a> Run<'a> {
             rejected,
             reject_notes: self.reject_notes,
             snapshot_gaps: self.snapshot_gaps,
+            compacted,
         })
+    }
+
+    /// Compacts the tables this run wrote (but `_raw`) that hold many small files: a
+    /// large ingest leaves one file per chunk and partition, which every view would read.
+    async fn compact_written_tables(&self) -> Result<Vec<crate::lake::compact::Compaction>> {
+        let mut done = vec![];
+        for name in self.lake.written_tables() {
+            if name == RAW {
+                continue;
+            }
+            let threshold = self.settings.compact_past_small_files;
+            if let Some(c) = self
+                .lake
+                .compact(&name, threshold, false, &self.metadata)
+                .await?
+                && c.version.is_some()
+            {
+                done.push(c);
+            }
+        }
+        Ok(done)
     }
 
     /// Finishes every table, so queries never meet a missing one: each versioned entity's

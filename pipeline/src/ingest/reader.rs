@@ -145,6 +145,28 @@ pub fn read_stream_with<R: Read>(
     options: &ReadOptions,
     sink: &mut dyn FnMut(Item) -> Result<(), Stopped>,
 ) -> Result<(), ReadError> {
+    read_stream_spans(reader, options, &mut |item, _| sink(item))
+}
+
+/// Where a record lies in its file, so it can be read again later without reading the file
+/// through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// Byte range of its JSON in the file.
+    pub bytes: std::ops::Range<u64>,
+    /// A whole top-level object (one record, whose `@odata.context` members the reader
+    /// drops), not an element of a list.
+    pub top_level: bool,
+}
+
+/// [`read_stream_with`], with each [`Item::Record`] handed on with its [`Span`] in the file
+/// read; `None` for a UTF-16 file (whose bytes are decoded before they are scanned) and for
+/// items that are not records (a bad list element may have one).
+pub fn read_stream_spans<R: Read>(
+    reader: R,
+    options: &ReadOptions,
+    sink: &mut dyn FnMut(Item, Option<Span>) -> Result<(), Stopped>,
+) -> Result<(), ReadError> {
     let mut head = std::io::BufReader::with_capacity(1 << 16, reader);
     let io_err = |e: std::io::Error| ReadError {
         message: format!("the file could not be read: {e}"),
@@ -163,10 +185,12 @@ pub fn read_stream_with<R: Read>(
             std::io::BufReader::with_capacity(1 << 20, decoded),
             options,
             sink,
+            None,
         )
         .run()
     } else {
-        Parser::new(head, options, sink).run()
+        let bom = if encoding == Encoding::Utf8Bom { 3 } else { 0 };
+        Parser::new(head, options, sink, Some(bom)).run()
     };
     result.map_err(|e| match e {
         Stop::Sink(stopped) => ReadError {
@@ -425,7 +449,7 @@ struct TopObject {
     request_url: Option<String>,
     other: Map<String, Value>,
     is_page: bool,
-    pending: Vec<Item>,
+    pending: Vec<(Item, Option<Span>)>,
     /// The first reason the record (or a page annotation) cannot be used.
     problem: Option<String>,
     /// Bytes of the record's members kept so far.
@@ -474,14 +498,18 @@ struct Parser<'s, R> {
     /// The last byte read, and how many were.
     last: Option<u8>,
     offset: u64,
-    sink: &'s mut dyn FnMut(Item) -> Result<(), Stopped>,
+    /// Where `offset` 0 is in the file (after a byte order mark); `None` when the bytes
+    /// scanned are not the file's (decoded UTF-16).
+    base: Option<u64>,
+    sink: &'s mut dyn FnMut(Item, Option<Span>) -> Result<(), Stopped>,
 }
 
 impl<'s, R: BufRead> Parser<'s, R> {
     fn new(
         input: R,
         options: &ReadOptions,
-        sink: &'s mut dyn FnMut(Item) -> Result<(), Stopped>,
+        sink: &'s mut dyn FnMut(Item, Option<Span>) -> Result<(), Stopped>,
+        base: Option<u64>,
     ) -> Self {
         Self {
             input,
@@ -494,6 +522,7 @@ impl<'s, R: BufRead> Parser<'s, R> {
             passed_without_context: false,
             last: None,
             offset: 0,
+            base,
             sink,
         }
     }
@@ -513,10 +542,22 @@ impl<'s, R: BufRead> Parser<'s, R> {
     }
 
     fn emit(&mut self, item: Item) -> Result<(), Stop> {
+        self.emit_at(item, None)
+    }
+
+    fn emit_at(&mut self, item: Item, span: Option<Span>) -> Result<(), Stop> {
         if matches!(item, Item::Record { .. } | Item::Bad { .. }) {
             self.index += 1;
         }
-        (self.sink)(item).map_err(Stop::Sink)
+        (self.sink)(item, span).map_err(Stop::Sink)
+    }
+
+    /// The span in the file from scanner offset `start` to where the scanner is.
+    fn span_from(&self, start: u64, top_level: bool) -> Option<Span> {
+        self.base.map(|b| Span {
+            bytes: b + start..b + self.offset,
+            top_level,
+        })
     }
 
     fn advance(&mut self, bytes: &[u8]) {
@@ -803,11 +844,15 @@ impl<'s, R: BufRead> Parser<'s, R> {
             });
         }
         other.retain(|k, _| !k.eq_ignore_ascii_case("@odata.context"));
-        self.emit(Item::Record {
-            context,
-            index,
-            value: Value::Object(other),
-        })
+        let span = self.span_from(at.offset, true);
+        self.emit_at(
+            Item::Record {
+                context,
+                index,
+                value: Value::Object(other),
+            },
+            span,
+        )
     }
 
     /// The members of a top-level object, after its `{`, to its `}`; `Some` says where and
@@ -997,30 +1042,35 @@ impl<'s, R: BufRead> Parser<'s, R> {
     fn flush_pending(
         &mut self,
         context: &Option<Arc<str>>,
-        pending: &mut Vec<Item>,
+        pending: &mut Vec<(Item, Option<Span>)>,
     ) -> Result<(), Stop> {
-        for mut item in pending.drain(..) {
+        for (mut item, span) in pending.drain(..) {
             if let Item::Record { context: c, .. } | Item::Bad { context: c, .. } = &mut item {
                 c.clone_from(context);
             }
-            (self.sink)(item).map_err(Stop::Sink)?;
+            (self.sink)(item, span).map_err(Stop::Sink)?;
         }
         Ok(())
     }
 
     /// Hands on a record or a bad record, or holds it while the context is unknown.
-    fn element(&mut self, item: Item, pending: &mut Option<&mut Vec<Item>>) -> Result<(), Stop> {
+    fn element(
+        &mut self,
+        item: Item,
+        span: Option<Span>,
+        pending: &mut Option<&mut Vec<(Item, Option<Span>)>>,
+    ) -> Result<(), Stop> {
         match pending {
             Some(p) if p.len() < MAX_BUFFERED_WITHOUT_CONTEXT => {
-                p.push(item);
+                p.push((item, span));
                 self.index += 1;
                 Ok(())
             }
             Some(_) => {
                 self.passed_without_context = true;
-                self.emit(item)
+                self.emit_at(item, span)
             }
-            None => self.emit(item),
+            None => self.emit_at(item, span),
         }
     }
 
@@ -1028,7 +1078,7 @@ impl<'s, R: BufRead> Parser<'s, R> {
     fn list(
         &mut self,
         context: Option<Arc<str>>,
-        mut pending: Option<&mut Vec<Item>>,
+        mut pending: Option<&mut Vec<(Item, Option<Span>)>>,
         key: &str,
         at: Pos,
     ) -> Result<(), Stop> {
@@ -1073,6 +1123,7 @@ impl<'s, R: BufRead> Parser<'s, R> {
                     });
                 }
             }
+            let span = self.span_from(element_at.offset, false);
             let parsed = if c.overflowed() {
                 Err(format!(
                     "the record is {} bytes of JSON as written, over the {} byte limit per record",
@@ -1090,7 +1141,7 @@ impl<'s, R: BufRead> Parser<'s, R> {
                         index,
                         value,
                     };
-                    self.element(item, &mut pending)?;
+                    self.element(item, span, &mut pending)?;
                 }
                 Err(message) => {
                     let index = self.index;
@@ -1101,7 +1152,7 @@ impl<'s, R: BufRead> Parser<'s, R> {
                         message,
                         raw: c.text(),
                     };
-                    self.element(item, &mut pending)?;
+                    self.element(item, span, &mut pending)?;
                 }
             }
             match self.skip_ws(false)? {
@@ -1190,6 +1241,56 @@ mod tests {
 
     fn read(s: &str) -> Read {
         read_with(s.as_bytes(), false)
+    }
+
+    #[test]
+    fn spans_point_at_each_records_bytes_in_the_file() {
+        // A byte order mark, an indented page, then a top-level record on one line.
+        let file = "\u{feff}{\"@odata.context\": \"c\", \"value\": [\n  {\"id\": \"a\"},\n  {\"id\":\"b\", \"x\": [1, 2]}\n]}\n{\"@odata.context\":\"d\",\"id\":\"c\"}\n";
+        let bytes = file.as_bytes();
+        let mut got = vec![];
+        read_stream_spans(bytes, &ReadOptions::default(), &mut |item, span| {
+            if let Item::Record { value, .. } = item {
+                got.push((value, span.expect("a UTF-8 record has a span")));
+            }
+            Ok(())
+        })
+        .unwrap();
+        let texts: Vec<(&str, bool)> = got
+            .iter()
+            .map(|(_, s)| {
+                let text =
+                    std::str::from_utf8(&bytes[s.bytes.start as usize..s.bytes.end as usize]);
+                (text.unwrap(), s.top_level)
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                (r#"{"id": "a"}"#, false),
+                (r#"{"id":"b", "x": [1, 2]}"#, false),
+                (r#"{"@odata.context":"d","id":"c"}"#, true),
+            ]
+        );
+        assert_eq!(got[2].0, serde_json::json!({"id": "c"}));
+        // UTF-16 is decoded before it is scanned: no spans.
+        let mut utf16 = vec![0xFF, 0xFE];
+        for u in r#"{"value": [{"id": "a"}]}"#.encode_utf16() {
+            utf16.extend_from_slice(&u.to_le_bytes());
+        }
+        let mut spans = vec![];
+        read_stream_spans(
+            utf16.as_slice(),
+            &ReadOptions::default(),
+            &mut |item, span| {
+                if let Item::Record { .. } = item {
+                    spans.push(span);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(spans, [None]);
     }
 
     fn ids(r: &Read) -> Vec<String> {

@@ -8,10 +8,12 @@
 //! `rechecked` makes DataFusion apply every filter itself (never trusting a scan's "exact"),
 //! `retention` keeps the versions evidence packs pinned (`govlake vacuum`), `format` records and
 //! checks the lake's format version (`govlake migrate`), `failpoint` holds the crash points
-//! tests arm, and `lease` lets one `govlake job run` at a time work on a lake.
+//! tests arm, `lease` lets one `govlake job run` at a time work on a lake, and `compact`
+//! rewrites a table's small files into few large ones (`govlake optimize`).
 
 pub mod backends;
 pub mod bookkeeping;
+pub mod compact;
 pub mod error;
 pub mod failpoint;
 pub mod format;

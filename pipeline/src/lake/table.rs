@@ -15,7 +15,10 @@ use super::row::{Cell, TableSchema};
 use super::store::LakeLocation;
 use crate::config::RetentionConfig;
 
-fn delta_err(table: &str, action: &'static str) -> impl FnOnce(DeltaTableError) -> Error {
+pub(super) fn delta_err(
+    table: &str,
+    action: &'static str,
+) -> impl FnOnce(DeltaTableError) -> Error {
     let table = table.to_string();
     move |e| Error::Delta {
         table,
@@ -104,7 +107,7 @@ impl Lake {
     }
 
     /// The handle the last commit through this (guarded) lake returned for `name`.
-    fn writer_handle(&self, name: &str) -> Option<DeltaTable> {
+    pub(super) fn writer_handle(&self, name: &str) -> Option<DeltaTable> {
         let handles = self.handles.as_ref()?;
         handles.lock().expect("not poisoned").get(name).cloned()
     }
@@ -140,7 +143,7 @@ impl Lake {
 
     /// Checks, before a guarded commit, that nobody else committed to the table since this
     /// handle saw it.
-    fn check_unchanged(&self, name: &str, table: &DeltaTable) -> Result<()> {
+    pub(super) fn check_unchanged(&self, name: &str, table: &DeltaTable) -> Result<()> {
         if !self.is_guarded(name) {
             return Ok(());
         }
@@ -157,7 +160,7 @@ impl Lake {
 
     /// Commit properties of a write: the run's metadata, a token naming this commit, and a
     /// single attempt (see [`Lake::settle_commit`]).
-    fn commit_properties_for(
+    pub(super) fn commit_properties_for(
         metadata: &HashMap<String, serde_json::Value>,
         token: &str,
     ) -> CommitProperties {
@@ -172,7 +175,7 @@ impl Lake {
     /// [`Error::Conflict`]. Any other error may be ambiguous (Azure answering 412 to the
     /// conditional put, a timeout after the store wrote the entry): the table is reloaded,
     /// and if the next version carries this commit's token the commit did land.
-    async fn settle_commit(
+    pub(super) async fn settle_commit(
         &self,
         name: &str,
         before: Option<i64>,
@@ -299,13 +302,19 @@ impl Lake {
         Ok(Some(version))
     }
 
+    /// The tables this (guarded) handle committed to, by name.
+    pub fn written_tables(&self) -> Vec<String> {
+        let mut names: Vec<String> = match &self.handles {
+            Some(h) => h.lock().expect("not poisoned").keys().cloned().collect(),
+            None => vec![],
+        };
+        names.sort();
+        names
+    }
+
     /// [`Lake::checkpoint_if_due`] for every table this (guarded) handle committed to.
     pub async fn checkpoint_written_tables(&self) -> Result<()> {
-        let names: Vec<String> = match &self.handles {
-            Some(h) => h.lock().expect("not poisoned").keys().cloned().collect(),
-            None => return Ok(()),
-        };
-        for name in names {
+        for name in self.written_tables() {
             self.checkpoint_if_due(&name).await?;
         }
         Ok(())

@@ -35,6 +35,16 @@ pub enum Error {
         #[source]
         source: Box<DataFusionError>,
     },
+    /// A `DATAFUSION_*` environment variable names no DataFusion setting or holds a value
+    /// the setting does not take.
+    #[error(
+        "A DATAFUSION_* environment variable is not a valid DataFusion setting: fix or unset it"
+    )]
+    Settings {
+        /// Cause (names the setting and the value).
+        #[source]
+        source: Box<DataFusionError>,
+    },
     /// The session's runtime (memory pool, spill folder) could not be built.
     #[error("Cannot set up the query session (memory pool and spill folder); check `TMPDIR`")]
     Runtime {

@@ -190,6 +190,30 @@ fn machine_memory() -> Option<u64> {
     Some(cgroup.map_or(total, |c| c.min(total)))
 }
 
+/// The session's DataFusion settings: [`threads`] partitions, then any `DATAFUSION_*`
+/// environment variable (DataFusion's own names: `DATAFUSION_EXECUTION_BATCH_SIZE=4096` sets
+/// `datafusion.execution.batch_size`), so a view's plan can be tuned without a rebuild.
+/// Results never depend on these settings.
+fn session_config() -> Result<SessionConfig> {
+    let mut config = SessionConfig::new().with_target_partitions(threads());
+    let env =
+        deltalake::datafusion::config::ConfigOptions::from_env().map_err(|e| Error::Settings {
+            source: Box::new(e),
+        })?;
+    for entry in env.entries() {
+        let var = entry.key.replace('.', "_").to_ascii_uppercase();
+        if let (Some(value), Ok(_)) = (entry.value, std::env::var(&var)) {
+            config
+                .options_mut()
+                .set(&entry.key, &value)
+                .map_err(|e| Error::Settings {
+                    source: Box::new(e),
+                })?;
+        }
+    }
+    Ok(config.with_information_schema(true))
+}
+
 /// A session with every existing lake table registered. Tables not yet created are skipped.
 pub async fn session(lake: &Lake) -> Result<SessionContext> {
     session_as_of(lake, &AsOf::Latest).await
@@ -218,9 +242,7 @@ pub async fn session_pinned(
     pin: impl Fn(&str) -> TablePin,
     memory: MemoryLimit,
 ) -> Result<SessionContext> {
-    let config = SessionConfig::new()
-        .with_information_schema(true)
-        .with_target_partitions(threads());
+    let config = session_config()?;
     let pool = TrackConsumersPool::new(
         FairSpillPool::new(memory.0),
         NonZeroUsize::new(5).expect("non-zero"),

@@ -1,12 +1,13 @@
 //! Stage 4, report: turns governance views into evidence. `period` names the quarter under
 //! examination, `table` runs a query into a deterministic table of text cells, `package`
 //! gathers one access package's sections, `render` fills the minijinja templates of
-//! `report-templates/`, `chart` draws inline SVG, `csv` writes spreadsheet-safe CSV, and
+//! `report-templates/`, `chart` draws inline SVG, `csv` writes spreadsheet-safe CSV, `digest` hashes files while they are written, and
 //! `pack` / `sign` / `verify` build, sign and check the quarterly evidence pack, and `sample`
 //! draws reproducible random samples for auditors' testing.
 
 pub mod chart;
 pub mod csv;
+pub mod digest;
 pub mod pack;
 pub mod package;
 pub mod period;

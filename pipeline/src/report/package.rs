@@ -263,14 +263,64 @@ fn checkpoints(period: &Period) -> Vec<String> {
     out
 }
 
-/// One section's SQL, parameters and per-package rows.
+/// One section's SQL and its rows in `_package` order, turned into text as the packages are
+/// assembled (so only one package's rows, and one batch, are held as text at a time). The
+/// section's query has run to its end: its batches are kept as Arrow (compact), not as a
+/// running plan, so the sections do not hold every sort's memory at once.
 struct SectionRows {
+    title: &'static str,
     sql: String,
-    by_package: std::collections::HashMap<String, Table>,
+    /// The section's columns, without `_package`.
+    columns: Vec<String>,
+    /// Rows read and not yet handed out, `_package` first.
+    pending: std::collections::VecDeque<Vec<String>>,
+    /// The batches not yet turned into text.
+    batches: std::collections::VecDeque<deltalake::arrow::array::RecordBatch>,
 }
 
-/// Runs every section once (for one package when `only` is given, else for all) and splits
-/// the rows by their `_package` column.
+impl SectionRows {
+    /// The rows of package `id` (packages must be asked for in ascending id order: rows of
+    /// smaller ids that no package asked for, e.g. of a package no longer in the lake, are
+    /// skipped).
+    fn take(&mut self, id: &str) -> Result<Table> {
+        let mut table = Table {
+            columns: self.columns.clone(),
+            rows: Vec::new(),
+        };
+        loop {
+            let Some(front) = self.pending.front() else {
+                let Some(batch) = self.batches.pop_front() else {
+                    break;
+                };
+                let mut rows = Vec::new();
+                super::table::append_rows(&mut rows, &batch).map_err(|source| {
+                    super::Error::Arrow {
+                        what: self.title.to_string(),
+                        source,
+                    }
+                })?;
+                self.pending.extend(rows);
+                continue;
+            };
+            match front[0].as_str().cmp(id) {
+                std::cmp::Ordering::Less => {
+                    self.pending.pop_front();
+                }
+                std::cmp::Ordering::Equal => {
+                    if let Some(mut row) = self.pending.pop_front() {
+                        row.remove(0);
+                        table.rows.push(row);
+                    }
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        Ok(table)
+    }
+}
+
+/// Runs every section once (for one package when `only` is given, else for all), each
+/// ordered by `_package` first; the rows become text as [`SectionRows::take`] asks for them.
 async fn run_sections(
     ctx: &SessionContext,
     queries: &[QueryFile],
@@ -312,8 +362,8 @@ async fn run_sections(
             .filter(|(k, _)| sql.contains(&format!("${k}")))
             .copied()
             .collect();
-        let all = if *key == "trend" {
-            // The same query at each checkpoint of the period.
+        let section = if *key == "trend" {
+            // The same query at each checkpoint of the period (one row per package each).
             let mut all = Table::default();
             for at in checkpoints(period) {
                 let bound: Vec<(&str, &str)> = needed
@@ -331,30 +381,33 @@ async fn run_sections(
                 all.rows.extend(t.rows);
             }
             all.rows.sort();
-            all
+            SectionRows {
+                title,
+                sql,
+                columns: all.columns.get(1..).unwrap_or_default().to_vec(),
+                pending: all.rows.into(),
+                batches: Default::default(),
+            }
         } else {
-            super::table::query(ctx, title, &sql, &needed).await?
+            use futures::TryStreamExt as _;
+            let (columns, stream) = super::table::query_stream(ctx, title, &sql, &needed).await?;
+            let batches: Vec<_> =
+                stream
+                    .try_collect()
+                    .await
+                    .map_err(|source| super::Error::Query {
+                        what: title.to_string(),
+                        source: Box::new(source),
+                    })?;
+            SectionRows {
+                title,
+                sql,
+                columns: columns.get(1..).unwrap_or_default().to_vec(),
+                pending: Default::default(),
+                batches: batches.into(),
+            }
         };
-        let columns: Vec<String> = all.columns[1..].to_vec();
-        let mut by_package: std::collections::HashMap<String, Table> =
-            std::collections::HashMap::new();
-        for mut row in all.rows {
-            let package = row.remove(0);
-            by_package
-                .entry(package)
-                .or_insert_with(|| Table {
-                    columns: columns.clone(),
-                    rows: Vec::new(),
-                })
-                .rows
-                .push(row);
-        }
-        // Packages without rows still get the section's columns.
-        by_package.entry(String::new()).or_insert(Table {
-            columns,
-            rows: Vec::new(),
-        });
-        out.push(SectionRows { sql, by_package });
+        out.push(section);
     }
     let params = params
         .iter()
@@ -363,40 +416,35 @@ async fn run_sections(
     Ok((params, out))
 }
 
-fn assemble(
+/// One package's report, its section rows read from `sections` (ids in ascending order).
+async fn assemble(
     id: &str,
     name: &str,
     parameters: &[(String, String)],
-    sections: &[SectionRows],
-) -> PackageReport {
-    let sections = SECTIONS
-        .iter()
-        .zip(sections)
-        .map(|((key, title, about, _), rows)| Section {
+    sections: &mut [SectionRows],
+) -> Result<PackageReport> {
+    let mut out = Vec::with_capacity(SECTIONS.len());
+    for ((key, title, about, _), rows) in SECTIONS.iter().zip(sections.iter_mut()) {
+        out.push(Section {
             key,
             title,
             about,
             sql_sha256: sha256_hex(&rows.sql),
             sql: rows.sql.clone(),
-            table: rows
-                .by_package
-                .get(id)
-                .or_else(|| rows.by_package.get(""))
-                .cloned()
-                .unwrap_or_default(),
-        })
-        .collect();
+            table: rows.take(id)?,
+        });
+    }
     let mut parameters = parameters.to_vec();
     if !parameters.iter().any(|(k, _)| k == "package") {
         parameters.push(("package".into(), id.to_string()));
     }
-    PackageReport {
+    Ok(PackageReport {
         id: id.to_string(),
         name: name.to_string(),
         file_stem: file_stem(id, name),
         parameters,
-        sections,
-    }
+        sections: out,
+    })
 }
 
 /// Builds one package's report for a period (each section filtered to the package).
@@ -407,21 +455,24 @@ pub async fn build(
     name: &str,
     period: &Period,
 ) -> Result<PackageReport> {
-    let (params, sections) = run_sections(ctx, queries, period, Some(id)).await?;
-    Ok(assemble(id, name, &params, &sections))
+    let (params, mut sections) = run_sections(ctx, queries, period, Some(id)).await?;
+    assemble(id, name, &params, &mut sections).await
 }
 
 /// Builds every package's report for a period, running each section once over all packages
-/// and handing each report to `each` as it is assembled.
+/// and handing each report to `each` as it is assembled, in ascending order of package id
+/// (the order the sections stream their rows in), so one package's rows are held at a time.
 pub async fn build_all(
     ctx: &SessionContext,
     queries: &[QueryFile],
     period: &Period,
     mut each: impl FnMut(PackageReport) -> Result<()>,
 ) -> Result<()> {
-    let (params, sections) = run_sections(ctx, queries, period, None).await?;
-    for (id, name) in packages(ctx).await? {
-        each(assemble(&id, &name, &params, &sections))?;
+    let (params, mut sections) = run_sections(ctx, queries, period, None).await?;
+    let mut all = packages(ctx).await?;
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    for (id, name) in all {
+        each(assemble(&id, &name, &params, &mut sections).await?)?;
     }
     Ok(())
 }

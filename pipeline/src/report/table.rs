@@ -92,18 +92,12 @@ pub async fn query(
     sql: &str,
     params: &[(&str, &str)],
 ) -> Result<Table> {
-    let err = |source| Error::Query {
+    use futures::TryStreamExt as _;
+    let (columns, stream) = query_stream(ctx, what, sql, params).await?;
+    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|source| Error::Query {
         what: what.to_string(),
         source: Box::new(source),
-    };
-    let df = ordered_frame(ctx, what, sql, params).await?;
-    let columns = df
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let batches = df.collect().await.map_err(err)?;
+    })?;
     let mut rows = Vec::new();
     for b in &batches {
         append_rows(&mut rows, b).map_err(|source| Error::Arrow {
@@ -112,6 +106,31 @@ pub async fn query(
         })?;
     }
     Ok(Table { columns, rows })
+}
+
+/// Runs `sql` like [`query`], but hands back its column names and a stream of its batches
+/// (ordered by every column) instead of collecting them.
+pub async fn query_stream(
+    ctx: &SessionContext,
+    what: &str,
+    sql: &str,
+    params: &[(&str, &str)],
+) -> Result<(
+    Vec<String>,
+    deltalake::datafusion::physical_plan::SendableRecordBatchStream,
+)> {
+    let df = ordered_frame(ctx, what, sql, params).await?;
+    let columns = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let stream = df.execute_stream().await.map_err(|source| Error::Query {
+        what: what.to_string(),
+        source: Box::new(source),
+    })?;
+    Ok((columns, stream))
 }
 
 /// Appends a batch's rows as text cells (NULL is the empty string).
@@ -141,9 +160,21 @@ pub fn append_rows(
     Ok(())
 }
 
+/// What [`stream_to_files`] wrote.
+#[derive(Debug)]
+pub struct Streamed {
+    /// Rows written.
+    pub rows: usize,
+    /// The CSV file's digest.
+    pub csv: super::digest::FileDigest,
+    /// The Parquet file's digest.
+    pub parquet: super::digest::FileDigest,
+}
+
 /// Streams a query's rows, ordered by every column, into a CSV file (cells guarded) and a
-/// Parquet file (types kept) at once; returns the row count. Memory stays bounded by the
-/// sort, not by the result.
+/// Parquet file (types kept) at once, batch by batch, hashing both as they are written.
+/// Memory stays bounded by the sort (which spills when the session has a memory limit),
+/// not by the result.
 pub async fn stream_to_files(
     ctx: &SessionContext,
     what: &str,
@@ -151,9 +182,8 @@ pub async fn stream_to_files(
     params: &[(&str, &str)],
     csv_path: &std::path::Path,
     parquet_path: &std::path::Path,
-) -> Result<usize> {
+) -> Result<Streamed> {
     use futures::TryStreamExt as _;
-    use std::io::Write as _;
     let err = |source| Error::Query {
         what: what.to_string(),
         source: Box::new(source),
@@ -165,16 +195,14 @@ pub async fn stream_to_files(
     let df = ordered_frame(ctx, what, sql, params).await?;
     let mut stream = df.execute_stream().await.map_err(err)?;
     let schema = stream.schema();
-    let csv_file = std::fs::File::create(csv_path).map_err(super::io_err("create", csv_path))?;
-    let mut csv = std::io::BufWriter::new(csv_file);
+    let mut csv = super::digest::HashingFile::create(csv_path)?;
     let header: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     super::csv::write_line(&mut csv, &header).map_err(super::io_err("write", csv_path))?;
-    let pq_file =
-        std::fs::File::create(parquet_path).map_err(super::io_err("create", parquet_path))?;
     let props = deltalake::parquet::file::properties::WriterProperties::builder()
         .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
         .set_created_by(format!("govlake {}", env!("CARGO_PKG_VERSION")))
         .build();
+    let pq_file = super::digest::HashingFile::create(parquet_path)?;
     let mut parquet = deltalake::parquet::arrow::ArrowWriter::try_new(pq_file, schema, Some(props))
         .map_err(|e| arrow_err(e.into()))?;
     let mut rows = 0;
@@ -188,7 +216,14 @@ pub async fn stream_to_files(
         }
         parquet.write(&batch).map_err(|e| arrow_err(e.into()))?;
     }
-    parquet.close().map_err(|e| arrow_err(e.into()))?;
-    csv.flush().map_err(super::io_err("write", csv_path))?;
-    Ok(rows)
+    // `into_inner` writes the footer and hands back the (hashing) file.
+    let parquet = parquet
+        .into_inner()
+        .map_err(|e| arrow_err(e.into()))?
+        .finish()?;
+    Ok(Streamed {
+        rows,
+        csv: csv.finish()?,
+        parquet,
+    })
 }

@@ -1,0 +1,137 @@
+//! Compaction (issue 18): a large ingest rewrites the small files its chunks left into few
+//! large ones, and `govlake optimize` does it on demand, without changing a row of any table
+//! or view. Checked against the same ingest left uncompacted.
+
+use std::path::Path;
+
+use crate::common::{assert_same_dump, assert_same_lake, dump, govlake, ingest, run, sql};
+
+/// `govlake optimize --format json` on `lake` (with `extra` options): table → its report.
+fn optimize(lake: &Path, extra: &[&str]) -> serde_json::Map<String, serde_json::Value> {
+    let r = run(govlake()
+        .arg("--lake")
+        .arg(lake)
+        .args(["--format", "json", "optimize"])
+        .args(extra));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.json()["summary"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["table"].as_str().unwrap().to_string(), t.clone()))
+        .collect()
+}
+
+/// Every governance view without parameters, as sorted rows.
+fn views(lake: &Path) -> Vec<(String, Vec<String>)> {
+    govlake::query::views::embedded()
+        .into_iter()
+        .filter(|q| !q.sql.contains('$'))
+        .map(|q| {
+            let mut rows = sql(lake, &format!("SELECT * FROM {}", q.name));
+            rows.sort();
+            (q.name, rows)
+        })
+        .collect()
+}
+
+fn files(report: &serde_json::Map<String, serde_json::Value>, table: &str) -> u64 {
+    report[table]["files_before"].as_u64().unwrap()
+}
+
+#[test]
+fn compaction_by_the_ingest_and_by_optimize_changes_no_row() {
+    let data = tempfile::tempdir().unwrap();
+    let tenant = data.path().join("t");
+    let generated = run(govlake()
+        .args(["generate", "--users", "1500", "--seed", "3", "--out"])
+        .arg(&tenant));
+    assert_eq!(generated.code, 0, "{}", generated.stderr);
+
+    // The same ingest in small chunks, once compacting past 4 small files, once never.
+    let compacted = tempfile::tempdir().unwrap();
+    let r = ingest(
+        compacted.path(),
+        &[&tenant],
+        &["--chunk-rows", "200", "--compact-past-small-files", "4"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let summary = r.json();
+    let done = summary["summary"]["compacted"].as_array().unwrap();
+    let audit = done
+        .iter()
+        .find(|c| c["table"] == "audit_events")
+        .unwrap_or_else(|| panic!("audit_events not compacted: {done:#?}"));
+    assert!(
+        audit["files_removed"].as_u64().unwrap() > audit["files_added"].as_u64().unwrap(),
+        "{audit}"
+    );
+    assert!(
+        done.iter().all(|c| c["table"] != "_raw"),
+        "the ingest leaves _raw to optimize"
+    );
+
+    let plain = tempfile::tempdir().unwrap();
+    let r = ingest(
+        plain.path(),
+        &[&tenant],
+        &[
+            "--chunk-rows",
+            "200",
+            "--compact-past-small-files",
+            "1000000",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.json()["summary"].get("compacted").is_none());
+
+    assert_same_lake(compacted.path(), plain.path());
+    let plain_views = views(plain.path());
+    assert!(plain_views.iter().any(|(_, rows)| !rows.is_empty()));
+    assert_eq!(views(compacted.path()), plain_views);
+    let (after_ingest, uncompacted) = (
+        optimize(compacted.path(), &["--dry-run"]),
+        optimize(plain.path(), &["--dry-run"]),
+    );
+    assert!(
+        files(&after_ingest, "audit_events") < files(&uncompacted, "audit_events"),
+        "{after_ingest:#?} vs {uncompacted:#?}"
+    );
+
+    // On demand: the uncompacted lake, every table but _raw.
+    let before = dump(plain.path());
+    let first = optimize(plain.path(), &[]);
+    assert!(!first.contains_key("_raw"), "{first:#?}");
+    assert!(first["audit_events"]["files_removed"].as_u64().unwrap() > 1);
+    assert!(first["audit_events"]["version"].is_i64());
+    assert_same_dump(&dump(plain.path()), &before);
+    assert_eq!(views(plain.path()), plain_views);
+    let second = optimize(plain.path(), &[]);
+    for (table, c) in &second {
+        assert_eq!(c["files_removed"], 0, "{table} compacted twice: {c}");
+    }
+    let raw = optimize(plain.path(), &["--table", "_raw"]);
+    assert!(
+        raw["_raw"]["files_removed"].as_u64().unwrap() > 1,
+        "{raw:#?}"
+    );
+    assert_same_dump(&dump(plain.path()), &before);
+}
+
+#[test]
+fn optimize_names_an_unknown_table() {
+    let lake = tempfile::tempdir().unwrap();
+    let r = ingest(lake.path(), &[&crate::common::sample_data()], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r =
+        run(govlake()
+            .arg("--lake")
+            .arg(lake.path())
+            .args(["optimize", "--table", "audit_event"]));
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("`audit_event` is not a lake table"),
+        "{}",
+        r.stderr
+    );
+}
