@@ -435,6 +435,11 @@ pub struct PackArgs {
     /// exact command to regenerate it byte for byte).
     #[arg(long, value_name = "TABLE=VERSION,...")]
     pub as_of: Option<String>,
+    /// Memory the pack's queries may hold, as `govlake sql --memory-limit`: beyond it their
+    /// sorts and joins spill to the temporary folder. Default: the config file's
+    /// `[query] memory_limit`, else half of the machine's memory.
+    #[arg(long, env = "GOVLAKE_MEMORY_LIMIT", value_name = "SIZE")]
+    pub memory_limit: Option<String>,
 }
 
 /// `govlake verify`.

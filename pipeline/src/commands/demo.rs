@@ -268,6 +268,7 @@ async fn demo_pack(
         key: Some(key),
         archive: true,
         samples: vec![("approval_trail".into(), 25, 7)],
+        memory: govlake::query::MemoryLimit::machine_default(),
     };
     let tar = PathBuf::from(format!("{}.tar", args.pack.display()));
     if tar.is_file() {

@@ -675,6 +675,7 @@ async fn build_pack(
         key: Some(key),
         archive: true,
         samples: vec![],
+        memory: super::sql::memory_limit(None, config)?,
     };
     let quiet = Printer {
         format: OutputFormat::Text,

@@ -187,6 +187,10 @@ pub async fn pack(
             .iter()
             .map(|s| parse_sample(s))
             .collect::<anyhow::Result<_>>()?,
+        memory: super::sql::memory_limit(
+            args.memory_limit.as_deref(),
+            &govlake::config::PipelineConfig::load(global.config.as_deref())?,
+        )?,
     };
     let lake = open_lake(global, "govlake-data", Access::Write).await?;
     let summary = build_publish_pin(global, &lake, settings, printer).await?;

@@ -13,7 +13,6 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 /// Keys in memory before they are written to a sorted run.
@@ -206,8 +205,7 @@ impl SortedRun {
         let start = block * BLOCK_KEYS;
         let count = BLOCK_KEYS.min(self.len - start);
         let mut bytes = vec![0u8; count * KEY_BYTES];
-        self.file
-            .read_exact_at(&mut bytes, (start * KEY_BYTES) as u64)?;
+        read_exact_at(&self.file, &mut bytes, (start * KEY_BYTES) as u64)?;
         let keys: Vec<u128> = bytes
             .chunks_exact(KEY_BYTES)
             .map(|c| u128::from_be_bytes(c.try_into().expect("16 bytes")))
@@ -269,6 +267,21 @@ impl Bloom {
             .into_iter()
             .all(|p| self.bits[(p / 64) as usize] & (1 << (p % 64)) != 0)
     }
+}
+
+/// Reads `buf.len()` bytes of `file` at `offset`, without moving a shared cursor.
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+/// Reads `buf.len()` bytes of `file` at `offset`.
+#[cfg(not(unix))]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::io::{Seek as _, SeekFrom};
+    let mut f = file;
+    f.seek(SeekFrom::Start(offset))?;
+    f.read_exact(buf)
 }
 
 #[cfg(test)]

@@ -66,8 +66,15 @@ async fn ordered_frame(
         .map_err(err)?;
     let n = planned.schema().fields().len();
     let order: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    let columns: Vec<String> = planned
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| compacted_column(f.name(), f.data_type()))
+        .collect();
     let wrapped = format!(
-        "SELECT * FROM (\n{inner}\n) AS q ORDER BY {}",
+        "SELECT {} FROM (\n{inner}\n) AS q ORDER BY {}",
+        columns.join(", "),
         order.join(", ")
     );
     let df = ctx
@@ -82,6 +89,22 @@ async fn ordered_frame(
         .map(|(k, v)| (k.to_string(), ScalarValue::Utf8(Some(v.to_string()))))
         .collect();
     df.with_param_values(values).map_err(err)
+}
+
+/// One column of the ordering wrapper, by its quoted name. A string-view column (what the
+/// lake's scans give) is copied into buffers of its own: after a join, each batch's views
+/// point into the whole build side, and the sort's memory accounting counts those shared
+/// buffers once per batch (gigabytes for a batch of a few megabytes; DataFusion issue
+/// 12136), so the population of a large view failed with "Not enough memory to continue
+/// external sort". The type and the values stay the same.
+fn compacted_column(name: &str, data_type: &DataType) -> String {
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    match data_type {
+        DataType::Utf8View => {
+            format!("arrow_cast(arrow_cast({quoted}, 'Utf8'), 'Utf8View') AS {quoted}")
+        }
+        _ => quoted,
+    }
 }
 
 /// Runs `sql` with string parameters bound by name and returns its rows ordered by every
@@ -226,4 +249,90 @@ pub async fn stream_to_files(
         csv: csv.finish()?,
         parquet,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int64Array, StringViewArray};
+    use deltalake::arrow::datatypes::{Field, Schema};
+    use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use deltalake::datafusion::prelude::SessionConfig;
+    use futures::TryStreamExt as _;
+
+    use super::*;
+
+    /// After a join, every output batch's string views point into the whole build side
+    /// (here 16 MB of text, where the result is 8 MB); the ordering sort must not count those shared buffers once
+    /// per batch. Without copying the columns first, this query asked the pool for ~32 MiB a
+    /// batch and failed ("Not enough memory to continue external sort") well under the
+    /// limit: the population of a 1M-event approval_trail asked for 3.6 GB at once.
+    #[tokio::test]
+    async fn a_joined_string_column_is_sorted_within_a_small_memory_limit() {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(48 << 20, 1.0)
+            .build_arc()
+            .expect("runtime");
+        let ctx = SessionContext::new_with_config_rt(
+            SessionConfig::new().with_target_partitions(2),
+            runtime,
+        );
+        let names = 40_000;
+        let text: Vec<String> = (0..names)
+            .map(|i| format!("{i:08}-{}", "x".repeat(400)))
+            .collect();
+        let names_schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("text", DataType::Utf8View, false),
+        ]));
+        let names_batch = RecordBatch::try_new(
+            names_schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..names)),
+                Arc::new(StringViewArray::from_iter_values(&text)),
+            ],
+        )
+        .expect("batch");
+        ctx.register_batch("names", names_batch).expect("names");
+        let rows = 20_000;
+        let refs_schema = Arc::new(Schema::new(vec![Field::new(
+            "name_id",
+            DataType::Int64,
+            false,
+        )]));
+        let refs_batch = RecordBatch::try_new(
+            refs_schema,
+            vec![Arc::new(Int64Array::from_iter_values(
+                (0..rows).map(|i| (i * 7919) % names),
+            ))],
+        )
+        .expect("batch");
+        ctx.register_batch("refs", refs_batch).expect("refs");
+
+        let (_, stream) = query_stream(
+            &ctx,
+            "joined",
+            "SELECT n.text, r.name_id FROM refs r JOIN names n ON n.id = r.name_id",
+            &[],
+        )
+        .await
+        .expect("planned");
+        let batches: Vec<RecordBatch> = stream.try_collect().await.expect("sorted in the limit");
+        let texts: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                let column = b.column(0).as_string_view();
+                (0..b.num_rows())
+                    .map(|i| column.value(i).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(texts.len(), rows as usize);
+        assert!(texts.windows(2).all(|w| w[0] <= w[1]), "ordered");
+        assert_eq!(
+            batches[0].schema().field(0).data_type(),
+            &DataType::Utf8View
+        );
+    }
 }
