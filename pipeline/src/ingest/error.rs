@@ -38,7 +38,7 @@ pub enum Error {
     /// The dedupe keys could not be written to or read from their temporary folder.
     #[error(
         "Cannot keep the dedupe keys in the temporary folder (set TMPDIR to a folder with \
-         free space, about 16 bytes per record in the lake)"
+         free space, about 16 bytes per record in the lake, twice that while runs merge)"
     )]
     Keys(#[source] std::io::Error),
     /// The task committing a chunk died.

@@ -6,9 +6,12 @@
 //! set); of each such sorted run only a Bloom filter (10 bits per key, about 1 % false
 //! positives) and every 256th key stay in memory, so a lookup of a key that is not there
 //! almost never reads the disk, and one that is reads one 4 KiB block. Past
-//! [`MAX_RUNS`] runs they are merged into one. At 30 million keys this holds about 40 MiB
-//! plus the hash set, where a hash set of every key held about 1 GiB; it writes 16 bytes
-//! per key to disk.
+//! [`MAX_RUNS`] runs they are merged into one. At 30 million keys this holds about 64–128
+//! MiB (Bloom filters are rounded up to a power of two, and a merge holds the old and the new
+//! filter) plus the hash set, where a hash set of every key held about 1 GiB; it keeps 16
+//! bytes per key on disk, 32 while a merge writes the new run beside the old ones. The
+//! folder's name carries the process id, so a later ingest removes the folders of one that
+//! was killed before it could.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -115,7 +118,13 @@ impl KeySet {
 
     fn new_path(&mut self) -> io::Result<PathBuf> {
         if self.folder.is_none() {
-            self.folder = Some(tempfile::Builder::new().prefix("govlake-keys-").tempdir()?);
+            let temp = std::env::temp_dir();
+            remove_abandoned_folders(&temp);
+            self.folder = Some(
+                tempfile::Builder::new()
+                    .prefix(&format!("{FOLDER_PREFIX}{}-", std::process::id()))
+                    .tempdir_in(&temp)?,
+            );
         }
         self.next_file += 1;
         let folder = self.folder.as_ref().expect("created above");
@@ -269,6 +278,39 @@ impl Bloom {
     }
 }
 
+/// The start of a key folder's name; the owning process's id follows, then a random part.
+const FOLDER_PREFIX: &str = "govlake-keys-";
+
+/// Removes the key folders in `temp` that a process no longer running left behind (an
+/// ingest killed with `kill -9` cannot remove its own). A folder whose process id is
+/// running, or cannot be told, is kept: it may be another ingest's.
+fn remove_abandoned_folders(temp: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(temp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(FOLDER_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if process_has_ended(pid) {
+            tracing::debug!(folder = %entry.path().display(), "Removing dedupe keys an ended ingest left behind");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` has ended (Linux: no `/proc/PID`); `false` where that cannot be told.
+fn process_has_ended(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    cfg!(target_os = "linux") && proc.join("self").exists() && !proc.join(pid.to_string()).exists()
+}
+
 /// Reads `buf.len()` bytes of `file` at `offset`, without moving a shared cursor.
 #[cfg(unix)]
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
@@ -359,5 +401,23 @@ mod tests {
             .filter(|&n| bloom.may_contain(spread(n)))
             .count();
         assert!(false_positives < 3_000, "{false_positives} of 100,000");
+    }
+
+    #[test]
+    fn key_folders_of_ended_processes_are_removed_and_others_kept() {
+        let temp = tempfile::tempdir().expect("temp");
+        // Above Linux's largest process id (2^22), so never running.
+        let ended = temp.path().join(format!("{FOLDER_PREFIX}4194305-abc"));
+        let mine = temp
+            .path()
+            .join(format!("{FOLDER_PREFIX}{}-def", std::process::id()));
+        let other = temp.path().join("govlake-keys-notapid");
+        for d in [&ended, &mine, &other] {
+            std::fs::create_dir(d).expect("folder");
+            std::fs::write(d.join("run-000001.keys"), b"0123456789abcdef").expect("file");
+        }
+        remove_abandoned_folders(temp.path());
+        assert_eq!(ended.exists(), !cfg!(target_os = "linux"));
+        assert!(mine.exists() && other.exists());
     }
 }
