@@ -125,7 +125,7 @@ holders AS (
            min(held_from) AS held_from,
            CASE WHEN max(CASE WHEN held_to IS NULL THEN 1 ELSE 0 END) = 1 THEN NULL
                 ELSE max(held_to) END AS held_to,
-           string_agg(assignment_id, ' ' ORDER BY assignment_id) AS assignment_ids
+           array_to_string(array_sort(array_agg(assignment_id)), ' ') AS assignment_ids
     FROM holder_assignments
     GROUP BY access_package_id, target_object_id
 ),
@@ -154,8 +154,9 @@ SELECT
          ELSE 'not in review' END AS gap,
     p.period_start,
     p.period_end
-FROM holders h
-CROSS JOIN period p
+-- (The one-row side first: DataFusion's cross join emits a batch per row of its left side.)
+FROM period p
+CROSS JOIN holders h
 LEFT JOIN package_names pn ON pn.access_package_id = h.access_package_id
 LEFT JOIN package_reviews ar ON ar.access_package_id = h.access_package_id
 LEFT JOIN period_reviews pr ON pr.access_package_id = h.access_package_id
