@@ -385,7 +385,7 @@ fn read_files(
         );
         let result = reader::read_stream_with(reader, &options, &mut |item| {
             let json = match &item {
-                Item::Record { value, .. } => Some(value.to_string()),
+                Item::Record { value, .. } => Some(value::compact_json(value)),
                 Item::Bad { .. } | Item::PageEnd { .. } => None,
             };
             tx.blocking_send(Msg::Item { file, item, json })
@@ -701,7 +701,7 @@ impl<'a> Run<'a> {
                 Some(c) => format!("`@odata.context` `{c}` names nothing govlake ingests"),
                 None => "cannot tell which entity this file holds: its pages have no `@odata.context` and the file name names no entity (e.g. `assignments.json`)".to_string(),
             };
-            let raw = json.unwrap_or_else(|| value.to_string());
+            let raw = json.unwrap_or_else(|| value::compact_json(&value));
             self.reject(UNRESOLVED, &file, &location, None, reason, &raw);
             return Ok(());
         };
@@ -727,7 +727,7 @@ impl<'a> Run<'a> {
             position: 0,
             parent_is_new: None,
         };
-        let json = json.unwrap_or_else(|| value.to_string());
+        let json = json.unwrap_or_else(|| value::compact_json(&value));
         self.object(spec, &value, Some(json), &at).await?;
         self.flush_if_full().await
     }
@@ -826,7 +826,7 @@ impl<'a> Run<'a> {
             .as_object()
             .and_then(|o| value::get_ci(o, "id"))
             .and_then(Value::as_str);
-        let json = json.map_or_else(|| value.to_string(), str::to_string);
+        let json = json.map_or_else(|| value::compact_json(value), str::to_string);
         if id.is_none() && spec.versioned().is_some() {
             // Which object it was is unknown: closing any object of its scope could
             // close this one.

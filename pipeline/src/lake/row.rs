@@ -125,7 +125,16 @@ impl TableSchema {
         for (i, col) in self.columns.iter().enumerate() {
             let array: ArrayRef = match col.ty {
                 ColumnType::Str => {
-                    let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
+                    // Sized exactly: raw JSON columns (kilobytes a row) would otherwise grow
+                    // the buffer by doubling, copying it each time.
+                    let bytes = rows
+                        .iter()
+                        .map(|r| match &r[i] {
+                            Cell::Str(s) => s.len(),
+                            _ => 0,
+                        })
+                        .sum();
+                    let mut b = StringBuilder::with_capacity(rows.len(), bytes);
                     for r in rows {
                         match &r[i] {
                             Cell::Str(s) => b.append_value(s),
