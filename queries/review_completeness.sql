@@ -125,7 +125,7 @@ holders AS (
            min(held_from) AS held_from,
            CASE WHEN max(CASE WHEN held_to IS NULL THEN 1 ELSE 0 END) = 1 THEN NULL
                 ELSE max(held_to) END AS held_to,
-           array_to_string(array_sort(array_agg(assignment_id)), ' ') AS assignment_ids
+           string_agg(assignment_id, ' ' ORDER BY assignment_id) AS assignment_ids
     FROM holder_assignments
     GROUP BY access_package_id, target_object_id
 ),
