@@ -31,8 +31,7 @@ WITH observations AS (
 ),
 now_ AS (SELECT max(observed_at) AS observed_at FROM observations),
 current_assignments AS (
-    -- (The one-row side first: DataFusion's cross join emits a batch per row of its left side.)
-    SELECT a.*, n.observed_at FROM now_ n CROSS JOIN assignments a
+    SELECT a.*, n.observed_at FROM assignments a CROSS JOIN now_ n
     WHERE lower(a.state) IN ('delivered', 'partiallydelivered')
 )
 SELECT 'overdue' AS finding, a.id AS assignment_id, a.access_package_id,
