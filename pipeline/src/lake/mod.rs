@@ -6,6 +6,8 @@
 //! model, `history` keeps validity intervals for snapshot entities, and `bookkeeping` holds
 //! the schemas of the lake's own tables (`_raw`, `_rejects`, `_ingest_runs`, `_pack_pins`),
 //! `rechecked` makes DataFusion apply every filter itself (never trusting a scan's "exact"),
+//! `global_aggregates` keeps DataFusion from pushing a filter beneath an aggregate that returns
+//! a row for an empty input,
 //! `retention` keeps the versions evidence packs pinned (`govlake vacuum`), `format` records and
 //! checks the lake's format version (`govlake migrate`), `failpoint` holds the crash points
 //! tests arm, `lease` lets one `govlake job run` at a time work on a lake, and `compact`
@@ -17,6 +19,7 @@ pub mod compact;
 pub mod error;
 pub mod failpoint;
 pub mod format;
+pub mod global_aggregates;
 pub mod history;
 pub mod lease;
 pub mod rechecked;

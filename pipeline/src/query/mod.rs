@@ -2,7 +2,8 @@
 //! under its name; `views` adds the governance views of `queries/*.sql`. Every session runs
 //! with a bounded memory pool ([`MemoryLimit`]): sorts, aggregations and joins beyond it
 //! spill to the temporary folder (`TMPDIR`), and what cannot spill fails with a clear error
-//! instead of growing until the OOM killer ends the process.
+//! instead of growing until the OOM killer ends the process. Its optimizer is DataFusion's
+//! with one wrong pushdown removed ([`crate::lake::global_aggregates`]).
 
 pub mod changes;
 mod error;
@@ -16,10 +17,12 @@ use std::sync::Arc;
 
 use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use deltalake::datafusion::execution::session_state::SessionStateBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::ENTITIES;
 use crate::lake::bookkeeping::{INGEST_RUNS, RAW, REJECTS};
+use crate::lake::global_aggregates::push_down_filter_rules;
 use crate::lake::{Lake, TablePin};
 
 /// Names of every table the lake holds, in a fixed order: entity tables (with their
@@ -253,7 +256,13 @@ pub async fn session_pinned(
         .map_err(|e| Error::Runtime {
             source: Box::new(e),
         })?;
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_optimizer_rules(push_down_filter_rules())
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     for name in table_names() {
         lake.register(&ctx, &name, pin(&name)).await?;
     }
