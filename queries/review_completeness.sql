@@ -119,6 +119,15 @@ holder_assignments AS (
     FROM held_in_period
     GROUP BY access_package_id, target_object_id, assignment_id
 ),
+-- Only the holdings of principals no review of the package in the period put in front of a
+-- reviewer (a few percent of them): the ordered string_agg below is the costly step.
+unreviewed_assignments AS (
+    SELECT ha.*
+    FROM holder_assignments ha
+    LEFT JOIN reviewed_principals r ON r.access_package_id = ha.access_package_id
+        AND r.principal_id = ha.target_object_id
+    WHERE r.principal_id IS NULL
+),
 holders AS (
     SELECT access_package_id, target_object_id,
            max(user_principal_name) AS user_principal_name,
@@ -126,7 +135,7 @@ holders AS (
            CASE WHEN max(CASE WHEN held_to IS NULL THEN 1 ELSE 0 END) = 1 THEN NULL
                 ELSE max(held_to) END AS held_to,
            string_agg(assignment_id, ' ' ORDER BY assignment_id) AS assignment_ids
-    FROM holder_assignments
+    FROM unreviewed_assignments
     GROUP BY access_package_id, target_object_id
 ),
 package_reviews AS (
@@ -160,7 +169,4 @@ CROSS JOIN holders h
 LEFT JOIN package_names pn ON pn.access_package_id = h.access_package_id
 LEFT JOIN package_reviews ar ON ar.access_package_id = h.access_package_id
 LEFT JOIN period_reviews pr ON pr.access_package_id = h.access_package_id
-LEFT JOIN reviewed_principals r ON r.access_package_id = h.access_package_id
-    AND r.principal_id = h.target_object_id
-WHERE r.principal_id IS NULL
 ORDER BY access_package_name, access_package_id, user_principal_name, user_object_id
