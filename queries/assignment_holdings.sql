@@ -81,6 +81,25 @@ islands AS (
                       THEN 0 ELSE 1 END AS starts
           FROM ordered o) o
 ),
+-- Each version with the observation before its valid_from and before its seen_ending. Both
+-- times are observations themselves (every valid_from and valid_to is one), so "the latest
+-- observation before" is the previous one in time order: a lookup by equality. (Pairing each
+-- island with every observation grew the view with their product: a lake of daily runs holds
+-- hundreds of observations.)
+observation_order AS (
+    SELECT observed_at, lag(observed_at) OVER (ORDER BY observed_at) AS previous
+    FROM observations
+    WHERE observed_at IS NOT NULL
+),
+last_observation AS (
+    SELECT max(observed_at) AS observed_at FROM observations
+),
+islands_observed AS (
+    SELECT i.*, b.previous AS observed_before_version, e.previous AS observed_before_ending
+    FROM islands i
+    LEFT JOIN observation_order b ON b.observed_at = i.valid_from
+    LEFT JOIN observation_order e ON e.observed_at = i.seen_ending
+),
 -- The values of an island's first (starts) and last (ends) version: one row each, so max()
 -- picks that row's value, NULL included (as first_value/last_value ORDER BY valid_from,
 -- row_hash would, at ~20 µs per island).
@@ -92,6 +111,8 @@ spans AS (
            max(CASE WHEN starts = 1 THEN schedule_start_date_time END) AS scheduled_start,
            max(CASE WHEN ends THEN schedule_expiration_end_date_time END) AS scheduled_end,
            max(CASE WHEN ends THEN seen_ending END) AS gone_at,
+           max(CASE WHEN starts = 1 THEN observed_before_version END) AS seen_before,
+           max(CASE WHEN ends THEN observed_before_ending END) AS observed_before_gone,
            min(expired_date_time) AS expired_at,
            max(CASE WHEN kind = 'held' THEN valid_from END) AS last_held_version_from,
            max(CASE WHEN ends THEN access_package_id END) AS access_package_id,
@@ -100,27 +121,24 @@ spans AS (
            max(CASE WHEN ends THEN target_object_id END) AS user_object_id,
            max(CASE WHEN ends THEN target_principal_name END) AS user_principal_name,
            max(CASE WHEN ends THEN state END) AS state
-    FROM islands
+    FROM islands_observed
     WHERE kind <> 'not held'
     GROUP BY id, island
 ),
 -- The snapshots around each island: the latest before it was first observed (seen_before)
--- and the last that showed it held (seen_held: before the one that showed it gone).
+-- and the last that showed it held (seen_held: before the one that showed it gone, or the
+-- latest of all while it is not gone).
 bounds AS (
     SELECT s.*,
-           max(CASE WHEN o.observed_at < s.first_seen THEN o.observed_at END) AS seen_before,
            greatest(s.last_held_version_from,
-                    max(CASE WHEN s.last_held_version_from IS NOT NULL
-                              AND o.observed_at >= s.first_seen
-                              AND (s.gone_at IS NULL OR o.observed_at < s.gone_at)
-                             THEN o.observed_at END)) AS seen_held
-    FROM spans s
-    LEFT JOIN observations o ON o.observed_at IS NOT NULL
-    -- Every column of spans (one row per island), so that `held` reads spans only once.
-    GROUP BY s.id, s.island, s.seen_earlier, s.first_seen, s.last_seen, s.scheduled_start,
-             s.scheduled_end, s.gone_at, s.expired_at, s.last_held_version_from,
-             s.access_package_id, s.access_package_name, s.assignment_policy_id,
-             s.user_object_id, s.user_principal_name, s.state
+                    CASE WHEN s.last_held_version_from IS NULL THEN NULL
+                         WHEN s.gone_at IS NULL
+                              THEN CASE WHEN l.observed_at >= s.first_seen THEN l.observed_at END
+                         WHEN s.observed_before_gone >= s.first_seen
+                              THEN s.observed_before_gone END) AS seen_held
+    -- (The one-row side first: DataFusion's cross join emits a batch per row of its left side.)
+    FROM last_observation l
+    CROSS JOIN spans s
 ),
 held AS (
     SELECT b.*,
