@@ -547,6 +547,28 @@ fn a_filter_over_a_typed_null_branch_is_applied() {
     );
 }
 
+/// Catalogs that no access package of the sample tenant names, counted from the JSON.
+fn catalogs_without_packages() -> usize {
+    let catalogs = sample_page("entitlementManagement/catalogs-0001.json");
+    let packages = sample_page("entitlementManagement/accessPackages-0001.json");
+    let named: std::collections::BTreeSet<&str> = packages["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            p["catalogId"]
+                .as_str()
+                .or_else(|| p["catalog"]["id"].as_str())
+        })
+        .collect();
+    catalogs["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| !named.contains(c["id"].as_str().unwrap()))
+        .count()
+}
+
 /// A filter above an aggregate with no GROUP BY (or with ROLLUP) that refers to none of the
 /// aggregate's inputs is applied to the aggregate's row. DataFusion 55 pushed it beneath the
 /// aggregate, where it removed nothing: `WHERE d > 0` over a typed-NULL column kept every row.
@@ -557,6 +579,7 @@ fn a_filter_above_an_ungrouped_aggregate_is_applied() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let (catalogs, _) = sample_counts();
     assert!(catalogs > 1, "{catalogs}");
+    assert!((1..catalogs).contains(&catalogs_without_packages()));
     let beside = "(select c.id, CAST(NULL AS BIGINT) d \
                   from (select max(valid_from) m from catalogs_history) o cross join catalogs c) x";
     for (q, expected) in [
@@ -585,6 +608,20 @@ fn a_filter_above_an_ungrouped_aggregate_is_applied() {
              where z = 1"
                 .to_string(),
             vec![(catalogs + 1).to_string()],
+        ),
+        // A correlated count(*) returns a row (0 or more) for every catalog: EXISTS is true
+        // for each, and `0 IN` holds for the catalogs no package names (the JSON's count).
+        (
+            "select count(*) from catalogs c where exists \
+             (select count(*) from access_packages p where p.catalog_id = c.id)"
+                .to_string(),
+            vec![catalogs.to_string()],
+        ),
+        (
+            "select count(*) from catalogs c where 0 in \
+             (select count(*) from access_packages p where p.catalog_id = c.id)"
+                .to_string(),
+            vec![catalogs_without_packages().to_string()],
         ),
     ] {
         assert_eq!(sql(lake.path(), &q), expected, "{q}");
