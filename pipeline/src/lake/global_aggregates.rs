@@ -19,8 +19,9 @@
 //! only the rows of `t` with a match, and `WHERE 0 IN (SELECT count(*) …)` none. Run first,
 //! [`SubqueriesOverOneRowAggregates`] rewrites `EXISTS` over a subquery that always returns a
 //! row to `true`, and `x IN` one that returns exactly one row to `x = (subquery)`, whose
-//! scalar decorrelation keeps the empty-input value. A `HAVING` or `LIMIT` in the subquery
-//! leaves it to DataFusion.
+//! scalar decorrelation keeps the empty-input value; a scalar subquery's `HAVING p` over such
+//! an aggregate becomes `CASE WHEN p THEN … END`. A `LIMIT`, or a `HAVING` that names the
+//! outer query, leaves the subquery to DataFusion.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,7 +36,10 @@ use deltalake::datafusion::execution::session_state::SessionStateBuilder;
 use deltalake::datafusion::logical_expr::GroupingSet;
 use deltalake::datafusion::logical_expr::Operator;
 use deltalake::datafusion::logical_expr::expr::{BinaryExpr, Expr, FieldMetadata, InSubquery};
-use deltalake::datafusion::logical_expr::logical_plan::{Aggregate, Limit, LogicalPlan};
+use deltalake::datafusion::logical_expr::logical_plan::{
+    Aggregate, Limit, LogicalPlan, Projection, Subquery,
+};
+use deltalake::datafusion::logical_expr::when;
 use deltalake::datafusion::optimizer::push_down_filter::PushDownFilter;
 use deltalake::datafusion::optimizer::{ApplyOrder, Optimizer, OptimizerConfig, OptimizerRule};
 
@@ -167,8 +171,50 @@ fn rewrite_subquery(expr: Expr) -> Result<Transformed<Expr>> {
                 Box::new(Expr::ScalarSubquery(subquery)),
             ))))
         }
+        Expr::ScalarSubquery(subquery) => match having_as_case(&subquery.subquery)? {
+            Some(plan) => Ok(Transformed::yes(Expr::ScalarSubquery(Subquery {
+                subquery: Arc::new(plan),
+                ..subquery
+            }))),
+            None => Ok(Transformed::no(Expr::ScalarSubquery(subquery))),
+        },
         expr => Ok(Transformed::no(expr)),
     }
+}
+
+/// A scalar subquery `SELECT e … HAVING p` over an aggregate with no grouping, as
+/// `SELECT CASE WHEN p THEN e END …`: the same value (the aggregate's one row, or none and so
+/// NULL), without the HAVING that DataFusion's decorrelation mishandles (`HAVING 1 = 1` gave
+/// NULL where `count(*)` is 0, `HAVING max(x) IS NULL` kept a row it excludes). A `HAVING`
+/// that refers to the outer query is left alone.
+fn having_as_case(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    let LogicalPlan::Projection(projection) = plan else {
+        return Ok(None);
+    };
+    let LogicalPlan::Filter(having) = projection.input.as_ref() else {
+        return Ok(None);
+    };
+    match having.input.as_ref() {
+        LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => {}
+        _ => return Ok(None),
+    }
+    if having.predicate.contains_outer() {
+        return Ok(None);
+    }
+    let exprs = projection
+        .expr
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let (qualifier, field) = projection.schema.qualified_field(i);
+            let value = when(having.predicate.clone(), e.clone().unalias()).end()?;
+            Ok(value.alias_qualified(qualifier.cloned(), field.name()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        Arc::clone(&having.input),
+    )?)))
 }
 
 /// How many rows a subquery returns whatever its input.
@@ -358,6 +404,17 @@ mod tests {
              order by v",
             &["1", "2"],
         ),
+        // A HAVING over a correlated count(*) in a scalar subquery: the value when the
+        // HAVING holds for the aggregate's row, NULL when it does not.
+        (
+            "select v, (select count(*) from u where u.x = t.v having 1 = 1) from t order by v",
+            &["1,1", "2,0"],
+        ),
+        (
+            "select v, (select max(x) from u where u.x = t.v having max(x) is null) from t \
+             order by v",
+            &["1,", "2,"],
+        ),
     ];
 
     /// Subqueries the rewrite leaves to DataFusion, with their right answers: a HAVING may
@@ -383,6 +440,11 @@ mod tests {
         (
             "select v, (select count(*) from u where u.x = t.v) from t order by v",
             &["1,1", "2,0"],
+        ),
+        (
+            "select v, (select count(*) from u where u.x = t.v having count(*) = 1) from t \
+             order by v",
+            &["1,1", "2,"],
         ),
     ];
 
