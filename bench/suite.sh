@@ -10,6 +10,11 @@
 #   views   every governance view: `govlake sql` against DuckDB running the same SQL over the
 #           Parquet files of the same Delta tables (bench/duckdb_views.py)
 #   pack    `govlake pack` for one quarter (no DuckDB counterpart)
+#   daily   (not in the default STAGES) the lake after DAYS more daily runs (default 30): the
+#           export's assignments ingested again once a day after it, unchanged, as a scheduled
+#           job would, so `_ingest_runs` holds a month of observations where the generated
+#           lake holds one; then each view that reads assignment_holdings, govlake against
+#           DuckDB as in `views`
 #   live    `govlake ingest --graph` through govlake-graph-sim on 127.0.0.1, rate limiter off
 #           (no DuckDB counterpart), with the simulator's start-up (its index of the export:
 #           32 bytes a record; records are read from the files as pages are asked for) and
@@ -37,7 +42,8 @@
 #                                      or LAYOUT:SIZE (above)
 #        bench/suite.sh --gather       only rewrite bench/RESULTS.md from bench/results/
 #   RUNS=3            runs per figure
-#   STAGES="ingest views pack live"
+#   STAGES="ingest views pack live"   (add daily for the daily-runs stage)
+#   DAYS=30           daily runs of the daily stage
 #   LIVE_MAX=0        largest size (audit events) the live stage runs at (0: every size)
 #   WORK=target/bench/suite   generated tenants and lakes (each size's is removed after it,
 #                     unless KEEP=1)
@@ -118,6 +124,28 @@ stamp() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2f", a / b; else print "-" }'; }
 per_sec() { awk -v n="$1" -v t="$2" 'BEGIN { if (t+0 > 0) printf "%.0f", n / t; else print "-" }'; }
+
+# measure_views LAKE TABLE_MD VIEW...: each view by govlake and by DuckDB over LAKE; appends a
+# row per view to TABLE_MD and prints the views' figures as JSON objects, comma-separated.
+measure_views() {
+  local lake="$1" out="$2" json="" v params gt gm dt dm rows drows
+  shift 2
+  for v in "$@"; do
+    params=()
+    # The values duckdb_views.py binds too: the end of 2026Q3, and its bounds.
+    ! grep -q '\$as_of' "queries/$v.sql" || params+=(--param "as_of=2026-09-30T23:59:59Z")
+    ! grep -q '\$from' "queries/$v.sql" || params+=(--param "from=2026-07-01T00:00:00Z" --param "to=2026-10-01T00:00:00Z")
+    read -r gt gm _ < <(measure "$BIN" --lake "$lake" -q sql --queries queries -f "queries/$v.sql" "${params[@]}" -o parquet --out "$WORK/govlake.parquet")
+    rows=$("$PY" -c "import duckdb; print(duckdb.sql(\"select count(*) from read_parquet('$WORK/govlake.parquet')\").fetchall()[0][0])" 2>/dev/null || echo "?")
+    read -r dt dm _ < <(measure "$PY" bench/duckdb_views.py "$lake" queries "$v" "$WORK/duckdb.parquet" 2026-09-30T23:59:59Z)
+    drows=$(cat "$WORK/stdout.txt" 2>/dev/null || echo "?")
+    json+="${json:+, }{\"name\": \"$v\", \"rows\": $(num "$rows"), \"duckdb_rows\": $(num "$drows"), \"govlake_s\": $(num "$gt"), \"govlake_mib\": $(num "$gm"), \"duckdb_s\": $(num "$dt"), \"duckdb_mib\": $(num "$dm")}"
+    [ "$rows" != "$drows" ] && rows="$rows (DuckDB $drows)"
+    echo "| $v | $rows | $gt | $gm | $dt | $dm | $(ratio "$gt" "$dt") |" >>"$out"
+  done
+  rm -f "$WORK/govlake.parquet" "$WORK/duckdb.parquet"
+  echo "$json"
+}
 
 # The generated tenant of SIZE (made once; kept until no later argument needs it).
 generated() {
@@ -269,20 +297,7 @@ import json, sys
 for i in json.load(sys.stdin)["summary"]:
     if i["kind"] == "view" or i["kind"].startswith("query"):
         print(i["name"])')
-    json_views=""
-    for v in $views; do
-      params=()
-      # The values duckdb_views.py binds too: the end of 2026Q3, and its bounds.
-      ! grep -q '\$as_of' "queries/$v.sql" || params+=(--param "as_of=2026-09-30T23:59:59Z")
-      ! grep -q '\$from' "queries/$v.sql" || params+=(--param "from=2026-07-01T00:00:00Z" --param "to=2026-10-01T00:00:00Z")
-      read -r gt gm _ < <(measure "$BIN" --lake "$S/lake" -q sql --queries queries -f "queries/$v.sql" "${params[@]}" -o parquet --out "$S/govlake.parquet")
-      rows=$("$PY" -c "import duckdb; print(duckdb.sql(\"select count(*) from read_parquet('$S/govlake.parquet')\").fetchall()[0][0])" 2>/dev/null || echo "?")
-      read -r dt dm _ < <(measure "$PY" bench/duckdb_views.py "$S/lake" queries "$v" "$S/duckdb.parquet" 2026-09-30T23:59:59Z)
-      drows=$(cat "$WORK/stdout.txt" 2>/dev/null || echo "?")
-      json_views+="${json_views:+, }{\"name\": \"$v\", \"rows\": $(num "$rows"), \"duckdb_rows\": $(num "$drows"), \"govlake_s\": $(num "$gt"), \"govlake_mib\": $(num "$gm"), \"duckdb_s\": $(num "$dt"), \"duckdb_mib\": $(num "$dm")}"
-      [ "$rows" != "$drows" ] && rows="$rows (DuckDB $drows)"
-      echo "| $v | $rows | $gt | $gm | $dt | $dm | $(ratio "$gt" "$dt") |" >>"$OUT"
-    done
+    json_views=$(measure_views "$S/lake" "$OUT" $views)
     echo >>"$OUT"
     printf '{"size": "%s", "runs": %s, "views": [%s]}\n' "$size" "$RUNS" "$json_views" >"$R/2-views.json"
   fi
@@ -306,6 +321,38 @@ for i in json.load(sys.stdin)["summary"]:
     printf '{"size": "%s", "runs": %s, "s": %s, "mib": %s, "written_mib": %s, "pack_mib": %s, "folder_mib": %s, "tar_mib": %s, "files": %s}\n' \
       "$size" "$RUNS" "$(num "$pt")" "$(num "$pm")" "$(num "$pw")" "$(num "$pack_mib")" "$(num "${folder_mib:-}")" "$(num "$tar_mib")" "$files" >"$R/3-pack.json"
     rm -rf "$S/pack" "$S/pack.tar"
+  fi
+  if [[ " $STAGES " == *" daily "* ]]; then
+    days="${DAYS:-30}"
+    echo "== $size: daily ($days runs)" >&2
+    D="$S/daily"
+    rm -rf "$D"; mkdir -p "$D/export/entitlementManagement"
+    cp -r "$S/lake" "$D/lake"
+    ln -s "$T/entitlementManagement/assignments" "$D/export/entitlementManagement/assignments"
+    for day in $(seq "$days"); do
+      "$PY" -c 'import json, sys, datetime as d
+e = json.load(open(sys.argv[1]))
+t = d.datetime.fromisoformat(e["exportedAt"].replace("Z", "+00:00")) + d.timedelta(days=int(sys.argv[2]))
+e["exportedAt"] = t.strftime("%Y-%m-%dT%H:%M:%SZ")
+json.dump(e, open(sys.argv[3], "w"))' "$T/_export.json" "$day" "$D/export/_export.json"
+      "$BIN" --lake "$D/lake" --no-progress -q ingest --from "$D/export"
+    done
+    observations=$("$BIN" --lake "$D/lake" -q sql -o csv -c "select count(distinct observed_at) from _ingest_runs where table_name = 'assignments'" | tail -1)
+    OUT="$R/5-daily.md"
+    {
+      echo "### Views after $days daily runs"
+      echo
+      stamp
+      echo
+      echo "The lake above, then its assignments ingested again, unchanged, once a day for $days days (the export's \`exportedAt\` moved on a day each time): $observations observations of the assignments instead of one. The views that read assignment_holdings:"
+      echo
+      echo "| view | rows | govlake s | govlake MiB | DuckDB s | DuckDB MiB | time govlake / DuckDB |"
+      echo "|---|---:|---:|---:|---:|---:|---:|"
+    } >"$OUT"
+    json_views=$(measure_views "$D/lake" "$OUT" $(grep -l assignment_holdings queries/*.sql | xargs -n1 basename | sed 's/\.sql$//'))
+    echo >>"$OUT"
+    printf '{"size": "%s", "runs": %s, "days": %s, "observations": %s, "views": [%s]}\n' "$size" "$RUNS" "$days" "$(num "$observations")" "$json_views" >"$R/5-daily.json"
+    rm -rf "$D"
   fi
   if [[ " $STAGES " == *" live "* ]]; then
     echo "== $size: live" >&2
