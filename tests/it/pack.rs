@@ -494,6 +494,68 @@ fn regenerating_from_the_recorded_versions_is_byte_identical() {
     assert!(r.stdout.contains("not signed"), "{}", r.stdout);
 }
 
+/// `DATAFUSION_*` settings change how queries run, not what they return; a pack records the
+/// ones it ran with, and its regeneration command sets them again.
+#[test]
+fn datafusion_settings_are_recorded_in_the_provenance() {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = demo_pack(dir.path());
+    let provenance = |pack: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(pack.join("data/provenance.json")).unwrap())
+            .unwrap()
+    };
+    let plain = provenance(&pack);
+    assert_eq!(plain["engine_settings"], serde_json::json!({}));
+    assert!(
+        plain["regenerate"]
+            .as_str()
+            .unwrap()
+            .starts_with("govlake pack ")
+    );
+
+    let tuned = dir.path().join("tuned");
+    let r = run(govlake()
+        .env("DATAFUSION_EXECUTION_BATCH_SIZE", "1000")
+        .arg("--lake")
+        .arg(dir.path().join("lake"))
+        .args(["pack", "--period", "2026Q3", "--unsigned", "--as-of"])
+        .arg(pinned_versions(&pack).join(","))
+        .arg("--out")
+        .arg(&tuned));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let recorded = provenance(&tuned);
+    assert_eq!(
+        recorded["engine_settings"],
+        serde_json::json!({"datafusion.execution.batch_size": "1000"})
+    );
+    assert!(
+        recorded["regenerate"]
+            .as_str()
+            .unwrap()
+            .starts_with("DATAFUSION_EXECUTION_BATCH_SIZE=1000 govlake pack "),
+        "{}",
+        recorded["regenerate"]
+    );
+    let index = std::fs::read_to_string(tuned.join("data/index.html")).unwrap();
+    assert!(
+        index.contains("<td>DataFusion setting datafusion.execution.batch_size</td><td>1000</td>"),
+        "the index shows the setting"
+    );
+    // The same populations, byte for byte.
+    let populations = plain["populations"].as_array().unwrap();
+    assert!(!populations.is_empty());
+    for population in populations {
+        let file = format!(
+            "data/populations/{}.csv",
+            population["name"].as_str().unwrap()
+        );
+        assert!(
+            std::fs::read(pack.join(&file)).unwrap() == std::fs::read(tuned.join(&file)).unwrap(),
+            "{file} differs with another batch size"
+        );
+    }
+}
+
 #[test]
 fn hostile_strings_stay_escaped_and_file_names_inside_the_pack() {
     let export = tempfile::tempdir().unwrap();

@@ -194,27 +194,42 @@ fn machine_memory() -> Option<u64> {
 }
 
 /// The session's DataFusion settings: [`threads`] partitions, then any `DATAFUSION_*`
-/// environment variable (DataFusion's own names: `DATAFUSION_EXECUTION_BATCH_SIZE=4096` sets
-/// `datafusion.execution.batch_size`), so a view's plan can be tuned without a rebuild.
-/// Results never depend on these settings.
+/// environment variable ([`environment_settings`]), so a view's plan can be tuned without a
+/// rebuild. Results are not meant to depend on these settings; packs record them anyway.
 fn session_config() -> Result<SessionConfig> {
     let mut config = SessionConfig::new().with_target_partitions(threads());
+    for (key, value) in environment_settings()? {
+        config
+            .options_mut()
+            .set(&key, &value)
+            .map_err(|e| Error::Settings {
+                source: Box::new(e),
+            })?;
+    }
+    Ok(config.with_information_schema(true))
+}
+
+/// The DataFusion settings that `DATAFUSION_*` environment variables set, in DataFusion's
+/// names and key order: `DATAFUSION_EXECUTION_BATCH_SIZE=4096` is
+/// (`datafusion.execution.batch_size`, `4096`). An evidence pack records them.
+pub fn environment_settings() -> Result<Vec<(String, String)>> {
     let env =
         deltalake::datafusion::config::ConfigOptions::from_env().map_err(|e| Error::Settings {
             source: Box::new(e),
         })?;
-    for entry in env.entries() {
-        let var = entry.key.replace('.', "_").to_ascii_uppercase();
-        if let (Some(value), Ok(_)) = (entry.value, std::env::var(&var)) {
-            config
-                .options_mut()
-                .set(&entry.key, &value)
-                .map_err(|e| Error::Settings {
-                    source: Box::new(e),
-                })?;
-        }
-    }
-    Ok(config.with_information_schema(true))
+    let mut settings: Vec<(String, String)> = env
+        .entries()
+        .into_iter()
+        .filter_map(|entry| {
+            let var = entry.key.replace('.', "_").to_ascii_uppercase();
+            match (entry.value, std::env::var(&var)) {
+                (Some(value), Ok(_)) => Some((entry.key, value)),
+                _ => None,
+            }
+        })
+        .collect();
+    settings.sort();
+    Ok(settings)
 }
 
 /// A session with every existing lake table registered. Tables not yet created are skipped.

@@ -169,6 +169,18 @@ impl Payload {
 struct Provenance {
     govlake_version: &'static str,
     versions: Vec<(String, i64)>,
+    /// DataFusion settings from `DATAFUSION_*` variables the queries ran with (usually none).
+    engine_settings: Vec<(String, String)>,
+}
+
+impl Provenance {
+    fn new(versions: &BTreeMap<String, i64>) -> Result<Self> {
+        Ok(Self {
+            govlake_version: env!("CARGO_PKG_VERSION"),
+            versions: versions.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            engine_settings: crate::query::environment_settings()?,
+        })
+    }
 }
 
 /// A population file entry for the index and provenance.
@@ -277,10 +289,7 @@ pub fn render_package(
         "period": period,
         "as_of": period.end_inclusive_text(),
         "index_href": index_href,
-        "provenance": Provenance {
-            govlake_version: env!("CARGO_PKG_VERSION"),
-            versions: versions.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-        },
+        "provenance": Provenance::new(versions)?,
     });
     let charts = package_charts(report);
     let context = minijinja::context! { charts => charts, ..serde_value(&context) };
@@ -575,16 +584,13 @@ async fn write_pack(
         samples: &samples,
     };
     let signed_by = settings.key.as_ref().map(|k| k.public().id_text());
-    let provenance = Provenance {
-        govlake_version: env!("CARGO_PKG_VERSION"),
-        versions: versions.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-    };
+    let provenance = Provenance::new(&versions)?;
     let html = templates.render(
         "index.html",
         &index.context(period, &as_of, &provenance, signed_by.as_deref()),
     )?;
     partial.write("data/index.html", html.as_bytes())?;
-    write_provenance(partial, period, &as_of, &versions, &index)?;
+    write_provenance(partial, period, &as_of, &provenance, &index)?;
 
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "Index written");
     let bag = write_bag(partial, settings, &as_of)?;
@@ -1101,18 +1107,30 @@ fn write_provenance(
     partial: &mut Payload,
     period: &Period,
     as_of: &str,
-    versions: &BTreeMap<String, i64>,
+    provenance: &Provenance,
     index: &Index<'_>,
 ) -> Result<()> {
     let (populations, samples, package_rows) =
         (index.populations, index.samples, index.package_rows);
+    let versions: BTreeMap<&str, i64> = provenance
+        .versions
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    // The same DATAFUSION_* variables, before the command.
+    let environment: String = provenance
+        .engine_settings
+        .iter()
+        .map(|(k, v)| format!("{}={} ", k.replace('.', "_").to_ascii_uppercase(), v))
+        .collect();
     let provenance_doc = serde_json::json!({
-        "govlake_version": env!("CARGO_PKG_VERSION"),
+        "govlake_version": provenance.govlake_version,
         "period": period,
         "as_of": as_of,
         "table_versions": versions,
+        "engine_settings": provenance.engine_settings.iter().cloned().collect::<BTreeMap<_, _>>(),
         "regenerate": format!(
-            "govlake pack --period {} --as-of {}{} --out DIR",
+            "{environment}govlake pack --period {} --as-of {}{} --out DIR",
             period.label,
             versions.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
             samples.iter().map(|s| format!(" --sample {}:{}:{}", s.view, s.size, s.seed)).collect::<String>()
