@@ -3,9 +3,11 @@
 //! them, and (b) on the same snapshot's Parquet files read plainly (each data file the Delta
 //! log lists, decoded with the parquet crate, partition values added from the log, held in
 //! memory tables that apply no pushed-down filter of their own) — and must agree row for row.
-//! Also the regression tests of the filter that delta-rs claimed to apply "exactly" and never
-//! applied (issue 14, section 1), and of filters DataFusion pushed beneath an aggregate with no
-//! GROUP BY (`lake::global_aggregates`).
+//! Both paths run the same optimizer (govlake's, `lake::global_aggregates`), so this test
+//! catches what differs between the Delta scan and plain Parquet, not optimizer bugs: those
+//! have their own regression tests here (filters and subqueries over an aggregate with no
+//! GROUP BY) besides the filter that delta-rs claimed to apply "exactly" and never applied
+//! (issue 14, section 1).
 
 use std::collections::BTreeMap;
 use std::path::Path;
