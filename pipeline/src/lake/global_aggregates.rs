@@ -20,16 +20,18 @@
 //! [`SubqueriesOverOneRowAggregates`] rewrites `EXISTS` over a subquery that always returns a
 //! row to `true`, and `x IN` one that returns exactly one row to `x = (subquery)`, whose
 //! scalar decorrelation keeps the empty-input value; a scalar subquery's `HAVING p` over such
-//! an aggregate becomes `CASE WHEN p THEN … END`. A `LIMIT`, or a `HAVING` that names the
-//! outer query, leaves the subquery to DataFusion.
+//! an aggregate becomes `CASE WHEN p THEN … END`. Two shapes DataFusion also answers wrongly
+//! and that have no exact rewrite here are refused with an error that says how to write them:
+//! a scalar subquery's `HAVING` that names the outer query, and `IN` over a correlated
+//! `ROLLUP` (apache/datafusion#25519). A `LIMIT` leaves the subquery to DataFusion.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::common::tree_node::{
     Transformed, TreeNode, TreeNodeRecursion, TreeNodeRewriter,
 };
+use deltalake::datafusion::common::{ScalarValue, plan_err};
 use deltalake::datafusion::error::Result;
 use deltalake::datafusion::execution::SessionState;
 use deltalake::datafusion::execution::session_state::SessionStateBuilder;
@@ -153,6 +155,16 @@ fn rewrite_subquery(expr: Expr) -> Result<Transformed<Expr>> {
             )))
         }
         Expr::InSubquery(in_subquery)
+            if rows_for_no_input(&in_subquery.subquery.subquery) == Rows::AtLeastOne
+                && !in_subquery.subquery.outer_ref_columns.is_empty() =>
+        {
+            plan_err!(
+                "govlake refuses IN over a correlated subquery with ROLLUP, CUBE or an empty \
+                 grouping set: DataFusion 55 loses its grand-total row (apache/datafusion#25519). \
+                 Compare with the rollup's rows in a join instead"
+            )
+        }
+        Expr::InSubquery(in_subquery)
             if rows_for_no_input(&in_subquery.subquery.subquery) == Rows::ExactlyOne =>
         {
             let InSubquery {
@@ -199,7 +211,12 @@ fn having_as_case(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
         _ => return Ok(None),
     }
     if having.predicate.contains_outer() {
-        return Ok(None);
+        return plan_err!(
+            "govlake refuses a correlated HAVING (one that names the outer query) over an \
+             aggregate without GROUP BY in a scalar subquery: DataFusion 55 answers it wrongly. \
+             Instead LEFT JOIN a subquery grouped by the correlated column and test the \
+             condition in the outer query"
+        );
     }
     let exprs = projection
         .expr
@@ -446,6 +463,11 @@ mod tests {
              order by v",
             &["1,1", "2,"],
         ),
+        // Not correlated: the rollup's rows are 1 and NULL, so only v = 1 is IN them.
+        (
+            "select v from t where v in (select x from u group by rollup(x))",
+            &["1"],
+        ),
     ];
 
     #[tokio::test]
@@ -453,6 +475,30 @@ mod tests {
         let ctx = session(true).await;
         for (sql, expected) in CASES.iter().chain(CONTROLS) {
             assert_eq!(rows(&ctx, sql).await, *expected, "{sql}");
+        }
+    }
+
+    /// Shapes DataFusion answers wrongly and this module cannot rewrite exactly are refused,
+    /// with a message that says how to write them.
+    #[tokio::test]
+    async fn shapes_without_an_exact_rewrite_are_refused() {
+        let ctx = session(true).await;
+        for (sql, says) in [
+            (
+                "select v, (select count(*) from u where u.x = t.v having count(*) < t.v) from t",
+                "LEFT JOIN a subquery grouped by",
+            ),
+            (
+                "select v from t where v in (select x from u where u.x = t.v group by rollup(x))",
+                "25519",
+            ),
+        ] {
+            let refused = match ctx.sql(sql).await {
+                Ok(df) => df.collect().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            let message = refused.expect_err(sql).to_string();
+            assert!(message.contains(says), "{sql}: {message}");
         }
     }
 
