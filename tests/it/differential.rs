@@ -43,7 +43,7 @@ fn open_lake(dir: &Path) -> Lake {
 async fn plain_session(lake: &Lake, delta: &SessionContext) -> SessionContext {
     // The same optimizer as the lake's sessions: the two paths differ in storage only.
     let plain = SessionContext::new_with_state(
-        govlake::lake::global_aggregates::with_sound_filter_pushdown(SessionContext::new().state()),
+        govlake::lake::global_aggregates::with_govlake_optimizer(SessionContext::new().state()),
     );
     for name in govlake::query::table_names() {
         if !delta.table_exist(name.as_str()).unwrap() {

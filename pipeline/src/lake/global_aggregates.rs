@@ -1,5 +1,7 @@
 //! DataFusion's optimizer as govlake runs it: the stock rules, except that a filter is never
-//! pushed beneath an aggregate that returns a row even when its input is empty.
+//! pushed beneath an aggregate that returns a row even when its input is empty, and that
+//! subqueries over such an aggregate are rewritten (or refused) before DataFusion
+//! decorrelates them.
 //!
 //! An aggregate with no `GROUP BY` (and a `ROLLUP`, `CUBE` or `GROUPING SETS` holding the
 //! empty set) returns one row for an empty input, so a filter above it removes that row but
@@ -8,7 +10,7 @@
 //! columns passes that test: `SELECT * FROM (SELECT 1 AS z, count(*) AS c FROM t) WHERE z = 2`
 //! returned `(1, 0)` — a row its own filter excludes — and `WHERE d > 0` over a typed
 //! `CAST(NULL …)` column of a cross join with such an aggregate kept every row (the same
-//! class as SPARK-17712 and SPARK-22983). [`push_down_filter_rules`] replaces that rule with
+//! class as SPARK-17712 and SPARK-22983). [`optimizer_rules`] replaces that rule with
 //! [`PushDownFilterKeepingAggregateRows`], which fences every such aggregate with a marked
 //! `LIMIT 1`, runs DataFusion's own rule (which never pushes a filter through a limit) and
 //! removes the fences: they are a barrier only, gone before any other rule or the executor
@@ -45,17 +47,17 @@ use deltalake::datafusion::logical_expr::when;
 use deltalake::datafusion::optimizer::push_down_filter::PushDownFilter;
 use deltalake::datafusion::optimizer::{ApplyOrder, Optimizer, OptimizerConfig, OptimizerRule};
 
-/// `state` with [`push_down_filter_rules`] as its logical optimizer.
-pub fn with_sound_filter_pushdown(state: SessionState) -> SessionState {
+/// `state` with govlake's logical optimizer ([`optimizer_rules`]).
+pub fn with_govlake_optimizer(state: SessionState) -> SessionState {
     SessionStateBuilder::new_from_existing(state)
-        .with_optimizer_rules(push_down_filter_rules())
+        .with_optimizer_rules(optimizer_rules())
         .build()
 }
 
 /// DataFusion's default logical optimizer rules, in their order, with `push_down_filter`
 /// replaced by [`PushDownFilterKeepingAggregateRows`] and [`SubqueriesOverOneRowAggregates`]
 /// run first.
-pub fn push_down_filter_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+pub fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     let stock = PushDownFilter::new();
     let mut rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> =
         vec![Arc::new(SubqueriesOverOneRowAggregates)];
@@ -317,7 +319,7 @@ mod tests {
     async fn session(sound: bool) -> SessionContext {
         let ctx = SessionContext::new();
         let ctx = if sound {
-            SessionContext::new_with_state(with_sound_filter_pushdown(ctx.state()))
+            SessionContext::new_with_state(with_govlake_optimizer(ctx.state()))
         } else {
             ctx
         };

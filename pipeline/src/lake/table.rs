@@ -701,9 +701,9 @@ impl Lake {
     async fn scan_context(&self, name: &str) -> Result<Option<SessionContext>> {
         // delta-rs' session carries the planner its writes need (overwrite_from_sql).
         let ctx: SessionContext = deltalake::delta_datafusion::create_session().into_inner();
-        let ctx = SessionContext::new_with_state(
-            super::global_aggregates::with_sound_filter_pushdown(ctx.state()),
-        );
+        let ctx = SessionContext::new_with_state(super::global_aggregates::with_govlake_optimizer(
+            ctx.state(),
+        ));
         Ok(self
             .register(&ctx, name, TablePin::Latest)
             .await?

@@ -22,7 +22,7 @@ use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::ENTITIES;
 use crate::lake::bookkeeping::{INGEST_RUNS, RAW, REJECTS};
-use crate::lake::global_aggregates::push_down_filter_rules;
+use crate::lake::global_aggregates::optimizer_rules;
 use crate::lake::{Lake, TablePin};
 
 /// Names of every table the lake holds, in a fixed order: entity tables (with their
@@ -275,7 +275,7 @@ pub async fn session_pinned(
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
-        .with_optimizer_rules(push_down_filter_rules())
+        .with_optimizer_rules(optimizer_rules())
         .build();
     let ctx = SessionContext::new_with_state(state);
     for name in table_names() {
