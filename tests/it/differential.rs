@@ -637,3 +637,42 @@ fn a_filter_above_an_ungrouped_aggregate_is_applied() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout.trim(), "n\n0", "{q}");
 }
+
+/// A LIMIT over a table read for none of its columns (`SELECT 1 FROM t LIMIT n`) is applied:
+/// delta-rs answers such a scan from its log and dropped the limit it accepted (every row
+/// came back, and a scalar subquery of `LIMIT 1` failed with "more than one row").
+#[test]
+fn a_limit_over_a_scan_of_no_columns_is_applied() {
+    let lake = tempfile::tempdir().unwrap();
+    let r = ingest(lake.path(), &[&sample_data()], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let assignments: usize = (1..=4)
+        .map(|page| {
+            sample_page(&format!(
+                "entitlementManagement/assignments/assignments-000{page}.json"
+            ))["value"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert!(assignments > 5, "{assignments}");
+    for (q, expected) in [
+        (
+            "select count(*) from (select 1 from assignments limit 3) x",
+            3,
+        ),
+        (
+            "select count(*) from (select s.c from (select id, 'k' as c from assignments limit 2) s) x",
+            2,
+        ),
+        ("select (select 1 from assignments limit 1)", 1),
+        (
+            "select count(*) from (select 1 from assignments offset 2) x",
+            assignments - 2,
+        ),
+        ("select count(*) from assignments", assignments),
+    ] {
+        assert_eq!(sql(lake.path(), q), vec![expected.to_string()], "{q}");
+    }
+}

@@ -9,7 +9,8 @@
 //! statistics: rows the filter excludes were counted. Every table govlake registers is
 //! wrapped in [`Rechecked`], which passes filters to the scan (file and partition pruning
 //! still happen) but reports each one `Inexact`, so DataFusion always keeps — and runs —
-//! its own filter. The cost is re-evaluating predicates the scan already applied.
+//! its own filter. The cost is re-evaluating predicates the scan already applied. A scan of no
+//! columns with a limit reads one column instead (delta-rs' scan of no columns ignores it).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use deltalake::datafusion::logical_expr::{
     Expr, LogicalPlan, TableProviderFilterPushDown, TableType,
 };
 use deltalake::datafusion::physical_plan::ExecutionPlan;
+use deltalake::datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 
 /// Wraps a provider; every filter it accepts is reported `Inexact` (see the module doc).
 #[derive(Debug)]
@@ -70,6 +72,22 @@ impl TableProvider for Rechecked {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // delta-rs answers a scan of no columns from the log (row counts), and that scan drops
+        // a LIMIT it accepts: `SELECT 1 FROM assignments LIMIT 3` returned every row (delta-rs
+        // issue 4037). With a limit, read one column and project it away instead.
+        if projection.is_some_and(Vec::is_empty)
+            && limit.is_some()
+            && !self.schema().fields().is_empty()
+        {
+            let one = self
+                .inner
+                .scan(state, Some(&vec![0]), filters, limit)
+                .await?;
+            return Ok(Arc::new(ProjectionExec::try_new(
+                Vec::<ProjectionExpr>::new(),
+                one,
+            )?));
+        }
         self.inner.scan(state, projection, filters, limit).await
     }
 
