@@ -41,7 +41,7 @@ use deltalake::datafusion::logical_expr::GroupingSet;
 use deltalake::datafusion::logical_expr::Operator;
 use deltalake::datafusion::logical_expr::expr::{BinaryExpr, Expr, FieldMetadata, InSubquery};
 use deltalake::datafusion::logical_expr::logical_plan::{
-    Aggregate, Limit, LogicalPlan, Projection, Subquery,
+    Aggregate, Distinct, FetchType, Limit, LogicalPlan, Projection, SkipType, Subquery,
 };
 use deltalake::datafusion::logical_expr::when;
 use deltalake::datafusion::optimizer::push_down_filter::PushDownFilter;
@@ -182,8 +182,54 @@ fn rewrite_subquery(expr: Expr) -> Result<Transformed<Expr>> {
             Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
                 expr,
                 op,
-                Box::new(Expr::ScalarSubquery(subquery)),
+                Box::new(scalar(subquery)),
             ))))
+        }
+        // `x op ANY` / `x op ALL` over exactly one row is `x op (that row)`.
+        Expr::SetComparison(comparison)
+            if rows_for_no_input(&comparison.subquery.subquery) == Rows::ExactlyOne =>
+        {
+            Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                comparison.expr,
+                comparison.op,
+                Box::new(scalar(comparison.subquery)),
+            ))))
+        }
+        // EXISTS (… HAVING p) over such an aggregate: whether p holds for its one row.
+        Expr::Exists(exists) => match having_parts(&exists.subquery)? {
+            Some((condition, _)) => {
+                let holds = Expr::ScalarSubquery(condition);
+                Ok(Transformed::yes(if exists.negated {
+                    holds.is_not_true()
+                } else {
+                    holds.is_true()
+                }))
+            }
+            None => Ok(Transformed::no(Expr::Exists(exists))),
+        },
+        // x IN (SELECT e … HAVING p): x = e when p holds for the one row, else no row: false.
+        Expr::InSubquery(in_subquery) => match having_parts(&in_subquery.subquery)? {
+            Some((condition, value)) => {
+                let within = when(
+                    Expr::ScalarSubquery(condition).is_true(),
+                    Expr::BinaryExpr(BinaryExpr::new(
+                        in_subquery.expr,
+                        Operator::Eq,
+                        Box::new(Expr::ScalarSubquery(value)),
+                    )),
+                )
+                .otherwise(Expr::Literal(ScalarValue::Boolean(Some(false)), None))?;
+                Ok(Transformed::yes(if in_subquery.negated {
+                    Expr::Not(Box::new(within))
+                } else {
+                    within
+                }))
+            }
+            None => Ok(Transformed::no(Expr::InSubquery(in_subquery))),
+        },
+        // A DISTINCT or a LIMIT that keeps a row, over exactly one row, changes nothing.
+        Expr::ScalarSubquery(subquery) if one_row_wrapper(&subquery.subquery).is_some() => {
+            Ok(Transformed::yes(scalar(subquery)))
         }
         Expr::ScalarSubquery(subquery) => match having_as_case(&subquery.subquery)? {
             Some(plan) => Ok(Transformed::yes(Expr::ScalarSubquery(Subquery {
@@ -194,6 +240,58 @@ fn rewrite_subquery(expr: Expr) -> Result<Transformed<Expr>> {
         },
         expr => Ok(Transformed::no(expr)),
     }
+}
+
+/// `subquery` without the DISTINCTs and row-keeping LIMITs over its one row (DataFusion
+/// refuses a correlated scalar subquery whose top is not an aggregate).
+fn scalar(mut subquery: Subquery) -> Expr {
+    while let Some(inner) = one_row_wrapper(&subquery.subquery) {
+        subquery.subquery = inner;
+    }
+    Expr::ScalarSubquery(subquery)
+}
+
+/// The input of a DISTINCT, or of a LIMIT that keeps a row, over exactly one row.
+fn one_row_wrapper(plan: &LogicalPlan) -> Option<Arc<LogicalPlan>> {
+    let input = match plan {
+        LogicalPlan::Distinct(Distinct::All(input)) => input,
+        LogicalPlan::Limit(limit) => &limit.input,
+        _ => return None,
+    };
+    (rows_for_no_input(plan) == Rows::ExactlyOne).then(|| Arc::clone(input))
+}
+
+/// For a subquery `SELECT e FROM … HAVING p` over an aggregate with no grouping (and a `p`
+/// that does not name the outer query): `SELECT p` and `SELECT e` over the same aggregate,
+/// each exactly one row.
+fn having_parts(subquery: &Subquery) -> Result<Option<(Subquery, Subquery)>> {
+    let LogicalPlan::Projection(projection) = subquery.subquery.as_ref() else {
+        return Ok(None);
+    };
+    let LogicalPlan::Filter(having) = projection.input.as_ref() else {
+        return Ok(None);
+    };
+    match having.input.as_ref() {
+        LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => {}
+        _ => return Ok(None),
+    }
+    if having.predicate.contains_outer() || projection.expr.len() != 1 {
+        return Ok(None);
+    }
+    let over_aggregate = |expr: Expr| -> Result<Subquery> {
+        Ok(Subquery {
+            subquery: Arc::new(LogicalPlan::Projection(Projection::try_new(
+                vec![expr],
+                Arc::clone(&having.input),
+            )?)),
+            outer_ref_columns: subquery.outer_ref_columns.clone(),
+            spans: subquery.spans.clone(),
+        })
+    };
+    Ok(Some((
+        over_aggregate(having.predicate.clone().alias("having"))?,
+        over_aggregate(projection.expr[0].clone())?,
+    )))
 }
 
 /// A scalar subquery `SELECT e … HAVING p` over an aggregate with no grouping, as
@@ -239,11 +337,12 @@ fn having_as_case(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
 /// How many rows a subquery returns whatever its input.
 #[derive(Debug, PartialEq, Eq)]
 enum Rows {
-    /// Exactly one: an aggregate with no grouping, under projections, aliases and sorts.
+    /// Exactly one: an aggregate with no grouping, under projections, aliases, sorts,
+    /// DISTINCT and limits that keep a row.
     ExactlyOne,
     /// At least one: an aggregate with an empty grouping set among others (`ROLLUP`).
     AtLeastOne,
-    /// Anything else (a `HAVING` or a `LIMIT` may remove the aggregate's row).
+    /// Anything else (a `HAVING`, `OFFSET` or `LIMIT 0` may remove the aggregate's row).
     Unknown,
 }
 
@@ -251,7 +350,17 @@ fn rows_for_no_input(plan: &LogicalPlan) -> Rows {
     match plan {
         LogicalPlan::Projection(p) => rows_for_no_input(&p.input),
         LogicalPlan::SubqueryAlias(a) => rows_for_no_input(&a.input),
-        LogicalPlan::Sort(sort) if sort.fetch.is_none() => rows_for_no_input(&sort.input),
+        LogicalPlan::Distinct(Distinct::All(input)) => rows_for_no_input(input),
+        LogicalPlan::Sort(sort) if sort.fetch.is_none_or(|n| n > 0) => {
+            rows_for_no_input(&sort.input)
+        }
+        // A LIMIT that keeps a row (no offset, at least one row).
+        LogicalPlan::Limit(limit)
+            if matches!(limit.get_skip_type(), Ok(SkipType::Literal(0)))
+                && matches!(limit.get_fetch_type(), Ok(FetchType::Literal(n)) if n.is_none_or(|n| n > 0)) =>
+        {
+            rows_for_no_input(&limit.input)
+        }
         LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => Rows::ExactlyOne,
         LogicalPlan::Aggregate(a) if returns_a_row_for_no_input(a) => Rows::AtLeastOne,
         _ => Rows::Unknown,
@@ -423,6 +532,42 @@ mod tests {
              order by v",
             &["1", "2"],
         ),
+        // DISTINCT, a LIMIT that keeps a row, or a HAVING true for an empty input, over
+        // the correlated count(*): still one row for each v (found by a DuckDB fuzz run).
+        (
+            "select v from t where not exists (select distinct count(*) from u where u.x = t.v)",
+            &[],
+        ),
+        (
+            "select v from t where not exists (select count(*) from u where u.x = t.v limit 5)",
+            &[],
+        ),
+        (
+            "select v from t where not exists \
+             (select count(*) from u where u.x = t.v having count(*) >= 0)",
+            &[],
+        ),
+        (
+            "select v from t where 0 in (select distinct count(*) from u where u.x = t.v)",
+            &["2"],
+        ),
+        (
+            "select v from t where 0 in \
+             (select count(*) from u where u.x = t.v having count(*) < 5)",
+            &["2"],
+        ),
+        (
+            "select v from t where 0 = any (select count(*) from u where u.x = t.v)",
+            &["2"],
+        ),
+        (
+            "select v from t where 0 <> all (select count(*) from u where u.x = t.v)",
+            &["1"],
+        ),
+        (
+            "select v, (select distinct count(*) from u where u.x = t.v) from t order by v",
+            &["1,1", "2,0"],
+        ),
         // A HAVING over a correlated count(*) in a scalar subquery: the value when the
         // HAVING holds for the aggregate's row, NULL when it does not.
         (
@@ -464,6 +609,12 @@ mod tests {
             "select v, (select count(*) from u where u.x = t.v having count(*) = 1) from t \
              order by v",
             &["1,1", "2,"],
+        ),
+        // HAVING false for v = 2's empty count: no row, so NOT IN holds for both.
+        (
+            "select v from t where 0 not in \
+             (select count(*) from u where u.x = t.v having count(*) > 0) order by v",
+            &["1", "2"],
         ),
         // Not correlated: the rollup's rows are 1 and NULL, so only v = 1 is IN them.
         (
@@ -512,9 +663,15 @@ mod tests {
         let ctx = session(false).await;
         let mut wrong = 0;
         for (sql, expected) in CASES {
-            wrong += usize::from(rows(&ctx, sql).await != *expected);
+            // A query stock DataFusion refuses counts as wrong too.
+            let answer = match ctx.sql(sql).await {
+                Ok(df) => df.collect().await.ok().map(|_| ()),
+                Err(_) => None,
+            };
+            wrong += usize::from(answer.is_none() || rows(&ctx, sql).await != *expected);
         }
-        // All but the three cases whose filter keeps the aggregate's row.
+        // All but the three cases whose filter keeps the aggregate's row (the scalar
+        // DISTINCT fails to plan there).
         assert_eq!(wrong, CASES.len() - 3, "cases wrong without this module");
     }
 
