@@ -41,7 +41,7 @@ use deltalake::datafusion::logical_expr::GroupingSet;
 use deltalake::datafusion::logical_expr::Operator;
 use deltalake::datafusion::logical_expr::expr::{BinaryExpr, Expr, FieldMetadata, InSubquery};
 use deltalake::datafusion::logical_expr::logical_plan::{
-    Aggregate, Distinct, FetchType, Limit, LogicalPlan, Projection, SkipType, Subquery,
+    Aggregate, Distinct, FetchType, Filter, Limit, LogicalPlan, Projection, SkipType, Subquery,
 };
 use deltalake::datafusion::logical_expr::when;
 use deltalake::datafusion::optimizer::push_down_filter::PushDownFilter;
@@ -261,20 +261,28 @@ fn one_row_wrapper(plan: &LogicalPlan) -> Option<Arc<LogicalPlan>> {
     (rows_for_no_input(plan) == Rows::ExactlyOne).then(|| Arc::clone(input))
 }
 
+/// `SELECT … HAVING p` directly over an aggregate with no grouping: its projection and its
+/// HAVING filter.
+fn having_over_aggregate(plan: &LogicalPlan) -> Option<(&Projection, &Filter)> {
+    let LogicalPlan::Projection(projection) = plan else {
+        return None;
+    };
+    let LogicalPlan::Filter(having) = projection.input.as_ref() else {
+        return None;
+    };
+    match having.input.as_ref() {
+        LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => Some((projection, having)),
+        _ => None,
+    }
+}
+
 /// For a subquery `SELECT e FROM … HAVING p` over an aggregate with no grouping (and a `p`
 /// that does not name the outer query): `SELECT p` and `SELECT e` over the same aggregate,
 /// each exactly one row.
 fn having_parts(subquery: &Subquery) -> Result<Option<(Subquery, Subquery)>> {
-    let LogicalPlan::Projection(projection) = subquery.subquery.as_ref() else {
+    let Some((projection, having)) = having_over_aggregate(&subquery.subquery) else {
         return Ok(None);
     };
-    let LogicalPlan::Filter(having) = projection.input.as_ref() else {
-        return Ok(None);
-    };
-    match having.input.as_ref() {
-        LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => {}
-        _ => return Ok(None),
-    }
     if having.predicate.contains_outer() || projection.expr.len() != 1 {
         return Ok(None);
     }
@@ -300,16 +308,9 @@ fn having_parts(subquery: &Subquery) -> Result<Option<(Subquery, Subquery)>> {
 /// NULL where `count(*)` is 0, `HAVING max(x) IS NULL` kept a row it excludes). A `HAVING`
 /// that refers to the outer query is left alone.
 fn having_as_case(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
-    let LogicalPlan::Projection(projection) = plan else {
+    let Some((projection, having)) = having_over_aggregate(plan) else {
         return Ok(None);
     };
-    let LogicalPlan::Filter(having) = projection.input.as_ref() else {
-        return Ok(None);
-    };
-    match having.input.as_ref() {
-        LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => {}
-        _ => return Ok(None),
-    }
     if having.predicate.contains_outer() {
         return plan_err!(
             "govlake refuses a correlated HAVING (one that names the outer query) over an \
