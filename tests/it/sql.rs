@@ -600,3 +600,32 @@ fn a_granted_request_without_its_approval_is_flagged() {
     );
     assert_eq!(admin, admin_requests);
 }
+
+/// Shapes the engine answers wrongly whatever the plan are refused, with the way to write
+/// them; written that way they run and give the right answer.
+#[test]
+fn misparsed_and_miscounted_shapes_are_refused_with_the_way_to_write_them() {
+    let lake = sample_lake();
+    for (sql, says) in [
+        (
+            "select count(*) from catalogs where id is distinct from 'x' and false",
+            "(a IS DISTINCT FROM b) AND c",
+        ),
+        (
+            "select x from (values (1), (1), (2)) a(x) intersect all select 1",
+            "INTERSECT (distinct rows)",
+        ),
+    ] {
+        let r = csv_query(lake.path(), sql, &[]);
+        assert_eq!(r.code, 2, "{sql}: {}", r.stdout);
+        assert!(r.stderr.contains(says), "{sql}: {}", r.stderr);
+    }
+    // Parenthesized: `false` makes the filter false for every catalog.
+    let r = csv_query(
+        lake.path(),
+        "select count(*) as n from catalogs where (id is distinct from 'x') and false",
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), "n\n0");
+}

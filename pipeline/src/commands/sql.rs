@@ -199,6 +199,15 @@ async fn run_one(
             bail!("The query needs `--param {n}=…`");
         }
     }
+    // Shapes DataFusion 55 answers wrongly whatever the plan (parse errors are left to it).
+    let state = ctx.state();
+    if let Ok(statement) = state.sql_to_statement(
+        sql.trim().trim_end_matches(';'),
+        &state.config().options().sql_parser.dialect,
+    ) && let Some(reason) = govlake::query::refused::reason(&statement)
+    {
+        bail!(reason);
+    }
     let df = match ctx
         .sql_with_options(
             sql.trim().trim_end_matches(';'),

@@ -7,6 +7,7 @@
 
 pub mod changes;
 mod error;
+pub mod refused;
 pub mod views;
 
 pub use error::{Error, OptionError, Result};
