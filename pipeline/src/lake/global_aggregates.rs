@@ -24,8 +24,9 @@
 //! scalar decorrelation keeps the empty-input value; a scalar subquery's `HAVING p` over such
 //! an aggregate becomes `CASE WHEN p THEN … END`. Two shapes DataFusion also answers wrongly
 //! and that have no exact rewrite here are refused with an error that says how to write them:
-//! a scalar subquery's `HAVING` that names the outer query, and `IN` over a correlated
-//! `ROLLUP` (apache/datafusion#25519). A `LIMIT` leaves the subquery to DataFusion.
+//! a scalar subquery's `HAVING` that names the outer query, `IN` over a correlated `ROLLUP`
+//! (apache/datafusion#25519), and `NOT IN` over a correlated subquery (its NULL rules,
+//! apache/datafusion#25480). A `LIMIT` leaves the subquery to DataFusion.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -207,6 +208,21 @@ fn rewrite_subquery(expr: Expr) -> Result<Transformed<Expr>> {
             }
             None => Ok(Transformed::no(Expr::Exists(exists))),
         },
+        // NOT IN over any other correlated subquery: DataFusion's null-aware anti join
+        // gets NULLs wrong there (apache/datafusion#25480: with a NULL in the subquery's
+        // rows for another outer row, 'x' NOT IN an empty set returned no row).
+        Expr::InSubquery(in_subquery)
+            if in_subquery.negated
+                && !in_subquery.subquery.outer_ref_columns.is_empty()
+                && having_parts(&in_subquery.subquery)?.is_none() =>
+        {
+            plan_err!(
+                "govlake refuses NOT IN over a correlated subquery: DataFusion 55 gets its NULL \
+                 rules wrong (apache/datafusion#25480). Write NOT EXISTS (SELECT 1 FROM … WHERE … \
+                 AND inner = outer), deciding there what a NULL should mean (NOT IN is never true \
+                 when the subquery holds a NULL; NOT EXISTS ignores it)"
+            )
+        }
         // x IN (SELECT e … HAVING p): x = e when p holds for the one row, else no row: false.
         Expr::InSubquery(in_subquery) => match having_parts(&in_subquery.subquery)? {
             Some((condition, value)) => {
@@ -645,6 +661,10 @@ mod tests {
             (
                 "select v from t where v in (select x from u where u.x = t.v group by rollup(x))",
                 "25519",
+            ),
+            (
+                "select v from t where v not in (select x from u where u.x = t.v)",
+                "NOT EXISTS",
             ),
         ] {
             let refused = match ctx.sql(sql).await {
