@@ -181,6 +181,24 @@ impl Target {
     }
 }
 
+/// Refuses the shapes DataFusion 55 answers wrongly whatever the plan
+/// ([`govlake::query::refused`]); a statement that does not parse is left to DataFusion's
+/// own error.
+fn refuse_known_wrong(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    sql: &str,
+) -> anyhow::Result<()> {
+    let state = ctx.state();
+    if let Ok(statement) = state.sql_to_statement(
+        sql.trim().trim_end_matches(';'),
+        &state.config().options().sql_parser.dialect,
+    ) && let Some(reason) = govlake::query::refused::reason(&statement)
+    {
+        bail!(reason);
+    }
+    Ok(())
+}
+
 /// Runs one read-only statement and streams its result to the target.
 async fn run_one(
     ctx: &deltalake::datafusion::prelude::SessionContext,
@@ -199,15 +217,7 @@ async fn run_one(
             bail!("The query needs `--param {n}=…`");
         }
     }
-    // Shapes DataFusion 55 answers wrongly whatever the plan (parse errors are left to it).
-    let state = ctx.state();
-    if let Ok(statement) = state.sql_to_statement(
-        sql.trim().trim_end_matches(';'),
-        &state.config().options().sql_parser.dialect,
-    ) && let Some(reason) = govlake::query::refused::reason(&statement)
-    {
-        bail!(reason);
-    }
+    refuse_known_wrong(ctx, sql)?;
     let df = match ctx
         .sql_with_options(
             sql.trim().trim_end_matches(';'),

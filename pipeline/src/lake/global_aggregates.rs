@@ -186,6 +186,16 @@ fn rewrite_subquery(expr: Expr) -> Result<Transformed<Expr>> {
                 Box::new(scalar(subquery)),
             ))))
         }
+        // NOT (x IN …) is x NOT IN (…), which the rules below then see.
+        Expr::Not(inner) if matches!(inner.as_ref(), Expr::InSubquery(_)) => {
+            let Expr::InSubquery(mut in_subquery) = *inner else {
+                unreachable!("matched above")
+            };
+            in_subquery.negated = !in_subquery.negated;
+            Ok(Transformed::yes(
+                rewrite_subquery(Expr::InSubquery(in_subquery))?.data,
+            ))
+        }
         // `x op ANY` / `x op ALL` over exactly one row is `x op (that row)`.
         Expr::SetComparison(comparison)
             if rows_for_no_input(&comparison.subquery.subquery) == Rows::ExactlyOne =>
@@ -225,7 +235,7 @@ fn rewrite_subquery(expr: Expr) -> Result<Transformed<Expr>> {
         }
         // x IN (SELECT e … HAVING p): x = e when p holds for the one row, else no row: false.
         Expr::InSubquery(in_subquery) => match having_parts(&in_subquery.subquery)? {
-            Some((condition, value)) => {
+            Some((condition, Some(value))) => {
                 let within = when(
                     Expr::ScalarSubquery(condition).is_true(),
                     Expr::BinaryExpr(BinaryExpr::new(
@@ -241,7 +251,7 @@ fn rewrite_subquery(expr: Expr) -> Result<Transformed<Expr>> {
                     within
                 }))
             }
-            None => Ok(Transformed::no(Expr::InSubquery(in_subquery))),
+            _ => Ok(Transformed::no(Expr::InSubquery(in_subquery))),
         },
         // A DISTINCT or a LIMIT that keeps a row, over exactly one row, changes nothing.
         Expr::ScalarSubquery(subquery) if one_row_wrapper(&subquery.subquery).is_some() => {
@@ -295,12 +305,12 @@ fn having_over_aggregate(plan: &LogicalPlan) -> Option<(&Projection, &Filter)> {
 /// For a subquery `SELECT e FROM … HAVING p` over an aggregate with no grouping (and a `p`
 /// that does not name the outer query): `SELECT p` and `SELECT e` over the same aggregate,
 /// each exactly one row.
-fn having_parts(subquery: &Subquery) -> Result<Option<(Subquery, Subquery)>> {
+fn having_parts(subquery: &Subquery) -> Result<Option<(Subquery, Option<Subquery>)>> {
     let Some((projection, having)) = having_over_aggregate(&subquery.subquery) else {
         return Ok(None);
     };
-    if having.predicate.contains_outer() || projection.expr.len() != 1 {
-        return Ok(None);
+    if having.predicate.contains_outer() {
+        return correlated_having();
     }
     let over_aggregate = |expr: Expr| -> Result<Subquery> {
         Ok(Subquery {
@@ -312,10 +322,24 @@ fn having_parts(subquery: &Subquery) -> Result<Option<(Subquery, Subquery)>> {
             spans: subquery.spans.clone(),
         })
     };
+    let value = match projection.expr.as_slice() {
+        [value] => Some(over_aggregate(value.clone())?),
+        _ => None,
+    };
     Ok(Some((
         over_aggregate(having.predicate.clone().alias("having"))?,
-        over_aggregate(projection.expr[0].clone())?,
+        value,
     )))
+}
+
+/// The refusal of a HAVING that names the outer query, over an aggregate with no grouping.
+fn correlated_having<T>() -> Result<T> {
+    plan_err!(
+        "govlake refuses a correlated HAVING (one that names the outer query) over an \
+         aggregate without GROUP BY in a subquery: DataFusion 55 answers it wrongly. Instead \
+         LEFT JOIN a subquery grouped by the correlated column and test the condition in the \
+         outer query"
+    )
 }
 
 /// A scalar subquery `SELECT e … HAVING p` over an aggregate with no grouping, as
@@ -328,12 +352,7 @@ fn having_as_case(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
         return Ok(None);
     };
     if having.predicate.contains_outer() {
-        return plan_err!(
-            "govlake refuses a correlated HAVING (one that names the outer query) over an \
-             aggregate without GROUP BY in a scalar subquery: DataFusion 55 answers it wrongly. \
-             Instead LEFT JOIN a subquery grouped by the correlated column and test the \
-             condition in the outer query"
-        );
+        return correlated_having();
     }
     let exprs = projection
         .expr
@@ -565,6 +584,11 @@ mod tests {
             &[],
         ),
         (
+            "select v from t where not exists \
+             (select count(*), 1 from u where u.x = t.v having count(*) >= 0)",
+            &[],
+        ),
+        (
             "select v from t where 0 in (select distinct count(*) from u where u.x = t.v)",
             &["2"],
         ),
@@ -665,6 +689,15 @@ mod tests {
             (
                 "select v from t where v not in (select x from u where u.x = t.v)",
                 "NOT EXISTS",
+            ),
+            (
+                "select v from t where not v in (select x from u where u.x = t.v)",
+                "NOT EXISTS",
+            ),
+            (
+                "select v from t where exists \
+                 (select count(*) from u where u.x = t.v having count(*) < t.v)",
+                "LEFT JOIN a subquery grouped by",
             ),
         ] {
             let refused = match ctx.sql(sql).await {

@@ -30,12 +30,23 @@ use deltalake::datafusion::physical_plan::projection::{ProjectionExec, Projectio
 #[derive(Debug)]
 pub struct Rechecked {
     inner: Arc<dyn TableProvider>,
+    /// The first column stored in the data files (not a partition column): what a scan of
+    /// no columns with a limit reads instead.
+    first_file_column: Option<usize>,
 }
 
 impl Rechecked {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn TableProvider>) -> Self {
-        Self { inner }
+    /// Wraps `inner`, a table partitioned by `partition_columns`.
+    pub fn new(inner: Arc<dyn TableProvider>, partition_columns: &[String]) -> Self {
+        let first_file_column = inner
+            .schema()
+            .fields()
+            .iter()
+            .position(|f| !partition_columns.contains(f.name()));
+        Self {
+            inner,
+            first_file_column,
+        }
     }
 }
 
@@ -74,14 +85,14 @@ impl TableProvider for Rechecked {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // delta-rs answers a scan of no columns from the log (row counts), and that scan drops
         // a LIMIT it accepts: `SELECT 1 FROM assignments LIMIT 3` returned every row (delta-rs
-        // issue 4037). With a limit, read one column and project it away instead.
-        if projection.is_some_and(Vec::is_empty)
-            && limit.is_some()
-            && !self.schema().fields().is_empty()
+        // issue 4037). With a limit, read one column of the data files (a partition column
+        // is answered from the log too) and project it away instead.
+        if let (Some([]), Some(_), Some(column)) =
+            (projection.map(Vec::as_slice), limit, self.first_file_column)
         {
             let one = self
                 .inner
-                .scan(state, Some(&vec![0]), filters, limit)
+                .scan(state, Some(&vec![column]), filters, limit)
                 .await?;
             return Ok(Arc::new(ProjectionExec::try_new(
                 Vec::<ProjectionExpr>::new(),

@@ -777,8 +777,15 @@ impl Lake {
         table
             .update_datafusion_session(&ctx.state())
             .map_err(delta_err(name, "registering its store"))?;
+        let partition_columns = table
+            .snapshot()
+            .map(|s| s.metadata().partition_columns().clone())
+            .unwrap_or_default();
         let provider = table.table_provider().await.map_err(query_err(name))?;
-        let provider = Arc::new(super::rechecked::Rechecked::new(provider));
+        let provider = Arc::new(super::rechecked::Rechecked::new(
+            provider,
+            &partition_columns,
+        ));
         ctx.register_table(name, provider)
             .map_err(query_err(name))?;
         Ok(true)

@@ -16,12 +16,13 @@ use deltalake::datafusion::sql::sqlparser::ast::{
 
 /// Why `statement` is refused, with the way to write it, or `None`.
 pub fn reason(statement: &DFStatement) -> Option<String> {
-    let DFStatement::Statement(statement) = statement else {
-        return None;
-    };
-    match statement.visit(&mut Refusals) {
-        ControlFlow::Break(reason) => Some(reason),
-        ControlFlow::Continue(()) => None,
+    match statement {
+        DFStatement::Statement(statement) => match statement.visit(&mut Refusals) {
+            ControlFlow::Break(reason) => Some(reason),
+            ControlFlow::Continue(()) => None,
+        },
+        DFStatement::Explain(explain) => reason(&explain.statement),
+        _ => None,
     }
 }
 
@@ -105,6 +106,10 @@ mod tests {
             (
                 "select x from t intersect all select x from u",
                 "INTERSECT (distinct rows)",
+            ),
+            (
+                "explain select x from t intersect all select x from u",
+                "INTERSECT",
             ),
             (
                 "select * from (select x from t except all select x from u) s",
