@@ -672,6 +672,14 @@ fn a_limit_over_a_scan_of_no_columns_is_applied() {
             assignments - 2,
         ),
         ("select count(*) from assignments", assignments),
+        // Aggregates over a cross join with an empty side (`c.id = ''` matches no catalog):
+        // no rows, so no distinct value; DataFusion's statistics said one.
+        (
+            "select count(*) from (select count(distinct s.c0) as d, count(*) as n \
+             from (select * from catalogs where id = '') c cross join (select 1 as c0) s) x \
+             where d = 0 and n = 0",
+            1,
+        ),
         // `_raw` is partitioned by its first column, which the log answers too.
         ("select count(*) from (select 1 from _raw limit 3) x", 3),
     ] {

@@ -779,7 +779,7 @@ impl Lake {
             .map_err(delta_err(name, "registering its store"))?;
         let partition_columns = table
             .snapshot()
-            .map(|s| s.metadata().partition_columns().clone())
+            .map(|s| s.metadata().partition_columns().to_vec())
             .unwrap_or_default();
         let provider = table.table_provider().await.map_err(query_err(name))?;
         let provider = Arc::new(super::rechecked::Rechecked::new(

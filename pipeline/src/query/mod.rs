@@ -23,7 +23,7 @@ use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::ENTITIES;
 use crate::lake::bookkeeping::{INGEST_RUNS, RAW, REJECTS};
-use crate::lake::global_aggregates::optimizer_rules;
+use crate::lake::global_aggregates::{optimizer_rules, physical_optimizer_rules};
 use crate::lake::{Lake, TablePin};
 
 /// Names of every table the lake holds, in a fixed order: entity tables (with their
@@ -277,6 +277,7 @@ pub async fn session_pinned(
         .with_runtime_env(runtime)
         .with_default_features()
         .with_optimizer_rules(optimizer_rules())
+        .with_physical_optimizer_rules(physical_optimizer_rules())
         .build();
     let ctx = SessionContext::new_with_state(state);
     for name in table_names() {
