@@ -374,9 +374,7 @@ async fn check_views<'a>(paths: &'a Paths, as_of: &[&str]) -> Checker<'a> {
 /// The sample tenant, then a later export in which some assignments are gone, one changed
 /// state and a policy changed: history tables then hold closed versions too.
 fn lake_with_history() -> tempfile::TempDir {
-    let lake = tempfile::tempdir().unwrap();
-    let r = ingest(lake.path(), &[&sample_data()], &[]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lake = sample_lake();
     let later = tempfile::tempdir().unwrap();
     let mut kept = 0;
     for (i, page) in (1..=4).enumerate() {
@@ -504,9 +502,7 @@ fn sample_counts() -> (usize, usize) {
 
 #[test]
 fn a_filter_over_a_typed_null_branch_is_applied() {
-    let lake = tempfile::tempdir().unwrap();
-    let r = ingest(lake.path(), &[&sample_data()], &[]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lake = sample_lake();
     let (catalogs, overdue) = sample_counts();
     assert!(catalogs > 0 && overdue > 0, "{catalogs} {overdue}");
     // Half the union's rows have d = 1, half d = NULL: only the first half passes `d > 0`.
@@ -576,9 +572,7 @@ fn catalogs_without_packages() -> usize {
 /// aggregate, where it removed nothing: `WHERE d > 0` over a typed-NULL column kept every row.
 #[test]
 fn a_filter_above_an_ungrouped_aggregate_is_applied() {
-    let lake = tempfile::tempdir().unwrap();
-    let r = ingest(lake.path(), &[&sample_data()], &[]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lake = sample_lake();
     let (catalogs, _) = sample_counts();
     assert!(catalogs > 1, "{catalogs}");
     assert!((1..catalogs).contains(&catalogs_without_packages()));
@@ -643,9 +637,7 @@ fn a_filter_above_an_ungrouped_aggregate_is_applied() {
 /// came back, and a scalar subquery of `LIMIT 1` failed with "more than one row").
 #[test]
 fn a_limit_over_a_scan_of_no_columns_is_applied() {
-    let lake = tempfile::tempdir().unwrap();
-    let r = ingest(lake.path(), &[&sample_data()], &[]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lake = sample_lake();
     let assignments: usize = (1..=4)
         .map(|page| {
             sample_page(&format!(

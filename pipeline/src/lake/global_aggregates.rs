@@ -31,10 +31,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use deltalake::datafusion::common::plan_err;
 use deltalake::datafusion::common::tree_node::{
     Transformed, TreeNode, TreeNodeRecursion, TreeNodeRewriter,
 };
-use deltalake::datafusion::common::{ScalarValue, plan_err};
 use deltalake::datafusion::error::Result;
 use deltalake::datafusion::execution::SessionState;
 use deltalake::datafusion::execution::session_state::SessionStateBuilder;
@@ -44,7 +44,7 @@ use deltalake::datafusion::logical_expr::expr::{BinaryExpr, Expr, FieldMetadata,
 use deltalake::datafusion::logical_expr::logical_plan::{
     Aggregate, Distinct, FetchType, Filter, Limit, LogicalPlan, Projection, SkipType, Subquery,
 };
-use deltalake::datafusion::logical_expr::when;
+use deltalake::datafusion::logical_expr::{lit, when};
 use deltalake::datafusion::optimizer::push_down_filter::PushDownFilter;
 use deltalake::datafusion::optimizer::{ApplyOrder, Optimizer, OptimizerConfig, OptimizerRule};
 use deltalake::datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -140,10 +140,11 @@ impl TreeNodeRewriter for TopDown<'_> {
     }
 }
 
-/// Rewrites `EXISTS` and `IN` over a subquery that always returns a row, before DataFusion
-/// decorrelates them (see the module doc): `EXISTS` of such a subquery is true, and `x IN`
-/// a subquery that returns exactly one row is `x = (that subquery)`, a scalar subquery, which
-/// DataFusion decorrelates with the empty-input value kept (`count(*)` is 0, not missing).
+/// Rewrites subqueries over an aggregate that always returns a row, before DataFusion
+/// decorrelates them (see the module doc): `EXISTS` of such a subquery is true, `x IN` /
+/// `x op ANY|ALL` one that returns exactly one row is a comparison with a scalar subquery
+/// (decorrelated with the empty-input value kept: `count(*)` is 0, not missing), a `HAVING`
+/// becomes a condition on that one row, and the shapes without an exact rewrite are refused.
 #[derive(Debug, Default)]
 pub struct SubqueriesOverOneRowAggregates;
 
@@ -168,10 +169,7 @@ impl OptimizerRule for SubqueriesOverOneRowAggregates {
 fn rewrite_subquery(expr: Expr) -> Result<Transformed<Expr>> {
     match expr {
         Expr::Exists(exists) if rows_for_no_input(&exists.subquery.subquery) != Rows::Unknown => {
-            Ok(Transformed::yes(Expr::Literal(
-                ScalarValue::Boolean(Some(!exists.negated)),
-                None,
-            )))
+            Ok(Transformed::yes(lit(!exists.negated)))
         }
         Expr::InSubquery(in_subquery)
             if rows_for_no_input(&in_subquery.subquery.subquery) == Rows::AtLeastOne
@@ -240,7 +238,7 @@ fn rewrite_subquery(expr: Expr) -> Result<Transformed<Expr>> {
         Expr::InSubquery(in_subquery)
             if in_subquery.negated
                 && !in_subquery.subquery.outer_ref_columns.is_empty()
-                && having_parts(&in_subquery.subquery)?.is_none() =>
+                && having_over_aggregate(&in_subquery.subquery.subquery).is_none() =>
         {
             plan_err!(
                 "govlake refuses NOT IN over a correlated subquery: DataFusion 55 gets its NULL \
@@ -260,7 +258,7 @@ fn rewrite_subquery(expr: Expr) -> Result<Transformed<Expr>> {
                         Box::new(Expr::ScalarSubquery(value)),
                     )),
                 )
-                .otherwise(Expr::Literal(ScalarValue::Boolean(Some(false)), None))?;
+                .otherwise(lit(false))?;
                 Ok(Transformed::yes(if in_subquery.negated {
                     Expr::Not(Box::new(within))
                 } else {
