@@ -18,18 +18,14 @@
 --       have one.
 --   * Percentiles are exact (percentile_cont, linear interpolation); hours are rounded to
 --     one decimal.
--- Link rule: as in approval_trail (target resource of type AccessPackageAssignmentRequest
---   carrying the request id, else additionalDetails RequestId).
+-- Link rule: as in approval_trail (a target resource of type
+--   AccessPackageAssignmentRequest carrying the request id, or additionalDetails RequestId),
+--   stored per event in audit_event_requests.
 -- Caveats: decision times come from the audit log: requests whose events were not captured
 --   (older than the 30-day retention and not backfilled) have no decision time.
 WITH linked AS (
-    SELECT audit_event_id AS event_id, target_id AS request_id
-    FROM audit_event_target_resources
-    WHERE lower(type) = 'accesspackageassignmentrequest'
-    UNION
-    SELECT audit_event_id, value
-    FROM audit_event_additional_details
-    WHERE key = 'RequestId'
+    SELECT audit_event_id AS event_id, request_id
+    FROM audit_event_requests
 ),
 decisions AS (
     SELECT l.request_id, min(e.activity_date_time) AS decided_at

@@ -6,10 +6,12 @@
 -- auto-approved, stage completed, approvals complete, fulfilled, partially fulfilled,
 -- scheduled, canceled, failed, removal requested, removed, custom extension; other activity
 -- names are kept as they are.
--- Link rule (the one place it lives; approval_latency and direct_admin_grants repeat it
---   word for word): an audit event belongs to a request when one of its target resources of
---   type AccessPackageAssignmentRequest carries the request id, else when its
---   additionalDetails key RequestId does.
+-- Link rule (approval_latency and direct_admin_grants share it): an audit event belongs to
+--   a request when one of its target resources of type AccessPackageAssignmentRequest (any
+--   case) carries the request id, or when its additionalDetails key RequestId does; an
+--   event may belong to several requests. The ingest stores each event's links in
+--   audit_event_requests (a lake of format 1 is read through the same rule in SQL until
+--   `govlake migrate` stores them).
 -- Columns: request_id, request_type, requestor_principal_name, target_object_id,
 --   access_package_id, access_package_name, assignment_policy_id, created_date_time,
 --   completed_date_time, request_state, requestor_justification, step, stage, actor,
@@ -55,13 +57,8 @@
 --   whose policy govlake never observed needs no approval here (stages_required 0).
 --   'Approval stage completed ...' events are shown but do not count as approvals.
 WITH linked AS (
-    SELECT audit_event_id AS event_id, target_id AS request_id
-    FROM audit_event_target_resources
-    WHERE lower(type) = 'accesspackageassignmentrequest'
-    UNION
-    SELECT audit_event_id, value
-    FROM audit_event_additional_details
-    WHERE key = 'RequestId'
+    SELECT audit_event_id AS event_id, request_id
+    FROM audit_event_requests
 ),
 details AS (
     SELECT

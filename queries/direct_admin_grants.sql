@@ -16,19 +16,15 @@
 --     and assignment_id from additionalDetails Justification / AssignmentId; state is NULL
 --     (unknown once the request aged out).
 --   * An event with a result other than success granted nothing and is not listed.
--- Link rule: as in approval_trail (target resource of type AccessPackageAssignmentRequest
---   carrying the request id, else additionalDetails RequestId).
+-- Link rule: as in approval_trail (a target resource of type
+--   AccessPackageAssignmentRequest carrying the request id, or additionalDetails RequestId),
+--   stored per event in audit_event_requests.
 -- Caveats: adminAdd requests older than 3 months exist only if govlake captured them; their
 --   events only if captured within 30 days or backfilled (diagnostic-settings archives).
 -- Key: source, request_id, audit_event_id
 WITH linked AS (
-    SELECT audit_event_id AS event_id, target_id AS request_id
-    FROM audit_event_target_resources
-    WHERE lower(type) = 'accesspackageassignmentrequest'
-    UNION
-    SELECT audit_event_id, value
-    FROM audit_event_additional_details
-    WHERE key = 'RequestId'
+    SELECT audit_event_id AS event_id, request_id
+    FROM audit_event_requests
 ),
 admin_events AS (
     SELECT e.id, e.activity_date_time,

@@ -278,6 +278,44 @@ async fn rebuild_through(
     })
 }
 
+/// Step 1 → 2: fills `audit_event_requests` from its two source tables by the link rule
+/// (one overwrite, so a migration killed and run again ends the same). The links of events
+/// ingested later are written by the ingest itself.
+async fn store_request_links(lake: &Lake) -> Result<()> {
+    let schema = catalog::entity(catalog::AUDIT_EVENT_REQUESTS)
+        .and_then(catalog::EntitySpec::append_schema)
+        .expect("audit_event_requests is an append-only entity");
+    for source in catalog::AUDIT_EVENT_REQUESTS_SOURCES {
+        let spec = catalog::entity(source)
+            .and_then(catalog::EntitySpec::append_schema)
+            .expect("the link sources are append-only entities");
+        lake.ensure(&spec).await?;
+    }
+    // Text is read back as Utf8View; the table stores Utf8.
+    let sql = format!(
+        "select {} from ({})",
+        schema
+            .columns
+            .iter()
+            .map(|c| format!("arrow_cast(\"{0}\", 'Utf8') as \"{0}\"", c.name))
+            .collect::<Vec<_>>()
+            .join(", "),
+        catalog::AUDIT_EVENT_REQUESTS_SQL
+    );
+    let metadata = HashMap::from([(
+        "govlake.operation".to_string(),
+        serde_json::Value::String("migrate".into()),
+    )]);
+    lake.overwrite_from_sql(
+        &schema,
+        &catalog::AUDIT_EVENT_REQUESTS_SOURCES,
+        &sql,
+        &metadata,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Migrates the lake to this govlake's format (`dry_run`: lists the steps only).
 pub async fn migrate(
     lake: &Lake,
@@ -335,6 +373,10 @@ pub async fn migrate(
                     }
                     Err(e) => return Err(e),
                 }
+            }
+            1 => {
+                failpoint::hit("migrate_step");
+                store_request_links(lake).await?;
             }
             other => unreachable!("no migration step from format {other}"),
         }

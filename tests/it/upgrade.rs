@@ -134,12 +134,20 @@ fn every_fixture_lake_migrates_and_answers_like_a_fresh_ingest() {
                 "{name}: a refused ingest or a dry run wrote"
             );
         }
+        // A lake of format 1 (before `audit_event_requests`) answers every view as a fresh
+        // ingest does before it is migrated too.
+        if version == 1 {
+            assert_same_views(&lake, fresh.path());
+        }
         let r = govlake_at(&lake, &["--format", "json", "migrate"]);
         assert_eq!(r.code, 0, "{name}: {}", r.stderr);
         let summary = &r.json()["summary"];
         assert_eq!(summary["to"], current);
         if version < current {
             assert_eq!(summary["changed"], true);
+        }
+        if version == 0 {
+            // Step 0 → 1 rebuilds the typed tables from `_raw`.
             let replay = &summary["rebuild"]["replay"];
             assert_eq!(replay["rejected"], 0, "{name}: {summary}");
             assert_eq!(replay["unverified"], 0, "{name}: {summary}");
@@ -230,39 +238,58 @@ fn a_lake_from_a_newer_govlake_is_refused_and_never_written() {
 
 #[test]
 fn a_migration_killed_midway_ends_like_an_uninterrupted_one() {
-    let fixture = root().join("tests/fixtures/lake-format-0");
     let dir = tempfile::tempdir().unwrap();
-    let whole = dir.path().join("whole");
-    copy_dir(&fixture, &whole);
-    // Damaged first, so a migration that skipped (part of) its rebuild would show.
-    damage(&whole);
-    let r = govlake_at(&whole, &["migrate"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    for point in ["migrate_step:1", "rebuild_table:1", "rebuild_table:9"] {
-        let lake = dir.path().join(point.replace(':', "-"));
-        copy_dir(&fixture, &lake);
-        damage(&lake);
-        let r = run(govlake()
-            .env("GOVLAKE_FAILPOINT", point)
-            .arg("--lake")
-            .arg(&lake)
-            .arg("migrate"));
-        assert_ne!(
-            r.code, 0,
-            "{point}: the failpoint did not fire: {}",
-            r.stderr
-        );
-        assert!(r.stderr.contains("aborting"), "{point}: {}", r.stderr);
-        // Killed before its end, the migration recorded nothing: still format 0.
-        assert_eq!(format_of(&lake), 0, "{point}");
-        let r = govlake_at(&lake, &["migrate"]);
-        assert_eq!(r.code, 0, "{point}: {}", r.stderr);
-        assert_eq!(format_of(&lake), 1, "{point}");
-        assert_same_lake(&lake, &whole);
-    }
     let fresh = dir.path().join("fresh");
     two_observations(&fresh);
-    assert_same_lake(&whole, &fresh);
+    let current = format_of(&fresh);
+    // Format 0: killed in its step, or in the rebuild between tables. Format 1: killed
+    // before the links are stored, or once their commit is in the log but not yet recorded.
+    let cases: [(i64, &[&str]); 2] = [
+        (0, &["migrate_step:1", "rebuild_table:1", "rebuild_table:9"]),
+        (1, &["migrate_step:1", "after_commit:1"]),
+    ];
+    for (version, points) in cases {
+        let fixture = root().join(format!("tests/fixtures/lake-format-{version}"));
+        let whole = dir.path().join(format!("whole-{version}"));
+        copy_dir(&fixture, &whole);
+        // Damaged first, so a migration that skipped (part of) its rebuild would show.
+        if version == 0 {
+            damage(&whole);
+        }
+        let r = govlake_at(&whole, &["migrate"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        for point in points {
+            let lake = dir
+                .path()
+                .join(format!("{version}-{}", point.replace(':', "-")));
+            copy_dir(&fixture, &lake);
+            if version == 0 {
+                damage(&lake);
+            }
+            let r = run(govlake()
+                .env("GOVLAKE_FAILPOINT", point)
+                .arg("--lake")
+                .arg(&lake)
+                .arg("migrate"));
+            assert_ne!(
+                r.code, 0,
+                "{version} {point}: the failpoint did not fire: {}",
+                r.stderr
+            );
+            assert!(
+                r.stderr.contains("aborting"),
+                "{version} {point}: {}",
+                r.stderr
+            );
+            // Killed before its step's end, the migration recorded nothing of that step.
+            assert_eq!(format_of(&lake), version, "{version} {point}");
+            let r = govlake_at(&lake, &["migrate"]);
+            assert_eq!(r.code, 0, "{version} {point}: {}", r.stderr);
+            assert_eq!(format_of(&lake), current, "{version} {point}");
+            assert_same_lake(&lake, &whole);
+        }
+        assert_same_lake(&whole, &fresh);
+    }
 }
 
 /// Damages the lake the way a wrong mapping would: every assignment version without its
@@ -284,7 +311,7 @@ fn damage(lake: &Path) -> i64 {
             v = l
                 .overwrite_from_sql(
                     &table,
-                    &table.name,
+                    &[table.name.as_str()],
                     &format!(
                         "select * replace (cast(null as varchar) as status) from {}",
                         table.name
@@ -297,7 +324,7 @@ fn damage(lake: &Path) -> i64 {
         let events = spec("audit_events").append_schema().unwrap();
         l.overwrite_from_sql(
             &events,
-            "audit_events",
+            &["audit_events"],
             "select * from audit_events where false",
             &meta,
         )
@@ -306,7 +333,7 @@ fn damage(lake: &Path) -> i64 {
         let decisions = spec("access_review_decisions").versioned().unwrap().current;
         l.overwrite_from_sql(
             &decisions,
-            "access_review_decisions",
+            &["access_review_decisions"],
             "select * from access_review_decisions where false",
             &meta,
         )
@@ -505,6 +532,9 @@ fn a_rebuild_that_would_lose_objects_replaces_nothing_and_migrate_keeps_the_tabl
             .is_some_and(|s| s.contains("would lose")),
         "{summary}"
     );
-    assert_eq!(format_of(&lake), 1);
+    assert_eq!(format_of(&lake), govlake::lake::format::FORMAT_VERSION);
     assert_eq!(count(&lake, "incompatible_group_members"), 12);
+    // The later step stored the audit events' request links all the same.
+    let links = sql(&lake, "select count(*) from audit_event_requests");
+    assert!(links[0].parse::<usize>().unwrap() > 600, "{links:?}");
 }

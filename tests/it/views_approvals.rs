@@ -476,6 +476,87 @@ fn the_sample_oracle_agrees_with_the_trail_and_flags_nothing() {
 }
 
 #[test]
+fn each_audit_event_is_stored_with_every_request_it_names_once() {
+    // The sample, plus an event naming two requests (a target and another RequestId), one
+    // naming one request both ways, and one naming a request in a key of another case
+    // (`requestid` is not the rule's `RequestId`).
+    let export = export_copy();
+    let request = |id: &str| json!({"id": id, "type": "AccessPackageAssignmentRequest", "modifiedProperties": []});
+    append_records(
+        export.path(),
+        "auditLogs",
+        "directoryAudits",
+        vec![
+            audit_event(
+                "TEST_two_requests",
+                "2026-09-12T10:00:00Z",
+                APPROVE,
+                "iris.holm@woodgrovebank.example",
+                json!([request("TEST_request_a")]),
+                json!([{"key": "RequestId", "value": "TEST_request_b"}]),
+            ),
+            audit_event(
+                "TEST_named_twice",
+                "2026-09-12T11:00:00Z",
+                APPROVE,
+                "iris.holm@woodgrovebank.example",
+                json!([request("TEST_request_c")]),
+                json!([{"key": "RequestId", "value": "TEST_request_c"}]),
+            ),
+            audit_event(
+                "TEST_other_case",
+                "2026-09-12T12:00:00Z",
+                APPROVE,
+                "iris.holm@woodgrovebank.example",
+                json!([]),
+                json!([{"key": "requestid", "value": "TEST_request_d"}]),
+            ),
+        ],
+    );
+    let expected: BTreeSet<(String, String)> = audits(export.path())
+        .iter()
+        .flat_map(|e| {
+            let id = text(&e["id"]).expect("event id");
+            linked_requests(e).into_iter().map(move |r| (id.clone(), r))
+        })
+        .collect();
+    assert!(
+        expected.len() > 600,
+        "the sample's links: {}",
+        expected.len()
+    );
+    for (event, request) in [
+        ("TEST_two_requests", "TEST_request_a"),
+        ("TEST_two_requests", "TEST_request_b"),
+        ("TEST_named_twice", "TEST_request_c"),
+    ] {
+        assert!(expected.contains(&(event.into(), request.into())));
+    }
+    let lake = lake_of(export.path());
+    let pairs = |sql: &str| -> Vec<(String, String)> {
+        query(lake.path(), sql)
+            .iter()
+            .map(|r| {
+                (
+                    cell(r, "audit_event_id").expect("event"),
+                    cell(r, "request_id").expect("request"),
+                )
+            })
+            .collect()
+    };
+    let stored = pairs("select audit_event_id, request_id from audit_event_requests");
+    assert_eq!(stored.len(), expected.len(), "one row per link");
+    assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), expected);
+    // The same rule in SQL over the child tables (what a lake of format 1 is read through,
+    // and what `govlake migrate` stores) gives the same links.
+    let by_rule = pairs(&format!(
+        "select audit_event_id, request_id from ({})",
+        govlake::catalog::AUDIT_EVENT_REQUESTS_SQL
+    ));
+    assert_eq!(by_rule.into_iter().collect::<BTreeSet<_>>(), expected);
+}
+
+#[test]
 fn target_types_in_another_letter_case_still_link_events_to_requests() {
     // The sample, with every audit target type lowercased and the RequestId details (the
     // link rule's fallback) removed: events link to requests by target type alone.

@@ -6,6 +6,7 @@
 //! or the enclosing object), `@position` (1-based index in the parent's list), `@const` (the
 //! child list's constant, e.g. `internal` for internal sponsors).
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use serde_json::Value;
@@ -120,6 +121,9 @@ pub struct ChildList {
     pub entity: &'static str,
     /// Constant handed to `@const` columns.
     pub constant: Option<&'static str>,
+    /// Items computed from the parent object rather than read from a list in it (`paths`
+    /// is then empty).
+    pub derive: Option<fn(&Value) -> Vec<Value>>,
 }
 
 /// One ingested entity.
@@ -214,6 +218,7 @@ fn list(paths: &str, entity: &'static str, constant: Option<&'static str>) -> Ch
             .collect(),
         entity,
         constant,
+        derive: None,
     }
 }
 
@@ -724,6 +729,12 @@ fn build() -> Vec<EntitySpec> {
             None,
         ),
         list("additionalDetails", "audit_event_additional_details", None),
+        ChildList {
+            paths: vec![],
+            entity: AUDIT_EVENT_REQUESTS,
+            constant: None,
+            derive: Some(audit_event_request_links),
+        },
     ];
     specs.push(audits);
     specs.push(EntitySpec {
@@ -756,6 +767,16 @@ fn build() -> Vec<EntitySpec> {
                 "key",
                 "value",
             ],
+        )
+    });
+
+    specs.push(EntitySpec {
+        storage: Storage::Append,
+        ..child(
+            AUDIT_EVENT_REQUESTS,
+            "The access package requests each audit event is about (the link the approval views join on), one row per distinct request id.",
+            vec!["request_id"],
+            &["audit_event_id=@parent", "request_id=requestId"],
         )
     });
 
@@ -796,6 +817,93 @@ fn build() -> Vec<EntitySpec> {
     ));
 
     specs
+}
+
+/// The table of each audit event's links to the requests it is about.
+pub const AUDIT_EVENT_REQUESTS: &str = "audit_event_requests";
+
+/// The tables the links come from.
+pub const AUDIT_EVENT_REQUESTS_SOURCES: [&str; 2] = [
+    "audit_event_target_resources",
+    "audit_event_additional_details",
+];
+
+/// The rows of `audit_event_requests` computed from its two sources by the same rule as
+/// [`audit_event_request_links`]: what `govlake migrate` stores for the events a lake of
+/// format 1 holds, and what a query over such a lake reads in the table's place. A test
+/// checks that the two forms agree on every event of the sample tenant.
+pub const AUDIT_EVENT_REQUESTS_SQL: &str = "\
+SELECT audit_event_id || '/' || request_id AS id, audit_event_id, request_id
+FROM (
+    SELECT DISTINCT audit_event_id, request_id
+    FROM (
+        SELECT audit_event_id, target_id AS request_id
+        FROM audit_event_target_resources
+        WHERE lower(type) = 'accesspackageassignmentrequest'
+        UNION ALL
+        SELECT audit_event_id, value AS request_id
+        FROM audit_event_additional_details
+        WHERE key = 'RequestId'
+    ) named
+    WHERE request_id IS NOT NULL
+) links";
+
+/// The requests an audit event is about, as `{"requestId": …}` items of
+/// `audit_event_requests`. The link rule of the approval views: a target resource whose
+/// type is `AccessPackageAssignmentRequest` (any case) names a request by its id, and so
+/// does an `additionalDetails` entry of key `RequestId`; each distinct id once, in the order
+/// first named. Both lists are read through their own tables' extraction, so an event links
+/// to a request exactly when the rows of `audit_event_target_resources` and
+/// `audit_event_additional_details` stored for it say so (a rejected item names nothing).
+fn audit_event_request_links(event: &Value) -> Vec<Value> {
+    let mut ids: Vec<String> = Vec::new();
+    let Some(events) = entity("audit_events") else {
+        return vec![];
+    };
+    for list in events.children.iter().filter(|c| c.derive.is_none()) {
+        let (Some(items), Some(spec)) = (
+            list.paths
+                .iter()
+                .find_map(|p| get_path(event, p))
+                .and_then(Value::as_array),
+            entity(list.entity),
+        ) else {
+            continue;
+        };
+        let column = |name: &str| spec.columns.iter().position(|c| c.name == name);
+        let (kind, id) = match list.entity {
+            "audit_event_target_resources" => (column("type"), column("target_id")),
+            "audit_event_additional_details" => (column("key"), column("value")),
+            _ => continue,
+        };
+        let (Some(kind), Some(id)) = (kind, id) else {
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let ctx = Ctx {
+                position: i + 1,
+                ..Ctx::default()
+            };
+            let Ok(row) = spec.extract(item, ctx) else {
+                continue;
+            };
+            let names_a_request = match (&row[kind], list.entity) {
+                (Cell::Str(t), "audit_event_target_resources") => {
+                    t.to_lowercase() == "accesspackageassignmentrequest"
+                }
+                (Cell::Str(k), _) => k == "RequestId",
+                _ => false,
+            };
+            if let (true, Cell::Str(request)) = (names_a_request, &row[id])
+                && !ids.contains(request)
+            {
+                ids.push(request.clone());
+            }
+        }
+    }
+    ids.into_iter()
+        .map(|id| serde_json::json!({ "requestId": id }))
+        .collect()
 }
 
 /// All entity specs, in a fixed order.
@@ -984,16 +1092,18 @@ impl EntitySpec {
             .map(|c| c.name.as_str())
     }
 
-    /// The nested lists of one object, with their entity.
-    pub fn child_lists<'v>(&self, obj: &'v Value) -> Vec<(&ChildList, &'v Vec<Value>)> {
+    /// The nested lists of one object (and the lists derived from it), with their entity.
+    pub fn child_lists<'v>(&self, obj: &'v Value) -> Vec<(&ChildList, Cow<'v, [Value]>)> {
         self.children
             .iter()
-            .filter_map(|c| {
-                c.paths
+            .filter_map(|c| match c.derive {
+                Some(derive) => Some((c, Cow::Owned(derive(obj)))),
+                None => c
+                    .paths
                     .iter()
                     .find_map(|p| get_path(obj, p))
                     .and_then(Value::as_array)
-                    .map(|a| (c, a))
+                    .map(|a| (c, Cow::Borrowed(a.as_slice()))),
             })
             .collect()
     }
@@ -1064,6 +1174,67 @@ mod tests {
         assert_eq!(get("request_type"), Cell::Str("adminAdd".into()));
         assert_eq!(get("state"), Cell::Str("delivered".into()));
         assert!(matches!(get("completed_date_time"), Cell::Ts(_)));
+    }
+
+    #[test]
+    fn an_audit_event_links_to_each_request_it_names_once() {
+        let events = entity("audit_events").unwrap();
+        let links = entity("audit_event_requests").unwrap();
+        let event = json!({
+            "id": "e1",
+            "activityDateTime": "2026-07-01T00:00:00Z",
+            "targetResources": [
+                {"id": "p1", "type": "AccessPackage"},
+                {"id": "r1", "type": "AccessPackageAssignmentRequest"},
+                {"id": "r2", "type": "accesspackageassignmentrequest"},
+                {"id": null, "type": "AccessPackageAssignmentRequest"},
+                {"id": {"not": "text"}, "type": "AccessPackageAssignmentRequest"}
+            ],
+            "additionalDetails": [
+                {"key": "RequestId", "value": "r1"},
+                {"key": "RequestId", "value": "r3"},
+                {"key": "requestid", "value": "r4"},
+                {"key": "ApprovalStage", "value": "1"}
+            ]
+        });
+        let (_, items) = events
+            .child_lists(&event)
+            .into_iter()
+            .find(|(l, _)| l.entity == "audit_event_requests")
+            .unwrap();
+        let parents = ["e1".to_string()];
+        let rows: Vec<Vec<Cell>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                links
+                    .extract(
+                        item,
+                        Ctx {
+                            parents: &parents,
+                            position: i + 1,
+                            constant: None,
+                        },
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let text = |c: &Cell| c.as_str().unwrap().to_string();
+        let got: Vec<[String; 3]> = rows
+            .iter()
+            .map(|r| [text(&r[0]), text(&r[1]), text(&r[2])])
+            .collect();
+        // r1 is named twice (a target and a detail) and stored once; the key `requestid`
+        // (another case) is not the rule's `RequestId`, and a target whose id is null or
+        // not text names nothing.
+        let want = |r: &str| ["e1/".to_string() + r, "e1".into(), r.into()];
+        assert_eq!(got, vec![want("r1"), want("r2"), want("r3")]);
+        assert!(
+            events
+                .child_lists(&json!({"id": "e2", "activityDateTime": "2026-07-01T00:00:00Z"}))
+                .iter()
+                .all(|(_, items)| items.is_empty())
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::row::{Cell, Column, ColumnType, TableSchema};
 use super::table::Lake;
 
 /// The format this govlake writes.
-pub const FORMAT_VERSION: i64 = 1;
+pub const FORMAT_VERSION: i64 = 2;
 
 /// The format-version table.
 pub const GOVLAKE: &str = "_govlake";
@@ -53,16 +53,28 @@ pub struct Step {
 }
 
 /// The migration steps, in order; `STEPS[i].from == i`.
-pub const STEPS: &[Step] = &[Step {
-    from: 0,
-    does: "record the lake format in a `_govlake` table, add the columns this govlake's \
+pub const STEPS: &[Step] = &[
+    Step {
+        from: 0,
+        does: "record the lake format in a `_govlake` table, add the columns this govlake's \
            bookkeeping tables have and the lake's lack, and rebuild every typed table and \
            its `_history` from `_raw` with this govlake's mapping (lakes written before \
            format versions existed may hold rows mapped by older code, whose row hashes \
            would make the next ingest store every object again)",
-    readable_as_is: true,
-    writable_as_is: false,
-}];
+        readable_as_is: true,
+        writable_as_is: false,
+    },
+    Step {
+        from: 1,
+        does: "store each audit event's links to the requests it is about in a table \
+               `audit_event_requests`, filled from the lake's `audit_event_target_resources` \
+               and `audit_event_additional_details` by the link rule the approval views \
+               used to apply at every query (format 1 lakes are still read through that \
+               rule until they are migrated)",
+        readable_as_is: true,
+        writable_as_is: false,
+    },
+];
 
 /// What a command intends to do with the lake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

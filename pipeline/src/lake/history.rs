@@ -377,7 +377,7 @@ impl VersionMerge {
             Some(
                 lake.overwrite_from_sql(
                     &self.table.current,
-                    &self.table.history.name,
+                    &[&self.table.history.name],
                     &sql,
                     metadata,
                 )

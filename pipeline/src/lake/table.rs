@@ -419,7 +419,7 @@ impl Lake {
             .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
             .with_partition_columns(target.partition_by.clone())
             .with_commit_properties(Self::commit_properties_for(metadata, &token));
-        let outcome = match source.scan_context(&target.name).await? {
+        let outcome = match source.scan_context(&[&target.name]).await? {
             Some(ctx) => {
                 let plan = ctx
                     .sql(&format!("select * from \"{}\"", target.name))
@@ -558,17 +558,19 @@ impl Lake {
         }
     }
 
-    /// Replaces `target`'s contents with the result of `sql` over the table `source`
-    /// (one commit), returning the new version. The query streams into the writer, so the
-    /// result never sits in memory whole.
+    /// Replaces `target`'s contents with the result of `sql` over the tables `sources`
+    /// (one commit), returning the new version; with none of them in the lake, `target` is
+    /// left empty. The query streams into the writer, so the result never sits in memory
+    /// whole.
     pub async fn overwrite_from_sql(
         &self,
         target: &TableSchema,
-        source: &str,
+        sources: &[&str],
         sql: &str,
         metadata: &HashMap<String, serde_json::Value>,
     ) -> Result<i64> {
-        let Some(ctx) = self.scan_context(source).await? else {
+        let source = sources.join(", ");
+        let Some(ctx) = self.scan_context(sources).await? else {
             return self
                 .write_batches(target, vec![], SaveMode::Overwrite, metadata)
                 .await;
@@ -576,7 +578,7 @@ impl Lake {
         let plan = ctx
             .sql(sql)
             .await
-            .map_err(query_err(source))?
+            .map_err(query_err(&source))?
             .logical_plan()
             .clone();
         let table = self.ensure(target).await?;
@@ -690,7 +692,7 @@ impl Lake {
         table: &str,
         sql: &str,
     ) -> Result<Option<deltalake::datafusion::physical_plan::SendableRecordBatchStream>> {
-        let Some(ctx) = self.scan_context(table).await? else {
+        let Some(ctx) = self.scan_context(&[table]).await? else {
             return Ok(None);
         };
         let df = ctx.sql(sql).await.map_err(query_err(table))?;
@@ -698,16 +700,17 @@ impl Lake {
     }
 
     /// A DataFusion session with just this table registered, or `None` if it does not exist.
-    async fn scan_context(&self, name: &str) -> Result<Option<SessionContext>> {
+    async fn scan_context(&self, names: &[&str]) -> Result<Option<SessionContext>> {
         // delta-rs' session carries the planner its writes need (overwrite_from_sql).
         let ctx: SessionContext = deltalake::delta_datafusion::create_session().into_inner();
         let ctx = SessionContext::new_with_state(super::global_aggregates::with_govlake_optimizer(
             ctx.state(),
         ));
-        Ok(self
-            .register(&ctx, name, TablePin::Latest)
-            .await?
-            .then_some(ctx))
+        let mut any = false;
+        for name in names {
+            any |= self.register(&ctx, name, TablePin::Latest).await?;
+        }
+        Ok(any.then_some(ctx))
     }
 
     /// Whether every data file of the loaded version is still in the store. A vacuum keeps

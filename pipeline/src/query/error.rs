@@ -52,6 +52,16 @@ pub enum Error {
         #[source]
         source: Box<DataFusionError>,
     },
+    /// A lake of format 1 (before `audit_event_requests`) could not be read through the
+    /// link rule that stands in for the table.
+    #[error(
+        "Cannot read the lake's audit events through the request link rule (a lake of format 1): run `govlake migrate` to store the links"
+    )]
+    LinkRule {
+        /// Cause.
+        #[source]
+        source: Box<DataFusionError>,
+    },
     /// A lake table could not be registered.
     #[error(transparent)]
     Lake(#[from] crate::lake::Error),

@@ -12,7 +12,7 @@ pub mod views;
 
 pub use error::{Error, OptionError, Result};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
@@ -21,7 +21,9 @@ use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::execution::session_state::SessionStateBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::catalog::ENTITIES;
+use crate::catalog::{
+    AUDIT_EVENT_REQUESTS, AUDIT_EVENT_REQUESTS_SOURCES, AUDIT_EVENT_REQUESTS_SQL, ENTITIES,
+};
 use crate::lake::bookkeeping::{INGEST_RUNS, RAW, REJECTS};
 use crate::lake::global_aggregates::{optimizer_rules, physical_optimizer_rules};
 use crate::lake::{Lake, TablePin};
@@ -280,10 +282,36 @@ pub async fn session_pinned(
         .with_physical_optimizer_rules(physical_optimizer_rules())
         .build();
     let ctx = SessionContext::new_with_state(state);
+    let mut registered = HashSet::new();
     for name in table_names() {
-        lake.register(&ctx, &name, pin(&name)).await?;
+        if lake.register(&ctx, &name, pin(&name)).await? {
+            registered.insert(name);
+        }
     }
+    read_request_links_by_rule(&ctx, &registered).await?;
     Ok(ctx)
+}
+
+/// A lake written before `audit_event_requests` existed (format 1, or a pin older than
+/// the table) has the links only implicitly, in the two child tables they come from: the
+/// session reads the table as a view applying the same rule, so its answers are the ones a
+/// migrated lake gives.
+async fn read_request_links_by_rule(
+    ctx: &SessionContext,
+    registered: &HashSet<String>,
+) -> Result<()> {
+    if registered.contains(AUDIT_EVENT_REQUESTS)
+        || !AUDIT_EVENT_REQUESTS_SOURCES
+            .iter()
+            .all(|s| registered.contains(*s))
+    {
+        return Ok(());
+    }
+    let sql = format!("CREATE VIEW {AUDIT_EVENT_REQUESTS} AS {AUDIT_EVENT_REQUESTS_SQL}");
+    ctx.sql(&sql).await.map_err(|e| Error::LinkRule {
+        source: Box::new(e),
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]
