@@ -243,10 +243,15 @@ async fn rebuild_through(
         "govlake.operation".to_string(),
         serde_json::Value::String("rebuild".into()),
     )]);
+    // A table's `_history` goes with it, and the stored request links with their sources.
     let wanted = |name: &str| {
         only.is_empty()
             || only.iter().any(|o| {
-                name == o || name == format!("{o}_history") || *o == format!("{name}_history")
+                name == o
+                    || name == format!("{o}_history")
+                    || *o == format!("{name}_history")
+                    || (name == catalog::AUDIT_EVENT_REQUESTS
+                        && catalog::AUDIT_EVENT_REQUESTS_SOURCES.contains(&o.as_str()))
             })
     };
     let mut tables = vec![];
@@ -285,15 +290,22 @@ async fn store_request_links(lake: &Lake) -> Result<()> {
     let schema = catalog::entity(catalog::AUDIT_EVENT_REQUESTS)
         .and_then(catalog::EntitySpec::append_schema)
         .expect("audit_event_requests is an append-only entity");
-    for source in catalog::AUDIT_EVENT_REQUESTS_SOURCES {
+    let sources = ["audit_events"]
+        .into_iter()
+        .chain(catalog::AUDIT_EVENT_REQUESTS_SOURCES);
+    for source in sources.clone() {
         let spec = catalog::entity(source)
             .and_then(catalog::EntitySpec::append_schema)
             .expect("the link sources are append-only entities");
         lake.ensure(&spec).await?;
     }
-    // Text is read back as Utf8View; the table stores Utf8.
+    // Text is read back as Utf8View; the table stores Utf8. Only the links of events the
+    // lake holds: a killed ingest may have left child rows whose event is not committed, and
+    // its rerun stores the event's links with it (a link stored now would make the event an
+    // orphan of this table, whose other links the rerun then skips). The views join
+    // `audit_events`, so they read the same either way.
     let sql = format!(
-        "select {} from ({})",
+        "select {} from ({}) links where audit_event_id in (select id from audit_events)",
         schema
             .columns
             .iter()
@@ -306,13 +318,8 @@ async fn store_request_links(lake: &Lake) -> Result<()> {
         "govlake.operation".to_string(),
         serde_json::Value::String("migrate".into()),
     )]);
-    lake.overwrite_from_sql(
-        &schema,
-        &catalog::AUDIT_EVENT_REQUESTS_SOURCES,
-        &sql,
-        &metadata,
-    )
-    .await?;
+    lake.overwrite_from_sql(&schema, &sources.collect::<Vec<_>>(), &sql, &metadata)
+        .await?;
     Ok(())
 }
 

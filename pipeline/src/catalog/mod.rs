@@ -856,27 +856,60 @@ FROM (
 /// to a request exactly when the rows of `audit_event_target_resources` and
 /// `audit_event_additional_details` stored for it say so (a rejected item names nothing).
 fn audit_event_request_links(event: &Value) -> Vec<Value> {
-    let mut ids: Vec<String> = Vec::new();
-    let Some(events) = entity("audit_events") else {
-        return vec![];
-    };
-    for list in events.children.iter().filter(|c| c.derive.is_none()) {
-        let (Some(items), Some(spec)) = (
-            list.paths
+    /// One list the links are read from: its paths in the event, its table's spec, and the
+    /// columns that say whether an item names a request (`type` / `key`) and which (`id`).
+    struct Source {
+        list: &'static ChildList,
+        spec: &'static EntitySpec,
+        kind: usize,
+        id: usize,
+        names_a_request: fn(&str) -> bool,
+    }
+    static SOURCES: LazyLock<Vec<Source>> = LazyLock::new(|| {
+        let events = entity("audit_events").expect("audit events are an entity");
+        let column = |spec: &EntitySpec, name: &str| {
+            spec.columns
                 .iter()
-                .find_map(|p| get_path(event, p))
-                .and_then(Value::as_array),
-            entity(list.entity),
-        ) else {
-            continue;
+                .position(|c| c.name == name)
+                .expect("the link columns exist")
         };
-        let column = |name: &str| spec.columns.iter().position(|c| c.name == name);
-        let (kind, id) = match list.entity {
-            "audit_event_target_resources" => (column("type"), column("target_id")),
-            "audit_event_additional_details" => (column("key"), column("value")),
-            _ => continue,
-        };
-        let (Some(kind), Some(id)) = (kind, id) else {
+        events
+            .children
+            .iter()
+            .filter_map(|list| {
+                let spec = entity(list.entity)?;
+                let (kind, id, names_a_request): (_, _, fn(&str) -> bool) = match list.entity {
+                    "audit_event_target_resources" => {
+                        (column(spec, "type"), column(spec, "target_id"), |t| {
+                            t.to_lowercase() == "accesspackageassignmentrequest"
+                        })
+                    }
+                    "audit_event_additional_details" => {
+                        (column(spec, "key"), column(spec, "value"), |k| {
+                            k == "RequestId"
+                        })
+                    }
+                    _ => return None,
+                };
+                Some(Source {
+                    list,
+                    spec,
+                    kind,
+                    id,
+                    names_a_request,
+                })
+            })
+            .collect()
+    });
+    let mut ids: Vec<String> = Vec::new();
+    for source in SOURCES.iter() {
+        let Some(items) = source
+            .list
+            .paths
+            .iter()
+            .find_map(|p| get_path(event, p))
+            .and_then(Value::as_array)
+        else {
             continue;
         };
         for (i, item) in items.iter().enumerate() {
@@ -884,17 +917,11 @@ fn audit_event_request_links(event: &Value) -> Vec<Value> {
                 position: i + 1,
                 ..Ctx::default()
             };
-            let Ok(row) = spec.extract(item, ctx) else {
+            let Ok(row) = source.spec.extract(item, ctx) else {
                 continue;
             };
-            let names_a_request = match (&row[kind], list.entity) {
-                (Cell::Str(t), "audit_event_target_resources") => {
-                    t.to_lowercase() == "accesspackageassignmentrequest"
-                }
-                (Cell::Str(k), _) => k == "RequestId",
-                _ => false,
-            };
-            if let (true, Cell::Str(request)) = (names_a_request, &row[id])
+            if let (Cell::Str(kind), Cell::Str(request)) = (&row[source.kind], &row[source.id])
+                && (source.names_a_request)(kind)
                 && !ids.contains(request)
             {
                 ids.push(request.clone());

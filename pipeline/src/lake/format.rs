@@ -157,6 +157,22 @@ pub async fn check(lake: &Lake, intent: Intent) -> Result<Found> {
     Ok(found)
 }
 
+/// When the lake first reached format `version` or a later one (UTC micros of the
+/// `_govlake` row that says so: a creation, a migration step or a rebuild), `None` when it
+/// has not. A row is written after the work it records, so every commit of the lake at or
+/// after this time was made in that format.
+pub async fn since(lake: &Lake, version: i64) -> Result<Option<i64>> {
+    let mut first = None::<i64>;
+    let sql = format!(
+        "select cast(min(\"at\") as bigint) from \"{GOVLAKE}\" where format_version >= {version}"
+    );
+    lake.scan_sql(GOVLAKE, &sql, |v| {
+        first = v[0].and_then(|s| s.parse().ok());
+    })
+    .await?;
+    Ok(first)
+}
+
 /// Appends a `_govlake` row.
 pub async fn record(lake: &Lake, version: i64, action: &str) -> Result<()> {
     let row = vec![

@@ -743,6 +743,9 @@ impl Lake {
     /// the table does not exist (at that time). A pinned version that the table no longer
     /// holds (vacuumed, or never written) is an error, never a silent fallback to current data.
     pub async fn register(&self, ctx: &SessionContext, name: &str, at: TablePin) -> Result<bool> {
+        if at == TablePin::Absent {
+            return Ok(false);
+        }
         let mut table = self.open(name).await?;
         let Some(latest) = table.version() else {
             if let TablePin::Version(version) = at {
@@ -755,7 +758,7 @@ impl Lake {
             return Ok(false);
         };
         match at {
-            TablePin::Latest => {}
+            TablePin::Latest | TablePin::Absent => {}
             TablePin::Time(t) => {
                 let at = chrono::DateTime::from_timestamp_micros(t).unwrap_or_default();
                 if let Err(e) = table.load_with_datetime(at).await {
@@ -804,4 +807,6 @@ pub enum TablePin {
     Time(i64),
     /// Exactly this Delta version.
     Version(i64),
+    /// Not read: the session does without the table (it registers nothing).
+    Absent,
 }

@@ -52,10 +52,11 @@ pub enum Error {
         #[source]
         source: Box<DataFusionError>,
     },
-    /// A lake of format 1 (before `audit_event_requests`) could not be read through the
-    /// link rule that stands in for the table.
+    /// A state of the lake without stored request links (format 1, or a time before the
+    /// lake reached format 2) could not be read through the link rule that stands in for
+    /// `audit_event_requests`.
     #[error(
-        "Cannot read the lake's audit events through the request link rule (a lake of format 1): run `govlake migrate` to store the links"
+        "Cannot read the audit events' request links through the link rule (the lake, or the time read, is from before format 2 stored them); query the pinned tables directly, or report this as a bug"
     )]
     LinkRule {
         /// Cause.

@@ -26,7 +26,7 @@ use crate::catalog::{
 };
 use crate::lake::bookkeeping::{INGEST_RUNS, RAW, REJECTS};
 use crate::lake::global_aggregates::{optimizer_rules, physical_optimizer_rules};
-use crate::lake::{Lake, TablePin};
+use crate::lake::{Lake, TablePin, format};
 
 /// Names of every table the lake holds, in a fixed order: entity tables (with their
 /// `_history` companions) then bookkeeping.
@@ -93,13 +93,25 @@ impl AsOf {
             .ok_or_else(|| OptionError::NotAsOf { text: s.into() })
     }
 
-    fn pin(&self, table: &str) -> TablePin {
+    /// The state of `table` a session reads. Versions that name the request links' sources
+    /// but not `audit_event_requests` were recorded before the table existed (a pack made on
+    /// a lake of format 1): the links are read through the rule over the pinned sources, as
+    /// they were then, not from the table's newest version.
+    pub fn pin(&self, table: &str) -> TablePin {
         match self {
             Self::Latest => TablePin::Latest,
             Self::Time(t) => TablePin::Time(*t),
-            Self::Versions(v) => v
-                .get(table)
-                .map_or(TablePin::Latest, |v| TablePin::Version(*v)),
+            Self::Versions(v) => match v.get(table) {
+                Some(version) => TablePin::Version(*version),
+                None if table == AUDIT_EVENT_REQUESTS
+                    && AUDIT_EVENT_REQUESTS_SOURCES
+                        .iter()
+                        .all(|s| v.contains_key(*s)) =>
+                {
+                    TablePin::Absent
+                }
+                None => TablePin::Latest,
+            },
         }
     }
 }
@@ -282,14 +294,35 @@ pub async fn session_pinned(
         .with_physical_optimizer_rules(physical_optimizer_rules())
         .build();
     let ctx = SessionContext::new_with_state(state);
+    let links_since = format::since(lake, STORED_LINKS_FORMAT).await?;
     let mut registered = HashSet::new();
     for name in table_names() {
-        if lake.register(&ctx, &name, pin(&name)).await? {
+        let mut at = pin(&name);
+        if name == AUDIT_EVENT_REQUESTS {
+            at = stored_links_pin(at, links_since);
+        }
+        if lake.register(&ctx, &name, at).await? {
             registered.insert(name);
         }
     }
     read_request_links_by_rule(&ctx, &registered).await?;
     Ok(ctx)
+}
+
+/// The first lake format that stores each audit event's request links.
+const STORED_LINKS_FORMAT: i64 = 2;
+
+/// Whether a session reads `audit_event_requests` as stored (`at`) or through the rule
+/// (`Absent`). The table holds every link only in a state the lake wrote once it was in
+/// format 2 (`since`: when it got there): a lake of format 1 whose migration was killed may
+/// hold it empty, and an earlier time has none of it. A version named explicitly is read as
+/// named (packs record it only in format 2).
+fn stored_links_pin(at: TablePin, since: Option<i64>) -> TablePin {
+    match (at, since) {
+        (TablePin::Version(_), _) | (TablePin::Latest, Some(_)) => at,
+        (TablePin::Time(t), Some(s)) if t >= s => at,
+        _ => TablePin::Absent,
+    }
 }
 
 /// A lake written before `audit_event_requests` existed (format 1, or a pin older than
@@ -317,6 +350,40 @@ async fn read_request_links_by_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_links_are_read_as_stored_only_in_states_written_in_format_2() {
+        let links = AUDIT_EVENT_REQUESTS;
+        // A pack made on a lake of format 1 named the sources, not the table.
+        let old_pack = AsOf::Versions(BTreeMap::from([
+            ("audit_event_target_resources".to_string(), 3),
+            ("audit_event_additional_details".to_string(), 4),
+        ]));
+        assert_eq!(old_pack.pin(links), TablePin::Absent);
+        assert_eq!(old_pack.pin("audit_events"), TablePin::Latest);
+        let mut new_pack = old_pack.clone();
+        if let AsOf::Versions(v) = &mut new_pack {
+            v.insert(links.to_string(), 2);
+        }
+        assert_eq!(new_pack.pin(links), TablePin::Version(2));
+        // Latest and times: stored only once the lake reached format 2, and not before then.
+        let since = Some(1_000);
+        assert_eq!(stored_links_pin(TablePin::Latest, None), TablePin::Absent);
+        assert_eq!(stored_links_pin(TablePin::Latest, since), TablePin::Latest);
+        assert_eq!(
+            stored_links_pin(TablePin::Time(999), since),
+            TablePin::Absent
+        );
+        assert_eq!(
+            stored_links_pin(TablePin::Time(1_000), since),
+            TablePin::Time(1_000)
+        );
+        assert_eq!(stored_links_pin(TablePin::Time(5), None), TablePin::Absent);
+        assert_eq!(
+            stored_links_pin(TablePin::Version(7), None),
+            TablePin::Version(7)
+        );
+    }
 
     #[test]
     fn memory_limits_in_every_form() {

@@ -20,7 +20,7 @@ use super::package::{self, PackageReport};
 use super::render::{Templates, safe, serde_value};
 use super::sign::SecretKey;
 use super::{Error, Period, Result, Table, io_err};
-use crate::lake::Lake;
+use crate::lake::{Lake, TablePin};
 use crate::query::AsOf;
 use crate::query::views::QueryFile;
 
@@ -99,14 +99,16 @@ pub async fn pin_versions(lake: &Lake, as_of: &AsOf) -> Result<BTreeMap<String, 
     let mut versions = BTreeMap::new();
     for name in crate::query::table_names() {
         let pinned = match as_of {
-            AsOf::Versions(v) => v.get(&name).copied(),
-            _ => None,
+            AsOf::Versions(_) => as_of.pin(&name),
+            _ => TablePin::Latest,
         };
         match pinned {
-            Some(v) => {
+            TablePin::Version(v) => {
                 versions.insert(name, v);
             }
-            None => {
+            // Read through another table's pins (request links of a format-1 pack).
+            TablePin::Absent => {}
+            TablePin::Latest | TablePin::Time(_) => {
                 if let Some(v) = lake.version(&name).await? {
                     versions.insert(name, v);
                 }
