@@ -305,7 +305,23 @@ for i in json.load(sys.stdin)["summary"]:
   if [[ " $STAGES " == *" pack "* ]]; then
     echo "== $size: pack" >&2
     SETUP="rm -rf '$S/pack' '$S/pack.tar'"; read -r pt pm pw < <(measure "$BIN" --lake "$S/lake" --no-progress -q pack --period 2026Q3 --unsigned --out "$S/pack")
-    files=$(find "$S/pack" -type f 2>/dev/null | wc -l)
+    if [ "$pt" = "-" ]; then
+      # A pack that fails is a goal not met, said as such; the later stages still run.
+      why=$(grep -m1 -E '^Error|^error' "$WORK/stderr.txt" | cut -c1-300 | sed 's/"/\\"/g' || true)
+      {
+        echo "### Evidence pack"
+        echo
+        stamp
+        echo
+        echo "\`govlake pack --period 2026Q3 --unsigned\` **failed**: ${why:-see the suite output}"
+        echo
+      } >"$R/3-pack.md"
+      printf '{"size": "%s", "runs": %s, "failed": "%s"}\n' "$size" "$RUNS" "${why:-failed}" >"$R/3-pack.json"
+      rm -rf "$S/pack" "$S/pack.tar"
+    fi
+  fi
+  if [[ " $STAGES " == *" pack "* ]] && [ "$pt" != "-" ]; then
+    files=$( (find "$S/pack" -type f 2>/dev/null || true) | wc -l)
     folder_mib=$(du -sm --apparent-size "$S/pack" 2>/dev/null | cut -f1 || true)
     tar_mib=$([ -f "$S/pack.tar" ] && du -sm --apparent-size "$S/pack.tar" | cut -f1 || echo 0)
     # The pack's own size: its folder, or its tar when only the tar is written.

@@ -63,12 +63,16 @@ pub fn with_govlake_optimizer(state: SessionState) -> SessionState {
 /// it kept the other side's exact distinct count: `SELECT count(DISTINCT s.c0), count(*) FROM
 /// users u CROSS JOIN (SELECT 1 AS c0) s` gave (1, 0) on an empty `users` (found by the fuzz
 /// run). Without it `count(*)` of a Delta table is still read from the log, not the files.
+/// Last, [`super::compact_joins::CompactJoinOutput`] copies each join's text columns into
+/// buffers of their own, so that memory is counted at what a batch holds.
 pub fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
-    PhysicalOptimizer::new()
+    let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> = PhysicalOptimizer::new()
         .rules
         .into_iter()
         .filter(|rule| rule.name() != "aggregate_statistics")
-        .collect()
+        .collect();
+    rules.push(Arc::new(super::compact_joins::CompactJoinOutput));
+    rules
 }
 
 /// DataFusion's default logical optimizer rules, in their order, with `push_down_filter`

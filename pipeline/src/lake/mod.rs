@@ -7,7 +7,8 @@
 //! the schemas of the lake's own tables (`_raw`, `_rejects`, `_ingest_runs`, `_pack_pins`),
 //! `rechecked` makes DataFusion apply every filter itself (never trusting a scan's "exact"),
 //! `global_aggregates` keeps DataFusion from pushing a filter beneath an aggregate that returns
-//! a row for an empty input,
+//! a row for an empty input, `compact_joins` makes joins' text columns own their bytes (so
+//! memory is counted at what a batch holds),
 //! `retention` keeps the versions evidence packs pinned (`govlake vacuum`), `format` records and
 //! checks the lake's format version (`govlake migrate`), `failpoint` holds the crash points
 //! tests arm, `lease` lets one `govlake job run` at a time work on a lake, and `compact`
@@ -16,6 +17,7 @@
 pub mod backends;
 pub mod bookkeeping;
 pub mod compact;
+pub mod compact_joins;
 pub mod error;
 pub mod failpoint;
 pub mod format;
