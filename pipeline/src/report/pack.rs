@@ -98,11 +98,7 @@ pub struct PackSummary {
 pub async fn pin_versions(lake: &Lake, as_of: &AsOf) -> Result<BTreeMap<String, i64>> {
     let mut versions = BTreeMap::new();
     for name in crate::query::table_names() {
-        let pinned = match as_of {
-            AsOf::Versions(_) => as_of.pin(&name),
-            _ => TablePin::Latest,
-        };
-        match pinned {
+        match as_of.pin(&name) {
             TablePin::Version(v) => {
                 versions.insert(name, v);
             }
