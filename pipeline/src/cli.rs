@@ -661,8 +661,8 @@ pub struct LiveArgs {
     /// Time allowed for the whole fetch, in minutes.
     #[arg(long, default_value_t = 120, value_name = "MIN")]
     pub deadline_minutes: u64,
-    /// Keep the fetched pages in this folder (default: a temporary folder, removed after a
-    /// successful run).
+    /// Keep the fetched pages in this folder, one Zstandard-compressed file per page
+    /// (`0000001.json.zst`; default: a temporary folder, removed after a successful run).
     #[arg(long, value_name = "DIR")]
     pub spool: Option<PathBuf>,
 }

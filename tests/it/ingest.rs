@@ -183,6 +183,64 @@ fn file_names_do_not_matter_when_the_context_is_there() {
     assert_same_lake(a.path(), b.path());
 }
 
+/// Every data file of the sample tenant compressed (Zstandard or gzip, in turn, names kept
+/// with `.zst` / `.gz` added, the diagnostic-settings archive too) lands the same lake as the
+/// plain files, and a compressed file that is damaged is rejected by name.
+#[test]
+fn compressed_input_files_land_the_same_lake_as_plain_ones() {
+    let packed = tempfile::tempdir().unwrap();
+    copy_dir(&sample_data(), packed.path());
+    let mut n = 0;
+    for e in walkdir::WalkDir::new(packed.path()).sort_by_file_name() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().to_string();
+        if !e.file_type().is_file() || name == "_export.json" || !name.ends_with(".json") {
+            continue;
+        }
+        n += 1;
+        let plain = std::fs::read(e.path()).unwrap();
+        let (dest, bytes) = if n % 2 == 0 {
+            (
+                format!("{name}.zst"),
+                zstd::stream::encode_all(&plain[..], 3).unwrap(),
+            )
+        } else {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, &plain).unwrap();
+            (format!("{name}.gz"), gz.finish().unwrap())
+        };
+        std::fs::write(e.path().with_file_name(dest), bytes).unwrap();
+        std::fs::remove_file(e.path()).unwrap();
+    }
+    assert!(n > 20, "{n} files compressed");
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let r = ingest(a.path(), &[packed.path()], &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let plain = ingest(b.path(), &[&sample_data()], &[]);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert_same_lake(a.path(), b.path());
+    assert_eq!(
+        r.json()["summary"]["records"],
+        plain.json()["summary"]["records"]
+    );
+    assert_eq!(
+        r.json()["summary"]["files"],
+        plain.json()["summary"]["files"]
+    );
+
+    // A damaged compressed file is rejected by name; the others still land.
+    let damaged = packed.path().join("damaged-assignments.json.zst");
+    std::fs::write(&damaged, b"not zstd at all").unwrap();
+    let c = tempfile::tempdir().unwrap();
+    let r = ingest(c.path(), &[packed.path()], &[]);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("damaged-assignments.json.zst"),
+        "{}",
+        r.stdout
+    );
+}
+
 #[test]
 fn a_later_snapshot_closes_what_disappeared_and_keeps_history() {
     let lake = tempfile::tempdir().unwrap();

@@ -1009,14 +1009,14 @@ fn a_live_run_records_its_page_chains_and_closes_what_left() {
         ],
     );
     assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
-    // Every spooled page says which URL it was fetched from: the chain that proves a
-    // snapshot whole.
+    // Every spooled page (Zstandard-compressed JSON) says which URL it was fetched from: the
+    // chain that proves a snapshot whole.
     let mut pages = 0;
     for e in walkdir::WalkDir::new(spool.path()) {
         let e = e.unwrap();
-        if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "json") {
-            let page: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
+        if e.file_type().is_file() && e.path().to_string_lossy().ends_with(".json.zst") {
+            let text = zstd::stream::decode_all(std::fs::File::open(e.path()).unwrap()).unwrap();
+            let page: serde_json::Value = serde_json::from_slice(&text).unwrap();
             if page.get("value").is_some() {
                 pages += 1;
                 let url = page["@govlake.requestUrl"].as_str().unwrap_or_default();

@@ -125,6 +125,8 @@ pub fn from_context(context: &str) -> Option<Resolved> {
 /// archives (`insights-logs-auditlogs/.../PT1H.json`) are audit envelopes. Lists that need a
 /// parent id cannot be told by name alone.
 pub fn from_file_name(path: &Path) -> Option<Resolved> {
+    let (path, _) = super::files::uncompressed_name(path);
+    let path = path.as_path();
     let in_archive = path.components().any(|c| {
         c.as_os_str()
             .to_string_lossy()

@@ -1,5 +1,6 @@
 //! Finding input files: walks `--from` paths recursively in a fixed (sorted) order, keeps
-//! `.json`, `.jsonl` and `.ndjson` files, and reads `_export.json` markers that say when an
+//! `.json`, `.jsonl` and `.ndjson` files, also compressed (`.json.zst`, `.jsonl.gz`, …: read
+//! as the name without the compression suffix says, [`Compression`]), and reads `_export.json` markers that say when an
 //! export was taken (the observation time of its snapshots). Symbolic links are followed;
 //! one that is broken or loops back is listed as unreadable (and rejected by name), never
 //! skipped quietly.
@@ -23,12 +24,38 @@ pub struct Inputs {
 }
 
 fn is_data_file(p: &Path) -> bool {
-    let ext = p
-        .extension()
+    matches!(
+        extension(&uncompressed_name(p).0).as_str(),
+        "json" | "jsonl" | "ndjson"
+    )
+}
+
+/// A file name's extension, lower case ("" when none).
+pub fn extension(p: &Path) -> String {
+    p.extension()
         .and_then(|e| e.to_str())
         .unwrap_or("")
-        .to_ascii_lowercase();
-    matches!(ext.as_str(), "json" | "jsonl" | "ndjson")
+        .to_ascii_lowercase()
+}
+
+/// How an input file is compressed, told by its last extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// `.zst`: Zstandard (what a live run's spool writes).
+    Zstd,
+    /// `.gz`: gzip.
+    Gzip,
+}
+
+/// The name a file is read as, and its compression: `assignments-0002.json.zst` is read as
+/// `assignments-0002.json`, Zstandard-compressed. A name without `.zst` or `.gz` is itself.
+pub fn uncompressed_name(p: &Path) -> (PathBuf, Option<Compression>) {
+    let compression = match extension(p).as_str() {
+        "zst" => Compression::Zstd,
+        "gz" => Compression::Gzip,
+        _ => return (p.to_path_buf(), None),
+    };
+    (p.with_extension(""), Some(compression))
 }
 
 /// Lists the files under the given paths. A path named explicitly is read whatever its

@@ -357,11 +357,8 @@ fn read_files(
             });
             continue;
         }
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let (name, compression) = files::uncompressed_name(path);
+        let ext = files::extension(&name);
         let options = reader::ReadOptions {
             // A record over the limit is rejected as it is read, never held in memory whole.
             max_record_bytes,
@@ -379,10 +376,25 @@ fn read_files(
                 continue;
             }
         };
-        let reader = std::io::BufReader::with_capacity(
-            1 << 20,
-            reader::CountingReader::new(f, bytes.clone()),
-        );
+        // Progress counts the bytes of the file as stored (compressed or not).
+        let counted = reader::CountingReader::new(f, bytes.clone());
+        let decoded: Box<dyn std::io::Read> = match compression {
+            None => Box::new(counted),
+            Some(files::Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(counted)),
+            Some(files::Compression::Zstd) => match zstd::stream::read::Decoder::new(counted) {
+                Ok(d) => Box::new(d),
+                Err(e) => {
+                    let _ = tx.blocking_send(Msg::FileError {
+                        file,
+                        message: format!("the file cannot be decompressed: {e}"),
+                        location: String::new(),
+                        context: None,
+                    });
+                    continue;
+                }
+            },
+        };
+        let reader = std::io::BufReader::with_capacity(1 << 20, decoded);
         let result = reader::read_stream_with(reader, &options, &mut |item| {
             let json = match &item {
                 Item::Record { value, .. } => Some(value::compact_json(value)),

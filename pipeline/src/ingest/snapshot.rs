@@ -391,6 +391,7 @@ fn show_dir(dir: &Path) -> String {
 /// it ends the name's stem, has at most six digits, and follows `-`, `_`, `.`, a space or
 /// `page`; a date at the end of the name (`2026-10-08`, `20261008`) is not a page number.
 pub fn page_number(path: &Path) -> Option<(String, u64)> {
+    let (path, _) = super::files::uncompressed_name(path);
     let stem = path.file_stem()?.to_str()?;
     let digits = stem.len() - stem.trim_end_matches(|c: char| c.is_ascii_digit()).len();
     if digits == 0 || digits > 6 {
