@@ -1025,6 +1025,26 @@ fn a_live_run_records_its_page_chains_and_closes_what_left() {
         }
     }
     assert!(pages > 50, "{pages} pages spooled");
+    // The same spool folder again: its pages would be read as the new run's, so it is refused.
+    let again = live_ingest(
+        lake.path(),
+        &sim,
+        &[
+            "--page-size",
+            "7",
+            "--spool",
+            spool.path().to_str().unwrap(),
+        ],
+    );
+    assert_ne!(again.code, 0, "{}", again.stdout);
+    assert!(
+        again
+            .stderr
+            .contains("already holds pages of an earlier run")
+            && again.stderr.contains(spool.path().to_str().unwrap()),
+        "{}",
+        again.stderr
+    );
     drop(sim);
 
     // The tenant loses one assignment; the next live run closes it and nothing else.

@@ -184,6 +184,21 @@ impl<'a> Crawler<'a> {
             path: spool.to_path_buf(),
             source,
         })?;
+        // Pages left by an earlier run (plain `.json` before pages were compressed) would be
+        // ingested again as this run's: refused.
+        let earlier = std::fs::read_dir(spool)
+            .map_err(|source| Error::Spool {
+                path: spool.to_path_buf(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| is_spooled_page(p));
+        if let Some(page) = earlier {
+            return Err(Error::SpoolNotEmpty {
+                path: spool.to_path_buf(),
+                page,
+            });
+        }
         Ok(Crawler {
             client,
             spool: spool.to_path_buf(),
@@ -237,6 +252,19 @@ impl<'a> Crawler<'a> {
         self.summary.write_roles = super::credential::write_roles(&self.client.token_roles());
         self.summary
     }
+}
+
+/// Whether the file is a page a crawl spooled (`0000001.json.zst`, or `.json` as spooled
+/// before pages were compressed).
+fn is_spooled_page(p: &Path) -> bool {
+    let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let stem = name
+        .strip_suffix(".json.zst")
+        .or_else(|| name.strip_suffix(".json"))
+        .unwrap_or("");
+    stem.len() == 7 && stem.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Lists everything into `spool` (created), in a fixed order: the catalog and its policies,

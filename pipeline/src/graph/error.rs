@@ -120,6 +120,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The spool folder already holds pages of an earlier run, which the ingest would read
+    /// again as this run's.
+    #[error(
+        "The spool folder `{}` already holds pages of an earlier run (e.g. `{}`); empty it or choose another with --spool",
+        path.display(), page.display()
+    )]
+    SpoolNotEmpty {
+        /// The folder.
+        path: PathBuf,
+        /// One of the pages found.
+        page: PathBuf,
+    },
     /// Not a Log Analytics workspace id.
     #[error(
         "`{0}` is not a Log Analytics workspace id (a GUID); copy it from the workspace's overview page"

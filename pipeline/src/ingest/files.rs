@@ -5,6 +5,7 @@
 //! one that is broken or loops back is listed as unreadable (and rejected by name), never
 //! skipped quietly.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use super::error::{Error, Result};
@@ -21,6 +22,14 @@ pub struct Inputs {
     pub exported_at: Vec<(PathBuf, i64)>,
     /// Entries that could not be followed (a broken or looping link), with why.
     pub unreadable: Vec<(PathBuf, String)>,
+}
+
+/// Whether the file is an export marker (`_export.json`, also compressed).
+fn is_marker(p: &Path) -> bool {
+    uncompressed_name(p)
+        .0
+        .file_name()
+        .is_some_and(|n| n == EXPORT_MARKER)
 }
 
 fn is_data_file(p: &Path) -> bool {
@@ -58,6 +67,18 @@ pub fn uncompressed_name(p: &Path) -> (PathBuf, Option<Compression>) {
     (p.with_extension(""), Some(compression))
 }
 
+/// Reads `reader` (a file's bytes as stored) decompressed as `compression` says.
+pub fn decoded<'a>(
+    reader: impl std::io::Read + 'a,
+    compression: Option<Compression>,
+) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+    Ok(match compression {
+        None => Box::new(reader),
+        Some(Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Some(Compression::Zstd) => Box::new(zstd::stream::read::Decoder::new(reader)?),
+    })
+}
+
 /// Lists the files under the given paths. A path named explicitly is read whatever its
 /// extension; inside folders, hidden entries are skipped.
 pub fn discover(paths: &[PathBuf]) -> Result<Inputs> {
@@ -68,7 +89,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Inputs> {
             source,
         })?;
         if meta.is_file() {
-            if root.file_name().is_some_and(|n| n == EXPORT_MARKER) {
+            if is_marker(root) {
                 inputs.exported_at.push((root.clone(), read_marker(root)?));
             } else {
                 inputs.files.push((root.clone(), meta.len()));
@@ -103,7 +124,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Inputs> {
                 continue;
             }
             let p = entry.path();
-            if p.file_name().is_some_and(|n| n == EXPORT_MARKER) {
+            if is_marker(p) {
                 inputs.exported_at.push((p.to_path_buf(), read_marker(p)?));
             } else if is_data_file(p) {
                 let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -123,7 +144,11 @@ fn read_marker(path: &Path) -> Result<i64> {
         path: path.to_path_buf(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| decoded(f, uncompressed_name(path).1))
+        .and_then(|mut r| r.read_to_string(&mut text))
+        .map_err(|e| bad(e.to_string()))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let at = v
         .get("exportedAt")

@@ -347,14 +347,18 @@ fn read_files(
     bytes: &Arc<AtomicU64>,
     tx: &mpsc::Sender<Msg>,
 ) {
+    // A file that cannot be read as a whole is one rejected item, not the end of the run.
+    let file_failed = |file: usize, message: String| {
+        let _ = tx.blocking_send(Msg::FileError {
+            file,
+            message,
+            location: String::new(),
+            context: None,
+        });
+    };
     for (file, path) in paths.iter().enumerate() {
         if let Some(reason) = unreadable.get(&file) {
-            let _ = tx.blocking_send(Msg::FileError {
-                file,
-                message: reason.clone(),
-                location: String::new(),
-                context: None,
-            });
+            file_failed(file, reason.clone());
             continue;
         }
         let (name, compression) = files::uncompressed_name(path);
@@ -367,32 +371,19 @@ fn read_files(
         let f = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(e) => {
-                let _ = tx.blocking_send(Msg::FileError {
-                    file,
-                    message: format!("the file cannot be opened: {e}"),
-                    location: String::new(),
-                    context: None,
-                });
+                file_failed(file, format!("the file cannot be opened: {e}"));
                 continue;
             }
         };
-        // Progress counts the bytes of the file as stored (compressed or not).
+        // Progress (and the summary's bytes and MB/s) counts the bytes of the file as stored,
+        // compressed or not.
         let counted = reader::CountingReader::new(f, bytes.clone());
-        let decoded: Box<dyn std::io::Read> = match compression {
-            None => Box::new(counted),
-            Some(files::Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(counted)),
-            Some(files::Compression::Zstd) => match zstd::stream::read::Decoder::new(counted) {
-                Ok(d) => Box::new(d),
-                Err(e) => {
-                    let _ = tx.blocking_send(Msg::FileError {
-                        file,
-                        message: format!("the file cannot be decompressed: {e}"),
-                        location: String::new(),
-                        context: None,
-                    });
-                    continue;
-                }
-            },
+        let decoded = match files::decoded(counted, compression) {
+            Ok(d) => d,
+            Err(e) => {
+                file_failed(file, format!("the file cannot be decompressed: {e}"));
+                continue;
+            }
         };
         let reader = std::io::BufReader::with_capacity(1 << 20, decoded);
         let result = reader::read_stream_with(reader, &options, &mut |item| {

@@ -216,6 +216,9 @@ fn own_bytes(array: &ArrayRef) -> ArrayRef {
             let views = array.as_string_view();
             views.len() * 16 + views.total_buffer_bytes_used()
         }
+        // Nested and view types other than text are passed on: `MutableArrayData` would keep
+        // their children's or views' buffers, and their slice size leaves those out.
+        t if t.is_nested() || matches!(t, DataType::BinaryView) => return Arc::clone(array),
         _ => match array.to_data().get_slice_memory_size() {
             Ok(size) => size,
             Err(_) => return Arc::clone(array),
@@ -232,9 +235,11 @@ fn own_bytes(array: &ArrayRef) -> ArrayRef {
             let (views, buffers, nulls) = compacted.into_parts();
             let views = ScalarBuffer::from(views.to_vec());
             let nulls = nulls.map(|n| NullBuffer::from(n.iter().collect::<Vec<bool>>()));
-            Arc::new(StringViewArray::new(views, buffers, nulls))
+            match StringViewArray::try_new(views, buffers, nulls) {
+                Ok(copy) => Arc::new(copy),
+                Err(_) => Arc::clone(array),
+            }
         }
-        DataType::BinaryView => Arc::clone(array),
         _ => {
             let data = array.to_data();
             let mut copy = MutableArrayData::new(vec![&data], false, array.len());
@@ -350,13 +355,17 @@ mod tests {
     /// batch's buffers; `own_bytes` copies them into buffers of their own size, same values.
     #[test]
     fn a_few_rows_of_a_large_batch_are_copied_to_their_own_size() {
-        let text: Vec<String> = (0..20_000)
-            .map(|i| format!("{i:06}-{}", "y".repeat(100)))
+        // Every seventh value null; the slice starts off a byte boundary of the null bitmap.
+        let text: Vec<Option<String>> = (0..20_000)
+            .map(|i| (i % 7 != 0).then(|| format!("{i:06}-{}", "y".repeat(100))))
             .collect();
-        let names: ArrayRef = Arc::new(StringViewArray::from_iter_values(&text));
-        let numbers: ArrayRef = Arc::new(Int64Array::from_iter_values(0..200_000));
+        let names: ArrayRef = Arc::new(StringViewArray::from_iter(text));
+        let numbers: ArrayRef = Arc::new(Int64Array::from_iter(
+            (0..200_000).map(|i| (i % 7 != 0).then_some(i)),
+        ));
         for (whole, rows) in [(names, 20_000), (numbers, 200_000)] {
-            let few = whole.slice(rows / 2, 10);
+            let few = whole.slice(rows / 2 + 3, 10);
+            assert!(few.null_count() > 0);
             assert!(few.get_array_memory_size() > 1_000_000);
             let owned = own_bytes(&few);
             assert_eq!(owned.as_ref(), few.as_ref(), "{}", whole.data_type());
