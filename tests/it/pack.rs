@@ -513,9 +513,15 @@ fn datafusion_settings_are_recorded_in_the_provenance() {
             .starts_with("govlake pack ")
     );
 
+    // A pack turns round-robin repartitions off unless told otherwise (they spill); turned
+    // back on, the plans change and the populations must not.
     let tuned = dir.path().join("tuned");
     let r = run(govlake()
         .env("DATAFUSION_EXECUTION_BATCH_SIZE", "1000")
+        .env(
+            "DATAFUSION_OPTIMIZER_ENABLE_ROUND_ROBIN_REPARTITION",
+            "true",
+        )
         .arg("--lake")
         .arg(dir.path().join("lake"))
         .args(["pack", "--period", "2026Q3", "--unsigned", "--as-of"])
@@ -526,13 +532,16 @@ fn datafusion_settings_are_recorded_in_the_provenance() {
     let recorded = provenance(&tuned);
     assert_eq!(
         recorded["engine_settings"],
-        serde_json::json!({"datafusion.execution.batch_size": "1000"})
+        serde_json::json!({
+            "datafusion.execution.batch_size": "1000",
+            "datafusion.optimizer.enable_round_robin_repartition": "true"
+        })
     );
     assert!(
         recorded["regenerate"]
             .as_str()
             .unwrap()
-            .starts_with("DATAFUSION_EXECUTION_BATCH_SIZE=1000 govlake pack "),
+            .starts_with("DATAFUSION_EXECUTION_BATCH_SIZE=1000 DATAFUSION_OPTIMIZER_ENABLE_ROUND_ROBIN_REPARTITION=true govlake pack "),
         "{}",
         recorded["regenerate"]
     );
@@ -551,7 +560,7 @@ fn datafusion_settings_are_recorded_in_the_provenance() {
         );
         assert!(
             std::fs::read(pack.join(&file)).unwrap() == std::fs::read(tuned.join(&file)).unwrap(),
-            "{file} differs with another batch size"
+            "{file} differs with another batch size and round-robin repartitions"
         );
     }
 }
