@@ -95,9 +95,7 @@ impl PhysicalOptimizerRule for CompactJoinOutput {
         plan.transform_up(|node| {
             // The build side of a hash join and a sort's input are held whole: compact them
             // before they are counted.
-            let node = if node.is::<HashJoinExec>() {
-                compact_child(node, 0)?
-            } else if node.is::<SortExec>() {
+            let node = if node.is::<HashJoinExec>() || node.is::<SortExec>() {
                 compact_child(node, 0)?
             } else {
                 Transformed::no(node)
