@@ -20,6 +20,7 @@ pub mod compact;
 pub mod compact_joins;
 pub mod error;
 pub mod failpoint;
+pub mod filter_estimates;
 pub mod format;
 pub mod global_aggregates;
 pub mod history;
