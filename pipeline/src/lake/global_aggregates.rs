@@ -63,8 +63,9 @@ pub fn with_govlake_optimizer(state: SessionState) -> SessionState {
 /// it kept the other side's exact distinct count: `SELECT count(DISTINCT s.c0), count(*) FROM
 /// users u CROSS JOIN (SELECT 1 AS c0) s` gave (1, 0) on an empty `users` (found by the fuzz
 /// run). Without it `count(*)` of a Delta table is still read from the log, not the files.
-/// Before `join_selection`, [`super::filter_estimates::FilterSelectivity`] makes a filter's
-/// estimate count its conditions, so joins build on the side that keeps fewer rows. Last, [`super::compact_joins::CompactJoinOutput`] copies each join's text columns into
+/// Around `join_selection`, [`super::estimates`] makes filters' estimates count their
+/// conditions and groupings' estimates keep fewer rows than they read, so that joins build
+/// on the side that keeps fewer rows. Last, [`super::compact_joins::CompactJoinOutput`] copies each join's text columns into
 /// buffers of their own, so that memory is counted at what a batch holds.
 pub fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> = PhysicalOptimizer::new()
@@ -76,9 +77,14 @@ pub fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + 
         .iter()
         .position(|rule| rule.name() == "join_selection")
         .unwrap_or(0);
-    rules.insert(
-        join_selection,
-        Arc::new(super::filter_estimates::FilterSelectivity),
+    rules.splice(
+        join_selection..=join_selection,
+        [
+            Arc::new(super::estimates::FilterSelectivity) as _,
+            Arc::new(super::estimates::GroupEstimates) as _,
+            Arc::clone(&rules[join_selection]),
+            Arc::new(super::estimates::DropGroupEstimates) as _,
+        ],
     );
     rules.push(Arc::new(super::compact_joins::CompactJoinOutput));
     rules

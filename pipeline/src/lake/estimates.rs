@@ -1,30 +1,49 @@
-//! Row estimates for filters that say how selective they are, so that a join builds its hash
-//! table on the side that keeps fewer rows.
+//! Row estimates that say how much filters and groupings keep, so that a join builds its
+//! hash table on the side that keeps fewer rows.
 //!
 //! DataFusion chooses a hash join's build side (and whether to collect it whole) from each
 //! side's estimated size. The lake's tables carry row counts and byte sizes, but hardly any
-//! column statistics, so a filter DataFusion cannot analyse keeps a flat 20 % of its input
-//! (`datafusion.optimizer.default_filter_selectivity`), however many conditions it has. The
-//! views test text through `lower(...)`, `LIKE` and `IN`, none of which it analyses. So
-//! `remediation_timeliness` joined the handful of audit events that remove an assignment
-//! (three conditions) to every user target of the lake (one): 20 % of each, the targets
-//! table the smaller, so the hash table was built on the targets (130 MB at 1M audit
-//! events, ~1.3 GB at 10M) and probed by a few removal events.
+//! column statistics, so two estimates are blind:
 //!
-//! [`FilterSelectivity`] runs just before DataFusion's join selection and gives each filter
-//! a default selectivity that counts its conditions: each condition keeps the session's
-//! default share (20 %), the conditions of an `AND` are taken as independent (their shares
-//! multiply), an `OR` or `IN` list keeps what any of its alternatives keeps
-//! (1 − Π(1 − s)), and a `NOT` keeps the rest. Repeated conditions count once; dynamic
-//! filters and `true` keep everything. A filter DataFusion can analyse from column
-//! statistics is estimated as before. Only estimates change: plans compute the same rows.
+//! - A filter DataFusion cannot analyse keeps a flat 20 % of its input
+//!   (`datafusion.optimizer.default_filter_selectivity`), however many conditions it has. The
+//!   views test text through `lower(...)`, `LIKE` and `IN`, none of which it analyses. So
+//!   `remediation_timeliness` joined the handful of audit events that remove an assignment
+//!   (three conditions) to every user target of the lake (one): 20 % of each, the targets
+//!   table the smaller, so the hash table was built on the targets (130 MB at 1M audit
+//!   events, ~1.3 GB at 10M) and probed by a few removal events. [`FilterSelectivity`] gives
+//!   each filter a default selectivity that counts its conditions: each condition keeps the
+//!   session's default share (20 %), the conditions of an `AND` are taken as independent
+//!   (their shares multiply), an `OR` or `IN` list keeps what any of its alternatives keeps
+//!   (1 − Π(1 − s)), a `NOT`, `<>` or `IS NOT NULL` keeps the rest. Repeated conditions count
+//!   once; dynamic filters and `true` keep everything. A filter DataFusion can analyse from
+//!   column statistics is estimated as before.
+//! - A grouping is taken to keep every row it reads: with no distinct counts DataFusion
+//!   assumes each row is its own group. `assignment_holdings` looks up the snapshot before
+//!   each version in the lake's observations (the distinct snapshot times: one per ingest
+//!   run) and DataFusion, taking them for as many as the versions, built its hash tables on
+//!   the versions, 17 columns wide (64 MB each at 1M, four of them in
+//!   `recertification_coverage`). [`GroupEstimates`] puts an [`EstimatedGroups`] over each
+//!   grouping that only removes repeats (`DISTINCT`, `UNION`, a `GROUP BY` with no
+//!   aggregate), which says it keeps one row in [`ROWS_PER_GROUP`]; [`DropGroupEstimates`]
+//!   takes them out again once join selection has read them. A `GROUP BY` with aggregates is
+//!   left as it is: in the views it makes one row per event, request or assignment, about as
+//!   many as it reads (taking `control_changes`' first target per audit event for a tenth of
+//!   the events made it the build side: 1.03M rows instead of the two it is joined to).
+//!
+//! Both run just before DataFusion's `join_selection` (and the drop just after it). Only
+//! estimates change: the plans compute the same rows.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use deltalake::datafusion::common::Statistics;
 use deltalake::datafusion::common::config::ConfigOptions;
-use deltalake::datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use deltalake::datafusion::common::tree_node::{
+    Transformed, TransformedResult, TreeNode, TreeNodeRecursion,
+};
 use deltalake::datafusion::error::Result;
+use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use deltalake::datafusion::logical_expr::Operator;
 use deltalake::datafusion::physical_expr::PhysicalExpr;
 use deltalake::datafusion::physical_expr::expressions::{
@@ -32,8 +51,11 @@ use deltalake::datafusion::physical_expr::expressions::{
 };
 use deltalake::datafusion::physical_expr::split_conjunction;
 use deltalake::datafusion::physical_optimizer::PhysicalOptimizerRule;
-use deltalake::datafusion::physical_plan::ExecutionPlan;
+use deltalake::datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use deltalake::datafusion::physical_plan::filter::FilterExec;
+use deltalake::datafusion::physical_plan::{
+    ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
+};
 use deltalake::datafusion::scalar::ScalarValue;
 
 /// Sets each [`FilterExec`]'s default selectivity from the shape of its predicate (module
@@ -103,6 +125,7 @@ fn condition_selectivity(condition: &Arc<dyn PhysicalExpr>, unit: f64) -> f64 {
     if let Some(binary) = condition.downcast_ref::<BinaryExpr>() {
         match binary.op() {
             Operator::And => return selectivity(condition, unit),
+            Operator::NotEq => return 1.0 - unit,
             Operator::Or => {
                 return any_of(
                     [binary.left(), binary.right()]
@@ -129,6 +152,145 @@ fn condition_selectivity(condition: &Arc<dyn PhysicalExpr>, unit: f64) -> f64 {
 /// The share kept by any of independent alternatives keeping `shares`.
 fn any_of(shares: impl Iterator<Item = f64>) -> f64 {
     1.0 - shares.map(|share| 1.0 - share).product::<f64>()
+}
+
+/// How many input rows a grouping is taken to fold into one group when nothing says how many
+/// distinct keys it has (module doc).
+pub const ROWS_PER_GROUP: usize = 10;
+
+/// Puts an [`EstimatedGroups`] over every grouping that only removes repeats (`DISTINCT`,
+/// `UNION`, a `GROUP BY` without aggregates) where it gives its final rows (module doc). Place it before DataFusion's `join_selection`, and [`DropGroupEstimates`]
+/// after it.
+#[derive(Debug, Default)]
+pub struct GroupEstimates;
+
+impl PhysicalOptimizerRule for GroupEstimates {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let distinct = node.downcast_ref::<AggregateExec>().is_some_and(|agg| {
+                !agg.group_expr().is_empty()
+                    && agg.aggr_expr().is_empty()
+                    && !matches!(agg.mode(), AggregateMode::Partial)
+            });
+            if !distinct {
+                return Ok(Transformed::no(node));
+            }
+            Ok(Transformed::yes(
+                Arc::new(EstimatedGroups { input: node }) as Arc<dyn ExecutionPlan>
+            ))
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "group_estimates"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// Takes out the [`EstimatedGroups`] that [`GroupEstimates`] put in.
+#[derive(Debug, Default)]
+pub struct DropGroupEstimates;
+
+impl PhysicalOptimizerRule for DropGroupEstimates {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| match node.downcast_ref::<EstimatedGroups>() {
+            Some(estimated) => Ok(Transformed::yes(Arc::clone(&estimated.input))),
+            None => Ok(Transformed::no(node)),
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "drop_group_estimates"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// A grouping's output, unchanged, whose statistics say it keeps one row in
+/// [`ROWS_PER_GROUP`] of what DataFusion estimates (never fewer than one). It lives only
+/// while join selection reads the plan; should it run, it passes its input's batches on.
+#[derive(Debug)]
+pub struct EstimatedGroups {
+    input: Arc<dyn ExecutionPlan>,
+}
+
+impl DisplayAs for EstimatedGroups {
+    fn fmt_as(&self, _format: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "EstimatedGroupsExec: rows_per_group={ROWS_PER_GROUP}")
+    }
+}
+
+impl ExecutionPlan for EstimatedGroups {
+    fn name(&self) -> &str {
+        "EstimatedGroupsExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
+        vec![ChildStats::At(partition)]
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let mut stats = Statistics::clone(&input_stats[0]).to_inexact();
+        let fewer = |n: usize| n.div_ceil(ROWS_PER_GROUP).max(1);
+        stats.num_rows = stats.num_rows.map(fewer);
+        stats.total_byte_size = stats.total_byte_size.map(fewer);
+        Ok(Arc::new(stats))
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(EstimatedGroups {
+            input: children.swap_remove(0),
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        self.input.execute(partition, context)
+    }
 }
 
 #[cfg(test)]
@@ -289,14 +451,25 @@ mod tests {
             )
             .await
             .expect("sql");
+        let (plan, rows) = planned_rows(&ctx, df).await;
+        (build_side_table(&plan), rows)
+    }
+
+    /// The physical plan of `df` (with no estimate left in it) and the rows it returns.
+    async fn planned_rows(
+        ctx: &SessionContext,
+        df: deltalake::datafusion::dataframe::DataFrame,
+    ) -> (Arc<dyn ExecutionPlan>, usize) {
         let plan = df.create_physical_plan().await.expect("plan");
+        let shown = displayable(plan.as_ref()).indent(true).to_string();
+        assert!(!shown.contains("EstimatedGroups"), "{shown}");
         let rows: usize = collect(Arc::clone(&plan), ctx.task_ctx())
             .await
             .expect("rows")
             .iter()
             .map(RecordBatch::num_rows)
             .sum();
-        (build_side_table(&plan), rows)
+        (plan, rows)
     }
 
     /// Which table the first hash join's build side (its left input) scans.
@@ -325,5 +498,78 @@ mod tests {
         assert_eq!(with, "audit_events");
         // Four removal events (every 250th of 1,000), one user target each, either way.
         assert_eq!((rows_without, rows_with), (4, 4));
+    }
+
+    /// Versions of assignments (3,000 rows, wide) looked up in their distinct snapshot
+    /// times (three) as `assignment_holdings` does. Returns whether the first hash join
+    /// builds on the snapshot times, and the rows.
+    async fn snapshot_lookup(with_estimates: bool) -> (bool, usize) {
+        let mut rules = physical_optimizer_rules();
+        if !with_estimates {
+            rules.retain(|r| r.name() != "group_estimates");
+        }
+        let state = SessionStateBuilder::new()
+            .with_config(SessionConfig::new().with_target_partitions(2))
+            .with_default_features()
+            .with_physical_optimizer_rules(rules)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let versions = 3_000;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("valid_from", DataType::Utf8, false),
+            Field::new("display_name", DataType::Utf8, false),
+        ]));
+        let ids: Vec<String> = (0..versions)
+            .map(|i| format!("assignment-{i:06}"))
+            .collect();
+        let times: Vec<String> = (0..versions)
+            .map(|i| format!("2026-0{}-01T00:00:00Z", 1 + i % 3))
+            .collect();
+        let names: Vec<String> = (0..versions)
+            .map(|i| format!("Financial Analyst - Standard, policy {i:06}"))
+            .collect();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(&ids)),
+                Arc::new(StringArray::from_iter_values(&times)),
+                Arc::new(StringArray::from_iter_values(&names)),
+            ],
+        )
+        .expect("versions");
+        let table = MemTable::try_new(schema, vec![vec![batch]]).expect("table");
+        ctx.register_table("versions", Arc::new(table))
+            .expect("register");
+        let df = ctx
+            .sql(
+                "WITH observations AS (SELECT DISTINCT valid_from AS observed_at FROM versions), \
+                 observation_order AS ( \
+                     SELECT observed_at, lag(observed_at) OVER (ORDER BY observed_at) AS previous \
+                     FROM observations) \
+                 SELECT v.*, o.previous FROM versions v \
+                 LEFT JOIN observation_order o ON o.observed_at = v.valid_from",
+            )
+            .await
+            .expect("sql");
+        let (plan, rows) = planned_rows(&ctx, df).await;
+        (builds_on_snapshot_times(&plan), rows)
+    }
+
+    fn builds_on_snapshot_times(plan: &Arc<dyn ExecutionPlan>) -> bool {
+        match plan.downcast_ref::<HashJoinExec>() {
+            Some(join) => join.left().schema().field_with_name("previous").is_ok(),
+            None => plan.children().into_iter().any(builds_on_snapshot_times),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lookup_in_distinct_snapshot_times_builds_on_the_times_not_on_the_versions() {
+        // Without the estimate the three snapshot times are taken for 3,000 groups.
+        let (without, rows_without) = snapshot_lookup(false).await;
+        assert!(!without);
+        let (with, rows_with) = snapshot_lookup(true).await;
+        assert!(with);
+        assert_eq!((rows_without, rows_with), (3_000, 3_000));
     }
 }
