@@ -495,7 +495,7 @@ mod tests {
     }
 
     /// Versions of assignments (3,000 rows, wide) looked up in their distinct snapshot
-    /// times (three) as `assignment_holdings` does. Returns whether the first hash join
+    /// times (four: each valid_from and valid_to) as `assignment_holdings` does. Returns whether the first hash join
     /// builds on the snapshot times, and the rows.
     async fn snapshot_lookup(with_estimates: bool) -> (bool, usize) {
         let mut rules = physical_optimizer_rules();
@@ -512,6 +512,7 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Utf8, false),
             Field::new("valid_from", DataType::Utf8, false),
+            Field::new("valid_to", DataType::Utf8, false),
             Field::new("display_name", DataType::Utf8, false),
         ]));
         let ids: Vec<String> = (0..versions)
@@ -519,6 +520,9 @@ mod tests {
             .collect();
         let times: Vec<String> = (0..versions)
             .map(|i| format!("2026-0{}-01T00:00:00Z", 1 + i % 3))
+            .collect();
+        let ends: Vec<String> = (0..versions)
+            .map(|i| format!("2026-0{}-01T00:00:00Z", 2 + i % 3))
             .collect();
         let names: Vec<String> = (0..versions)
             .map(|i| format!("Financial Analyst - Standard, policy {i:06}"))
@@ -528,6 +532,7 @@ mod tests {
             vec![
                 Arc::new(StringArray::from_iter_values(&ids)),
                 Arc::new(StringArray::from_iter_values(&times)),
+                Arc::new(StringArray::from_iter_values(&ends)),
                 Arc::new(StringArray::from_iter_values(&names)),
             ],
         )
@@ -537,7 +542,9 @@ mod tests {
             .expect("register");
         let df = ctx
             .sql(
-                "WITH observations AS (SELECT DISTINCT valid_from AS observed_at FROM versions), \
+                "WITH observations AS ( \
+                     SELECT valid_from AS observed_at FROM versions \
+                     UNION SELECT valid_to FROM versions), \
                  observation_order AS ( \
                      SELECT observed_at, lag(observed_at) OVER (ORDER BY observed_at) AS previous \
                      FROM observations) \
@@ -559,7 +566,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_lookup_in_distinct_snapshot_times_builds_on_the_times_not_on_the_versions() {
-        // Without the estimate the three snapshot times are taken for 3,000 groups.
+        // Without the estimate the four snapshot times are taken for 6,000 groups (every
+        // valid_from and valid_to), more than the 3,000 versions: the versions are built on.
         let (without, rows_without) = snapshot_lookup(false).await;
         assert!(!without);
         let (with, rows_with) = snapshot_lookup(true).await;
