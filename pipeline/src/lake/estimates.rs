@@ -15,10 +15,10 @@
 //!   each filter a default selectivity that counts its conditions: each condition keeps the
 //!   session's default share (20 %), the conditions of an `AND` are taken as independent
 //!   (their shares multiply), an `OR` or `IN` list is one condition (its alternatives test
-//!   one column for a few of its many values), a `NOT`, `<>`, `NOT IN` or `IS NOT NULL`
-//!   keeps the rest. Repeated conditions count once; dynamic filters and `true` keep
-//!   everything. A filter DataFusion can analyse from column statistics is estimated as
-//!   before. (Counting an `IN` of four keys as 1 − 0.8⁴ = 59 % made `approval_trail` build
+//!   one column for a few of its many values), a `NOT`, `<>`, `IS DISTINCT FROM`, `NOT IN`,
+//!   `NOT LIKE`, `!~` or `IS NOT NULL` keeps the rest. Repeated conditions count once;
+//!   dynamic filters and `true` keep everything. A filter DataFusion can analyse from column
+//!   statistics is estimated as before. (Counting an `IN` of four keys as 1 − 0.8⁴ = 59 % made `approval_trail` build
 //!   on its 1.03M audit events instead of their 552k detail rows: 89 → 265 MB at 1M.)
 //! - A grouping is taken to keep every row it reads: with no distinct counts DataFusion
 //!   assumes each row is its own group. `assignment_holdings` looks up the snapshot before
@@ -27,7 +27,8 @@
 //!   the versions, 17 columns wide (64 MB each at 1M, four of them in
 //!   `recertification_coverage`). [`GroupEstimates`] puts an [`EstimatedGroups`] over each
 //!   grouping that only removes repeats (`DISTINCT`, `UNION`, a `GROUP BY` with no
-//!   aggregate), which says it keeps one row in [`ROWS_PER_GROUP`]; [`DropGroupEstimates`]
+//!   aggregate and no `ROLLUP`, `CUBE` or `GROUPING SETS`, whose keys' distinct counts are
+//!   unknown), which says it keeps one row in [`ROWS_PER_GROUP`]; [`DropGroupEstimates`]
 //!   takes them out again once join selection has read them. A `GROUP BY` with aggregates is
 //!   left as it is: in the views it makes one row per event, request or assignment, about as
 //!   many as it reads (taking `control_changes`' first target per audit event for a tenth of
@@ -46,10 +47,11 @@ use deltalake::datafusion::common::tree_node::{
 };
 use deltalake::datafusion::error::Result;
 use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use deltalake::datafusion::logical_expr::Operator;
+use deltalake::datafusion::logical_expr::{Aggregate, Operator};
 use deltalake::datafusion::physical_expr::PhysicalExpr;
 use deltalake::datafusion::physical_expr::expressions::{
-    BinaryExpr, DynamicFilterPhysicalExpr, InListExpr, IsNotNullExpr, Literal, NotExpr,
+    BinaryExpr, Column, DynamicFilterPhysicalExpr, InListExpr, IsNotNullExpr, LikeExpr, Literal,
+    NotExpr,
 };
 use deltalake::datafusion::physical_expr::split_conjunction;
 use deltalake::datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -57,6 +59,7 @@ use deltalake::datafusion::physical_plan::aggregates::{AggregateExec, AggregateM
 use deltalake::datafusion::physical_plan::filter::FilterExec;
 use deltalake::datafusion::physical_plan::{
     ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
+    StatisticsContext,
 };
 use deltalake::datafusion::scalar::ScalarValue;
 
@@ -96,9 +99,10 @@ impl PhysicalOptimizerRule for FilterSelectivity {
 }
 
 /// A share as a whole percentage, rounded up and at least 1 (FilterExec's unit; a filter
-/// is never assumed to keep nothing).
+/// is never assumed to keep nothing). Floating-point noise is not rounded up: 0.2 × 0.2 is
+/// 0.04000000000000001, and 4 %.
 fn as_percent(share: f64) -> u8 {
-    (share * 100.0).ceil().clamp(1.0, 100.0) as u8
+    (share * 100.0 - 1e-9).ceil().clamp(1.0, 100.0) as u8
 }
 
 /// The share of rows `predicate` is taken to keep, each opaque condition keeping `unit`.
@@ -127,9 +131,19 @@ fn condition_selectivity(condition: &Arc<dyn PhysicalExpr>, unit: f64) -> f64 {
     if let Some(binary) = condition.downcast_ref::<BinaryExpr>() {
         match binary.op() {
             Operator::And => return selectivity(condition, unit),
-            Operator::NotEq => return 1.0 - unit,
+            Operator::NotEq
+            | Operator::IsDistinctFrom
+            | Operator::NotLikeMatch
+            | Operator::NotILikeMatch
+            | Operator::RegexNotMatch
+            | Operator::RegexNotIMatch => return 1.0 - unit,
             _ => {}
         }
+    }
+    if let Some(like) = condition.downcast_ref::<LikeExpr>()
+        && like.negated()
+    {
+        return 1.0 - unit;
     }
     if let Some(not) = condition.downcast_ref::<NotExpr>() {
         return 1.0 - selectivity(not.arg(), unit);
@@ -163,11 +177,9 @@ impl PhysicalOptimizerRule for GroupEstimates {
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
-            let distinct = node.downcast_ref::<AggregateExec>().is_some_and(|agg| {
-                !agg.group_expr().is_empty()
-                    && agg.aggr_expr().is_empty()
-                    && !matches!(agg.mode(), AggregateMode::Partial)
-            });
+            let distinct = node
+                .downcast_ref::<AggregateExec>()
+                .is_some_and(removes_repeats_blindly);
             if !distinct {
                 return Ok(Transformed::no(node));
             }
@@ -185,6 +197,51 @@ impl PhysicalOptimizerRule for GroupEstimates {
     fn schema_check(&self) -> bool {
         true
     }
+}
+
+/// Whether `agg` is a grouping that only removes repeats, gives its final rows, and has
+/// nothing to estimate its groups by: one plain grouping set, not a half of a `ROLLUP`,
+/// `CUBE` or `GROUPING SETS` (they can give more rows than they read), no aggregate, a final or single mode
+/// (not a partial one, whose output is merged again), and not every key a column whose
+/// distinct count is known (DataFusion then estimates the groups from those counts).
+fn removes_repeats_blindly(agg: &AggregateExec) -> bool {
+    let group_by = agg.group_expr();
+    // The final half of a `ROLLUP`, `CUBE` or `GROUPING SETS` groups by the partial half's
+    // grouping id as well: a plain grouping over rows that may outnumber the input.
+    let of_grouping_sets = group_by
+        .expr()
+        .iter()
+        .any(|(_, name)| name == Aggregate::INTERNAL_GROUPING_ID);
+    if group_by.is_empty()
+        || !group_by.is_single()
+        || of_grouping_sets
+        || !agg.aggr_expr().is_empty()
+    {
+        return false;
+    }
+    if !matches!(
+        agg.mode(),
+        AggregateMode::Final
+            | AggregateMode::FinalPartitioned
+            | AggregateMode::Single
+            | AggregateMode::SinglePartitioned
+    ) {
+        return false;
+    }
+    // A fresh context: its cache is keyed by plan-node addresses, which this rewrite reuses.
+    let Ok(input) = StatisticsContext::new().compute(agg.input().as_ref(), &StatisticsArgs::new())
+    else {
+        return true;
+    };
+    let counted = group_by.expr().iter().all(|(expr, _)| {
+        expr.downcast_ref::<Column>().is_some_and(|c| {
+            input
+                .column_statistics
+                .get(c.index())
+                .is_some_and(|s| s.distinct_count.get_value().is_some())
+        })
+    });
+    !counted
 }
 
 /// Takes out the [`EstimatedGroups`] that [`GroupEstimates`] put in.
@@ -257,6 +314,13 @@ impl ExecutionPlan for EstimatedGroups {
         let fewer = |n: usize| n.div_ceil(ROWS_PER_GROUP).max(1);
         stats.num_rows = stats.num_rows.map(fewer);
         stats.total_byte_size = stats.total_byte_size.map(fewer);
+        // Each column keeps at most as many nulls and distinct values as there are rows.
+        if let Some(&rows) = stats.num_rows.get_value() {
+            for column in &mut stats.column_statistics {
+                column.null_count = column.null_count.map(|n| n.min(rows));
+                column.distinct_count = column.distinct_count.map(|n| n.min(rows));
+            }
+        }
         Ok(Arc::new(stats))
     }
 
@@ -356,6 +420,121 @@ mod tests {
             0.8
         ));
         assert!(approx(selectivity(&lit(true), 0.2), 1.0));
+    }
+
+    #[test]
+    fn shares_round_up_to_whole_percents_but_not_for_floating_point_noise() {
+        // 0.2 × 0.2 is 0.04000000000000001 and 0.8 × 0.2 is 0.16000000000000003.
+        assert_eq!(super::as_percent(0.2 * 0.2), 4);
+        assert_eq!(super::as_percent(0.8 * 0.2), 16);
+        assert_eq!(super::as_percent(0.041), 5);
+        assert_eq!(super::as_percent(0.0), 1);
+        assert_eq!(super::as_percent(1.0), 100);
+    }
+
+    #[test]
+    fn negations_keep_the_rest() {
+        use deltalake::datafusion::logical_expr::Operator;
+        use deltalake::datafusion::physical_expr::expressions::{binary, like};
+        let schema = Schema::new(vec![
+            Field::new("a", DataType::Utf8, true),
+            Field::new("b", DataType::Utf8, true),
+        ]);
+        let a = col("a", &schema).expect("a");
+        let b = col("b", &schema).expect("b");
+        let not_like = like(true, false, Arc::clone(&a), lit("%x%"), &schema).expect("not like");
+        assert!(approx(selectivity(&not_like, 0.2), 0.8));
+        let plain_like = like(false, false, Arc::clone(&a), lit("%x%"), &schema).expect("like");
+        assert!(approx(selectivity(&plain_like, 0.2), 0.2));
+        for op in [
+            Operator::IsDistinctFrom,
+            Operator::NotLikeMatch,
+            Operator::NotILikeMatch,
+            Operator::RegexNotMatch,
+            Operator::RegexNotIMatch,
+        ] {
+            let right = if op == Operator::IsDistinctFrom {
+                Arc::clone(&b)
+            } else {
+                lit("x")
+            };
+            let e = binary(Arc::clone(&a), op, right, &schema).expect("binary");
+            assert!(approx(selectivity(&e, 0.2), 0.8), "{op}");
+        }
+    }
+
+    /// How many groupings of `sql` (over a 1,000-row table `t(a, b)`, planned for
+    /// `partitions`) the rule would wrap.
+    async fn groupings_wrapped(sql: &str, partitions: usize) -> usize {
+        use deltalake::datafusion::physical_optimizer::PhysicalOptimizerRule as _;
+        let ctx = SessionContext::new_with_config(
+            SessionConfig::new().with_target_partitions(partitions),
+        );
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8, true),
+            Field::new("b", DataType::Utf8, true),
+        ]));
+        let values: Vec<String> = (0..1_000).map(|i| format!("v{}", i % 7)).collect();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(&values)),
+                Arc::new(StringArray::from_iter_values(&values)),
+            ],
+        )
+        .expect("batch");
+        let table = MemTable::try_new(schema, vec![vec![batch]]).expect("table");
+        ctx.register_table("t", Arc::new(table)).expect("register");
+        let plan = ctx
+            .sql(sql)
+            .await
+            .expect("sql")
+            .create_physical_plan()
+            .await
+            .expect("plan");
+        let wrapped = super::GroupEstimates
+            .optimize(plan, ctx.state().config_options())
+            .expect("optimize");
+        displayable(wrapped.as_ref())
+            .indent(true)
+            .to_string()
+            .matches("EstimatedGroupsExec")
+            .count()
+    }
+
+    #[tokio::test]
+    async fn only_plain_final_groupings_without_aggregates_are_estimated_smaller() {
+        // Over two partitions: the final half of a DISTINCT, not its partial half.
+        assert_eq!(groupings_wrapped("SELECT DISTINCT a FROM t", 2).await, 1);
+        assert_eq!(
+            groupings_wrapped("SELECT a, b FROM t GROUP BY a, b", 2).await,
+            1
+        );
+        assert_eq!(
+            groupings_wrapped("SELECT a, count(*) FROM t GROUP BY a", 2).await,
+            0
+        );
+        // Over one: a single grouping, unless it has aggregates. Grouping sets (which give
+        // more rows than they read) neither in their partial half nor in their final one.
+        assert_eq!(groupings_wrapped("SELECT DISTINCT a FROM t", 1).await, 1);
+        assert_eq!(
+            groupings_wrapped("SELECT a, count(*) FROM t GROUP BY a", 1).await,
+            0
+        );
+        for partitions in [1, 2] {
+            assert_eq!(
+                groupings_wrapped("SELECT a, b FROM t GROUP BY ROLLUP (a, b)", partitions).await,
+                0
+            );
+            assert_eq!(
+                groupings_wrapped(
+                    "SELECT a, b FROM t GROUP BY GROUPING SETS ((a), (b))",
+                    partitions
+                )
+                .await,
+                0
+            );
+        }
     }
 
     /// Audit events (1,000, four of them removals) and their targets (3 per event, short
