@@ -135,20 +135,17 @@ request_policy AS (
     FROM request_version
     WHERE first_of_request
 ),
--- That version's stages, as observed at stages_at.
-request_stages AS (
-    SELECT rp.request_id, count(DISTINCT s.stage_number) AS stages
-    FROM request_policy rp
-    JOIN policy_approval_stages_history s ON s.policy_id = rp.policy_id
-        AND s.valid_from <= rp.stages_at AND (s.valid_to IS NULL OR s.valid_to > rp.stages_at)
-    GROUP BY rp.request_id
-),
+-- Each request's stages required: the number of that version's stages observed at
+-- stages_at (at least 1 when approval is required; 0 when it is not). One reference to
+-- request_policy, so its window over every request runs once.
 requirement AS (
     SELECT rp.request_id,
            CASE WHEN coalesce(rp.approval_required, false)
-                THEN greatest(coalesce(rs.stages, 0), 1) ELSE 0 END AS stages_required
+                THEN greatest(count(DISTINCT s.stage_number), 1) ELSE 0 END AS stages_required
     FROM request_policy rp
-    LEFT JOIN request_stages rs ON rs.request_id = rp.request_id
+    LEFT JOIN policy_approval_stages_history s ON s.policy_id = rp.policy_id
+        AND s.valid_from <= rp.stages_at AND (s.valid_to IS NULL OR s.valid_to > rp.stages_at)
+    GROUP BY rp.request_id, rp.approval_required
 ),
 -- Per request: auto-approved, and the stages approved: the distinct required stage numbers
 -- approved, plus each approval that names no stage. (Distinct rows first, then plain counts:
@@ -158,21 +155,26 @@ approval_keys AS (
            CASE WHEN s.activity_display_name = 'Auto approve access package assignment request'
                 THEN 1 ELSE 0 END AS auto,
            CASE WHEN s.activity_display_name = 'Approve access package assignment request'
-                 AND s.stage_number BETWEEN 1 AND coalesce(q.stages_required, 0)
-                THEN concat('stage ', CAST(s.stage_number AS VARCHAR))
-                WHEN s.activity_display_name = 'Approve access package assignment request'
+                THEN s.stage_number END AS stage_number,
+           CASE WHEN s.activity_display_name = 'Approve access package assignment request'
                  AND s.stage_number IS NULL
-                THEN concat('event ', s.event_id) END AS approval
+                THEN s.event_id END AS unstaged_event
     FROM steps s
-    LEFT JOIN requirement q ON q.request_id = s.request_id
     WHERE s.succeeded
       AND s.activity_display_name IN ('Approve access package assignment request',
           'Auto approve access package assignment request')
 ),
+-- Requirement and approvals side by side (a request whose policy was never observed has
+-- approvals but no requirement; one with no approval event, a requirement only).
 approvals AS (
-    SELECT request_id, max(auto) = 1 AS auto_approved, count(approval) AS stages_approved
-    FROM approval_keys
-    GROUP BY request_id
+    SELECT coalesce(q.request_id, k.request_id) AS request_id,
+           q.stages_required,
+           max(k.auto) = 1 AS auto_approved,
+           count(CASE WHEN k.stage_number BETWEEN 1 AND coalesce(q.stages_required, 0)
+                        OR k.unstaged_event IS NOT NULL THEN 1 END) AS stages_approved
+    FROM requirement q
+    FULL JOIN approval_keys k ON k.request_id = q.request_id
+    GROUP BY coalesce(q.request_id, k.request_id), q.stages_required
 ),
 labelled AS (
     SELECT s.*,
@@ -231,15 +233,14 @@ SELECT
         AND (s.initiated_by_user_id = r.assignment_target_object_id
              OR s.initiated_by_user_id = r.requestor_object_id), false) AS self_approved,
     r.request_type = 'adminAdd' AS admin_direct_grant,
-    coalesce(q.stages_required, 0) > 0
+    coalesce(a.stages_required, 0) > 0
         AND r.state IN ('delivered', 'partiallyDelivered', 'delivering', 'scheduled')
         AND NOT coalesce(a.auto_approved, false)
-        AND coalesce(a.stages_approved, 0) < q.stages_required AS approval_missing,
+        AND coalesce(a.stages_approved, 0) < a.stages_required AS approval_missing,
     s.result AS step_result,
-    coalesce(q.stages_required, 0) AS stages_required,
+    coalesce(a.stages_required, 0) AS stages_required,
     coalesce(a.stages_approved, 0) AS stages_approved
 FROM assignment_requests r
 LEFT JOIN labelled s ON s.request_id = r.id
-LEFT JOIN requirement q ON q.request_id = r.id
 LEFT JOIN approvals a ON a.request_id = r.id
 ORDER BY r.created_date_time, r.id, s.activity_date_time, s.event_id
