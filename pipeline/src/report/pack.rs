@@ -3,6 +3,10 @@
 //! Parquet, the SQL behind every figure, reconciliation and coverage gaps, a SHA-256
 //! manifest and a minisign signature.
 //!
+//! Each view runs once: the populations are written first, then registered as tables, and
+//! the package reports and the index read a view's population where it holds the rows they
+//! show (see [`package::Populations`]).
+//!
 //! Reproducible by construction: every table is pinned to a recorded Delta version, every
 //! query is ordered by all its columns, every time printed comes from the period (never the
 //! clock), and the archive's entries are sorted with fixed owners and times. The pack is
@@ -415,15 +419,64 @@ pub(crate) fn relative_path(root: &Path, path: &Path) -> String {
 }
 
 /// A whole view, ordered; empty when the queries do not define it.
+/// The rows of view `name` for the index: from its population where the pack has one (the
+/// whole view, or the view under a period rule the index applies too), else the view.
 async fn view(
     ctx: &deltalake::datafusion::prelude::SessionContext,
     queries: &[QueryFile],
+    populations: &package::Populations,
     name: &str,
 ) -> Result<Table> {
-    match queries.iter().find(|q| q.name == name) {
-        Some(q) => super::table::query(ctx, name, &q.sql, &[]).await,
-        None => Ok(Table::default()),
+    match (
+        queries.iter().find(|q| q.name == name),
+        populations.0.get(name),
+    ) {
+        (Some(_), Some(table)) => {
+            super::table::query(ctx, name, &format!("SELECT * FROM {table}"), &[]).await
+        }
+        (Some(q), None) => super::table::query(ctx, name, &q.sql, &[]).await,
+        (None, _) => Ok(Table::default()),
     }
+}
+
+/// Registers each population file the package reports and the index can read instead of
+/// running its view again: those of views without parameters (whole, or scoped to the
+/// period by [`SCOPES`]) and `review_completeness`, bound to the period as the reports bind
+/// it. Returns the table of each view.
+async fn register_populations(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    populations: &[Population],
+    partial: &Payload,
+) -> Result<package::Populations> {
+    let mut tables = BTreeMap::new();
+    for p in populations {
+        if !p.parameters.iter().all(|(k, _)| k == "from" || k == "to") {
+            continue;
+        }
+        let path = partial.path(&format!("data/populations/{}.parquet", p.name))?;
+        let path = path.to_string_lossy();
+        // DataFusion reads `*`, `?` and `[` in a local path as a glob: such a pack folder
+        // runs the views again instead.
+        if path.contains(['*', '?', '[']) {
+            continue;
+        }
+        let table = format!("pack_population_{}", p.name);
+        ctx.register_parquet(
+            deltalake::datafusion::common::TableReference::bare(table.as_str()),
+            path.as_ref(),
+            deltalake::datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await
+        .map_err(|source| Error::Query {
+            what: format!("population {}", p.name),
+            source: Box::new(source),
+        })?;
+        tables.insert(
+            p.name.clone(),
+            format!("\"{}\"", table.replace('"', "\"\"")),
+        );
+    }
+    Ok(package::Populations(tables))
 }
 
 /// Builds the pack.
@@ -548,17 +601,38 @@ async fn write_pack(
         seconds = started.elapsed().as_secs_f64(),
         "Populations written"
     );
-    let package_rows = write_packages(&ctx, settings, &templates, &versions, partial).await?;
+    let from_populations = register_populations(&ctx, &populations, partial).await?;
+    let package_rows = write_packages(
+        &ctx,
+        settings,
+        &templates,
+        &versions,
+        &from_populations,
+        partial,
+    )
+    .await?;
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
         "Package reports written"
     );
 
     // Index: the story an examiner reads first.
-    let sod = view(&ctx, &settings.queries, "sod_violations").await?;
-    let findings = view(&ctx, &settings.queries, "policy_findings").await?;
+    let sod = view(&ctx, &settings.queries, &from_populations, "sod_violations").await?;
+    let findings = view(
+        &ctx,
+        &settings.queries,
+        &from_populations,
+        "policy_findings",
+    )
+    .await?;
     let coverage = in_period(
-        &view(&ctx, &settings.queries, "recertification_coverage").await?,
+        &view(
+            &ctx,
+            &settings.queries,
+            &from_populations,
+            "recertification_coverage",
+        )
+        .await?,
         period,
     );
     let samples = write_samples(&ctx, settings, &registered, partial).await?;
@@ -858,12 +932,13 @@ async fn write_packages(
     settings: &PackSettings,
     templates: &Templates,
     versions: &BTreeMap<String, i64>,
+    populations: &package::Populations,
     partial: &mut Payload,
 ) -> Result<Vec<serde_json::Value>> {
     let period = &settings.period;
     // Each section runs once over all packages.
     let mut package_rows = Vec::new();
-    package::build_all(ctx, &settings.queries, period, |report| {
+    package::build_all(ctx, &settings.queries, period, populations, |report| {
         let (html, md) = render_package(templates, &report, period, versions, "../index.html")?;
         partial.write(
             &format!("data/packages/{}.html", report.file_stem),

@@ -168,6 +168,50 @@ WHERE changed_at < CAST($to AS TIMESTAMP)
        OR (weaker AND (weaker_until IS NULL OR weaker_until > CAST($from AS TIMESTAMP))))"),
 ];
 
+/// The sections that read one view under the rule of its pack population (the same period
+/// rule as [`super::pack::SCOPES`], or the whole view): (section key, view). In a pack they
+/// read the population file instead of running the view again (see [`Populations`]).
+/// `completeness` reads `review_completeness` bound to the period, as its population is.
+const FROM_POPULATIONS: &[(&str, &str)] = &[
+    ("trail", "approval_trail"),
+    ("coverage", "recertification_coverage"),
+    ("completeness", "review_completeness"),
+    ("remediation", "remediation_timeliness"),
+    ("latency", "approval_latency"),
+    ("sod", "sod_violations"),
+    ("expiration", "expiration_compliance"),
+    ("findings", "policy_findings"),
+    ("controls", "control_changes"),
+];
+
+/// The tables a pack registered over its population files, by view: a section of
+/// [`FROM_POPULATIONS`] whose view is here reads that table instead of the view, and gets
+/// the same rows (a population is the view, whole or under the period rule the section
+/// applies too, written before the reports), so each view runs once per pack. The SQL a
+/// report shows is the section's own, over the view, for anyone to rerun on the lake.
+#[derive(Debug, Default, Clone)]
+pub struct Populations(pub std::collections::BTreeMap<String, String>);
+
+impl Populations {
+    /// The SQL to run for section `key`: `sql` (what the report shows), reading the
+    /// population table of its view where there is one.
+    fn runnable(&self, key: &str, sql: &str, review_completeness: &str) -> String {
+        let Some((_, view)) = FROM_POPULATIONS.iter().find(|(k, _)| *k == key) else {
+            return sql.to_string();
+        };
+        let Some(table) = self.0.get(*view) else {
+            return sql.to_string();
+        };
+        if *view == "review_completeness" {
+            return sql.replace(review_completeness, &format!("SELECT * FROM {table}"));
+        }
+        let from = regex::Regex::new(&format!(r"(?i)\bFROM\s+{}\b", regex::escape(view)))
+            .expect("a view name makes a valid pattern");
+        from.replace_all(sql, format!("FROM {table}").as_str())
+            .into_owned()
+    }
+}
+
 /// Every package in the lake: (id, display name), ordered by name then id.
 pub async fn packages(ctx: &SessionContext) -> Result<Vec<(String, String)>> {
     let t = super::table::query(
@@ -326,6 +370,7 @@ async fn run_sections(
     queries: &[QueryFile],
     period: &Period,
     only: Option<&str>,
+    populations: &Populations,
 ) -> Result<(Vec<(String, String)>, Vec<SectionRows>)> {
     let access_as_of = queries
         .iter()
@@ -357,9 +402,10 @@ async fn run_sections(
         if only.is_some() {
             sql = format!("SELECT * FROM (\n{sql}\n) AS section WHERE _package = $package");
         }
+        let run = populations.runnable(key, &sql, &review_completeness);
         let needed: Vec<(&str, &str)> = params
             .iter()
-            .filter(|(k, _)| sql.contains(&format!("${k}")))
+            .filter(|(k, _)| run.contains(&format!("${k}")))
             .copied()
             .collect();
         let section = if *key == "trend" {
@@ -390,7 +436,7 @@ async fn run_sections(
             }
         } else {
             use futures::TryStreamExt as _;
-            let (columns, stream) = super::table::query_stream(ctx, title, &sql, &needed).await?;
+            let (columns, stream) = super::table::query_stream(ctx, title, &run, &needed).await?;
             let batches: Vec<_> =
                 stream
                     .try_collect()
@@ -455,20 +501,23 @@ pub async fn build(
     name: &str,
     period: &Period,
 ) -> Result<PackageReport> {
-    let (params, mut sections) = run_sections(ctx, queries, period, Some(id)).await?;
+    let (params, mut sections) =
+        run_sections(ctx, queries, period, Some(id), &Populations::default()).await?;
     assemble(id, name, &params, &mut sections).await
 }
 
 /// Builds every package's report for a period, running each section once over all packages
-/// and handing each report to `each` as it is assembled, in ascending order of package id
-/// (the order the sections stream their rows in), so one package's rows are held at a time.
+/// (reading `populations` where a pack has them) and handing each report to `each` as it is
+/// assembled, in ascending order of package id (the order the sections stream their rows
+/// in), so one package's rows are held at a time.
 pub async fn build_all(
     ctx: &SessionContext,
     queries: &[QueryFile],
     period: &Period,
+    populations: &Populations,
     mut each: impl FnMut(PackageReport) -> Result<()>,
 ) -> Result<()> {
-    let (params, mut sections) = run_sections(ctx, queries, period, None).await?;
+    let (params, mut sections) = run_sections(ctx, queries, period, None, populations).await?;
     let mut all = packages(ctx).await?;
     all.sort_by(|a, b| a.0.cmp(&b.0));
     for (id, name) in all {
@@ -479,7 +528,69 @@ pub async fn build_all(
 
 #[cfg(test)]
 mod tests {
-    use super::file_stem;
+    use super::{FROM_POPULATIONS, Populations, SECTIONS, file_stem};
+
+    fn words(sql: &str) -> String {
+        sql.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn sections_read_from_populations_apply_the_populations_own_period_rule() {
+        // A section that reads a population gets the rows of the view only if the
+        // population holds all of them: the whole view, or the view under the same rule.
+        for (key, view) in FROM_POPULATIONS {
+            let (_, _, _, sql) = SECTIONS
+                .iter()
+                .find(|(k, ..)| k == key)
+                .unwrap_or_else(|| panic!("no section {key}"));
+            if let Some(scope) = crate::report::pack::SCOPES.iter().find(|s| s.view == *view) {
+                assert!(
+                    words(sql).ends_with(&format!("WHERE {}", words(scope.filter))),
+                    "section {key} does not apply the rule of {view}'s population"
+                );
+            } else if *view != "review_completeness" {
+                assert!(
+                    !words(sql).contains("WHERE"),
+                    "section {key} filters {view}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_sections_of_a_population_read_it() {
+        let populations = Populations(
+            [
+                ("approval_trail".to_string(), "\"pt\"".to_string()),
+                ("sod_violations".to_string(), "\"ps\"".to_string()),
+                ("review_completeness".to_string(), "\"pc\"".to_string()),
+            ]
+            .into(),
+        );
+        let section = |key: &str| {
+            let sql = SECTIONS.iter().find(|(k, ..)| *k == key).expect(key).3;
+            sql.replace("{review_completeness}", "SELECT 1 FROM rc WHERE x = $from")
+        };
+        let trail = populations.runnable("trail", &section("trail"), "");
+        assert!(trail.contains("FROM \"pt\"") && !trail.contains("approval_trail"));
+        // Both halves of the SoD pairs.
+        let sod = populations.runnable("sod", &section("sod"), "");
+        assert_eq!(sod.matches("FROM \"ps\"").count(), 2);
+        assert!(!sod.contains("sod_violations"));
+        // The holders read the whole trail, not the period's population.
+        let holders = section("holders");
+        assert_eq!(populations.runnable("holders", &holders, ""), holders);
+        let completeness = populations.runnable(
+            "completeness",
+            &section("completeness"),
+            "SELECT 1 FROM rc WHERE x = $from",
+        );
+        assert!(completeness.contains("FROM (SELECT * FROM \"pc\") c"));
+        assert!(!completeness.contains("$from"));
+        // No population, the view.
+        let coverage = section("coverage");
+        assert_eq!(populations.runnable("coverage", &coverage, ""), coverage);
+    }
 
     #[test]
     fn file_stems_stay_inside_their_folder_and_are_unique() {
