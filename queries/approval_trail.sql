@@ -147,9 +147,9 @@ requirement AS (
         AND s.valid_from <= rp.stages_at AND (s.valid_to IS NULL OR s.valid_to > rp.stages_at)
     GROUP BY rp.request_id, rp.approval_required
 ),
--- Per request: auto-approved, and the stages approved: the distinct required stage numbers
--- approved, plus each approval that names no stage. (Distinct rows first, then plain counts:
--- count(DISTINCT ...) per request kept a set per request, ~50 µs each.)
+-- Per request, distinct: auto-approved, each approved stage number, and each approval that
+-- names no stage (counted against the stages required in approvals). (Distinct rows first,
+-- then plain counts: count(DISTINCT ...) per request kept a set per request, ~50 µs each.)
 approval_keys AS (
     SELECT DISTINCT s.request_id,
            CASE WHEN s.activity_display_name = 'Auto approve access package assignment request'

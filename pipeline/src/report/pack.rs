@@ -3,9 +3,9 @@
 //! Parquet, the SQL behind every figure, reconciliation and coverage gaps, a SHA-256
 //! manifest and a minisign signature.
 //!
-//! Each view runs once: the populations are written first, then registered as tables, and
-//! the package reports and the index read a view's population where it holds the rows they
-//! show (see [`package::Populations`]).
+//! The populations are written first, then registered as tables, and the package reports
+//! and the index read a view's population where it holds the rows they show instead of
+//! running the view again (see [`package::Populations`]).
 //!
 //! Reproducible by construction: every table is pinned to a recorded Delta version, every
 //! query is ordered by all its columns, every time printed comes from the period (never the
@@ -419,18 +419,21 @@ pub(crate) fn relative_path(root: &Path, path: &Path) -> String {
 }
 
 /// A whole view, ordered; empty when the queries do not define it.
-/// The rows of view `name` for the index: from its population where the pack has one (the
-/// whole view, or the view under a period rule the index applies too), else the view.
+/// The rows of view `name` for the index: from its population where the pack has one that
+/// holds them (the whole view, or with `period_rule_applied`, the view under the period
+/// rule the caller applies too), else the view.
 async fn view(
     ctx: &deltalake::datafusion::prelude::SessionContext,
     queries: &[QueryFile],
     populations: &package::Populations,
     name: &str,
+    period_rule_applied: bool,
 ) -> Result<Table> {
-    match (
-        queries.iter().find(|q| q.name == name),
-        populations.0.get(name),
-    ) {
+    let population = populations
+        .tables
+        .get(name)
+        .filter(|_| period_rule_applied || !populations.scoped.contains(name));
+    match (queries.iter().find(|q| q.name == name), population) {
         (Some(_), Some(table)) => {
             super::table::query(ctx, name, &format!("SELECT * FROM {table}"), &[]).await
         }
@@ -448,35 +451,43 @@ async fn register_populations(
     populations: &[Population],
     partial: &Payload,
 ) -> Result<package::Populations> {
-    let mut tables = BTreeMap::new();
+    let mut registered = package::Populations::default();
     for p in populations {
         if !p.parameters.iter().all(|(k, _)| k == "from" || k == "to") {
             continue;
         }
         let path = partial.path(&format!("data/populations/{}.parquet", p.name))?;
-        let path = path.to_string_lossy();
-        // DataFusion reads `*`, `?` and `[` in a local path as a glob: such a pack folder
-        // runs the views again instead.
-        if path.contains(['*', '?', '[']) {
+        // An absolute path (a relative `--out` such as `q3:2026` would read as a URL), in
+        // UTF-8, without `*`, `?` or `[` (DataFusion reads them as a glob); a population
+        // that cannot be registered is not read: its view runs again instead.
+        let Some(path) = std::path::absolute(&path)
+            .ok()
+            .and_then(|p| p.to_str().map(str::to_string))
+            .filter(|p| !p.contains(['*', '?', '[']))
+        else {
+            continue;
+        };
+        let table = format!("pack_population_{}", p.name);
+        if let Err(e) = ctx
+            .register_parquet(
+                deltalake::datafusion::common::TableReference::bare(table.as_str()),
+                &path,
+                deltalake::datafusion::prelude::ParquetReadOptions::default(),
+            )
+            .await
+        {
+            tracing::debug!(population = p.name, error = %e, "Population not registered; its view runs again");
             continue;
         }
-        let table = format!("pack_population_{}", p.name);
-        ctx.register_parquet(
-            deltalake::datafusion::common::TableReference::bare(table.as_str()),
-            path.as_ref(),
-            deltalake::datafusion::prelude::ParquetReadOptions::default(),
-        )
-        .await
-        .map_err(|source| Error::Query {
-            what: format!("population {}", p.name),
-            source: Box::new(source),
-        })?;
-        tables.insert(
+        registered.tables.insert(
             p.name.clone(),
             format!("\"{}\"", table.replace('"', "\"\"")),
         );
+        if p.scope.is_some() {
+            registered.scoped.insert(p.name.clone());
+        }
     }
-    Ok(package::Populations(tables))
+    Ok(registered)
 }
 
 /// Builds the pack.
@@ -617,20 +628,30 @@ async fn write_pack(
     );
 
     // Index: the story an examiner reads first.
-    let sod = view(&ctx, &settings.queries, &from_populations, "sod_violations").await?;
+    let sod = view(
+        &ctx,
+        &settings.queries,
+        &from_populations,
+        "sod_violations",
+        false,
+    )
+    .await?;
     let findings = view(
         &ctx,
         &settings.queries,
         &from_populations,
         "policy_findings",
+        false,
     )
     .await?;
+    // `in_period` applies recertification_coverage's period rule.
     let coverage = in_period(
         &view(
             &ctx,
             &settings.queries,
             &from_populations,
             "recertification_coverage",
+            true,
         )
         .await?,
         period,

@@ -187,10 +187,15 @@ const FROM_POPULATIONS: &[(&str, &str)] = &[
 /// The tables a pack registered over its population files, by view: a section of
 /// [`FROM_POPULATIONS`] whose view is here reads that table instead of the view, and gets
 /// the same rows (a population is the view, whole or under the period rule the section
-/// applies too, written before the reports), so each view runs once per pack. The SQL a
+/// applies too, written before the reports), without running the view again. The SQL a
 /// report shows is the section's own, over the view, for anyone to rerun on the lake.
 #[derive(Debug, Default, Clone)]
-pub struct Populations(pub std::collections::BTreeMap<String, String>);
+pub struct Populations {
+    /// The table of each view's population.
+    pub tables: std::collections::BTreeMap<String, String>,
+    /// The views whose population holds only the rows of the period rule.
+    pub scoped: std::collections::BTreeSet<String>,
+}
 
 impl Populations {
     /// The SQL to run for section `key`: `sql` (what the report shows), reading the
@@ -199,7 +204,7 @@ impl Populations {
         let Some((_, view)) = FROM_POPULATIONS.iter().find(|(k, _)| *k == key) else {
             return sql.to_string();
         };
-        let Some(table) = self.0.get(*view) else {
+        let Some(table) = self.tables.get(*view) else {
             return sql.to_string();
         };
         if *view == "review_completeness" {
@@ -559,14 +564,15 @@ mod tests {
 
     #[test]
     fn only_the_sections_of_a_population_read_it() {
-        let populations = Populations(
-            [
+        let populations = Populations {
+            tables: [
                 ("approval_trail".to_string(), "\"pt\"".to_string()),
                 ("sod_violations".to_string(), "\"ps\"".to_string()),
                 ("review_completeness".to_string(), "\"pc\"".to_string()),
             ]
             .into(),
-        );
+            scoped: ["approval_trail".to_string()].into(),
+        };
         let section = |key: &str| {
             let sql = SECTIONS.iter().find(|(k, ..)| *k == key).expect(key).3;
             sql.replace("{review_completeness}", "SELECT 1 FROM rc WHERE x = $from")
