@@ -18,8 +18,9 @@
 //!   one column for a few of its many values), a `NOT`, `<>`, `IS DISTINCT FROM`, `NOT IN`,
 //!   `NOT LIKE`, `!~` or `IS NOT NULL` keeps the rest. Repeated conditions count once;
 //!   dynamic filters and `true` keep everything. A filter DataFusion can analyse from column
-//!   statistics is estimated as before. (Counting an `IN` of four keys as 1 − 0.8⁴ = 59 % made `approval_trail` build
-//!   on its 1.03M audit events instead of their 552k detail rows: 89 → 265 MB at 1M.)
+//!   statistics is estimated as before. (Counting an `IN` of four keys as 1 − 0.8⁴ = 59 %
+//!   made `approval_trail` build on its 1.03M audit events instead of their 552k detail
+//!   rows: 89 → 265 MB at 1M.)
 //! - A grouping is taken to keep every row it reads: with no distinct counts DataFusion
 //!   assumes each row is its own group. `assignment_holdings` looks up the snapshot before
 //!   each version in the lake's observations (the distinct snapshot times: one per ingest
@@ -165,8 +166,8 @@ fn condition_selectivity(condition: &Arc<dyn PhysicalExpr>, unit: f64) -> f64 {
 pub const ROWS_PER_GROUP: usize = 10;
 
 /// Puts an [`EstimatedGroups`] over every grouping that only removes repeats (`DISTINCT`,
-/// `UNION`, a `GROUP BY` without aggregates) where it gives its final rows (module doc). Place it before DataFusion's `join_selection`, and [`DropGroupEstimates`]
-/// after it.
+/// `UNION`, a `GROUP BY` without aggregates) where it gives its final rows (module doc).
+/// Place it before DataFusion's `join_selection`, and [`DropGroupEstimates`] after it.
 #[derive(Debug, Default)]
 pub struct GroupEstimates;
 
@@ -201,9 +202,10 @@ impl PhysicalOptimizerRule for GroupEstimates {
 
 /// Whether `agg` is a grouping that only removes repeats, gives its final rows, and has
 /// nothing to estimate its groups by: one plain grouping set, not a half of a `ROLLUP`,
-/// `CUBE` or `GROUPING SETS` (they can give more rows than they read), no aggregate, a final or single mode
-/// (not a partial one, whose output is merged again), and not every key a column whose
-/// distinct count is known (DataFusion then estimates the groups from those counts).
+/// `CUBE` or `GROUPING SETS` (they can give more rows than they read), no aggregate, a
+/// final or single mode (not a partial one, whose output is merged again), and not every
+/// key a column whose distinct count is known (DataFusion then estimates the groups from
+/// those counts).
 fn removes_repeats_blindly(agg: &AggregateExec) -> bool {
     let group_by = agg.group_expr();
     // The final half of a `ROLLUP`, `CUBE` or `GROUPING SETS` groups by the partial half's
@@ -370,12 +372,17 @@ mod tests {
         (a - b).abs() < 1e-9
     }
 
-    #[test]
-    fn conditions_multiply_and_alternatives_or_repeats_count_once() {
-        let schema = Schema::new(vec![
+    /// `a` and `b`, nullable text.
+    fn two_text_columns() -> Schema {
+        Schema::new(vec![
             Field::new("a", DataType::Utf8, true),
             Field::new("b", DataType::Utf8, true),
-        ]);
+        ])
+    }
+
+    #[test]
+    fn conditions_multiply_and_alternatives_or_repeats_count_once() {
+        let schema = two_text_columns();
         let a = col("a", &schema).expect("a");
         let b = col("b", &schema).expect("b");
         let eq = |c: &Arc<dyn PhysicalExpr>, v: &str| -> Arc<dyn PhysicalExpr> {
@@ -436,10 +443,7 @@ mod tests {
     fn negations_keep_the_rest() {
         use deltalake::datafusion::logical_expr::Operator;
         use deltalake::datafusion::physical_expr::expressions::{binary, like};
-        let schema = Schema::new(vec![
-            Field::new("a", DataType::Utf8, true),
-            Field::new("b", DataType::Utf8, true),
-        ]);
+        let schema = two_text_columns();
         let a = col("a", &schema).expect("a");
         let b = col("b", &schema).expect("b");
         let not_like = like(true, false, Arc::clone(&a), lit("%x%"), &schema).expect("not like");
@@ -470,10 +474,7 @@ mod tests {
         let ctx = SessionContext::new_with_config(
             SessionConfig::new().with_target_partitions(partitions),
         );
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("a", DataType::Utf8, true),
-            Field::new("b", DataType::Utf8, true),
-        ]));
+        let schema = Arc::new(two_text_columns());
         let values: Vec<String> = (0..1_000).map(|i| format!("v{}", i % 7)).collect();
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),

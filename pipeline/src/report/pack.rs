@@ -418,10 +418,10 @@ pub(crate) fn relative_path(root: &Path, path: &Path) -> String {
         .join("/")
 }
 
-/// A whole view, ordered; empty when the queries do not define it.
-/// The rows of view `name` for the index: from its population where the pack has one that
-/// holds them (the whole view, or with `period_rule_applied`, the view under the period
-/// rule the caller applies too), else the view.
+/// The rows of view `name` for the index, ordered (none when the queries do not define
+/// it): from its population where the pack has one that holds them (the whole view, or,
+/// with `period_rule_applied`, the view under the period rule the caller applies too), else
+/// the view.
 async fn view(
     ctx: &deltalake::datafusion::prelude::SessionContext,
     queries: &[QueryFile],
