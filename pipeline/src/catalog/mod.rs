@@ -917,6 +917,17 @@ fn audit_event_request_links(event: &Value) -> Vec<Value> {
                 position: i + 1,
                 ..Ctx::default()
             };
+            // Most items name something else: their kind alone says so, without extracting
+            // the whole item (a kind that cannot be read fails the item's extraction too).
+            // An item that does name a request links it only if the whole item is a row.
+            let names_a_request = item.is_object()
+                && matches!(
+                    EntitySpec::cell(&source.spec.columns[source.kind], item, ctx),
+                    Ok(Cell::Str(kind)) if (source.names_a_request)(&kind)
+                );
+            if !names_a_request {
+                continue;
+            }
             let Ok(row) = source.spec.extract(item, ctx) else {
                 continue;
             };
@@ -1028,31 +1039,7 @@ impl EntitySpec {
                 row.push(Cell::Null); // filled below from the key columns
                 continue;
             }
-            let mut cell = Cell::Null;
-            for s in &c.sources {
-                cell = match s {
-                    Source::Paths(paths) => match paths.iter().find_map(|p| get_path(obj, p)) {
-                        Some(v) => convert(v, c.conv).map_err(|source| Rejection::Column {
-                            column: c.name.clone(),
-                            source,
-                        })?,
-                        None => Cell::Null,
-                    },
-                    Source::Parent(n) => ctx
-                        .parents
-                        .get(*n)
-                        .map_or(Cell::Null, |p| Cell::Str(p.clone())),
-                    Source::Position => match c.conv {
-                        Conv::Int => Cell::Int(ctx.position as i64),
-                        _ => Cell::Str(ctx.position.to_string()),
-                    },
-                    Source::Const => ctx.constant.map_or(Cell::Null, |k| Cell::Str(k.into())),
-                };
-                if cell != Cell::Null {
-                    break;
-                }
-            }
-            row.push(cell);
+            row.push(Self::cell(c, obj, ctx)?);
         }
         if let Key::Composite(parts) = &self.key {
             let mut key = ctx.parents.first().cloned().unwrap_or_default();
@@ -1109,6 +1096,35 @@ impl EntitySpec {
             row.push(month.map_or(Cell::Str("unknown".into()), Cell::Str));
         }
         Ok(row)
+    }
+
+    /// One column's cell: its first source that is not null, converted.
+    fn cell(c: &ColSpec, obj: &Value, ctx: Ctx<'_>) -> Result<Cell, Rejection> {
+        let mut cell = Cell::Null;
+        for s in &c.sources {
+            cell = match s {
+                Source::Paths(paths) => match paths.iter().find_map(|p| get_path(obj, p)) {
+                    Some(v) => convert(v, c.conv).map_err(|source| Rejection::Column {
+                        column: c.name.clone(),
+                        source,
+                    })?,
+                    None => Cell::Null,
+                },
+                Source::Parent(n) => ctx
+                    .parents
+                    .get(*n)
+                    .map_or(Cell::Null, |p| Cell::Str(p.clone())),
+                Source::Position => match c.conv {
+                    Conv::Int => Cell::Int(ctx.position as i64),
+                    _ => Cell::Str(ctx.position.to_string()),
+                },
+                Source::Const => ctx.constant.map_or(Cell::Null, |k| Cell::Str(k.into())),
+            };
+            if cell != Cell::Null {
+                break;
+            }
+        }
+        Ok(cell)
     }
 
     /// The column holding the nearest parent's id (child tables).
@@ -1215,7 +1231,9 @@ mod tests {
                 {"id": "r1", "type": "AccessPackageAssignmentRequest"},
                 {"id": "r2", "type": "accesspackageassignmentrequest"},
                 {"id": null, "type": "AccessPackageAssignmentRequest"},
-                {"id": {"not": "text"}, "type": "AccessPackageAssignmentRequest"}
+                {"id": {"not": "text"}, "type": "AccessPackageAssignmentRequest"},
+                {"id": "r5", "type": "AccessPackageAssignmentRequest", "displayName": {"an": "object"}},
+                {"id": "p2", "type": {"not": "text"}}
             ],
             "additionalDetails": [
                 {"key": "RequestId", "value": "r1"},
@@ -1253,7 +1271,8 @@ mod tests {
             .collect();
         // r1 is named twice (a target and a detail) and stored once; the key `requestid`
         // (another case) is not the rule's `RequestId`, and a target whose id is null or
-        // not text names nothing.
+        // not text names nothing. A target that is not a row (r5: its name is an object) links
+        // nothing either, and one whose type cannot be read is passed over.
         let want = |r: &str| ["e1/".to_string() + r, "e1".into(), r.into()];
         assert_eq!(got, vec![want("r1"), want("r2"), want("r3")]);
         assert!(

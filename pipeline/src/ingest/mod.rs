@@ -258,7 +258,9 @@ pub async fn run(
     }
     let bytes = Arc::new(AtomicU64::new(0));
 
-    let (tx, mut rx) = mpsc::channel::<Msg>(4096);
+    // Items travel in batches: one hand-over per record woke the reader thread for every slot
+    // the consumer freed (7 % of an ingest's CPU went to switching threads).
+    let (tx, mut rx) = mpsc::channel::<Vec<Msg>>(4096 / MSG_BATCH);
     let reader = {
         let paths = paths.clone();
         let bytes = bytes.clone();
@@ -276,59 +278,61 @@ pub async fn run(
     );
     let sources: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let mut records = 0u64;
-    while let Some(msg) = rx.recv().await {
-        match msg {
-            Msg::Item { file, item, json } => {
-                let source = &sources[file];
-                match item {
-                    Item::Record {
-                        context,
-                        index,
-                        value,
-                    } => {
-                        records += 1;
-                        let resolved = run.resolve(file, &paths[file], context.as_deref());
-                        run.touch(file, resolved.as_ref().and_then(Run::snapshot_scope));
-                        run.record(resolved, value, json, source, index, context.as_deref())
-                            .await?;
-                        if records.is_multiple_of(4096) {
-                            progress(bytes.load(Ordering::Relaxed), total_bytes, records);
+    while let Some(batch) = rx.recv().await {
+        for msg in batch {
+            match msg {
+                Msg::Item { file, item, json } => {
+                    let source = &sources[file];
+                    match item {
+                        Item::Record {
+                            context,
+                            index,
+                            value,
+                        } => {
+                            records += 1;
+                            let resolved = run.resolve(file, &paths[file], context.as_deref());
+                            run.touch(file, resolved.as_ref().and_then(Run::snapshot_scope));
+                            run.record(resolved, value, json, source, index, context.as_deref())
+                                .await?;
+                            if records.is_multiple_of(4096) {
+                                progress(bytes.load(Ordering::Relaxed), total_bytes, records);
+                            }
+                        }
+                        Item::Bad {
+                            context,
+                            index,
+                            location,
+                            message,
+                            raw,
+                        } => {
+                            records += 1;
+                            let resolved = run.resolve(file, &paths[file], context.as_deref());
+                            run.touch(file, resolved.as_ref().and_then(Run::snapshot_scope));
+                            run.bad_record(resolved, source, index, &location, message, &raw);
+                        }
+                        Item::PageEnd {
+                            context,
+                            next_link,
+                            request_url,
+                            problem,
+                        } => {
+                            let resolved = run.resolve(file, &paths[file], context.as_deref());
+                            run.page_end(resolved, file, next_link, request_url, problem);
                         }
                     }
-                    Item::Bad {
-                        context,
-                        index,
-                        location,
-                        message,
-                        raw,
-                    } => {
-                        records += 1;
-                        let resolved = run.resolve(file, &paths[file], context.as_deref());
-                        run.touch(file, resolved.as_ref().and_then(Run::snapshot_scope));
-                        run.bad_record(resolved, source, index, &location, message, &raw);
-                    }
-                    Item::PageEnd {
-                        context,
-                        next_link,
-                        request_url,
-                        problem,
-                    } => {
-                        let resolved = run.resolve(file, &paths[file], context.as_deref());
-                        run.page_end(resolved, file, next_link, request_url, problem);
-                    }
                 }
-            }
-            Msg::FileError {
-                file,
-                message,
-                location,
-                context,
-            } => {
-                records += 1;
-                let resolved = context
-                    .as_deref()
-                    .and_then(|c| run.resolve(file, &paths[file], Some(c)));
-                run.file_error(file, &paths[file], resolved, message, &location);
+                Msg::FileError {
+                    file,
+                    message,
+                    location,
+                    context,
+                } => {
+                    records += 1;
+                    let resolved = context
+                        .as_deref()
+                        .and_then(|c| run.resolve(file, &paths[file], Some(c)));
+                    run.file_error(file, &paths[file], resolved, message, &location);
+                }
             }
         }
     }
@@ -345,11 +349,12 @@ fn read_files(
     unreadable: &HashMap<usize, String>,
     max_record_bytes: usize,
     bytes: &Arc<AtomicU64>,
-    tx: &mpsc::Sender<Msg>,
+    tx: &mpsc::Sender<Vec<Msg>>,
 ) {
+    let batch = std::cell::RefCell::new(Batch::new(tx));
     // A file that cannot be read as a whole is one rejected item, not the end of the run.
     let file_failed = |file: usize, message: String| {
-        let _ = tx.blocking_send(Msg::FileError {
+        let _ = batch.borrow_mut().push(Msg::FileError {
             file,
             message,
             location: String::new(),
@@ -391,20 +396,58 @@ fn read_files(
                 Item::Record { value, .. } => Some(value::compact_json(value)),
                 Item::Bad { .. } | Item::PageEnd { .. } => None,
             };
-            tx.blocking_send(Msg::Item { file, item, json })
-                .map_err(|_| reader::Stopped("ingest stopped".into()))
+            batch
+                .borrow_mut()
+                .push(Msg::Item { file, item, json })
+                .map_err(|()| reader::Stopped("ingest stopped".into()))
         });
         if let Err(e) = result {
             if e.stopped {
                 return;
             }
-            let _ = tx.blocking_send(Msg::FileError {
+            let _ = batch.borrow_mut().push(Msg::FileError {
                 file,
                 message: e.message,
                 location: e.location,
                 context: e.context,
             });
         }
+    }
+    let _ = batch.borrow_mut().send();
+}
+
+/// Items handed from the reader thread to the consumer at once.
+const MSG_BATCH: usize = 128;
+
+/// The reader's items on their way to the consumer, sent `MSG_BATCH` at a time.
+struct Batch<'a> {
+    tx: &'a mpsc::Sender<Vec<Msg>>,
+    msgs: Vec<Msg>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(tx: &'a mpsc::Sender<Vec<Msg>>) -> Self {
+        Batch {
+            tx,
+            msgs: Vec::with_capacity(MSG_BATCH),
+        }
+    }
+
+    /// Queues one item; `Err` when the consumer has stopped.
+    fn push(&mut self, msg: Msg) -> std::result::Result<(), ()> {
+        self.msgs.push(msg);
+        if self.msgs.len() >= MSG_BATCH {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> std::result::Result<(), ()> {
+        if self.msgs.is_empty() {
+            return Ok(());
+        }
+        let msgs = std::mem::replace(&mut self.msgs, Vec::with_capacity(MSG_BATCH));
+        self.tx.blocking_send(msgs).map_err(|_| ())
     }
 }
 
@@ -423,11 +466,42 @@ struct AppendBuffer {
 /// at top level), and whether its parent was new (append-only children follow it).
 struct Placement<'a> {
     source: &'a str,
-    location: &'a str,
+    location: Location<'a>,
     parents: &'a [String],
     constant: Option<&'a str>,
     position: usize,
     parent_is_new: Option<bool>,
+}
+
+/// Where an object is in its file (`record 12, `audit_event_target_resources` item 2`),
+/// written out only when a reject or a gap names it: formatting it for every object cost
+/// the consumer thread 6 % of its time.
+#[derive(Clone, Copy)]
+enum Location<'a> {
+    /// A top-level record, by its 0-based index in the file.
+    Record(u64),
+    /// Said in words (a rebuild names the raw row it replays).
+    Text(&'a str),
+    /// An item of a parent's nested list, by its 1-based position.
+    Item {
+        parent: &'a Location<'a>,
+        list: &'static str,
+        position: usize,
+    },
+}
+
+impl std::fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Record(index) => write!(f, "record {}", index + 1),
+            Location::Text(text) => f.write_str(text),
+            Location::Item {
+                parent,
+                list,
+                position,
+            } => write!(f, "{parent}, `{list}` item {position}"),
+        }
+    }
 }
 
 /// State of one ingest run.
@@ -697,7 +771,7 @@ impl<'a> Run<'a> {
         index: u64,
         context: Option<&str>,
     ) -> Result<()> {
-        let location = format!("record {}", index + 1);
+        let location = Location::Record(index);
         let Some(r) = resolved else {
             let file = source.to_string();
             let reason = match context {
@@ -705,7 +779,7 @@ impl<'a> Run<'a> {
                 None => "cannot tell which entity this file holds: its pages have no `@odata.context` and the file name names no entity (e.g. `assignments.json`)".to_string(),
             };
             let raw = json.unwrap_or_else(|| value::compact_json(&value));
-            self.reject(UNRESOLVED, &file, &location, None, reason, &raw);
+            self.reject(UNRESOLVED, &file, &location.to_string(), None, reason, &raw);
             return Ok(());
         };
         let spec = catalog::entity(r.entity).expect("resolved entities exist");
@@ -724,7 +798,7 @@ impl<'a> Run<'a> {
         }
         let at = Placement {
             source,
-            location: &location,
+            location,
             parents: &r.parents,
             constant: r.constant,
             position: 0,
@@ -842,7 +916,8 @@ impl<'a> Run<'a> {
                 ),
             );
         }
-        self.reject(spec.table, at.source, at.location, id, reason, &json);
+        let location = at.location.to_string();
+        self.reject(spec.table, at.source, &location, id, reason, &json);
         None
     }
 
@@ -898,10 +973,13 @@ impl<'a> Run<'a> {
                 self.completeness.embedded(child.table, scope);
             }
             for (i, item) in items.iter().enumerate() {
-                let location = format!("{}, `{}` item {}", at.location, list.entity, i + 1);
                 let child_at = Placement {
                     source: at.source,
-                    location: &location,
+                    location: Location::Item {
+                        parent: &at.location,
+                        list: list.entity,
+                        position: i + 1,
+                    },
                     parents: &child_parents,
                     constant: list.constant,
                     position: i + 1,
@@ -1340,7 +1418,33 @@ impl<'a> Run<'a> {
 /// directoryAudit.
 fn is_monitor_envelope(v: &Value) -> bool {
     let Some(o) = v.as_object() else { return false };
-    value::get_ci(o, "properties").is_some_and(Value::is_object)
-        && value::get_ci(o, "activityDateTime").is_none()
+    // A directoryAudit's own `activityDateTime` answers first (a miss scans every key).
+    value::get_ci(o, "activityDateTime").is_none()
+        && value::get_ci(o, "properties").is_some_and(Value::is_object)
         && (value::get_ci(o, "operationName").is_some() || value::get_ci(o, "resourceId").is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Location;
+
+    #[test]
+    fn a_nested_item_is_named_by_its_record_then_each_list_and_position() {
+        let record = Location::Record(11);
+        let target = Location::Item {
+            parent: &record,
+            list: "audit_event_target_resources",
+            position: 2,
+        };
+        let property = Location::Item {
+            parent: &target,
+            list: "modified_properties",
+            position: 1,
+        };
+        assert_eq!(
+            property.to_string(),
+            "record 12, `audit_event_target_resources` item 2, `modified_properties` item 1"
+        );
+        assert_eq!(Location::Text("raw row 3").to_string(), "raw row 3");
+    }
 }

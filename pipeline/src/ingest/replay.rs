@@ -351,7 +351,7 @@ async fn feed(
     let source = "govlake rebuild (from _raw)";
     let at = super::Placement {
         source,
-        location,
+        location: super::Location::Text(location),
         parents,
         constant,
         position: 0,
