@@ -7,7 +7,9 @@
 //! catches what differs between the Delta scan and plain Parquet, not optimizer bugs: those
 //! have their own regression tests here (filters and subqueries over an aggregate with no
 //! GROUP BY) besides the filter that delta-rs claimed to apply "exactly" and never applied
-//! (issue 14, section 1).
+//! (issue 14, section 1). One difference is kept on purpose: the Delta path computes each
+//! subquery a query repeats once (`lake::shared_subplans`, as every govlake session does),
+//! the plain path plans every copy inline, so every view here also checks that rule.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -196,7 +196,7 @@ impl ExecutionPlan for CompactStrings {
 
 /// The batch with each column that holds more than about twice the memory its values need
 /// copied into buffers of its own, sized to its values.
-fn compact(batch: RecordBatch) -> Result<RecordBatch> {
+pub(crate) fn compact(batch: RecordBatch) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = batch.columns().iter().map(own_bytes).collect();
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }

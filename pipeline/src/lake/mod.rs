@@ -28,6 +28,7 @@ pub mod lease;
 pub mod rechecked;
 pub mod retention;
 pub mod row;
+pub mod shared_subplans;
 pub mod store;
 pub mod table;
 

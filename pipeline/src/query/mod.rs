@@ -3,7 +3,8 @@
 //! with a bounded memory pool ([`MemoryLimit`]): sorts, aggregations and joins beyond it
 //! spill to the temporary folder (`TMPDIR`), and what cannot spill fails with a clear error
 //! instead of growing until the OOM killer ends the process. Its optimizer is DataFusion's
-//! with one wrong pushdown removed ([`crate::lake::global_aggregates`]).
+//! with one wrong pushdown removed ([`crate::lake::global_aggregates`]), and a subquery that
+//! a query repeats (a view read twice) is computed once ([`crate::lake::shared_subplans`]).
 
 pub mod changes;
 mod error;
@@ -26,6 +27,7 @@ use crate::catalog::{
 };
 use crate::lake::bookkeeping::{INGEST_RUNS, RAW, REJECTS};
 use crate::lake::global_aggregates::{optimizer_rules, physical_optimizer_rules};
+use crate::lake::shared_subplans::ComputeRepeatsOnce;
 use crate::lake::{Lake, TablePin, format};
 
 /// Names of every table the lake holds, in a fixed order: entity tables (with their
@@ -321,6 +323,7 @@ pub async fn session_pinned(
         .with_default_features()
         .with_optimizer_rules(optimizer_rules())
         .with_physical_optimizer_rules(physical_optimizer_rules())
+        .with_analyzer_rule(Arc::new(ComputeRepeatsOnce))
         .build();
     let ctx = SessionContext::new_with_state(state);
     let links_since = format::since(lake, STORED_LINKS_FORMAT).await?;
