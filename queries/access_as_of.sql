@@ -15,19 +15,28 @@
 -- Caveats: between two snapshots govlake knows only the assignment's own dates, so the answer
 --   is everyone who may have held access then: only a date or a snapshot that proves
 --   otherwise excludes an assignment.
-WITH at_as_of AS (
-    -- The holding's version in force at $as_of, else its first.
-    SELECT v.*, h.held_from, h.held_to,
-           row_number() OVER (
-               PARTITION BY h.assignment_id, h.first_observed
-               ORDER BY CASE WHEN v.valid_from <= CAST($as_of AS TIMESTAMP) THEN v.valid_from END DESC NULLS LAST,
-                        v.valid_from, v.row_hash) AS pick
+WITH candidates AS (
+    -- Each version of each holding held at $as_of, with the time it came in force if that was
+    -- no later than $as_of.
+    SELECT v.*, h.held_from, h.held_to, h.first_observed AS holding_from,
+           CASE WHEN v.valid_from <= CAST($as_of AS TIMESTAMP) THEN v.valid_from END AS in_force_from
     FROM assignment_holdings h
     JOIN assignments_history v ON v.id = h.assignment_id
         AND v.valid_from >= h.first_observed AND v.valid_from <= h.last_observed
         AND lower(v.state) IN ('delivered', 'partiallydelivered', 'expired')
     WHERE h.held_from <= CAST($as_of AS TIMESTAMP)
       AND (h.held_to IS NULL OR h.held_to > CAST($as_of AS TIMESTAMP))
+),
+-- The holding's version in force at $as_of, else its first: the first of its versions in
+-- this order. One window over all rows in one order, the holding told by comparing each row
+-- with the one before, rather than row_number() PARTITION BY the holding, whose state per
+-- holding cost ~5 µs each (1.3 s of 2 at 1M audit events).
+at_as_of AS (
+    SELECT c.*,
+           coalesce(lag(id) OVER w <> id OR lag(holding_from) OVER w <> holding_from, true)
+               AS first_of_holding
+    FROM candidates c
+    WINDOW w AS (ORDER BY id, holding_from, in_force_from DESC NULLS LAST, valid_from, row_hash)
 )
 SELECT
     access_package_id,
@@ -43,5 +52,5 @@ SELECT
     held_from,
     held_to
 FROM at_as_of
-WHERE pick = 1
+WHERE first_of_holding
 ORDER BY access_package_name, user_principal_name, assignment_id, held_from

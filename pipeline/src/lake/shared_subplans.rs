@@ -11,38 +11,58 @@
 //! with a scan of one [`SharedResult`]: the first scan runs the subquery (with the session's
 //! rules, memory pool and settings) and keeps its batches; every copy reads them. The rows
 //! are the same (the differential test compares every view with and without this rule); what
-//! changes is that the result is held in memory (reserved from the
-//! session's pool, so that other operators spill sooner) and that filters of one copy are no
-//! longer pushed into the shared computation. Subqueries that refer to an outer query's
+//! changes is that the result is held in memory (reserved from the session's pool, so that
+//! other operators spill sooner; a result that would hold more than a quarter of the pool is
+//! dropped and computed by each copy instead) and that filters of one copy are no longer
+//! pushed into the shared computation. Subqueries that refer to an outer query's
 //! columns, hold a volatile function or a parameter, and queries with a recursive CTE, are
 //! left as they are. A shared result is computed when the query is planned, so `EXPLAIN`
 //! of such a query computes it too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::catalog::{Session, TableProvider};
+use deltalake::datafusion::common::Column;
 use deltalake::datafusion::common::config::ConfigOptions;
 use deltalake::datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use deltalake::datafusion::datasource::memory::MemorySourceConfig;
 use deltalake::datafusion::datasource::provider_as_source;
-use deltalake::datafusion::error::Result;
-use deltalake::datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use deltalake::datafusion::error::{DataFusionError, Result};
+use deltalake::datafusion::execution::memory_pool::{
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+};
 use deltalake::datafusion::logical_expr::{
     Expr, LogicalPlan, LogicalPlanBuilder, Projection, TableType,
 };
 use deltalake::datafusion::optimizer::AnalyzerRule;
-use deltalake::datafusion::physical_plan::{ExecutionPlan, collect_partitioned};
+use deltalake::datafusion::physical_plan::{ExecutionPlan, execute_stream_partitioned};
+use futures::StreamExt as _;
+use futures::future::try_join_all;
 
 use super::compact_joins::compact;
 
 /// The analyzer rule (module doc). Runs after DataFusion's own analyzer rules, so the copies
 /// it compares are type-coerced alike.
 #[derive(Debug, Default)]
-pub struct ComputeRepeatsOnce;
+pub struct ComputeRepeatsOnce {
+    /// The most a shared result may hold, instead of [`most_held`] (tests).
+    hold_at_most: Option<usize>,
+}
+
+impl ComputeRepeatsOnce {
+    /// The rule, with shared results held only up to `bytes` (beyond, each copy computes its
+    /// own, as inlined).
+    pub fn holding_at_most(bytes: usize) -> Self {
+        Self {
+            hold_at_most: Some(bytes),
+        }
+    }
+}
 
 impl AnalyzerRule for ComputeRepeatsOnce {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
@@ -68,7 +88,7 @@ impl AnalyzerRule for ComputeRepeatsOnce {
         if copies.is_empty() {
             return Ok(plan);
         }
-        share(plan, &copies, &mut HashMap::new())
+        share(plan, &copies, self.hold_at_most, &mut HashMap::new())
     }
 
     fn name(&self) -> &str {
@@ -120,6 +140,7 @@ fn worth_sharing(subquery: &LogicalPlan) -> Result<bool> {
 fn share(
     plan: LogicalPlan,
     repeated: &HashMap<LogicalPlan, usize>,
+    hold_at_most: Option<usize>,
     shared: &mut HashMap<LogicalPlan, Arc<SharedResult>>,
 ) -> Result<LogicalPlan> {
     plan.transform_down_with_subqueries(|node| {
@@ -134,7 +155,11 @@ fn share(
             None => {
                 tracing::debug!(subquery = %alias.alias, copies = repeated[&node], "Computed once for all its copies.");
                 let input = unordered(alias.input.as_ref());
-                let result = Arc::new(SharedResult::new(alias.alias.to_string(), input));
+                let result = Arc::new(SharedResult::new(
+                    alias.alias.to_string(),
+                    input,
+                    hold_at_most,
+                ));
                 shared.insert(node.clone(), Arc::clone(&result));
                 result
             }
@@ -168,13 +193,24 @@ fn unordered(subquery: &LogicalPlan) -> LogicalPlan {
     }
 }
 
-/// A subquery's result, computed on its first scan and read by every later one.
+/// The most memory a shared result may hold, as a share of the session's memory pool (a
+/// quarter), or 1 GiB when the pool has no limit.
+fn most_held(pool: &dyn MemoryPool) -> usize {
+    match pool.memory_limit() {
+        MemoryLimit::Finite(bytes) => bytes / 4,
+        MemoryLimit::Infinite | MemoryLimit::Unknown => 1 << 30,
+    }
+}
+
+/// A subquery's result, computed on its first scan and read by every later one; or, when it
+/// would hold more than [`most_held`], computed again by every copy, as if inlined.
 #[derive(Debug)]
 pub struct SharedResult {
     name: String,
     plan: LogicalPlan,
     schema: SchemaRef,
-    computed: tokio::sync::OnceCell<Computed>,
+    hold_at_most: Option<usize>,
+    computed: tokio::sync::OnceCell<Option<Computed>>,
 }
 
 /// The batches of each output partition, and their memory, reserved from the session's pool.
@@ -185,46 +221,69 @@ struct Computed {
 }
 
 impl SharedResult {
-    fn new(name: String, plan: LogicalPlan) -> Self {
+    fn new(name: String, plan: LogicalPlan, hold_at_most: Option<usize>) -> Self {
         let schema = Arc::new(plan.schema().as_arrow().clone());
         Self {
             name,
             plan,
             schema,
+            hold_at_most,
             computed: tokio::sync::OnceCell::new(),
         }
     }
 
-    async fn compute(&self, state: &dyn Session) -> Result<Computed> {
+    /// The result, all partitions read at once; `None` as soon as it holds more than
+    /// [`most_held`].
+    async fn compute(&self, state: &dyn Session) -> Result<Option<Computed>> {
         let physical = state.create_physical_plan(&self.plan).await?;
-        let mut partitions = Vec::new();
-        let mut bytes = 0;
-        for partition in collect_partitioned(physical, state.task_ctx()).await? {
-            let mut batches = Vec::with_capacity(partition.len());
-            for batch in partition {
-                // Views into the buffers of the batches they were cut from would keep those
-                // alive (and be counted at their size): each column owns its bytes.
-                let batch = compact(batch)?;
-                let batch = if batch.schema() == self.schema {
-                    batch
-                } else {
-                    RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec())?
-                };
-                bytes += batch.get_array_memory_size();
-                batches.push(batch);
+        let pool = &state.runtime_env().memory_pool;
+        let limit = self
+            .hold_at_most
+            .unwrap_or_else(|| most_held(pool.as_ref()));
+        let held = AtomicUsize::new(0);
+        let streams = execute_stream_partitioned(physical, state.task_ctx())?;
+        let read = streams.into_iter().map(|mut stream| {
+            let held = &held;
+            async move {
+                let mut batches = Vec::new();
+                while let Some(batch) = stream.next().await {
+                    // Views into the buffers of the batches they were cut from would keep
+                    // those alive (and be counted at their size): each column owns its bytes.
+                    let batch = compact(batch?)?;
+                    let batch = if batch.schema() == self.schema {
+                        batch
+                    } else {
+                        RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec())?
+                    };
+                    let bytes = batch.get_array_memory_size();
+                    if held.fetch_add(bytes, Ordering::Relaxed) + bytes > limit {
+                        return Ok(None);
+                    }
+                    batches.push(batch);
+                }
+                Ok::<_, DataFusionError>(Some(batches))
             }
-            partitions.push(batches);
+        });
+        let mut partitions = Vec::new();
+        for partition in try_join_all(read).await? {
+            match partition {
+                Some(batches) => partitions.push(batches),
+                None => {
+                    tracing::debug!(subquery = %self.name, limit, "Too large to hold: computed by each copy.");
+                    return Ok(None);
+                }
+            }
         }
         if partitions.is_empty() {
             partitions.push(Vec::new());
         }
-        let reservation = MemoryConsumer::new(format!("shared result of `{}`", self.name))
-            .register(&state.runtime_env().memory_pool);
-        reservation.grow(bytes);
-        Ok(Computed {
+        let reservation =
+            MemoryConsumer::new(format!("shared result of `{}`", self.name)).register(pool);
+        reservation.grow(held.into_inner());
+        Ok(Some(Computed {
             partitions,
             _reservation: reservation,
-        })
+        }))
     }
 }
 
@@ -249,11 +308,23 @@ impl TableProvider for SharedResult {
             .computed
             .get_or_try_init(|| self.compute(state))
             .await?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &computed.partitions,
-            Arc::clone(&self.schema),
-            projection.cloned(),
-        )?)
+        if let Some(computed) = computed {
+            return Ok(MemorySourceConfig::try_new_exec(
+                &computed.partitions,
+                Arc::clone(&self.schema),
+                projection.cloned(),
+            )?);
+        }
+        let mut copy = LogicalPlanBuilder::from(self.plan.clone());
+        if let Some(columns) = projection {
+            let schema = self.plan.schema();
+            copy = copy.project(
+                columns
+                    .iter()
+                    .map(|&i| Expr::Column(Column::from(schema.qualified_field(i)))),
+            )?;
+        }
+        state.create_physical_plan(&copy.build()?).await
     }
 }
 
@@ -272,11 +343,11 @@ mod tests {
     use super::ComputeRepeatsOnce;
 
     /// A session with table `t` (k, v: 6 rows, keys 1–3) and `counted(v)`, a pure function
-    /// that returns `v` and counts the rows it was evaluated on; with or without the rule.
-    fn session(share: bool) -> (SessionContext, Arc<AtomicUsize>) {
+    /// that returns `v` and counts the rows it was evaluated on; with `rule` or without.
+    fn session_with(rule: Option<ComputeRepeatsOnce>) -> (SessionContext, Arc<AtomicUsize>) {
         let mut state = SessionStateBuilder::new().with_default_features();
-        if share {
-            state = state.with_analyzer_rule(Arc::new(ComputeRepeatsOnce));
+        if let Some(rule) = rule {
+            state = state.with_analyzer_rule(Arc::new(rule));
         }
         let ctx = SessionContext::new_with_state(state.build());
         let batch = RecordBatch::try_new(
@@ -320,27 +391,54 @@ mod tests {
         pretty_format_batches(&batches).expect("prints").to_string()
     }
 
+    /// [`session_with`] the rule (`share`) or without it.
+    fn session(share: bool) -> (SessionContext, Arc<AtomicUsize>) {
+        session_with(share.then(ComputeRepeatsOnce::default))
+    }
+
     /// The query's rows as a table, and the rows `counted` was evaluated on.
     async fn run(share: bool, sql: &str) -> (String, usize) {
-        let (ctx, rows) = session(share);
+        run_with(session(share), sql).await
+    }
+
+    async fn run_with(
+        (ctx, rows): (SessionContext, Arc<AtomicUsize>),
+        sql: &str,
+    ) -> (String, usize) {
         let table = table(&ctx, sql).await;
         (table, rows.load(Ordering::SeqCst))
     }
 
+    /// A CTE read three times (twice joined, once in a scalar subquery).
+    const TOTALS_THRICE: &str =
+        "WITH totals AS (SELECT k, sum(counted(v)) AS total FROM t GROUP BY k)
+        SELECT a.k, a.total, b.total AS again
+        FROM totals a JOIN totals b ON a.k = b.k
+        WHERE a.total > (SELECT min(total) FROM totals)
+        ORDER BY a.k";
+
     #[tokio::test]
     async fn a_subquery_referenced_twice_is_computed_once_with_the_same_rows() {
-        let sql = "WITH totals AS (SELECT k, sum(counted(v)) AS total FROM t GROUP BY k)
-                   SELECT a.k, a.total, b.total AS again
-                   FROM totals a JOIN totals b ON a.k = b.k
-                   WHERE a.total > (SELECT min(total) FROM totals)
-                   ORDER BY a.k";
-        let (inlined, inlined_rows) = run(false, sql).await;
-        let (shared, shared_rows) = run(true, sql).await;
+        let (inlined, inlined_rows) = run(false, TOTALS_THRICE).await;
+        let (shared, shared_rows) = run(true, TOTALS_THRICE).await;
         assert_eq!(shared, inlined);
         assert!(shared.contains("| 3 | 110   | 110   |"), "{shared}");
         // Each copy of `totals` evaluates `counted` on the 6 rows of `t`.
         assert_eq!(inlined_rows, 18);
         assert_eq!(shared_rows, 6);
+    }
+
+    #[tokio::test]
+    async fn a_result_too_large_to_hold_is_computed_by_each_copy_with_the_same_rows() {
+        let (inlined, inlined_rows) = run(false, TOTALS_THRICE).await;
+        let (dropped, dropped_rows) = run_with(
+            session_with(Some(ComputeRepeatsOnce::holding_at_most(0))),
+            TOTALS_THRICE,
+        )
+        .await;
+        assert_eq!(dropped, inlined);
+        // The copies compute it as inlined, after the one try to hold it.
+        assert_eq!(dropped_rows, inlined_rows + 6);
     }
 
     #[tokio::test]

@@ -323,7 +323,7 @@ pub async fn session_pinned(
         .with_default_features()
         .with_optimizer_rules(optimizer_rules())
         .with_physical_optimizer_rules(physical_optimizer_rules())
-        .with_analyzer_rule(Arc::new(ComputeRepeatsOnce))
+        .with_analyzer_rule(Arc::new(ComputeRepeatsOnce::default()))
         .build();
     let ctx = SessionContext::new_with_state(state);
     let links_since = format::since(lake, STORED_LINKS_FORMAT).await?;
