@@ -7,17 +7,23 @@
 //! computed three times over; DuckDB, running the same SQL, was 1.8× faster at 1M audit
 //! events and 2.3× at 10M. [`ComputeRepeatsOnce`] is an analyzer rule that finds each
 //! subquery (a view or a CTE: a `SubqueryAlias` in the plan) that appears more than once,
-//! identical, and does real work (an aggregation, a window or a join), and replaces every copy
-//! with a scan of one [`SharedResult`]: the first scan runs the subquery (with the session's
-//! rules, memory pool and settings) and keeps its batches; every copy reads them. The rows
-//! are the same (the differential test compares every view with and without this rule); what
-//! changes is that the result is held in memory (reserved from the session's pool, so that
-//! other operators spill sooner; a result that would hold more than a quarter of the pool is
-//! dropped and computed by each copy instead) and that filters of one copy are no longer
-//! pushed into the shared computation. Subqueries that refer to an outer query's
-//! columns, hold a volatile function or a parameter, and queries with a recursive CTE, are
-//! left as they are. A shared result is computed when the query is planned, so `EXPLAIN`
-//! of such a query computes it too.
+//! identical and over the same tables (two `generate_series` calls are not the same), and
+//! does real work (an aggregation, a window or a
+//! join), and replaces every copy with a scan of one [`SharedResult`]: the first scan runs
+//! the subquery (with the session's rules, memory pool and settings) and keeps its batches;
+//! every copy reads them. The rows are the same (the differential test compares every view
+//! with and without this rule). What changes:
+//! - the result is held in memory, reserved from the session's pool while the query is
+//!   planned; a result that would take more than a quarter of the pool, or more than the
+//!   pool has left, is dropped and computed by each copy instead. (The reservation ends
+//!   with planning: while the query runs, the held batches are not counted by the pool.)
+//! - filters of one copy are no longer pushed into the shared computation, and the
+//!   subquery's own `ORDER BY` is left out unless the query has a LIMIT somewhere.
+//! - it is computed when the query is planned, so `EXPLAIN` of such a query computes it too.
+//!
+//! Left as they are: subqueries that refer to an outer query's columns, to a parameter or to
+//! a recursive CTE's work table, that hold a volatile function, and every copy inside a correlated subquery (DataFusion must see that a correlated scalar
+//! subquery returns one row, which a scan does not show); queries with a recursive CTE.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,8 +36,9 @@ use deltalake::datafusion::catalog::{Session, TableProvider};
 use deltalake::datafusion::common::Column;
 use deltalake::datafusion::common::config::ConfigOptions;
 use deltalake::datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use deltalake::datafusion::datasource::cte_worktable::CteWorkTable;
 use deltalake::datafusion::datasource::memory::MemorySourceConfig;
-use deltalake::datafusion::datasource::provider_as_source;
+use deltalake::datafusion::datasource::{provider_as_source, source_as_provider};
 use deltalake::datafusion::error::{DataFusionError, Result};
 use deltalake::datafusion::execution::memory_pool::{
     MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
@@ -66,17 +73,26 @@ impl ComputeRepeatsOnce {
 
 impl AnalyzerRule for ComputeRepeatsOnce {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        if plan.exists(|node| Ok(matches!(node, LogicalPlan::RecursiveQuery(_))))? {
+        let mut recursive = false;
+        plan.apply_with_subqueries(|node| {
+            recursive |= matches!(node, LogicalPlan::RecursiveQuery(_));
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        if recursive {
             return Ok(plan);
         }
         // A copy met again is not entered: what it holds is computed with it (once), so it
-        // counts once however often the copy repeats.
-        let mut copies: HashMap<LogicalPlan, usize> = HashMap::new();
+        // counts once however often the copy repeats. Nothing inside a correlated subquery
+        // is counted (see `share`).
+        let mut copies: HashMap<Copy, usize> = HashMap::new();
         plan.apply_with_subqueries(|node| {
-            if !matches!(node, LogicalPlan::SubqueryAlias(_)) || !worth_sharing(node)? {
-                return Ok(TreeNodeRecursion::Continue);
+            if correlated(node) {
+                return Ok(TreeNodeRecursion::Jump);
             }
-            let seen = copies.entry(node.clone()).or_default();
+            let Some(copy) = Copy::of(node)? else {
+                return Ok(TreeNodeRecursion::Continue);
+            };
+            let seen = copies.entry(copy).or_default();
             *seen += 1;
             Ok(if *seen > 1 {
                 TreeNodeRecursion::Jump
@@ -88,7 +104,23 @@ impl AnalyzerRule for ComputeRepeatsOnce {
         if copies.is_empty() {
             return Ok(plan);
         }
-        share(plan, &copies, self.hold_at_most, &mut HashMap::new())
+        // With no LIMIT anywhere, no answer depends on the order of a subquery's rows, and
+        // its `ORDER BY` is left out of the shared result (see `unordered`).
+        let mut limited = false;
+        plan.apply_with_subqueries(|node| {
+            limited |= match node {
+                LogicalPlan::Limit(_) => true,
+                LogicalPlan::Sort(sort) => sort.fetch.is_some(),
+                _ => false,
+            };
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let sharing = Sharing {
+            repeated: copies,
+            hold_at_most: self.hold_at_most,
+            keep_order: limited,
+        };
+        share(plan, &sharing, &mut HashMap::new())
     }
 
     fn name(&self) -> &str {
@@ -96,9 +128,51 @@ impl AnalyzerRule for ComputeRepeatsOnce {
     }
 }
 
+/// A subquery that may be shared: its plan, and the tables it reads, by identity. (Plans
+/// compare tables by name only: two `generate_series(…)` calls, or a table registered again
+/// under the same name, must not be taken for the same.)
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Copy {
+    plan: LogicalPlan,
+    tables: Vec<usize>,
+}
+
+impl Copy {
+    /// `node` as a copy that may be shared: a subquery ([`worth_sharing`]) whose every table
+    /// is a provider known by identity.
+    fn of(node: &LogicalPlan) -> Result<Option<Self>> {
+        if !matches!(node, LogicalPlan::SubqueryAlias(_)) || !worth_sharing(node)? {
+            return Ok(None);
+        }
+        let mut tables = Vec::new();
+        let mut known = true;
+        node.apply_with_subqueries(|n| {
+            if let LogicalPlan::TableScan(scan) = n {
+                match source_as_provider(&scan.source) {
+                    Ok(provider) => tables.push(Arc::as_ptr(&provider).cast::<()>() as usize),
+                    Err(_) => known = false,
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(known.then(|| Self {
+            plan: node.clone(),
+            tables,
+        }))
+    }
+}
+
+/// Whether `node` is a subquery that reads the outer query's row: what it holds is left
+/// inlined (a correlated scalar subquery must show DataFusion that it returns at most one
+/// row, which a scan of a shared result does not).
+fn correlated(node: &LogicalPlan) -> bool {
+    matches!(node, LogicalPlan::Subquery(s) if !s.outer_ref_columns.is_empty())
+}
+
 /// Whether computing `subquery` once pays and is possible on its own: it aggregates, windows
-/// or joins, and refers to nothing outside itself (outer columns, parameters) and to nothing
-/// that may change between two evaluations (volatile functions).
+/// or joins, and refers to nothing outside itself (outer columns, parameters, a recursive
+/// CTE's work table) and to nothing that may change between two evaluations (volatile
+/// functions).
 fn worth_sharing(subquery: &LogicalPlan) -> Result<bool> {
     let mut works = false;
     let mut standalone = true;
@@ -111,6 +185,12 @@ fn worth_sharing(subquery: &LogicalPlan) -> Result<bool> {
                 | LogicalPlan::Distinct(_)
         ) {
             works = true;
+        }
+        if let LogicalPlan::TableScan(scan) = node
+            && source_as_provider(&scan.source).is_ok_and(|p| p.is::<CteWorkTable>())
+        {
+            standalone = false;
+            return Ok(TreeNodeRecursion::Stop);
         }
         node.apply_expressions(|e| {
             let outside = e.exists(|x| {
@@ -134,47 +214,72 @@ fn worth_sharing(subquery: &LogicalPlan) -> Result<bool> {
     Ok(works && standalone)
 }
 
-/// `plan` with every copy of a subquery in `repeated` replaced by a scan of its one
-/// [`SharedResult`], made on its first copy. (What a shared subquery repeats within itself is
-/// shared when it is planned on its own, by this rule again.)
+/// What [`share`] replaces, and how.
+struct Sharing {
+    /// The copies met more than once.
+    repeated: HashMap<Copy, usize>,
+    hold_at_most: Option<usize>,
+    /// Keep each shared subquery's top `ORDER BY` (the query has a LIMIT somewhere).
+    keep_order: bool,
+}
+
+/// Names of shared results' scans, each its own: two shared results under the same alias
+/// must not compare equal (DataFusion plans equal scalar subqueries once).
+static SHARED_SCANS: AtomicUsize = AtomicUsize::new(0);
+
+/// `plan` with every copy of a repeated subquery replaced by a scan of its one
+/// [`SharedResult`], made on its first copy, under the copy's alias. (What a shared subquery
+/// repeats within itself is shared when it is planned on its own, by this rule again.)
 fn share(
     plan: LogicalPlan,
-    repeated: &HashMap<LogicalPlan, usize>,
-    hold_at_most: Option<usize>,
-    shared: &mut HashMap<LogicalPlan, Arc<SharedResult>>,
+    sharing: &Sharing,
+    shared: &mut HashMap<Copy, Arc<SharedResult>>,
 ) -> Result<LogicalPlan> {
     plan.transform_down_with_subqueries(|node| {
+        if correlated(&node) {
+            return Ok(Transformed::new(node, false, TreeNodeRecursion::Jump));
+        }
         let LogicalPlan::SubqueryAlias(alias) = &node else {
             return Ok(Transformed::no(node));
         };
-        if !repeated.contains_key(&node) {
+        let Some((copy, copies)) = Copy::of(&node)?
+            .and_then(|c| sharing.repeated.get(&c).map(|n| (c, *n)))
+        else {
             return Ok(Transformed::no(node));
-        }
-        let result = match shared.get(&node) {
+        };
+        let result = match shared.get(&copy) {
             Some(result) => Arc::clone(result),
             None => {
-                tracing::debug!(subquery = %alias.alias, copies = repeated[&node], "Computed once for all its copies.");
-                let input = unordered(alias.input.as_ref());
+                tracing::debug!(subquery = %alias.alias, copies, "Computed once for all its copies.");
+                let input = if sharing.keep_order {
+                    alias.input.as_ref().clone()
+                } else {
+                    unordered(alias.input.as_ref())
+                };
                 let result = Arc::new(SharedResult::new(
                     alias.alias.to_string(),
                     input,
-                    hold_at_most,
+                    sharing.hold_at_most,
                 ));
-                shared.insert(node.clone(), Arc::clone(&result));
+                shared.insert(copy, Arc::clone(&result));
                 result
             }
         };
-        let scan =
-            LogicalPlanBuilder::scan(alias.alias.clone(), provider_as_source(result), None)?
-                .build()?;
+        let name = format!(
+            "__shared_{}",
+            SHARED_SCANS.fetch_add(1, Ordering::Relaxed)
+        );
+        let scan = LogicalPlanBuilder::scan(name, provider_as_source(result), None)?
+            .alias(alias.alias.clone())?
+            .build()?;
         Ok(Transformed::new(scan, true, TreeNodeRecursion::Jump))
     })
     .map(|t| t.data)
 }
 
-/// A subquery's plan without the sort at its top (a view's `ORDER BY`): SQL keeps no order
-/// through a subquery, the sort costs time, and a sorted result comes as one partition, read
-/// by one core.
+/// A subquery's plan without the sort at its top (a view's `ORDER BY`), for a query with no
+/// LIMIT: SQL keeps no order through a subquery, the sort costs time, and a sorted result
+/// comes as one partition, read by one core.
 fn unordered(subquery: &LogicalPlan) -> LogicalPlan {
     match subquery {
         LogicalPlan::Sort(sort) if sort.fetch.is_none() => unordered(sort.input.as_ref()),
@@ -241,9 +346,11 @@ impl SharedResult {
             .hold_at_most
             .unwrap_or_else(|| most_held(pool.as_ref()));
         let held = AtomicUsize::new(0);
+        let reservation =
+            MemoryConsumer::new(format!("shared result of `{}`", self.name)).register(pool);
         let streams = execute_stream_partitioned(physical, state.task_ctx())?;
         let read = streams.into_iter().map(|mut stream| {
-            let held = &held;
+            let (held, reservation) = (&held, &reservation);
             async move {
                 let mut batches = Vec::new();
                 while let Some(batch) = stream.next().await {
@@ -256,7 +363,9 @@ impl SharedResult {
                         RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec())?
                     };
                     let bytes = batch.get_array_memory_size();
-                    if held.fetch_add(bytes, Ordering::Relaxed) + bytes > limit {
+                    if held.fetch_add(bytes, Ordering::Relaxed) + bytes > limit
+                        || reservation.try_grow(bytes).is_err()
+                    {
                         return Ok(None);
                     }
                     batches.push(batch);
@@ -277,9 +386,6 @@ impl SharedResult {
         if partitions.is_empty() {
             partitions.push(Vec::new());
         }
-        let reservation =
-            MemoryConsumer::new(format!("shared result of `{}`", self.name)).register(pool);
-        reservation.grow(held.into_inner());
         Ok(Some(Computed {
             partitions,
             _reservation: reservation,
@@ -426,6 +532,42 @@ mod tests {
         // Each copy of `totals` evaluates `counted` on the 6 rows of `t`.
         assert_eq!(inlined_rows, 18);
         assert_eq!(shared_rows, 6);
+    }
+
+    #[tokio::test]
+    async fn answers_as_inlined_where_equal_plans_or_a_scan_would_mislead() {
+        for (sql, expected) in [
+            // Two table-function calls with different arguments have equal plans.
+            (
+                "SELECT 'small' AS which, n FROM (SELECT count(*) AS n FROM generate_series(1, 10)) s
+                 UNION ALL
+                 SELECT 'big', n FROM (SELECT count(*) AS n FROM generate_series(1, 1000)) s
+                 ORDER BY which",
+                "| big   | 1000 |",
+            ),
+            // Two shared results under one alias, in scalar subqueries (DataFusion plans
+            // equal ones once).
+            (
+                "SELECT
+                   (WITH s AS (SELECT k, min(v) AS n FROM t GROUP BY k)
+                    SELECT sum(a.n) FROM s a JOIN s b ON a.k = b.k) AS low,
+                   (WITH s AS (SELECT k, max(v) AS n FROM t GROUP BY k)
+                    SELECT sum(a.n) FROM s a JOIN s b ON a.k = b.k) AS high",
+                "| 90  | 120  |",
+            ),
+            // A correlated scalar subquery over a repeated CTE: one row per key.
+            (
+                "WITH totals AS (SELECT k, sum(v) AS total FROM t GROUP BY k)
+                 SELECT o.k, (SELECT total FROM totals WHERE totals.k = o.k) AS again
+                 FROM totals o ORDER BY o.k",
+                "| 3 | 110   |",
+            ),
+        ] {
+            let (inlined, _) = run(false, sql).await;
+            let (shared, _) = run(true, sql).await;
+            assert_eq!(shared, inlined, "{sql}");
+            assert!(shared.contains(expected), "{sql}\n{shared}");
+        }
     }
 
     #[tokio::test]
