@@ -598,20 +598,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_repeated_subquery_that_reads_the_outer_row_is_left_inlined() {
-        // The same correlated subquery twice: it cannot run on its own, so it is not shared
-        // (and the answer is DataFusion's own).
-        let sql = "SELECT o.k, o.v FROM t o
-                   WHERE o.v > (SELECT avg(i.v) FROM t i WHERE i.k = o.k)
-                     AND o.v >= (SELECT avg(i.v) FROM t i WHERE i.k = o.k)
-                   ORDER BY o.k";
-        let (inlined, _) = run(false, sql).await;
-        let (shared, _) = run(true, sql).await;
-        assert_eq!(shared, inlined);
-        assert!(shared.contains("| 2 | 40 |"), "{shared}");
-    }
-
-    #[tokio::test]
     async fn a_repeated_subquery_without_work_is_not_held() {
         // A filter of one table: reading it twice costs less than holding it.
         let sql = "WITH big AS (SELECT k, counted(v) AS v FROM t WHERE v > 25)
