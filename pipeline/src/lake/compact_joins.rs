@@ -24,15 +24,12 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::buffer::{NullBuffer, ScalarBuffer};
 use deltalake::arrow::datatypes::DataType;
-use deltalake::datafusion::common::Statistics;
 use deltalake::datafusion::common::config::ConfigOptions;
-use deltalake::datafusion::common::tree_node::{
-    Transformed, TransformedResult, TreeNode, TreeNodeRecursion,
-};
+use deltalake::datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use deltalake::datafusion::error::Result;
-use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use deltalake::datafusion::physical_expr::PhysicalExpr;
+use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::physical_optimizer::PhysicalOptimizerRule;
+use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::physical_plan::execution_plan::{
     ChildrenPropertiesMode, ReplaceChildrenOptions,
 };
@@ -41,10 +38,9 @@ use deltalake::datafusion::physical_plan::joins::{
 };
 use deltalake::datafusion::physical_plan::sorts::sort::SortExec;
 use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use deltalake::datafusion::physical_plan::{
-    ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
-};
 use futures::StreamExt as _;
+
+use super::pass_through::{PassThrough, Passing};
 
 /// Puts a [`CompactStrings`] above every join, below every hash join's build side and below
 /// every sort, where the batches there have a string-view column (module doc).
@@ -77,9 +73,7 @@ fn compact_child(
     if !has_views(child.as_ref()) || child.is::<CompactStrings>() {
         return Ok(Transformed::no(node));
     }
-    children[index] = Arc::new(CompactStrings {
-        input: Arc::clone(child),
-    });
+    children[index] = Arc::new(CompactStrings::new(Arc::clone(child), Compacting));
     Ok(Transformed::yes(node.replace_children(
         children,
         ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep),
@@ -104,7 +98,7 @@ impl PhysicalOptimizerRule for CompactJoinOutput {
                 return Ok(node);
             }
             Ok(Transformed::yes(
-                Arc::new(CompactStrings { input: node.data }) as Arc<dyn ExecutionPlan>,
+                Arc::new(CompactStrings::new(node.data, Compacting)) as Arc<dyn ExecutionPlan>,
             ))
         })
         .data()
@@ -122,75 +116,23 @@ impl PhysicalOptimizerRule for CompactJoinOutput {
 /// Passes its input's batches on with each string-view column copied into buffers of its
 /// own (`StringViewArray::gc`). The rows, their order and partitioning are its input's, so
 /// are its properties: the plan above keeps every guarantee it relied on.
+pub type CompactStrings = PassThrough<Compacting>;
+
+/// What a [`CompactStrings`] does to its input's batches.
 #[derive(Debug)]
-pub struct CompactStrings {
-    input: Arc<dyn ExecutionPlan>,
-}
+pub struct Compacting;
 
-impl DisplayAs for CompactStrings {
-    fn fmt_as(&self, _format: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "CompactStringsExec")
-    }
-}
+impl Passing for Compacting {
+    const NAME: &'static str = "CompactStringsExec";
 
-impl ExecutionPlan for CompactStrings {
-    fn name(&self) -> &str {
-        "CompactStringsExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
-        vec![ChildStats::At(partition)]
-    }
-
-    fn statistics_from_inputs(
-        &self,
-        input_stats: &[Arc<Statistics>],
-        _args: &StatisticsArgs,
-    ) -> Result<Arc<Statistics>> {
-        Ok(Arc::clone(&input_stats[0]))
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(CompactStrings {
-            input: children.swap_remove(0),
-        }))
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context)?;
+    fn stream(&self, input: SendableRecordBatchStream) -> SendableRecordBatchStream {
         let schema = input.schema();
         // Empty batches (a join's probe batch that matched nothing) are dropped: each would
         // still be counted at its builders' capacity.
         let compacted = input
             .filter(|batch| futures::future::ready(!matches!(batch, Ok(b) if b.num_rows() == 0)))
             .map(|batch| batch.and_then(compact));
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, compacted)))
+        Box::pin(RecordBatchStreamAdapter::new(schema, compacted))
     }
 }
 

@@ -43,11 +43,8 @@ use std::sync::Arc;
 
 use deltalake::datafusion::common::Statistics;
 use deltalake::datafusion::common::config::ConfigOptions;
-use deltalake::datafusion::common::tree_node::{
-    Transformed, TransformedResult, TreeNode, TreeNodeRecursion,
-};
+use deltalake::datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use deltalake::datafusion::error::Result;
-use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use deltalake::datafusion::logical_expr::{Aggregate, Operator};
 use deltalake::datafusion::physical_expr::PhysicalExpr;
 use deltalake::datafusion::physical_expr::expressions::{
@@ -58,11 +55,10 @@ use deltalake::datafusion::physical_expr::split_conjunction;
 use deltalake::datafusion::physical_optimizer::PhysicalOptimizerRule;
 use deltalake::datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use deltalake::datafusion::physical_plan::filter::FilterExec;
-use deltalake::datafusion::physical_plan::{
-    ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, StatisticsArgs,
-    StatisticsContext,
-};
+use deltalake::datafusion::physical_plan::{ExecutionPlan, StatisticsArgs, StatisticsContext};
 use deltalake::datafusion::scalar::ScalarValue;
+
+use super::pass_through::{PassThrough, Passing};
 
 /// Sets each [`FilterExec`]'s default selectivity from the shape of its predicate (module
 /// doc). Place it before DataFusion's `join_selection`.
@@ -185,7 +181,7 @@ impl PhysicalOptimizerRule for GroupEstimates {
                 return Ok(Transformed::no(node));
             }
             Ok(Transformed::yes(
-                Arc::new(EstimatedGroups { input: node }) as Arc<dyn ExecutionPlan>
+                Arc::new(EstimatedGroups::new(node, FewerGroups)) as Arc<dyn ExecutionPlan>,
             ))
         })
         .data()
@@ -257,7 +253,7 @@ impl PhysicalOptimizerRule for DropGroupEstimates {
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| match node.downcast_ref::<EstimatedGroups>() {
-            Some(estimated) => Ok(Transformed::yes(Arc::clone(&estimated.input))),
+            Some(estimated) => Ok(Transformed::yes(Arc::clone(estimated.input()))),
             None => Ok(Transformed::no(node)),
         })
         .data()
@@ -275,44 +271,21 @@ impl PhysicalOptimizerRule for DropGroupEstimates {
 /// A grouping's output, unchanged, whose statistics say it keeps one row in
 /// [`ROWS_PER_GROUP`] of what DataFusion estimates (never fewer than one). It lives only
 /// while join selection reads the plan; should it run, it passes its input's batches on.
+pub type EstimatedGroups = PassThrough<FewerGroups>;
+
+/// The statistics an [`EstimatedGroups`] reports.
 #[derive(Debug)]
-pub struct EstimatedGroups {
-    input: Arc<dyn ExecutionPlan>,
-}
+pub struct FewerGroups;
 
-impl DisplayAs for EstimatedGroups {
-    fn fmt_as(&self, _format: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "EstimatedGroupsExec: rows_per_group={ROWS_PER_GROUP}")
-    }
-}
+impl Passing for FewerGroups {
+    const NAME: &'static str = "EstimatedGroupsExec";
 
-impl ExecutionPlan for EstimatedGroups {
-    fn name(&self) -> &str {
-        "EstimatedGroupsExec"
+    fn details(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, ": rows_per_group={ROWS_PER_GROUP}")
     }
 
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
-        vec![ChildStats::At(partition)]
-    }
-
-    fn statistics_from_inputs(
-        &self,
-        input_stats: &[Arc<Statistics>],
-        _args: &StatisticsArgs,
-    ) -> Result<Arc<Statistics>> {
-        let mut stats = Statistics::clone(&input_stats[0]).to_inexact();
+    fn statistics(&self, input: &Arc<Statistics>) -> Result<Arc<Statistics>> {
+        let mut stats = Statistics::clone(input).to_inexact();
         let fewer = |n: usize| n.div_ceil(ROWS_PER_GROUP).max(1);
         stats.num_rows = stats.num_rows.map(fewer);
         stats.total_byte_size = stats.total_byte_size.map(fewer);
@@ -324,30 +297,6 @@ impl ExecutionPlan for EstimatedGroups {
             }
         }
         Ok(Arc::new(stats))
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(EstimatedGroups {
-            input: children.swap_remove(0),
-        }))
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        self.input.execute(partition, context)
     }
 }
 

@@ -8,7 +8,9 @@
 //! `rechecked` makes DataFusion apply every filter itself (never trusting a scan's "exact"),
 //! `global_aggregates` keeps DataFusion from pushing a filter beneath an aggregate that returns
 //! a row for an empty input, `compact_joins` makes joins' text columns own their bytes (so
-//! memory is counted at what a batch holds),
+//! memory is counted at what a batch holds), `shared_subplans` computes each repeated
+//! subquery once, `estimates` corrects the row estimates join selection reads,
+//! `pass_through` is the plan operator those three put in,
 //! `retention` keeps the versions evidence packs pinned (`govlake vacuum`), `format` records and
 //! checks the lake's format version (`govlake migrate`), `failpoint` holds the crash points
 //! tests arm, `lease` lets one `govlake job run` at a time work on a lake, and `compact`
@@ -25,6 +27,7 @@ pub mod format;
 pub mod global_aggregates;
 pub mod history;
 pub mod lease;
+pub mod pass_through;
 pub mod rechecked;
 pub mod retention;
 pub mod row;

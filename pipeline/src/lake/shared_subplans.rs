@@ -13,10 +13,11 @@
 //! the subquery (with the session's rules, memory pool and settings) and keeps its batches;
 //! every copy reads them. The rows are the same (the differential test compares every view
 //! with and without this rule). What changes:
-//! - the result is held in memory, reserved from the session's pool while the query is
-//!   planned; a result that would take more than a quarter of the pool, or more than the
-//!   pool has left, is dropped and computed by each copy instead. (The reservation ends
-//!   with planning: while the query runs, the held batches are not counted by the pool.)
+//! - the result is held in memory, reserved from the session's pool until the last plan or
+//!   stream that reads it is dropped (each scan is a [`HeldBatches`] that keeps the
+//!   reservation);
+//!   a result that would take more than a quarter of the pool, or more than the pool has
+//!   left, is dropped and computed by each copy instead.
 //! - filters of one copy are no longer pushed into the shared computation, and the
 //!   subquery's own `ORDER BY` is left out unless the query has a LIMIT somewhere.
 //! - it is computed when the query is planned, so `EXPLAIN` of such a query computes it too.
@@ -40,6 +41,7 @@ use deltalake::datafusion::datasource::cte_worktable::CteWorkTable;
 use deltalake::datafusion::datasource::memory::MemorySourceConfig;
 use deltalake::datafusion::datasource::{provider_as_source, source_as_provider};
 use deltalake::datafusion::error::{DataFusionError, Result};
+use deltalake::datafusion::execution::SendableRecordBatchStream;
 use deltalake::datafusion::execution::memory_pool::{
     MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
@@ -47,11 +49,13 @@ use deltalake::datafusion::logical_expr::{
     Expr, LogicalPlan, LogicalPlanBuilder, Projection, TableType,
 };
 use deltalake::datafusion::optimizer::AnalyzerRule;
+use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use deltalake::datafusion::physical_plan::{ExecutionPlan, execute_stream_partitioned};
 use futures::StreamExt as _;
 use futures::future::try_join_all;
 
 use super::compact_joins::compact;
+use super::pass_through::{PassThrough, Passing};
 
 /// The analyzer rule (module doc). Runs after DataFusion's own analyzer rules, so the copies
 /// it compares are type-coerced alike.
@@ -315,7 +319,7 @@ pub struct SharedResult {
     plan: LogicalPlan,
     schema: SchemaRef,
     hold_at_most: Option<usize>,
-    computed: tokio::sync::OnceCell<Option<Computed>>,
+    computed: tokio::sync::OnceCell<Option<Arc<Computed>>>,
 }
 
 /// The batches of each output partition, and their memory, reserved from the session's pool.
@@ -339,7 +343,7 @@ impl SharedResult {
 
     /// The result, all partitions read at once; `None` as soon as it holds more than
     /// [`most_held`].
-    async fn compute(&self, state: &dyn Session) -> Result<Option<Computed>> {
+    async fn compute(&self, state: &dyn Session) -> Result<Option<Arc<Computed>>> {
         let physical = state.create_physical_plan(&self.plan).await?;
         let pool = &state.runtime_env().memory_pool;
         let limit = self
@@ -386,10 +390,10 @@ impl SharedResult {
         if partitions.is_empty() {
             partitions.push(Vec::new());
         }
-        Ok(Some(Computed {
+        Ok(Some(Arc::new(Computed {
             partitions,
             _reservation: reservation,
-        }))
+        })))
     }
 }
 
@@ -415,11 +419,15 @@ impl TableProvider for SharedResult {
             .get_or_try_init(|| self.compute(state))
             .await?;
         if let Some(computed) = computed {
-            return Ok(MemorySourceConfig::try_new_exec(
+            let batches = MemorySourceConfig::try_new_exec(
                 &computed.partitions,
                 Arc::clone(&self.schema),
                 projection.cloned(),
-            )?);
+            )?;
+            return Ok(Arc::new(HeldBatches::new(
+                batches,
+                Holding(Arc::clone(computed)),
+            )));
         }
         let mut copy = LogicalPlanBuilder::from(self.plan.clone());
         if let Some(columns) = projection {
@@ -434,17 +442,48 @@ impl TableProvider for SharedResult {
     }
 }
 
+/// A scan of a shared result: its input (the batches, as a memory source) with the result's
+/// reservation kept alive, so the pool counts the batches for as long as a plan or a stream
+/// that reads them exists (a query's stream outlives its plan, and the plan its logical plan
+/// and [`SharedResult`]).
+type HeldBatches = PassThrough<Holding>;
+
+/// The shared result a [`HeldBatches`] keeps, and hands each of its streams.
+#[derive(Debug)]
+struct Holding(Arc<Computed>);
+
+impl Passing for Holding {
+    const NAME: &'static str = "HeldBatchesExec";
+
+    fn stream(&self, input: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        let held = Arc::clone(&self.0);
+        let schema = input.schema();
+        Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            input.inspect(move |_| {
+                let _still_reserved = &held;
+            }),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroUsize;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use deltalake::arrow::array::{Array, Int64Array, RecordBatch};
     use deltalake::arrow::datatypes::{DataType, Field, Schema};
     use deltalake::arrow::util::pretty::pretty_format_batches;
+    use deltalake::datafusion::execution::memory_pool::{
+        GreedyMemoryPool, MemoryPool, TrackConsumersPool,
+    };
+    use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
     use deltalake::datafusion::execution::session_state::SessionStateBuilder;
     use deltalake::datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-    use deltalake::datafusion::prelude::SessionContext;
+    use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+    use futures::StreamExt as _;
 
     use super::ComputeRepeatsOnce;
 
@@ -455,19 +494,13 @@ mod tests {
         if let Some(rule) = rule {
             state = state.with_analyzer_rule(Arc::new(rule));
         }
+        session_on(state)
+    }
+
+    /// [`session_with`] on a state of the caller's.
+    fn session_on(state: SessionStateBuilder) -> (SessionContext, Arc<AtomicUsize>) {
         let ctx = SessionContext::new_with_state(state.build());
-        let batch = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("k", DataType::Int64, false),
-                Field::new("v", DataType::Int64, false),
-            ])),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 1, 2, 2, 3, 3])),
-                Arc::new(Int64Array::from(vec![10, 20, 30, 40, 50, 60])),
-            ],
-        )
-        .expect("batch");
-        ctx.register_batch("t", batch).expect("t");
+        ctx.register_batch("t", t()).expect("t");
         let rows = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&rows);
         ctx.register_udf(create_udf(
@@ -483,6 +516,21 @@ mod tests {
             }),
         ));
         (ctx, rows)
+    }
+
+    /// Table `t`: k, v (6 rows, keys 1–3).
+    fn t() -> RecordBatch {
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("k", DataType::Int64, false),
+                Field::new("v", DataType::Int64, false),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 1, 2, 2, 3, 3])),
+                Arc::new(Int64Array::from(vec![10, 20, 30, 40, 50, 60])),
+            ],
+        )
+        .expect("batch")
     }
 
     /// The query's rows as a table.
@@ -532,6 +580,64 @@ mod tests {
         // Each copy of `totals` evaluates `counted` on the 6 rows of `t`.
         assert_eq!(inlined_rows, 18);
         assert_eq!(shared_rows, 6);
+    }
+
+    #[tokio::test]
+    async fn a_shared_result_is_counted_by_the_pool_until_the_query_reading_it_is_dropped() {
+        let pool = Arc::new(TrackConsumersPool::new(
+            GreedyMemoryPool::new(1 << 30),
+            NonZeroUsize::new(20).expect("non-zero"),
+        ));
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::clone(&pool) as Arc<dyn MemoryPool>)
+            .build_arc()
+            .expect("runtime");
+        // One partition and batches of 8 rows: the shared result is 500 batches, and the
+        // query's stream is read one batch at a time while both copies are being read.
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(
+                SessionConfig::new()
+                    .with_target_partitions(1)
+                    .with_batch_size(8),
+            )
+            .with_runtime_env(runtime)
+            .with_analyzer_rule(Arc::new(ComputeRepeatsOnce::default()));
+        let (ctx, _) = session_on(state);
+        let keys = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from_iter_values(0..4000))],
+        )
+        .expect("batch");
+        ctx.register_batch("big", keys).expect("big");
+        let shared_is_counted = || pool.report_top(20).contains("shared result of");
+        // As `govlake sql` runs a query: the stream is all that is left of the plans once
+        // it is made (the logical plan, its SharedResult and the physical plan are dropped).
+        let mut stream = ctx
+            .sql(
+                "WITH groups AS (SELECT k, count(*) AS n FROM big GROUP BY k)
+                 SELECT k, n FROM groups UNION ALL SELECT k, n FROM groups",
+            )
+            .await
+            .expect("plans")
+            .execute_stream()
+            .await
+            .expect("runs");
+        let first = stream.next().await.expect("a batch").expect("runs");
+        assert!(first.num_rows() > 0);
+        assert!(
+            shared_is_counted(),
+            "the shared groups are counted while the query runs: {}",
+            pool.report_top(20)
+        );
+        let mut rows = first.num_rows();
+        while let Some(batch) = stream.next().await {
+            rows += batch.expect("runs").num_rows();
+        }
+        assert_eq!(rows, 8000);
+        drop(stream);
+        assert!(!shared_is_counted(), "released with the query");
+        assert_eq!(pool.reserved(), 0, "released with the query");
     }
 
     #[tokio::test]
