@@ -15,9 +15,8 @@
 //! with and without this rule). What changes:
 //! - the result is held in memory, reserved from the session's pool until the last plan or
 //!   stream that reads it is dropped (each scan is a [`HeldBatches`] that keeps the
-//!   reservation);
-//!   a result that would take more than a quarter of the pool, or more than the pool has
-//!   left, is dropped and computed by each copy instead.
+//!   reservation); a result that would take more than a quarter of the pool, or more than
+//!   the pool has left, is dropped and computed by each copy instead.
 //! - filters of one copy are no longer pushed into the shared computation, and the
 //!   subquery's own `ORDER BY` is left out unless the query has a LIMIT somewhere.
 //! - it is computed when the query is planned, so `EXPLAIN` of such a query computes it too.
@@ -494,13 +493,19 @@ mod tests {
         if let Some(rule) = rule {
             state = state.with_analyzer_rule(Arc::new(rule));
         }
-        session_on(state)
-    }
-
-    /// [`session_with`] on a state of the caller's.
-    fn session_on(state: SessionStateBuilder) -> (SessionContext, Arc<AtomicUsize>) {
         let ctx = SessionContext::new_with_state(state.build());
-        ctx.register_batch("t", t()).expect("t");
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("k", DataType::Int64, false),
+                Field::new("v", DataType::Int64, false),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 1, 2, 2, 3, 3])),
+                Arc::new(Int64Array::from(vec![10, 20, 30, 40, 50, 60])),
+            ],
+        )
+        .expect("batch");
+        ctx.register_batch("t", batch).expect("t");
         let rows = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&rows);
         ctx.register_udf(create_udf(
@@ -516,21 +521,6 @@ mod tests {
             }),
         ));
         (ctx, rows)
-    }
-
-    /// Table `t`: k, v (6 rows, keys 1–3).
-    fn t() -> RecordBatch {
-        RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("k", DataType::Int64, false),
-                Field::new("v", DataType::Int64, false),
-            ])),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 1, 2, 2, 3, 3])),
-                Arc::new(Int64Array::from(vec![10, 20, 30, 40, 50, 60])),
-            ],
-        )
-        .expect("batch")
     }
 
     /// The query's rows as a table.
@@ -603,7 +593,7 @@ mod tests {
             )
             .with_runtime_env(runtime)
             .with_analyzer_rule(Arc::new(ComputeRepeatsOnce::default()));
-        let (ctx, _) = session_on(state);
+        let ctx = SessionContext::new_with_state(state.build());
         let keys = RecordBatch::try_new(
             Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)])),
             vec![Arc::new(Int64Array::from_iter_values(0..4000))],
