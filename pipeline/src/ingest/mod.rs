@@ -13,6 +13,7 @@ pub mod error;
 pub mod files;
 pub mod keyset;
 pub mod loganalytics;
+mod prepare;
 pub mod reader;
 pub mod replay;
 pub mod snapshot;
@@ -31,7 +32,7 @@ use tokio::sync::mpsc;
 
 pub use error::{Error, Result};
 
-use crate::catalog::{self, Ctx, EntitySpec, Storage, value};
+use crate::catalog::{self, EntitySpec, Storage};
 use crate::lake::bookkeeping::{self, RAW, REJECTS};
 use crate::lake::history::VersionMerge;
 use crate::lake::{Cell, Lake, TableSchema};
@@ -159,21 +160,81 @@ impl IngestSummary {
 /// Callback for progress: (bytes read so far, total bytes, records so far).
 pub type ProgressFn<'a> = &'a (dyn Fn(u64, u64, u64) + Sync);
 
+/// What the reader thread reads, before its records are prepared.
+enum Read {
+    Item { file: usize, item: Item },
+    FileError(FileError),
+}
+
+/// A file that could not be read to its end (or at all).
+struct FileError {
+    file: usize,
+    message: String,
+    location: String,
+    /// `@odata.context` of the page it broke in, if known.
+    context: Option<String>,
+}
+
+/// What the consumer takes: what the reader read, each record prepared (its entity, raw
+/// text and hash, rows) on the pool.
 enum Msg {
+    Record {
+        file: usize,
+        /// `@odata.context` of its page, if any.
+        context: Option<Arc<str>>,
+        /// 0-based position in the file.
+        index: u64,
+        /// Its entity and parents, if it can be told.
+        resolved: Option<Resolved>,
+        record: prepare::Record,
+    },
+    /// A bad record or a page's end.
     Item {
         file: usize,
         item: Item,
-        /// A record's compact JSON (the raw layer's text), written on the reader thread so
-        /// the consumer does not spend its time serialising.
-        json: Option<String>,
     },
-    FileError {
-        file: usize,
-        message: String,
-        location: String,
-        /// `@odata.context` of the page it broke in, if known.
-        context: Option<String>,
-    },
+    FileError(FileError),
+}
+
+/// Prepares a batch of what the reader read (on the pool): records are resolved, their
+/// text, hash and rows made; the rest passes as it is.
+fn prepare_batch(reads: Vec<Read>, settings: &prepare::Settings) -> Vec<Msg> {
+    // The records of a page share its context: resolve it once.
+    let mut last: Option<(usize, Option<Arc<str>>, Option<Resolved>)> = None;
+    reads
+        .into_iter()
+        .map(|read| match read {
+            Read::Item {
+                file,
+                item:
+                    Item::Record {
+                        context,
+                        index,
+                        value,
+                    },
+            } => {
+                let known = last
+                    .as_ref()
+                    .filter(|(f, c, _)| *f == file && *c == context)
+                    .map(|(_, _, r)| r.clone());
+                let resolved = known.unwrap_or_else(|| {
+                    let r = prepare::resolve(&settings.paths, file, context.as_deref());
+                    last = Some((file, context.clone(), r.clone()));
+                    r
+                });
+                let record = prepare::record(resolved.as_ref(), value, settings);
+                Msg::Record {
+                    file,
+                    context,
+                    index,
+                    resolved,
+                    record,
+                }
+            }
+            Read::Item { file, item } => Msg::Item { file, item },
+            Read::FileError(e) => Msg::FileError(e),
+        })
+        .collect()
 }
 
 const UNRESOLVED: &str = "(unresolved)";
@@ -259,13 +320,18 @@ pub async fn run(
     let bytes = Arc::new(AtomicU64::new(0));
 
     // Items travel in batches: one hand-over per record woke the reader thread for every slot
-    // the consumer freed (7 % of an ingest's CPU went to switching threads).
-    let (tx, mut rx) = mpsc::channel::<Vec<Msg>>(4096 / MSG_BATCH);
+    // the consumer freed (7 % of an ingest's CPU went to switching threads). Each batch is
+    // prepared on the pool; the channel carries its result's receiver, in reading order.
+    let (tx, mut rx) =
+        mpsc::channel::<tokio::sync::oneshot::Receiver<Vec<Msg>>>(IN_FLIGHT_RECORDS / MSG_BATCH);
     let reader = {
-        let paths = paths.clone();
+        let prepare = prepare::Settings {
+            paths: Arc::from(paths.clone()),
+            max_record_bytes: settings.max_record_bytes,
+            keep_raw: true,
+        };
         let bytes = bytes.clone();
-        let max = settings.max_record_bytes;
-        tokio::task::spawn_blocking(move || read_files(&paths, &unreadable, max, &bytes, &tx))
+        tokio::task::spawn_blocking(move || read_files(&prepare, &unreadable, &bytes, &tx))
     };
 
     let mut run = Run::new(
@@ -278,26 +344,31 @@ pub async fn run(
     );
     let sources: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let mut records = 0u64;
-    while let Some(batch) = rx.recv().await {
+    while let Some(prepared) = rx.recv().await {
+        // A batch whose preparing failed (a panic on the pool) ends the run.
+        let batch = prepared.await.map_err(|_| Error::Reader)?;
         for msg in batch {
             match msg {
-                Msg::Item { file, item, json } => {
+                Msg::Record {
+                    file,
+                    context,
+                    index,
+                    resolved,
+                    record,
+                } => {
+                    records += 1;
+                    run.touch(file, resolved.as_ref().and_then(Run::snapshot_scope));
+                    let source = &sources[file];
+                    run.record(record, resolved.as_ref(), source, index, context.as_deref())
+                        .await?;
+                    if records.is_multiple_of(4096) {
+                        progress(bytes.load(Ordering::Relaxed), total_bytes, records);
+                    }
+                }
+                Msg::Item { file, item } => {
                     let source = &sources[file];
                     match item {
-                        Item::Record {
-                            context,
-                            index,
-                            value,
-                        } => {
-                            records += 1;
-                            let resolved = run.resolve(file, &paths[file], context.as_deref());
-                            run.touch(file, resolved.as_ref().and_then(Run::snapshot_scope));
-                            run.record(resolved, value, json, source, index, context.as_deref())
-                                .await?;
-                            if records.is_multiple_of(4096) {
-                                progress(bytes.load(Ordering::Relaxed), total_bytes, records);
-                            }
-                        }
+                        Item::Record { .. } => unreachable!("records are prepared"),
                         Item::Bad {
                             context,
                             index,
@@ -321,12 +392,12 @@ pub async fn run(
                         }
                     }
                 }
-                Msg::FileError {
+                Msg::FileError(FileError {
                     file,
                     message,
                     location,
                     context,
-                } => {
+                }) => {
                     records += 1;
                     let resolved = context
                         .as_deref()
@@ -345,23 +416,23 @@ pub async fn run(
 }
 
 fn read_files(
-    paths: &[PathBuf],
+    prepare: &prepare::Settings,
     unreadable: &HashMap<usize, String>,
-    max_record_bytes: usize,
     bytes: &Arc<AtomicU64>,
-    tx: &mpsc::Sender<Vec<Msg>>,
+    tx: &mpsc::Sender<tokio::sync::oneshot::Receiver<Vec<Msg>>>,
 ) {
-    let batch = std::cell::RefCell::new(Batch::new(tx));
+    let pool = prepare::Pool::new();
+    let batch = std::cell::RefCell::new(Batch::new(tx, &pool, prepare));
     // A file that cannot be read as a whole is one rejected item, not the end of the run.
     let file_failed = |file: usize, message: String| {
-        let _ = batch.borrow_mut().push(Msg::FileError {
+        let _ = batch.borrow_mut().push(Read::FileError(FileError {
             file,
             message,
             location: String::new(),
             context: None,
-        });
+        }));
     };
-    for (file, path) in paths.iter().enumerate() {
+    for (file, path) in prepare.paths.iter().enumerate() {
         if let Some(reason) = unreadable.get(&file) {
             file_failed(file, reason.clone());
             continue;
@@ -370,7 +441,7 @@ fn read_files(
         let ext = files::extension(&name);
         let options = reader::ReadOptions {
             // A record over the limit is rejected as it is read, never held in memory whole.
-            max_record_bytes,
+            max_record_bytes: prepare.max_record_bytes,
             json_lines: matches!(ext.as_str(), "jsonl" | "ndjson"),
         };
         let f = match std::fs::File::open(path) {
@@ -392,62 +463,71 @@ fn read_files(
         };
         let reader = std::io::BufReader::with_capacity(1 << 20, decoded);
         let result = reader::read_stream_with(reader, &options, &mut |item| {
-            let json = match &item {
-                Item::Record { value, .. } => Some(value::compact_json(value)),
-                Item::Bad { .. } | Item::PageEnd { .. } => None,
-            };
             batch
                 .borrow_mut()
-                .push(Msg::Item { file, item, json })
+                .push(Read::Item { file, item })
                 .map_err(|()| reader::Stopped("ingest stopped".into()))
         });
         if let Err(e) = result {
             if e.stopped {
                 return;
             }
-            let _ = batch.borrow_mut().push(Msg::FileError {
+            let _ = batch.borrow_mut().push(Read::FileError(FileError {
                 file,
                 message: e.message,
                 location: e.location,
                 context: e.context,
-            });
+            }));
         }
     }
     let _ = batch.borrow_mut().send();
 }
 
-/// Items handed from the reader thread to the consumer at once.
+/// Items handed from the reader thread to the pool, and then to the consumer, at once.
 const MSG_BATCH: usize = 128;
 
-/// The reader's items on their way to the consumer, sent `MSG_BATCH` at a time.
+/// Records read but not yet taken by the consumer, at most (about 12 MB of audit events).
+const IN_FLIGHT_RECORDS: usize = 4096;
+
+/// The reader's items on their way to the pool, sent `MSG_BATCH` at a time.
 struct Batch<'a> {
-    tx: &'a mpsc::Sender<Vec<Msg>>,
-    msgs: Vec<Msg>,
+    tx: &'a mpsc::Sender<tokio::sync::oneshot::Receiver<Vec<Msg>>>,
+    pool: &'a prepare::Pool,
+    settings: &'a prepare::Settings,
+    reads: Vec<Read>,
 }
 
 impl<'a> Batch<'a> {
-    fn new(tx: &'a mpsc::Sender<Vec<Msg>>) -> Self {
+    fn new(
+        tx: &'a mpsc::Sender<tokio::sync::oneshot::Receiver<Vec<Msg>>>,
+        pool: &'a prepare::Pool,
+        settings: &'a prepare::Settings,
+    ) -> Self {
         Batch {
             tx,
-            msgs: Vec::with_capacity(MSG_BATCH),
+            pool,
+            settings,
+            reads: Vec::with_capacity(MSG_BATCH),
         }
     }
 
     /// Queues one item; `Err` when the consumer has stopped.
-    fn push(&mut self, msg: Msg) -> std::result::Result<(), ()> {
-        self.msgs.push(msg);
-        if self.msgs.len() >= MSG_BATCH {
+    fn push(&mut self, read: Read) -> std::result::Result<(), ()> {
+        self.reads.push(read);
+        if self.reads.len() >= MSG_BATCH {
             self.send()?;
         }
         Ok(())
     }
 
     fn send(&mut self) -> std::result::Result<(), ()> {
-        if self.msgs.is_empty() {
+        if self.reads.is_empty() {
             return Ok(());
         }
-        let msgs = std::mem::replace(&mut self.msgs, Vec::with_capacity(MSG_BATCH));
-        self.tx.blocking_send(msgs).map_err(|_| ())
+        let reads = std::mem::replace(&mut self.reads, Vec::with_capacity(MSG_BATCH));
+        let settings = self.settings.clone();
+        let prepared = self.pool.run(move || prepare_batch(reads, &settings));
+        self.tx.blocking_send(prepared).map_err(|_| ())
     }
 }
 
@@ -462,14 +542,13 @@ struct AppendBuffer {
 }
 
 /// Where an object sits: its input file and place in it (for rejects), its parents' ids
-/// (nearest first), the child list's constant, its 1-based position in the parent's list (0
-/// at top level), and whether its parent was new (append-only children follow it).
+/// (nearest first), the child list's constant, and whether its parent was new (append-only
+/// children follow it).
 struct Placement<'a> {
     source: &'a str,
     location: Location<'a>,
     parents: &'a [String],
     constant: Option<&'a str>,
-    position: usize,
     parent_is_new: Option<bool>,
 }
 
@@ -762,50 +841,51 @@ impl<'a> Run<'a> {
         self.reject(entity, &source, location, None, message, "");
     }
 
+    /// A prepared top-level record: quarantined when nothing ingests it, else stored.
     async fn record(
         &mut self,
-        resolved: Option<Resolved>,
-        mut value: Value,
-        mut json: Option<String>,
+        record: prepare::Record,
+        resolved: Option<&Resolved>,
         source: &str,
         index: u64,
         context: Option<&str>,
     ) -> Result<()> {
         let location = Location::Record(index);
-        let Some(r) = resolved else {
-            let file = source.to_string();
-            let reason = match context {
-                Some(c) => format!("`@odata.context` `{c}` names nothing govlake ingests"),
-                None => "cannot tell which entity this file holds: its pages have no `@odata.context` and the file name names no entity (e.g. `assignments.json`)".to_string(),
-            };
-            let raw = json.unwrap_or_else(|| value::compact_json(&value));
-            self.reject(UNRESOLVED, &file, &location.to_string(), None, reason, &raw);
-            return Ok(());
-        };
-        let spec = catalog::entity(r.entity).expect("resolved entities exist");
-        if r.envelope || (spec.table == "audit_events" && is_monitor_envelope(&value)) {
-            json = None;
-            value = match value {
-                Value::Object(mut m) => m.remove("properties").unwrap_or(Value::Null),
-                other => other,
-            };
-        } else if spec.table == "audit_events" && loganalytics::is_row(&value) {
-            // A Log Analytics `AuditLogs` row (saved `az monitor log-analytics query` output).
-            if let Value::Object(row) = &value {
-                value = loganalytics::row_to_directory_audit(row);
-                json = None;
+        let (spec, json, raw_hash, object, r) = match (record, resolved) {
+            (
+                prepare::Record::Resolved {
+                    spec,
+                    json,
+                    raw_hash,
+                    object,
+                },
+                Some(r),
+            ) => (spec, json, raw_hash, object, r),
+            (prepare::Record::Unresolved { json }, _)
+            | (prepare::Record::Resolved { json, .. }, None) => {
+                let reason = match context {
+                    Some(c) => format!("`@odata.context` `{c}` names nothing govlake ingests"),
+                    None => "cannot tell which entity this file holds: its pages have no `@odata.context` and the file name names no entity (e.g. `assignments.json`)".to_string(),
+                };
+                self.reject(
+                    UNRESOLVED,
+                    source,
+                    &location.to_string(),
+                    None,
+                    reason,
+                    &json,
+                );
+                return Ok(());
             }
-        }
+        };
         let at = Placement {
             source,
             location,
             parents: &r.parents,
             constant: r.constant,
-            position: 0,
             parent_is_new: None,
         };
-        let json = json.unwrap_or_else(|| value::compact_json(&value));
-        self.object(spec, &value, Some(json), &at).await?;
+        self.object(spec, object, Some(json), raw_hash, &at).await?;
         self.flush_if_full().await
     }
 
@@ -828,83 +908,49 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// One object (a top-level record with its `json`, or a child inside its parent's):
-    /// extracted into a row or rejected, its child lists fed to their tables, its raw JSON
-    /// kept, its row stored.
+    /// One prepared object (a top-level record with its `json`, or a child inside its
+    /// parent's): quarantined with its reason, or counted, its lists fed to their tables, its
+    /// raw JSON kept (`raw_hash` when the pool made it), its row stored.
     async fn object(
         &mut self,
         spec: &'static EntitySpec,
-        value: &Value,
+        object: prepare::Object,
         json: Option<String>,
+        raw_hash: Option<String>,
         at: &Placement<'_>,
     ) -> Result<()> {
-        let Some(row) = self.extract_or_reject(spec, value, json.as_deref(), at) else {
-            return Ok(());
+        let row = match object.row {
+            Ok(row) => row,
+            Err(rejected) => {
+                self.rejected(spec, rejected, json.as_deref(), at);
+                return Ok(());
+            }
         };
         let id = row[0].as_str().unwrap_or_default().to_string();
         self.count(spec.table).fetched += 1;
         self.note_watermark(spec, &row);
         let is_new = self.is_new_append(spec, &id, at).await?;
-        self.children(spec, value, &id, at, is_new).await?;
+        self.children(object.lists, &id, at, is_new).await?;
 
         // Raw layer: every distinct version of every object, verbatim. Child rows are part of
         // their parent's raw record: only top-level objects carry `json`.
         if let Some(json) = json.filter(|_| self.keep_raw) {
-            let hash = {
-                let mut h = Sha256::new();
-                h.update(spec.table.as_bytes());
-                h.update([0]);
-                h.update(json.as_bytes());
-                hex::encode(&h.finalize()[..16])
-            };
+            let hash = raw_hash.unwrap_or_else(|| prepare::raw_hash(spec, &json));
             self.add_raw(spec.table, &id, hash, at.source, json).await?;
         }
         self.store(spec, row, at, is_new).await
     }
 
-    /// The object's typed row, or `None` after quarantining it with the reason (a record
-    /// over the size limit, a value that does not fit its column, a missing id).
-    fn extract_or_reject(
+    /// Quarantines an object that cannot be stored (a record over the size limit, a value
+    /// that does not fit its column, a missing id); `json` is its record's text.
+    fn rejected(
         &mut self,
         spec: &'static EntitySpec,
-        value: &Value,
+        rejected: prepare::Rejected,
         json: Option<&str>,
         at: &Placement<'_>,
-    ) -> Option<Vec<Cell>> {
-        // `json` is the top-level record's text; a child's (inside its parent's, so within
-        // the size limit) is written only if the child is rejected.
-        let too_big = json
-            .filter(|j| j.len() > self.settings.max_record_bytes)
-            .map(|j| {
-                format!(
-                    "the record is {} bytes of JSON, over the {} byte limit per record",
-                    j.len(),
-                    self.settings.max_record_bytes
-                )
-            });
-        let extracted = if let Some(reason) = too_big {
-            Err(reason)
-        } else {
-            spec.extract(
-                value,
-                Ctx {
-                    parents: at.parents,
-                    position: at.position,
-                    constant: at.constant,
-                },
-            )
-            .map_err(|rejection| rejection.to_string())
-        };
-        let reason = match extracted {
-            Ok(row) => return Some(row),
-            Err(reason) => reason,
-        };
-        let id = value
-            .as_object()
-            .and_then(|o| value::get_ci(o, "id"))
-            .and_then(Value::as_str);
-        let json = json.map_or_else(|| value::compact_json(value), str::to_string);
-        if id.is_none() && spec.versioned().is_some() {
+    ) {
+        if rejected.id.is_none() && spec.versioned().is_some() {
             // Which object it was is unknown: closing any object of its scope could
             // close this one.
             self.completeness.broken(
@@ -916,9 +962,16 @@ impl<'a> Run<'a> {
                 ),
             );
         }
+        let json = rejected.json.as_deref().or(json).unwrap_or_default();
         let location = at.location.to_string();
-        self.reject(spec.table, at.source, &location, id, reason, &json);
-        None
+        self.reject(
+            spec.table,
+            at.source,
+            &location,
+            rejected.id.as_deref(),
+            rejected.reason,
+            json,
+        );
     }
 
     /// Whether an append-only row is new (`None` for versioned entities): a top-level
@@ -957,22 +1010,23 @@ impl<'a> Run<'a> {
     /// Nested lists feed their own tables; the parent's id leads their parents.
     async fn children(
         &mut self,
-        spec: &'static EntitySpec,
-        value: &Value,
+        lists: Vec<prepare::List>,
         id: &str,
         at: &Placement<'_>,
         is_new: Option<bool>,
     ) -> Result<()> {
+        if lists.is_empty() {
+            return Ok(());
+        }
         let mut child_parents = Vec::with_capacity(at.parents.len() + 1);
         child_parents.push(id.to_string());
         child_parents.extend_from_slice(at.parents);
-        for (list, items) in spec.child_lists(value) {
-            let child = catalog::entity(list.entity).expect("child entities exist");
+        for prepare::List { list, child, items } in lists {
             if child.versioned().is_some() {
                 let scope = Self::scope_of(child, &child_parents, list.constant);
                 self.completeness.embedded(child.table, scope);
             }
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items.into_iter().enumerate() {
                 let child_at = Placement {
                     source: at.source,
                     location: Location::Item {
@@ -982,10 +1036,9 @@ impl<'a> Run<'a> {
                     },
                     parents: &child_parents,
                     constant: list.constant,
-                    position: i + 1,
                     parent_is_new: is_new,
                 };
-                Box::pin(self.object(child, item, None, &child_at)).await?;
+                Box::pin(self.object(child, item, None, None, &child_at)).await?;
             }
         }
         Ok(())
@@ -1416,14 +1469,6 @@ impl<'a> Run<'a> {
 
 /// An Azure Monitor record (diagnostic settings, Event Hub) whose `properties` hold the
 /// directoryAudit.
-fn is_monitor_envelope(v: &Value) -> bool {
-    let Some(o) = v.as_object() else { return false };
-    // A directoryAudit's own `activityDateTime` answers first (a miss scans every key).
-    value::get_ci(o, "activityDateTime").is_none()
-        && value::get_ci(o, "properties").is_some_and(Value::is_object)
-        && (value::get_ci(o, "operationName").is_some() || value::get_ci(o, "resourceId").is_some())
-}
-
 #[cfg(test)]
 mod tests {
     use super::Location;

@@ -354,10 +354,21 @@ async fn feed(
         location: super::Location::Text(location),
         parents,
         constant,
-        position: 0,
         parent_is_new: None,
     };
-    run.object(spec, &value, Some(text), &at).await
+    let ctx = Ctx {
+        parents,
+        position: 0,
+        constant,
+    };
+    let object = super::prepare::object(
+        spec,
+        &value,
+        Some(&text),
+        ctx,
+        run.settings.max_record_bytes,
+    );
+    run.object(spec, object, Some(text), None, &at).await
 }
 
 /// The JSON of version `v` at time `t` (text and parsed), and whether its typed row hash
