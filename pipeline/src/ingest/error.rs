@@ -32,7 +32,7 @@ pub enum Error {
     /// The lake refused a read or write.
     #[error("Lake operation failed")]
     Lake(#[from] crate::lake::Error),
-    /// The reader thread died.
+    /// The reader thread, or a thread preparing its records, died.
     #[error("The file reader stopped unexpectedly")]
     Reader,
     /// The dedupe keys could not be written to or read from their temporary folder.
@@ -41,7 +41,7 @@ pub enum Error {
          free space, about 16 bytes per record in the lake, twice that while runs merge)"
     )]
     Keys(#[source] std::io::Error),
-    /// The task committing a chunk died.
+    /// The task committing a chunk (or finishing a table) died.
     #[error("The task committing a chunk to the lake stopped unexpectedly")]
     Writer,
 }

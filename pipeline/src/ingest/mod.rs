@@ -681,7 +681,12 @@ impl<'a> Run<'a> {
     }
 
     fn count(&mut self, table: &str) -> &mut TableCounts {
-        self.counts.entry(table.to_string()).or_default()
+        // Called for every object: the name is copied only the first time.
+        if !self.counts.contains_key(table) {
+            self.counts
+                .insert(table.to_string(), TableCounts::default());
+        }
+        self.counts.get_mut(table).expect("inserted above")
     }
 
     fn reject(
@@ -1342,24 +1347,31 @@ impl<'a> Run<'a> {
     /// merge closes what its complete scopes no longer hold (rejected ids count as seen),
     /// each append-only table exists, and so does `_raw`.
     async fn finish_tables(&mut self) -> Result<()> {
+        use futures::StreamExt;
+        // Each versioned entity's merge ends on its own task, two at a time (a merge holds
+        // its table's open versions and reads its current table): they write different
+        // tables, and one at a time left a core idle for the seconds an ingest ends with.
+        let mut merges = vec![];
         for spec in catalog::ENTITIES.iter() {
             match (spec.versioned(), spec.append_schema()) {
                 (Some(v), _) => {
                     let (scopes, gaps) = self.completeness.finish(spec.table);
                     self.snapshot_gaps.extend(gaps);
-                    let mut merge = match self.versioned.remove(spec.table) {
-                        Some(m) => m,
-                        None => v.begin(self.lake, self.observed_at).await?,
-                    };
-                    for id in self.rejected_ids.get(spec.table).into_iter().flatten() {
-                        merge.mark_seen(id);
-                    }
-                    let outcome = merge.finish(self.lake, &scopes, &self.metadata).await?;
-                    let c = self.count(spec.table);
-                    c.stored += outcome.stored;
-                    c.duplicates += outcome.duplicates;
-                    c.closed += outcome.closed;
-                    c.version = outcome.current_version;
+                    let merge = self.versioned.remove(spec.table);
+                    let seen = self.rejected_ids.remove(spec.table).unwrap_or_default();
+                    let (lake, metadata) = (self.lake.clone(), self.metadata.clone());
+                    let observed_at = self.observed_at;
+                    merges.push(async move {
+                        let mut merge = match merge {
+                            Some(m) => m,
+                            None => v.begin(&lake, observed_at).await?,
+                        };
+                        for id in &seen {
+                            merge.mark_seen(id);
+                        }
+                        let outcome = merge.finish(&lake, &scopes, &metadata).await?;
+                        Ok::<_, Error>((spec.table, outcome))
+                    });
                 }
                 (None, Some(schema)) => {
                     let t = self.lake.ensure(&schema).await?;
@@ -1369,6 +1381,15 @@ impl<'a> Run<'a> {
                 }
                 (None, None) => {}
             }
+        }
+        let mut finished = futures::stream::iter(merges.into_iter().map(tokio::spawn)).buffered(2);
+        while let Some(done) = finished.next().await {
+            let (table, outcome) = done.map_err(|_| Error::Writer)??;
+            let c = self.count(table);
+            c.stored += outcome.stored;
+            c.duplicates += outcome.duplicates;
+            c.closed += outcome.closed;
+            c.version = outcome.current_version;
         }
         if !self.counts.contains_key(RAW) {
             self.lake.ensure(&self.raw.schema).await?;
