@@ -961,6 +961,8 @@ pub struct Ctx<'a> {
     pub position: usize,
     /// Child-list constant.
     pub constant: Option<&'a str>,
+    /// The record's text as written, when its JSON columns may be cut from it.
+    pub json: Option<&'a value::JsonText>,
 }
 
 impl EntitySpec {
@@ -1104,10 +1106,18 @@ impl EntitySpec {
         for s in &c.sources {
             cell = match s {
                 Source::Paths(paths) => match paths.iter().find_map(|p| get_path(obj, p)) {
-                    Some(v) => convert(v, c.conv).map_err(|source| Rejection::Column {
-                        column: c.name.clone(),
-                        source,
-                    })?,
+                    Some(v) => match ctx
+                        .json
+                        .filter(|_| c.conv == Conv::Json)
+                        .and_then(|j| j.of(v))
+                    {
+                        // A list or an object: never null, and the same text `convert` writes.
+                        Some(text) => Cell::Str(text.to_string()),
+                        None => convert(v, c.conv).map_err(|source| Rejection::Column {
+                            column: c.name.clone(),
+                            source,
+                        })?,
+                    },
                     None => Cell::Null,
                 },
                 Source::Parent(n) => ctx
@@ -1259,6 +1269,7 @@ mod tests {
                             parents: &parents,
                             position: i + 1,
                             constant: None,
+                            json: None,
                         },
                     )
                     .unwrap()

@@ -80,6 +80,93 @@ pub fn compact_json(v: &Value) -> String {
     serde_json::to_string(v).expect("a serde_json Value always serialises")
 }
 
+/// A record's compact JSON text and where the lists and objects inside it lie, so that JSON
+/// columns are cut from the record's text instead of written a second (and, for a list
+/// inside a nested item, a third) time. The pieces are the same bytes [`compact_json`] writes
+/// for each value alone: a map's keys are sorted and nothing depends on the enclosing value.
+#[derive(Debug)]
+pub struct JsonText {
+    text: String,
+    /// (address of a value in the tree the text was written from, start, end).
+    spans: Vec<(usize, usize, usize)>,
+}
+
+impl JsonText {
+    /// Writes `v`, noting where each list and object lies down to `depth` levels below it.
+    /// The addresses identify values only while `v` is borrowed unchanged: use [`Self::of`]
+    /// with values of the same tree, before it changes.
+    pub fn write(v: &Value, depth: usize) -> Self {
+        let mut buf = Vec::with_capacity(1024);
+        let mut spans = Vec::new();
+        write_noting(&mut buf, v, depth, &mut spans);
+        JsonText {
+            // serde_json writes UTF-8 (keys and strings are Rust strings, escapes are ASCII).
+            text: String::from_utf8(buf).expect("serde_json writes UTF-8"),
+            spans,
+        }
+    }
+
+    /// The whole text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The whole text, owned.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
+    /// The text of `v`, a list or object of the tree this was written from, if noted.
+    pub fn of(&self, v: &Value) -> Option<&str> {
+        let at = v as *const Value as usize;
+        self.spans
+            .iter()
+            .find(|(a, _, _)| *a == at)
+            .map(|&(_, start, end)| &self.text[start..end])
+    }
+}
+
+fn write_noting(
+    buf: &mut Vec<u8>,
+    v: &Value,
+    depth: usize,
+    spans: &mut Vec<(usize, usize, usize)>,
+) {
+    let start = buf.len();
+    match v {
+        Value::Object(m) if depth > 0 => {
+            buf.push(b'{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                write_compact(buf, k);
+                buf.push(b':');
+                write_noting(buf, x, depth - 1, spans);
+            }
+            buf.push(b'}');
+        }
+        Value::Array(items) if depth > 0 => {
+            buf.push(b'[');
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                write_noting(buf, x, depth - 1, spans);
+            }
+            buf.push(b']');
+        }
+        other => write_compact(buf, other),
+    }
+    if matches!(v, Value::Object(_) | Value::Array(_)) {
+        spans.push((v as *const Value as usize, start, buf.len()));
+    }
+}
+
+fn write_compact<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, v: &T) {
+    serde_json::to_writer(buf, v).expect("a serde_json Value always serialises");
+}
+
 /// The short name of an `@odata.type` string.
 pub fn short_type(s: &str) -> String {
     let s = s.trim_start_matches('#');
@@ -204,6 +291,36 @@ mod tests {
         let v: Value = serde_json::from_str(text).unwrap();
         assert_eq!(compact_json(&v), v.to_string());
         assert!(compact_json(&v).starts_with(r#"{"M":{"nested":{"":""}},"a\u0000b":"#));
+    }
+
+    #[test]
+    fn json_text_cuts_each_nested_value_as_compact_json_writes_it() {
+        let text = r#"{"z": {"b": [1, {"y": "\u00e9\"", "a": []}], "a": {}}, "targetResources":
+            [{"modifiedProperties": [{"newValue": "[\"x\"]"}], "id": "t"}], "n": null}"#;
+        let v: Value = serde_json::from_str(text).unwrap();
+        let written = JsonText::write(&v, 3);
+        assert_eq!(written.text(), compact_json(&v));
+        let mut checked = 0;
+        let mut walk = vec![(&v, 0)];
+        while let Some((x, level)) = walk.pop() {
+            match (written.of(x), level <= 3 && (x.is_object() || x.is_array())) {
+                (Some(cut), true) => {
+                    assert_eq!(cut, compact_json(x));
+                    checked += 1;
+                }
+                (None, false) => {}
+                (cut, _) => panic!("{x} at level {level}: {cut:?}"),
+            }
+            match x {
+                Value::Object(m) => walk.extend(m.values().map(|c| (c, level + 1))),
+                Value::Array(a) => walk.extend(a.iter().map(|c| (c, level + 1))),
+                _ => {}
+            }
+        }
+        assert_eq!(checked, 8);
+        // A value of another tree is not found, even an equal one.
+        let other: Value = serde_json::from_str(text).unwrap();
+        assert!(written.of(&other["z"]).is_none());
     }
 
     #[test]

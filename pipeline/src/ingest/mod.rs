@@ -348,62 +348,10 @@ pub async fn run(
         // A batch whose preparing failed (a panic on the pool) ends the run.
         let batch = prepared.await.map_err(|_| Error::Reader)?;
         for msg in batch {
-            match msg {
-                Msg::Record {
-                    file,
-                    context,
-                    index,
-                    resolved,
-                    record,
-                } => {
-                    records += 1;
-                    run.touch(file, resolved.as_ref().and_then(Run::snapshot_scope));
-                    let source = &sources[file];
-                    run.record(record, resolved.as_ref(), source, index, context.as_deref())
-                        .await?;
-                    if records.is_multiple_of(4096) {
-                        progress(bytes.load(Ordering::Relaxed), total_bytes, records);
-                    }
-                }
-                Msg::Item { file, item } => {
-                    let source = &sources[file];
-                    match item {
-                        Item::Record { .. } => unreachable!("records are prepared"),
-                        Item::Bad {
-                            context,
-                            index,
-                            location,
-                            message,
-                            raw,
-                        } => {
-                            records += 1;
-                            let resolved = run.resolve(file, &paths[file], context.as_deref());
-                            run.touch(file, resolved.as_ref().and_then(Run::snapshot_scope));
-                            run.bad_record(resolved, source, index, &location, message, &raw);
-                        }
-                        Item::PageEnd {
-                            context,
-                            next_link,
-                            request_url,
-                            problem,
-                        } => {
-                            let resolved = run.resolve(file, &paths[file], context.as_deref());
-                            run.page_end(resolved, file, next_link, request_url, problem);
-                        }
-                    }
-                }
-                Msg::FileError(FileError {
-                    file,
-                    message,
-                    location,
-                    context,
-                }) => {
-                    records += 1;
-                    let resolved = context
-                        .as_deref()
-                        .and_then(|c| run.resolve(file, &paths[file], Some(c)));
-                    run.file_error(file, &paths[file], resolved, message, &location);
-                }
+            let counted = run.take(msg, &paths, &sources).await?;
+            records += counted;
+            if counted > 0 && records.is_multiple_of(4096) {
+                progress(bytes.load(Ordering::Relaxed), total_bytes, records);
             }
         }
     }
@@ -662,6 +610,64 @@ impl<'a> Run<'a> {
             snapshot_gaps: vec![],
             metadata,
             keep_raw: true,
+        }
+    }
+
+    /// Takes one message of the reader (its records prepared); returns how many records
+    /// (good, bad, or a file that broke) it counts as read.
+    async fn take(&mut self, msg: Msg, paths: &[PathBuf], sources: &[String]) -> Result<u64> {
+        match msg {
+            Msg::Record {
+                file,
+                context,
+                index,
+                resolved,
+                record,
+            } => {
+                self.touch(file, resolved.as_ref().and_then(Self::snapshot_scope));
+                let source = &sources[file];
+                self.record(record, resolved.as_ref(), source, index, context.as_deref())
+                    .await?;
+                Ok(1)
+            }
+            Msg::Item { file, item } => match item {
+                Item::Record { .. } => unreachable!("records are prepared"),
+                Item::Bad {
+                    context,
+                    index,
+                    location,
+                    message,
+                    raw,
+                } => {
+                    let resolved = self.resolve(file, &paths[file], context.as_deref());
+                    self.touch(file, resolved.as_ref().and_then(Self::snapshot_scope));
+                    let source = &sources[file];
+                    self.bad_record(resolved, source, index, &location, message, &raw);
+                    Ok(1)
+                }
+                Item::PageEnd {
+                    context,
+                    next_link,
+                    request_url,
+                    problem,
+                } => {
+                    let resolved = self.resolve(file, &paths[file], context.as_deref());
+                    self.page_end(resolved, file, next_link, request_url, problem);
+                    Ok(0)
+                }
+            },
+            Msg::FileError(FileError {
+                file,
+                message,
+                location,
+                context,
+            }) => {
+                let resolved = context
+                    .as_deref()
+                    .and_then(|c| self.resolve(file, &paths[file], Some(c)));
+                self.file_error(file, &paths[file], resolved, message, &location);
+                Ok(1)
+            }
         }
     }
 

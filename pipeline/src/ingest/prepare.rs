@@ -107,13 +107,23 @@ pub(super) fn record(resolved: Option<&Resolved>, mut value: Value, settings: &S
             value = loganalytics::row_to_directory_audit(row);
         }
     }
-    let json = value::compact_json(&value);
+    // Down to the lists inside a list's items (an audit event's targets' modified
+    // properties): every JSON column is cut from the record's text.
+    let text = value::JsonText::write(&value, 3);
     let ctx = Ctx {
         parents: &r.parents,
         position: 0,
         constant: r.constant,
+        json: Some(&text),
     };
-    let object = object(spec, &value, Some(&json), ctx, settings.max_record_bytes);
+    let object = object(
+        spec,
+        &value,
+        Some(text.text()),
+        ctx,
+        settings.max_record_bytes,
+    );
+    let json = text.into_text();
     let raw_hash = (settings.keep_raw && object.row.is_ok()).then(|| raw_hash(spec, &json));
     Record::Resolved {
         spec,
@@ -189,6 +199,7 @@ pub(super) fn object(
                             parents: &parents,
                             position: i + 1,
                             constant: list.constant,
+                            json: ctx.json,
                         };
                         object(child, item, None, ctx, max_record_bytes)
                     })

@@ -360,6 +360,7 @@ async fn feed(
         parents,
         position: 0,
         constant,
+        json: None,
     };
     let object = super::prepare::object(
         spec,
@@ -391,6 +392,7 @@ fn choose_json(
         parents: &v.parents,
         position: 0,
         constant,
+        json: None,
     };
     for text in &candidates {
         let Ok(value) = serde_json::from_str::<Value>(text) else {
