@@ -962,7 +962,7 @@ pub struct Ctx<'a> {
     /// Child-list constant.
     pub constant: Option<&'a str>,
     /// The record's text as written, when its JSON columns may be cut from it.
-    pub json: Option<&'a value::JsonText>,
+    pub json: Option<&'a value::JsonText<'a>>,
 }
 
 impl EntitySpec {

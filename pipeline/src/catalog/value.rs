@@ -85,24 +85,28 @@ pub fn compact_json(v: &Value) -> String {
 /// inside a nested item, a third) time. The pieces are the same bytes [`compact_json`] writes
 /// for each value alone: a map's keys are sorted and nothing depends on the enclosing value.
 #[derive(Debug)]
-pub struct JsonText {
+pub struct JsonText<'v> {
     text: String,
-    /// (address of a value in the tree the text was written from, start, end).
+    /// (address of a value in the tree the text was written from, start, end), by address.
     spans: Vec<(usize, usize, usize)>,
+    /// The tree stays borrowed, unchanged, while its values' addresses are looked up.
+    tree: std::marker::PhantomData<&'v Value>,
 }
 
-impl JsonText {
+impl<'v> JsonText<'v> {
     /// Writes `v`, noting where each list and object lies down to `depth` levels below it.
-    /// The addresses identify values only while `v` is borrowed unchanged: use [`Self::of`]
-    /// with values of the same tree, before it changes.
-    pub fn write(v: &Value, depth: usize) -> Self {
+    pub fn write(v: &'v Value, depth: usize) -> Self {
         let mut buf = Vec::with_capacity(1024);
         let mut spans = Vec::new();
         write_noting(&mut buf, v, depth, &mut spans);
+        // Looked up by address: a record with a list of thousands of items is not scanned
+        // once per item.
+        spans.sort_unstable_by_key(|&(at, _, _)| at);
         JsonText {
             // serde_json writes UTF-8 (keys and strings are Rust strings, escapes are ASCII).
             text: String::from_utf8(buf).expect("serde_json writes UTF-8"),
             spans,
+            tree: std::marker::PhantomData,
         }
     }
 
@@ -116,13 +120,13 @@ impl JsonText {
         self.text
     }
 
-    /// The text of `v`, a list or object of the tree this was written from, if noted.
+    /// The text of `v` if it is a list or object of the tree this was written from (within
+    /// the depth written); `None` for any other value, an equal one of another tree too.
     pub fn of(&self, v: &Value) -> Option<&str> {
         let at = v as *const Value as usize;
-        self.spans
-            .iter()
-            .find(|(a, _, _)| *a == at)
-            .map(|&(_, start, end)| &self.text[start..end])
+        let i = self.spans.binary_search_by_key(&at, |&(a, _, _)| a).ok()?;
+        let (_, start, end) = self.spans[i];
+        Some(&self.text[start..end])
     }
 }
 
@@ -321,6 +325,55 @@ mod tests {
         // A value of another tree is not found, even an equal one.
         let other: Value = serde_json::from_str(text).unwrap();
         assert!(written.of(&other["z"]).is_none());
+    }
+
+    /// Any JSON value, nested a few levels, with keys and strings that need escaping.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let text = prop_oneof![
+            "[a-zA-Z0-9 ]{0,6}",
+            Just("quote\" back\\ tab\t nul\u{0} é 🙂 \u{202e}".to_string()),
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            text.clone().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(5, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(text.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn json_text_is_compact_json_and_so_is_each_cut(v in any_json(), depth in 0usize..5) {
+            let written = JsonText::write(&v, depth);
+            proptest::prop_assert_eq!(written.text(), compact_json(&v));
+            let mut walk = vec![(&v, 0)];
+            while let Some((x, level)) = walk.pop() {
+                let noted = level <= depth && (x.is_object() || x.is_array());
+                match written.of(x) {
+                    Some(cut) => {
+                        proptest::prop_assert!(noted);
+                        proptest::prop_assert_eq!(cut, compact_json(x));
+                    }
+                    None => proptest::prop_assert!(!noted),
+                }
+                match x {
+                    Value::Object(m) => walk.extend(m.values().map(|c| (c, level + 1))),
+                    Value::Array(a) => walk.extend(a.iter().map(|c| (c, level + 1))),
+                    _ => {}
+                }
+            }
+        }
     }
 
     #[test]

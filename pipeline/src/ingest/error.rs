@@ -32,9 +32,14 @@ pub enum Error {
     /// The lake refused a read or write.
     #[error("Lake operation failed")]
     Lake(#[from] crate::lake::Error),
-    /// The reader thread, or a thread preparing its records, died.
+    /// The reader thread died.
     #[error("The file reader stopped unexpectedly")]
     Reader,
+    /// A thread preparing the records read died (a bug).
+    #[error(
+        "Preparing the records read stopped unexpectedly (a bug in govlake: please report it with the log)"
+    )]
+    Prepare,
     /// The dedupe keys could not be written to or read from their temporary folder.
     #[error(
         "Cannot keep the dedupe keys in the temporary folder (set TMPDIR to a folder with \

@@ -3,10 +3,12 @@
 //! `files` finds the inputs, `reader` streams their JSON, `context` tells which entity each
 //! page holds (the entities and their columns are declared in [`crate::catalog`]), and
 //! `loganalytics` turns Log Analytics `AuditLogs` rows into directoryAudits.
-//! This module runs one ingest: records flow from a reader thread through a bounded channel
-//! into [`Run`], which dedupes, quarantines bad records with a reason, appends audit events
-//! in chunks and merges snapshot entities into their history, then records the run's
-//! reconciliation (fetched = stored + duplicates + rejected, per table) in `_ingest_runs`.
+//! This module runs one ingest: records flow from a reader thread through `prepare` (a pool
+//! of threads that makes each record's rows, raw text and hash) and a bounded channel, in
+//! reading order, into [`Run`], which dedupes, quarantines bad records with a reason, appends
+//! audit events in chunks and merges snapshot entities into their history, then records the
+//! run's reconciliation (fetched = stored + duplicates + rejected, per table) in
+//! `_ingest_runs`.
 
 pub mod context;
 pub mod error;
@@ -328,7 +330,6 @@ pub async fn run(
         let prepare = prepare::Settings {
             paths: Arc::from(paths.clone()),
             max_record_bytes: settings.max_record_bytes,
-            keep_raw: true,
         };
         let bytes = bytes.clone();
         tokio::task::spawn_blocking(move || read_files(&prepare, &unreadable, &bytes, &tx))
@@ -345,8 +346,8 @@ pub async fn run(
     let sources: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let mut records = 0u64;
     while let Some(prepared) = rx.recv().await {
-        // A batch whose preparing failed (a panic on the pool) ends the run.
-        let batch = prepared.await.map_err(|_| Error::Reader)?;
+        // A batch whose preparing failed (a panic on the pool: a bug) ends the run.
+        let batch = prepared.await.map_err(|_| Error::Prepare)?;
         for msg in batch {
             let counted = run.take(msg, &paths, &sources).await?;
             records += counted;
@@ -434,7 +435,8 @@ fn read_files(
 /// Items handed from the reader thread to the pool, and then to the consumer, at once.
 const MSG_BATCH: usize = 128;
 
-/// Records read but not yet taken by the consumer, at most (about 12 MB of audit events).
+/// Records read but not yet taken by the consumer: this many in the channel, and up to three
+/// batches more being filled, sent and taken (about 14 MB of audit events in all).
 const IN_FLIGHT_RECORDS: usize = 4096;
 
 /// The reader's items on their way to the pool, sent `MSG_BATCH` at a time.
@@ -1353,10 +1355,10 @@ impl<'a> Run<'a> {
     /// merge closes what its complete scopes no longer hold (rejected ids count as seen),
     /// each append-only table exists, and so does `_raw`.
     async fn finish_tables(&mut self) -> Result<()> {
-        use futures::StreamExt;
         // Each versioned entity's merge ends on its own task, two at a time (a merge holds
-        // its table's open versions and reads its current table): they write different
-        // tables, and one at a time left a core idle for the seconds an ingest ends with.
+        // its table's open versions and reads its current table, so more at once would hold
+        // more memory): they write different tables, and one at a time left a core idle for
+        // the seconds an ingest ends with.
         let mut merges = vec![];
         for spec in catalog::ENTITIES.iter() {
             match (spec.versioned(), spec.append_schema()) {
@@ -1388,14 +1390,38 @@ impl<'a> Run<'a> {
                 (None, None) => {}
             }
         }
-        let mut finished = futures::stream::iter(merges.into_iter().map(tokio::spawn)).buffered(2);
-        while let Some(done) = finished.next().await {
-            let (table, outcome) = done.map_err(|_| Error::Writer)??;
-            let c = self.count(table);
-            c.stored += outcome.stored;
-            c.duplicates += outcome.duplicates;
-            c.closed += outcome.closed;
-            c.version = outcome.current_version;
+        let mut waiting = merges.into_iter();
+        let mut running = tokio::task::JoinSet::new();
+        let mut failed = None;
+        loop {
+            // After a failure no merge starts, and the run waits for the one still writing
+            // before it reports the failure (nothing writes after the run has ended).
+            while running.len() < 2 && failed.is_none() {
+                let Some(merge) = waiting.next() else { break };
+                running.spawn(merge);
+            }
+            let Some(done) = running.join_next().await else {
+                break;
+            };
+            match done {
+                Ok(Ok((table, outcome))) => {
+                    let c = self.count(table);
+                    c.stored += outcome.stored;
+                    c.duplicates += outcome.duplicates;
+                    c.closed += outcome.closed;
+                    c.version = outcome.current_version;
+                }
+                Ok(Err(e)) => {
+                    failed.get_or_insert(e);
+                }
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => {
+                    failed.get_or_insert(Error::Writer);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         if !self.counts.contains_key(RAW) {
             self.lake.ensure(&self.raw.schema).await?;
@@ -1494,8 +1520,6 @@ impl<'a> Run<'a> {
     }
 }
 
-/// An Azure Monitor record (diagnostic settings, Event Hub) whose `properties` hold the
-/// directoryAudit.
 #[cfg(test)]
 mod tests {
     use super::Location;

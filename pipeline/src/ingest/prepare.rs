@@ -34,7 +34,8 @@ pub(super) enum Record {
         spec: &'static EntitySpec,
         /// The raw layer's text: compact JSON (of the directoryAudit inside an envelope).
         json: String,
-        /// SHA-256 of the table name and the text, the raw row's dedupe key (when kept).
+        /// SHA-256 of the table name and the text, the raw row's dedupe key (none when the
+        /// record is rejected: it has no raw row).
         raw_hash: Option<String>,
         /// Its row and its lists' rows.
         object: Object,
@@ -76,8 +77,6 @@ pub(super) struct Settings {
     pub paths: Arc<[PathBuf]>,
     /// Largest record accepted, in bytes of compact JSON.
     pub max_record_bytes: usize,
-    /// Whether raw rows are kept (their hashes are made here).
-    pub keep_raw: bool,
 }
 
 /// Which entity a record of `file` read under `context` belongs to.
@@ -124,7 +123,7 @@ pub(super) fn record(resolved: Option<&Resolved>, mut value: Value, settings: &S
         settings.max_record_bytes,
     );
     let json = text.into_text();
-    let raw_hash = (settings.keep_raw && object.row.is_ok()).then(|| raw_hash(spec, &json));
+    let raw_hash = object.row.is_ok().then(|| raw_hash(spec, &json));
     Record::Resolved {
         spec,
         json,
@@ -214,6 +213,8 @@ pub(super) fn object(
     }
 }
 
+/// An Azure Monitor record (diagnostic settings, Event Hub) whose `properties` hold the
+/// directoryAudit.
 fn is_monitor_envelope(v: &Value) -> bool {
     let Some(o) = v.as_object() else { return false };
     // A directoryAudit's own `activityDateTime` answers first (a miss scans every key).
@@ -306,7 +307,6 @@ mod tests {
         Settings {
             paths: Arc::from(vec![PathBuf::from("export-0001.json")]),
             max_record_bytes: 4096,
-            keep_raw: true,
         }
     }
 
@@ -325,9 +325,29 @@ mod tests {
             "id": "e1",
             "activityDateTime": "2026-07-01T10:00:00Z",
             "activityDisplayName": "Approve request",
-            "targetResources": [{"id": "t1", "type": "User"}, {"id": "t2", "type": "Group"}]
+            "targetResources": [{"id": "t1", "type": "User", "modifiedProperties":
+                [{"displayName": "Role \"x\"", "newValue": "[\"é\"]"}]}, {"id": "t2", "type": "Group"}],
+            "additionalDetails": [{"key": "k", "value": "<b>v</b>"}]
         });
         let text = value::compact_json(&value);
+        // The rows extracted from the tree alone, JSON columns written anew: the rows cut
+        // from the record's text must be the same.
+        let plain = |table: &str, v: &Value, parents: &[String], position: usize| {
+            let ctx = Ctx {
+                parents,
+                position,
+                constant: None,
+                json: None,
+            };
+            catalog::entity(table).unwrap().extract(v, ctx).unwrap()
+        };
+        let event_row = plain("audit_events", &value, &[], 0);
+        let target_rows: Vec<_> = (0..2)
+            .map(|i| {
+                let item = &value["targetResources"][i];
+                plain("audit_event_target_resources", item, &["e1".into()], i + 1)
+            })
+            .collect();
         let Record::Resolved {
             spec,
             json,
@@ -340,18 +360,24 @@ mod tests {
         assert_eq!(spec.table, "audit_events");
         assert_eq!(json, text);
         assert_eq!(hash.as_deref(), Some(raw_hash(spec, &text).as_str()));
-        assert_eq!(object.row.as_ref().ok().unwrap()[0], Cell::Str("e1".into()));
+        assert_eq!(object.row.as_ref().ok(), Some(&event_row));
+        assert_eq!(event_row[0], Cell::Str("e1".into()));
         let targets = object
             .lists
             .iter()
             .find(|l| l.child.table == "audit_event_target_resources")
             .expect("the target list");
-        assert_eq!(targets.items.len(), 2);
-        for item in &targets.items {
-            let row = item.row.as_ref().ok().expect("a target row");
-            // Each target leads with its parent's id.
-            assert!(row.contains(&Cell::Str("e1".into())), "{row:?}");
-        }
+        let rows: Vec<_> = targets.items.iter().map(|i| i.row.as_ref().ok()).collect();
+        assert_eq!(rows, target_rows.iter().map(Some).collect::<Vec<_>>());
+        // Each target leads with its parent's id; the first keeps its modified properties.
+        assert!(target_rows[0].contains(&Cell::Str("e1".into())));
+        assert!(
+            target_rows[0]
+                .iter()
+                .any(|c| c.as_str().is_some_and(|s| s.contains("Role \\\"x\\\""))),
+            "{:?}",
+            target_rows[0]
+        );
     }
 
     #[test]
