@@ -186,8 +186,6 @@ enum Msg {
         context: Option<Arc<str>>,
         /// 0-based position in the file.
         index: u64,
-        /// Its entity and parents, if it can be told.
-        resolved: Option<Resolved>,
         record: prepare::Record,
     },
     /// A bad record or a page's end.
@@ -224,13 +222,11 @@ fn prepare_batch(reads: Vec<Read>, settings: &prepare::Settings) -> Vec<Msg> {
                     last = Some((file, context.clone(), r.clone()));
                     r
                 });
-                let record = prepare::record(resolved.as_ref(), value, settings);
                 Msg::Record {
                     file,
-                    context,
                     index,
-                    resolved,
-                    record,
+                    record: prepare::record(resolved, value, settings),
+                    context,
                 }
             }
             Read::Item { file, item } => Msg::Item { file, item },
@@ -623,12 +619,15 @@ impl<'a> Run<'a> {
                 file,
                 context,
                 index,
-                resolved,
                 record,
             } => {
-                self.touch(file, resolved.as_ref().and_then(Self::snapshot_scope));
+                let scope = match &record {
+                    prepare::Record::Resolved { resolved, .. } => Self::snapshot_scope(resolved),
+                    prepare::Record::Unresolved { .. } => None,
+                };
+                self.touch(file, scope);
                 let source = &sources[file];
-                self.record(record, resolved.as_ref(), source, index, context.as_deref())
+                self.record(record, source, index, context.as_deref())
                     .await?;
                 Ok(1)
             }
@@ -858,24 +857,20 @@ impl<'a> Run<'a> {
     async fn record(
         &mut self,
         record: prepare::Record,
-        resolved: Option<&Resolved>,
         source: &str,
         index: u64,
         context: Option<&str>,
     ) -> Result<()> {
         let location = Location::Record(index);
-        let (spec, json, raw_hash, object, r) = match (record, resolved) {
-            (
-                prepare::Record::Resolved {
-                    spec,
-                    json,
-                    raw_hash,
-                    object,
-                },
-                Some(r),
-            ) => (spec, json, raw_hash, object, r),
-            (prepare::Record::Unresolved { json }, _)
-            | (prepare::Record::Resolved { json, .. }, None) => {
+        let (r, spec, json, raw_hash, object) = match record {
+            prepare::Record::Resolved {
+                resolved,
+                spec,
+                json,
+                raw_hash,
+                object,
+            } => (resolved, spec, json, raw_hash, object),
+            prepare::Record::Unresolved { json } => {
                 let reason = match context {
                     Some(c) => format!("`@odata.context` `{c}` names nothing govlake ingests"),
                     None => "cannot tell which entity this file holds: its pages have no `@odata.context` and the file name names no entity (e.g. `assignments.json`)".to_string(),

@@ -30,7 +30,9 @@ pub(super) enum Record {
     },
     /// A record of a known entity.
     Resolved {
-        /// Its entity.
+        /// Its entity, parents and list constant, as its page or file names them.
+        resolved: Resolved,
+        /// Its entity's declaration.
         spec: &'static EntitySpec,
         /// The raw layer's text: compact JSON (of the directoryAudit inside an envelope).
         json: String,
@@ -88,7 +90,7 @@ pub(super) fn resolve(paths: &[PathBuf], file: usize, context: Option<&str>) -> 
 }
 
 /// Prepares one top-level record of a resolved page (`None`: nothing ingests it).
-pub(super) fn record(resolved: Option<&Resolved>, mut value: Value, settings: &Settings) -> Record {
+pub(super) fn record(resolved: Option<Resolved>, mut value: Value, settings: &Settings) -> Record {
     let Some(r) = resolved else {
         return Record::Unresolved {
             json: value::compact_json(&value),
@@ -125,6 +127,7 @@ pub(super) fn record(resolved: Option<&Resolved>, mut value: Value, settings: &S
     let json = text.into_text();
     let raw_hash = object.row.is_ok().then(|| raw_hash(spec, &json));
     Record::Resolved {
+        resolved: r,
         spec,
         json,
         raw_hash,
@@ -353,7 +356,8 @@ mod tests {
             json,
             raw_hash: hash,
             object,
-        } = record(Some(&audit()), value, &settings())
+            ..
+        } = record(Some(audit()), value, &settings())
         else {
             panic!("resolved");
         };
@@ -384,7 +388,7 @@ mod tests {
     fn a_record_over_the_limit_or_without_id_is_rejected_with_its_lists() {
         let big = json!({"id": "e2", "activityDateTime": "2026-07-01T10:00:00Z",
             "activityDisplayName": "x".repeat(5000), "targetResources": [{"id": "t1"}]});
-        let Record::Resolved { object, .. } = record(Some(&audit()), big, &settings()) else {
+        let Record::Resolved { object, .. } = record(Some(audit()), big, &settings()) else {
             panic!("resolved");
         };
         let rejected = object.row.err().expect("over the limit");
@@ -400,7 +404,7 @@ mod tests {
         let no_id = json!({"activityDateTime": "2026-07-01T10:00:00Z"});
         let Record::Resolved {
             object, raw_hash, ..
-        } = record(Some(&audit()), no_id, &settings())
+        } = record(Some(audit()), no_id, &settings())
         else {
             panic!("resolved");
         };
