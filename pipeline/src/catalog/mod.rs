@@ -89,6 +89,7 @@ impl ColSpec {
             Conv::Ts => ColumnType::Timestamp,
             Conv::Bool => ColumnType::Bool,
             Conv::Int => ColumnType::Int,
+            Conv::Json => ColumnType::Json,
             _ => ColumnType::Str,
         }
     }

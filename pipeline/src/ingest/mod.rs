@@ -1205,16 +1205,16 @@ impl<'a> Run<'a> {
             }
             self.raw.known = Some(known);
         }
-        let c = self.counts.entry(RAW.to_string()).or_default();
-        c.fetched += 1;
-        if self
+        let is_new = self
             .raw
             .known
             .as_mut()
             .expect("loaded above")
             .insert(key128(&[entity, &hash]))
-            .map_err(Error::Keys)?
-        {
+            .map_err(Error::Keys)?;
+        let c = self.count(RAW);
+        c.fetched += 1;
+        if is_new {
             c.stored += 1;
             self.raw_bytes += json.len();
             self.raw.rows.push(vec![

@@ -40,7 +40,7 @@ pub fn raw_schema() -> TableSchema {
             ("source", Str),
             ("run_id", Str),
             ("fetched_at", Timestamp),
-            ("json", Str),
+            ("json", Json),
         ],
         &["entity"],
     )

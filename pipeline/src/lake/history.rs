@@ -365,7 +365,9 @@ impl VersionMerge {
                 .iter()
                 // Text is read back as Utf8View; the table stores Utf8.
                 .map(|c| match c.ty {
-                    ColumnType::Str => format!("arrow_cast(\"{0}\", 'Utf8') as \"{0}\"", c.name),
+                    ColumnType::Str | ColumnType::Json => {
+                        format!("arrow_cast(\"{0}\", 'Utf8') as \"{0}\"", c.name)
+                    }
                     _ => format!("\"{}\"", c.name),
                 })
                 .collect();

@@ -10,14 +10,22 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
 
 use super::error::{Error, Result};
 
 /// The column types govlake stores. Timestamps are UTC microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
-    /// UTF-8 text (also JSON text of nested values).
+    /// UTF-8 text.
     Str,
+    /// JSON text (a nested value, or a whole record): stored as UTF-8 like `Str`, but written
+    /// without a dictionary or min/max statistics, as its values are long and nearly all
+    /// different and nothing prunes on them. Building either costs the writer a hash and a
+    /// comparison of every value, kilobytes each.
+    Json,
     /// Boolean.
     Bool,
     /// 64-bit integer.
@@ -29,7 +37,7 @@ pub enum ColumnType {
 impl ColumnType {
     fn arrow(self) -> DataType {
         match self {
-            ColumnType::Str => DataType::Utf8,
+            ColumnType::Str | ColumnType::Json => DataType::Utf8,
             ColumnType::Bool => DataType::Boolean,
             ColumnType::Int => DataType::Int64,
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
@@ -119,12 +127,27 @@ impl TableSchema {
         self.columns.iter().position(|c| c.name == name)
     }
 
+    /// How the table's Parquet files are written: delta-rs's defaults (Snappy), with JSON
+    /// columns left plain and without statistics (see [`ColumnType::Json`]).
+    pub fn writer_properties(&self) -> WriterProperties {
+        let mut props = WriterProperties::builder()
+            .set_created_by(format!("delta-rs version {}", deltalake::crate_version()))
+            .set_compression(Compression::SNAPPY);
+        for c in self.columns.iter().filter(|c| c.ty == ColumnType::Json) {
+            let path = ColumnPath::from(c.name.as_str());
+            props = props
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_statistics_enabled(path, EnabledStatistics::None);
+        }
+        props.build()
+    }
+
     /// Builds one record batch from rows laid out in column order.
     pub fn to_batch(&self, rows: &[Vec<Cell>]) -> Result<RecordBatch> {
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
         for (i, col) in self.columns.iter().enumerate() {
             let array: ArrayRef = match col.ty {
-                ColumnType::Str => {
+                ColumnType::Str | ColumnType::Json => {
                     // Sized exactly: raw JSON columns (kilobytes a row) would otherwise grow
                     // the buffer by doubling, copying it each time.
                     let bytes = rows
@@ -187,6 +210,34 @@ impl TableSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_columns_are_written_plain_and_without_statistics() {
+        let schema = TableSchema {
+            name: "t".into(),
+            columns: vec![
+                Column {
+                    name: "id".into(),
+                    ty: ColumnType::Str,
+                },
+                Column {
+                    name: "json".into(),
+                    ty: ColumnType::Json,
+                },
+            ],
+            partition_by: vec![],
+        };
+        let props = schema.writer_properties();
+        let (id, json) = (ColumnPath::from("id"), ColumnPath::from("json"));
+        assert!(props.dictionary_enabled(&id));
+        assert!(!props.dictionary_enabled(&json));
+        assert_eq!(props.statistics_enabled(&id), EnabledStatistics::Page);
+        assert_eq!(props.statistics_enabled(&json), EnabledStatistics::None);
+        assert_eq!(props.compression(&json), Compression::SNAPPY);
+        assert_eq!(props.compression(&id), Compression::SNAPPY);
+        // Stored as text all the same.
+        assert_eq!(schema.arrow().field(1).data_type(), &DataType::Utf8);
+    }
 
     #[test]
     fn rows_become_typed_arrow_columns() {
