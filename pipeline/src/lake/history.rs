@@ -271,8 +271,17 @@ impl VersionMerge {
         self.additions.len()
     }
 
+    /// Takes the pending new versions, for the caller to append to the history table (the
+    /// schema returned) in one commit of its own.
+    pub fn take_pending(&mut self) -> (TableSchema, Vec<Vec<Cell>>) {
+        (
+            self.table.history.clone(),
+            std::mem::take(&mut self.additions),
+        )
+    }
+
     /// Appends the pending new versions to the history (one commit).
-    pub async fn flush(
+    async fn flush(
         &mut self,
         lake: &Lake,
         metadata: &HashMap<String, serde_json::Value>,
