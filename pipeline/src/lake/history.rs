@@ -15,6 +15,8 @@
 //! re-derived.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+use super::open_index::{Open, OpenIndex};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{RecordBatch, StringArray};
@@ -120,7 +122,7 @@ impl VersionedTable {
             id = "id",
             t = self.history.name
         );
-        let mut open: HashMap<Box<str>, Open> = HashMap::new();
+        let mut open = OpenIndex::default();
         let mut scopes = Scopes::default();
         let mut stale = Vec::new();
         let mut newest_change = i64::MIN;
@@ -139,6 +141,7 @@ impl VersionedTable {
                 scope: scopes.intern(v[2].unwrap_or("")),
                 valid_from: from,
                 seen: false,
+                in_current: false,
             };
             // Two open versions of one id are a crash's leftovers: the newest stays open.
             match open.get(id) {
@@ -147,10 +150,10 @@ impl VersionedTable {
                 }
                 Some(o) => {
                     stale.push((id.to_string(), hash_hex(o.hash)));
-                    open.insert(id.into(), entry);
+                    open.insert(id, entry);
                 }
                 None => {
-                    open.insert(id.into(), entry);
+                    open.insert(id, entry);
                 }
             }
         })
@@ -166,15 +169,6 @@ impl VersionedTable {
             outcome: MergeOutcome::default(),
         })
     }
-}
-
-/// An open version in the run's index: kept small, there is one per object.
-#[derive(Debug)]
-struct Open {
-    hash: u128,
-    scope: u32,
-    valid_from: i64,
-    seen: bool,
 }
 
 fn hash_bits(hex: &str) -> u128 {
@@ -209,7 +203,7 @@ impl Scopes {
 pub struct VersionMerge {
     table: VersionedTable,
     observed_at: i64,
-    open: HashMap<Box<str>, Open>,
+    open: OpenIndex,
     scopes: Scopes,
     to_close: Vec<(String, String)>,
     additions: Vec<Vec<Cell>>,
@@ -244,8 +238,9 @@ impl VersionMerge {
             scope: self.scopes.intern(scope),
             valid_from: self.observed_at,
             seen: true,
+            in_current: false,
         };
-        if let Some(old) = self.open.insert(id.as_str().into(), new) {
+        if let Some(old) = self.open.insert(&id, new) {
             self.to_close.push((id, hash_hex(old.hash)));
         }
         let mut row = cells;
@@ -308,15 +303,15 @@ impl VersionMerge {
                 .iter()
                 .filter_map(|s| self.scopes.index.get(s).copied())
                 .collect();
-            let vanished: Vec<Box<str>> = self
+            let vanished: Vec<String> = self
                 .open
                 .iter()
                 .filter(|(_, o)| !o.seen && complete.contains(&o.scope))
-                .map(|(id, _)| id.clone())
+                .map(|(id, _)| id.to_string())
                 .collect();
             for id in vanished {
                 if let Some(o) = self.open.remove(&id) {
-                    self.to_close.push((id.into(), hash_hex(o.hash)));
+                    self.to_close.push((id, hash_hex(o.hash)));
                     self.outcome.closed += 1;
                 }
             }
@@ -341,29 +336,32 @@ impl VersionMerge {
             .await?;
         }
 
-        // The current table must hold exactly the open versions.
-        let wanted: HashSet<(&str, u128)> =
-            self.open.iter().map(|(id, o)| (&**id, o.hash)).collect();
-        let mut stored: HashSet<(String, u128)> = HashSet::new();
+        // The current table must hold exactly the open versions: each of its rows is an
+        // open version, found once (checked against the index in place, so no second copy
+        // of millions of ids is built to compare), and it has as many rows as the index.
         let exists = lake.version(&self.table.current.name).await?;
+        let mut same = exists.is_some();
+        let mut rows = 0usize;
         if exists.is_some() {
+            let open = &mut self.open;
             lake.scan_sql(
                 &self.table.current.name,
                 &format!("select id, {ROW_HASH} from \"{}\"", self.table.current.name),
                 |v| {
-                    stored.insert((
-                        v[0].unwrap_or("").to_string(),
-                        hash_bits(v[1].unwrap_or("")),
-                    ));
+                    rows += 1;
+                    if !same {
+                        return;
+                    }
+                    let hash = hash_bits(v[1].unwrap_or(""));
+                    match open.get_mut(v[0].unwrap_or("")) {
+                        Some(o) if o.hash == hash && !o.in_current => o.in_current = true,
+                        _ => same = false,
+                    }
                 },
             )
             .await?;
         }
-        let same = exists.is_some()
-            && stored.len() == wanted.len()
-            && stored
-                .iter()
-                .all(|(a, b)| wanted.contains(&(a.as_str(), *b)));
+        let same = same && rows == self.open.len();
         self.outcome.current_version = if same {
             exists
         } else {

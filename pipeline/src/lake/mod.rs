@@ -27,6 +27,7 @@ pub mod format;
 pub mod global_aggregates;
 pub mod history;
 pub mod lease;
+mod open_index;
 pub mod pass_through;
 pub mod rechecked;
 pub mod retention;
