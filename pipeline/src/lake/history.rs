@@ -15,8 +15,6 @@
 //! re-derived.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-
-use super::open_index::{Open, OpenIndex};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{RecordBatch, StringArray};
@@ -26,6 +24,7 @@ use deltalake::datafusion::scalar::ScalarValue;
 use sha2::{Digest, Sha256};
 
 use super::error::{Error, Result};
+use super::open_index::{Open, OpenIndex};
 use super::row::{Cell, Column, ColumnType, TableSchema};
 use super::table::Lake;
 

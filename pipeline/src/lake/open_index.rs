@@ -55,8 +55,17 @@ pub(super) struct OpenIndex {
     live: usize,
 }
 
+/// Where entry `i` is: its block and its place in the block.
+fn place(i: u32) -> (usize, usize) {
+    (
+        (i / ENTRIES_PER_BLOCK) as usize,
+        (i % ENTRIES_PER_BLOCK) as usize,
+    )
+}
+
 fn entry_in(entries: &[Vec<Entry>], i: u32) -> &Entry {
-    &entries[(i / ENTRIES_PER_BLOCK) as usize][(i % ENTRIES_PER_BLOCK) as usize]
+    let (block, at) = place(i);
+    &entries[block][at]
 }
 
 fn id_in<'a>(ids: &'a [String], e: &Entry) -> &'a str {
@@ -71,7 +80,10 @@ impl OpenIndex {
     }
 
     fn find(&self, id: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(id);
+        self.find_hashed(self.hasher.hash_one(id), id)
+    }
+
+    fn find_hashed(&self, hash: u64, id: &str) -> Option<u32> {
         self.slots
             .find(hash, |&i| {
                 id_in(&self.ids, entry_in(&self.entries, i)) == id
@@ -80,7 +92,8 @@ impl OpenIndex {
     }
 
     fn entry_mut(&mut self, i: u32) -> &mut Entry {
-        &mut self.entries[(i / ENTRIES_PER_BLOCK) as usize][(i % ENTRIES_PER_BLOCK) as usize]
+        let (block, at) = place(i);
+        &mut self.entries[block][at]
     }
 
     /// The open version of `id`.
@@ -100,7 +113,8 @@ impl OpenIndex {
 
     /// Sets the open version of `id`; returns the one it replaces.
     pub fn insert(&mut self, id: &str, open: Open) -> Option<Open> {
-        if let Some(i) = self.find(id) {
+        let hash = self.hasher.hash_one(id);
+        if let Some(i) = self.find_hashed(hash, id) {
             let e = self.entry_mut(i);
             let old = (!e.removed).then_some(e.open);
             let revived = e.removed;
@@ -137,9 +151,10 @@ impl OpenIndex {
             self.entries
                 .push(Vec::with_capacity(ENTRIES_PER_BLOCK as usize));
         }
-        if let Some(last) = self.entries.last_mut() {
-            last.push(entry);
-        }
+        self.entries
+            .last_mut()
+            .expect("the first entry starts a block")
+            .push(entry);
         self.live += 1;
         let Self {
             ids,
@@ -148,7 +163,7 @@ impl OpenIndex {
             hasher,
             ..
         } = self;
-        slots.insert_unique(hasher.hash_one(id), index, |&i| {
+        slots.insert_unique(hash, index, |&i| {
             hasher.hash_one(id_in(ids, entry_in(entries, i)))
         });
         None
