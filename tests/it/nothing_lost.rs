@@ -42,6 +42,14 @@ fn table_counts<'a>(s: &'a serde_json::Value, table: &str) -> &'a serde_json::Va
     &s["summary"]["tables"][table]
 }
 
+/// Ingests `export` into `lake` as observed the day after the sample, checks the exit code
+/// (`what` says which case failed) and returns the run's JSON output.
+fn ingest_next_day(lake: &Path, export: &Path, code: i32, what: &str) -> serde_json::Value {
+    let r = ingest(lake, &[export], &["--observed-at", "2026-10-08T06:00:00Z"]);
+    assert_eq!(r.code, code, "{what}: {}", r.stdout);
+    r.json()
+}
+
 #[test]
 fn a_partial_assignment_snapshot_closes_nothing() {
     let lake = sample_lake();
@@ -102,17 +110,12 @@ fn a_partial_assignment_snapshot_closes_nothing() {
             };
             std::fs::write(export.path().join(file), text).unwrap();
         }
-        let r = ingest(
+        let s = ingest_next_day(
             lake.path(),
-            &[export.path()],
-            &["--observed-at", "2026-10-08T06:00:00Z"],
+            export.path(),
+            1,
+            &format!("{name}: a coverage gap fails the run"),
         );
-        assert_eq!(
-            r.code, 1,
-            "{name}: a coverage gap fails the run\n{}",
-            r.stdout
-        );
-        let s = r.json();
         assert_eq!(s["status"], "incomplete", "{name}");
         assert_eq!(table_counts(&s, "assignments")["closed"], 0, "{name}: {s}");
         assert!(
@@ -173,13 +176,7 @@ fn a_whole_chain_closes_exactly_what_left() {
         crate::common::remove_records(export.path(), |r| r.contains(&gone)),
         1
     );
-    let r = ingest(
-        lake.path(),
-        &[export.path()],
-        &["--observed-at", "2026-10-08T06:00:00Z"],
-    );
-    assert_eq!(r.code, 0, "{}", r.stdout);
-    let s = r.json();
+    let s = ingest_next_day(lake.path(), export.path(), 0, "one assignment gone");
     assert_eq!(table_counts(&s, "assignments")["closed"], 1, "{s}");
     let mut want: BTreeSet<String> = ASSIGNMENT_PAGES.iter().flat_map(|p| page_ids(p)).collect();
     want.remove(&gone);
@@ -200,13 +197,7 @@ fn a_parent_whose_pages_are_partial_keeps_its_children_open() {
         1
     );
     let before = current_ids(lake.path(), "access_review_decisions");
-    let r = ingest(
-        lake.path(),
-        &[export.path()],
-        &["--observed-at", "2026-10-08T06:00:00Z"],
-    );
-    assert_eq!(r.code, 1, "{}", r.stdout);
-    let s = r.json();
+    let s = ingest_next_day(lake.path(), export.path(), 1, "a page missing");
     assert_eq!(
         table_counts(&s, "access_review_decisions")["closed"],
         1,
@@ -480,13 +471,7 @@ fn a_page_file_that_fails_early_keeps_its_scope_open() {
         copy_dir(&sample_data(), export.path());
         let decisions = export.path().join("accessReviews/decisions");
         std::fs::write(decisions.join(page1), content).unwrap();
-        let r = ingest(
-            lake.path(),
-            &[export.path()],
-            &["--observed-at", "2026-10-08T06:00:00Z"],
-        );
-        assert_eq!(r.code, 1, "{name}: {}", r.stdout);
-        let s = r.json();
+        let s = ingest_next_day(lake.path(), export.path(), 1, name);
         assert_eq!(
             table_counts(&s, "access_review_decisions")["closed"],
             0,
@@ -498,4 +483,65 @@ fn a_page_file_that_fails_early_keeps_its_scope_open() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn a_stage_gone_from_its_policy_closes_that_stage_only() {
+    // Approval stages come inside their policy's record: each policy read is a whole
+    // snapshot of its stages, an empty list too.
+    const POLICIES: &str = "entitlementManagement/assignmentPolicies-0001.json";
+    let lake = sample_lake();
+    let mut page = sample_page(POLICIES);
+    let policies = page["value"].as_array_mut().expect("a page");
+    let stages = |p: &serde_json::Value| {
+        p["requestApprovalSettings"]["stages"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let before: usize = policies.iter().map(stages).sum();
+    let cut = policies
+        .iter()
+        .position(|p| stages(p) >= 2)
+        .expect("a policy with two stages");
+    policies[cut]["requestApprovalSettings"]["stages"]
+        .as_array_mut()
+        .expect("stages")
+        .pop();
+    let emptied = policies
+        .iter_mut()
+        .enumerate()
+        .find(|(i, p)| *i != cut && stages(p) >= 1)
+        .map(|(_, p)| p)
+        .expect("another policy with a stage");
+    let emptied_stages = stages(emptied);
+    emptied["requestApprovalSettings"]["stages"] = serde_json::json!([]);
+    // Expected from the edited JSON: every (policy, stage number) still listed.
+    let want: BTreeSet<String> = policies
+        .iter()
+        .flat_map(|p| {
+            let id = p["id"].as_str().expect("id").to_string();
+            (1..=stages(p)).map(move |n| format!("{id}|{n}"))
+        })
+        .collect();
+    assert_eq!(want.len(), before - 1 - emptied_stages);
+    let export = tempfile::tempdir().unwrap();
+    std::fs::write(
+        export.path().join("assignmentPolicies-0001.json"),
+        page.to_string(),
+    )
+    .unwrap();
+
+    let s = ingest_next_day(lake.path(), export.path(), 0, "stages gone");
+    assert_eq!(
+        table_counts(&s, "policy_approval_stages")["closed"],
+        1 + emptied_stages as u64,
+        "{s}"
+    );
+    let now: BTreeSet<String> = sql(
+        lake.path(),
+        "select policy_id, stage_number from policy_approval_stages",
+    )
+    .into_iter()
+    .collect();
+    assert_eq!(now, want);
 }

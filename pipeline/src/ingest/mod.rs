@@ -1048,7 +1048,7 @@ impl<'a> Run<'a> {
         for prepare::List { list, child, items } in lists {
             if child.versioned().is_some() {
                 let scope = Self::scope_of(child, &child_parents, list.constant);
-                self.completeness.embedded(child.table, scope);
+                self.completeness.embedded(child.table, &scope);
             }
             for (i, item) in items.into_iter().enumerate() {
                 let child_at = Placement {
@@ -1425,7 +1425,8 @@ impl<'a> Run<'a> {
                         for id in &seen {
                             merge.mark_seen(id);
                         }
-                        let outcome = merge.finish(&lake, &scopes, &metadata).await?;
+                        let complete = |scope: &str| scopes.contains(scope);
+                        let outcome = merge.finish(&lake, &complete, &metadata).await?;
                         Ok::<_, Error>((spec.table, outcome))
                     });
                 }

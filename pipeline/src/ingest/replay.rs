@@ -307,7 +307,7 @@ async fn feed_versioned(
             .find(|v| v.from <= t && v.to.is_none_or(|to| to > t));
         if snapshot {
             for v in versions.iter().filter(|v| v.to == Some(t)) {
-                run.completeness.embedded(spec.table, v.scope.clone());
+                run.completeness.embedded(spec.table, &v.scope);
             }
         }
         let Some(v) = current else { continue };
@@ -324,7 +324,7 @@ async fn feed_versioned(
             summary.unverified += 1;
         }
         if snapshot {
-            run.completeness.embedded(spec.table, v.scope.clone());
+            run.completeness.embedded(spec.table, &v.scope);
         }
         let location = format!("`{}` `{id}` as observed at {}", spec.table, fmt_ts(t));
         let constant = constant_of(spec, &v.scope);

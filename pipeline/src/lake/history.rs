@@ -14,7 +14,7 @@
 //! left behind by a crash are closed (the newest one stays open) and the current table is
 //! re-derived.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{RecordBatch, StringArray};
@@ -293,14 +293,14 @@ impl VersionMerge {
     pub async fn finish(
         mut self,
         lake: &Lake,
-        complete_scopes: &BTreeSet<String>,
+        is_complete: &(dyn Fn(&str) -> bool + Sync),
         metadata: &HashMap<String, serde_json::Value>,
     ) -> Result<MergeOutcome> {
         self.flush(lake, metadata).await?;
         if self.table.versioning == Versioning::Snapshot {
-            let complete: HashSet<u32> = complete_scopes
-                .iter()
-                .filter_map(|s| self.scopes.index.get(s).copied())
+            // The scopes of this table's open versions, asked one by one.
+            let complete: HashSet<u32> = (0..self.scopes.names.len() as u32)
+                .filter(|&i| is_complete(&self.scopes.names[i as usize]))
                 .collect();
             let vanished: Vec<String> = self
                 .open

@@ -139,6 +139,12 @@ impl TableSchema {
                 .set_column_dictionary_enabled(path.clone(), false)
                 .set_column_statistics_enabled(path, EnabledStatistics::None);
         }
+        // Hashes (`row_hash`, `record_hash`, `reject_hash`) never repeat: a dictionary of
+        // them is as big as the column and costs the writer a lookup per value (a file of
+        // 25,000 rows never reaches the size at which the writer falls back to plain).
+        for c in self.columns.iter().filter(|c| c.name.ends_with("_hash")) {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), false);
+        }
         props.build()
     }
 
