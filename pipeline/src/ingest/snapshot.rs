@@ -237,11 +237,14 @@ impl Completeness {
         let family_gaps = self.family_gaps();
         for scope in scopes {
             let key = (table, scope.clone());
+            // A scope with pages or a break is decided here, whether or not its list also
+            // came inside a record: it leaves the embedded set either way.
+            let in_record = embedded.remove(&self.keys.of(scope));
             let verdict = if let Some(reason) = everything_broken {
                 Err(ChainBreak::Known(reason.clone()))
             } else if let Some(reason) = self.broken.get(&key) {
                 Err(ChainBreak::Known(reason.clone()))
-            } else if embedded.contains(&self.keys.of(scope)) {
+            } else if in_record {
                 Ok(())
             } else {
                 self.chain(
@@ -254,12 +257,6 @@ impl Completeness {
                     listed.insert(scope.clone());
                 }
                 Err(reason) => gaps.push(gap(scope, reason.to_string())),
-            }
-        }
-        // A broken scope is not complete, even where its list also came inside a record.
-        for (t, scope) in self.broken.keys() {
-            if *t == table {
-                embedded.remove(&self.keys.of(scope));
             }
         }
         if let Some(reason) = everything_broken {
@@ -631,6 +628,8 @@ mod tests {
         c.embedded("stages", "p1");
         c.embedded("stages", "p2");
         c.broken("stages", "p2".into(), "item 1 could not be read".into());
+        // p1 also has a page of its own: still one complete scope.
+        c.page("stages", "p1".into(), 0, None, None);
         let mut after_junk = Completeness {
             embedded: c.embedded.clone(),
             keys: c.keys.clone(),
