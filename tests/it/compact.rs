@@ -39,6 +39,50 @@ fn files(report: &serde_json::Map<String, serde_json::Value>, table: &str) -> u6
     report[table]["files_before"].as_u64().unwrap()
 }
 
+/// The largest Parquet file under `table` (what a compaction wrote) is Zstandard at level
+/// 1, with no statistics for the JSON columns (delta-rs's own default is level 4 with
+/// statistics on every column, the slower one to write).
+fn assert_compacted_with_zstd(table: &Path) {
+    use deltalake::parquet::basic::{Compression, ZstdLevel};
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    let largest = walkdir(table)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .expect("a Parquet file");
+    let reader = SerializedFileReader::new(std::fs::File::open(&largest).unwrap()).unwrap();
+    let group = reader.metadata().row_group(0);
+    for column in group.columns() {
+        assert_eq!(
+            column.compression(),
+            Compression::ZSTD(ZstdLevel::try_new(1).unwrap()),
+            "{}: {}",
+            largest.display(),
+            column.column_path()
+        );
+    }
+    let raw = group
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == "target_resources")
+        .expect("a target_resources column");
+    assert!(raw.statistics().is_none(), "{:?}", raw.statistics());
+}
+
+/// Every file under `dir`, depth first.
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 #[test]
 fn compaction_by_the_ingest_and_by_optimize_changes_no_row() {
     let data = tempfile::tempdir().unwrap();
@@ -70,6 +114,7 @@ fn compaction_by_the_ingest_and_by_optimize_changes_no_row() {
         done.iter().all(|c| c["table"] != "_raw"),
         "the ingest leaves _raw to optimize"
     );
+    assert_compacted_with_zstd(&compacted.path().join("audit_events"));
 
     let plain = tempfile::tempdir().unwrap();
     let r = ingest(

@@ -953,6 +953,33 @@ pub fn entity(table: &str) -> Option<&'static EntitySpec> {
     ENTITIES.iter().find(|e| e.table == table)
 }
 
+/// The schema of any table govlake writes, by its name: an entity's table (current,
+/// `_history` or append-only) or a bookkeeping table. `None` for a name govlake does not
+/// write.
+pub fn table_schema(name: &str) -> Option<TableSchema> {
+    use crate::lake::{bookkeeping, format};
+    let bookkeeping = [
+        bookkeeping::raw_schema,
+        bookkeeping::rejects_schema,
+        bookkeeping::ingest_runs_schema,
+        bookkeeping::pack_pins_schema,
+        format::govlake_schema,
+    ];
+    if let Some(schema) = bookkeeping.iter().map(|f| f()).find(|s| s.name == name) {
+        return Some(schema);
+    }
+    let entity = ENTITIES.iter().find(|e| {
+        name.strip_suffix("_history")
+            .map_or(e.table == name, |t| e.table == t || e.table == name)
+    })?;
+    match entity.versioned() {
+        Some(v) if v.current.name == name => Some(v.current),
+        Some(v) if v.history.name == name => Some(v.history),
+        Some(_) => None,
+        None => entity.append_schema().filter(|s| s.name == name),
+    }
+}
+
 /// Extraction context for one object.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ctx<'a> {
@@ -1178,6 +1205,42 @@ fn kind_of(v: &Value) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_written_table_has_its_schema_by_name() {
+        for e in ENTITIES.iter() {
+            let names = match e.versioned() {
+                Some(v) => vec![v.current.name, v.history.name],
+                None => vec![e.table.to_string()],
+            };
+            for name in names {
+                assert_eq!(table_schema(&name).map(|s| s.name), Some(name.clone()));
+            }
+        }
+        assert_eq!(
+            table_schema("assignments_history").unwrap().columns.len(),
+            entity("assignments")
+                .unwrap()
+                .versioned()
+                .unwrap()
+                .history
+                .columns
+                .len()
+        );
+        for name in ["_raw", "_rejects", "_ingest_runs", "_pack_pins"] {
+            assert_eq!(table_schema(name).map(|s| s.name).as_deref(), Some(name));
+        }
+        // audit events are append-only: no history table
+        for name in [
+            "audit_event",
+            "audit_events_history",
+            "history",
+            "_history",
+            "",
+        ] {
+            assert!(table_schema(name).is_none(), "{name}");
+        }
+    }
 
     #[test]
     fn every_spec_is_well_formed() {

@@ -281,8 +281,10 @@ pub async fn optimize(
     )]);
     let mut report = vec![];
     for t in &tables {
+        let schema = govlake::catalog::table_schema(t)
+            .ok_or_else(|| anyhow::anyhow!("`{t}` is not a table govlake writes"))?;
         if let Some(c) = lake
-            .compact(t, args.min_small_files, args.dry_run, &metadata)
+            .compact(&schema, args.min_small_files, args.dry_run, &metadata)
             .await?
         {
             report.push(c);

@@ -1350,7 +1350,9 @@ impl<'a> Run<'a> {
                 &self.metadata,
             )
             .await?;
+        tracing::debug!("Compacting the tables this run wrote.");
         let compacted = self.compact_written_tables().await;
+        tracing::debug!("Writing checkpoints.");
         // A checkpoint a crash or a lost reply skipped is written now, so no table's log
         // grows without one.
         self.lake.checkpoint_written_tables().await?;
@@ -1380,11 +1382,14 @@ impl<'a> Run<'a> {
                 continue;
             }
             let threshold = self.settings.compact_past_small_files;
+            let Some(schema) = catalog::table_schema(&name) else {
+                continue;
+            };
             // Every record is committed by now: a failed compaction leaves small files,
             // not a failed run.
             match self
                 .lake
-                .compact(&name, threshold, false, &self.metadata)
+                .compact(&schema, threshold, false, &self.metadata)
                 .await
             {
                 Ok(Some(c)) if c.version.is_some() => done.push(c),
@@ -1426,7 +1431,17 @@ impl<'a> Run<'a> {
                             merge.mark_seen(id);
                         }
                         let complete = |scope: &str| scopes.contains(scope);
+                        tracing::debug!(
+                            table = spec.table,
+                            "Merging the run's versions into history."
+                        );
                         let outcome = merge.finish(&lake, &complete, &metadata).await?;
+                        tracing::debug!(
+                            table = spec.table,
+                            stored = outcome.stored,
+                            closed = outcome.closed,
+                            "Merged."
+                        );
                         Ok::<_, Error>((spec.table, outcome))
                     });
                 }

@@ -7,8 +7,10 @@
 use std::num::NonZeroU64;
 
 use deltalake::operations::optimize::OptimizeType;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
 use serde::Serialize;
 
+use super::TableSchema;
 use super::error::Result;
 use super::table::{Lake, delta_err};
 
@@ -33,16 +35,24 @@ pub struct Compaction {
 }
 
 impl Lake {
-    /// Counts `name`'s files and, when at least `min_small_files` of them are small (and
-    /// `dry_run` is false), compacts them in one commit carrying `metadata`. `None` when the
-    /// table does not exist.
+    /// Counts `schema`'s table's files and, when at least `min_small_files` of them are
+    /// small (and `dry_run` is false), compacts them in one commit carrying `metadata`.
+    /// `None` when the table does not exist.
+    ///
+    /// The files are rewritten with the table's own settings
+    /// ([`TableSchema::writer_properties`]: no dictionary or statistics for JSON columns, no
+    /// dictionary for hashes) and Zstandard at level 1. delta-rs's default for OPTIMIZE is
+    /// level 4 with a dictionary and statistics on every column: on 2.5M audit events' four
+    /// tables (1,300 small files) that took 15.3–16.2 s for 291 MB, these settings 10.7–10.9 s
+    /// for 264 MB (Snappy, what a chunk is written with: 9.1–9.6 s but 600 MB).
     pub async fn compact(
         &self,
-        name: &str,
+        schema: &TableSchema,
         min_small_files: usize,
         dry_run: bool,
         metadata: &std::collections::HashMap<String, serde_json::Value>,
     ) -> Result<Option<Compaction>> {
+        let name = schema.name.as_str();
         if !self.table_exists(name).await? {
             return Ok(None);
         }
@@ -80,6 +90,15 @@ impl Lake {
             .optimize()
             .with_type(OptimizeType::Compact)
             .with_target_size(NonZeroU64::new(TARGET_FILE_BYTES).expect("not zero"))
+            .with_writer_properties(
+                schema
+                    .writer_properties()
+                    .into_builder()
+                    .set_compression(Compression::ZSTD(
+                        ZstdLevel::try_new(1).expect("a valid level"),
+                    ))
+                    .build(),
+            )
             .with_commit_properties(Self::commit_properties_for(metadata, &token))
             .await
             .map(|(table, m)| {
