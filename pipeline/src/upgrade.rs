@@ -111,23 +111,12 @@ pub struct MigrateOutcome {
     pub rebuild_skipped: Option<String>,
 }
 
-/// Every typed table (current and `_history`, append-only) with its schema.
-pub fn typed_tables() -> Vec<TableSchema> {
-    let mut out = vec![];
-    for e in catalog::ENTITIES.iter() {
-        if let Some(v) = e.versioned() {
-            out.push(v.current);
-            out.push(v.history);
-        } else if let Some(s) = e.append_schema() {
-            out.push(s);
-        }
-    }
-    out
-}
-
 /// Checks `--table` names, suggesting the closest known one.
 pub fn check_tables(names: &[String]) -> Result<()> {
-    let known: Vec<String> = typed_tables().into_iter().map(|t| t.name).collect();
+    let known: Vec<String> = catalog::typed_tables()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     for name in names {
         if !known.contains(name) {
             let candidates: Vec<&str> = known.iter().map(String::as_str).collect();
@@ -173,7 +162,7 @@ pub async fn rebuild(
 /// The Delta version of every typed table and of `_ingest_runs`, as text.
 async fn versions(lake: &Lake) -> Result<Vec<(String, String)>> {
     let mut out = vec![];
-    let names = typed_tables()
+    let names = catalog::typed_tables()
         .into_iter()
         .map(|t| t.name)
         .chain([bookkeeping::INGEST_RUNS.to_string()]);
@@ -255,7 +244,7 @@ async fn rebuild_through(
             })
     };
     let mut tables = vec![];
-    for schema in typed_tables() {
+    for schema in catalog::typed_tables() {
         if !wanted(&schema.name) {
             continue;
         }
@@ -360,12 +349,7 @@ pub async fn migrate(
     for step in pending {
         match step.from {
             0 => {
-                for schema in [
-                    bookkeeping::raw_schema(),
-                    bookkeeping::rejects_schema(),
-                    bookkeeping::ingest_runs_schema(),
-                    bookkeeping::pack_pins_schema(),
-                ] {
+                for schema in bookkeeping::schemas() {
                     for c in lake.add_missing_columns(&schema).await? {
                         outcome.columns_added.push(format!("{}.{c}", schema.name));
                     }

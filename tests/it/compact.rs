@@ -46,8 +46,9 @@ fn files(report: &serde_json::Map<String, serde_json::Value>, table: &str) -> u6
 fn assert_compacted_with_zstd(table: &Path) {
     use deltalake::parquet::basic::{Compression, ZstdLevel};
     use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
-    let largest = walkdir(table)
+    let largest = walkdir::WalkDir::new(table)
         .into_iter()
+        .map(|e| e.unwrap().into_path())
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         // the log's checkpoints are Parquet too
         .filter(|p| !p.components().any(|c| c.as_os_str() == "_delta_log"))
@@ -70,20 +71,6 @@ fn assert_compacted_with_zstd(table: &Path) {
         .find(|c| c.column_path().string() == "target_resources")
         .expect("a target_resources column");
     assert!(raw.statistics().is_none(), "{:?}", raw.statistics());
-}
-
-/// Every file under `dir`, depth first.
-fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![];
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walkdir(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

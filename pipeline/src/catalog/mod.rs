@@ -953,31 +953,28 @@ pub fn entity(table: &str) -> Option<&'static EntitySpec> {
     ENTITIES.iter().find(|e| e.table == table)
 }
 
-/// The schema of any table govlake writes, by its name: an entity's table (current,
-/// `_history` or append-only) or a bookkeeping table. `None` for a name govlake does not
-/// write.
+/// Every typed table (current and `_history`, append-only) with its schema.
+pub fn typed_tables() -> Vec<TableSchema> {
+    let mut out = vec![];
+    for e in ENTITIES.iter() {
+        if let Some(v) = e.versioned() {
+            out.push(v.current);
+            out.push(v.history);
+        } else if let Some(s) = e.append_schema() {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// The schema of any table govlake writes, by its name: a typed table or a bookkeeping
+/// table. `None` for a name govlake does not write.
 pub fn table_schema(name: &str) -> Option<TableSchema> {
-    use crate::lake::{bookkeeping, format};
-    let bookkeeping = [
-        bookkeeping::raw_schema,
-        bookkeeping::rejects_schema,
-        bookkeeping::ingest_runs_schema,
-        bookkeeping::pack_pins_schema,
-        format::govlake_schema,
-    ];
-    if let Some(schema) = bookkeeping.iter().map(|f| f()).find(|s| s.name == name) {
-        return Some(schema);
-    }
-    let entity = ENTITIES.iter().find(|e| {
-        name.strip_suffix("_history")
-            .map_or(e.table == name, |t| e.table == t || e.table == name)
-    })?;
-    match entity.versioned() {
-        Some(v) if v.current.name == name => Some(v.current),
-        Some(v) if v.history.name == name => Some(v.history),
-        Some(_) => None,
-        None => entity.append_schema().filter(|s| s.name == name),
-    }
+    typed_tables()
+        .into_iter()
+        .chain(crate::lake::bookkeeping::schemas())
+        .chain([crate::lake::format::govlake_schema()])
+        .find(|s| s.name == name)
 }
 
 /// Extraction context for one object.
@@ -1208,36 +1205,22 @@ mod tests {
 
     #[test]
     fn every_written_table_has_its_schema_by_name() {
-        for e in ENTITIES.iter() {
-            let names = match e.versioned() {
-                Some(v) => vec![v.current.name, v.history.name],
-                None => vec![e.table.to_string()],
-            };
-            for name in names {
-                assert_eq!(table_schema(&name).map(|s| s.name), Some(name.clone()));
-            }
-        }
-        assert_eq!(
-            table_schema("assignments_history").unwrap().columns.len(),
-            entity("assignments")
-                .unwrap()
-                .versioned()
-                .unwrap()
-                .history
-                .columns
-                .len()
-        );
-        for name in ["_raw", "_rejects", "_ingest_runs", "_pack_pins"] {
+        let history = table_schema("assignments_history").unwrap();
+        assert_eq!(history.name, "assignments_history");
+        assert!(history.columns.iter().any(|c| c.name == "valid_to"));
+        let current = table_schema("assignments").unwrap();
+        assert!(!current.columns.iter().any(|c| c.name == "valid_to"));
+        for name in [
+            "audit_events",
+            "_raw",
+            "_rejects",
+            "_ingest_runs",
+            "_pack_pins",
+        ] {
             assert_eq!(table_schema(name).map(|s| s.name).as_deref(), Some(name));
         }
         // audit events are append-only: no history table
-        for name in [
-            "audit_event",
-            "audit_events_history",
-            "history",
-            "_history",
-            "",
-        ] {
+        for name in ["audit_event", "audit_events_history", "_history", ""] {
             assert!(table_schema(name).is_none(), "{name}");
         }
     }

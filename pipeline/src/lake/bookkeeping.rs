@@ -28,6 +28,16 @@ fn schema(name: &str, cols: &[(&str, ColumnType)], partition_by: &[&str]) -> Tab
     }
 }
 
+/// Every bookkeeping table's schema: `_raw`, `_rejects`, `_ingest_runs`, `_pack_pins`.
+pub fn schemas() -> [TableSchema; 4] {
+    [
+        raw_schema(),
+        rejects_schema(),
+        ingest_runs_schema(),
+        pack_pins_schema(),
+    ]
+}
+
 /// `_raw`: one row per distinct (entity, object version), the JSON as received.
 pub fn raw_schema() -> TableSchema {
     use ColumnType::*;
