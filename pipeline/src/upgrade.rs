@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::catalog;
 use crate::ingest::replay::{self, ReplaySummary};
 use crate::lake::format::{self, FORMAT_VERSION, Found, STEPS};
-use crate::lake::{Lake, LakeLocation, TableSchema, bookkeeping, failpoint};
+use crate::lake::{Lake, LakeLocation, bookkeeping, failpoint};
 
 /// What stops a migration or a rebuild.
 #[derive(Debug, thiserror::Error)]
