@@ -559,13 +559,18 @@ pub struct IngestArgs {
     /// objects are kept open either way: a partial snapshot never closes history.
     #[arg(long)]
     pub allow_gaps: bool,
-    /// Top-level records (audit events) buffered before the append-only tables commit;
-    /// their child rows follow them into the same chunk. 64 MiB of raw records or of typed
-    /// rows commits earlier. Fewer, larger commits are faster on big
-    /// tables (each commit's snapshot update costs more as the table's file list grows);
-    /// smaller ones hold less memory and lose less to a crash (which never duplicates).
+    /// Top-level records (audit events) held in memory before they are written to the
+    /// append-only tables' open files; their child rows follow them into the same chunk.
+    /// 64 MiB of raw records or of typed rows ends a chunk earlier. Larger chunks hold more
+    /// memory.
     #[arg(long, default_value_t = 25_000, value_name = "N")]
     pub chunk_rows: usize,
+    /// Top-level records written to the append-only tables before their files are
+    /// committed (the rest commit when the run ends). Fewer, larger commits write fewer,
+    /// larger files and are faster on big tables; smaller ones lose less to a crash (which
+    /// never duplicates: the rerun stores what was not committed).
+    #[arg(long, default_value_t = govlake::ingest::DEFAULT_COMMIT_ROWS, value_name = "N")]
+    pub commit_rows: usize,
     /// Dedupe keys held in memory per table before they spill to sorted files in TMPDIR
     /// (tests set it low to exercise the spill).
     #[arg(long, default_value_t = 1 << 20, value_name = "N", hide = true)]

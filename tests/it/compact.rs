@@ -87,7 +87,14 @@ fn compaction_by_the_ingest_and_by_optimize_changes_no_row() {
     let r = ingest(
         compacted.path(),
         &[&tenant],
-        &["--chunk-rows", "200", "--compact-past-small-files", "4"],
+        &[
+            "--chunk-rows",
+            "200",
+            "--commit-rows",
+            "200",
+            "--compact-past-small-files",
+            "4",
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let summary = r.json();
@@ -112,6 +119,8 @@ fn compaction_by_the_ingest_and_by_optimize_changes_no_row() {
         &[&tenant],
         &[
             "--chunk-rows",
+            "200",
+            "--commit-rows",
             "200",
             "--compact-past-small-files",
             "1000000",

@@ -382,6 +382,79 @@ fn versions_committed_in_chunks_give_the_same_lake() {
     assert_same_lake(chunked.path(), whole.path());
 }
 
+/// Append-only rows written over many chunks are committed once `--commit-rows` top-level
+/// rows are written, one file per partition and commit: the lake is the one a commit per
+/// chunk gives, in fewer commits and files.
+#[test]
+fn appends_committed_every_commit_rows_give_the_same_lake_in_fewer_files() {
+    let (_data, input) = generated_tenant(400, 5);
+    let ingest_with = |commit_rows: &str| {
+        let lake = tempfile::tempdir().unwrap();
+        let r = ingest(
+            lake.path(),
+            &[&input],
+            &[
+                "--chunk-rows",
+                "100",
+                "--commit-rows",
+                commit_rows,
+                // Files as written, not compacted.
+                "--compact-past-small-files",
+                "1000000",
+            ],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let summary = r.json();
+        assert_reconciles(&summary);
+        (lake, summary)
+    };
+    let (per_chunk, _) = ingest_with("100");
+    let (grouped, summary) = ingest_with("1000");
+
+    let files = |folder: &Path, suffix: &str| {
+        walkdir::WalkDir::new(folder)
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+            .filter(|e| !e.path().components().any(|c| c.as_os_str() == "_delta_log"))
+            .count()
+    };
+    let commits = |lake: &Path| {
+        std::fs::read_dir(lake.join("audit_events/_delta_log"))
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(".json")
+            })
+            .count()
+    };
+    let data_files = |lake: &Path| files(&lake.join("audit_events"), ".parquet");
+    // Every commit but the last holds at least 1,000 top-level rows (raw records; audit
+    // events are among them), and the table's creation is one more.
+    let raw = table(&summary, "_raw")["stored"].as_u64().unwrap() as usize;
+    let events = table(&summary, "audit_events")["stored"].as_u64().unwrap() as usize;
+    assert!(events > 1000, "too few audit events to group: {events}");
+    assert!(
+        commits(grouped.path()) <= raw / 1000 + 2,
+        "{} commits of {raw} raw records at 1,000 a commit",
+        commits(grouped.path())
+    );
+    assert!(
+        commits(grouped.path()) < commits(per_chunk.path()),
+        "grouped {} commits, per chunk {}",
+        commits(grouped.path()),
+        commits(per_chunk.path())
+    );
+    assert!(
+        data_files(grouped.path()) < data_files(per_chunk.path()),
+        "grouped {} files, per chunk {}",
+        data_files(grouped.path()),
+        data_files(per_chunk.path())
+    );
+    assert_same_lake(grouped.path(), per_chunk.path());
+}
+
 #[test]
 fn kill_9_mid_ingest_then_rerun_equals_one_clean_run() {
     let (_data, input) = generated_tenant(1500, 3);

@@ -189,7 +189,14 @@ fn vacuum_beside_ingest(
     // Many small commits: every one uploads files before its log entry.
     let mut ingest = lake
         .govlake()
-        .args(["ingest", "--chunk-rows", "100", "--from"])
+        .args([
+            "ingest",
+            "--chunk-rows",
+            "100",
+            "--commit-rows",
+            "100",
+            "--from",
+        ])
         .arg(sample_data())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())

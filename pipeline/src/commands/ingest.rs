@@ -30,6 +30,7 @@ pub async fn run(
         inputs: args.from.clone(),
         observed_at,
         chunk_rows: args.chunk_rows.max(1),
+        commit_rows: args.commit_rows.max(1),
         dedupe_keys_in_memory: args.dedupe_keys_in_memory.max(1),
         compact_past_small_files: args.compact_past_small_files,
         ..IngestSettings::default()

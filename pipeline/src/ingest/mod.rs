@@ -37,6 +37,7 @@ pub use error::{Error, Result};
 use crate::catalog::{self, EntitySpec, Storage};
 use crate::lake::bookkeeping::{self, RAW, REJECTS};
 use crate::lake::history::VersionMerge;
+use crate::lake::open_append::OpenAppend;
 use crate::lake::{Cell, Lake, TableSchema};
 use crate::time::now_micros;
 use context::Resolved;
@@ -51,8 +52,11 @@ pub struct IngestSettings {
     pub inputs: Vec<PathBuf>,
     /// When the snapshots were taken (UTC micros); else the export marker's, else now.
     pub observed_at: Option<i64>,
-    /// Top-level append-only records (audit events) buffered before a commit.
+    /// Top-level append-only records (audit events) buffered in memory before they are
+    /// written out.
     pub chunk_rows: usize,
+    /// Top-level append-only records written before their files are committed.
+    pub commit_rows: usize,
     /// Dedupe keys held in memory per table before they spill to sorted files.
     pub dedupe_keys_in_memory: usize,
     /// After the run, a table it wrote is compacted when it has at least this many small
@@ -71,6 +75,7 @@ impl Default for IngestSettings {
             inputs: vec![],
             observed_at: None,
             chunk_rows: 25_000,
+            commit_rows: DEFAULT_COMMIT_ROWS,
             dedupe_keys_in_memory: keyset::DEFAULT_LIMIT,
             compact_past_small_files: COMPACT_PAST_SMALL_FILES,
             max_record_bytes: 4 * 1024 * 1024,
@@ -249,6 +254,12 @@ const RAW_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 /// Small files a table written by a run may hold before the run compacts it: about two
 /// years of daily incremental runs, or a large ingest's chunks across a few partitions.
 pub const COMPACT_PAST_SMALL_FILES: usize = 256;
+
+/// Top-level rows (raw records, audit events) written between two commits of the
+/// append-only tables: 20 commits at 10M audit events (each of ~1M records, one file per
+/// table partition), where a commit per 25,000-row chunk made 785 commits of `_raw` and
+/// 4,128 files of `audit_events` to compact.
+pub const DEFAULT_COMMIT_ROWS: usize = 1_000_000;
 
 /// A 128-bit key for dedupe sets (never stored).
 fn key128(parts: &[&str]) -> u128 {
@@ -541,6 +552,19 @@ impl std::fmt::Display for Location<'_> {
     }
 }
 
+/// What writing a chunk hands back: the appends it leaves open, and the tables it
+/// committed with their new versions.
+type Flushed = (BTreeMap<String, OpenAppend>, Vec<(String, i64)>);
+
+/// The outcome of a task of a chunk's writing; a panic there is this thread's.
+async fn settle_task<T>(task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    match task.await {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::Writer),
+    }
+}
+
 /// State of one ingest run.
 struct Run<'a> {
     lake: &'a Lake,
@@ -561,9 +585,15 @@ struct Run<'a> {
     raw_bytes: usize,
     /// Text bytes of the typed rows buffered for append-only tables.
     append_bytes: usize,
-    /// The chunk being committed while the next one is read (at most one at a time):
-    /// the counted tables it wrote and their new versions.
-    in_flight: Option<tokio::task::JoinHandle<Result<Vec<(String, i64)>>>>,
+    /// The chunk being written while the next one is read (at most one at a time): it
+    /// hands back the appends it leaves open, and the tables it committed with their new
+    /// versions.
+    in_flight: Option<tokio::task::JoinHandle<Result<Flushed>>>,
+    /// Append-only tables' files written since their last commit (while no chunk is in
+    /// flight; one that is holds them).
+    open: BTreeMap<String, OpenAppend>,
+    /// Top-level rows written since the last commit of the open appends.
+    uncommitted_rows: usize,
     /// Time this thread waited for a chunk in flight to land (logged at the end: where a
     /// run's pace is set).
     waited_for_commits: std::time::Duration,
@@ -610,6 +640,8 @@ impl<'a> Run<'a> {
             raw_bytes: 0,
             append_bytes: 0,
             in_flight: None,
+            open: BTreeMap::new(),
+            uncommitted_rows: 0,
             waited_for_commits: std::time::Duration::ZERO,
             orphans: HashSet::new(),
             rejected_ids: BTreeMap::new(),
@@ -927,7 +959,7 @@ impl<'a> Run<'a> {
             || self.raw_bytes >= RAW_BUFFER_BYTES
             || self.append_bytes >= RAW_BUFFER_BYTES;
         if full {
-            self.flush_appends().await?;
+            self.flush_appends(false).await?;
         }
         Ok(())
     }
@@ -1084,7 +1116,7 @@ impl<'a> Run<'a> {
                 let merge = self.versioned.get_mut(spec.table).expect("begun above");
                 merge.offer(row, &scope)?;
                 if merge.pending() >= self.settings.chunk_rows {
-                    self.flush_appends().await?;
+                    self.flush_appends(false).await?;
                 }
             }
             Storage::Append => {
@@ -1247,82 +1279,143 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Commits buffered append-only rows (audit events and their children, raw records),
-    /// and the new versions of versioned entities once a merge holds half a chunk of them.
-    /// Each table's chunk is one Delta commit; dedupe by id makes a rerun after a crash
-    /// between commits store exactly what is missing (and a merge's next run closes what a
-    /// crashed one left open). The commits run on their own task while the next chunk is
-    /// read; a chunk waits for the previous one to land first, so commits keep their order
-    /// and at most two chunks are held.
-    async fn flush_appends(&mut self) -> Result<()> {
+    /// Hands buffered append-only rows (audit events and their children, raw records) to
+    /// their tables' open files ([`OpenAppend`]), which are committed together once
+    /// `--commit-rows` top-level rows are written since the last commit (and when the run
+    /// ends, `last`); and commits the new versions of versioned entities once a merge holds
+    /// half a chunk of them. Dedupe by id makes a rerun after a crash between commits store
+    /// exactly what is missing (and a merge's next run closes what a crashed one left
+    /// open). The writing runs on its own task while the next chunk is read; a chunk waits
+    /// for the previous one to be written first, so writes and commits keep their order and
+    /// at most two chunks are held.
+    async fn flush_appends(&mut self, last: bool) -> Result<()> {
         self.settle_flush().await?;
         self.raw_bytes = 0;
         self.append_bytes = 0;
-        let mut chunks = vec![];
+        let top_level_rows = self
+            .appends
+            .values()
+            .filter(|b| b.top_level)
+            .map(|b| b.rows.len())
+            .chain(std::iter::once(self.raw.rows.len()))
+            .max()
+            .unwrap_or(0);
+        self.uncommitted_rows += top_level_rows;
+        let commit = last || self.uncommitted_rows >= self.settings.commit_rows;
+        if commit {
+            self.uncommitted_rows = 0;
+        }
+        let mut appended = vec![];
         for buf in self
             .appends
             .values_mut()
             .chain(std::iter::once(&mut self.raw))
         {
             if !buf.rows.is_empty() {
-                chunks.push((buf.schema.clone(), std::mem::take(&mut buf.rows), true));
+                appended.push((buf.schema.clone(), std::mem::take(&mut buf.rows)));
             }
         }
         // A history commit on this thread held up every record behind it.
         let history_rows = self.settings.chunk_rows.div_ceil(2);
+        let mut history = vec![];
         for merge in self.versioned.values_mut() {
             if merge.pending() >= history_rows {
-                let (schema, rows) = merge.take_pending();
-                chunks.push((schema, rows, false));
+                history.push(merge.take_pending());
             }
         }
-        if chunks.is_empty() {
+        let mut open = std::mem::take(&mut self.open);
+        if appended.is_empty() && history.is_empty() && !(commit && !open.is_empty()) {
             return Ok(());
         }
         let (lake, metadata) = (self.lake.clone(), self.metadata.clone());
-        // The tables of a chunk commit side by side: they are different tables, and one
-        // after the other the records' thread waited on them for a fifth of a 10M ingest.
-        // A failed commit is reported once every other table's has ended (nothing writes
-        // after the run has ended).
+        // The tables of a chunk are written side by side: they are different tables, and
+        // one after the other the records' thread waited on them for a fifth of a 10M
+        // ingest. A failure is reported once every other table's work has ended (nothing
+        // writes after the run has ended).
         self.in_flight = Some(tokio::spawn(async move {
-            let commits: Vec<_> = chunks
+            let mut failed = None;
+            let mut versions = vec![];
+            let writes: Vec<_> = appended
                 .into_iter()
-                .map(|(schema, rows, counted)| {
-                    let (lake, metadata) = (lake.clone(), metadata.clone());
+                .map(|(schema, rows)| {
+                    let (lake, open) = (lake.clone(), open.remove(&schema.name));
                     tokio::spawn(async move {
-                        tracing::debug!(table = %schema.name, rows = rows.len(), "Committing a chunk.");
-                        let v = lake.append(&schema, &rows, &metadata).await?;
-                        // A history table's version is not a count of its own: the merge's
-                        // closing commit reports the entity's.
-                        Ok::<_, Error>(counted.then_some((schema.name, v)))
+                        tracing::debug!(table = %schema.name, rows = rows.len(), "Writing a chunk.");
+                        let mut append = match open {
+                            Some(a) => a,
+                            None => lake.open_append(&schema).await?,
+                        };
+                        append.write(&rows).await?;
+                        Ok::<_, Error>(append)
                     })
                 })
                 .collect();
-            let mut versions = vec![];
-            let mut failed = None;
-            for commit in commits {
-                match commit.await {
-                    Ok(Ok(v)) => versions.extend(v),
-                    Ok(Err(e)) => {
-                        failed.get_or_insert(e);
+            // A history table's version is not a count of its own: the merge's closing
+            // commit reports the entity's.
+            let history: Vec<_> = history
+                .into_iter()
+                .map(|(schema, rows)| {
+                    let (lake, metadata) = (lake.clone(), metadata.clone());
+                    tokio::spawn(async move {
+                        tracing::debug!(table = %schema.name, rows = rows.len(), "Committing history.");
+                        lake.append(&schema, &rows, &metadata).await?;
+                        Ok::<_, Error>(())
+                    })
+                })
+                .collect();
+            for write in writes {
+                match settle_task(write).await {
+                    Ok(append) => {
+                        open.insert(append.table().to_string(), append);
                     }
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Err(_) => {
-                        failed.get_or_insert(Error::Writer);
+                    Err(e) => {
+                        failed.get_or_insert(e);
                     }
                 }
             }
-            failed.map_or(Ok(versions), Err)
+            for commit in history {
+                if let Err(e) = settle_task(commit).await {
+                    failed.get_or_insert(e);
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if commit {
+                let commits: Vec<_> = std::mem::take(&mut open)
+                    .into_values()
+                    .map(|append| {
+                        let (lake, metadata) = (lake.clone(), metadata.clone());
+                        tokio::spawn(async move {
+                            let table = append.table().to_string();
+                            tracing::debug!(table = %table, rows = append.rows(), "Committing the rows written since the last commit.");
+                            let v = append.commit(&lake, &metadata).await?;
+                            Ok::<_, Error>((table, v))
+                        })
+                    })
+                    .collect();
+                for commit in commits {
+                    match settle_task(commit).await {
+                        Ok(v) => versions.push(v),
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+            failed.map_or(Ok((open, versions)), Err)
         }));
         Ok(())
     }
 
-    /// Waits for the chunk in flight, if any, and notes the versions it committed.
+    /// Waits for the chunk in flight, if any: takes back the appends it left open and
+    /// notes the versions it committed.
     async fn settle_flush(&mut self) -> Result<()> {
         if let Some(task) = self.in_flight.take() {
             let waiting = std::time::Instant::now();
-            let committed = task.await.map_err(|_| Error::Writer)??;
+            let (open, committed) = task.await.map_err(|_| Error::Writer)??;
             self.waited_for_commits += waiting.elapsed();
+            self.open = open;
             for (table, v) in committed {
                 self.counts.entry(table).or_default().version = Some(v);
             }
@@ -1331,7 +1424,7 @@ impl<'a> Run<'a> {
     }
 
     async fn finish(mut self, files: u64, records: u64) -> Result<IngestSummary> {
-        self.flush_appends().await?;
+        self.flush_appends(true).await?;
         self.settle_flush().await?;
         self.finish_tables().await?;
         self.write_rejects().await?;

@@ -7,7 +7,6 @@
 use std::num::NonZeroU64;
 
 use deltalake::operations::optimize::OptimizeType;
-use deltalake::parquet::basic::{Compression, ZstdLevel};
 use serde::Serialize;
 
 use super::TableSchema;
@@ -39,12 +38,8 @@ impl Lake {
     /// small (and `dry_run` is false), compacts them in one commit carrying `metadata`.
     /// `None` when the table does not exist.
     ///
-    /// The files are rewritten with the table's own settings
-    /// ([`TableSchema::writer_properties`]: no dictionary or statistics for JSON columns, no
-    /// dictionary for hashes) and Zstandard at level 1. delta-rs's default for OPTIMIZE is
-    /// level 4 with a dictionary and statistics on every column: on 2.5M audit events' four
-    /// tables (1,300 small files) that took 15.3–16.2 s for 291 MB, these settings 10.7–10.9 s
-    /// for 264 MB (Snappy, what a chunk is written with: 9.1–9.6 s but 600 MB).
+    /// The files are rewritten with the table's own settings at Zstandard level 1
+    /// ([`TableSchema::large_file_properties`]), not delta-rs's default for OPTIMIZE.
     pub async fn compact(
         &self,
         schema: &TableSchema,
@@ -90,15 +85,7 @@ impl Lake {
             .optimize()
             .with_type(OptimizeType::Compact)
             .with_target_size(NonZeroU64::new(TARGET_FILE_BYTES).expect("not zero"))
-            .with_writer_properties(
-                schema
-                    .writer_properties()
-                    .into_builder()
-                    .set_compression(Compression::ZSTD(
-                        ZstdLevel::try_new(1).expect("a valid level"),
-                    ))
-                    .build(),
-            )
+            .with_writer_properties(schema.large_file_properties())
             .with_commit_properties(Self::commit_properties_for(metadata, &token))
             .await
             .map(|(table, m)| {

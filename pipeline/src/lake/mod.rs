@@ -13,7 +13,8 @@
 //! `pass_through` is the plan operator those three put in,
 //! `retention` keeps the versions evidence packs pinned (`govlake vacuum`), `format` records and
 //! checks the lake's format version (`govlake migrate`), `failpoint` holds the crash points
-//! tests arm, `lease` lets one `govlake job run` at a time work on a lake, and `compact`
+//! tests arm, `lease` lets one `govlake job run` at a time work on a lake, `open_append` keeps
+//! an ingest's append-only files open across chunks until it commits them, and `compact`
 //! rewrites a table's small files into few large ones (`govlake optimize`).
 
 pub mod backends;
@@ -27,6 +28,7 @@ pub mod format;
 pub mod global_aggregates;
 pub mod history;
 pub mod lease;
+pub mod open_append;
 mod open_index;
 pub mod pass_through;
 pub mod rechecked;

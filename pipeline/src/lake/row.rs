@@ -10,7 +10,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::parquet::basic::Compression;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 
@@ -146,6 +146,20 @@ impl TableSchema {
             props = props.set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), false);
         }
         props.build()
+    }
+
+    /// How files meant to stay are written (compaction's output, an ingest's open appends):
+    /// [`TableSchema::writer_properties`] at Zstandard level 1. Level 4, delta-rs's default
+    /// for OPTIMIZE, with a dictionary and statistics on every column, took 15.3–16.2 s to
+    /// compact 2.5M audit events' four tables (291 MB) where these settings took 10.7–10.9 s
+    /// (264 MB); Snappy took 9.1–9.6 s but wrote 600 MB.
+    pub fn large_file_properties(&self) -> WriterProperties {
+        self.writer_properties()
+            .into_builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(1).expect("a valid level"),
+            ))
+            .build()
     }
 
     /// Builds one record batch from rows laid out in column order.

@@ -37,15 +37,22 @@ pub fn sim_binary() -> PathBuf {
     path
 }
 
-/// Starts `CMD ingest --chunk-rows 1000 --from INPUT` in the background, output discarded
+/// Starts `CMD ingest --chunk-rows 1000 --commit-rows 1000 --from INPUT` in the background, output discarded
 /// (to be killed mid-run).
 pub fn spawn_ingest(mut cmd: Command, input: &Path) -> std::process::Child {
-    cmd.args(["ingest", "--chunk-rows", "1000", "--from"])
-        .arg(input)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("govlake starts")
+    cmd.args([
+        "ingest",
+        "--chunk-rows",
+        "1000",
+        "--commit-rows",
+        "1000",
+        "--from",
+    ])
+    .arg(input)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("govlake starts")
 }
 
 /// Result of a finished command.
