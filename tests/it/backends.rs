@@ -373,14 +373,7 @@ fn two_ingests_at_once_store_nothing_twice() {
         let lake = backend.new_lake("concurrent");
         let spawn = || {
             lake.govlake()
-                .args([
-                    "ingest",
-                    "--chunk-rows",
-                    "1000",
-                    "--commit-rows",
-                    "1000",
-                    "--from",
-                ])
+                .args(crate::common::SMALL_COMMITS_INGEST)
                 .arg(&input)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())

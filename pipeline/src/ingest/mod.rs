@@ -1323,10 +1323,11 @@ impl<'a> Run<'a> {
                 history.push(merge.take_pending());
             }
         }
-        let mut open = std::mem::take(&mut self.open);
-        if appended.is_empty() && history.is_empty() && !(commit && !open.is_empty()) {
+        // Nothing to write or commit leaves the open appends where they are.
+        if appended.is_empty() && history.is_empty() && !(commit && !self.open.is_empty()) {
             return Ok(());
         }
+        let mut open = std::mem::take(&mut self.open);
         let (lake, metadata) = (self.lake.clone(), self.metadata.clone());
         // The tables of a chunk are written side by side: they are different tables, and
         // one after the other the records' thread waited on them for a fifth of a 10M
@@ -1413,7 +1414,7 @@ impl<'a> Run<'a> {
     async fn settle_flush(&mut self) -> Result<()> {
         if let Some(task) = self.in_flight.take() {
             let waiting = std::time::Instant::now();
-            let (open, committed) = task.await.map_err(|_| Error::Writer)??;
+            let (open, committed) = settle_task(task).await?;
             self.waited_for_commits += waiting.elapsed();
             self.open = open;
             for (table, v) in committed {

@@ -37,22 +37,26 @@ pub fn sim_binary() -> PathBuf {
     path
 }
 
-/// Starts `CMD ingest --chunk-rows 1000 --commit-rows 1000 --from INPUT` in the background, output discarded
-/// (to be killed mid-run).
+/// An ingest that commits every 1,000 records, followed by its input: many commits, so a
+/// kill or a second writer lands between two of them.
+pub const SMALL_COMMITS_INGEST: [&str; 6] = [
+    "ingest",
+    "--chunk-rows",
+    "1000",
+    "--commit-rows",
+    "1000",
+    "--from",
+];
+
+/// Starts `CMD` [`SMALL_COMMITS_INGEST`] `INPUT` in the background, output discarded (to be
+/// killed mid-run).
 pub fn spawn_ingest(mut cmd: Command, input: &Path) -> std::process::Child {
-    cmd.args([
-        "ingest",
-        "--chunk-rows",
-        "1000",
-        "--commit-rows",
-        "1000",
-        "--from",
-    ])
-    .arg(input)
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .expect("govlake starts")
+    cmd.args(SMALL_COMMITS_INGEST)
+        .arg(input)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("govlake starts")
 }
 
 /// Result of a finished command.
