@@ -14,8 +14,12 @@
 //! hash join's build side and every sort: it copies each string-view column whose buffers
 //! are more than twice the bytes its values use into buffers of its own (the same type,
 //! values, order and partitioning), so each batch is counted at about its own size. Columns
-//! that already use most of their buffers are passed on as they are. (The pack's population
-//! sort copies its columns for the same reason: `report::table`.)
+//! that already use most of their buffers are passed on as they are. It also cuts a batch of
+//! many times the session's batch size into batches of that size: a hash join emits every
+//! unmatched build-side row of an outer join as one batch at its end, and a sort reserves
+//! twice a batch at once and cannot spill part of one (at 10M audit events one such batch
+//! failed `recertification_coverage`, and the pack with it). (The pack's population sort
+//! copies its columns for the same reason: `report::table`.)
 
 use std::sync::Arc;
 
@@ -27,7 +31,7 @@ use deltalake::arrow::datatypes::DataType;
 use deltalake::datafusion::common::config::ConfigOptions;
 use deltalake::datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use deltalake::datafusion::error::Result;
-use deltalake::datafusion::execution::SendableRecordBatchStream;
+use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use deltalake::datafusion::physical_optimizer::PhysicalOptimizerRule;
 use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::physical_plan::execution_plan::{
@@ -125,13 +129,32 @@ pub struct Compacting;
 impl Passing for Compacting {
     const NAME: &'static str = "CompactStringsExec";
 
-    fn stream(&self, input: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    fn stream(
+        &self,
+        input: SendableRecordBatchStream,
+        context: &TaskContext,
+    ) -> SendableRecordBatchStream {
         let schema = input.schema();
+        let batch_size = context.session_config().batch_size().max(1);
         // Empty batches (a join's probe batch that matched nothing) are dropped: each would
-        // still be counted at its builders' capacity.
+        // still be counted at its builders' capacity. A batch of many times the session's
+        // batch size (a hash join emits every unmatched build-side row of an outer join as
+        // one batch at its end: millions of rows at 10M audit events) is cut into batches
+        // of that size, each owning its bytes: a sort above reserves twice a batch's size at
+        // once and cannot spill part of one, so a single batch larger than its share of the
+        // pool failed `recertification_coverage` at 10M audit events.
         let compacted = input
             .filter(|batch| futures::future::ready(!matches!(batch, Ok(b) if b.num_rows() == 0)))
-            .map(|batch| batch.and_then(compact));
+            .flat_map(move |batch| {
+                let pieces: Vec<Result<RecordBatch>> = match batch {
+                    Ok(b) if b.num_rows() > 2 * batch_size => (0..b.num_rows())
+                        .step_by(batch_size)
+                        .map(|start| compact(b.slice(start, batch_size.min(b.num_rows() - start))))
+                        .collect(),
+                    other => vec![other.and_then(compact)],
+                };
+                futures::stream::iter(pieces)
+            });
         Box::pin(RecordBatchStreamAdapter::new(schema, compacted))
     }
 }
@@ -195,9 +218,13 @@ fn own_bytes(array: &ArrayRef) -> ArrayRef {
 mod tests {
     use std::sync::Arc;
 
-    use deltalake::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringViewArray};
+    use deltalake::arrow::array::{
+        Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringViewArray,
+    };
     use deltalake::arrow::datatypes::{DataType, Field, Schema};
     use deltalake::datafusion::datasource::MemTable;
+    use deltalake::datafusion::execution::memory_pool::FairSpillPool;
+    use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
     use deltalake::datafusion::execution::session_state::SessionStateBuilder;
     use deltalake::datafusion::physical_plan::displayable;
     use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
@@ -206,11 +233,10 @@ mod tests {
 
     use super::super::global_aggregates::physical_optimizer_rules;
 
-    /// The rows of a LEFT join whose build side (written first, kept as the build side)
-    /// holds 40,000 names of ~910 bytes (36 MB), half of them matched, and the bytes its
-    /// output batches account for: what a sort, a repartition or the next join's build side
-    /// above it reserves from the memory pool.
-    async fn joined(compact: bool) -> (usize, usize) {
+    /// One partition, batches of 1,000 rows, joins kept in the order written (the left
+    /// side is a hash join's build side), with or without the rule, and a fair spill pool of
+    /// `pool` bytes when given.
+    fn left_join_session(compact: bool, pool: Option<usize>) -> SessionContext {
         let mut rules = physical_optimizer_rules();
         if !compact {
             rules.retain(|r| r.name() != "compact_join_output");
@@ -219,12 +245,26 @@ mod tests {
             .with_target_partitions(1)
             .with_batch_size(1_000)
             .set_bool("datafusion.optimizer.join_reordering", false);
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
-            .with_physical_optimizer_rules(rules)
-            .build();
-        let ctx = SessionContext::new_with_state(state);
+            .with_physical_optimizer_rules(rules);
+        if let Some(bytes) = pool {
+            let runtime = RuntimeEnvBuilder::new()
+                .with_memory_pool(Arc::new(FairSpillPool::new(bytes)))
+                .build_arc()
+                .expect("runtime");
+            state = state.with_runtime_env(runtime);
+        }
+        SessionContext::new_with_state(state.build())
+    }
+
+    /// The rows of a LEFT join whose build side (written first, kept as the build side)
+    /// holds 40,000 names of ~910 bytes (36 MB), half of them matched, and the bytes its
+    /// output batches account for: what a sort, a repartition or the next join's build side
+    /// above it reserves from the memory pool.
+    async fn joined(compact: bool) -> (usize, usize) {
+        let ctx = left_join_session(compact, None);
         let names = 40_000;
         let text: Vec<String> = (0..names)
             .map(|i| format!("{i:08}-{}", "x".repeat(900)))
@@ -289,6 +329,80 @@ mod tests {
             bytes > text * 3,
             "{bytes} accounted for {text} of text (no rule)"
         );
+    }
+
+    /// A LEFT join whose build side (kept as the left) matches nothing emits all its
+    /// 300,000 rows as one batch at its end (DataFusion 55); a sort above reserves twice a
+    /// batch's size at once and cannot spill part of one, so under a pool of 96 MiB the
+    /// query failed (`recertification_coverage` at 10M audit events). Cut into batches of
+    /// the session's size, it sorts, spilling, with every row.
+    #[tokio::test]
+    async fn an_outer_joins_unmatched_rows_sort_within_a_small_memory_limit() {
+        async fn run(compact: bool) -> Result<(usize, usize), String> {
+            let ctx = left_join_session(compact, Some(96 << 20));
+            let rows = 300_000;
+            let names = RecordBatch::try_new(
+                Arc::new(Schema::new(vec![
+                    Field::new("id", DataType::Int64, false),
+                    Field::new("text", DataType::Utf8View, false),
+                ])),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(0..rows)),
+                    Arc::new(StringViewArray::from_iter_values(
+                        (0..rows).map(|i| format!("{:08}-{}", (i * 7919) % rows, "z".repeat(80))),
+                    )),
+                ],
+            )
+            .expect("batch");
+            // In slices of 1,000 rows each owning its bytes, as a scan gives them.
+            let slices = (0..rows as usize)
+                .step_by(1_000)
+                .map(|at| super::compact(names.slice(at, 1_000)).expect("compact"))
+                .collect();
+            let names = MemTable::try_new(names.schema(), vec![slices]).expect("names");
+            ctx.register_table("names", Arc::new(names)).expect("names");
+            let refs = RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new(
+                    "name_id",
+                    DataType::Int64,
+                    false,
+                )])),
+                vec![Arc::new(Int64Array::from_iter_values([-1, -2, -3]))],
+            )
+            .expect("batch");
+            ctx.register_batch("refs", refs).expect("refs");
+            let batches = ctx
+                .sql(
+                    "SELECT n.text, r.name_id FROM names n LEFT JOIN refs r ON n.id = r.name_id \
+                     ORDER BY n.text",
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            let sorted = batches
+                .iter()
+                .flat_map(|b| {
+                    let text = b.column(0).as_string_view();
+                    (0..b.num_rows()).map(move |i| text.value(i).to_string())
+                })
+                .collect::<Vec<_>>();
+            assert!(sorted.windows(2).all(|w| w[0] <= w[1]), "ordered");
+            Ok((
+                sorted.len(),
+                sorted
+                    .iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
+            ))
+        }
+        assert_eq!(run(true).await, Ok((300_000, 300_000)));
+        // What the cut prevents: the one batch is more than the sort may reserve.
+        let err = run(false)
+            .await
+            .expect_err("one batch of every unmatched row");
+        assert!(err.contains("external sort"), "{err}");
     }
 
     /// A few rows cut from a large batch (what a filter or a join passes on) keep the large

@@ -31,8 +31,13 @@ pub trait Passing: Debug + Send + Sync + 'static {
         Ok(Arc::clone(input))
     }
 
-    /// Its output stream, from its input's (the input's by default).
-    fn stream(&self, input: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    /// Its output stream, from its input's (the input's by default); `context` is the
+    /// task's (its session's settings, such as the batch size).
+    fn stream(
+        &self,
+        input: SendableRecordBatchStream,
+        _context: &TaskContext,
+    ) -> SendableRecordBatchStream {
         input
     }
 }
@@ -117,6 +122,7 @@ impl<P: Passing> ExecutionPlan for PassThrough<P> {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        Ok(self.passing.stream(self.input.execute(partition, context)?))
+        let input = self.input.execute(partition, Arc::clone(&context))?;
+        Ok(self.passing.stream(input, &context))
     }
 }

@@ -454,7 +454,11 @@ struct Holding(Arc<Computed>);
 impl Passing for Holding {
     const NAME: &'static str = "HeldBatchesExec";
 
-    fn stream(&self, input: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    fn stream(
+        &self,
+        input: SendableRecordBatchStream,
+        _context: &deltalake::datafusion::execution::TaskContext,
+    ) -> SendableRecordBatchStream {
         let held = Arc::clone(&self.0);
         let schema = input.schema();
         Box::pin(RecordBatchStreamAdapter::new(
