@@ -15,7 +15,7 @@
 //! are more than twice the bytes its values use into buffers of its own (the same type,
 //! values, order and partitioning), so each batch is counted at about its own size. Columns
 //! that already use most of their buffers are passed on as they are. It also cuts a batch of
-//! many times the session's batch size into batches of that size: a hash join emits every
+//! more than twice the session's batch size into batches of that size: a hash join emits every
 //! unmatched build-side row of an outer join as one batch at its end, and a sort reserves
 //! twice a batch at once and cannot spill part of one (at 10M audit events one such batch
 //! failed `recertification_coverage`, and the pack with it). (The pack's population sort
@@ -118,7 +118,8 @@ impl PhysicalOptimizerRule for CompactJoinOutput {
 }
 
 /// Passes its input's batches on with each string-view column copied into buffers of its
-/// own (`StringViewArray::gc`). The rows, their order and partitioning are its input's, so
+/// own (`StringViewArray::gc`), a batch of more than twice the session's batch size cut into
+/// batches of that size. The rows, their order and partitioning are its input's, so
 /// are its properties: the plan above keeps every guarantee it relied on.
 pub type CompactStrings = PassThrough<Compacting>;
 
@@ -137,23 +138,31 @@ impl Passing for Compacting {
         let schema = input.schema();
         let batch_size = context.session_config().batch_size().max(1);
         // Empty batches (a join's probe batch that matched nothing) are dropped: each would
-        // still be counted at its builders' capacity. A batch of many times the session's
-        // batch size (a hash join emits every unmatched build-side row of an outer join as
-        // one batch at its end: millions of rows at 10M audit events) is cut into batches
-        // of that size, each owning its bytes: a sort above reserves twice a batch's size at
-        // once and cannot spill part of one, so a single batch larger than its share of the
-        // pool failed `recertification_coverage` at 10M audit events.
+        // still be counted at its builders' capacity. A batch of more than twice the
+        // session's batch size (a hash join emits every unmatched build-side row of an outer
+        // join as one batch at its end: millions of rows at 10M audit events) is cut into
+        // batches of that size, each owning its bytes and copied only when the one above
+        // asks for it: a sort reserves twice a batch's size at once and cannot spill part of
+        // one, so a single batch larger than its share of the pool failed
+        // `recertification_coverage` at 10M audit events.
         let compacted = input
             .filter(|batch| futures::future::ready(!matches!(batch, Ok(b) if b.num_rows() == 0)))
-            .flat_map(move |batch| {
-                let pieces: Vec<Result<RecordBatch>> = match batch {
-                    Ok(b) if b.num_rows() > 2 * batch_size => (0..b.num_rows())
-                        .step_by(batch_size)
-                        .map(|start| compact(b.slice(start, batch_size.min(b.num_rows() - start))))
-                        .collect(),
-                    other => vec![other.and_then(compact)],
-                };
-                futures::stream::iter(pieces)
+            .flat_map(move |batch| match batch {
+                Ok(b) => {
+                    let rows = b.num_rows();
+                    let step = if rows > 2 * batch_size {
+                        batch_size
+                    } else {
+                        rows
+                    };
+                    futures::stream::iter(
+                        (0..rows)
+                            .step_by(step)
+                            .map(move |start| compact(b.slice(start, step.min(rows - start)))),
+                    )
+                    .left_stream()
+                }
+                Err(e) => futures::stream::once(futures::future::ready(Err(e))).right_stream(),
             });
         Box::pin(RecordBatchStreamAdapter::new(schema, compacted))
     }
@@ -335,7 +344,7 @@ mod tests {
     /// 300,000 rows as one batch at its end (DataFusion 55); a sort above reserves twice a
     /// batch's size at once and cannot spill part of one, so under a pool of 96 MiB the
     /// query failed (`recertification_coverage` at 10M audit events). Cut into batches of
-    /// the session's size, it sorts, spilling, with every row.
+    /// the session's size, it sorts with every row, once.
     #[tokio::test]
     async fn an_outer_joins_unmatched_rows_sort_within_a_small_memory_limit() {
         async fn run(compact: bool) -> Result<(usize, usize), String> {
@@ -403,6 +412,64 @@ mod tests {
             .await
             .expect_err("one batch of every unmatched row");
         assert!(err.contains("external sort"), "{err}");
+    }
+
+    /// A batch of more than twice the batch size is cut into batches of that size (the last
+    /// shorter), in order; one of up to twice the size passes whole; an error passes on.
+    #[tokio::test]
+    async fn large_batches_are_cut_to_the_batch_size_in_order() {
+        use deltalake::datafusion::execution::TaskContext;
+        use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+        use futures::StreamExt as _;
+
+        use super::super::pass_through::Passing as _;
+
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = |from: i64, rows: i64| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from_iter_values(from..from + rows))],
+            )
+            .expect("batch")
+        };
+        let input = vec![
+            Ok(batch(0, 2_501)),
+            Ok(batch(2_501, 2_000)),
+            Err(deltalake::datafusion::error::DataFusionError::Execution(
+                "read failed".into(),
+            )),
+        ];
+        let context =
+            TaskContext::default().with_session_config(SessionConfig::new().with_batch_size(1_000));
+        let out: Vec<_> = super::Compacting
+            .stream(
+                Box::pin(RecordBatchStreamAdapter::new(
+                    Arc::clone(&schema),
+                    futures::stream::iter(input),
+                )),
+                &context,
+            )
+            .collect()
+            .await;
+        let sizes: Vec<Option<usize>> = out
+            .iter()
+            .map(|b| b.as_ref().ok().map(RecordBatch::num_rows))
+            .collect();
+        assert_eq!(
+            sizes,
+            [Some(1_000), Some(1_000), Some(501), Some(2_000), None]
+        );
+        let values: Vec<i64> = out
+            .iter()
+            .flatten()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<deltalake::arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(values, (0..4_501).collect::<Vec<_>>());
     }
 
     /// A few rows cut from a large batch (what a filter or a join passes on) keep the large

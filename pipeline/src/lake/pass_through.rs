@@ -1,8 +1,9 @@
 //! Plan operators that pass their input's rows on unchanged — the same rows, order,
 //! partitioning and properties, so the plan above keeps every guarantee it relied on — and
 //! each add one thing, told by a [`Passing`]: `compact_joins` copies text columns into buffers
-//! of their own, `estimates` lowers a grouping's row estimate while join selection reads it,
-//! and `shared_subplans` keeps a shared result's memory reserved while a query reads it.
+//! of their own (and cuts oversized batches to the batch size, rows and order unchanged),
+//! `estimates` lowers a grouping's row estimate while join selection reads it, and
+//! `shared_subplans` keeps a shared result's memory reserved while a query reads it.
 
 use std::fmt::{self, Debug};
 use std::sync::Arc;
