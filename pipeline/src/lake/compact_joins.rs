@@ -268,6 +268,35 @@ mod tests {
         SessionContext::new_with_state(state.build())
     }
 
+    /// A batch of `(id, text)`: ids 0, 1, … beside the given texts (string views).
+    fn names_batch<S: AsRef<str>>(texts: impl IntoIterator<Item = S>) -> RecordBatch {
+        let text = StringViewArray::from_iter_values(texts);
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("text", DataType::Utf8View, false),
+            ])),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..text.len() as i64)),
+                Arc::new(text),
+            ],
+        )
+        .expect("batch")
+    }
+
+    /// A batch of one column `name_id`.
+    fn name_ids_batch(ids: impl IntoIterator<Item = i64>) -> RecordBatch {
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new(
+                "name_id",
+                DataType::Int64,
+                false,
+            )])),
+            vec![Arc::new(Int64Array::from_iter_values(ids))],
+        )
+        .expect("batch")
+    }
+
     /// The rows of a LEFT join whose build side (written first, kept as the build side)
     /// holds 40,000 names of ~910 bytes (36 MB), half of them matched, and the bytes its
     /// output batches account for: what a sort, a repartition or the next join's build side
@@ -278,29 +307,9 @@ mod tests {
         let text: Vec<String> = (0..names)
             .map(|i| format!("{i:08}-{}", "x".repeat(900)))
             .collect();
-        let names_batch = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("id", DataType::Int64, false),
-                Field::new("text", DataType::Utf8View, false),
-            ])),
-            vec![
-                Arc::new(Int64Array::from_iter_values(0..names)),
-                Arc::new(StringViewArray::from_iter_values(&text)),
-            ],
-        )
-        .expect("batch");
+        let names_batch = names_batch(&text);
         ctx.register_batch("names", names_batch).expect("names");
-        let refs_batch = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![Field::new(
-                "name_id",
-                DataType::Int64,
-                false,
-            )])),
-            vec![Arc::new(Int64Array::from_iter_values(
-                (0..names / 2).map(|i| i * 2),
-            ))],
-        )
-        .expect("batch");
+        let refs_batch = name_ids_batch((0..names / 2).map(|i| i * 2));
         let refs = MemTable::try_new(
             refs_batch.schema(),
             vec![
@@ -349,20 +358,10 @@ mod tests {
     async fn an_outer_joins_unmatched_rows_sort_within_a_small_memory_limit() {
         async fn run(compact: bool) -> Result<(usize, usize), String> {
             let ctx = left_join_session(compact, Some(96 << 20));
-            let rows = 300_000;
-            let names = RecordBatch::try_new(
-                Arc::new(Schema::new(vec![
-                    Field::new("id", DataType::Int64, false),
-                    Field::new("text", DataType::Utf8View, false),
-                ])),
-                vec![
-                    Arc::new(Int64Array::from_iter_values(0..rows)),
-                    Arc::new(StringViewArray::from_iter_values(
-                        (0..rows).map(|i| format!("{:08}-{}", (i * 7919) % rows, "z".repeat(80))),
-                    )),
-                ],
-            )
-            .expect("batch");
+            let rows = 300_000_i64;
+            let names = names_batch(
+                (0..rows).map(|i| format!("{:08}-{}", (i * 7919) % rows, "z".repeat(80))),
+            );
             // In slices of 1,000 rows each owning its bytes, as a scan gives them.
             let slices = (0..rows as usize)
                 .step_by(1_000)
@@ -370,15 +369,7 @@ mod tests {
                 .collect();
             let names = MemTable::try_new(names.schema(), vec![slices]).expect("names");
             ctx.register_table("names", Arc::new(names)).expect("names");
-            let refs = RecordBatch::try_new(
-                Arc::new(Schema::new(vec![Field::new(
-                    "name_id",
-                    DataType::Int64,
-                    false,
-                )])),
-                vec![Arc::new(Int64Array::from_iter_values([-1, -2, -3]))],
-            )
-            .expect("batch");
+            let refs = name_ids_batch([-1, -2, -3]);
             ctx.register_batch("refs", refs).expect("refs");
             let batches = ctx
                 .sql(
@@ -523,17 +514,7 @@ mod tests {
                 .with_physical_optimizer_rules(physical_optimizer_rules())
                 .build(),
         );
-        let batch = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new("id", DataType::Int64, false),
-                Field::new("text", DataType::Utf8View, false),
-            ])),
-            vec![
-                Arc::new(Int64Array::from_iter_values(0..3)),
-                Arc::new(StringViewArray::from_iter_values(["a", "b", "c"])),
-            ],
-        )
-        .expect("batch");
+        let batch = names_batch(["a", "b", "c"]);
         ctx.register_batch("a", batch.clone()).expect("a");
         ctx.register_batch("b", batch).expect("b");
         let plan = ctx
