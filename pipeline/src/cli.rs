@@ -99,7 +99,7 @@ pub enum Command {
     /// One access package's auditor report for a period (HTML, Markdown or CSV).
     Report(ReportArgs),
     /// The quarterly examiner evidence pack: index, package reports, populations, SQL,
-    /// reconciliation, coverage gaps, SHA-256 manifest, signature and archive.
+    /// reconciliation, coverage gaps, SHA-256 manifest, signature; a tar of it with --archive.
     Pack(PackArgs),
     /// Check an evidence pack: every hash, extra and missing files, and the signature
     /// (exit 0 verified, 1 failed, 3 whole but the signer not pinned).
@@ -409,8 +409,8 @@ pub enum ReportFormat {
 pub struct PackArgs {
     #[command(flatten)]
     pub period: PeriodArgs,
-    /// Pack folder to create (must not exist or be empty); the archive is written beside it
-    /// as DIR.tar.
+    /// Pack folder to create (must not exist or be empty); with `--archive` the archive is
+    /// written beside it as DIR.tar.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Secret key file from `govlake keygen` (or the key itself in GOVLAKE_SIGNING_KEY).
@@ -419,8 +419,12 @@ pub struct PackArgs {
     /// Write the pack without a signature (verification will say so).
     #[arg(long, conflicts_with = "key")]
     pub unsigned: bool,
-    /// Do not write DIR.tar.
+    /// Also write DIR.tar, a deterministic tar of the finished folder (the pack's bytes
+    /// written twice; scheduled `govlake job` packs always have one).
     #[arg(long)]
+    pub archive: bool,
+    /// The default since the archive became opt-in (kept so scripts that pass it still run).
+    #[arg(long, hide = true, conflicts_with = "archive")]
     pub no_archive: bool,
     /// Draw and record a random sample of a view for testing: VIEW:SIZE:SEED (repeatable).
     #[arg(long = "sample", value_name = "VIEW:SIZE:SEED")]

@@ -462,7 +462,7 @@ fn regenerating_from_the_recorded_versions_is_byte_identical() {
         .env("TOKIO_WORKER_THREADS", "1")
         .arg("--lake")
         .arg(&lake)
-        .args(["pack", "--period", "2026Q3", "--key"])
+        .args(["pack", "--period", "2026Q3", "--archive", "--key"])
         .arg(dir.path().join("pack.key"))
         .arg("--as-of")
         .arg(versions.join(","))
@@ -487,6 +487,8 @@ fn regenerating_from_the_recorded_versions_is_byte_identical() {
     let current = dir.path().join("current");
     let r = pack_unsigned(&lake, &current);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // The archive is opt-in: without `--archive` the pack is the folder alone.
+    assert!(current.is_dir() && !dir.path().join("current.tar").exists());
     let index = std::fs::read_to_string(current.join("data/index.html")).unwrap();
     assert!(index.contains("<tr><th>Separation-of-duties violations</th><td>0</td></tr>"));
     let r = verify(&current, None);
@@ -1005,4 +1007,106 @@ fn populations_with_a_time_column_hold_only_the_period() {
             .contains("created_date_time")
     );
     assert_eq!(trail["rows"], expected_steps);
+}
+
+/// "Holders over time" is, per package, the number of rows `access_as_of` gives at each
+/// checkpoint of the period (its start, the first of each later month, its last second):
+/// checked against `access_as_of` run at each checkpoint on its own, for every package of
+/// the sample tenant, in a pack's run of all packages and in one package's report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holders_over_time_counts_access_as_of_at_each_checkpoint() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let r = ingest(dir.path(), &[&sample_data()], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let location =
+        govlake::lake::LakeLocation::resolve(dir.path().to_str().unwrap(), Default::default())
+            .unwrap();
+    let lake = govlake::lake::Lake::new(location);
+    let ctx = govlake::query::session(&lake).await.unwrap();
+    let queries = govlake::query::views::embedded();
+    govlake::query::views::register(&ctx, &queries)
+        .await
+        .unwrap();
+    let period = govlake::report::Period::quarter("2026Q3").unwrap();
+
+    // Expected: access_as_of's rows per package at each checkpoint.
+    let access_as_of = &queries
+        .iter()
+        .find(|q| q.name == "access_as_of")
+        .unwrap()
+        .sql;
+    let checkpoints = [
+        "2026-07-01T00:00:00Z",
+        "2026-08-01T00:00:00Z",
+        "2026-09-01T00:00:00Z",
+        "2026-09-30T23:59:59Z",
+    ];
+    let mut expected: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for at in checkpoints {
+        let rows =
+            govlake::report::table::query(&ctx, "access_as_of", access_as_of, &[("as_of", at)])
+                .await
+                .unwrap();
+        for row in &rows.rows {
+            *expected
+                .entry((
+                    rows.cell(row, "access_package_id").to_string(),
+                    at.to_string(),
+                ))
+                .or_default() += 1;
+        }
+    }
+    assert!(
+        expected.values().sum::<usize>() > 0
+            && expected
+                .keys()
+                .map(|(p, _)| p)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 1,
+        "the sample has holders in several packages"
+    );
+    let holders = |p: &str, at: &str| {
+        expected
+            .get(&(p.to_string(), at.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    let differ_over_time = expected.keys().any(|(p, _)| {
+        checkpoints
+            .iter()
+            .any(|at| holders(p, at) != holders(p, checkpoints[0]))
+    });
+    assert!(
+        differ_over_time,
+        "some package's holders change within the quarter"
+    );
+
+    // Every package's section, as a pack builds them all at once.
+    let mut shown: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut one = None;
+    govlake::report::package::build_all(&ctx, &queries, &period, &Default::default(), |report| {
+        let trend = &report.section("trend").unwrap().table;
+        for row in &trend.rows {
+            shown.insert(
+                (report.id.clone(), trend.cell(row, "as_of").to_string()),
+                trend.cell(row, "holders").parse().unwrap(),
+            );
+        }
+        if !trend.rows.is_empty() {
+            one = Some((report.id.clone(), report.name.clone(), trend.rows.clone()));
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(shown, expected);
+
+    // One package's report gives that package's rows alike.
+    let (id, name, rows) = one.unwrap();
+    let report = govlake::report::package::build(&ctx, &queries, &id, &name, &period)
+        .await
+        .unwrap();
+    assert_eq!(report.section("trend").unwrap().table.rows, rows);
 }

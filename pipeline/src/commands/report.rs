@@ -181,7 +181,7 @@ pub async fn pack(
         queries: queries(args.queries.as_deref())?,
         templates: args.templates.clone(),
         key,
-        archive: !args.no_archive,
+        archive: args.archive,
         samples: args
             .samples
             .iter()

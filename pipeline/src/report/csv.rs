@@ -6,27 +6,51 @@ use std::io::Write;
 
 /// One cell, neutralised and quoted as needed.
 pub fn guard_cell(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 3);
+    // Writing to a Vec cannot fail, and the bytes are `s`'s UTF-8 with ASCII added.
+    let _ = write_cell(&mut out, s);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes one cell, neutralised and quoted as needed, without building it first (the
+/// populations of a pack write hundreds of millions of cells).
+pub fn write_cell(out: &mut impl Write, s: &str) -> std::io::Result<()> {
     let trimmed = s.trim_start_matches(' ');
     let risky = matches!(
-        trimmed.chars().next(),
-        Some('=' | '+' | '-' | '@' | '\t' | '\r' | '\0')
-    ) || matches!(s.chars().next(), Some('\t' | '\r' | '\0'));
-    let s = if risky {
-        format!("'{s}")
+        trimmed.bytes().next(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\0')
+    );
+    // The `'` added in front holds none of the characters that call for quotes.
+    let quoted = s.contains([',', '"', '\n', '\r']);
+    if quoted {
+        out.write_all(b"\"")?;
+    }
+    if risky {
+        out.write_all(b"'")?;
+    }
+    if quoted {
+        let mut parts = s.split('"');
+        if let Some(first) = parts.next() {
+            out.write_all(first.as_bytes())?;
+        }
+        for part in parts {
+            out.write_all(b"\"\"")?;
+            out.write_all(part.as_bytes())?;
+        }
+        out.write_all(b"\"")
     } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
+        out.write_all(s.as_bytes())
     }
 }
 
 /// Writes one CSV line of guarded cells.
 pub fn write_line<S: AsRef<str>>(out: &mut impl Write, cells: &[S]) -> std::io::Result<()> {
-    let line: Vec<String> = cells.iter().map(|c| guard_cell(c.as_ref())).collect();
-    out.write_all(line.join(",").as_bytes())?;
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        write_cell(out, cell.as_ref())?;
+    }
     out.write_all(b"\n")
 }
 

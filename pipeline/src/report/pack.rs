@@ -583,7 +583,7 @@ fn free_bytes(folder: &Path) -> Option<u64> {
 fn ensure_room(folder: &Path, needed: u64, free: Option<u64>) -> Result<()> {
     match free {
         Some(free) if free < needed => Err(Error::Invalid(format!(
-            "Not enough free disk for the pack in `{}`: about {needed} bytes needed (an estimate from the lake's table sizes, the archive included), {free} free. Free some space, give --out on a larger disk, or pass --no-archive to write the folder only",
+            "Not enough free disk for the pack in `{}`: about {needed} bytes needed (an estimate from the lake's table sizes, the archive included), {free} free. Free some space, give --out on a larger disk, or leave out --archive to write the folder only",
             folder.display()
         ))),
         _ => Ok(()),
@@ -1380,7 +1380,7 @@ mod tests {
         assert!(err.contains("`/evidence/2026Q3`"), "{err}");
         assert!(err.contains("5000 bytes needed"), "{err}");
         assert!(err.contains("4999 free"), "{err}");
-        assert!(err.contains("--no-archive"), "{err}");
+        assert!(err.contains("leave out --archive"), "{err}");
         assert!(ensure_room(folder, 5_000, Some(5_000)).is_ok());
         // Where free space cannot be told, the pack is attempted.
         assert!(ensure_room(folder, 5_000, None).is_ok());

@@ -414,24 +414,36 @@ async fn run_sections(
             .copied()
             .collect();
         let section = if *key == "trend" {
-            // The same query at each checkpoint of the period (one row per package each).
-            let mut all = Table::default();
-            for at in checkpoints(period) {
-                let bound: Vec<(&str, &str)> = needed
-                    .iter()
-                    .map(|(k, v)| {
-                        if *k == "as_of" {
-                            (*k, at.as_str())
-                        } else {
-                            (*k, *v)
-                        }
-                    })
-                    .collect();
-                let t = super::table::query(ctx, title, &sql, &bound).await?;
-                all.columns = t.columns;
-                all.rows.extend(t.rows);
-            }
-            all.rows.sort();
+            // The same query at each checkpoint of the period (one row per package each),
+            // run as one UNION ALL of its copies, `$as_of` of the Nth bound as `$at_N`: the
+            // copies read the same `assignment_holdings`, which `lake::shared_subplans`
+            // then computes once instead of once per checkpoint. The report shows the
+            // query as it is run at one checkpoint.
+            let as_of_parameter =
+                regex::Regex::new(r"\$as_of\b").expect("a fixed pattern is valid");
+            let points = checkpoints(period);
+            let names: Vec<String> = (0..points.len()).map(|i| format!("at_{i}")).collect();
+            let union = names
+                .iter()
+                .map(|name| {
+                    as_of_parameter
+                        .replace_all(&sql, regex::NoExpand(&format!("${name}")))
+                        .into_owned()
+                })
+                .collect::<Vec<_>>()
+                .join("\nUNION ALL\n");
+            let bound: Vec<(&str, &str)> = needed
+                .iter()
+                .filter(|(k, _)| *k != "as_of")
+                .copied()
+                .chain(
+                    names
+                        .iter()
+                        .zip(&points)
+                        .map(|(name, at)| (name.as_str(), at.as_str())),
+                )
+                .collect();
+            let all = super::table::query(ctx, title, &union, &bound).await?;
             SectionRows {
                 title,
                 sql,

@@ -51,6 +51,10 @@ pub struct Templates {
 /// Escapes a cell for a Markdown table (pipes, line breaks, backslashes, backticks); HTML
 /// auto-escaping then neutralises markup.
 fn md(value: String) -> String {
+    // Most cells hold none of them: handed back as they are, without four copies.
+    if !value.contains(['\\', '|', '`', '\r', '\n']) {
+        return value;
+    }
     value
         .replace('\\', "\\\\")
         .replace('|', "\\|")

@@ -156,16 +156,22 @@ pub async fn query_stream(
     Ok((columns, stream))
 }
 
+/// A batch's columns as text, as the cast to `Utf8` prints each type.
+fn text_columns(
+    b: &RecordBatch,
+) -> Result<Vec<deltalake::arrow::array::ArrayRef>, deltalake::arrow::error::ArrowError> {
+    b.columns()
+        .iter()
+        .map(|c| cast(c, &DataType::Utf8))
+        .collect()
+}
+
 /// Appends a batch's rows as text cells (NULL is the empty string).
 pub fn append_rows(
     rows: &mut Vec<Vec<String>>,
     b: &RecordBatch,
 ) -> Result<(), deltalake::arrow::error::ArrowError> {
-    let cols = b
-        .columns()
-        .iter()
-        .map(|c| cast(c, &DataType::Utf8))
-        .collect::<Result<Vec<_>, _>>()?;
+    let cols = text_columns(b)?;
     for row in 0..b.num_rows() {
         rows.push(
             cols.iter()
@@ -179,6 +185,30 @@ pub fn append_rows(
                 })
                 .collect(),
         );
+    }
+    Ok(())
+}
+
+/// Appends a batch's rows as CSV lines to `out`: the cells [`append_rows`] gives (NULL is
+/// the empty string), guarded and quoted as [`super::csv::write_line`] writes them, without
+/// a `String` per cell.
+pub fn append_csv_lines(
+    out: &mut Vec<u8>,
+    b: &RecordBatch,
+) -> Result<(), deltalake::arrow::error::ArrowError> {
+    let cols = text_columns(b)?;
+    let cols: Vec<_> = cols.iter().map(|c| c.as_string::<i32>()).collect();
+    for row in 0..b.num_rows() {
+        for (i, c) in cols.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if !c.is_null(row) {
+                // Writing to a Vec cannot fail.
+                let _ = super::csv::write_cell(out, c.value(row));
+            }
+        }
+        out.push(b'\n');
     }
     Ok(())
 }
@@ -229,14 +259,12 @@ pub async fn stream_to_files(
     let mut parquet = deltalake::parquet::arrow::ArrowWriter::try_new(pq_file, schema, Some(props))
         .map_err(|e| arrow_err(e.into()))?;
     let mut rows = 0;
-    let mut cells: Vec<Vec<String>> = Vec::new();
+    let mut lines: Vec<u8> = Vec::new();
     while let Some(batch) = stream.try_next().await.map_err(err)? {
         rows += batch.num_rows();
-        cells.clear();
-        append_rows(&mut cells, &batch).map_err(arrow_err)?;
-        for r in &cells {
-            super::csv::write_line(&mut csv, r).map_err(super::io_err("write", csv_path))?;
-        }
+        lines.clear();
+        append_csv_lines(&mut lines, &batch).map_err(arrow_err)?;
+        std::io::Write::write_all(&mut csv, &lines).map_err(super::io_err("write", csv_path))?;
         parquet.write(&batch).map_err(|e| arrow_err(e.into()))?;
     }
     // `into_inner` writes the footer and hands back the (hashing) file.
@@ -254,6 +282,89 @@ pub async fn stream_to_files(
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    /// The CSV lines written straight from a batch are the bytes of its rows as text cells
+    /// written line by line: NULLs empty, formulas neutralised, quotes doubled, numbers,
+    /// booleans and times as the cast prints them.
+    #[test]
+    fn csv_lines_from_a_batch_match_the_rows_written_one_by_one() {
+        use deltalake::arrow::array::{BooleanArray, StringArray, TimestampMicrosecondArray};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("text", DataType::Utf8, true),
+            Field::new("view", DataType::Utf8View, true),
+            Field::new("n", DataType::Int64, true),
+            Field::new("flag", DataType::Boolean, true),
+            Field::new(
+                "at",
+                DataType::Timestamp(deltalake::arrow::datatypes::TimeUnit::Microsecond, None),
+                true,
+            ),
+        ]));
+        let hostile = [
+            Some("=HYPERLINK(\"http://x\",\"y\")"),
+            Some("  +cmd|' /C calc'!A0"),
+            None,
+            Some("a,b\nc \"quoted\""),
+            Some("\tx"),
+            Some("ünïcode, @home"),
+            Some(""),
+        ];
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(hostile.to_vec())),
+                Arc::new(StringViewArray::from(
+                    hostile.iter().rev().copied().collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(vec![
+                    Some(-5),
+                    None,
+                    Some(0),
+                    Some(7),
+                    Some(i64::MAX),
+                    Some(1),
+                    Some(2),
+                ])),
+                Arc::new(BooleanArray::from(vec![
+                    Some(true),
+                    Some(false),
+                    None,
+                    Some(true),
+                    None,
+                    Some(false),
+                    Some(true),
+                ])),
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    Some(1_790_000_000_000_000),
+                    None,
+                    Some(0),
+                    Some(1),
+                    Some(-1),
+                    None,
+                    Some(1_790_000_000_123_456),
+                ])),
+            ],
+        )
+        .expect("batch");
+        let mut rows = Vec::new();
+        append_rows(&mut rows, &batch).expect("rows");
+        let mut one_by_one = Vec::new();
+        for r in &rows {
+            super::super::csv::write_line(&mut one_by_one, r).expect("line");
+        }
+        let mut direct = Vec::new();
+        append_csv_lines(&mut direct, &batch).expect("lines");
+        let direct = String::from_utf8(direct).expect("utf-8");
+        assert_eq!(direct, String::from_utf8(one_by_one).expect("utf-8"));
+        assert_eq!(rows.len(), 7);
+        let lines: Vec<&str> = direct.lines().collect();
+        assert!(
+            lines[0].starts_with("\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",,'-5,true,2026-"),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(lines[2], ",'\tx,0,,1970-01-01T00:00:00");
+    }
 
     use deltalake::arrow::array::{Int64Array, StringViewArray};
     use deltalake::arrow::datatypes::{Field, Schema};
