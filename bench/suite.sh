@@ -66,6 +66,10 @@ SIZES=("$@")
 
 if [ -n "${BIN_DIR:-}" ]; then
   BIN_DIR="$(cd "$BIN_DIR" && pwd)"
+elif [ ${#SIZES[@]} -eq 0 ]; then
+  # --gather reads bench/results only: nothing to build (a build here once ran beside
+  # another cargo build).
+  BIN_DIR="$ROOT/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 else
   cargo build --locked --profile "$PROFILE" -p govlake -p govlake-graph-sim --bins
   BIN_DIR="$ROOT/target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
