@@ -525,7 +525,7 @@ pub async fn build(lake: &Lake, settings: &PackSettings) -> Result<PackSummary> 
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let estimate = estimate_bytes(lake, settings.archive).await?;
-    ensure_room(folder, estimate, free_bytes(folder))?;
+    ensure_room(folder, estimate, free_bytes(folder), settings.archive)?;
     std::fs::create_dir(&partial).map_err(io_err("create", &partial))?;
     let mut payload = Payload {
         root: partial.clone(),
@@ -578,12 +578,20 @@ fn free_bytes(folder: &Path) -> Option<u64> {
     }
 }
 
-/// Refuses to start a pack that would not fit: `needed` bytes (the estimate) against
-/// `free` bytes in `folder`.
-fn ensure_room(folder: &Path, needed: u64, free: Option<u64>) -> Result<()> {
+/// Refuses to start a pack that would not fit: `needed` bytes (the estimate, the archive
+/// included when `archive`) against `free` bytes in `folder`.
+fn ensure_room(folder: &Path, needed: u64, free: Option<u64>, archive: bool) -> Result<()> {
+    let (estimate, fix) = if archive {
+        (
+            "the archive included",
+            ", or leave out --archive to write the folder only",
+        )
+    } else {
+        ("the folder alone", "")
+    };
     match free {
         Some(free) if free < needed => Err(Error::Invalid(format!(
-            "Not enough free disk for the pack in `{}`: about {needed} bytes needed (an estimate from the lake's table sizes, the archive included), {free} free. Free some space, give --out on a larger disk, or leave out --archive to write the folder only",
+            "Not enough free disk for the pack in `{}`: about {needed} bytes needed (an estimate from the lake's table sizes, {estimate}), {free} free. Free some space or give --out on a larger disk{fix}",
             folder.display()
         ))),
         _ => Ok(()),
@@ -1374,16 +1382,23 @@ mod tests {
     #[test]
     fn a_pack_that_would_not_fit_is_refused_naming_the_folder_and_the_bytes() {
         let folder = Path::new("/evidence/2026Q3");
-        let err = ensure_room(folder, 5_000, Some(4_999))
+        let err = ensure_room(folder, 5_000, Some(4_999), true)
             .unwrap_err()
             .to_string();
         assert!(err.contains("`/evidence/2026Q3`"), "{err}");
         assert!(err.contains("5000 bytes needed"), "{err}");
         assert!(err.contains("4999 free"), "{err}");
+        assert!(err.contains("the archive included"), "{err}");
         assert!(err.contains("leave out --archive"), "{err}");
-        assert!(ensure_room(folder, 5_000, Some(5_000)).is_ok());
+        // Without the archive there is no archive to leave out.
+        let err = ensure_room(folder, 5_000, Some(4_999), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the folder alone"), "{err}");
+        assert!(!err.contains("--archive"), "{err}");
+        assert!(ensure_room(folder, 5_000, Some(5_000), true).is_ok());
         // Where free space cannot be told, the pack is attempted.
-        assert!(ensure_room(folder, 5_000, None).is_ok());
+        assert!(ensure_room(folder, 5_000, None, true).is_ok());
     }
 
     #[test]

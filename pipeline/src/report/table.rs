@@ -283,6 +283,14 @@ pub async fn stream_to_files(
 mod tests {
     use std::sync::Arc;
 
+    use deltalake::arrow::array::{Int64Array, StringViewArray};
+    use deltalake::arrow::datatypes::{Field, Schema};
+    use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use deltalake::datafusion::prelude::SessionConfig;
+    use futures::TryStreamExt as _;
+
+    use super::*;
+
     /// The CSV lines written straight from a batch are the bytes of its rows as text cells
     /// written line by line: NULLs empty, formulas neutralised, quotes doubled, numbers,
     /// booleans and times as the cast prints them.
@@ -365,14 +373,6 @@ mod tests {
         );
         assert_eq!(lines[2], ",'\tx,0,,1970-01-01T00:00:00");
     }
-
-    use deltalake::arrow::array::{Int64Array, StringViewArray};
-    use deltalake::arrow::datatypes::{Field, Schema};
-    use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
-    use deltalake::datafusion::prelude::SessionConfig;
-    use futures::TryStreamExt as _;
-
-    use super::*;
 
     /// After a join, every output batch's string views point into the whole build side
     /// (here 16 MB of text, where the result is 8 MB); the ordering sort must not count those shared buffers once
