@@ -1009,6 +1009,27 @@ fn populations_with_a_time_column_hold_only_the_period() {
     assert_eq!(trail["rows"], expected_steps);
 }
 
+/// The sample tenant ingested into a lake in `dir`.
+fn sample_lake(dir: &Path) -> govlake::lake::Lake {
+    let r = ingest(dir, &[&sample_data()], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let location =
+        govlake::lake::LakeLocation::resolve(dir.to_str().unwrap(), Default::default()).unwrap();
+    govlake::lake::Lake::new(location)
+}
+
+/// A session over `lake` with `queries` registered as views; the names registered.
+async fn session_with_views(
+    lake: &govlake::lake::Lake,
+    queries: &[govlake::query::views::QueryFile],
+) -> (deltalake::datafusion::prelude::SessionContext, Vec<String>) {
+    let ctx = govlake::query::session(lake).await.unwrap();
+    let registered = govlake::query::views::register(&ctx, queries)
+        .await
+        .unwrap();
+    (ctx, registered)
+}
+
 /// "Holders over time" is, per package, the number of rows `access_as_of` gives at each
 /// checkpoint of the period (its start, the first of each later month, its last second):
 /// checked against `access_as_of` run at each checkpoint on its own, for every package of
@@ -1017,17 +1038,9 @@ fn populations_with_a_time_column_hold_only_the_period() {
 async fn holders_over_time_counts_access_as_of_at_each_checkpoint() {
     use std::collections::BTreeMap;
     let dir = tempfile::tempdir().unwrap();
-    let r = ingest(dir.path(), &[&sample_data()], &[]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let location =
-        govlake::lake::LakeLocation::resolve(dir.path().to_str().unwrap(), Default::default())
-            .unwrap();
-    let lake = govlake::lake::Lake::new(location);
-    let ctx = govlake::query::session(&lake).await.unwrap();
+    let lake = sample_lake(dir.path());
     let queries = govlake::query::views::embedded();
-    govlake::query::views::register(&ctx, &queries)
-        .await
-        .unwrap();
+    let (ctx, _) = session_with_views(&lake, &queries).await;
     let period = govlake::report::Period::quarter("2026Q3").unwrap();
 
     // Expected: access_as_of's rows per package at each checkpoint.
@@ -1109,4 +1122,104 @@ async fn holders_over_time_counts_access_as_of_at_each_checkpoint() {
         .await
         .unwrap();
     assert_eq!(report.section("trend").unwrap().table.rows, rows);
+}
+
+/// A pack computes once each view that other queries read (`assignment_holdings`,
+/// `remediation_timeliness`, the whole `approval_trail`) into a scratch file and reads that
+/// instead. Every query and every package report section must give the same rows as over
+/// the views themselves: checked on the sample tenant, view by view, for the parameterised
+/// queries bound to the period, and section by section for every package.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_computed_once_for_a_pack_change_no_row() {
+    use govlake::report::{Table, package, shared_views, table};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = sample_lake(dir.path());
+    let queries = govlake::query::views::embedded();
+    let period = govlake::report::Period::quarter("2026Q3").unwrap();
+    let (plain, registered) = session_with_views(&lake, &queries).await;
+    let (shared, _) = session_with_views(&lake, &queries).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let computed = shared_views::compute_once(
+        &shared,
+        &queries,
+        &registered,
+        &package::sections_beside_populations(&queries).unwrap(),
+        scratch.path(),
+    )
+    .await
+    .unwrap();
+    let mut names = computed.views.clone();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "approval_trail",
+            "assignment_holdings",
+            "remediation_timeliness"
+        ]
+    );
+
+    let bound = [
+        ("as_of", "2026-09-30T23:59:59Z"),
+        ("from", "2026-07-01T00:00:00Z"),
+        ("to", "2026-10-01T00:00:00Z"),
+    ];
+    let mut nonempty = 0;
+    for q in &queries {
+        let sql = if registered.contains(&q.name) {
+            format!("SELECT * FROM \"{}\"", q.name)
+        } else {
+            q.sql.clone()
+        };
+        let params: Vec<(&str, &str)> = bound
+            .iter()
+            .filter(|(k, _)| q.parameters().iter().any(|p| p == k))
+            .copied()
+            .collect();
+        let expected = table::query(&plain, &q.name, &sql, &params).await.unwrap();
+        let got = table::query(&shared, &q.name, &sql, &params).await.unwrap();
+        assert_eq!(got.columns, expected.columns, "{}", q.name);
+        assert_eq!(got.rows, expected.rows, "{}", q.name);
+        nonempty += usize::from(!expected.rows.is_empty());
+    }
+    assert!(nonempty >= 12, "only {nonempty} queries have rows");
+
+    async fn reports(
+        ctx: &deltalake::datafusion::prelude::SessionContext,
+        queries: &[govlake::query::views::QueryFile],
+        period: &govlake::report::Period,
+    ) -> Vec<(String, Vec<(&'static str, Table)>)> {
+        let mut out = Vec::new();
+        package::build_all(ctx, queries, period, &Default::default(), |report| {
+            out.push((
+                report.id.clone(),
+                report
+                    .sections
+                    .iter()
+                    .map(|s| (s.key, s.table.clone()))
+                    .collect(),
+            ));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        out
+    }
+    let expected = reports(&plain, &queries, &period).await;
+    let got = reports(&shared, &queries, &period).await;
+    assert_eq!(got.len(), expected.len());
+    let mut holders = 0;
+    for ((id, got), (_, expected)) in got.iter().zip(&expected) {
+        for ((key, got), (_, expected)) in got.iter().zip(expected) {
+            assert_eq!(got.rows, expected.rows, "package {id}, section {key}");
+            if *key == "holders" {
+                holders += expected.rows.len();
+            }
+        }
+    }
+    assert!(holders > 0, "the sample has holders");
+
+    // The scratch files go with the views computed once.
+    drop(computed);
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
 }

@@ -202,15 +202,40 @@ fn missing_relation(
     ctx: &SessionContext,
     sql: &str,
 ) -> std::result::Result<Option<String>, deltalake::datafusion::error::DataFusionError> {
-    let state = ctx.state();
-    let statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
-    for reference in state.resolve_table_references(&statement)? {
-        let function = state.table_functions().contains_key(reference.table());
-        if !function && !ctx.table_exist(reference.clone())? {
+    for reference in references(ctx, sql)? {
+        if !ctx.table_exist(reference.clone())? {
             return Ok(Some(reference.to_string()));
         }
     }
     Ok(None)
+}
+
+/// The tables and views `sql` reads, by name (common table expressions and table
+/// functions are not among them), found by DataFusion's own parser and reference resolver.
+pub fn relations(
+    ctx: &SessionContext,
+    sql: &str,
+) -> std::result::Result<Vec<String>, deltalake::datafusion::error::DataFusionError> {
+    Ok(references(ctx, sql)?
+        .into_iter()
+        .map(|r| r.table().to_string())
+        .collect())
+}
+
+fn references(
+    ctx: &SessionContext,
+    sql: &str,
+) -> std::result::Result<
+    Vec<deltalake::datafusion::common::TableReference>,
+    deltalake::datafusion::error::DataFusionError,
+> {
+    let state = ctx.state();
+    let statement = state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
+    Ok(state
+        .resolve_table_references(&statement)?
+        .into_iter()
+        .filter(|r| !state.table_functions().contains_key(r.table()))
+        .collect())
 }
 
 #[cfg(test)]

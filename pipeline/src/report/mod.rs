@@ -2,7 +2,8 @@
 //! examination, `table` runs a query into a deterministic table of text cells, `package`
 //! gathers one access package's sections, `render` fills the minijinja templates of
 //! `report-templates/`, `chart` draws inline SVG, `csv` writes spreadsheet-safe CSV, `digest` hashes files while they are written, and
-//! `pack` / `sign` / `verify` build, sign and check the quarterly evidence pack, and `sample`
+//! `pack` / `sign` / `verify` build, sign and check the quarterly evidence pack (`shared_views`
+//! computes once the views a pack reads more than once), and `sample`
 //! draws reproducible random samples for auditors' testing.
 
 pub mod chart;
@@ -14,6 +15,7 @@ pub mod period;
 pub mod remote;
 pub mod render;
 pub mod sample;
+pub mod shared_views;
 pub mod sign;
 pub mod table;
 pub mod verify;

@@ -145,6 +145,20 @@ impl Payload {
         Ok(path)
     }
 
+    /// Writes a file inside the pack with `fill`, hashing it as it is written, and records
+    /// its digest.
+    fn write_with(
+        &mut self,
+        relative: &str,
+        fill: impl FnOnce(&mut super::digest::HashingFile) -> Result<()>,
+    ) -> Result<()> {
+        let mut file = super::digest::HashingFile::create(&self.path(relative)?)?;
+        fill(&mut file)?;
+        let digest = file.finish()?;
+        self.digests.insert(relative.to_string(), digest);
+        Ok(())
+    }
+
     /// Writes a file inside the pack and records its digest.
     fn write(&mut self, relative: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path(relative)?;
@@ -278,6 +292,24 @@ fn package_charts(report: &PackageReport) -> BTreeMap<&'static str, minijinja::V
     charts
 }
 
+/// The template context of one package report (its rows converted once, straight into
+/// template values, for both the HTML and the Markdown).
+fn package_context(
+    report: &PackageReport,
+    period: &Period,
+    versions: &BTreeMap<String, i64>,
+    index_href: &str,
+) -> Result<minijinja::Value> {
+    Ok(minijinja::context! {
+        report => serde_value(report),
+        period => serde_value(period),
+        as_of => period.end_inclusive_text(),
+        index_href => index_href,
+        provenance => serde_value(Provenance::new(versions)?),
+        charts => package_charts(report),
+    })
+}
+
 /// Renders one package report's HTML and Markdown.
 pub fn render_package(
     templates: &Templates,
@@ -286,15 +318,7 @@ pub fn render_package(
     versions: &BTreeMap<String, i64>,
     index_href: &str,
 ) -> Result<(String, String)> {
-    let context = serde_json::json!({
-        "report": report,
-        "period": period,
-        "as_of": period.end_inclusive_text(),
-        "index_href": index_href,
-        "provenance": Provenance::new(versions)?,
-    });
-    let charts = package_charts(report);
-    let context = minijinja::context! { charts => charts, ..serde_value(&context) };
+    let context = package_context(report, period, versions, index_href)?;
     Ok((
         templates.render("package.html", &context)?,
         templates.render("package.md", &context)?,
@@ -460,11 +484,7 @@ async fn register_populations(
         // An absolute path (a relative `--out` such as `q3:2026` would read as a URL), in
         // UTF-8, without `*`, `?` or `[` (DataFusion reads them as a glob); a population
         // that cannot be registered is not read: its view runs again instead.
-        let Some(path) = std::path::absolute(&path)
-            .ok()
-            .and_then(|p| p.to_str().map(str::to_string))
-            .filter(|p| !p.contains(['*', '?', '[']))
-        else {
+        let Some(path) = super::shared_views::readable_location(&path) else {
             continue;
         };
         let table = format!("pack_population_{}", p.name);
@@ -615,6 +635,23 @@ async fn write_pack(
     let as_of = period.end_inclusive_text();
 
     let started = std::time::Instant::now();
+    // Removed when this function returns (the pack written or not).
+    let _shared = super::shared_views::compute_once(
+        &ctx,
+        &settings.queries,
+        &registered,
+        &package::sections_beside_populations(&settings.queries)?,
+        partial
+            .root
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
+    .await?;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "Shared views computed"
+    );
     let populations = write_populations(&ctx, settings, &registered, &as_of, partial).await?;
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
@@ -842,6 +879,13 @@ async fn population_query(
             ],
             scope: Some(scope),
         },
+        // A parameterless query is registered under its name (as a view, or as the file a
+        // view computed once was written to).
+        None if parameters.is_empty() => PopulationQuery {
+            sql: format!("SELECT * FROM \"{}\"", q.name),
+            parameters,
+            scope: None,
+        },
         None => PopulationQuery {
             sql: q.sql.clone(),
             parameters,
@@ -967,16 +1011,17 @@ async fn write_packages(
     let period = &settings.period;
     // Each section runs once over all packages.
     let mut package_rows = Vec::new();
+    let mut rendering = std::time::Duration::ZERO;
     package::build_all(ctx, &settings.queries, period, populations, |report| {
-        let (html, md) = render_package(templates, &report, period, versions, "../index.html")?;
-        partial.write(
-            &format!("data/packages/{}.html", report.file_stem),
-            html.as_bytes(),
-        )?;
-        partial.write(
-            &format!("data/packages/{}.md", report.file_stem),
-            md.as_bytes(),
-        )?;
+        let started = std::time::Instant::now();
+        let context = package_context(&report, period, versions, "../index.html")?;
+        for (template, extension) in [("package.html", "html"), ("package.md", "md")] {
+            partial.write_with(
+                &format!("data/packages/{}.{extension}", report.file_stem),
+                |file| templates.render_to(template, context.clone(), file),
+            )?;
+        }
+        rendering += started.elapsed();
         let count = |k: &str| report.section(k).map_or(0, |s| s.table.rows.len());
         package_rows.push(serde_json::json!({
             "id": report.id, "name": report.name, "file_stem": report.file_stem,
@@ -985,6 +1030,11 @@ async fn write_packages(
         Ok(())
     })
     .await?;
+    tracing::debug!(
+        seconds = rendering.as_secs_f64(),
+        packages = package_rows.len(),
+        "Package reports rendered and written"
+    );
     // The index lists the packages by name (then id), as `package::packages` orders them.
     package_rows.sort_by(|a, b| {
         (a["name"].as_str(), a["id"].as_str()).cmp(&(b["name"].as_str(), b["id"].as_str()))

@@ -312,6 +312,31 @@ fn checkpoints(period: &Period) -> Vec<String> {
     out
 }
 
+/// The text of query file `name`, which sections embed (`{access_as_of}`).
+fn embedded_query(queries: &[QueryFile], name: &str) -> Result<String> {
+    queries
+        .iter()
+        .find(|q| q.name == name)
+        .map(|q| q.sql.trim().trim_end_matches(';').to_string())
+        .ok_or_else(|| super::Error::Invalid(format!("queries/{name}.sql is missing")))
+}
+
+/// The SQL of the sections that read no population (they read the lake and the views
+/// themselves), the queries they embed written out: what a pack runs besides its
+/// populations.
+pub fn sections_beside_populations(queries: &[QueryFile]) -> Result<Vec<String>> {
+    let access_as_of = embedded_query(queries, "access_as_of")?;
+    let review_completeness = embedded_query(queries, "review_completeness")?;
+    Ok(SECTIONS
+        .iter()
+        .filter(|(key, ..)| !FROM_POPULATIONS.iter().any(|(k, _)| k == key))
+        .map(|(.., sql)| {
+            sql.replace("{access_as_of}", &access_as_of)
+                .replace("{review_completeness}", &review_completeness)
+        })
+        .collect())
+}
+
 /// One section's SQL and its rows in `_package` order, turned into text as the packages are
 /// assembled (so only one package's rows, and one batch, are held as text at a time). The
 /// section's query has run to its end: its batches are kept as Arrow (compact), not as a
@@ -377,18 +402,8 @@ async fn run_sections(
     only: Option<&str>,
     populations: &Populations,
 ) -> Result<(Vec<(String, String)>, Vec<SectionRows>)> {
-    let access_as_of = queries
-        .iter()
-        .find(|q| q.name == "access_as_of")
-        .map(|q| q.sql.trim().trim_end_matches(';').to_string())
-        .ok_or_else(|| super::Error::Invalid("queries/access_as_of.sql is missing".into()))?;
-    let review_completeness = queries
-        .iter()
-        .find(|q| q.name == "review_completeness")
-        .map(|q| q.sql.trim().trim_end_matches(';').to_string())
-        .ok_or_else(|| {
-            super::Error::Invalid("queries/review_completeness.sql is missing".into())
-        })?;
+    let access_as_of = embedded_query(queries, "access_as_of")?;
+    let review_completeness = embedded_query(queries, "review_completeness")?;
     let as_of = period.end_inclusive_text();
     let mut params: Vec<(&str, &str)> = vec![
         ("from", &period.from_text),
@@ -413,6 +428,7 @@ async fn run_sections(
             .filter(|(k, _)| run.contains(&format!("${k}")))
             .copied()
             .collect();
+        let started = std::time::Instant::now();
         let section = if *key == "trend" {
             // The same query at each checkpoint of the period (one row per package each),
             // run as one UNION ALL of its copies, `$as_of` of the Nth bound as `$at_N`: the
@@ -470,6 +486,11 @@ async fn run_sections(
                 batches: batches.into(),
             }
         };
+        tracing::debug!(
+            section = key,
+            seconds = started.elapsed().as_secs_f64(),
+            "Report section run"
+        );
         out.push(section);
     }
     let params = params

@@ -92,6 +92,19 @@ impl Templates {
         Ok(Self { env })
     }
 
+    /// Renders a template with a context into `out` as it goes (no copy of the whole page
+    /// in memory).
+    pub fn render_to(&self, name: &str, context: Value, out: impl std::io::Write) -> Result<()> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render_captured_to(context, out))
+            .map(|_| ())
+            .map_err(|source| Error::Render {
+                template: name.to_string(),
+                source,
+            })
+    }
+
     /// Renders a template with a context.
     pub fn render(&self, name: &str, context: &impl serde::Serialize) -> Result<String> {
         let err = |source| Error::Render {
