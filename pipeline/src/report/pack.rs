@@ -635,19 +635,8 @@ async fn write_pack(
     let as_of = period.end_inclusive_text();
 
     let started = std::time::Instant::now();
-    // Removed when this function returns (the pack written or not).
-    let _shared = super::shared_views::compute_once(
-        &ctx,
-        &settings.queries,
-        &registered,
-        &package::sections_beside_populations(&settings.queries)?,
-        partial
-            .root
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
-    )
-    .await?;
+    // Removed when the queries are done, or when this function returns early.
+    let shared = compute_shared_views(&ctx, settings, &registered, partial).await?;
     tracing::debug!(
         seconds = started.elapsed().as_secs_f64(),
         "Shared views computed"
@@ -673,37 +662,13 @@ async fn write_pack(
     );
 
     // Index: the story an examiner reads first.
-    let sod = view(
-        &ctx,
-        &settings.queries,
-        &from_populations,
-        "sod_violations",
-        false,
-    )
-    .await?;
-    let findings = view(
-        &ctx,
-        &settings.queries,
-        &from_populations,
-        "policy_findings",
-        false,
-    )
-    .await?;
-    // `in_period` applies recertification_coverage's period rule.
-    let coverage = in_period(
-        &view(
-            &ctx,
-            &settings.queries,
-            &from_populations,
-            "recertification_coverage",
-            true,
-        )
-        .await?,
-        period,
-    );
+    let (sod, findings, coverage) = index_views(&ctx, settings, &from_populations).await?;
     let samples = write_samples(&ctx, settings, &registered, partial).await?;
     let gaps = coverage_gaps(&ctx, period).await?;
     let reconciliation = reconciliation(&ctx).await?;
+    // The last query has run: the scratch files go before the bag (and the archive) is
+    // written.
+    drop(shared);
     partial.write(
         "data/coverage-gaps.csv",
         super::csv::table_to_csv(&gaps).as_bytes(),
@@ -746,6 +711,46 @@ async fn write_pack(
         versions,
         pack_id: bag.pack_id,
     })
+}
+
+/// Computes once the views the pack's queries read more than once, in a scratch folder
+/// beside the partial pack (see [`super::shared_views`]).
+async fn compute_shared_views(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    settings: &PackSettings,
+    registered: &[String],
+    partial: &Payload,
+) -> Result<super::shared_views::SharedViews> {
+    super::shared_views::compute_once(
+        ctx,
+        &settings.queries,
+        registered,
+        &package::sections_beside_populations(&settings.queries)?,
+        partial
+            .root
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
+    .await
+}
+
+/// The rows the index shows: SoD violations, policy findings and the recertification
+/// coverage of the period.
+async fn index_views(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    settings: &PackSettings,
+    populations: &package::Populations,
+) -> Result<(Table, Table, Table)> {
+    let queries = &settings.queries;
+    let sod = view(ctx, queries, populations, "sod_violations", false).await?;
+    let findings = view(ctx, queries, populations, "policy_findings", false).await?;
+    // `in_period` applies recertification_coverage's period rule.
+    let coverage = in_period(
+        &view(ctx, queries, populations, "recertification_coverage", true).await?,
+        &settings.period,
+    );
+    Ok((sod, findings, coverage))
 }
 
 /// A view with a time dimension, whose population in a pack is scoped to the period: the

@@ -38,29 +38,26 @@ pub async fn compute_once(
     readers: &[String],
     folder: &Path,
 ) -> Result<SharedViews> {
-    // Which registered views each query file and reader reads.
-    let reads = |sql: &str| -> Result<Vec<String>> {
-        Ok(views::relations(ctx, sql)
-            .map_err(|source| Error::Query {
-                what: "the pack's queries".into(),
-                source: Box::new(source),
-            })?
+    // Which registered views each query file and reader reads (SQL that does not parse
+    // reads none here: where the pack runs it, planning it reports the error).
+    let reads = |sql: &str| -> Vec<String> {
+        views::relations(ctx, sql)
+            .unwrap_or_default()
             .into_iter()
             .filter(|r| registered.contains(r))
-            .collect())
+            .collect()
     };
     let mut wanted: Vec<(String, Vec<String>)> = Vec::new();
     let mut read_by_others = std::collections::BTreeSet::new();
     for q in queries {
-        let body = q.sql.trim().trim_end_matches(';');
-        let read = reads(body)?;
+        let read = reads(q.sql.trim().trim_end_matches(';'));
         read_by_others.extend(read.iter().filter(|v| **v != q.name).cloned());
         if registered.contains(&q.name) {
             wanted.push((q.name.clone(), read));
         }
     }
     for sql in readers {
-        read_by_others.extend(reads(sql)?);
+        read_by_others.extend(reads(sql));
     }
     wanted.retain(|(name, _)| read_by_others.contains(name));
     if wanted.is_empty() {
@@ -90,17 +87,19 @@ pub async fn compute_once(
             continue;
         };
         let started = std::time::Instant::now();
-        let rows = write_view(ctx, &name, &path).await?;
+        let (rows, schema) = write_view(ctx, &name, &path).await?;
         let query_err = |source| Error::Query {
             what: name.clone(),
             source: Box::new(source),
         };
         ctx.deregister_table(TableReference::bare(name.as_str()))
             .map_err(query_err)?;
+        // Read with the view's own schema (left to itself, DataFusion reads text columns
+        // as views of strings, and drops field metadata).
         ctx.register_parquet(
             TableReference::bare(name.as_str()),
             &location,
-            deltalake::datafusion::prelude::ParquetReadOptions::default(),
+            deltalake::datafusion::prelude::ParquetReadOptions::default().schema(&schema),
         )
         .await
         .map_err(query_err)?;
@@ -111,9 +110,7 @@ pub async fn compute_once(
             .filter(|q| !done.contains(&q.name))
             .cloned()
             .collect();
-        views::register(ctx, &others)
-            .await
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        views::register(ctx, &others).await?;
         tracing::debug!(
             view = %name,
             rows,
@@ -137,8 +134,13 @@ pub fn readable_location(path: &Path) -> Option<String> {
 }
 
 /// Writes every row of view `name` to a Parquet file, batch by batch, without the view's
-/// final `ORDER BY` (its readers sort or aggregate for themselves). Returns the rows.
-async fn write_view(ctx: &SessionContext, name: &str, path: &Path) -> Result<usize> {
+/// final `ORDER BY` (its readers sort or aggregate for themselves). Returns the rows and
+/// the view's schema.
+async fn write_view(
+    ctx: &SessionContext,
+    name: &str,
+    path: &Path,
+) -> Result<(usize, deltalake::arrow::datatypes::Schema)> {
     use futures::TryStreamExt as _;
     let query_err = |source| Error::Query {
         what: name.to_string(),
@@ -162,6 +164,7 @@ async fn write_view(ctx: &SessionContext, name: &str, path: &Path) -> Result<usi
             .await
             .map_err(query_err)?,
     };
+    let schema = df.schema().as_arrow().clone();
     let mut stream = df.execute_stream().await.map_err(query_err)?;
     let file = std::fs::File::create(path).map_err(super::io_err("create", path))?;
     let props = deltalake::parquet::file::properties::WriterProperties::builder()
@@ -182,7 +185,7 @@ async fn write_view(ctx: &SessionContext, name: &str, path: &Path) -> Result<usi
         writer.write(&batch).map_err(arrow_err)?;
     }
     writer.close().map_err(arrow_err)?;
-    Ok(rows)
+    Ok((rows, schema))
 }
 
 /// `plan` without its final sort (under the projections and aliases on top of it), when
