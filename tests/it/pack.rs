@@ -1129,8 +1129,9 @@ async fn holders_over_time_counts_access_as_of_at_each_checkpoint() {
 /// instead. Every query and every package report section must give the same columns, types
 /// and rows as over the views themselves: checked on the sample tenant, view by view, for
 /// the parameterised queries bound to the period, and section by section for every
-/// package; and a view that reads a shared one is planned over its file. (The pack itself
-/// runs through this: its populations are the same bytes on regeneration, tested above.)
+/// package; and a view that reads a shared one is planned over its file. (A whole pack's
+/// populations of `approval_trail` and `assignment_holdings`, read through the shared
+/// files, are checked against the views in `populations_with_a_time_column_hold_only_the_period`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_computed_once_for_a_pack_change_no_row() {
     use govlake::report::{Table, package, shared_views, table};

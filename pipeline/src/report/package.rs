@@ -330,11 +330,15 @@ pub fn sections_beside_populations(queries: &[QueryFile]) -> Result<Vec<String>>
     Ok(SECTIONS
         .iter()
         .filter(|(key, ..)| !FROM_POPULATIONS.iter().any(|(k, _)| k == key))
-        .map(|(.., sql)| {
-            sql.replace("{access_as_of}", &access_as_of)
-                .replace("{review_completeness}", &review_completeness)
-        })
+        .map(|(.., sql)| expand(sql, &access_as_of, &review_completeness))
         .collect())
+}
+
+/// A section's SQL with the query files it embeds written out.
+fn expand(sql: &str, access_as_of: &str, review_completeness: &str) -> String {
+    sql.trim()
+        .replace("{access_as_of}", access_as_of)
+        .replace("{review_completeness}", review_completeness)
 }
 
 /// One section's SQL and its rows in `_package` order, turned into text as the packages are
@@ -415,10 +419,7 @@ async fn run_sections(
     }
     let mut out = Vec::new();
     for (key, title, _, sql) in SECTIONS {
-        let mut sql = sql
-            .trim()
-            .replace("{access_as_of}", &access_as_of)
-            .replace("{review_completeness}", &review_completeness);
+        let mut sql = expand(sql, &access_as_of, &review_completeness);
         if only.is_some() {
             sql = format!("SELECT * FROM (\n{sql}\n) AS section WHERE _package = $package");
         }
