@@ -567,7 +567,7 @@ pub struct IngestArgs {
     /// append-only tables' open files; their child rows follow them into the same chunk.
     /// 64 MiB of raw records or of typed rows ends a chunk earlier. Larger chunks hold more
     /// memory.
-    #[arg(long, default_value_t = 25_000, value_name = "N")]
+    #[arg(long, default_value_t = govlake::ingest::DEFAULT_CHUNK_ROWS, value_name = "N")]
     pub chunk_rows: usize,
     /// Top-level records written to the append-only tables before their files are
     /// committed (the rest commit when the run ends). Fewer, larger commits write fewer,
@@ -577,7 +577,7 @@ pub struct IngestArgs {
     pub commit_rows: usize,
     /// Dedupe keys held in memory per table before they spill to sorted files in TMPDIR
     /// (tests set it low to exercise the spill).
-    #[arg(long, default_value_t = 1 << 20, value_name = "N", hide = true)]
+    #[arg(long, default_value_t = govlake::ingest::keyset::DEFAULT_LIMIT, value_name = "N", hide = true)]
     pub dedupe_keys_in_memory: usize,
     /// Small files a table this run wrote may hold before the run compacts it (tests set
     /// it low; `govlake optimize` does the same on demand).

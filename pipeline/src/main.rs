@@ -15,6 +15,24 @@ use clap::{CommandFactory, FromArgMatches};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's settings (`_RJEM_MALLOC_CONF` in the environment still overrides them): pages
+/// freed return to the system after 2 s instead of 10, and at once instead of lingering as
+/// "muzzy" pages that still count in RSS. An ingest frees as much as it allocates, all the
+/// time; at 1M audit events these cut its peak RSS from ~540 to ~500 MiB in the same time
+/// (a background purging thread cut as much but cost 10–15 % of the time on two cores).
+#[cfg(not(target_env = "msvc"))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_CONF: JemallocConf = JemallocConf(c"dirty_decay_ms:2000,muzzy_decay_ms:0".as_ptr());
+
+/// A C string pointer jemalloc reads once at start (`const char *malloc_conf`).
+#[cfg(not(target_env = "msvc"))]
+#[repr(transparent)]
+struct JemallocConf(*const std::ffi::c_char);
+
+// SAFETY: it points at a static string and is never written.
+#[cfg(not(target_env = "msvc"))]
+unsafe impl Sync for JemallocConf {}
+
 fn init_logging(global: &cli::GlobalArgs) {
     let default = match (global.quiet, global.verbose) {
         // delta-rs logs a missing table at ERROR while we probe for it; real failures reach

@@ -122,6 +122,9 @@ impl VersionedTable {
             t = self.history.name
         );
         let mut open = OpenIndex::default();
+        // Each open version's valid_from, by its place in the index: needed only here, to
+        // tell which of two open versions of one id is the newest.
+        let mut valid_froms: Vec<i64> = Vec::new();
         let mut scopes = Scopes::default();
         let mut stale = Vec::new();
         let mut newest_change = i64::MIN;
@@ -138,22 +141,23 @@ impl VersionedTable {
             let entry = Open {
                 hash: hash_bits(hash),
                 scope: scopes.intern(v[2].unwrap_or("")),
-                valid_from: from,
                 seen: false,
                 in_current: false,
             };
             // Two open versions of one id are a crash's leftovers: the newest stays open.
-            match open.get(id) {
-                Some(o) if (o.valid_from, o.hash) >= (from, entry.hash) => {
-                    stale.push((id.to_string(), hash.to_string()))
-                }
-                Some(o) => {
-                    stale.push((id.to_string(), hash_hex(o.hash)));
-                    open.insert(id, entry);
-                }
-                None => {
-                    open.insert(id, entry);
-                }
+            let Some(at) = open.position(id) else {
+                debug_assert_eq!(open.next_position() as usize, valid_froms.len());
+                open.insert(id, entry);
+                valid_froms.push(from);
+                return;
+            };
+            let kept = open.get(id).map_or(0, |o| o.hash);
+            if (valid_froms[at as usize], kept) >= (from, entry.hash) {
+                stale.push((id.to_string(), hash.to_string()));
+            } else {
+                stale.push((id.to_string(), hash_hex(kept)));
+                open.insert(id, entry);
+                valid_froms[at as usize] = from;
             }
         })
         .await?;
@@ -218,12 +222,13 @@ impl VersionMerge {
         };
         let hash = row_hash(&cells);
         let bits = hash_bits(&hash);
-        if let Some(o) = self.open.get_mut(id.as_str()) {
+        let unchanged = self.open.update(id.as_str(), |o| {
             o.seen = true;
-            if o.hash == bits {
-                self.outcome.duplicates += 1;
-                return Ok(false);
-            }
+            o.hash == bits
+        });
+        if unchanged == Some(true) {
+            self.outcome.duplicates += 1;
+            return Ok(false);
         }
         if self.observed_at < self.newest_change {
             return Err(Error::OutOfOrder {
@@ -235,7 +240,6 @@ impl VersionMerge {
         let new = Open {
             hash: bits,
             scope: self.scopes.intern(scope),
-            valid_from: self.observed_at,
             seen: true,
             in_current: false,
         };
@@ -255,9 +259,7 @@ impl VersionMerge {
     /// Marks an object as present in this run without a new version (its record was
     /// quarantined), so a complete snapshot does not close it.
     pub fn mark_seen(&mut self, id: &str) {
-        if let Some(o) = self.open.get_mut(id) {
-            o.seen = true;
-        }
+        self.open.update(id, |o| o.seen = true);
     }
 
     /// New versions waiting to be appended.
@@ -352,15 +354,22 @@ impl VersionMerge {
                         return;
                     }
                     let hash = hash_bits(v[1].unwrap_or(""));
-                    match open.get_mut(v[0].unwrap_or("")) {
-                        Some(o) if o.hash == hash && !o.in_current => o.in_current = true,
-                        _ => same = false,
+                    let found = open.update(v[0].unwrap_or(""), |o| {
+                        let first = o.hash == hash && !o.in_current;
+                        o.in_current = true;
+                        first
+                    });
+                    if found != Some(true) {
+                        same = false;
                     }
                 },
             )
             .await?;
         }
         let same = same && rows == self.open.len();
+        // The index is done with: let it go before the current table is rewritten (millions
+        // of entries, held while the rewrite's writers fill).
+        self.open = OpenIndex::default();
         self.outcome.current_version = if same {
             exists
         } else {

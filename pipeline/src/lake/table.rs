@@ -11,6 +11,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::error::{Error, Result};
+use super::open_append::OPEN_ROW_GROUP_ROWS;
 use super::row::{Cell, TableSchema};
 use super::store::LakeLocation;
 use crate::config::RetentionConfig;
@@ -614,7 +615,16 @@ impl Lake {
             .write(vec![])
             .with_input_plan(plan)
             .with_session_state(Arc::new(ctx.state()))
-            .with_writer_properties(target.writer_properties())
+            // Row groups of a bounded size: the writer holds one in memory, and a current
+            // table rebuilt at the end of an ingest has millions of rows (the default row
+            // group is a million).
+            .with_writer_properties(
+                target
+                    .writer_properties()
+                    .into_builder()
+                    .set_max_row_group_row_count(Some(OPEN_ROW_GROUP_ROWS))
+                    .build(),
+            )
             .with_save_mode(SaveMode::Overwrite)
             .with_commit_properties(Self::commit_properties_for(metadata, &token))
             .await;
