@@ -9,7 +9,7 @@
 //! a cost that grew with commits × files. Rows written but not committed are invisible to
 //! readers and lost to a crash, which the ingest's dedupe makes harmless: the rerun stores
 //! them (RELIABILITY A.1). Memory stays bounded: the writer holds one row group per open
-//! file ([`OPEN_ROW_GROUP_ROWS`]), and completed row groups stream to the store.
+//! file ([`HELD_ROW_GROUP_ROWS`]), and completed row groups stream to the store.
 
 use std::collections::HashMap;
 
@@ -20,15 +20,8 @@ use deltalake::operations::write::WriterStatsConfig;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 
 use super::error::Result;
-use super::row::{Cell, TableSchema};
+use super::row::{Cell, HELD_ROW_GROUP_ROWS, TableSchema};
 use super::table::{Lake, delta_err};
-
-/// Rows of one row group in a file an append keeps open: what the Parquet writer holds in
-/// memory per open file (~3 MiB of compressed raw JSON, far less for typed tables). An
-/// ingest keeps ~25 files open (a month partition of `audit_events` each, the child tables,
-/// a partition of `_raw` per entity); at 65,536 rows their writers held 276 MiB of a 1M
-/// ingest's 625 MiB heap peak (heaptrack).
-pub const OPEN_ROW_GROUP_ROWS: usize = 16_384;
 
 /// Rows written to one table and not yet committed.
 pub struct OpenAppend {
@@ -107,7 +100,7 @@ impl Lake {
         let properties = schema
             .large_file_properties()
             .into_builder()
-            .set_max_row_group_row_count(Some(OPEN_ROW_GROUP_ROWS))
+            .set_max_row_group_row_count(Some(HELD_ROW_GROUP_ROWS))
             .build();
         let config = WriterConfig::new(
             schema.arrow(),

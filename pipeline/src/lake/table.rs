@@ -11,8 +11,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::error::{Error, Result};
-use super::open_append::OPEN_ROW_GROUP_ROWS;
-use super::row::{Cell, TableSchema};
+use super::row::{Cell, HELD_ROW_GROUP_ROWS, TableSchema};
 use super::store::LakeLocation;
 use crate::config::RetentionConfig;
 
@@ -622,7 +621,7 @@ impl Lake {
                 target
                     .writer_properties()
                     .into_builder()
-                    .set_max_row_group_row_count(Some(OPEN_ROW_GROUP_ROWS))
+                    .set_max_row_group_row_count(Some(HELD_ROW_GROUP_ROWS))
                     .build(),
             )
             .with_save_mode(SaveMode::Overwrite)
