@@ -79,9 +79,10 @@ impl Entry {
 }
 
 /// An id as the index keeps it. Ids in canonical GUID form are always `Guid`, others always
-/// `Text`, so two equal ids always have equal keys (and hashes).
+/// `Text` (only [`Key::of`] and [`Entry::key`] make keys), so two equal ids always have equal
+/// keys (and hashes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) enum Key<'a> {
+enum Key<'a> {
     Guid(u128),
     Text(&'a str),
 }
@@ -92,9 +93,13 @@ impl<'a> Key<'a> {
     }
 }
 
-impl std::fmt::Display for Key<'_> {
+/// An id listed by [`OpenIndex::iter`]: it prints as the text it was offered as.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Id<'a>(Key<'a>);
+
+impl std::fmt::Display for Id<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
+        match self.0 {
             Key::Text(s) => f.write_str(s),
             Key::Guid(bits) => {
                 let hex = format!("{bits:032x}");
@@ -308,12 +313,12 @@ impl OpenIndex {
 
     /// Every object with an open version, in the order first offered (its id prints as the
     /// text it was offered as).
-    pub fn iter(&self) -> impl Iterator<Item = (Key<'_>, Open)> {
+    pub fn iter(&self) -> impl Iterator<Item = (Id<'_>, Open)> {
         self.entries
             .iter()
             .flatten()
             .filter(|e| !e.removed())
-            .map(|e| (e.key(&self.ids), e.open()))
+            .map(|e| (Id(e.key(&self.ids)), e.open()))
     }
 }
 
@@ -407,7 +412,7 @@ mod tests {
             index
                 .iter()
                 .take(2)
-                .all(|(id, _)| matches!(id, Key::Guid(_)))
+                .all(|(id, _)| matches!(id.0, Key::Guid(_)))
         );
         assert_eq!(index.remove(canonical).map(|o| o.hash), Some(1));
         assert!(index.get(canonical).is_none());
