@@ -47,9 +47,10 @@ pub use snapshot::SnapshotGap;
 
 /// Top-level records held before they are written out (`--chunk-rows`), and the new
 /// versions of a versioned entity held before they are appended to its history. Two chunks
-/// are held at once (one being written while the next is read). 25,000 held ~90 MiB more at
-/// the peak of an ingest of 1M audit events than 8,192 did, for no gain in time: since the
-/// open appends commit every `--commit-rows`, a chunk is a write, not a commit.
+/// are held at once (one being written while the next is read). 25,000 held 88 MiB more at
+/// the peak of an ingest of 1M audit events than 8,000 did (single runs), for no gain in
+/// time: since the open appends commit every `--commit-rows`, a chunk is a write, not a
+/// commit.
 pub const DEFAULT_CHUNK_ROWS: usize = 8_192;
 
 /// Settings of one ingest run.

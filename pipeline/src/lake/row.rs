@@ -18,8 +18,8 @@ use super::error::{Error, Result};
 
 /// Rows of one row group in a file written while other work goes on (an ingest's open
 /// appends, a current table rewritten at the end of an ingest): the Parquet writer holds one
-/// row group of each open file in memory (~3 MiB of compressed raw JSON, far less for typed
-/// tables). An ingest keeps ~25 files open (a month partition of `audit_events` each, the
+/// row group of each open file in memory (a quarter of the ~13 MiB of compressed raw JSON it
+/// held at 65,536 rows, far less for typed tables). An ingest keeps ~25 files open (a month partition of `audit_events` each, the
 /// child tables, a partition of `_raw` per entity); at 65,536 rows their writers held
 /// 276 MiB of a 1M ingest's 625 MiB heap peak (heaptrack), and a rewrite at the default
 /// row group size held up to a million requests' rows.
