@@ -5,11 +5,14 @@
 //! to a spill file its reader follows, and when two input tasks spill at once the reader can
 //! wait on the older file for a batch that is in the newer one while the writers wait on the
 //! reader: every thread parks, and the query neither returns nor fails (apache/datafusion
-//! #24883, fixed upstream after 55). Under a 1.5 GiB limit `remediation_timeliness` at 10M
-//! audit events stopped that way after 35 s of work, and a scheduled pack would have waited
-//! for ever. A repartition's buffers are bounded by its gate (it stops reading while every
-//! output has a batch waiting), as they were before DataFusion let it spill, so here they
-//! are always granted and counted: what else runs gets that much less, and spills sooner.
+//! #24883, fixed upstream by #24891, not in 55.2.0). Under a 1.5 GiB limit
+//! `remediation_timeliness` at 10M audit events stopped that way after 35 s of work, and a
+//! scheduled pack under a limit could wait the same way. So here a repartition's buffers are always granted, and counted: they hold what
+//! its outputs have not yet taken (DataFusion's channels are unbounded, and its gate stops
+//! the inputs only while every output has a batch waiting), as before DataFusion let them
+//! spill. Sorts and aggregations keep their share of what cannot-spill consumers leave; those
+//! (hash-join build sides, merges, shared results) find that much less room, and a query that
+//! cannot fit fails with the pool's message (exit 2) instead of hanging.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -91,7 +94,8 @@ mod tests {
     use std::time::Duration;
 
     use deltalake::arrow::array::{Array, Int64Array};
-    use deltalake::datafusion::execution::memory_pool::MemoryPool;
+    use deltalake::datafusion::error::DataFusionError;
+    use deltalake::datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
     use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
     use deltalake::datafusion::execution::session_state::SessionStateBuilder;
     use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
@@ -146,10 +150,39 @@ mod tests {
                 assert_eq!(counts, vec![337; 13], "one count of 337 per group");
                 true
             }
-            // Running out of memory is an answer (exit code 2 and a message), not a hang.
-            Ok(Err(_)) => true,
+            // Running out of memory is an answer (exit code 2 and a message), not a hang;
+            // any other error is a failure of the test.
+            Ok(Err(e)) => {
+                assert!(
+                    matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)),
+                    "{e}"
+                );
+                true
+            }
             Err(_) => false,
         }
+    }
+
+    /// The rule itself: in a pool of 1 KiB a repartition's buffer is granted a MiB and counted;
+    /// a sort, which can spill too, and the repartition's merge, which cannot, are refused.
+    #[test]
+    fn only_a_repartitions_buffers_are_granted_past_the_limit() {
+        let pool = pool(MemoryLimit(1 << 10));
+        let buffer = MemoryConsumer::new("RepartitionExec[0]")
+            .with_can_spill(true)
+            .register(&pool);
+        buffer
+            .try_grow(1 << 20)
+            .expect("a repartition's buffer is granted");
+        assert_eq!(pool.reserved(), 1 << 20, "and counted");
+        let sort = MemoryConsumer::new("ExternalSorter[0]")
+            .with_can_spill(true)
+            .register(&pool);
+        assert!(sort.try_grow(1 << 20).is_err(), "a sort is refused");
+        let merge = MemoryConsumer::new("RepartitionExec[Merge 0]").register(&pool);
+        assert!(merge.try_grow(1 << 20).is_err(), "a merge is refused");
+        drop(buffer);
+        assert_eq!(pool.reserved(), 0, "and given back");
     }
 
     /// Where DataFusion's own pool stops for ever (the upstream issue's first attempt on an

@@ -1,8 +1,8 @@
 //! Stage 3, query: a DataFusion session over the lake, with every lake table registered
 //! under its name; `views` adds the governance views of `queries/*.sql`. Every session runs
-//! with a bounded memory pool ([`MemoryLimit`]): sorts, aggregations and joins beyond it
-//! spill to the temporary folder (`TMPDIR`), and what cannot spill fails with a clear error
-//! instead of growing until the OOM killer ends the process. Its optimizer is DataFusion's
+//! with a bounded memory pool ([`MemoryLimit`]; `query::memory`): sorts and aggregations
+//! beyond it spill to the temporary folder (`TMPDIR`), and what cannot spill fails with a
+//! clear error instead of growing until the OOM killer ends the process. Its optimizer is DataFusion's
 //! with one wrong pushdown removed ([`crate::lake::global_aggregates`]), and a subquery that
 //! a query repeats (a view read twice) is computed once ([`crate::lake::shared_subplans`]).
 
@@ -265,7 +265,7 @@ pub async fn session_as_of(lake: &Lake, as_of: &AsOf) -> Result<SessionContext> 
     session_with(lake, as_of, MemoryLimit::machine_default()).await
 }
 
-/// Like [`session_as_of`], with queries held to `memory` (the pool of [`memory::pool`]: a
+/// Like [`session_as_of`], with queries held to `memory` (the pool of `memory::pool`: a
 /// fair spill pool whose repartitions never spill), spilling to the OS temporary folder.
 pub async fn session_with(
     lake: &Lake,
