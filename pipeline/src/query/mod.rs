@@ -1,22 +1,23 @@
 //! Stage 3, query: a DataFusion session over the lake, with every lake table registered
 //! under its name; `views` adds the governance views of `queries/*.sql`. Every session runs
-//! with a bounded memory pool ([`MemoryLimit`]; `query::memory`): sorts and aggregations
-//! beyond it spill to the temporary folder (`TMPDIR`), and what cannot spill fails with a
-//! clear error instead of growing until the OOM killer ends the process. Its optimizer is DataFusion's
+//! with a bounded memory pool ([`MemoryLimit`]): sorts, aggregations and joins beyond it
+//! spill to the temporary folder (`TMPDIR`), and what cannot spill fails with a clear error
+//! instead of growing until the OOM killer ends the process. Its optimizer is DataFusion's
 //! with one wrong pushdown removed ([`crate::lake::global_aggregates`]), and a subquery that
 //! a query repeats (a view read twice) is computed once ([`crate::lake::shared_subplans`]).
 
 pub mod changes;
 mod error;
-mod memory;
 pub mod refused;
 pub mod views;
 
 pub use error::{Error, OptionError, Result};
 
 use std::collections::{BTreeMap, HashSet};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::execution::session_state::SessionStateBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
@@ -265,8 +266,8 @@ pub async fn session_as_of(lake: &Lake, as_of: &AsOf) -> Result<SessionContext> 
     session_with(lake, as_of, MemoryLimit::machine_default()).await
 }
 
-/// Like [`session_as_of`], with queries held to `memory` (the pool of `memory::pool`: a
-/// fair spill pool whose repartitions never spill), spilling to the OS temporary folder.
+/// Like [`session_as_of`], with queries held to `memory`: a fair spill pool (the five
+/// largest consumers are named when it runs out), spilling to the OS temporary folder.
 pub async fn session_with(
     lake: &Lake,
     as_of: &AsOf,
@@ -312,8 +313,12 @@ pub async fn session_pinned(
     memory: MemoryLimit,
 ) -> Result<SessionContext> {
     let config = session_config()?;
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(memory.0),
+        NonZeroUsize::new(5).expect("non-zero"),
+    );
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(memory::pool(memory))
+        .with_memory_pool(Arc::new(pool))
         .build_arc()
         .map_err(|e| Error::Runtime {
             source: Box::new(e),
