@@ -19,12 +19,13 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// arena for every thread instead of four per core, pages freed return to the system after
 /// 2 s instead of 10, and at once instead of lingering as "muzzy" pages that still count in
 /// RSS. An ingest frees as much as it allocates, all the time, on threads that hand their
-/// records to one another, so every arena held pages freed by another thread's work. At 1M
-/// audit events the decay settings cut an ingest's peak RSS from ~540 to ~500 MiB in the same
-/// time (a background purging thread cut as much but cost 10–15 % of the time on two cores);
-/// one arena took the 10M ingest from 1,025 to 984 MiB and `approval_trail` at 1M from
-/// ~1,200 to ~1,100 MiB, with times within this machine's noise (single runs; threads keep
-/// their own caches, so they rarely wait on the shared arena).
+/// records to one another (likely why one arena holds less: each of many kept pages of the
+/// others' work; not profiled). At 1M audit events the decay settings cut an ingest's peak
+/// RSS from ~540 to ~500 MiB in the same time (a background purging thread cut as much but
+/// cost 10–15 % of the time on two cores). One arena, in single runs: the 10M ingest 1,025
+/// → 984 MiB, `approval_trail` at 1M ~1,200 → ~1,100 MiB in the same time, and the 10M pack
+/// 6,428 → 5,220 MiB but 306.5 → 328.2 s (inside this machine's 10–20 % noise, not shown to
+/// be noise).
 #[cfg(not(target_env = "msvc"))]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static JEMALLOC_CONF: JemallocConf =
