@@ -581,8 +581,17 @@ pub struct IngestArgs {
     pub dedupe_keys_in_memory: usize,
     /// Small files a table this run wrote may hold before the run compacts it (tests set
     /// it low; `govlake optimize` does the same on demand).
-    #[arg(long, default_value_t = 256, value_name = "N", hide = true)]
+    #[arg(long, default_value_t = govlake::ingest::COMPACT_PAST_SMALL_FILES, value_name = "N", hide = true)]
     pub compact_past_small_files: usize,
+    /// Small files one partition of a table this run wrote may hold before the run
+    /// compacts the table.
+    #[arg(
+        long,
+        default_value_t = govlake::ingest::COMPACT_PAST_SMALL_FILES_IN_A_PARTITION,
+        value_name = "N",
+        hide = true
+    )]
+    pub compact_past_small_files_in_a_partition: usize,
 }
 
 /// Options of `govlake ingest --graph`.

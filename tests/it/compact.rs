@@ -124,6 +124,8 @@ fn compaction_by_the_ingest_and_by_optimize_changes_no_row() {
             "200",
             "--compact-past-small-files",
             "1000000",
+            "--compact-past-small-files-in-a-partition",
+            "1000000",
         ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -178,4 +180,91 @@ fn optimize_names_an_unknown_table() {
         "{}",
         r.stderr
     );
+}
+
+/// The most small files any partition folder of `table` holds, counted on disk (a lake
+/// never compacted, so every data file is in its current version).
+fn most_files_in_a_folder(table: &Path) -> usize {
+    let mut per_folder = std::collections::HashMap::<std::path::PathBuf, usize>::new();
+    for entry in walkdir::WalkDir::new(table) {
+        let path = entry.unwrap().into_path();
+        let is_data = path.extension().is_some_and(|e| e == "parquet")
+            && !path.components().any(|c| c.as_os_str() == "_delta_log");
+        if is_data {
+            *per_folder
+                .entry(path.parent().unwrap().to_path_buf())
+                .or_default() += 1;
+        }
+    }
+    per_folder.into_values().max().unwrap_or(0)
+}
+
+/// A large ingest spreads each commit over every month it covers: the run compacts a table
+/// once one partition holds `--compact-past-small-files-in-a-partition` small files, even
+/// when the table as a whole is below `--compact-past-small-files`, and not one file sooner.
+#[test]
+fn the_ingest_compacts_a_table_when_one_partition_holds_many_small_files() {
+    let data = tempfile::tempdir().unwrap();
+    let tenant = data.path().join("t");
+    let generated = run(govlake()
+        .args(["generate", "--users", "600", "--seed", "5", "--out"])
+        .arg(&tenant));
+    assert_eq!(generated.code, 0, "{}", generated.stderr);
+    let ingest_with = |in_a_partition: usize| {
+        let lake = tempfile::tempdir().unwrap();
+        let r = ingest(
+            lake.path(),
+            &[&tenant],
+            &[
+                "--chunk-rows",
+                "150",
+                "--commit-rows",
+                "150",
+                "--compact-past-small-files",
+                "1000000",
+                "--compact-past-small-files-in-a-partition",
+                &in_a_partition.to_string(),
+            ],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let compacted = r.json()["summary"]["compacted"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (lake, compacted)
+    };
+
+    let (plain, none) = ingest_with(1_000_000);
+    assert!(none.is_empty(), "{none:#?}");
+    let most = most_files_in_a_folder(&plain.path().join("audit_events"));
+    assert!(
+        most >= 3,
+        "too few commits to tell: {most} files in a partition"
+    );
+    let report = optimize(plain.path(), &["--dry-run"]);
+    assert_eq!(
+        report["audit_events"]["most_small_files_in_a_partition"], most as u64,
+        "{report:#?}"
+    );
+    assert!(report["audit_events"]["small_files"].as_u64().unwrap() > most as u64);
+
+    // One file short of the most any partition holds: audit_events is left as written.
+    let (_short, compacted) = ingest_with(most + 1);
+    assert!(
+        compacted.iter().all(|c| c["table"] != "audit_events"),
+        "{compacted:#?}"
+    );
+    // At it: compacted, and every partition is left in one file.
+    let (at, compacted) = ingest_with(most);
+    let audit = compacted
+        .iter()
+        .find(|c| c["table"] == "audit_events")
+        .unwrap_or_else(|| panic!("audit_events not compacted: {compacted:#?}"));
+    assert_eq!(audit["most_small_files_in_a_partition"], most as u64);
+    let after = optimize(at.path(), &["--dry-run"]);
+    assert_eq!(
+        after["audit_events"]["most_small_files_in_a_partition"], 1,
+        "{after:#?}"
+    );
+    assert_same_lake(at.path(), plain.path());
 }

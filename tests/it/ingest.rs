@@ -401,6 +401,8 @@ fn appends_committed_every_commit_rows_give_the_same_lake_in_fewer_files() {
                 // Files as written, not compacted.
                 "--compact-past-small-files",
                 "1000000",
+                "--compact-past-small-files-in-a-partition",
+                "1000000",
             ],
         );
         assert_eq!(r.code, 0, "{}", r.stderr);

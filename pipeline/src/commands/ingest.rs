@@ -33,6 +33,7 @@ pub async fn run(
         commit_rows: args.commit_rows.max(1),
         dedupe_keys_in_memory: args.dedupe_keys_in_memory.max(1),
         compact_past_small_files: args.compact_past_small_files,
+        compact_past_small_files_in_a_partition: args.compact_past_small_files_in_a_partition,
         ..IngestSettings::default()
     };
     let summary = ingest_with_progress(&lake, &settings, printer).await?;

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::{Access, ExitStatus, Printer, open_lake, text_table};
 use crate::cli::{GlobalArgs, OutputFormat};
+use govlake::lake::compact::CompactWhen;
 
 /// One table's line.
 #[derive(Debug, Serialize)]
@@ -284,7 +285,12 @@ pub async fn optimize(
         let schema = govlake::catalog::table_schema(t)
             .ok_or_else(|| anyhow::anyhow!("`{t}` is not a table govlake writes"))?;
         if let Some(c) = lake
-            .compact(&schema, args.min_small_files, args.dry_run, &metadata)
+            .compact(
+                &schema,
+                CompactWhen::table_holds(args.min_small_files),
+                args.dry_run,
+                &metadata,
+            )
             .await?
         {
             report.push(c);

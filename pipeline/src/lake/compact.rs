@@ -16,6 +16,27 @@ use super::table::{Lake, delta_err};
 /// Files below half this size count as small; compaction writes files of about this size.
 pub const TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
 
+/// When a table is compacted: when it holds at least `small_files` small files in all, or
+/// one of its partitions (an unpartitioned table is one) holds at least
+/// `small_files_in_a_partition`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactWhen {
+    /// Small files of the whole table.
+    pub small_files: usize,
+    /// Small files of one partition.
+    pub small_files_in_a_partition: usize,
+}
+
+impl CompactWhen {
+    /// Compacts whenever the table holds `n` small files (`govlake optimize`).
+    pub fn table_holds(n: usize) -> Self {
+        Self {
+            small_files: n,
+            small_files_in_a_partition: n,
+        }
+    }
+}
+
 /// What compacting one table found and did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Compaction {
@@ -25,6 +46,8 @@ pub struct Compaction {
     pub files_before: usize,
     /// Of those, the small ones (under half the target size).
     pub small_files: usize,
+    /// The most small files one partition holds.
+    pub most_small_files_in_a_partition: usize,
     /// Files the compaction replaced (0: nothing to do).
     pub files_removed: u64,
     /// Files it wrote in their place.
@@ -34,16 +57,16 @@ pub struct Compaction {
 }
 
 impl Lake {
-    /// Counts `schema`'s table's files and, when at least `min_small_files` of them are
-    /// small (and `dry_run` is false), compacts them in one commit carrying `metadata`.
-    /// `None` when the table does not exist.
+    /// Counts `schema`'s table's small files, in all and per partition, and when they
+    /// reach `when` (and `dry_run` is false) compacts them in one commit carrying
+    /// `metadata`. `None` when the table does not exist.
     ///
     /// The files are rewritten with the table's own settings at Zstandard level 1
     /// ([`TableSchema::large_file_properties`]), not delta-rs's default for OPTIMIZE.
     pub async fn compact(
         &self,
         schema: &TableSchema,
-        min_small_files: usize,
+        when: CompactWhen,
         dry_run: bool,
         metadata: &std::collections::HashMap<String, serde_json::Value>,
     ) -> Result<Option<Compaction>> {
@@ -55,26 +78,35 @@ impl Lake {
             Some(t) => t,
             None => self.open(name).await?,
         };
-        let sizes: Vec<i64> = table
+        // Small files per partition folder (a file's path less its name).
+        let mut per_partition: std::collections::HashMap<String, usize> = Default::default();
+        let mut files_before = 0;
+        for file in table
             .snapshot()
             .map_err(delta_err(name, "listing its files"))?
             .log_data()
-            .into_iter()
-            .map(|f| f.size())
-            .collect();
-        let small_files = sizes
-            .iter()
-            .filter(|&&s| (s as u64) < TARGET_FILE_BYTES / 2)
-            .count();
+        {
+            files_before += 1;
+            if (file.size() as u64) < TARGET_FILE_BYTES / 2 {
+                let path = file.path();
+                let folder = path.rsplit_once('/').map_or("", |(folder, _)| folder);
+                *per_partition.entry(folder.to_string()).or_default() += 1;
+            }
+        }
+        let small_files = per_partition.values().sum();
+        let most_small_files_in_a_partition = per_partition.values().copied().max().unwrap_or(0);
         let mut outcome = Compaction {
             table: name.to_string(),
-            files_before: sizes.len(),
+            files_before,
             small_files,
+            most_small_files_in_a_partition,
             files_removed: 0,
             files_added: 0,
             version: None,
         };
-        if dry_run || small_files < min_small_files.max(2) {
+        let due = small_files >= when.small_files.max(2)
+            || most_small_files_in_a_partition >= when.small_files_in_a_partition.max(2);
+        if dry_run || !due {
             return Ok(Some(outcome));
         }
         self.check_unchanged(name, &table)?;
