@@ -105,6 +105,37 @@ async fn paths(lake_dir: &Path) -> Paths {
     Paths { delta, plain }
 }
 
+/// [`paths`], with every result the Delta path shares between a query's copies written to
+/// a spill file and read back from it (`ComputeRepeatsOnce::holding_at_most(0)`), as a view
+/// over a large lake does: the reading back must give the same rows.
+async fn paths_spilling_shared_results(lake_dir: &Path) -> Paths {
+    use deltalake::datafusion::execution::session_state::SessionStateBuilder;
+    use deltalake::datafusion::optimizer::AnalyzerRule;
+    use govlake::lake::shared_subplans::ComputeRepeatsOnce;
+    let mut paths = paths(lake_dir).await;
+    let state = paths.delta.state();
+    let mut replaced = 0;
+    let rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = state
+        .analyzer()
+        .rules
+        .iter()
+        .map(|rule| {
+            if rule.name() == "compute_repeats_once" {
+                replaced += 1;
+                Arc::new(ComputeRepeatsOnce::holding_at_most(0)) as _
+            } else {
+                Arc::clone(rule)
+            }
+        })
+        .collect();
+    assert_eq!(replaced, 1, "govlake's session shares repeated subqueries");
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_analyzer_rules(rules)
+        .build();
+    paths.delta = SessionContext::new_with_state(state);
+    paths
+}
+
 /// Rows as sorted text, one string per row (types that print alike compare alike, so a
 /// `Utf8View` column on one side and `Utf8` on the other do not differ).
 fn rows(batches: &[RecordBatch]) -> Vec<String> {
@@ -463,6 +494,11 @@ fn views_and_ad_hoc_queries_agree_on_delta_and_on_plain_parquet() {
             checker.nonempty,
             checker.queries
         );
+        // Shared results read back from spill files.
+        let spilling = paths_spilling_shared_results(lake.path()).await;
+        let checker =
+            check_views(&spilling, &["2026-03-01T00:00:00Z", "2026-09-30T23:59:59Z"]).await;
+        assert!(checker.queries > 100, "{} queries", checker.queries);
     });
 }
 

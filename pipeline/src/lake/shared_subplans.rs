@@ -15,8 +15,12 @@
 //! with and without this rule). What changes:
 //! - the result is held in memory, reserved from the session's pool until the last plan or
 //!   stream that reads it is dropped (each scan is a [`HeldBatches`] that keeps the
-//!   reservation); a result that would take more than a quarter of the pool, or more than
-//!   the pool has left, is dropped and computed by each copy instead.
+//!   reservation), up to [`most_held`]; an output partition that would take more (or more
+//!   than the pool has left) is written to a spill file in the temporary folder instead (as
+//!   a sort spills, LZ4-compressed by default), which every copy reads back, and which is
+//!   deleted with the last reader. At 10M audit events `approval_trail`'s shared request
+//!   steps are 10.3M rows, 3.1 GB in memory, the largest part of its 6.9 GB peak; computing
+//!   them again for each copy instead costs 15 s a copy.
 //! - filters of one copy are no longer pushed into the shared computation, and the
 //!   subquery's own `ORDER BY` is left out unless the query has a LIMIT somewhere.
 //! - it is computed when the query is planned, so `EXPLAIN` of such a query computes it too.
@@ -33,22 +37,27 @@ use async_trait::async_trait;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::catalog::{Session, TableProvider};
-use deltalake::datafusion::common::Column;
+use deltalake::datafusion::common::Statistics;
 use deltalake::datafusion::common::config::ConfigOptions;
+use deltalake::datafusion::common::stats::Precision;
 use deltalake::datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use deltalake::datafusion::datasource::cte_worktable::CteWorkTable;
 use deltalake::datafusion::datasource::memory::MemorySourceConfig;
 use deltalake::datafusion::datasource::{provider_as_source, source_as_provider};
-use deltalake::datafusion::error::{DataFusionError, Result};
-use deltalake::datafusion::execution::SendableRecordBatchStream;
+use deltalake::datafusion::error::Result;
 use deltalake::datafusion::execution::memory_pool::{
     MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
+use deltalake::datafusion::execution::{SendableRecordBatchStream, SpillFile, TaskContext};
 use deltalake::datafusion::logical_expr::{
     Expr, LogicalPlan, LogicalPlanBuilder, Projection, TableType,
 };
 use deltalake::datafusion::optimizer::AnalyzerRule;
+use deltalake::datafusion::physical_expr::LexOrdering;
+use deltalake::datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, SpillMetrics};
+use deltalake::datafusion::physical_plan::spill::SpillManager;
 use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use deltalake::datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use deltalake::datafusion::physical_plan::{ExecutionPlan, execute_stream_partitioned};
 use futures::StreamExt as _;
 use futures::future::try_join_all;
@@ -65,8 +74,8 @@ pub struct ComputeRepeatsOnce {
 }
 
 impl ComputeRepeatsOnce {
-    /// The rule, with shared results held only up to `bytes` (beyond, each copy computes its
-    /// own, as inlined).
+    /// The rule, with shared results held in memory only up to `bytes` (beyond, they are
+    /// written to spill files).
     pub fn holding_at_most(bytes: usize) -> Self {
         Self {
             hold_at_most: Some(bytes),
@@ -301,31 +310,106 @@ fn unordered(subquery: &LogicalPlan) -> LogicalPlan {
     }
 }
 
-/// The most memory a shared result may hold, as a share of the session's memory pool (a
-/// quarter), or 1 GiB when the pool has no limit.
+/// The most memory the shared results of a query may hold: 512 MiB, or a quarter of the
+/// session's memory pool when that is less. (`approval_trail`'s shared steps are 0.3 GB at
+/// 1M audit events, and held; 3.1 GB at 10M, and spilled.)
 fn most_held(pool: &dyn MemoryPool) -> usize {
+    const MOST: usize = 512 << 20;
     match pool.memory_limit() {
-        MemoryLimit::Finite(bytes) => bytes / 4,
-        MemoryLimit::Infinite | MemoryLimit::Unknown => 1 << 30,
+        MemoryLimit::Finite(bytes) => (bytes / 4).min(MOST),
+        MemoryLimit::Infinite | MemoryLimit::Unknown => MOST,
     }
 }
 
-/// A subquery's result, computed on its first scan and read by every later one; or, when it
-/// would hold more than [`most_held`], computed again by every copy, as if inlined.
+/// A subquery's result, computed on its first scan and read by every later one: held in
+/// memory up to [`most_held`], and written to spill files beyond.
 #[derive(Debug)]
 pub struct SharedResult {
     name: String,
     plan: LogicalPlan,
     schema: SchemaRef,
     hold_at_most: Option<usize>,
-    computed: tokio::sync::OnceCell<Option<Arc<Computed>>>,
+    computed: tokio::sync::OnceCell<Arc<Computed>>,
 }
 
-/// The batches of each output partition, and their memory, reserved from the session's pool.
+/// Each output partition's batches, held or spilled; the memory of those held, reserved
+/// from the session's pool; and what reads the spilled ones back.
 #[derive(Debug)]
 struct Computed {
-    partitions: Vec<Vec<RecordBatch>>,
+    partitions: Vec<Part>,
+    spills: SpillManager,
+    /// Rows, and each column's bytes in memory: a spilled result's statistics (held
+    /// batches give their own), which DataFusion picks join sides by.
+    rows: usize,
+    column_bytes: Vec<usize>,
     _reservation: MemoryReservation,
+}
+
+impl Computed {
+    fn spilled(&self) -> bool {
+        self.partitions
+            .iter()
+            .any(|p| matches!(p, Part::Spilled(_)))
+    }
+}
+
+/// One output partition of a shared result.
+enum Part {
+    /// In memory (counted in [`Computed`]'s reservation).
+    Held(Vec<RecordBatch>),
+    /// In a spill file (none when it had no rows), deleted when the last copy is dropped.
+    Spilled(Option<Arc<dyn SpillFile>>),
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Part::Held(batches) => write!(f, "Held({} batches)", batches.len()),
+            Part::Spilled(file) => write!(f, "Spilled({:?})", file.as_ref().map(|f| f.size())),
+        }
+    }
+}
+
+/// Reads one output partition of a shared result, for a [`StreamingTableExec`]: the held
+/// batches, or the spill file.
+#[derive(Debug)]
+struct PartReader {
+    computed: Arc<Computed>,
+    index: usize,
+    schema: SchemaRef,
+}
+
+impl PartitionStream for PartReader {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let schema = Arc::clone(&self.schema);
+        match &self.computed.partitions[self.index] {
+            Part::Held(batches) => Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::iter(batches.clone().into_iter().map(Ok)),
+            )),
+            Part::Spilled(None) => Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::empty(),
+            )),
+            Part::Spilled(Some(file)) => {
+                match self
+                    .computed
+                    .spills
+                    .read_spill_as_stream(Arc::clone(file), None)
+                {
+                    Ok(stream) => stream,
+                    Err(e) => Box::pin(RecordBatchStreamAdapter::new(
+                        schema,
+                        futures::stream::once(async move { Err(e) }),
+                    )),
+                }
+            }
+        }
+    }
 }
 
 impl SharedResult {
@@ -340,59 +424,111 @@ impl SharedResult {
         }
     }
 
-    /// The result, all partitions read at once; `None` as soon as it holds more than
-    /// [`most_held`].
-    async fn compute(&self, state: &dyn Session) -> Result<Option<Arc<Computed>>> {
+    /// The result, all partitions read at once, each held or spilled ([`Self::read_part`]).
+    async fn compute(&self, state: &dyn Session) -> Result<Arc<Computed>> {
         let physical = state.create_physical_plan(&self.plan).await?;
-        let pool = &state.runtime_env().memory_pool;
+        let runtime = state.runtime_env();
+        let pool = &runtime.memory_pool;
         let limit = self
             .hold_at_most
             .unwrap_or_else(|| most_held(pool.as_ref()));
         let held = AtomicUsize::new(0);
         let reservation =
             MemoryConsumer::new(format!("shared result of `{}`", self.name)).register(pool);
+        let spills = SpillManager::new(
+            Arc::clone(runtime),
+            SpillMetrics::new(&ExecutionPlanMetricsSet::new(), 0),
+            Arc::clone(&self.schema),
+        )
+        .with_compression_type(state.config_options().execution.spill_compression);
         let streams = execute_stream_partitioned(physical, state.task_ctx())?;
-        let read = streams.into_iter().map(|mut stream| {
-            let (held, reservation) = (&held, &reservation);
-            async move {
-                let mut batches = Vec::new();
-                while let Some(batch) = stream.next().await {
-                    // Views into the buffers of the batches they were cut from would keep
-                    // those alive (and be counted at their size): each column owns its bytes.
-                    let batch = compact(batch?)?;
-                    let batch = if batch.schema() == self.schema {
-                        batch
-                    } else {
-                        RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec())?
-                    };
-                    let bytes = batch.get_array_memory_size();
-                    if held.fetch_add(bytes, Ordering::Relaxed) + bytes > limit
-                        || reservation.try_grow(bytes).is_err()
-                    {
-                        return Ok(None);
-                    }
-                    batches.push(batch);
-                }
-                Ok::<_, DataFusionError>(Some(batches))
-            }
-        });
+        let read = streams
+            .into_iter()
+            .map(|stream| self.read_part(stream, &held, &reservation, &spills, limit));
         let mut partitions = Vec::new();
-        for partition in try_join_all(read).await? {
-            match partition {
-                Some(batches) => partitions.push(batches),
-                None => {
-                    tracing::debug!(subquery = %self.name, limit, "Too large to hold: computed by each copy.");
-                    return Ok(None);
-                }
-            }
+        let mut rows = 0;
+        let mut column_bytes = vec![0; self.schema.fields().len()];
+        for (part, part_rows, part_bytes) in try_join_all(read).await? {
+            partitions.push(part);
+            rows += part_rows;
+            column_bytes
+                .iter_mut()
+                .zip(part_bytes)
+                .for_each(|(all, b)| *all += b);
         }
         if partitions.is_empty() {
-            partitions.push(Vec::new());
+            partitions.push(Part::Held(Vec::new()));
         }
-        Ok(Some(Arc::new(Computed {
+        Ok(Arc::new(Computed {
             partitions,
+            spills,
+            rows,
+            column_bytes,
             _reservation: reservation,
-        })))
+        }))
+    }
+
+    /// One output partition: held while every partition's batches together (`held`) stay
+    /// within `limit` and the pool grants them; from the first batch that does not fit,
+    /// this partition's batches, those held so far included, go to a spill file. With its
+    /// rows and each column's bytes.
+    async fn read_part(
+        &self,
+        mut stream: SendableRecordBatchStream,
+        held: &AtomicUsize,
+        reservation: &MemoryReservation,
+        spills: &SpillManager,
+        limit: usize,
+    ) -> Result<(Part, usize, Vec<usize>)> {
+        let mut rows = 0;
+        let mut column_bytes = vec![0; self.schema.fields().len()];
+        let mut batches = Vec::new();
+        let mut bytes_held = 0;
+        // (Its type, DataFusion's `InProgressSpillFile`, is not exported: inferred.)
+        let mut spilling = None;
+        while let Some(batch) = stream.next().await {
+            // Views into the buffers of the batches they were cut from would keep those
+            // alive (and be counted at their size): each column owns its bytes.
+            let batch = compact(batch?)?;
+            let batch = if batch.schema() == self.schema {
+                batch
+            } else {
+                RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec())?
+            };
+            rows += batch.num_rows();
+            for (all, column) in column_bytes.iter_mut().zip(batch.columns()) {
+                *all += column.get_array_memory_size();
+            }
+            if spilling.is_none() {
+                let bytes = batch.get_array_memory_size();
+                if held.fetch_add(bytes, Ordering::Relaxed) + bytes <= limit
+                    && reservation.try_grow(bytes).is_ok()
+                {
+                    bytes_held += bytes;
+                    batches.push(batch);
+                    continue;
+                }
+                held.fetch_sub(bytes, Ordering::Relaxed);
+                tracing::debug!(subquery = %self.name, limit, "Too large to hold: written to a spill file.");
+                spilling = Some(
+                    spills.create_in_progress_file(&format!("shared result of `{}`", self.name))?,
+                );
+            }
+            if let Some(file) = spilling.as_mut() {
+                for earlier in batches.drain(..) {
+                    file.append_batch(&earlier)?;
+                }
+                file.append_batch(&batch)?;
+                reservation.shrink(bytes_held);
+                held.fetch_sub(bytes_held, Ordering::Relaxed);
+                bytes_held = 0;
+            }
+        }
+        let part = match spilling {
+            Some(mut file) => Part::Spilled(file.finish()?),
+            None => Part::Held(batches),
+        };
+        Ok((part, rows, column_bytes))
     }
 }
 
@@ -417,27 +553,56 @@ impl TableProvider for SharedResult {
             .computed
             .get_or_try_init(|| self.compute(state))
             .await?;
-        if let Some(computed) = computed {
+        if !computed.spilled() {
+            let held: Vec<Vec<RecordBatch>> = computed
+                .partitions
+                .iter()
+                .map(|p| match p {
+                    Part::Held(batches) => batches.clone(),
+                    Part::Spilled(_) => unreachable!("not spilled"),
+                })
+                .collect();
             let batches = MemorySourceConfig::try_new_exec(
-                &computed.partitions,
+                &held,
                 Arc::clone(&self.schema),
                 projection.cloned(),
             )?;
             return Ok(Arc::new(HeldBatches::new(
                 batches,
-                Holding(Arc::clone(computed)),
+                Holding {
+                    computed: Arc::clone(computed),
+                    statistics: None,
+                },
             )));
         }
-        let mut copy = LogicalPlanBuilder::from(self.plan.clone());
-        if let Some(columns) = projection {
-            let schema = self.plan.schema();
-            copy = copy.project(
-                columns
-                    .iter()
-                    .map(|&i| Expr::Column(Column::from(schema.qualified_field(i)))),
-            )?;
-        }
-        state.create_physical_plan(&copy.build()?).await
+        let parts = (0..computed.partitions.len())
+            .map(|index| {
+                Arc::new(PartReader {
+                    computed: Arc::clone(computed),
+                    index,
+                    schema: Arc::clone(&self.schema),
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        let batches = StreamingTableExec::try_new(
+            Arc::clone(&self.schema),
+            parts,
+            projection,
+            Vec::<LexOrdering>::new(),
+            false,
+            None,
+        )?;
+        let bytes = match projection {
+            Some(columns) => columns.iter().map(|&i| computed.column_bytes[i]).sum(),
+            None => computed.column_bytes.iter().sum(),
+        };
+        Ok(Arc::new(HeldBatches::new(
+            Arc::new(batches),
+            Holding {
+                computed: Arc::clone(computed),
+                statistics: Some((computed.rows, bytes)),
+            },
+        )))
     }
 }
 
@@ -447,19 +612,33 @@ impl TableProvider for SharedResult {
 /// and [`SharedResult`]).
 type HeldBatches = PassThrough<Holding>;
 
-/// The shared result a [`HeldBatches`] keeps, and hands each of its streams.
+/// The shared result a [`HeldBatches`] keeps, and hands each of its streams; for a spilled
+/// one, the rows and bytes its scan reads (held batches report their own).
 #[derive(Debug)]
-struct Holding(Arc<Computed>);
+struct Holding {
+    computed: Arc<Computed>,
+    statistics: Option<(usize, usize)>,
+}
 
 impl Passing for Holding {
     const NAME: &'static str = "HeldBatchesExec";
+
+    fn statistics(&self, input: &Arc<Statistics>) -> Result<Arc<Statistics>> {
+        let Some((rows, bytes)) = self.statistics else {
+            return Ok(Arc::clone(input));
+        };
+        let mut statistics = input.as_ref().clone();
+        statistics.num_rows = Precision::Exact(rows);
+        statistics.total_byte_size = Precision::Exact(bytes);
+        Ok(Arc::new(statistics))
+    }
 
     fn stream(
         &self,
         input: SendableRecordBatchStream,
         _context: &deltalake::datafusion::execution::TaskContext,
     ) -> SendableRecordBatchStream {
-        let held = Arc::clone(&self.0);
+        let held = Arc::clone(&self.computed);
         let schema = input.schema();
         Box::pin(RecordBatchStreamAdapter::new(
             schema,
@@ -671,16 +850,96 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_result_too_large_to_hold_is_computed_by_each_copy_with_the_same_rows() {
-        let (inlined, inlined_rows) = run(false, TOTALS_THRICE).await;
-        let (dropped, dropped_rows) = run_with(
+    async fn a_result_too_large_to_hold_is_computed_once_and_read_from_disk_by_every_copy() {
+        let (inlined, _) = run(false, TOTALS_THRICE).await;
+        let (spilled, spilled_rows) = run_with(
             session_with(Some(ComputeRepeatsOnce::holding_at_most(0))),
             TOTALS_THRICE,
         )
         .await;
-        assert_eq!(dropped, inlined);
-        // The copies compute it as inlined, after the one try to hold it.
-        assert_eq!(dropped_rows, inlined_rows + 6);
+        assert_eq!(spilled, inlined);
+        // Computed once, on the 6 rows of `t`, though none of it could be held.
+        assert_eq!(spilled_rows, 6);
+    }
+
+    /// A shared result held up to 1 KiB: the rest of each partition goes to a spill file,
+    /// which exists while the query runs and is deleted with the query; the rows are those
+    /// of the query run without the rule.
+    #[tokio::test]
+    async fn a_spilled_result_is_deleted_with_the_query_that_reads_it() {
+        let sql = "WITH groups AS (SELECT k % 1000 AS k, count(*) AS n FROM big GROUP BY k % 1000)
+                   SELECT a.k, a.n + b.n AS n FROM groups a JOIN groups b ON a.k = b.k
+                   UNION ALL SELECT k, n FROM groups";
+        let session = |rule: Option<ComputeRepeatsOnce>| {
+            let pool = Arc::new(TrackConsumersPool::new(
+                GreedyMemoryPool::new(1 << 30),
+                NonZeroUsize::new(20).expect("non-zero"),
+            ));
+            let runtime = RuntimeEnvBuilder::new()
+                .with_memory_pool(Arc::clone(&pool) as Arc<dyn MemoryPool>)
+                .build_arc()
+                .expect("runtime");
+            let mut state = SessionStateBuilder::new()
+                .with_default_features()
+                .with_config(
+                    SessionConfig::new()
+                        .with_target_partitions(2)
+                        .with_batch_size(64),
+                )
+                .with_runtime_env(Arc::clone(&runtime));
+            if let Some(rule) = rule {
+                state = state.with_analyzer_rule(Arc::new(rule));
+            }
+            let ctx = SessionContext::new_with_state(state.build());
+            let keys = RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)])),
+                vec![Arc::new(Int64Array::from_iter_values(0..20_000))],
+            )
+            .expect("batch");
+            ctx.register_batch("big", keys).expect("big");
+            (ctx, runtime)
+        };
+        let (plain, _) = session(None);
+        let expected = table(&plain, &format!("{sql} ORDER BY 1, 2")).await;
+        assert!(expected.contains("| 999 | 40 |"), "{expected}");
+
+        let (ctx, runtime) = session(Some(ComputeRepeatsOnce::holding_at_most(1024)));
+        let mut stream = ctx
+            .sql(sql)
+            .await
+            .expect("plans")
+            .execute_stream()
+            .await
+            .expect("runs");
+        let mut batches = vec![stream.next().await.expect("a batch").expect("runs")];
+        assert!(
+            runtime.disk_manager.used_disk_space() > 0,
+            "the shared groups are on disk while the query runs"
+        );
+        while let Some(batch) = stream.next().await {
+            batches.push(batch.expect("runs"));
+        }
+        drop(stream);
+        assert_eq!(
+            runtime.disk_manager.used_disk_space(),
+            0,
+            "deleted with the query"
+        );
+        let sorted = ctx
+            .read_batches(batches)
+            .expect("rows")
+            .sort_by(vec![
+                deltalake::datafusion::prelude::col("k"),
+                deltalake::datafusion::prelude::col("n"),
+            ])
+            .expect("sorted")
+            .collect()
+            .await
+            .expect("runs");
+        assert_eq!(
+            pretty_format_batches(&sorted).expect("prints").to_string(),
+            expected
+        );
     }
 
     #[tokio::test]
