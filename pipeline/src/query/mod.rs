@@ -8,16 +8,15 @@
 
 pub mod changes;
 mod error;
+mod memory;
 pub mod refused;
 pub mod views;
 
 pub use error::{Error, OptionError, Result};
 
 use std::collections::{BTreeMap, HashSet};
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::execution::session_state::SessionStateBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
@@ -266,8 +265,9 @@ pub async fn session_as_of(lake: &Lake, as_of: &AsOf) -> Result<SessionContext> 
     session_with(lake, as_of, MemoryLimit::machine_default()).await
 }
 
-/// Like [`session_as_of`], with queries held to `memory`: a fair spill pool (the five
-/// largest consumers are named when it runs out), spilling to the OS temporary folder.
+/// Like [`session_as_of`], with queries held to `memory`: a fair spill pool whose sorts and
+/// aggregations also spill past 128 MiB each (`query/memory.rs`; the five largest consumers are
+/// named when it runs out), spilling to the OS temporary folder.
 pub async fn session_with(
     lake: &Lake,
     as_of: &AsOf,
@@ -313,12 +313,8 @@ pub async fn session_pinned(
     memory: MemoryLimit,
 ) -> Result<SessionContext> {
     let config = session_config()?;
-    let pool = TrackConsumersPool::new(
-        FairSpillPool::new(memory.0),
-        NonZeroUsize::new(5).expect("non-zero"),
-    );
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(pool))
+        .with_memory_pool(memory::pool(memory))
         .build_arc()
         .map_err(|e| Error::Runtime {
             source: Box::new(e),
