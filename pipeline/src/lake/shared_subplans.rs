@@ -310,8 +310,8 @@ fn unordered(subquery: &LogicalPlan) -> LogicalPlan {
     }
 }
 
-/// The most memory the shared results of a query may hold: 512 MiB, or a quarter of the
-/// session's memory pool when that is less. (`approval_trail`'s shared steps are 0.3 GB at
+/// The most memory one shared result may hold (each shared result of a query has its own):
+/// 512 MiB, or a quarter of the session's memory pool when that is less. (`approval_trail`'s shared steps are 0.3 GB at
 /// 1M audit events, and held; 3.1 GB at 10M, and spilled.)
 fn most_held(pool: &dyn MemoryPool) -> usize {
     const MOST: usize = 512 << 20;

@@ -265,8 +265,8 @@ pub async fn session_as_of(lake: &Lake, as_of: &AsOf) -> Result<SessionContext> 
     session_with(lake, as_of, MemoryLimit::machine_default()).await
 }
 
-/// Like [`session_as_of`], with queries held to `memory`: a fair spill pool whose sorts and
-/// aggregations also spill past 128 MiB each (`query/memory.rs`; the five largest consumers are
+/// Like [`session_as_of`], with queries held to `memory`: a fair spill pool whose sorts
+/// also spill past 128 MiB each (`query/memory.rs`; the five largest consumers are
 /// named when it runs out), spilling to the OS temporary folder.
 pub async fn session_with(
     lake: &Lake,
