@@ -44,7 +44,7 @@ use deltalake::datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRe
 use deltalake::datafusion::datasource::cte_worktable::CteWorkTable;
 use deltalake::datafusion::datasource::memory::MemorySourceConfig;
 use deltalake::datafusion::datasource::{provider_as_source, source_as_provider};
-use deltalake::datafusion::error::Result;
+use deltalake::datafusion::error::{DataFusionError, Result};
 use deltalake::datafusion::execution::memory_pool::{
     MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
@@ -311,8 +311,8 @@ fn unordered(subquery: &LogicalPlan) -> LogicalPlan {
 }
 
 /// The most memory one shared result may hold (each shared result of a query has its own):
-/// 512 MiB, or a quarter of the session's memory pool when that is less. (`approval_trail`'s shared steps are 0.3 GB at
-/// 1M audit events, and held; 3.1 GB at 10M, and spilled.)
+/// 512 MiB, or a quarter of the session's memory pool when that is less. (`approval_trail`'s
+/// shared steps are 0.3 GB at 1M audit events, and held; 3.1 GB at 10M, and spilled.)
 fn most_held(pool: &dyn MemoryPool) -> usize {
     const MOST: usize = 512 << 20;
     match pool.memory_limit() {
@@ -357,15 +357,15 @@ impl Computed {
 enum Part {
     /// In memory (counted in [`Computed`]'s reservation).
     Held(Vec<RecordBatch>),
-    /// In a spill file (none when it had no rows), deleted when the last copy is dropped.
-    Spilled(Option<Arc<dyn SpillFile>>),
+    /// In a spill file, deleted when the last copy is dropped.
+    Spilled(Arc<dyn SpillFile>),
 }
 
 impl std::fmt::Debug for Part {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Part::Held(batches) => write!(f, "Held({} batches)", batches.len()),
-            Part::Spilled(file) => write!(f, "Spilled({:?})", file.as_ref().map(|f| f.size())),
+            Part::Spilled(file) => write!(f, "Spilled({:?} bytes)", file.size()),
         }
     }
 }
@@ -391,11 +391,7 @@ impl PartitionStream for PartReader {
                 schema,
                 futures::stream::iter(batches.clone().into_iter().map(Ok)),
             )),
-            Part::Spilled(None) => Box::pin(RecordBatchStreamAdapter::new(
-                schema,
-                futures::stream::empty(),
-            )),
-            Part::Spilled(Some(file)) => {
+            Part::Spilled(file) => {
                 match self
                     .computed
                     .spills
@@ -525,7 +521,10 @@ impl SharedResult {
             }
         }
         let part = match spilling {
-            Some(mut file) => Part::Spilled(file.finish()?),
+            // At least the batch that did not fit was written.
+            Some(mut file) => Part::Spilled(file.finish()?.ok_or_else(|| {
+                DataFusionError::Internal(format!("the spill file of `{}` is empty", self.name))
+            })?),
             None => Part::Held(batches),
         };
         Ok((part, rows, column_bytes))
@@ -871,14 +870,7 @@ mod tests {
                    SELECT a.k, a.n + b.n AS n FROM groups a JOIN groups b ON a.k = b.k
                    UNION ALL SELECT k, n FROM groups";
         let session = |rule: Option<ComputeRepeatsOnce>| {
-            let pool = Arc::new(TrackConsumersPool::new(
-                GreedyMemoryPool::new(1 << 30),
-                NonZeroUsize::new(20).expect("non-zero"),
-            ));
-            let runtime = RuntimeEnvBuilder::new()
-                .with_memory_pool(Arc::clone(&pool) as Arc<dyn MemoryPool>)
-                .build_arc()
-                .expect("runtime");
+            let runtime = RuntimeEnvBuilder::new().build_arc().expect("runtime");
             let mut state = SessionStateBuilder::new()
                 .with_default_features()
                 .with_config(
