@@ -8,9 +8,14 @@
 //! also register as able to spill, but in DataFusion 55 some cannot when refused (an ordered
 //! final aggregation; a hash aggregation after its first spill) and would fail the query;
 //! repartition buffers that spill can deadlock (apache/datafusion #24883).
+//!
+//! The pool also remembers its peak: when a session ends, `-v` logs the most it held and
+//! its five largest consumers at that moment (which operator to look at when a view holds
+//! too much).
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use deltalake::datafusion::common::{DataFusionError, Result};
 use deltalake::datafusion::execution::memory_pool::{
@@ -27,9 +32,23 @@ use super::MemoryLimit;
 /// of a cap on aggregations too, taken back because some of them cannot spill).
 pub const MOST_BEFORE_SPILLING: usize = 128 << 20;
 
+/// The most one sort's reservation holds before it spills in a session that writes whole
+/// results to files (the evidence pack). Its peak is set by the build sides of
+/// `approval_trail`'s joins, which cannot spill, not by its sorts; with sorts held to
+/// [`MOST_BEFORE_SPILLING`] the 10M pack wrote 2.4x its own size (sort spills, LZ4, written
+/// and read back), with 1 GiB 1.93x for 3,906 MiB instead of 3,787 (one run each,
+/// bench/ANALYSIS.md, session 34).
+pub const MOST_BEFORE_SPILLING_WHOLE_RESULTS: usize = 1 << 30;
+
 /// A session's pool of `memory` bytes: see the module's documentation.
 pub(super) fn pool(memory: MemoryLimit) -> Arc<dyn MemoryPool> {
     pool_holding(memory, MOST_BEFORE_SPILLING)
+}
+
+/// [`pool`] for a session that writes whole results to files: each sort holds up to
+/// [`MOST_BEFORE_SPILLING_WHOLE_RESULTS`].
+pub(super) fn pool_for_whole_results(memory: MemoryLimit) -> Arc<dyn MemoryPool> {
+    pool_holding(memory, MOST_BEFORE_SPILLING_WHOLE_RESULTS)
 }
 
 /// [`pool`], with each sort held to `most` bytes.
@@ -40,8 +59,14 @@ fn pool_holding(memory: MemoryLimit, most: usize) -> Arc<dyn MemoryPool> {
             NonZeroUsize::new(5).expect("non-zero"),
         ),
         most,
+        peak: AtomicUsize::new(0),
+        at_peak: Mutex::new(String::new()),
     })
 }
+
+/// How much more than the last peak the pool must hold before its consumers are listed
+/// again (listing them sorts every consumer of the session).
+const PEAK_STEP: usize = 16 << 20;
 
 /// Whether `consumer` is a sort's in-memory buffer (DataFusion 55 names it
 /// `ExternalSorter[3]`; its merge, `ExternalSorterMerge[3]`, cannot spill).
@@ -53,12 +78,51 @@ fn is_sort_buffer(consumer: &MemoryConsumer) -> bool {
 /// holds nothing yet (one batch larger than `most` must still be sorted); everything else
 /// is as `pool` decides.
 #[derive(Debug)]
-struct SortsCapped<P> {
-    pool: P,
+struct SortsCapped {
+    pool: TrackConsumersPool<FairSpillPool>,
     most: usize,
+    /// The most the pool has held (to within [`PEAK_STEP`]), and its largest consumers then.
+    peak: AtomicUsize,
+    at_peak: Mutex<String>,
 }
 
-impl<P: MemoryPool> std::fmt::Display for SortsCapped<P> {
+impl SortsCapped {
+    /// Notes a new peak of the pool's reservations.
+    fn note_peak(&self) {
+        let now = self.pool.reserved();
+        if now < self.peak.load(Ordering::Relaxed) + PEAK_STEP {
+            return;
+        }
+        let top = self.pool.report_top(5);
+        let mut at_peak = self.at_peak.lock().unwrap_or_else(|e| e.into_inner());
+        if now >= self.peak.load(Ordering::Relaxed) + PEAK_STEP {
+            self.peak.store(now, Ordering::Relaxed);
+            *at_peak = top;
+        }
+    }
+}
+
+impl SortsCapped {
+    /// The most the pool has held, and its largest consumers then.
+    fn peak(&self) -> (usize, String) {
+        let at_peak = self.at_peak.lock().unwrap_or_else(|e| e.into_inner());
+        (self.peak.load(Ordering::Relaxed), at_peak.clone())
+    }
+}
+
+impl Drop for SortsCapped {
+    fn drop(&mut self) {
+        let (peak, at_peak) = self.peak();
+        if peak > 0 {
+            tracing::debug!(
+                peak_bytes = peak,
+                "The query memory pool's peak; its largest consumers then:\n{at_peak}"
+            );
+        }
+    }
+}
+
+impl std::fmt::Display for SortsCapped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -68,7 +132,7 @@ impl<P: MemoryPool> std::fmt::Display for SortsCapped<P> {
     }
 }
 
-impl<P: MemoryPool> MemoryPool for SortsCapped<P> {
+impl MemoryPool for SortsCapped {
     fn name(&self) -> &str {
         self.pool.name()
     }
@@ -83,6 +147,7 @@ impl<P: MemoryPool> MemoryPool for SortsCapped<P> {
 
     fn grow(&self, reservation: &MemoryReservation, additional: usize) {
         self.pool.grow(reservation, additional);
+        self.note_peak();
     }
 
     fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
@@ -102,7 +167,9 @@ impl<P: MemoryPool> MemoryPool for SortsCapped<P> {
                 self.most
             )));
         }
-        self.pool.try_grow(reservation, additional)
+        self.pool.try_grow(reservation, additional)?;
+        self.note_peak();
+        Ok(())
     }
 
     fn reserved(&self) -> usize {
@@ -126,7 +193,16 @@ mod tests {
     use deltalake::datafusion::execution::session_state::SessionStateBuilder;
     use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
-    use super::{MemoryLimit, pool_holding};
+    use std::num::NonZeroUsize;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+
+    use super::{
+        MOST_BEFORE_SPILLING, MOST_BEFORE_SPILLING_WHOLE_RESULTS, MemoryLimit, PEAK_STEP,
+        SortsCapped, pool, pool_for_whole_results, pool_holding,
+    };
 
     const MOST: usize = 1 << 20;
 
@@ -166,6 +242,56 @@ mod tests {
         ));
         let sort = MemoryConsumer::new("ExternalSorter[2]").with_can_spill(true);
         assert!(!granted(sort, 64 * MOST));
+    }
+
+    #[test]
+    fn a_sort_writing_whole_results_holds_more_before_it_spills() {
+        let reserve_twice = |pool: Arc<dyn MemoryPool>, bytes: usize| {
+            let sort = MemoryConsumer::new("ExternalSorter[0]")
+                .with_can_spill(true)
+                .register(&pool);
+            sort.try_grow(bytes).is_ok() && sort.try_grow(bytes).is_ok()
+        };
+        let memory = MemoryLimit(8 << 30);
+        let half_past_queries = MOST_BEFORE_SPILLING / 2 + 1;
+        assert!(!reserve_twice(pool(memory), half_past_queries));
+        assert!(reserve_twice(
+            pool_for_whole_results(memory),
+            half_past_queries
+        ));
+        let half_past_whole = MOST_BEFORE_SPILLING_WHOLE_RESULTS / 2 + 1;
+        assert!(!reserve_twice(
+            pool_for_whole_results(memory),
+            half_past_whole
+        ));
+    }
+
+    #[test]
+    fn the_pool_remembers_its_peak_and_who_held_it() {
+        let pool = SortsCapped {
+            pool: TrackConsumersPool::new(
+                FairSpillPool::new(1 << 30),
+                NonZeroUsize::new(5).expect("non-zero"),
+            ),
+            most: MOST,
+            peak: AtomicUsize::new(0),
+            at_peak: Mutex::new(String::new()),
+        };
+        let capped = Arc::new(pool);
+        let pool: Arc<dyn MemoryPool> = capped.clone();
+        let join = MemoryConsumer::new("HashJoinInput").register(&pool);
+        join.grow(PEAK_STEP * 3);
+        let sort = MemoryConsumer::new("ExternalSorter[0]")
+            .with_can_spill(true)
+            .register(&pool);
+        sort.try_grow(PEAK_STEP).expect("its first request");
+        drop(join);
+        sort.grow(PEAK_STEP);
+        // 3 steps, then 4 with the sort: the peak; then 2 after the join let go.
+        let (peak, at_peak) = capped.peak();
+        assert_eq!(peak, PEAK_STEP * 4);
+        assert!(at_peak.contains("HashJoinInput"), "{at_peak}");
+        assert!(at_peak.contains("ExternalSorter[0]"), "{at_peak}");
     }
 
     /// Medians of two groups of 500,000 values each (their states several MiB each, past

@@ -17,6 +17,7 @@ pub use error::{Error, OptionError, Result};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use deltalake::datafusion::execution::memory_pool::MemoryPool;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::execution::session_state::SessionStateBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
@@ -209,9 +210,40 @@ fn machine_memory() -> Option<u64> {
     Some(cgroup.map_or(total, |c| c.min(total)))
 }
 
-/// The session's DataFusion settings: [`threads`] partitions, then any `DATAFUSION_*`
-/// environment variable ([`environment_settings`]), so a view's plan can be tuned without a
-/// rebuild. Results are not meant to depend on these settings; packs record them anyway.
+/// DataFusion settings govlake changes from DataFusion's defaults, for every session (a
+/// `DATAFUSION_*` environment variable still decides). Each changes plans, never rows.
+/// Measured at 10M audit events (one run each, peak RSS; times within this machine's noise,
+/// at 1M too; bench/ANALYSIS.md, session 34):
+/// - no round-robin repartitions: DataFusion adds one wherever a single stream could be
+///   split over the cores, and each buffers whatever its consumer has not yet taken; the
+///   fair pool gives every such buffer a small share, so past it they spill (a pack of 1M
+///   audit events wrote 1.9 GB of such spills beside a 0.75 GB pack). Worse, one after a
+///   window scatters the window's sorted output, so the aggregation that follows must hold
+///   every group at once instead of finishing each as its key changes.
+/// - keep an existing sort through a repartition (`prefer_existing_sort`): with the above,
+///   the aggregations over `assignment_holdings`' islands run on input sorted by assignment
+///   and hold one assignment's groups at a time: `assignment_holdings` 2,498 -> 1,539 MiB,
+///   `remediation_timeliness` 2,466 -> 1,830, `recertification_coverage` 2,467 -> 2,089.
+/// - skip the partial aggregation once half its first rows are new groups (DataFusion: 80
+///   %): a partial aggregation that groups little holds every group a second time before
+///   the final one does; `approval_trail`'s pivot of additional details (8.35M rows into
+///   5.52M groups) 2.0 -> 1.4 GB on its own, and faster.
+pub const GOVLAKE_DEFAULTS: [(&str, &str); 3] = [
+    (
+        "datafusion.optimizer.enable_round_robin_repartition",
+        "false",
+    ),
+    ("datafusion.optimizer.prefer_existing_sort", "true"),
+    (
+        "datafusion.execution.skip_partial_aggregation_probe_ratio_threshold",
+        "0.5",
+    ),
+];
+
+/// The session's DataFusion settings: [`threads`] partitions, [`GOVLAKE_DEFAULTS`], then
+/// any `DATAFUSION_*` environment variable ([`environment_settings`]), so a view's plan can
+/// be tuned without a rebuild. Results are not meant to depend on these settings; packs
+/// record the environment's anyway.
 fn session_config() -> Result<SessionConfig> {
     let mut config = SessionConfig::new().with_target_partitions(threads());
     // Spill files in LZ4 frames: a sort or join over its share of the pool writes its rows
@@ -220,7 +252,11 @@ fn session_config() -> Result<SessionConfig> {
     // for a little CPU. `DATAFUSION_EXECUTION_SPILL_COMPRESSION` still decides when set.
     config.options_mut().execution.spill_compression =
         deltalake::datafusion::common::config::SpillCompression::Lz4Frame;
-    for (key, value) in environment_settings()? {
+    let environment = environment_settings()?;
+    let defaults = GOVLAKE_DEFAULTS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    for (key, value) in defaults.chain(environment) {
         config
             .options_mut()
             .set(&key, &value)
@@ -276,35 +312,6 @@ pub async fn session_with(
     session_pinned(lake, |name| as_of.pin(name), memory).await
 }
 
-/// The DataFusion setting [`for_whole_results`] changes.
-const ROUND_ROBIN: &str = "datafusion.optimizer.enable_round_robin_repartition";
-
-/// Tunes a session that writes whole results to files (the evidence pack's populations,
-/// package reports and index): no round-robin repartitions. DataFusion adds one wherever a
-/// single stream could be split over the cores, and each buffers whatever its consumer has
-/// not yet taken; the fair memory pool gives every such buffer a small share (the pool over
-/// the number of spilling consumers, often hundreds), so past it they spill to disk. In a
-/// pack of 1M audit events those spills wrote 1.9 GB of temporary files beside a 0.75 GB
-/// pack; without them 0.7 GB, and the pack took no longer (at 10M the spills of partitioned
-/// joins and sorts, which this leaves, still dominate). The rows are the same: only the
-/// plans change. `DATAFUSION_OPTIMIZER_ENABLE_ROUND_ROBIN_REPARTITION` still decides when set.
-pub fn for_whole_results(ctx: &SessionContext) -> Result<()> {
-    if environment_settings()?
-        .iter()
-        .any(|(k, _)| k == ROUND_ROBIN)
-    {
-        return Ok(());
-    }
-    let state = ctx.state_ref();
-    let mut state = state.write();
-    state
-        .config_mut()
-        .options_mut()
-        .optimizer
-        .enable_round_robin_repartition = false;
-    Ok(())
-}
-
 /// Like [`session_with`], with each table at the point `pin` names for it (`changes` pins
 /// the tables a run recorded at their versions and the others at the run's end).
 pub async fn session_pinned(
@@ -312,9 +319,35 @@ pub async fn session_pinned(
     pin: impl Fn(&str) -> TablePin,
     memory: MemoryLimit,
 ) -> Result<SessionContext> {
+    session_in_pool(lake, pin, memory::pool(memory)).await
+}
+
+/// Like [`session_with`], for a session that writes whole results to files (the evidence
+/// pack): its sorts hold more before they spill
+/// ([`memory::MOST_BEFORE_SPILLING_WHOLE_RESULTS`]), so it writes less to the temporary
+/// folder for the same peak.
+pub async fn session_for_whole_results(
+    lake: &Lake,
+    as_of: &AsOf,
+    memory: MemoryLimit,
+) -> Result<SessionContext> {
+    session_in_pool(
+        lake,
+        |name| as_of.pin(name),
+        memory::pool_for_whole_results(memory),
+    )
+    .await
+}
+
+/// A session whose queries run in `pool`, with each table at the point `pin` names.
+async fn session_in_pool(
+    lake: &Lake,
+    pin: impl Fn(&str) -> TablePin,
+    pool: Arc<dyn MemoryPool>,
+) -> Result<SessionContext> {
     let config = session_config()?;
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(memory::pool(memory))
+        .with_memory_pool(pool)
         .build_arc()
         .map_err(|e| Error::Runtime {
             source: Box::new(e),

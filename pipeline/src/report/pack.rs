@@ -627,9 +627,12 @@ async fn write_pack(
 ) -> Result<PackSummary> {
     let period = &settings.period;
     let versions = pin_versions(lake, &settings.as_of).await?;
-    let ctx = crate::query::session_with(lake, &AsOf::Versions(versions.clone()), settings.memory)
-        .await?;
-    crate::query::for_whole_results(&ctx)?;
+    let ctx = crate::query::session_for_whole_results(
+        lake,
+        &AsOf::Versions(versions.clone()),
+        settings.memory,
+    )
+    .await?;
     let registered = crate::query::views::register(&ctx, &settings.queries).await?;
     let templates = Templates::load(settings.templates.as_deref())?;
     let as_of = period.end_inclusive_text();
