@@ -515,14 +515,30 @@ fn datafusion_settings_are_recorded_in_the_provenance() {
             .starts_with("govlake pack ")
     );
 
-    // A pack turns round-robin repartitions off unless told otherwise (they spill); turned
-    // back on, the plans change and the populations must not.
+    assert_eq!(
+        plain["engine_defaults"]["datafusion.optimizer.enable_round_robin_repartition"], "false",
+        "the pack records govlake's own defaults"
+    );
+
+    // Every session turns round-robin repartitions off, keeps existing sorts through
+    // repartitions and skips partial aggregations that group little, unless told
+    // otherwise; with DataFusion's defaults back (and partial aggregations probed early
+    // enough for a small lake), the plans change and the populations must not.
     let tuned = dir.path().join("tuned");
     let r = run(govlake()
         .env("DATAFUSION_EXECUTION_BATCH_SIZE", "1000")
         .env(
             "DATAFUSION_OPTIMIZER_ENABLE_ROUND_ROBIN_REPARTITION",
             "true",
+        )
+        .env("DATAFUSION_OPTIMIZER_PREFER_EXISTING_SORT", "false")
+        .env(
+            "DATAFUSION_EXECUTION_SKIP_PARTIAL_AGGREGATION_PROBE_RATIO_THRESHOLD",
+            "0.1",
+        )
+        .env(
+            "DATAFUSION_EXECUTION_SKIP_PARTIAL_AGGREGATION_PROBE_ROWS_THRESHOLD",
+            "10",
         )
         .arg("--lake")
         .arg(dir.path().join("lake"))
@@ -536,14 +552,17 @@ fn datafusion_settings_are_recorded_in_the_provenance() {
         recorded["engine_settings"],
         serde_json::json!({
             "datafusion.execution.batch_size": "1000",
-            "datafusion.optimizer.enable_round_robin_repartition": "true"
+            "datafusion.execution.skip_partial_aggregation_probe_ratio_threshold": "0.1",
+            "datafusion.execution.skip_partial_aggregation_probe_rows_threshold": "10",
+            "datafusion.optimizer.enable_round_robin_repartition": "true",
+            "datafusion.optimizer.prefer_existing_sort": "false"
         })
     );
     assert!(
         recorded["regenerate"]
             .as_str()
             .unwrap()
-            .starts_with("DATAFUSION_EXECUTION_BATCH_SIZE=1000 DATAFUSION_OPTIMIZER_ENABLE_ROUND_ROBIN_REPARTITION=true govlake pack "),
+            .starts_with("DATAFUSION_EXECUTION_BATCH_SIZE=1000 DATAFUSION_EXECUTION_SKIP_PARTIAL_AGGREGATION_PROBE_RATIO_THRESHOLD=0.1 DATAFUSION_EXECUTION_SKIP_PARTIAL_AGGREGATION_PROBE_ROWS_THRESHOLD=10 DATAFUSION_OPTIMIZER_ENABLE_ROUND_ROBIN_REPARTITION=true DATAFUSION_OPTIMIZER_PREFER_EXISTING_SORT=false govlake pack "),
         "{}",
         recorded["regenerate"]
     );

@@ -1,7 +1,7 @@
 //! The memory pool every govlake session runs its queries in: DataFusion's fair spill pool
 //! (sorts and aggregations share what joins' build sides leave, and spill past their share;
 //! the five largest consumers are named when it runs out), with each sort's reservation also
-//! held to [`MOST_BEFORE_SPILLING`]. The fair pool alone gives a spilling operator the whole
+//! held to [`MOST_BEFORE_SPILLING`] ([`MOST_BEFORE_SPILLING_WHOLE_RESULTS`] in a pack). The fair pool alone gives a spilling operator the whole
 //! pool over the number of spilling operators, so under the default limit (half the
 //! machine's memory) the sorts of a 10M-event view held gigabytes they could have spilled.
 //! Only sorts (`ExternalSorter`) are held to it: they spill whenever refused. Aggregations
@@ -10,8 +10,9 @@
 //! repartition buffers that spill can deadlock (apache/datafusion #24883).
 //!
 //! The pool also remembers its peak: when a session ends, `-v` logs the most it held and
-//! its five largest consumers at that moment (which operator to look at when a view holds
-//! too much).
+//! its five largest consumers at about that moment (listed just after the peak is seen, so
+//! a consumer may have moved a little), which tells which operator to look at when a view
+//! holds too much.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,7 +26,8 @@ use deltalake::datafusion::execution::memory_pool::{
 
 use super::MemoryLimit;
 
-/// The most one sort's reservation holds before it spills, whatever the pool's size. At
+/// The most one sort's reservation holds before it spills, whatever the pool's size, in a
+/// session that answers queries (a pack's: [`MOST_BEFORE_SPILLING_WHOLE_RESULTS`]). At
 /// 10M audit events (one run each; without the cap by hand, with it in the suite):
 /// `approval_trail` 4,559 -> 3,167 MiB, the pack 4,526 -> 3,692 MiB, but the pack then
 /// writes 18,171 MiB instead of 13,978 (bench/ANALYSIS.md, session 33, also has the figures
@@ -53,7 +55,11 @@ pub(super) fn pool_for_whole_results(memory: MemoryLimit) -> Arc<dyn MemoryPool>
 
 /// [`pool`], with each sort held to `most` bytes.
 fn pool_holding(memory: MemoryLimit, most: usize) -> Arc<dyn MemoryPool> {
-    Arc::new(SortsCapped {
+    Arc::new(capped_pool(memory, most))
+}
+
+fn capped_pool(memory: MemoryLimit, most: usize) -> SortsCapped {
+    SortsCapped {
         pool: TrackConsumersPool::new(
             FairSpillPool::new(memory.0),
             NonZeroUsize::new(5).expect("non-zero"),
@@ -61,7 +67,7 @@ fn pool_holding(memory: MemoryLimit, most: usize) -> Arc<dyn MemoryPool> {
         most,
         peak: AtomicUsize::new(0),
         at_peak: Mutex::new(String::new()),
-    })
+    }
 }
 
 /// How much more than the last peak the pool must hold before its consumers are listed
@@ -116,6 +122,7 @@ impl Drop for SortsCapped {
         if peak > 0 {
             tracing::debug!(
                 peak_bytes = peak,
+                sort_holds_at_most = self.most,
                 "The query memory pool's peak; its largest consumers then:\n{at_peak}"
             );
         }
@@ -126,7 +133,7 @@ impl std::fmt::Display for SortsCapped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (a spilling operator at most {} bytes)",
+            "{} (a sort at most {} bytes before it spills)",
             self.pool, self.most
         )
     }
@@ -193,15 +200,9 @@ mod tests {
     use deltalake::datafusion::execution::session_state::SessionStateBuilder;
     use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
-    use std::num::NonZeroUsize;
-    use std::sync::Mutex;
-    use std::sync::atomic::AtomicUsize;
-
-    use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
-
     use super::{
         MOST_BEFORE_SPILLING, MOST_BEFORE_SPILLING_WHOLE_RESULTS, MemoryLimit, PEAK_STEP,
-        SortsCapped, pool, pool_for_whole_results, pool_holding,
+        capped_pool, pool, pool_for_whole_results, pool_holding,
     };
 
     const MOST: usize = 1 << 20;
@@ -268,30 +269,27 @@ mod tests {
 
     #[test]
     fn the_pool_remembers_its_peak_and_who_held_it() {
-        let pool = SortsCapped {
-            pool: TrackConsumersPool::new(
-                FairSpillPool::new(1 << 30),
-                NonZeroUsize::new(5).expect("non-zero"),
-            ),
-            most: MOST,
-            peak: AtomicUsize::new(0),
-            at_peak: Mutex::new(String::new()),
-        };
-        let capped = Arc::new(pool);
+        let capped = Arc::new(capped_pool(MemoryLimit(1 << 30), MOST));
         let pool: Arc<dyn MemoryPool> = capped.clone();
+        // Through grow (what cannot spill): 3 steps.
         let join = MemoryConsumer::new("HashJoinInput").register(&pool);
         join.grow(PEAK_STEP * 3);
+        assert_eq!(capped.peak().0, PEAK_STEP * 3);
+        // Through try_grow: 4 steps with the sort, the join still among the largest.
         let sort = MemoryConsumer::new("ExternalSorter[0]")
             .with_can_spill(true)
             .register(&pool);
         sort.try_grow(PEAK_STEP).expect("its first request");
-        drop(join);
-        sort.grow(PEAK_STEP);
-        // 3 steps, then 4 with the sort: the peak; then 2 after the join let go.
         let (peak, at_peak) = capped.peak();
         assert_eq!(peak, PEAK_STEP * 4);
         assert!(at_peak.contains("HashJoinInput"), "{at_peak}");
         assert!(at_peak.contains("ExternalSorter[0]"), "{at_peak}");
+        // The join lets go; the sort alone (grow) passes the peak: listed without the join.
+        drop(join);
+        sort.grow(PEAK_STEP * 4);
+        let (peak, at_peak) = capped.peak();
+        assert_eq!(peak, PEAK_STEP * 5);
+        assert!(!at_peak.contains("HashJoinInput"), "{at_peak}");
     }
 
     /// Medians of two groups of 500,000 values each (their states several MiB each, past

@@ -222,8 +222,10 @@ fn machine_memory() -> Option<u64> {
 ///   every group at once instead of finishing each as its key changes.
 /// - keep an existing sort through a repartition (`prefer_existing_sort`): with the above,
 ///   the aggregations over `assignment_holdings`' islands run on input sorted by assignment
-///   and hold one assignment's groups at a time: `assignment_holdings` 2,498 -> 1,539 MiB,
-///   `remediation_timeliness` 2,466 -> 1,830, `recertification_coverage` 2,467 -> 2,089.
+///   and hold one assignment's groups at a time. With all three, in the suite at 10M:
+///   `assignment_holdings` 2,498 -> 1,561 MiB, `remediation_timeliness` 2,466 -> 1,838,
+///   `recertification_coverage` 2,467 -> 2,080, `approval_trail` 3,167 -> 2,857,
+///   `review_completeness` 2,161 -> 2,177 (1,980 by hand).
 /// - skip the partial aggregation once half its first rows are new groups (DataFusion: 80
 ///   %): a partial aggregation that groups little holds every group a second time before
 ///   the final one does; `approval_trail`'s pivot of additional details (8.35M rows into
@@ -243,7 +245,7 @@ pub const GOVLAKE_DEFAULTS: [(&str, &str); 3] = [
 /// The session's DataFusion settings: [`threads`] partitions, [`GOVLAKE_DEFAULTS`], then
 /// any `DATAFUSION_*` environment variable ([`environment_settings`]), so a view's plan can
 /// be tuned without a rebuild. Results are not meant to depend on these settings; packs
-/// record the environment's anyway.
+/// record the environment's anyway (and govlake's defaults, in `provenance.json`).
 fn session_config() -> Result<SessionConfig> {
     let mut config = SessionConfig::new().with_target_partitions(threads());
     // Spill files in LZ4 frames: a sort or join over its share of the pool writes its rows

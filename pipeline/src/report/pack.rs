@@ -1290,6 +1290,9 @@ fn write_provenance(
         "as_of": as_of,
         "table_versions": versions,
         "engine_settings": provenance.engine_settings.iter().cloned().collect::<BTreeMap<_, _>>(),
+        // What govlake sets in place of DataFusion's defaults (the same for this version
+        // of govlake; the environment's settings above still win).
+        "engine_defaults": crate::query::GOVLAKE_DEFAULTS.iter().copied().collect::<BTreeMap<_, _>>(),
         "regenerate": format!(
             "{environment}govlake pack --period {} --as-of {}{} --out DIR",
             period.label,
