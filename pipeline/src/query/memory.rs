@@ -106,9 +106,7 @@ impl SortsCapped {
             *at_peak = top;
         }
     }
-}
 
-impl SortsCapped {
     /// The most the pool has held, and its largest consumers then.
     fn peak(&self) -> (usize, String) {
         let at_peak = self.at_peak.lock().unwrap_or_else(|e| e.into_inner());
@@ -207,12 +205,15 @@ mod tests {
 
     const MOST: usize = 1 << 20;
 
-    /// Whether `consumer`, holding nothing, gets `bytes` and then `bytes` more from a 1 GiB
-    /// pool whose spilling operators hold at most 1 MiB.
-    fn granted(consumer: MemoryConsumer, bytes: usize) -> bool {
-        let pool: Arc<dyn MemoryPool> = pool_holding(MemoryLimit(1 << 30), MOST);
+    /// Whether `consumer`, holding nothing, gets `bytes` and then `bytes` more from `pool`.
+    fn granted_in(pool: Arc<dyn MemoryPool>, consumer: MemoryConsumer, bytes: usize) -> bool {
         let held = consumer.register(&pool);
         held.try_grow(bytes).is_ok() && held.try_grow(bytes).is_ok()
+    }
+
+    /// [`granted_in`] a 1 GiB pool whose sorts hold at most 1 MiB.
+    fn granted(consumer: MemoryConsumer, bytes: usize) -> bool {
+        granted_in(pool_holding(MemoryLimit(1 << 30), MOST), consumer, bytes)
     }
 
     #[test]
@@ -248,10 +249,11 @@ mod tests {
     #[test]
     fn a_sort_writing_whole_results_holds_more_before_it_spills() {
         let reserve_twice = |pool: Arc<dyn MemoryPool>, bytes: usize| {
-            let sort = MemoryConsumer::new("ExternalSorter[0]")
-                .with_can_spill(true)
-                .register(&pool);
-            sort.try_grow(bytes).is_ok() && sort.try_grow(bytes).is_ok()
+            granted_in(
+                pool,
+                MemoryConsumer::new("ExternalSorter[0]").with_can_spill(true),
+                bytes,
+            )
         };
         let memory = MemoryLimit(8 << 30);
         let half_past_queries = MOST_BEFORE_SPILLING / 2 + 1;

@@ -304,7 +304,7 @@ pub async fn session_as_of(lake: &Lake, as_of: &AsOf) -> Result<SessionContext> 
 }
 
 /// Like [`session_as_of`], with queries held to `memory`: a fair spill pool whose sorts
-/// also spill past 128 MiB each (`query/memory.rs`; the five largest consumers are
+/// also spill past `memory::MOST_BEFORE_SPILLING` each (the five largest consumers are
 /// named when it runs out), spilling to the OS temporary folder.
 pub async fn session_with(
     lake: &Lake,
@@ -326,7 +326,7 @@ pub async fn session_pinned(
 
 /// Like [`session_with`], for a session that writes whole results to files (the evidence
 /// pack): its sorts hold more before they spill
-/// ([`memory::MOST_BEFORE_SPILLING_WHOLE_RESULTS`]), so it writes less to the temporary
+/// (`memory::MOST_BEFORE_SPILLING_WHOLE_RESULTS`), so it writes less to the temporary
 /// folder for the same peak.
 pub async fn session_for_whole_results(
     lake: &Lake,
