@@ -20,23 +20,19 @@
 --     one decimal.
 -- Link rule: as in approval_trail (a target resource of type
 --   AccessPackageAssignmentRequest carrying the request id, or additionalDetails RequestId),
---   stored per event in audit_event_requests.
+--   stored per event in audit_event_requests with the event's activity, time and result.
 -- Caveats: decision times come from the audit log: requests whose events were not captured
 --   (older than the 30-day retention and not backfilled) have no decision time.
-WITH linked AS (
-    SELECT audit_event_id AS event_id, request_id
+WITH decisions AS (
+    -- Each linked event's activity, time and result as stored with its link.
+    SELECT request_id, min(activity_date_time) AS decided_at
     FROM audit_event_requests
-),
-decisions AS (
-    SELECT l.request_id, min(e.activity_date_time) AS decided_at
-    FROM linked l
-    JOIN audit_events e ON e.id = l.event_id
-    WHERE e.result = 'success'
-      AND (e.activity_display_name IN ('Approve access package assignment request',
+    WHERE result = 'success'
+      AND (activity_display_name IN ('Approve access package assignment request',
                'Deny access package assignment request',
                'Auto approve access package assignment request')
-           OR e.activity_display_name LIKE '%timed out%')
-    GROUP BY l.request_id
+           OR activity_display_name LIKE '%timed out%')
+    GROUP BY request_id
 ),
 requests AS (
     SELECT r.id, r.access_package_id, r.access_package_display_name,

@@ -109,24 +109,27 @@ held_in_period AS (
     FROM period p CROSS JOIN held h
     WHERE h.held_from < p.period_end AND (h.held_to IS NULL OR h.held_to > p.period_start)
 ),
+-- Only the holdings of principals no review of the package in the period put in front of a
+-- reviewer (a few percent of them), before anything is grouped: the groupings below then
+-- hold those few, not every holder of the period (2.29M assignments at 10M audit events).
+-- The anti-join's key is part of both groupings' keys, so dropping rows first or groups
+-- afterwards leaves the same groups.
+unreviewed_in_period AS (
+    SELECT h.*
+    FROM held_in_period h
+    LEFT JOIN reviewed_principals r ON r.access_package_id = h.access_package_id
+        AND r.principal_id = h.target_object_id
+    WHERE r.principal_id IS NULL
+),
 -- One row per (package, principal, assignment) held in the period, then per principal.
-holder_assignments AS (
+unreviewed_assignments AS (
     SELECT access_package_id, target_object_id, assignment_id,
            max(target_principal_name) AS user_principal_name,
            min(held_from) AS held_from,
            CASE WHEN max(CASE WHEN held_to IS NULL THEN 1 ELSE 0 END) = 1 THEN NULL
                 ELSE max(held_to) END AS held_to
-    FROM held_in_period
+    FROM unreviewed_in_period
     GROUP BY access_package_id, target_object_id, assignment_id
-),
--- Only the holdings of principals no review of the package in the period put in front of a
--- reviewer (a few percent of them): the ordered string_agg below is the costly step.
-unreviewed_assignments AS (
-    SELECT ha.*
-    FROM holder_assignments ha
-    LEFT JOIN reviewed_principals r ON r.access_package_id = ha.access_package_id
-        AND r.principal_id = ha.target_object_id
-    WHERE r.principal_id IS NULL
 ),
 holders AS (
     SELECT access_package_id, target_object_id,

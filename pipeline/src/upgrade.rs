@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::catalog;
 use crate::ingest::replay::{self, ReplaySummary};
 use crate::lake::format::{self, FORMAT_VERSION, Found, STEPS};
-use crate::lake::{Lake, LakeLocation, bookkeeping, failpoint};
+use crate::lake::{ColumnType, Lake, LakeLocation, bookkeeping, failpoint};
 
 /// What stops a migration or a rebuild.
 #[derive(Debug, thiserror::Error)]
@@ -272,9 +272,9 @@ async fn rebuild_through(
     })
 }
 
-/// Step 1 → 2: fills `audit_event_requests` from its two source tables by the link rule
-/// (one overwrite, so a migration killed and run again ends the same). The links of events
-/// ingested later are written by the ingest itself.
+/// Steps 1 → 2 and 2 → 3: fills `audit_event_requests`, with the events' step columns, from
+/// its source tables by the link rule (one overwrite, so a migration killed and run again
+/// ends the same). The links of events ingested later are written by the ingest itself.
 async fn store_request_links(lake: &Lake) -> Result<()> {
     let schema = catalog::entity(catalog::AUDIT_EVENT_REQUESTS)
         .and_then(catalog::EntitySpec::append_schema)
@@ -289,25 +289,30 @@ async fn store_request_links(lake: &Lake) -> Result<()> {
         lake.ensure(&spec).await?;
     }
     // Text is read back as Utf8View; the table stores Utf8. Only the links of events the
-    // lake holds: a killed ingest may have left child rows whose event is not committed, and
-    // its rerun stores the event's links with it (a link stored now would make the event an
-    // orphan of this table, whose other links the rerun then skips). The views join
-    // `audit_events`, so they read the same either way.
+    // lake holds (the rule joins `audit_events`): a killed ingest may have left child rows
+    // whose event is not committed, and its rerun stores the event's links with it (a link
+    // stored now would make the event an orphan of this table, whose other links the rerun
+    // then skips).
     let sql = format!(
-        "select {} from ({}) links where audit_event_id in (select id from audit_events)",
+        "select {} from ({}) links",
         schema
             .columns
             .iter()
-            .map(|c| format!("arrow_cast(\"{0}\", 'Utf8') as \"{0}\"", c.name))
+            .map(|c| match c.ty {
+                ColumnType::Str | ColumnType::Json => {
+                    format!("arrow_cast(\"{0}\", 'Utf8') as \"{0}\"", c.name)
+                }
+                _ => format!("\"{0}\"", c.name),
+            })
             .collect::<Vec<_>>()
             .join(", "),
-        catalog::AUDIT_EVENT_REQUESTS_SQL
+        catalog::audit_event_requests_from_links(catalog::AUDIT_EVENT_REQUESTS_SQL)
     );
     let metadata = HashMap::from([(
         "govlake.operation".to_string(),
         serde_json::Value::String("migrate".into()),
     )]);
-    lake.overwrite_from_sql(&schema, &sources.collect::<Vec<_>>(), &sql, &metadata)
+    lake.overwrite_from_sql_adding_columns(&schema, &sources.collect::<Vec<_>>(), &sql, &metadata)
         .await?;
     Ok(())
 }
@@ -346,6 +351,7 @@ pub async fn migrate(
     if dry_run || pending.is_empty() {
         return Ok(outcome);
     }
+    let mut links_stored = false;
     for step in pending {
         match step.from {
             0 => {
@@ -365,9 +371,12 @@ pub async fn migrate(
                     Err(e) => return Err(e),
                 }
             }
-            1 => {
+            // Both steps store the whole table by the rule: from format 1, once.
+            1 | 2 if links_stored => {}
+            1 | 2 => {
                 failpoint::hit("migrate_step");
                 store_request_links(lake).await?;
+                links_stored = true;
             }
             other => unreachable!("no migration step from format {other}"),
         }

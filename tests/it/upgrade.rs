@@ -94,8 +94,8 @@ fn every_fixture_lake_migrates_and_answers_like_a_fresh_ingest() {
         })
         .collect();
     assert!(
-        fixtures.len() >= 2,
-        "the fixtures of formats 0 and 1 are kept: {fixtures:?}"
+        fixtures.len() >= 3,
+        "the fixtures of formats 0, 1 and 2 are kept: {fixtures:?}"
     );
     for fixture in fixtures {
         let name = fixture.file_name().unwrap().to_string_lossy().into_owned();
@@ -134,9 +134,10 @@ fn every_fixture_lake_migrates_and_answers_like_a_fresh_ingest() {
                 "{name}: a refused ingest or a dry run wrote"
             );
         }
-        // A lake of format 1 (before `audit_event_requests`) answers every view as a fresh
-        // ingest does before it is migrated too.
-        if version == 1 {
+        // A lake of format 1 (before `audit_event_requests`) or 2 (before it stored the
+        // events' step columns) answers every view as a fresh ingest does before it is
+        // migrated too.
+        if version == 1 || version == 2 {
             assert_same_views(&lake, fresh.path());
         }
         let r = govlake_at(&lake, &["--format", "json", "migrate"]);
@@ -245,9 +246,12 @@ fn a_migration_killed_midway_ends_like_an_uninterrupted_one() {
     // Format 0: killed in its step, or in the rebuild between tables. Format 1: killed
     // before the links are stored, once the empty table is created, or once the links'
     // commit is in the log but the step is not yet recorded.
-    let cases: [(i64, &[&str]); 2] = [
+    // Format 2: killed before the links are stored again with their step columns, or once
+    // that commit is in the log but the step is not yet recorded.
+    let cases: [(i64, &[&str]); 3] = [
         (0, &["migrate_step:1", "rebuild_table:1", "rebuild_table:9"]),
         (1, &["migrate_step:1", "after_commit:1", "after_commit:2"]),
+        (2, &["migrate_step:1", "after_commit:1"]),
     ];
     for (version, points) in cases {
         let fixture = root().join(format!("tests/fixtures/lake-format-{version}"));
@@ -284,7 +288,7 @@ fn a_migration_killed_midway_ends_like_an_uninterrupted_one() {
             );
             // Killed before its step's end, the migration recorded nothing of that step.
             assert_eq!(format_of(&lake), version, "{version} {point}");
-            if version == 1 {
+            if version >= 1 {
                 // Still read through the link rule, whatever the table holds by then.
                 assert_same_views(&lake, &fresh);
             }

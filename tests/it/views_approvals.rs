@@ -511,6 +511,22 @@ fn each_audit_event_is_stored_with_every_request_it_names_once() {
                 json!([]),
                 json!([{"key": "requestid", "value": "TEST_request_d"}]),
             ),
+            // Two stages named (the greatest is stored with the link), one in a key of
+            // another case (not the rule's `ApprovalStage`), and a justification that is a
+            // spreadsheet formula (stored as it is).
+            audit_event(
+                "TEST_stages_named_twice",
+                "2026-09-12T13:00:00Z",
+                APPROVE,
+                "iris.holm@woodgrovebank.example",
+                json!([request("TEST_request_e")]),
+                json!([
+                    {"key": "ApprovalStage", "value": "1"},
+                    {"key": "ApprovalStage", "value": "2"},
+                    {"key": "approvalstage", "value": "9"},
+                    {"key": "Justification", "value": "=HYPERLINK(\"x\")"}
+                ]),
+            ),
         ],
     );
     let expected: BTreeSet<(String, String)> = audits(export.path())
@@ -554,6 +570,92 @@ fn each_audit_event_is_stored_with_every_request_it_names_once() {
         govlake::catalog::AUDIT_EVENT_REQUESTS_SQL
     ));
     assert_eq!(by_rule.into_iter().collect::<BTreeSet<_>>(), expected);
+
+    // Each link carries its event's step columns: the event's own values, and for each
+    // detail key (exact case) the greatest of the event's values.
+    let events: BTreeMap<String, Value> = audits(export.path())
+        .into_iter()
+        .map(|e| (text(&e["id"]).expect("event id"), e))
+        .collect();
+    let greatest = |e: &Value, key: &str| -> Option<String> {
+        e["additionalDetails"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| text(&d["key"]).as_deref() == Some(key))
+            .filter_map(|d| text(&d["value"]))
+            .max()
+    };
+    let rows = query(lake.path(), "select * from audit_event_requests");
+    assert_eq!(rows.len(), expected.len());
+    let mut staged = 0;
+    for r in &rows {
+        let id = cell(r, "audit_event_id").expect("event");
+        let e = &events[&id];
+        let user = &e["initiatedBy"]["user"];
+        for (column, want) in [
+            ("activity_display_name", text(&e["activityDisplayName"])),
+            ("initiated_by_user_id", text(&user["id"])),
+            (
+                "initiated_by_user_user_principal_name",
+                text(&user["userPrincipalName"]),
+            ),
+            (
+                "initiated_by_app_display_name",
+                text(&e["initiatedBy"]["app"]["displayName"]),
+            ),
+            ("approval_stage", greatest(e, "ApprovalStage")),
+            ("justification", greatest(e, "Justification")),
+            (
+                "external_correlation_id",
+                greatest(e, "ExternalCorrelationId"),
+            ),
+            ("escalation", greatest(e, "Escalation")),
+        ] {
+            assert_eq!(cell(r, column), want, "{id}: {column}");
+        }
+        assert_eq!(
+            cell(r, "activity_date_time").map(|t| ts(&t)),
+            time(&e["activityDateTime"]),
+            "{id}"
+        );
+        assert_eq!(
+            cell(r, "result").map(|t| t.to_lowercase()),
+            text(&e["result"]).map(|t| t.to_lowercase()),
+            "{id}"
+        );
+        staged += usize::from(cell(r, "approval_stage").is_some());
+    }
+    assert!(staged > 100, "the sample's staged approvals: {staged}");
+    let two = rows
+        .iter()
+        .find(|r| cell(r, "audit_event_id").as_deref() == Some("TEST_stages_named_twice"))
+        .expect("the event naming two stages");
+    assert_eq!(cell(two, "approval_stage").as_deref(), Some("2"));
+    assert_eq!(
+        cell(two, "justification").as_deref(),
+        Some("=HYPERLINK(\"x\")")
+    );
+
+    // The rules in SQL over the events' own tables (what a lake of format 1 or 2 is read
+    // through, and what `govlake migrate` stores) give the same rows, every column.
+    let every_row = |sql: &str| -> Vec<String> {
+        let mut rows: Vec<String> = query(lake.path(), sql)
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("row"))
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(
+        every_row("select * from audit_event_requests"),
+        every_row(&format!(
+            "select * from ({})",
+            govlake::catalog::audit_event_requests_from_links(
+                govlake::catalog::AUDIT_EVENT_REQUESTS_SQL
+            )
+        ))
+    );
 }
 
 #[test]

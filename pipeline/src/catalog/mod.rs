@@ -775,9 +775,22 @@ fn build() -> Vec<EntitySpec> {
         storage: Storage::Append,
         ..child(
             AUDIT_EVENT_REQUESTS,
-            "The access package requests each audit event is about (the link the approval views join on), one row per distinct request id.",
+            "The access package requests each audit event is about (the link the approval views join on), one row per distinct request id, with the event's columns and additional details the approval trail shows.",
             vec!["request_id"],
-            &["audit_event_id=@parent", "request_id=requestId"],
+            &[
+                "audit_event_id=@parent",
+                "request_id=requestId",
+                "activity_display_name=activity_display_name",
+                "activity_date_time=activity_date_time:ts",
+                "result=result:result",
+                "initiated_by_user_id=initiated_by_user_id",
+                "initiated_by_user_user_principal_name=initiated_by_user_user_principal_name",
+                "initiated_by_app_display_name=initiated_by_app_display_name",
+                "approval_stage=approval_stage",
+                "justification=justification",
+                "external_correlation_id=external_correlation_id",
+                "escalation=escalation",
+            ],
         )
     });
 
@@ -849,24 +862,118 @@ FROM (
     WHERE request_id IS NOT NULL
 ) links";
 
+/// The rows of `audit_event_requests`, every column, from a relation of its three link
+/// columns (`id`, `audit_event_id`, `request_id`: the table as a lake of format 2 stored it,
+/// or [`AUDIT_EVENT_REQUESTS_SQL`] over a lake of format 1) and the events' own tables, by
+/// the rule the ingest applies ([`AUDIT_EVENT_STEP_COLUMNS`], [`AUDIT_EVENT_STEP_DETAILS`]).
+/// Only the links of events the lake holds (a killed ingest may have left links whose event
+/// is not committed; its rerun stores the event). What `govlake migrate` stores, and what a
+/// query over an older state of the lake reads in the table's place. A lake without
+/// `audit_event_additional_details` (no event had details) is read through
+/// [`audit_event_requests_from_links_without_details`].
+pub fn audit_event_requests_from_links(links: &str) -> String {
+    step_rule(links, true)
+}
+
+/// [`audit_event_requests_from_links`] for a lake that has no
+/// `audit_event_additional_details` table: the detail columns are empty.
+pub fn audit_event_requests_from_links_without_details(links: &str) -> String {
+    step_rule(links, false)
+}
+
+fn step_rule(links: &str, with_details: bool) -> String {
+    let events = AUDIT_EVENT_STEP_COLUMNS
+        .iter()
+        .map(|c| format!("e.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let details = AUDIT_EVENT_STEP_DETAILS
+        .iter()
+        .map(|(_, c)| format!("d.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pivot = AUDIT_EVENT_STEP_DETAILS
+        .iter()
+        .map(|(k, c)| format!("max(CASE WHEN key = '{k}' THEN value END) AS {c}"))
+        .collect::<Vec<_>>()
+        .join(",\n           ");
+    let keys = AUDIT_EVENT_STEP_DETAILS
+        .iter()
+        .map(|(k, _)| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !with_details {
+        let empty = AUDIT_EVENT_STEP_DETAILS
+            .iter()
+            .map(|(_, c)| format!("CAST(NULL AS VARCHAR) AS {c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return format!(
+            "SELECT l.id, l.audit_event_id, l.request_id, {events}, {empty}
+FROM ({links}) l
+JOIN audit_events e ON e.id = l.audit_event_id"
+        );
+    }
+    format!(
+        "SELECT l.id, l.audit_event_id, l.request_id, {events}, {details}
+FROM ({links}) l
+JOIN audit_events e ON e.id = l.audit_event_id
+LEFT JOIN (
+    SELECT audit_event_id,
+           {pivot}
+    FROM audit_event_additional_details
+    WHERE key IN ({keys})
+    GROUP BY audit_event_id
+) d ON d.audit_event_id = l.audit_event_id"
+    )
+}
+
+/// The columns of `audit_events` stored again with each of the event's request links (the
+/// approval trail's steps read them there, without joining the events).
+pub const AUDIT_EVENT_STEP_COLUMNS: [&str; 6] = [
+    "activity_display_name",
+    "activity_date_time",
+    "result",
+    "initiated_by_user_id",
+    "initiated_by_user_user_principal_name",
+    "initiated_by_app_display_name",
+];
+
+/// The `additionalDetails` keys stored with each of an event's request links, and their
+/// columns: the greatest value of the event's details of that key (exact case), as
+/// `max(CASE WHEN key = … THEN value END)` over the event's rows of
+/// `audit_event_additional_details` gives it.
+pub const AUDIT_EVENT_STEP_DETAILS: [(&str, &str); 4] = [
+    ("ApprovalStage", "approval_stage"),
+    ("Justification", "justification"),
+    ("ExternalCorrelationId", "external_correlation_id"),
+    ("Escalation", "escalation"),
+];
+
 /// The requests an audit event is about, as `{"requestId": …}` items of
-/// `audit_event_requests`. The link rule of the approval views: a target resource whose
-/// type is `AccessPackageAssignmentRequest` (any case) names a request by its id, and so
-/// does an `additionalDetails` entry of key `RequestId`; each distinct id once, in the order
-/// first named. Both lists are read through their own tables' extraction, so an event links
-/// to a request exactly when the rows of `audit_event_target_resources` and
-/// `audit_event_additional_details` stored for it say so (a rejected item names nothing).
+/// `audit_event_requests`, each with the event's step columns. The link rule of the approval
+/// views: a target resource whose type is `AccessPackageAssignmentRequest` (any case) names
+/// a request by its id, and so does an `additionalDetails` entry of key `RequestId`; each
+/// distinct id once, in the order first named. Both lists are read through their own
+/// tables' extraction, so an event links to a request exactly when the rows of
+/// `audit_event_target_resources` and `audit_event_additional_details` stored for it say so
+/// (a rejected item names nothing). The step columns are the event's own values at the paths
+/// `audit_events` reads them from ([`AUDIT_EVENT_STEP_COLUMNS`], converted the same way), and
+/// the greatest value of each detail key of [`AUDIT_EVENT_STEP_DETAILS`] among the event's
+/// details that are rows.
 fn audit_event_request_links(event: &Value) -> Vec<Value> {
     /// One list the links are read from: its paths in the event, its table's spec, and the
     /// columns that say whether an item names a request (`type` / `key`) and which (`id`).
-    struct Source {
+    struct LinkSource {
         list: &'static ChildList,
         spec: &'static EntitySpec,
         kind: usize,
         id: usize,
         names_a_request: fn(&str) -> bool,
+        /// Whether its items also carry the step details (`additionalDetails`).
+        details: bool,
     }
-    static SOURCES: LazyLock<Vec<Source>> = LazyLock::new(|| {
+    static SOURCES: LazyLock<Vec<LinkSource>> = LazyLock::new(|| {
         let events = entity("audit_events").expect("audit events are an entity");
         let column = |spec: &EntitySpec, name: &str| {
             spec.columns
@@ -879,30 +986,54 @@ fn audit_event_request_links(event: &Value) -> Vec<Value> {
             .iter()
             .filter_map(|list| {
                 let spec = entity(list.entity)?;
-                let (kind, id, names_a_request): (_, _, fn(&str) -> bool) = match list.entity {
-                    "audit_event_target_resources" => {
-                        (column(spec, "type"), column(spec, "target_id"), |t| {
-                            t.to_lowercase() == "accesspackageassignmentrequest"
-                        })
-                    }
-                    "audit_event_additional_details" => {
-                        (column(spec, "key"), column(spec, "value"), |k| {
-                            k == "RequestId"
-                        })
-                    }
-                    _ => return None,
-                };
-                Some(Source {
+                let (kind, id, names_a_request, details): (_, _, fn(&str) -> bool, _) =
+                    match list.entity {
+                        "audit_event_target_resources" => (
+                            column(spec, "type"),
+                            column(spec, "target_id"),
+                            |t| t.to_lowercase() == "accesspackageassignmentrequest",
+                            false,
+                        ),
+                        "audit_event_additional_details" => (
+                            column(spec, "key"),
+                            column(spec, "value"),
+                            |k| k == "RequestId",
+                            true,
+                        ),
+                        _ => return None,
+                    };
+                Some(LinkSource {
                     list,
                     spec,
                     kind,
                     id,
                     names_a_request,
+                    details,
                 })
             })
             .collect()
     });
+    /// Where `audit_events` reads each step column from.
+    static EVENT_PATHS: LazyLock<Vec<(&'static str, Vec<Vec<String>>)>> = LazyLock::new(|| {
+        let events = entity("audit_events").expect("audit events are an entity");
+        AUDIT_EVENT_STEP_COLUMNS
+            .iter()
+            .map(|name| {
+                let c = events
+                    .columns
+                    .iter()
+                    .find(|c| c.name == *name)
+                    .expect("the step columns are columns of audit_events");
+                let paths = match c.sources.as_slice() {
+                    [Source::Paths(paths)] => paths.clone(),
+                    _ => panic!("step column {name} is read from the event's properties"),
+                };
+                (*name, paths)
+            })
+            .collect()
+    });
     let mut ids: Vec<String> = Vec::new();
+    let mut details: [Option<String>; AUDIT_EVENT_STEP_DETAILS.len()] = Default::default();
     for source in SOURCES.iter() {
         let Some(items) = source
             .list
@@ -921,18 +1052,34 @@ fn audit_event_request_links(event: &Value) -> Vec<Value> {
             // Most items name something else: their kind alone says so, without extracting
             // the whole item (a kind that cannot be read fails the item's extraction too).
             // An item that does name a request links it only if the whole item is a row.
-            let names_a_request = item.is_object()
-                && matches!(
-                    EntitySpec::cell(&source.spec.columns[source.kind], item, ctx),
-                    Ok(Cell::Str(kind)) if (source.names_a_request)(&kind)
-                );
-            if !names_a_request {
+            let kind = match item.is_object() {
+                true => EntitySpec::cell(&source.spec.columns[source.kind], item, ctx).ok(),
+                false => None,
+            };
+            let Some(Cell::Str(kind)) = kind else {
+                continue;
+            };
+            let detail = match source.details {
+                true => AUDIT_EVENT_STEP_DETAILS
+                    .iter()
+                    .position(|(k, _)| *k == kind),
+                false => None,
+            };
+            if detail.is_none() && !(source.names_a_request)(&kind) {
                 continue;
             }
             let Ok(row) = source.spec.extract(item, ctx) else {
                 continue;
             };
-            if let (Cell::Str(kind), Cell::Str(request)) = (&row[source.kind], &row[source.id])
+            let (Cell::Str(kind), value) = (&row[source.kind], &row[source.id]) else {
+                continue;
+            };
+            if let (Some(d), Cell::Str(value)) = (detail, value)
+                && details[d].as_ref().is_none_or(|m| value > m)
+            {
+                details[d] = Some(value.clone());
+            }
+            if let Cell::Str(request) = value
                 && (source.names_a_request)(kind)
                 && !ids.contains(request)
             {
@@ -940,8 +1087,26 @@ fn audit_event_request_links(event: &Value) -> Vec<Value> {
             }
         }
     }
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let mut step = serde_json::Map::new();
+    for (name, paths) in EVENT_PATHS.iter() {
+        if let Some(v) = paths.iter().find_map(|p| get_path(event, p)) {
+            step.insert((*name).to_string(), v.clone());
+        }
+    }
+    for ((_, name), value) in AUDIT_EVENT_STEP_DETAILS.iter().zip(details) {
+        if let Some(v) = value {
+            step.insert((*name).to_string(), Value::String(v));
+        }
+    }
     ids.into_iter()
-        .map(|id| serde_json::json!({ "requestId": id }))
+        .map(|id| {
+            let mut item = step.clone();
+            item.insert("requestId".to_string(), Value::String(id));
+            Value::Object(item)
+        })
         .collect()
 }
 
@@ -1283,6 +1448,9 @@ mod tests {
         let event = json!({
             "id": "e1",
             "activityDateTime": "2026-07-01T00:00:00Z",
+            "activityDisplayName": "Approve access package assignment request",
+            "result": "Success",
+            "initiatedBy": {"user": {"id": "u1", "userPrincipalName": "a@b.example"}},
             "targetResources": [
                 {"id": "p1", "type": "AccessPackage"},
                 {"id": "r1", "type": "AccessPackageAssignmentRequest"},
@@ -1333,6 +1501,23 @@ mod tests {
         // nothing either, and one whose type cannot be read is passed over.
         let want = |r: &str| ["e1/".to_string() + r, "e1".into(), r.into()];
         assert_eq!(got, vec![want("r1"), want("r2"), want("r3")]);
+        // Each link carries the event's step columns, converted as `audit_events` converts
+        // them, and the event's ApprovalStage detail.
+        let step = |row: &Vec<Cell>, name: &str| {
+            row[links.columns.iter().position(|c| c.name == name).unwrap()].clone()
+        };
+        let event_row = events.extract(&event, Ctx::default()).unwrap();
+        let event_cell = |name: &str| {
+            event_row[events.columns.iter().position(|c| c.name == name).unwrap()].clone()
+        };
+        for row in &rows {
+            assert_eq!(step(row, "approval_stage"), Cell::Str("1".into()));
+            for name in AUDIT_EVENT_STEP_COLUMNS {
+                assert_eq!(step(row, name), event_cell(name), "{name}");
+            }
+            assert!(matches!(step(row, "activity_date_time"), Cell::Ts(_)));
+            assert_eq!(step(row, "justification"), Cell::Null);
+        }
         assert!(
             events
                 .child_lists(&json!({"id": "e2", "activityDateTime": "2026-07-01T00:00:00Z"}))

@@ -16,7 +16,7 @@ use super::row::{Cell, Column, ColumnType, TableSchema};
 use super::table::Lake;
 
 /// The format this govlake writes.
-pub const FORMAT_VERSION: i64 = 2;
+pub const FORMAT_VERSION: i64 = 3;
 
 /// The format-version table.
 pub const GOVLAKE: &str = "_govlake";
@@ -71,6 +71,17 @@ pub const STEPS: &[Step] = &[
                and `audit_event_additional_details` by the link rule the approval views \
                used to apply at every query (format 1 lakes are still read through that \
                rule until they are migrated)",
+        readable_as_is: true,
+        writable_as_is: false,
+    },
+    Step {
+        from: 2,
+        does: "store with each of those links the event's columns and additional details \
+               the approval trail shows (activity, time, result, who acted, approval stage, \
+               justification, external correlation id, escalation), so its steps are read \
+               from one table instead of joining every linked event with `audit_events` and \
+               `audit_event_additional_details` at every query (format 2 lakes are still \
+               read through that join until they are migrated)",
         readable_as_is: true,
         writable_as_is: false,
     },

@@ -594,6 +594,31 @@ impl Lake {
         sql: &str,
         metadata: &HashMap<String, serde_json::Value>,
     ) -> Result<i64> {
+        self.overwrite_from_sql_in(target, sources, sql, metadata, false)
+            .await
+    }
+
+    /// Like [`Lake::overwrite_from_sql`], adding the columns `target` has and the table
+    /// lacks in the same commit (no version of the table holds them empty).
+    pub async fn overwrite_from_sql_adding_columns(
+        &self,
+        target: &TableSchema,
+        sources: &[&str],
+        sql: &str,
+        metadata: &HashMap<String, serde_json::Value>,
+    ) -> Result<i64> {
+        self.overwrite_from_sql_in(target, sources, sql, metadata, true)
+            .await
+    }
+
+    async fn overwrite_from_sql_in(
+        &self,
+        target: &TableSchema,
+        sources: &[&str],
+        sql: &str,
+        metadata: &HashMap<String, serde_json::Value>,
+        adding_columns: bool,
+    ) -> Result<i64> {
         let source = sources.join(", ");
         let Some(ctx) = self.scan_context(sources).await? else {
             return self
@@ -610,8 +635,11 @@ impl Lake {
         self.check_unchanged(&target.name, &table)?;
         let before = table.version().map(|v| v as i64);
         let token = uuid::Uuid::new_v4().to_string();
-        let outcome = table
-            .write(vec![])
+        let mut write = table.write(vec![]);
+        if adding_columns {
+            write = write.with_schema_mode(deltalake::operations::write::SchemaMode::Merge);
+        }
+        let outcome = write
             .with_input_plan(plan)
             .with_session_state(Arc::new(ctx.state()))
             // Row groups of a bounded size: the writer holds one in memory, and a current

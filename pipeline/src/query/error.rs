@@ -56,7 +56,7 @@ pub enum Error {
     /// lake reached format 2) could not be read through the link rule that stands in for
     /// `audit_event_requests`.
     #[error(
-        "Cannot read the audit events' request links through the link rule (the lake, or the time read, is from before format 2 stored them); query the pinned tables directly, or report this as a bug"
+        "Cannot read the audit events' request links through the link rule (the lake, or the time read, is from before format 3 stored them with their events' columns); query the pinned tables directly, or report this as a bug"
     )]
     LinkRule {
         /// Cause.

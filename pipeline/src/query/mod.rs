@@ -23,7 +23,9 @@ use deltalake::datafusion::execution::session_state::SessionStateBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::{
-    AUDIT_EVENT_REQUESTS, AUDIT_EVENT_REQUESTS_SOURCES, AUDIT_EVENT_REQUESTS_SQL, ENTITIES,
+    AUDIT_EVENT_REQUESTS, AUDIT_EVENT_REQUESTS_SOURCES, AUDIT_EVENT_REQUESTS_SQL,
+    AUDIT_EVENT_STEP_COLUMNS, ENTITIES, audit_event_requests_from_links,
+    audit_event_requests_from_links_without_details,
 };
 use crate::lake::bookkeeping::{INGEST_RUNS, RAW, REJECTS};
 use crate::lake::global_aggregates::{optimizer_rules, physical_optimizer_rules};
@@ -394,25 +396,61 @@ fn stored_links_pin(at: TablePin, since: Option<i64>) -> TablePin {
     }
 }
 
-/// A lake written before `audit_event_requests` existed (format 1, or a pin older than
-/// the table) has the links only implicitly, in the two child tables they come from: the
-/// session reads the table as a view applying the same rule, so its answers are the ones a
-/// migrated lake gives.
+/// The name a session gives `audit_event_requests` as stored when the state it reads holds
+/// the links only (written in format 2, before the table stored the step columns), so that
+/// the table's own name can read the links with the step columns added by the rule.
+const STORED_LINKS_ONLY: &str = "_audit_event_requests_links_only";
+
+/// `audit_event_requests` as the views read it: each link with the event's step columns
+/// (`catalog::AUDIT_EVENT_STEP_COLUMNS`, `catalog::AUDIT_EVENT_STEP_DETAILS`). A state the
+/// lake wrote in format 3 holds them and is read as stored. An older state has them only
+/// implicitly, and the session reads the table as a view applying the same rules, so its
+/// answers are the ones a migrated lake gives: over the stored links of a state written in
+/// format 2 (its schema has no step columns), or, before format 2 stored the links at all
+/// (format 1, or a pin older than the table), over the links computed from the two child
+/// tables they come from.
 async fn read_request_links_by_rule(
     ctx: &SessionContext,
     registered: &HashSet<String>,
 ) -> Result<()> {
-    if registered.contains(AUDIT_EVENT_REQUESTS)
-        || !AUDIT_EVENT_REQUESTS_SOURCES
-            .iter()
-            .all(|s| registered.contains(*s))
-    {
+    let rule_error = |e| Error::LinkRule {
+        source: Box::new(e),
+    };
+    if !registered.contains("audit_events") {
         return Ok(());
     }
-    let sql = format!("CREATE VIEW {AUDIT_EVENT_REQUESTS} AS {AUDIT_EVENT_REQUESTS_SQL}");
-    ctx.sql(&sql).await.map_err(|e| Error::LinkRule {
-        source: Box::new(e),
-    })?;
+    let links = if registered.contains(AUDIT_EVENT_REQUESTS) {
+        let stored = ctx
+            .table_provider(AUDIT_EVENT_REQUESTS)
+            .await
+            .map_err(rule_error)?;
+        if stored
+            .schema()
+            .column_with_name(AUDIT_EVENT_STEP_COLUMNS[0])
+            .is_some()
+        {
+            return Ok(());
+        }
+        ctx.deregister_table(AUDIT_EVENT_REQUESTS)
+            .map_err(rule_error)?;
+        ctx.register_table(STORED_LINKS_ONLY, stored)
+            .map_err(rule_error)?;
+        format!("SELECT id, audit_event_id, request_id FROM {STORED_LINKS_ONLY}")
+    } else if AUDIT_EVENT_REQUESTS_SOURCES
+        .iter()
+        .all(|s| registered.contains(*s))
+    {
+        AUDIT_EVENT_REQUESTS_SQL.to_string()
+    } else {
+        return Ok(());
+    };
+    let rule = if registered.contains("audit_event_additional_details") {
+        audit_event_requests_from_links(&links)
+    } else {
+        audit_event_requests_from_links_without_details(&links)
+    };
+    let sql = format!("CREATE VIEW {AUDIT_EVENT_REQUESTS} AS {rule}");
+    ctx.sql(&sql).await.map_err(rule_error)?;
     Ok(())
 }
 
