@@ -22,7 +22,8 @@
 --   AccessPackageAssignmentRequest carrying the request id, or additionalDetails RequestId),
 --   stored per event in audit_event_requests with the event's activity, time and result.
 -- Caveats: decision times come from the audit log: requests whose events were not captured
---   (older than the 30-day retention and not backfilled) have no decision time.
+--   (older than the 30-day retention and not backfilled) have no decision time. As in
+--   approval_trail, events are read from audit_event_requests' copy of their columns.
 WITH decisions AS (
     -- Each linked event's activity, time and result as stored with its link.
     SELECT request_id, min(activity_date_time) AS decided_at

@@ -56,6 +56,9 @@
 --   whose modifiedDateTime is not in that window is dated at the later snapshot. A request
 --   whose policy govlake never observed needs no approval here (stages_required 0).
 --   'Approval stage completed ...' events are shown but do not count as approvals.
+--   Steps are read from audit_event_requests alone: the link of an event whose own commit
+--   an ingest killed midway did not make is shown from its copy of the event's columns
+--   until the rerun stores the event (a lake of format 1 or 2 shows only stored events).
 WITH steps AS (
     -- Each linked event's step, as audit_event_requests stores it with the link (the event's
     -- columns, and the greatest value of each of its additionalDetails ApprovalStage,

@@ -232,7 +232,8 @@ async fn rebuild_through(
         "govlake.operation".to_string(),
         serde_json::Value::String("rebuild".into()),
     )]);
-    // A table's `_history` goes with it, and the stored request links with their sources.
+    // A table's `_history` goes with it, and the stored request links with their sources
+    // and with the events whose columns they store.
     let wanted = |name: &str| {
         only.is_empty()
             || only.iter().any(|o| {
@@ -240,7 +241,8 @@ async fn rebuild_through(
                     || name == format!("{o}_history")
                     || *o == format!("{name}_history")
                     || (name == catalog::AUDIT_EVENT_REQUESTS
-                        && catalog::AUDIT_EVENT_REQUESTS_SOURCES.contains(&o.as_str()))
+                        && (o == "audit_events"
+                            || catalog::AUDIT_EVENT_REQUESTS_SOURCES.contains(&o.as_str())))
             })
     };
     let mut tables = vec![];

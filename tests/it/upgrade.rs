@@ -439,6 +439,24 @@ fn rebuild_gives_the_tables_a_fresh_ingest_gives() {
         ["audit_event_additional_details", "audit_event_requests"],
         "{rebuilt:?}"
     );
+    // So do the events, whose columns the links store with them (format 3).
+    let r = govlake_at(
+        &lake,
+        &["--format", "json", "rebuild", "--table", "audit_events"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rebuilt: Vec<String> = r.json()["summary"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t[0].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        rebuilt,
+        ["audit_events", "audit_event_requests"],
+        "{rebuilt:?}"
+    );
+    assert!(count(&lake, "audit_events") > 0);
 
     let r = govlake_at(&lake, &["--format", "json", "rebuild"]);
     assert_eq!(r.code, 0, "{}", r.stderr);

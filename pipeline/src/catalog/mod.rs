@@ -866,9 +866,10 @@ FROM (
 /// columns (`id`, `audit_event_id`, `request_id`: the table as a lake of format 2 stored it,
 /// or [`AUDIT_EVENT_REQUESTS_SQL`] over a lake of format 1) and the events' own tables, by
 /// the rule the ingest applies ([`AUDIT_EVENT_STEP_COLUMNS`], [`AUDIT_EVENT_STEP_DETAILS`]).
-/// Only the links of events the lake holds (a killed ingest may have left links whose event
-/// is not committed; its rerun stores the event). What `govlake migrate` stores, and what a
-/// query over an older state of the lake reads in the table's place. A lake without
+/// Only the links of events the lake holds: a killed ingest may have left links whose event
+/// is not committed (its rerun stores the event); the ingest's own rows of such links stay
+/// in the table, with the event's columns. What `govlake migrate` stores, and what a query
+/// over an older state of the lake reads in the table's place. A lake without
 /// `audit_event_additional_details` (no event had details) is read through
 /// [`audit_event_requests_from_links_without_details`].
 pub fn audit_event_requests_from_links(links: &str) -> String {

@@ -52,8 +52,9 @@ pub enum Error {
         #[source]
         source: Box<DataFusionError>,
     },
-    /// A state of the lake without stored request links (format 1, or a time before the
-    /// lake reached format 2) could not be read through the link rule that stands in for
+    /// A state of the lake without stored request links and their events' step columns
+    /// (format 1 or 2, a time before the lake reached format 3, or a pinned version without
+    /// the columns) could not be read through the rule that stands in for
     /// `audit_event_requests`.
     #[error(
         "Cannot read the audit events' request links through the link rule (the lake, or the time read, is from before format 3 stored them with their events' columns); query the pinned tables directly, or report this as a bug"

@@ -42,6 +42,17 @@ pub const MOST_BEFORE_SPILLING: usize = 128 << 20;
 /// bench/ANALYSIS.md, session 34).
 pub const MOST_BEFORE_SPILLING_WHOLE_RESULTS: usize = 1 << 30;
 
+/// The most spill files one pass of a sort's merge reads at once (more are merged in
+/// several passes, each writing its output to a new spill file). DataFusion 55 merges every
+/// spill file of a sort in one pass when the pool allows, holding a batch or two of each:
+/// `approval_trail`'s final sort at 10M audit events (10.3M wide rows, about 16 spill files
+/// a partition at [`MOST_BEFORE_SPILLING`]) held 980 MB a partition that way, the view's
+/// peak. With 8: 2,364 -> 1,725 MiB, 35.4 -> 36.9 s, 3.7 -> 6.0 GB written to the
+/// temporary folder (with 4: 1,749 MiB, 43.1 s, 8.4 GB; one run each, bench/ANALYSIS.md,
+/// session 35). A pack's sorts, which hold [`MOST_BEFORE_SPILLING_WHOLE_RESULTS`], leave
+/// fewer files than that.
+pub(super) const SPILL_MERGE_FAN_IN: usize = 8;
+
 /// A session's pool of `memory` bytes: see the module's documentation.
 pub(super) fn pool(memory: MemoryLimit) -> Arc<dyn MemoryPool> {
     pool_holding(memory, MOST_BEFORE_SPILLING)

@@ -231,7 +231,9 @@ fn machine_memory() -> Option<u64> {
 /// - skip the partial aggregation once half its first rows are new groups (DataFusion: 80
 ///   %): a partial aggregation that groups little holds every group a second time before
 ///   the final one does; `approval_trail`'s pivot of additional details (8.35M rows into
-///   5.52M groups) 2.0 -> 1.4 GB on its own, and faster.
+///   5.52M groups; since format 3 read only from lakes of format 1 or 2, and by
+///   `direct_admin_grants`' and `control_changes`' smaller pivots) 2.0 -> 1.4 GB on its
+///   own, and faster.
 pub const GOVLAKE_DEFAULTS: [(&str, &str); 3] = [
     (
         "datafusion.optimizer.enable_round_robin_repartition",
@@ -352,6 +354,7 @@ async fn session_in_pool(
     let config = session_config()?;
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(pool)
+        .with_max_spill_merge_fan_in(memory::SPILL_MERGE_FAN_IN)
         .build_arc()
         .map_err(|e| Error::Runtime {
             source: Box::new(e),
@@ -459,7 +462,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_links_are_read_as_stored_only_in_states_written_in_format_2() {
+    fn request_links_are_read_from_the_table_only_in_states_written_since_format_2() {
         let links = AUDIT_EVENT_REQUESTS;
         // A pack made on a lake of format 1 named the sources, not the table.
         let old_pack = AsOf::Versions(BTreeMap::from([
