@@ -951,6 +951,81 @@ pub const AUDIT_EVENT_STEP_DETAILS: [(&str, &str); 4] = [
     ("Escalation", "escalation"),
 ];
 
+/// One list an audit event's request links are read from: its paths in the event, its
+/// table's spec, and the columns that say whether an item names a request (`type` / `key`)
+/// and which (`id`).
+struct LinkSource {
+    list: &'static ChildList,
+    spec: &'static EntitySpec,
+    kind: usize,
+    id: usize,
+    names_a_request: fn(&str) -> bool,
+    /// Whether its items also carry the step details (`additionalDetails`).
+    details: bool,
+}
+
+/// The event's lists the links (and the step details) are read from.
+static LINK_SOURCES: LazyLock<Vec<LinkSource>> = LazyLock::new(|| {
+    let events = entity("audit_events").expect("audit events are an entity");
+    let column = |spec: &EntitySpec, name: &str| {
+        spec.columns
+            .iter()
+            .position(|c| c.name == name)
+            .expect("the link columns exist")
+    };
+    events
+        .children
+        .iter()
+        .filter_map(|list| {
+            let spec = entity(list.entity)?;
+            let (kind, id, names_a_request, details): (_, _, fn(&str) -> bool, _) =
+                match list.entity {
+                    "audit_event_target_resources" => (
+                        column(spec, "type"),
+                        column(spec, "target_id"),
+                        |t| t.to_lowercase() == "accesspackageassignmentrequest",
+                        false,
+                    ),
+                    "audit_event_additional_details" => (
+                        column(spec, "key"),
+                        column(spec, "value"),
+                        |k| k == "RequestId",
+                        true,
+                    ),
+                    _ => return None,
+                };
+            Some(LinkSource {
+                list,
+                spec,
+                kind,
+                id,
+                names_a_request,
+                details,
+            })
+        })
+        .collect()
+});
+
+/// Where `audit_events` reads each of [`AUDIT_EVENT_STEP_COLUMNS`] from.
+static EVENT_STEP_PATHS: LazyLock<Vec<(&'static str, Vec<Vec<String>>)>> = LazyLock::new(|| {
+    let events = entity("audit_events").expect("audit events are an entity");
+    AUDIT_EVENT_STEP_COLUMNS
+        .iter()
+        .map(|name| {
+            let c = events
+                .columns
+                .iter()
+                .find(|c| c.name == *name)
+                .expect("the step columns are columns of audit_events");
+            let paths = match c.sources.as_slice() {
+                [Source::Paths(paths)] => paths.clone(),
+                _ => panic!("step column {name} is read from the event's properties"),
+            };
+            (*name, paths)
+        })
+        .collect()
+});
+
 /// The requests an audit event is about, as `{"requestId": …}` items of
 /// `audit_event_requests`, each with the event's step columns. The link rule of the approval
 /// views: a target resource whose type is `AccessPackageAssignmentRequest` (any case) names
@@ -963,79 +1038,9 @@ pub const AUDIT_EVENT_STEP_DETAILS: [(&str, &str); 4] = [
 /// the greatest value of each detail key of [`AUDIT_EVENT_STEP_DETAILS`] among the event's
 /// details that are rows.
 fn audit_event_request_links(event: &Value) -> Vec<Value> {
-    /// One list the links are read from: its paths in the event, its table's spec, and the
-    /// columns that say whether an item names a request (`type` / `key`) and which (`id`).
-    struct LinkSource {
-        list: &'static ChildList,
-        spec: &'static EntitySpec,
-        kind: usize,
-        id: usize,
-        names_a_request: fn(&str) -> bool,
-        /// Whether its items also carry the step details (`additionalDetails`).
-        details: bool,
-    }
-    static SOURCES: LazyLock<Vec<LinkSource>> = LazyLock::new(|| {
-        let events = entity("audit_events").expect("audit events are an entity");
-        let column = |spec: &EntitySpec, name: &str| {
-            spec.columns
-                .iter()
-                .position(|c| c.name == name)
-                .expect("the link columns exist")
-        };
-        events
-            .children
-            .iter()
-            .filter_map(|list| {
-                let spec = entity(list.entity)?;
-                let (kind, id, names_a_request, details): (_, _, fn(&str) -> bool, _) =
-                    match list.entity {
-                        "audit_event_target_resources" => (
-                            column(spec, "type"),
-                            column(spec, "target_id"),
-                            |t| t.to_lowercase() == "accesspackageassignmentrequest",
-                            false,
-                        ),
-                        "audit_event_additional_details" => (
-                            column(spec, "key"),
-                            column(spec, "value"),
-                            |k| k == "RequestId",
-                            true,
-                        ),
-                        _ => return None,
-                    };
-                Some(LinkSource {
-                    list,
-                    spec,
-                    kind,
-                    id,
-                    names_a_request,
-                    details,
-                })
-            })
-            .collect()
-    });
-    /// Where `audit_events` reads each step column from.
-    static EVENT_PATHS: LazyLock<Vec<(&'static str, Vec<Vec<String>>)>> = LazyLock::new(|| {
-        let events = entity("audit_events").expect("audit events are an entity");
-        AUDIT_EVENT_STEP_COLUMNS
-            .iter()
-            .map(|name| {
-                let c = events
-                    .columns
-                    .iter()
-                    .find(|c| c.name == *name)
-                    .expect("the step columns are columns of audit_events");
-                let paths = match c.sources.as_slice() {
-                    [Source::Paths(paths)] => paths.clone(),
-                    _ => panic!("step column {name} is read from the event's properties"),
-                };
-                (*name, paths)
-            })
-            .collect()
-    });
     let mut ids: Vec<String> = Vec::new();
     let mut details: [Option<String>; AUDIT_EVENT_STEP_DETAILS.len()] = Default::default();
-    for source in SOURCES.iter() {
+    for source in LINK_SOURCES.iter() {
         let Some(items) = source
             .list
             .paths
@@ -1092,7 +1097,7 @@ fn audit_event_request_links(event: &Value) -> Vec<Value> {
         return Vec::new();
     }
     let mut step = serde_json::Map::new();
-    for (name, paths) in EVENT_PATHS.iter() {
+    for (name, paths) in EVENT_STEP_PATHS.iter() {
         if let Some(v) = paths.iter().find_map(|p| get_path(event, p)) {
             step.insert((*name).to_string(), v.clone());
         }
