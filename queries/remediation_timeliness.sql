@@ -274,7 +274,10 @@ assignment_outcome AS (
 decision_outcome AS (
     SELECT instance_id, decision_id,
            count(*) AS assignments,
-           string_agg(assignment_id, ' ' ORDER BY assignment_id) AS assignment_ids,
+           -- The ids in ascending order, space-separated: see review_completeness for why not
+           -- string_agg(... ORDER BY assignment_id).
+           array_to_string(array_sort(array_agg(assignment_id)
+               FILTER (WHERE assignment_id IS NOT NULL)), ' ') AS assignment_ids,
            max(CASE WHEN still_held THEN 1 ELSE 0 END) = 1 AS still_open,
            max(ended_at) AS ended_at,
            max(CASE WHEN k = 1 THEN ended_by END) AS ended_by

@@ -668,7 +668,7 @@ impl Tenant {
     }
 
     /// The oracle's review_completeness for `[from, to)`: (package, principal) → gap.
-    fn completeness(&self, from: Ts, to: Ts) -> BTreeMap<(String, String), String> {
+    fn completeness(&self, from: Ts, to: Ts) -> BTreeMap<(String, String), Gap> {
         let overlapping: Vec<&Instance> = self
             .instances
             .iter()
@@ -704,10 +704,30 @@ impl Tenant {
             } else {
                 "not in review"
             };
-            out.insert(key, gap.to_string());
+            let entry = out.entry(key).or_insert_with(|| (gap, BTreeSet::new()));
+            entry.1.insert(h.a.id.clone());
         }
-        out
+        out.into_iter()
+            .map(|(key, (gap, ids))| {
+                let ids: Vec<String> = ids.into_iter().collect();
+                (
+                    key,
+                    Gap {
+                        gap: gap.to_string(),
+                        assignment_ids: ids.join(" "),
+                    },
+                )
+            })
+            .collect()
     }
+}
+
+/// A holder outside every review of a period: the gap, and the assignments held in the
+/// period, by id in ascending order, space-separated.
+#[derive(Debug, Clone, PartialEq)]
+struct Gap {
+    gap: String,
+    assignment_ids: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -857,10 +877,10 @@ fn view_remediations(lake: &Path, q: &Path) -> BTreeMap<String, Remediation> {
             "removal event" => "removal event",
             other => panic!("ended_by {other}"),
         });
-        let mut assignments: Vec<String> = col_str(&r, "assignment_ids")
+        // As the view lists them: ascending, which the oracle's list is.
+        let assignments: Vec<String> = col_str(&r, "assignment_ids")
             .map(|s| s.split(' ').map(str::to_string).collect())
             .unwrap_or_default();
-        assignments.sort();
         assert_eq!(col_count(&r, "assignments"), assignments.len(), "{r:?}");
         (
             col_str(&r, "decision_id").unwrap(),
@@ -931,7 +951,7 @@ fn view_completeness(
     q: &Path,
     from: &str,
     to: &str,
-) -> BTreeMap<(String, String), String> {
+) -> BTreeMap<(String, String), Gap> {
     let mut out = BTreeMap::new();
     for r in rows(
         lake,
@@ -949,6 +969,10 @@ fn view_completeness(
             gap == "package never reviewed",
             "{r:?}"
         );
+        let gap = Gap {
+            gap,
+            assignment_ids: col_str(&r, "assignment_ids").unwrap_or_default(),
+        };
         assert!(
             out.insert(key, gap).is_none(),
             "one row per package and principal"
@@ -1335,7 +1359,14 @@ fn review_completeness_lists_holders_outside_every_review() {
     a["target"]["objectId"] = json!("1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f");
     a["target"]["principalName"] =
         json!("between.reviews_fabrikam.example#EXT#@woodgrovebank.example");
-    add_records(dir.path(), "entitlementManagement/assignments", vec![a]);
+    // A second assignment of the same guest to the same package, held later in the quarter,
+    // whose id sorts first: the row lists both, in ascending order.
+    let mut b = a.clone();
+    b["id"] = json!("1b2c3d4e-5f60-4a71-8b82-93a4b5c6d7e8");
+    b["schedule"] = json!({"startDateTime": "2026-08-25T09:00:00Z",
+                           "expiration": {"type": "afterDateTime", "endDateTime": "2026-09-05T09:00:00Z", "duration": null}});
+    b["expiredDateTime"] = json!("2026-09-05T09:00:00Z");
+    add_records(dir.path(), "entitlementManagement/assignments", vec![a, b]);
     let exports = [(dir.path(), FIRST_EXPORT)];
     let lake = ingested(&exports);
     let q = my_queries();
@@ -1357,15 +1388,18 @@ fn review_completeness_lists_holders_outside_every_review() {
             "ac2b7d29-d6e4-4f46-a7a8-c2d68e5e16f0".to_string(),
             "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f".to_string()
         ))
-        .map(String::as_str),
-        Some("not in review")
+        .map(|g| (g.gap.as_str(), g.assignment_ids.as_str())),
+        Some((
+            "not in review",
+            "1b2c3d4e-5f60-4a71-8b82-93a4b5c6d7e8 9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
+        ))
     );
     assert!(
         q3.iter()
-            .any(|((p, _), g)| p == VP_APPROVER && g == "package never reviewed")
+            .any(|((p, _), g)| p == VP_APPROVER && g.gap == "package never reviewed")
     );
     let q1 = o.completeness(ts("2026-01-01T00:00:00Z"), ts("2026-04-01T00:00:00Z"));
-    assert!(q1.values().any(|g| g == "no review in period"));
+    assert!(q1.values().any(|g| g.gap == "no review in period"));
 }
 
 #[test]
