@@ -1119,7 +1119,7 @@ async fn holders_over_time_counts_access_as_of_at_each_checkpoint() {
     let mut shown: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut one = None;
     govlake::report::package::build_all(&ctx, &queries, &period, &Default::default(), |report| {
-        let trend = &report.section("trend").unwrap().table;
+        let trend = &report.section("trend").unwrap().table.to_table();
         for row in &trend.rows {
             shown.insert(
                 (report.id.clone(), trend.cell(row, "as_of").to_string()),
@@ -1140,7 +1140,7 @@ async fn holders_over_time_counts_access_as_of_at_each_checkpoint() {
     let report = govlake::report::package::build(&ctx, &queries, &id, &name, &period)
         .await
         .unwrap();
-    assert_eq!(report.section("trend").unwrap().table.rows, rows);
+    assert_eq!(report.section("trend").unwrap().table.to_table().rows, rows);
 }
 
 /// A pack computes once each view that other queries read (`assignment_holdings`,
@@ -1256,7 +1256,7 @@ async fn views_computed_once_for_a_pack_change_no_row() {
                 report
                     .sections
                     .iter()
-                    .map(|s| (s.key, s.table.clone()))
+                    .map(|s| (s.key, s.table.to_table()))
                     .collect(),
             ));
             Ok(())

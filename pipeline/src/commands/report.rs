@@ -83,8 +83,11 @@ pub async fn report(
                 .with_context(|| format!("Cannot create `{}`", dir.display()))?;
             for s in &report.sections {
                 let path = dir.join(format!("{}.csv", s.key));
-                std::fs::write(&path, govlake::report::csv::table_to_csv(&s.table))
-                    .with_context(|| format!("Cannot write `{}`", path.display()))?;
+                std::fs::write(
+                    &path,
+                    govlake::report::csv::table_to_csv(&s.table.to_table()),
+                )
+                .with_context(|| format!("Cannot write `{}`", path.display()))?;
                 written.push(path);
             }
         }
@@ -93,7 +96,7 @@ pub async fn report(
         let sections: Vec<_> = report
             .sections
             .iter()
-            .map(|s| serde_json::json!({"key": s.key, "rows": s.table.rows.len(), "sql_sha256": s.sql_sha256}))
+            .map(|s| serde_json::json!({"key": s.key, "rows": s.table.len(), "sql_sha256": s.sql_sha256}))
             .collect();
         printer.json("report", "ok", &serde_json::json!({
             "package_id": id, "period": period, "files": written, "sections": sections, "table_versions": versions,

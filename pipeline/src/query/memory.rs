@@ -35,12 +35,14 @@ use super::MemoryLimit;
 pub const MOST_BEFORE_SPILLING: usize = 128 << 20;
 
 /// The most one sort's reservation holds before it spills in a session that writes whole
-/// results to files (the evidence pack). Its peak is set by the build sides of
-/// `approval_trail`'s joins, which cannot spill, not by its sorts; with sorts held to
-/// [`MOST_BEFORE_SPILLING`] the 10M pack wrote 2.4x its own size (sort spills, LZ4, written
-/// and read back), with 1 GiB 1.93x for 3,906 MiB instead of 3,787 (one run each,
-/// bench/ANALYSIS.md, session 34).
-pub const MOST_BEFORE_SPILLING_WHOLE_RESULTS: usize = 1 << 30;
+/// results to files (the evidence pack), whose spill files are written in zstd rather than
+/// LZ4 (`query::session_for_whole_results`) so that the disk it writes stays under twice
+/// the pack's size. Session 34 chose 1 GiB for the disk (with [`MOST_BEFORE_SPILLING`] and
+/// LZ4 the 10M pack wrote 2.4x its own size); once the package reports no longer held
+/// their sections' whole results (session 37), those 1 GiB sorts made the pack's peak. At
+/// 10M audit events (one run each, bench/ANALYSIS.md, session 37): 1 GiB and LZ4 3,095
+/// MiB, 1.80x written; 256 MiB and LZ4 2,469 MiB, 2.22x; 256 MiB and zstd 1,867 MiB, 1.91x.
+pub const MOST_BEFORE_SPILLING_WHOLE_RESULTS: usize = 256 << 20;
 
 /// The most spill files one pass of a sort's merge reads at once (more are merged in
 /// several passes, each writing its output to a new spill file). DataFusion 55 merges every

@@ -217,43 +217,42 @@ struct Population {
 fn package_charts(report: &PackageReport) -> BTreeMap<&'static str, minijinja::Value> {
     let mut charts = BTreeMap::new();
     let coverage = report.section("coverage").map(|s| {
-        s.table
+        let table = s.table.to_table();
+        table
             .rows
             .iter()
             .map(|r| {
                 let label = format!(
                     "{} {}",
-                    s.table.cell(r, "quarter"),
-                    s.table.cell(r, "review_start")
+                    table.cell(r, "quarter"),
+                    table.cell(r, "review_start")
                 );
-                (label, s.table.cell(r, "coverage").parse().unwrap_or(0.0))
+                (label, table.cell(r, "coverage").parse().unwrap_or(0.0))
             })
             .collect::<Vec<_>>()
     });
     let latency = report.section("latency").map(|s| {
-        s.table
+        let table = s.table.to_table();
+        table
             .rows
             .iter()
             .map(|r| {
                 (
-                    s.table.cell(r, "quarter").to_string(),
-                    s.table.cell(r, "median_hours").parse().unwrap_or(0.0),
+                    table.cell(r, "quarter").to_string(),
+                    table.cell(r, "median_hours").parse().unwrap_or(0.0),
                 )
             })
             .collect::<Vec<_>>()
     });
     let trend = report.section("trend").map(|s| {
-        s.table
+        let table = s.table.to_table();
+        table
             .rows
             .iter()
             .map(|r| {
                 (
-                    s.table
-                        .cell(r, "as_of")
-                        .chars()
-                        .take(10)
-                        .collect::<String>(),
-                    s.table.cell(r, "holders").parse().unwrap_or(0.0),
+                    table.cell(r, "as_of").chars().take(10).collect::<String>(),
+                    table.cell(r, "holders").parse().unwrap_or(0.0),
                 )
             })
             .collect::<Vec<_>>()
@@ -300,8 +299,30 @@ fn package_context(
     versions: &BTreeMap<String, i64>,
     index_href: &str,
 ) -> Result<minijinja::Value> {
+    // The sections' tables are template objects whose rows are made as they are read, not
+    // copied into the context (a package's trail can be a million rows).
+    let sections: Vec<minijinja::Value> = report
+        .sections
+        .iter()
+        .map(|s| {
+            minijinja::context! {
+                key => s.key,
+                title => s.title,
+                about => s.about,
+                sql => &s.sql,
+                sql_sha256 => &s.sql_sha256,
+                table => minijinja::Value::from_object(s.table.clone()),
+            }
+        })
+        .collect();
     Ok(minijinja::context! {
-        report => serde_value(report),
+        report => minijinja::context! {
+            id => &report.id,
+            name => &report.name,
+            file_stem => &report.file_stem,
+            parameters => &report.parameters,
+            sections => sections,
+        },
         period => serde_value(period),
         as_of => period.end_inclusive_text(),
         index_href => index_href,
@@ -1030,7 +1051,7 @@ async fn write_packages(
             )?;
         }
         rendering += started.elapsed();
-        let count = |k: &str| report.section(k).map_or(0, |s| s.table.rows.len());
+        let count = |k: &str| report.section(k).map_or(0, |s| s.table.len());
         package_rows.push(serde_json::json!({
             "id": report.id, "name": report.name, "file_stem": report.file_stem,
             "holders": count("holders"), "sod": count("sod"), "findings": count("findings"),

@@ -5,7 +5,10 @@
 use deltalake::datafusion::prelude::SessionContext;
 use sha2::Digest as _;
 
-use super::{Period, Result, Table};
+use deltalake::arrow::array::{Array as _, AsArray as _, RecordBatch};
+
+use super::table::TextRows;
+use super::{Period, Result};
 use crate::query::views::QueryFile;
 
 /// A report section: its title, what it shows, and the query behind it.
@@ -22,7 +25,7 @@ pub struct Section {
     /// SHA-256 of the SQL.
     pub sql_sha256: String,
     /// The rows.
-    pub table: Table,
+    pub table: TextRows,
 }
 
 /// The package report's data.
@@ -341,64 +344,267 @@ fn expand(sql: &str, access_as_of: &str, review_completeness: &str) -> String {
         .replace("{review_completeness}", review_completeness)
 }
 
-/// One section's SQL and its rows in `_package` order, turned into text as the packages are
-/// assembled (so only one package's rows, and one batch, are held as text at a time). The
-/// section's query has run to its end: its batches are kept as Arrow (compact), not as a
-/// running plan, so the sections do not hold every sort's memory at once.
+/// Where a section's rows wait, in `_package` order, until the packages ask for them.
+enum Waiting {
+    /// Held in memory (one package's report).
+    Memory(std::collections::VecDeque<RecordBatch>),
+    /// In an anonymous scratch file, an Arrow IPC stream read back a batch at a time (every
+    /// package's report: a section of a 10M-event tenant is millions of rows, which held
+    /// in memory until the last package was written made most of the pack's peak).
+    File(deltalake::arrow::ipc::reader::StreamReader<std::io::BufReader<std::fs::File>>),
+}
+
+/// One section's SQL and its rows in `_package` order, handed out a package at a time as
+/// the packages are assembled (so only one package's rows, and one batch, are held at a
+/// time). The section's query has run to its end: its rows wait in memory or in a scratch
+/// file (see [`Waiting`]), not as a running plan, so the sections do not hold every sort's
+/// memory at once.
 struct SectionRows {
     title: &'static str,
     sql: String,
     /// The section's columns, without `_package`.
     columns: Vec<String>,
-    /// Rows read and not yet handed out, `_package` first.
-    pending: std::collections::VecDeque<Vec<String>>,
-    /// The batches not yet turned into text.
-    batches: std::collections::VecDeque<deltalake::arrow::array::RecordBatch>,
+    waiting: Waiting,
+    /// The batch being handed out (its rows from `.2` on) and its `_package` column as text.
+    front: Option<(RecordBatch, deltalake::arrow::array::StringArray, usize)>,
 }
 
 impl SectionRows {
-    /// The rows of package `id` (packages must be asked for in ascending id order: rows of
-    /// smaller ids that no package asked for, e.g. of a package no longer in the lake, are
-    /// skipped).
-    fn take(&mut self, id: &str) -> Result<Table> {
-        let mut table = Table {
-            columns: self.columns.clone(),
-            rows: Vec::new(),
+    /// A section whose rows (from `stream`, `_package` first) wait in memory, or in an
+    /// anonymous scratch file when `to_file`.
+    async fn wait(
+        title: &'static str,
+        sql: String,
+        columns: &[String],
+        mut stream: deltalake::datafusion::physical_plan::SendableRecordBatchStream,
+        to_file: bool,
+    ) -> Result<Self> {
+        use futures::TryStreamExt as _;
+        let query_err = |source| super::Error::Query {
+            what: title.to_string(),
+            source: Box::new(source),
+        };
+        let arrow_err = |source| super::Error::Arrow {
+            what: title.to_string(),
+            source,
+        };
+        let scratch = std::env::temp_dir();
+        let io_err = super::io_err("write a scratch file of a report section in", &scratch);
+        let waiting = if to_file {
+            let file = tempfile::tempfile().map_err(io_err)?;
+            let options = deltalake::arrow::ipc::writer::IpcWriteOptions::default()
+                .try_with_compression(Some(deltalake::arrow::ipc::CompressionType::ZSTD))
+                .map_err(arrow_err)?;
+            let schema = without_views(&stream.schema());
+            let mut writer = deltalake::arrow::ipc::writer::StreamWriter::try_new_with_options(
+                std::io::BufWriter::new(file),
+                &schema,
+                options,
+            )
+            .map_err(arrow_err)?;
+            while let Some(batch) = stream.try_next().await.map_err(query_err)? {
+                // A sorted batch's string views point into the buffers of every batch the
+                // sort held: written as they are, each batch would carry all of them.
+                let columns = batch
+                    .columns()
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(c, f)| deltalake::arrow::compute::cast(c, f.data_type()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(arrow_err)?;
+                let batch = RecordBatch::try_new(schema.clone(), columns).map_err(arrow_err)?;
+                writer.write(&batch).map_err(arrow_err)?;
+            }
+            writer.finish().map_err(arrow_err)?;
+            let mut file = writer
+                .into_inner()
+                .map_err(arrow_err)?
+                .into_inner()
+                .map_err(|e| {
+                    super::io_err("write a scratch file of a report section in", &scratch)(
+                        e.into_error(),
+                    )
+                })?;
+            std::io::Seek::rewind(&mut file).map_err(super::io_err(
+                "read a scratch file of a report section in",
+                &scratch,
+            ))?;
+            Waiting::File(
+                deltalake::arrow::ipc::reader::StreamReader::try_new_buffered(file, None)
+                    .map_err(arrow_err)?,
+            )
+        } else {
+            Waiting::Memory(collect(title, stream).await?.into())
+        };
+        Ok(Self {
+            title,
+            sql,
+            columns: columns.get(1..).unwrap_or_default().to_vec(),
+            waiting,
+            front: None,
+        })
+    }
+
+    /// The next batch that has rows, with its `_package` column as text.
+    fn next_batch(
+        &mut self,
+    ) -> Result<Option<(RecordBatch, deltalake::arrow::array::StringArray, usize)>> {
+        let arrow_err = |source| super::Error::Arrow {
+            what: self.title.to_string(),
+            source,
         };
         loop {
-            let Some(front) = self.pending.front() else {
-                let Some(batch) = self.batches.pop_front() else {
-                    break;
-                };
-                let mut rows = Vec::new();
-                super::table::append_rows(&mut rows, &batch).map_err(|source| {
-                    super::Error::Arrow {
+            let batch = match &mut self.waiting {
+                Waiting::Memory(batches) => batches.pop_front(),
+                Waiting::File(reader) => reader.next().transpose().map_err(arrow_err)?,
+            };
+            let Some(batch) = batch else {
+                return Ok(None);
+            };
+            if batch.num_rows() == 0 || batch.num_columns() == 0 {
+                continue;
+            }
+            let package = deltalake::arrow::compute::cast(
+                batch.column(0),
+                &deltalake::arrow::datatypes::DataType::Utf8,
+            )
+            .map_err(arrow_err)?
+            .as_string::<i32>()
+            .clone();
+            return Ok(Some((batch, package, 0)));
+        }
+    }
+
+    /// The rows of package `id` (packages must be asked for in ascending id order: rows of
+    /// smaller ids that no package asked for, e.g. of a package no longer in the lake, are
+    /// skipped; a NULL `_package` sorts last and is never handed out).
+    fn take(&mut self, id: &str) -> Result<TextRows> {
+        let mut rows = TextRows::new(self.columns.clone());
+        loop {
+            let (batch, package, from) = match self.front.take() {
+                Some(front) => front,
+                None => match self.next_batch()? {
+                    Some(next) => next,
+                    None => break,
+                },
+            };
+            // Rows are in ascending `_package` order (NULLs last): those of `id` are one run.
+            let before = |i: usize, inclusive: bool| {
+                !package.is_null(i) && {
+                    let p = package.value(i);
+                    p < id || (inclusive && p == id)
+                }
+            };
+            let n = batch.num_rows();
+            let start = partition_point(from, n, |i| before(i, false));
+            let end = partition_point(start, n, |i| before(i, true));
+            if end > start {
+                let mine = batch.slice(start, end - start);
+                let without_package = mine
+                    .project(&(1..mine.num_columns()).collect::<Vec<_>>())
+                    .map_err(|source| super::Error::Arrow {
                         what: self.title.to_string(),
                         source,
-                    }
-                })?;
-                self.pending.extend(rows);
-                continue;
-            };
-            match front[0].as_str().cmp(id) {
-                std::cmp::Ordering::Less => {
-                    self.pending.pop_front();
-                }
-                std::cmp::Ordering::Equal => {
-                    if let Some(mut row) = self.pending.pop_front() {
-                        row.remove(0);
-                        table.rows.push(row);
-                    }
-                }
-                std::cmp::Ordering::Greater => break,
+                    })?;
+                rows.push(&without_package)
+                    .map_err(|source| super::Error::Arrow {
+                        what: self.title.to_string(),
+                        source,
+                    })?;
+            }
+            if end < n {
+                self.front = Some((batch, package, end));
+                break;
             }
         }
-        Ok(table)
+        Ok(rows)
     }
 }
 
+/// Every batch of `stream`.
+async fn collect(
+    what: &str,
+    stream: deltalake::datafusion::physical_plan::SendableRecordBatchStream,
+) -> Result<Vec<RecordBatch>> {
+    use futures::TryStreamExt as _;
+    stream
+        .try_collect()
+        .await
+        .map_err(|source| super::Error::Query {
+            what: what.to_string(),
+            source: Box::new(source),
+        })
+}
+
+/// `batches` (of one schema) as one stream, ordered as a query wrapped in `ORDER BY` every
+/// column orders them (ascending, NULLs last).
+fn sorted_by_every_column(
+    what: &str,
+    schema: deltalake::arrow::datatypes::SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<deltalake::datafusion::physical_plan::SendableRecordBatchStream> {
+    use deltalake::arrow::compute::{SortColumn, SortOptions};
+    let arrow_err = |source| super::Error::Arrow {
+        what: what.to_string(),
+        source,
+    };
+    let all = deltalake::arrow::compute::concat_batches(&schema, &batches).map_err(arrow_err)?;
+    let order: Vec<SortColumn> = all
+        .columns()
+        .iter()
+        .map(|c| SortColumn {
+            values: c.clone(),
+            options: Some(SortOptions {
+                descending: false,
+                nulls_first: false,
+            }),
+        })
+        .collect();
+    let indices = deltalake::arrow::compute::lexsort_to_indices(&order, None).map_err(arrow_err)?;
+    let sorted = deltalake::arrow::compute::take_record_batch(&all, &indices).map_err(arrow_err)?;
+    Ok(Box::pin(
+        deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::iter([Ok(sorted)]),
+        ),
+    ))
+}
+
+/// `schema` with string views as plain strings (`Utf8`), whose batches carry only their
+/// own text.
+fn without_views(
+    schema: &deltalake::arrow::datatypes::SchemaRef,
+) -> deltalake::arrow::datatypes::SchemaRef {
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    std::sync::Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Utf8View => Field::new(f.name(), DataType::Utf8, f.is_nullable()),
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The first index in `lo..hi` where `before` is false (`hi` if none), `before` being true
+/// on a prefix of the range.
+fn partition_point(mut lo: usize, mut hi: usize, before: impl Fn(usize) -> bool) -> usize {
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if before(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 /// Runs every section once (for one package when `only` is given, else for all), each
-/// ordered by `_package` first; the rows become text as [`SectionRows::take`] asks for them.
+/// ordered by `_package` first, its rows waiting in memory for one package and in scratch
+/// files for all; the rows become text as [`SectionRows::take`] asks for them.
 async fn run_sections(
     ctx: &SessionContext,
     queries: &[QueryFile],
@@ -417,6 +623,8 @@ async fn run_sections(
     if let Some(id) = only {
         params.push(("package", id));
     }
+    let to_files = only.is_none();
+    let as_of_parameter = regex::Regex::new(r"\$as_of\b").expect("a fixed pattern is valid");
     let mut out = Vec::new();
     for (key, title, _, sql) in SECTIONS {
         let mut sql = expand(sql, &access_as_of, &review_completeness);
@@ -430,14 +638,41 @@ async fn run_sections(
             .copied()
             .collect();
         let started = std::time::Instant::now();
-        let section = if *key == "trend" {
-            // The same query at each checkpoint of the period (one row per package each),
-            // run as one UNION ALL of its copies, `$as_of` of the Nth bound as `$at_N`: the
-            // copies read the same `assignment_holdings`, which `lake::shared_subplans`
-            // then computes once instead of once per checkpoint. The report shows the
-            // query as it is run at one checkpoint.
-            let as_of_parameter =
-                regex::Regex::new(r"\$as_of\b").expect("a fixed pattern is valid");
+        let section = if *key == "trend" && to_files {
+            // Every package's report: the query at each checkpoint of the period, one
+            // after another (each copy's window sorts every holding it reads; run as one
+            // UNION ALL, as for one package below, the copies' sorts ran at once and made
+            // the 10M pack's peak). A pack has computed `assignment_holdings` once before,
+            // so the copies do not compute it again. Their rows, one per package and
+            // checkpoint, are few.
+            let mut columns = Vec::new();
+            let mut schema = None;
+            let mut batches = Vec::new();
+            for at in checkpoints(period) {
+                let bound: Vec<(&str, &str)> = needed
+                    .iter()
+                    .map(|&(k, v)| {
+                        if k == "as_of" {
+                            (k, at.as_str())
+                        } else {
+                            (k, v)
+                        }
+                    })
+                    .collect();
+                let (names, stream) = super::table::query_stream(ctx, title, &sql, &bound).await?;
+                columns = names;
+                schema = Some(stream.schema());
+                batches.extend(collect(title, stream).await?);
+            }
+            let schema = schema.expect("a period has at least two checkpoints");
+            let stream = sorted_by_every_column(title, schema, batches)?;
+            SectionRows::wait(title, sql, &columns, stream, false).await?
+        } else if *key == "trend" {
+            // One package's report: the same query at each checkpoint of the period (one
+            // row each), run as one UNION ALL of its copies, `$as_of` of the Nth bound as
+            // `$at_N`: the copies read the same `assignment_holdings`, which
+            // `lake::shared_subplans` then computes once instead of once per checkpoint.
+            // The report shows the query as it is run at one checkpoint.
             let points = checkpoints(period);
             let names: Vec<String> = (0..points.len()).map(|i| format!("at_{i}")).collect();
             let union = names
@@ -460,32 +695,11 @@ async fn run_sections(
                         .map(|(name, at)| (name.as_str(), at.as_str())),
                 )
                 .collect();
-            let all = super::table::query(ctx, title, &union, &bound).await?;
-            SectionRows {
-                title,
-                sql,
-                columns: all.columns.get(1..).unwrap_or_default().to_vec(),
-                pending: all.rows.into(),
-                batches: Default::default(),
-            }
+            let (columns, stream) = super::table::query_stream(ctx, title, &union, &bound).await?;
+            SectionRows::wait(title, sql, &columns, stream, to_files).await?
         } else {
-            use futures::TryStreamExt as _;
             let (columns, stream) = super::table::query_stream(ctx, title, &run, &needed).await?;
-            let batches: Vec<_> =
-                stream
-                    .try_collect()
-                    .await
-                    .map_err(|source| super::Error::Query {
-                        what: title.to_string(),
-                        source: Box::new(source),
-                    })?;
-            SectionRows {
-                title,
-                sql,
-                columns: columns.get(1..).unwrap_or_default().to_vec(),
-                pending: Default::default(),
-                batches: batches.into(),
-            }
+            SectionRows::wait(title, sql, &columns, stream, to_files).await?
         };
         tracing::debug!(
             section = key,
@@ -567,7 +781,177 @@ pub async fn build_all(
 
 #[cfg(test)]
 mod tests {
-    use super::{FROM_POPULATIONS, Populations, SECTIONS, file_stem};
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray, StringViewArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
+    use super::{FROM_POPULATIONS, Populations, SECTIONS, SectionRows, file_stem};
+    use crate::report::Table;
+
+    /// A section's rows in `_package` order (NULLs last), in batches that split packages.
+    fn section_batches() -> (Arc<Schema>, Vec<RecordBatch>) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("_package", DataType::Utf8View, true),
+            Field::new("who", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let batch = |packages: Vec<Option<&str>>, who: Vec<Option<&str>>, n: Vec<Option<i64>>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringViewArray::from(packages)),
+                    Arc::new(StringArray::from(who)),
+                    Arc::new(Int64Array::from(n)),
+                ],
+            )
+            .expect("batch")
+        };
+        let batches = vec![
+            // "a" belongs to no package asked for; "b" runs on into the next batch.
+            batch(
+                vec![Some("a"), Some("b"), Some("b")],
+                vec![Some("gone"), Some("x"), None],
+                vec![Some(1), Some(2), None],
+            ),
+            batch(vec![], vec![], vec![]),
+            batch(
+                vec![Some("b"), Some("d"), Some("d"), Some("f"), None],
+                vec![
+                    Some("y"),
+                    Some("<d1>"),
+                    Some("d2"),
+                    Some("f"),
+                    Some("orphan"),
+                ],
+                vec![Some(3), Some(4), Some(5), Some(6), Some(7)],
+            ),
+        ];
+        (schema, batches)
+    }
+
+    /// Each package gets its own rows, in order, whether the section waits in memory or in
+    /// a scratch file: across batch boundaries, none for a package without rows, nothing of
+    /// a package no one asks for, and never a row whose `_package` is NULL.
+    #[tokio::test]
+    async fn each_package_gets_its_own_rows_from_memory_and_from_a_scratch_file() {
+        let expected: Vec<(&str, Vec<Vec<&str>>)> = vec![
+            ("b", vec![vec!["x", "2"], vec!["", ""], vec!["y", "3"]]),
+            ("c", vec![]),
+            ("d", vec![vec!["<d1>", "4"], vec!["d2", "5"]]),
+            ("f", vec![vec!["f", "6"]]),
+            ("g", vec![]),
+        ];
+        for to_file in [false, true] {
+            let (schema, batches) = section_batches();
+            let stream = Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::iter(batches.into_iter().map(Ok)),
+            ));
+            let columns = ["_package", "who", "n"].map(String::from);
+            let mut section = SectionRows::wait("test", String::new(), &columns, stream, to_file)
+                .await
+                .expect("waiting");
+            for (id, rows) in &expected {
+                let got = section.take(id).expect("rows").to_table();
+                assert_eq!(got.columns, ["who", "n"], "{id}");
+                assert_eq!(got.rows, *rows, "package {id}, to_file {to_file}");
+            }
+        }
+    }
+
+    /// Rows sorted here (the trend's checkpoints, run one by one) come in the order the
+    /// query wrapper's `ORDER BY` every column gives them: NULLs last, strings by bytes.
+    #[tokio::test]
+    async fn rows_sorted_here_come_in_the_order_of_the_query_wrapper() {
+        use futures::TryStreamExt as _;
+        let (schema, batches) = section_batches();
+        // Out of order: reversed batches, each reversed.
+        let shuffled: Vec<RecordBatch> = batches
+            .iter()
+            .rev()
+            .map(|b| {
+                let n = b.num_rows() as u32;
+                let reversed = deltalake::arrow::array::UInt32Array::from_iter_values((0..n).rev());
+                deltalake::arrow::compute::take_record_batch(b, &reversed).expect("take")
+            })
+            .collect();
+        let ctx = deltalake::datafusion::prelude::SessionContext::new();
+        let table = deltalake::datafusion::datasource::MemTable::try_new(
+            schema.clone(),
+            vec![shuffled.clone()],
+        )
+        .expect("table");
+        ctx.register_table("t", Arc::new(table))
+            .expect("registered");
+        let (_, stream) = crate::report::table::query_stream(&ctx, "t", "SELECT * FROM t", &[])
+            .await
+            .expect("planned");
+        let by_engine: Vec<RecordBatch> = stream.try_collect().await.expect("rows");
+        let here: Vec<RecordBatch> = super::sorted_by_every_column("t", schema, shuffled)
+            .expect("sorted")
+            .try_collect()
+            .await
+            .expect("rows");
+        let text = |batches: &[RecordBatch]| {
+            let mut rows = Vec::new();
+            for b in batches {
+                crate::report::table::append_rows(&mut rows, b).expect("text");
+            }
+            rows
+        };
+        assert_eq!(text(&here), text(&by_engine));
+        assert_eq!(text(&here).last().expect("rows")[1], "orphan");
+    }
+
+    /// A template reads a section's rows as it read a table of text cells: the same cells,
+    /// count and truthiness, escaped alike.
+    #[test]
+    fn templates_read_text_rows_as_they_read_a_table() {
+        let (_, batches) = section_batches();
+        let mut rows = crate::report::table::TextRows::new(
+            ["_package", "who", "n"].map(String::from).to_vec(),
+        );
+        for b in &batches {
+            rows.push(b).expect("text");
+        }
+        let table = rows.to_table();
+        assert_eq!(table.rows.len(), 8);
+        assert_eq!(table.rows[2], ["b", "", ""]);
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.add_template(
+            "t.html",
+            "{% if t.rows %}{{ t.columns|join(',') }};{% for r in t.rows %}{% for v in r %}{{ v }}|{% endfor %}{{ r[1] }};{% endfor %}{% endif %}{{ t.rows|length }}",
+        )
+        .expect("template");
+        let render = |t: minijinja::Value| {
+            env.get_template("t.html")
+                .expect("template")
+                .render(minijinja::context! { t => t })
+                .expect("rendered")
+        };
+        let from_table = render(crate::report::render::serde_value(&table));
+        assert_eq!(
+            from_table,
+            render(minijinja::Value::from_object(rows.clone()))
+        );
+        assert!(from_table.contains("&lt;d1&gt;"), "{from_table}");
+        let empty = crate::report::table::TextRows::new(vec!["x".into()]);
+        assert_eq!(
+            render(minijinja::Value::from_object(empty)),
+            render(crate::report::render::serde_value(&Table {
+                columns: vec!["x".into()],
+                rows: vec![],
+            }))
+        );
+        // What `govlake report --format json` and other serde readers see is the table.
+        assert_eq!(
+            serde_json::to_value(&rows).expect("json"),
+            serde_json::to_value(&table).expect("json")
+        );
+    }
 
     fn words(sql: &str) -> String {
         sql.split_whitespace().collect::<Vec<_>>().join(" ")

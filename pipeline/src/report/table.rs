@@ -47,6 +47,153 @@ impl Table {
     }
 }
 
+/// Rows of text cells kept as Arrow `Utf8` columns (a cell is a slice of its batch's
+/// buffer, not a `String`), read a row at a time: a package report's section, which for
+/// the largest package of a 10M-event tenant is over a million rows. Templates read it as
+/// a [`Table`] (`columns`, `rows`), each row made when the template reaches it; NULL is the
+/// empty string, as in [`Table`].
+#[derive(Debug, Clone, Default)]
+pub struct TextRows {
+    columns: Vec<String>,
+    /// Batches of text columns, none empty.
+    batches: Vec<RecordBatch>,
+    /// The index of each batch's first row.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl TextRows {
+    /// No rows yet, with these columns.
+    pub fn new(columns: Vec<String>) -> Self {
+        Self {
+            columns,
+            ..Self::default()
+        }
+    }
+
+    /// Appends a batch's rows (its columns turned into text, as [`append_rows`] does).
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<(), deltalake::arrow::error::ArrowError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let schema = std::sync::Arc::new(deltalake::arrow::datatypes::Schema::new(
+            batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| deltalake::arrow::datatypes::Field::new(f.name(), DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ));
+        let text = RecordBatch::try_new(schema, text_columns(batch)?)?;
+        self.starts.push(self.len);
+        self.len += text.num_rows();
+        self.batches.push(text);
+        Ok(())
+    }
+
+    /// The column names.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Row `index`'s cells, or `None` past the end.
+    pub fn row(&self, index: usize) -> Option<impl Iterator<Item = &str>> {
+        if index >= self.len {
+            return None;
+        }
+        let b = self.starts.partition_point(|&start| start <= index) - 1;
+        let batch = &self.batches[b];
+        let at = index - self.starts[b];
+        Some(batch.columns().iter().map(move |c| {
+            let c = c.as_string::<i32>();
+            if c.is_null(at) { "" } else { c.value(at) }
+        }))
+    }
+
+    /// Every row as `String` cells.
+    pub fn to_table(&self) -> Table {
+        Table {
+            columns: self.columns.clone(),
+            rows: (0..self.len)
+                .filter_map(|i| self.row(i).map(|r| r.map(str::to_string).collect()))
+                .collect(),
+        }
+    }
+}
+
+impl serde::Serialize for TextRows {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq as _, SerializeStruct as _};
+        struct Rows<'a>(&'a TextRows);
+        impl serde::Serialize for Rows<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.len))?;
+                for i in 0..self.0.len {
+                    if let Some(row) = self.0.row(i) {
+                        seq.serialize_element(&row.collect::<Vec<_>>())?;
+                    }
+                }
+                seq.end()
+            }
+        }
+        let mut table = serializer.serialize_struct("Table", 2)?;
+        table.serialize_field("columns", &self.columns)?;
+        table.serialize_field("rows", &Rows(self))?;
+        table.end()
+    }
+}
+
+impl minijinja::value::Object for TextRows {
+    fn get_value_by_str(self: &std::sync::Arc<Self>, key: &str) -> Option<minijinja::Value> {
+        match key {
+            "columns" => Some(minijinja::Value::from(self.columns.clone())),
+            "rows" => Some(minijinja::Value::from_object(RowsOf(self.clone()))),
+            _ => None,
+        }
+    }
+
+    fn get_value(self: &std::sync::Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        key.as_str().and_then(|k| self.get_value_by_str(k))
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Str(&["columns", "rows"])
+    }
+}
+
+/// The rows of a [`TextRows`] as a template sequence: each row (a list of its cells) is
+/// made when the template reads it.
+#[derive(Debug)]
+struct RowsOf(std::sync::Arc<TextRows>);
+
+impl minijinja::value::Object for RowsOf {
+    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Seq
+    }
+
+    fn get_value(self: &std::sync::Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        let index = key.as_usize()?;
+        let row = self.0.row(index)?;
+        Some(minijinja::Value::from(
+            row.map(minijinja::Value::from).collect::<Vec<_>>(),
+        ))
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Seq(self.0.len)
+    }
+}
+
 /// Plans `sql` read-only, wrapped in `ORDER BY` every column, with string parameters bound
 /// by name.
 async fn ordered_frame(
