@@ -1049,6 +1049,43 @@ async fn session_with_views(
     (ctx, registered)
 }
 
+/// A pack's run of every package (each section once, its rows handed out from scratch
+/// files) gives each package the same sections, row for row, as that package's own report
+/// (`govlake report`: each section filtered to the package, its rows held in memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_package_gets_in_a_pack_the_sections_of_its_own_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = sample_lake(dir.path());
+    let queries = govlake::query::views::embedded();
+    let (ctx, _) = session_with_views(&lake, &queries).await;
+    let period = govlake::report::Period::quarter("2026Q3").unwrap();
+    let mut all = Vec::new();
+    govlake::report::package::build_all(&ctx, &queries, &period, &Default::default(), |r| {
+        all.push(r);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert!(all.len() >= 3, "the sample's three packages: {}", all.len());
+    let mut rows = 0;
+    for report in &all {
+        let own =
+            govlake::report::package::build(&ctx, &queries, &report.id, &report.name, &period)
+                .await
+                .unwrap();
+        assert_eq!(own.sections.len(), report.sections.len());
+        for (mine, theirs) in own.sections.iter().zip(&report.sections) {
+            assert_eq!(mine.key, theirs.key);
+            let key = mine.key;
+            let (mine, theirs) = (mine.table.to_table(), theirs.table.to_table());
+            assert_eq!(mine.columns, theirs.columns, "package {}, {key}", report.id);
+            assert_eq!(mine.rows, theirs.rows, "package {}, {key}", report.id);
+            rows += mine.rows.len();
+        }
+    }
+    assert!(rows > 100, "the sections hold rows: {rows}");
+}
+
 /// "Holders over time" is, per package, the number of rows `access_as_of` gives at each
 /// checkpoint of the period (its start, the first of each later month, its last second):
 /// checked against `access_as_of` run at each checkpoint on its own, for every package of

@@ -41,7 +41,9 @@ pub const MOST_BEFORE_SPILLING: usize = 128 << 20;
 /// LZ4 the 10M pack wrote 2.4x its own size); once the package reports no longer held
 /// their sections' whole results (session 37), those 1 GiB sorts made the pack's peak. At
 /// 10M audit events (one run each, bench/ANALYSIS.md, session 37): 1 GiB and LZ4 3,095
-/// MiB, 1.80x written; 256 MiB and LZ4 2,469 MiB, 2.22x; 256 MiB and zstd 1,867 MiB, 1.91x.
+/// MiB, 1.80x written; 256 MiB and LZ4 2,469 MiB, 2.22x; 256 MiB and zstd, with the trend
+/// section's checkpoints run one after another, 1,867 MiB, 1.91x (zstd's share of the
+/// disk saved was not measured apart).
 pub const MOST_BEFORE_SPILLING_WHOLE_RESULTS: usize = 256 << 20;
 
 /// The most spill files one pass of a sort's merge reads at once (more are merged in
@@ -51,8 +53,8 @@ pub const MOST_BEFORE_SPILLING_WHOLE_RESULTS: usize = 256 << 20;
 /// a partition at [`MOST_BEFORE_SPILLING`]) held 980 MB a partition that way, the view's
 /// peak. With 8: 2,364 -> 1,725 MiB, 35.4 -> 36.9 s, 3.7 -> 6.0 GB written to the
 /// temporary folder (with 4: 1,749 MiB, 43.1 s, 8.4 GB; one run each, bench/ANALYSIS.md,
-/// session 35). A pack's sorts, which hold [`MOST_BEFORE_SPILLING_WHOLE_RESULTS`], leave
-/// fewer files than that.
+/// session 35). A pack's sorts hold [`MOST_BEFORE_SPILLING_WHOLE_RESULTS`], twice as much,
+/// so the same sort leaves about half as many files, about the fan-in.
 pub(super) const SPILL_MERGE_FAN_IN: usize = 8;
 
 /// A session's pool of `memory` bytes: see the module's documentation.

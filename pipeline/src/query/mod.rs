@@ -331,9 +331,10 @@ pub async fn session_pinned(
 
 /// Like [`session_with`], for a session that writes whole results to files (the evidence
 /// pack): its sorts hold more before they spill
-/// (`memory::MOST_BEFORE_SPILLING_WHOLE_RESULTS`) and its spill files are in zstd (on the
-/// 10M pack, 2.3 GiB less written than with LZ4 frames, for the same peak), so that what it
-/// writes to the temporary folder besides the pack itself stays within the pack's size.
+/// (`memory::MOST_BEFORE_SPILLING_WHOLE_RESULTS`) and its spill files are in zstd, which
+/// writes less than LZ4 frames, so that what it writes to the temporary folder besides the
+/// pack itself stays within the pack's size (see `memory::MOST_BEFORE_SPILLING_WHOLE_RESULTS`
+/// for the figures).
 pub async fn session_for_whole_results(
     lake: &Lake,
     as_of: &AsOf,

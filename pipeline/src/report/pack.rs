@@ -291,8 +291,8 @@ fn package_charts(report: &PackageReport) -> BTreeMap<&'static str, minijinja::V
     charts
 }
 
-/// The template context of one package report (its rows converted once, straight into
-/// template values, for both the HTML and the Markdown).
+/// The template context of one package report, for both the HTML and the Markdown (its
+/// sections' rows are template objects, each row made as a template reads it).
 fn package_context(
     report: &PackageReport,
     period: &Period,

@@ -346,7 +346,7 @@ fn expand(sql: &str, access_as_of: &str, review_completeness: &str) -> String {
 
 /// Where a section's rows wait, in `_package` order, until the packages ask for them.
 enum Waiting {
-    /// Held in memory (one package's report).
+    /// Held in memory (one package's report, and a pack's `trend`, a few rows a package).
     Memory(std::collections::VecDeque<RecordBatch>),
     /// In an anonymous scratch file, an Arrow IPC stream read back a batch at a time (every
     /// package's report: a section of a 10M-event tenant is millions of rows, which held
@@ -395,13 +395,20 @@ impl SectionRows {
             let options = deltalake::arrow::ipc::writer::IpcWriteOptions::default()
                 .try_with_compression(Some(deltalake::arrow::ipc::CompressionType::ZSTD))
                 .map_err(arrow_err)?;
+            // A write that fails (a full disk) names the folder, not only the section.
+            let write_err = |source| match source {
+                deltalake::arrow::error::ArrowError::IoError(_, e) => {
+                    super::io_err("write a scratch file of a report section in", &scratch)(e)
+                }
+                other => arrow_err(other),
+            };
             let schema = without_views(&stream.schema());
             let mut writer = deltalake::arrow::ipc::writer::StreamWriter::try_new_with_options(
                 std::io::BufWriter::new(file),
                 &schema,
                 options,
             )
-            .map_err(arrow_err)?;
+            .map_err(write_err)?;
             while let Some(batch) = stream.try_next().await.map_err(query_err)? {
                 // A sorted batch's string views point into the buffers of every batch the
                 // sort held: written as they are, each batch would carry all of them.
@@ -412,13 +419,19 @@ impl SectionRows {
                     .map(|(c, f)| deltalake::arrow::compute::cast(c, f.data_type()))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(arrow_err)?;
-                let batch = RecordBatch::try_new(schema.clone(), columns).map_err(arrow_err)?;
-                writer.write(&batch).map_err(arrow_err)?;
+                let batch = RecordBatch::try_new_with_options(
+                    schema.clone(),
+                    columns,
+                    &deltalake::arrow::array::RecordBatchOptions::new()
+                        .with_row_count(Some(batch.num_rows())),
+                )
+                .map_err(arrow_err)?;
+                writer.write(&batch).map_err(write_err)?;
             }
-            writer.finish().map_err(arrow_err)?;
+            writer.finish().map_err(write_err)?;
             let mut file = writer
                 .into_inner()
-                .map_err(arrow_err)?
+                .map_err(write_err)?
                 .into_inner()
                 .map_err(|e| {
                     super::io_err("write a scratch file of a report section in", &scratch)(
@@ -488,14 +501,19 @@ impl SectionRows {
                     None => break,
                 },
             };
-            // Rows are in ascending `_package` order (NULLs last): those of `id` are one run.
+            // Rows are in ascending `_package` order, NULLs last (the query wrapper says so;
+            // a run of NULLs at the front is skipped all the same): those of `id` are one run.
+            let n = batch.num_rows();
+            let mut from = from;
+            while from < n && package.is_null(from) {
+                from += 1;
+            }
             let before = |i: usize, inclusive: bool| {
                 !package.is_null(i) && {
                     let p = package.value(i);
                     p < id || (inclusive && p == id)
                 }
             };
-            let n = batch.num_rows();
             let start = partition_point(from, n, |i| before(i, false));
             let end = partition_point(start, n, |i| before(i, true));
             if end > start {
@@ -571,7 +589,7 @@ fn sorted_by_every_column(
 }
 
 /// `schema` with string views as plain strings (`Utf8`), whose batches carry only their
-/// own text.
+/// own text, and every column nullable (the scratch file checks no more than the query did).
 fn without_views(
     schema: &deltalake::arrow::datatypes::SchemaRef,
 ) -> deltalake::arrow::datatypes::SchemaRef {
@@ -581,8 +599,8 @@ fn without_views(
             .fields()
             .iter()
             .map(|f| match f.data_type() {
-                DataType::Utf8View => Field::new(f.name(), DataType::Utf8, f.is_nullable()),
-                _ => f.as_ref().clone(),
+                DataType::Utf8View => Field::new(f.name(), DataType::Utf8, true),
+                other => Field::new(f.name(), other.clone(), true),
             })
             .collect::<Vec<_>>(),
     ))
@@ -604,7 +622,8 @@ fn partition_point(mut lo: usize, mut hi: usize, before: impl Fn(usize) -> bool)
 
 /// Runs every section once (for one package when `only` is given, else for all), each
 /// ordered by `_package` first, its rows waiting in memory for one package and in scratch
-/// files for all; the rows become text as [`SectionRows::take`] asks for them.
+/// files for all (but `trend`, whose few rows stay in memory); the rows become text as
+/// [`SectionRows::take`] asks for them.
 async fn run_sections(
     ctx: &SessionContext,
     queries: &[QueryFile],
@@ -843,8 +862,15 @@ mod tests {
             ("f", vec![vec!["f", "6"]]),
             ("g", vec![]),
         ];
-        for to_file in [false, true] {
-            let (schema, batches) = section_batches();
+        for (to_file, nulls_first) in [(false, false), (true, false), (true, true)] {
+            let (schema, mut batches) = section_batches();
+            if nulls_first {
+                // Sorted NULLs first: the orphan row leads instead of trailing.
+                let last = batches.pop().expect("batches");
+                let n = last.num_rows();
+                batches.insert(0, last.slice(n - 1, 1));
+                batches.push(last.slice(0, n - 1));
+            }
             let stream = Box::pin(RecordBatchStreamAdapter::new(
                 schema,
                 futures::stream::iter(batches.into_iter().map(Ok)),
@@ -856,7 +882,10 @@ mod tests {
             for (id, rows) in &expected {
                 let got = section.take(id).expect("rows").to_table();
                 assert_eq!(got.columns, ["who", "n"], "{id}");
-                assert_eq!(got.rows, *rows, "package {id}, to_file {to_file}");
+                assert_eq!(
+                    got.rows, *rows,
+                    "package {id}, to_file {to_file}, nulls_first {nulls_first}"
+                );
             }
         }
     }

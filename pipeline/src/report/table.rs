@@ -84,7 +84,12 @@ impl TextRows {
                 .map(|f| deltalake::arrow::datatypes::Field::new(f.name(), DataType::Utf8, true))
                 .collect::<Vec<_>>(),
         ));
-        let text = RecordBatch::try_new(schema, text_columns(batch)?)?;
+        let text = RecordBatch::try_new_with_options(
+            schema,
+            text_columns(batch)?,
+            &deltalake::arrow::array::RecordBatchOptions::new()
+                .with_row_count(Some(batch.num_rows())),
+        )?;
         self.starts.push(self.len);
         self.len += text.num_rows();
         self.batches.push(text);
@@ -212,7 +217,10 @@ async fn ordered_frame(
         .await
         .map_err(err)?;
     let n = planned.schema().fields().len();
-    let order: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    // NULLs last whatever `datafusion.sql_parser.default_null_ordering` says: the package
+    // reports rely on it (`package::SectionRows`), and a result's order should not depend on
+    // an environment variable.
+    let order: Vec<String> = (1..=n).map(|i| format!("{i} ASC NULLS LAST")).collect();
     let columns: Vec<String> = planned
         .schema()
         .fields()
