@@ -34,9 +34,8 @@ pub async fn run(
     let config = govlake::config::PipelineConfig::load(global.config.as_deref())?;
     let memory = memory_limit(args.memory_limit.as_deref(), &config)?;
     let ctx = govlake::query::session_with(&lake, &as_of, memory).await?;
-    let registered = views::register(&ctx, &files).await?;
-
     if args.list {
+        let registered = views::register(&ctx, &files).await?;
         return list(&ctx, &files, &registered, printer).await;
     }
     let output = match (printer.format, args.output) {
@@ -64,6 +63,7 @@ pub async fn run(
         (None, None) => {
             use std::io::IsTerminal as _;
             if std::io::stdin().is_terminal() {
+                views::register(&ctx, &files).await?;
                 return prompt(&ctx, &params, &target, printer).await;
             }
             let mut text = String::new();
@@ -71,6 +71,15 @@ pub async fn run(
                 .context("Cannot read SQL from stdin")?;
             text
         }
+    };
+    // One statement: only the views it reads are registered (a view a statement does not
+    // read changes nothing in its answer).
+    match views::read_by(&ctx, &files, &sql) {
+        Some(read) => {
+            let read: Vec<QueryFile> = read.into_iter().cloned().collect();
+            views::register(&ctx, &read).await?
+        }
+        None => views::register(&ctx, &files).await?,
     };
     run_one(&ctx, &sql, &params, &target, printer).await?;
     Ok(ExitStatus::Success)
