@@ -198,8 +198,9 @@ pub async fn register(ctx: &SessionContext, files: &[QueryFile]) -> Result<Vec<S
 /// The query files a statement reads as views, with the views those read in turn: what
 /// `govlake sql` registers for one statement, instead of planning every view (about 0.1 s
 /// of each run). `None`, every file, when the statement is not a plain query (or an
-/// `EXPLAIN` of one), reads the catalog (`information_schema`), or does not parse (running
-/// it then reports the error).
+/// `EXPLAIN` of one), reads the catalog (`information_schema`) or a name that is neither a
+/// table nor a query file, or does not parse (running it then reports the error, naming
+/// the closest table or view).
 pub fn read_by<'f>(
     ctx: &SessionContext,
     files: &'f [QueryFile],
@@ -225,9 +226,15 @@ pub fn read_by<'f>(
         return None;
     }
     let references = state.resolve_table_references(&statement).ok()?;
+    // A name that is neither a table nor a query file: every view, so that the error names
+    // the closest of them all ("did you mean `sod_violations`").
+    let unknown = |r: &deltalake::datafusion::common::TableReference| {
+        !files.iter().any(|f| f.name == r.table()) && !ctx.table_exist(r.clone()).unwrap_or(false)
+    };
     if references.iter().any(|r| {
         r.schema()
             .is_some_and(|s| s.eq_ignore_ascii_case("information_schema"))
+            || unknown(r)
     }) {
         return None;
     }
@@ -309,6 +316,18 @@ mod tests {
             file("d", "SELECT * FROM a"),
         ];
         let ctx = SessionContext::new();
+        for table in ["t", "c_table"] {
+            ctx.register_batch(
+                table,
+                deltalake::arrow::array::RecordBatch::try_from_iter([(
+                    "id",
+                    std::sync::Arc::new(deltalake::arrow::array::Int64Array::from(vec![1]))
+                        as deltalake::arrow::array::ArrayRef,
+                )])
+                .expect("batch"),
+            )
+            .expect("table");
+        }
         let names = |sql: &str| {
             read_by(&ctx, &files, sql).map(|read| {
                 let mut names: Vec<&str> = read.iter().map(|f| f.name.as_str()).collect();
@@ -328,6 +347,8 @@ mod tests {
         assert_eq!(names("SHOW TABLES"), None);
         assert_eq!(names("CREATE VIEW x AS SELECT * FROM a"), None);
         assert_eq!(names("SELEC nothing"), None);
+        // A misspelt name: every view, for the error's suggestions.
+        assert_eq!(names("SELECT * FROM bb"), None);
     }
 
     #[test]
