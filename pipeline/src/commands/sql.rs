@@ -74,13 +74,8 @@ pub async fn run(
     };
     // One statement: only the views it reads are registered (a view a statement does not
     // read changes nothing in its answer).
-    match views::read_by(&ctx, &files, &sql) {
-        Some(read) => {
-            let read: Vec<QueryFile> = read.into_iter().cloned().collect();
-            views::register(&ctx, &read).await?
-        }
-        None => views::register(&ctx, &files).await?,
-    };
+    let read = views::read_by(&ctx, &files, &sql);
+    views::register(&ctx, read.as_deref().unwrap_or(&files)).await?;
     run_one(&ctx, &sql, &params, &target, printer).await?;
     Ok(ExitStatus::Success)
 }

@@ -201,11 +201,7 @@ pub async fn register(ctx: &SessionContext, files: &[QueryFile]) -> Result<Vec<S
 /// `EXPLAIN` of one), reads the catalog (`information_schema`) or a name that is neither a
 /// table nor a query file, or does not parse (running it then reports the error, naming
 /// the closest table or view).
-pub fn read_by<'f>(
-    ctx: &SessionContext,
-    files: &'f [QueryFile],
-    sql: &str,
-) -> Option<Vec<&'f QueryFile>> {
+pub fn read_by(ctx: &SessionContext, files: &[QueryFile], sql: &str) -> Option<Vec<QueryFile>> {
     use deltalake::datafusion::sql::parser::Statement;
     use deltalake::datafusion::sql::sqlparser::ast::Statement as SqlStatement;
     let state = ctx.state();
@@ -238,7 +234,7 @@ pub fn read_by<'f>(
     }) {
         return None;
     }
-    let mut wanted: Vec<&QueryFile> = Vec::new();
+    let mut wanted: Vec<QueryFile> = Vec::new();
     let mut to_visit: Vec<String> = references.iter().map(|r| r.table().to_string()).collect();
     while let Some(name) = to_visit.pop() {
         let Some(file) = files.iter().find(|f| f.name == name) else {
@@ -247,9 +243,9 @@ pub fn read_by<'f>(
         if wanted.iter().any(|w| w.name == file.name) {
             continue;
         }
-        wanted.push(file);
         // A view whose SQL does not parse is registered anyway: registering reports it.
         to_visit.extend(relations(ctx, file.sql.trim().trim_end_matches(';')).unwrap_or_default());
+        wanted.push(file.clone());
     }
     Some(wanted)
 }
@@ -301,14 +297,17 @@ fn references(
 mod tests {
     use super::*;
 
+    fn file(name: &str, sql: &str) -> QueryFile {
+        QueryFile {
+            name: name.into(),
+            sql: sql.into(),
+        }
+    }
+
     /// One statement registers the views it reads and those they read, nothing else; the
     /// catalog, other statements and SQL that does not parse get every view.
     #[test]
     fn a_statement_reads_its_views_and_theirs() {
-        let file = |name: &str, sql: &str| QueryFile {
-            name: name.into(),
-            sql: sql.into(),
-        };
         let files = [
             file("a", "-- reads b\nSELECT * FROM b JOIN c_table USING (id);"),
             file("b", "SELECT id FROM t"),
@@ -330,19 +329,22 @@ mod tests {
         }
         let names = |sql: &str| {
             read_by(&ctx, &files, sql).map(|read| {
-                let mut names: Vec<&str> = read.iter().map(|f| f.name.as_str()).collect();
+                let mut names: Vec<String> = read.into_iter().map(|f| f.name).collect();
                 names.sort();
-                names
+                names.join(" ")
             })
         };
         assert_eq!(
             names("SELECT * FROM a JOIN t ON true"),
-            Some(vec!["a", "b"])
+            Some("a b".to_string())
         );
-        assert_eq!(names("select * from D"), Some(vec!["a", "b", "d"]));
-        assert_eq!(names("EXPLAIN SELECT * FROM c"), Some(vec!["c"]));
+        assert_eq!(names("select * from D"), Some("a b d".to_string()));
+        assert_eq!(names("EXPLAIN SELECT * FROM c"), Some("c".to_string()));
         // A common table expression named like a view is not the view.
-        assert_eq!(names("WITH c AS (SELECT 1) SELECT * FROM c"), Some(vec![]));
+        assert_eq!(
+            names("WITH c AS (SELECT 1) SELECT * FROM c"),
+            Some("".to_string())
+        );
         assert_eq!(names("SELECT * FROM information_schema.tables"), None);
         assert_eq!(names("SHOW TABLES"), None);
         assert_eq!(names("CREATE VIEW x AS SELECT * FROM a"), None);
@@ -473,10 +475,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_view_may_read_a_view_listed_after_it() {
-        let file = |name: &str, sql: &str| QueryFile {
-            name: name.into(),
-            sql: sql.into(),
-        };
         let files = [
             file("a_first", "SELECT x + 1 AS y FROM z_last"),
             file("m_missing", "SELECT * FROM no_such_table"),

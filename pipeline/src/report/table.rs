@@ -136,28 +136,6 @@ impl TextRows {
     }
 }
 
-impl serde::Serialize for TextRows {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeSeq as _, SerializeStruct as _};
-        struct Rows<'a>(&'a TextRows);
-        impl serde::Serialize for Rows<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let mut seq = serializer.serialize_seq(Some(self.0.len))?;
-                for i in 0..self.0.len {
-                    if let Some(row) = self.0.row(i) {
-                        seq.serialize_element(&row.collect::<Vec<_>>())?;
-                    }
-                }
-                seq.end()
-            }
-        }
-        let mut table = serializer.serialize_struct("Table", 2)?;
-        table.serialize_field("columns", &self.columns)?;
-        table.serialize_field("rows", &Rows(self))?;
-        table.end()
-    }
-}
-
 impl minijinja::value::Object for TextRows {
     fn get_value_by_str(self: &std::sync::Arc<Self>, key: &str) -> Option<minijinja::Value> {
         match key {
@@ -270,12 +248,8 @@ pub async fn query(
     sql: &str,
     params: &[(&str, &str)],
 ) -> Result<Table> {
-    use futures::TryStreamExt as _;
     let (columns, stream) = query_stream(ctx, what, sql, params).await?;
-    let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|source| Error::Query {
-        what: what.to_string(),
-        source: Box::new(source),
-    })?;
+    let batches = collect(what, stream).await?;
     let mut rows = Vec::new();
     for b in &batches {
         append_rows(&mut rows, b).map_err(|source| Error::Arrow {
@@ -284,6 +258,18 @@ pub async fn query(
         })?;
     }
     Ok(Table { columns, rows })
+}
+
+/// Every batch of `stream`, a query's named `what` in errors.
+pub(crate) async fn collect(
+    what: &str,
+    stream: deltalake::datafusion::physical_plan::SendableRecordBatchStream,
+) -> Result<Vec<RecordBatch>> {
+    use futures::TryStreamExt as _;
+    stream.try_collect().await.map_err(|source| Error::Query {
+        what: what.to_string(),
+        source: Box::new(source),
+    })
 }
 
 /// Runs `sql` like [`query`], but hands back its column names and a stream of its batches
