@@ -30,22 +30,24 @@ WITH observations AS (
     SELECT valid_to FROM assignments_history
 ),
 now_ AS (SELECT max(observed_at) AS observed_at FROM observations),
-current_assignments AS (
-    SELECT a.*, n.observed_at FROM assignments a CROSS JOIN now_ n
-    WHERE lower(a.state) IN ('delivered', 'partiallydelivered')
+-- A plain filter, joined to now_ in each branch: each branch then reads only its columns.
+-- (Joined here, it would be computed once for the three branches with every column of the
+-- table: 5 s at 10M audit events against 0.9 s.)
+held AS (
+    SELECT * FROM assignments WHERE lower(state) IN ('delivered', 'partiallydelivered')
 )
 SELECT 'overdue' AS finding, a.id AS assignment_id, a.access_package_id,
        a.access_package_display_name AS access_package_name, a.target_object_id AS user_object_id,
        a.target_principal_name AS user_principal_name, a.assignment_policy_id,
        a.schedule_expiration_end_date_time AS scheduled_end,
-       CAST(floor(date_part('epoch', a.observed_at - a.schedule_expiration_end_date_time) / 86400) AS BIGINT) AS days_overdue,
-       a.observed_at
-FROM current_assignments a
-WHERE a.schedule_expiration_end_date_time < a.observed_at
+       CAST(floor(date_part('epoch', n.observed_at - a.schedule_expiration_end_date_time) / 86400) AS BIGINT) AS days_overdue,
+       n.observed_at
+FROM held a CROSS JOIN now_ n
+WHERE a.schedule_expiration_end_date_time < n.observed_at
 UNION ALL
 SELECT 'no expiration', a.id, a.access_package_id, a.access_package_display_name, a.target_object_id,
-       a.target_principal_name, a.assignment_policy_id, CAST(NULL AS TIMESTAMP), CAST(NULL AS BIGINT), a.observed_at
-FROM current_assignments a
+       a.target_principal_name, a.assignment_policy_id, CAST(NULL AS TIMESTAMP), CAST(NULL AS BIGINT), n.observed_at
+FROM held a CROSS JOIN now_ n
 WHERE lower(a.schedule_expiration_type) = 'noexpiration'
    OR ((a.schedule_expiration_type IS NULL OR lower(a.schedule_expiration_type) = 'notspecified')
        AND a.schedule_expiration_end_date_time IS NULL
@@ -53,8 +55,8 @@ WHERE lower(a.schedule_expiration_type) = 'noexpiration'
 UNION ALL
 SELECT 'guest over 90 days', a.id, a.access_package_id, a.access_package_display_name, a.target_object_id,
        a.target_principal_name, a.assignment_policy_id, a.schedule_expiration_end_date_time,
-       CAST(floor(date_part('epoch', a.observed_at - a.schedule_start_date_time) / 86400) AS BIGINT) - 90, a.observed_at
-FROM current_assignments a
+       CAST(floor(date_part('epoch', n.observed_at - a.schedule_start_date_time) / 86400) AS BIGINT) - 90, n.observed_at
+FROM held a CROSS JOIN now_ n
 WHERE (a.target_connected_organization_id IS NOT NULL OR upper(a.target_principal_name) LIKE '%#EXT#%')
-  AND a.schedule_start_date_time < a.observed_at - INTERVAL '90 days'
+  AND a.schedule_start_date_time < n.observed_at - INTERVAL '90 days'
 ORDER BY finding, assignment_id

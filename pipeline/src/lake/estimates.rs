@@ -35,15 +35,28 @@
 //!   many as it reads (taking `control_changes`' first target per audit event for a tenth of
 //!   the events made it the build side: 1.03M rows instead of the two it is joined to).
 //!
-//! Both run just before DataFusion's `join_selection` (and the drop just after it). Only
+//! - A scan's size is its files' compressed size, which says little about the hash table its
+//!   rows would fill: a column of ids each repeated on neighbouring rows compresses to a few
+//!   bytes a row, a column of distinct ids to thirty. `sod_violations` joined the one audit
+//!   event that declares an incompatibility (10.3M events at 10M, 523 MB of files for the
+//!   three columns read) to the 30.8M target resources (216 MB of files), built its hash table
+//!   on the targets (1.1 GB) and scanned them twice. [`ScanWidths`] puts a [`WidthEstimate`]
+//!   over each scan whose size is not exact, which gives each column rows × a width its type
+//!   is taken to hold in memory ([`width_in_memory`]), so every side is measured alike.
+//!
+//! All run just before DataFusion's `join_selection` (and the drop just after it). Only
 //! estimates change: the plans compute the same rows.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::datafusion::common::Statistics;
 use deltalake::datafusion::common::config::ConfigOptions;
-use deltalake::datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use deltalake::datafusion::common::stats::Precision;
+use deltalake::datafusion::common::tree_node::{
+    Transformed, TransformedResult, TreeNode, TreeNodeRecursion,
+};
 use deltalake::datafusion::error::Result;
 use deltalake::datafusion::logical_expr::{Aggregate, Operator};
 use deltalake::datafusion::physical_expr::PhysicalExpr;
@@ -242,7 +255,8 @@ fn removes_repeats_blindly(agg: &AggregateExec) -> bool {
     !counted
 }
 
-/// Takes out the [`EstimatedGroups`] that [`GroupEstimates`] put in.
+/// Takes out the [`EstimatedGroups`] and [`WidthEstimate`]s that [`GroupEstimates`] and
+/// [`ScanWidths`] put in.
 #[derive(Debug, Default)]
 pub struct DropGroupEstimates;
 
@@ -252,9 +266,14 @@ impl PhysicalOptimizerRule for DropGroupEstimates {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| match node.downcast_ref::<EstimatedGroups>() {
-            Some(estimated) => Ok(Transformed::yes(Arc::clone(estimated.input()))),
-            None => Ok(Transformed::no(node)),
+        plan.transform_up(|node| {
+            if let Some(estimated) = node.downcast_ref::<EstimatedGroups>() {
+                return Ok(Transformed::yes(Arc::clone(estimated.input())));
+            }
+            if let Some(estimated) = node.downcast_ref::<WidthEstimate>() {
+                return Ok(Transformed::yes(Arc::clone(estimated.input())));
+            }
+            Ok(Transformed::no(node))
         })
         .data()
     }
@@ -296,6 +315,93 @@ impl Passing for FewerGroups {
                 column.distinct_count = column.distinct_count.map(|n| n.min(rows));
             }
         }
+        Ok(Arc::new(stats))
+    }
+}
+
+/// Puts a [`WidthEstimate`] over each scan of the lake (a `DeltaScanExec`) and each other
+/// leaf whose size is not exact (module doc). Place it before DataFusion's `join_selection`,
+/// and [`DropGroupEstimates`] after it.
+#[derive(Debug, Default)]
+pub struct ScanWidths;
+
+impl PhysicalOptimizerRule for ScanWidths {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_down(|node| {
+            let scan = node.name() == "DeltaScanExec" || node.children().is_empty();
+            if !scan || node.downcast_ref::<WidthEstimate>().is_some() {
+                return Ok(Transformed::no(node));
+            }
+            let exact = StatisticsContext::new()
+                .compute(node.as_ref(), &StatisticsArgs::new())
+                .is_ok_and(|s| s.total_byte_size.is_exact().unwrap_or(false));
+            if exact {
+                return Ok(Transformed::no(node));
+            }
+            let schema = node.schema();
+            let wrapped = Arc::new(WidthEstimate::new(node, ColumnWidths { schema }));
+            // The scan's own inputs (a Delta scan's file source) are left as they are.
+            Ok(Transformed::new(
+                wrapped as Arc<dyn ExecutionPlan>,
+                true,
+                TreeNodeRecursion::Jump,
+            ))
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "scan_widths"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// The bytes a value of `data_type` is taken to hold in memory: its width when it has one,
+/// else [`TEXT_WIDTH`] (text, binary and nested values: an id is 36 characters and a view
+/// of 16 bytes; names are shorter, JSON longer).
+pub fn width_in_memory(data_type: &DataType) -> usize {
+    match data_type {
+        DataType::Null => 0,
+        DataType::Boolean => 1,
+        other => other.primitive_width().unwrap_or(TEXT_WIDTH),
+    }
+}
+
+/// See [`width_in_memory`].
+pub const TEXT_WIDTH: usize = 48;
+
+/// A scan's output, unchanged, whose statistics give each column rows × its
+/// [`width_in_memory`] bytes. It lives only while join selection reads the plan.
+pub type WidthEstimate = PassThrough<ColumnWidths>;
+
+/// The statistics a [`WidthEstimate`] reports: its scan's schema says the widths.
+#[derive(Debug)]
+pub struct ColumnWidths {
+    schema: SchemaRef,
+}
+
+impl Passing for ColumnWidths {
+    const NAME: &'static str = "WidthEstimateExec";
+
+    fn statistics(&self, input: &Arc<Statistics>) -> Result<Arc<Statistics>> {
+        let Some(&rows) = input.num_rows.get_value() else {
+            return Ok(Arc::clone(input));
+        };
+        let mut stats = Statistics::clone(input).to_inexact();
+        let mut total = 0usize;
+        for (column, field) in stats.column_statistics.iter_mut().zip(self.schema.fields()) {
+            let bytes = rows.saturating_mul(width_in_memory(field.data_type()));
+            column.byte_size = Precision::Inexact(bytes);
+            total = total.saturating_add(bytes);
+        }
+        stats.total_byte_size = Precision::Inexact(total);
         Ok(Arc::new(stats))
     }
 }
@@ -376,6 +482,55 @@ mod tests {
             0.8
         ));
         assert!(approx(selectivity(&lit(true), 0.2), 1.0));
+    }
+
+    #[test]
+    fn a_scan_is_measured_by_its_rows_and_its_columns_types_not_its_files() {
+        use deltalake::datafusion::common::stats::Precision;
+        use deltalake::datafusion::common::{ColumnStatistics, Statistics};
+
+        use super::{ColumnWidths, Passing, TEXT_WIDTH};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8View, false),
+            Field::new("at", DataType::Int64, true),
+            Field::new("ok", DataType::Boolean, true),
+        ]));
+        // Compressed, the ids (repeated on neighbouring rows) took a byte a row.
+        let scanned = Statistics {
+            num_rows: Precision::Inexact(1_000),
+            total_byte_size: Precision::Inexact(2_000),
+            column_statistics: vec![
+                ColumnStatistics::new_unknown().with_byte_size(Precision::Inexact(1_000)),
+                ColumnStatistics::new_unknown().with_byte_size(Precision::Inexact(900)),
+                ColumnStatistics::new_unknown().with_byte_size(Precision::Inexact(100)),
+            ],
+        };
+        let widths = ColumnWidths { schema };
+        let estimated = widths.statistics(&Arc::new(scanned)).expect("stats");
+        let bytes: Vec<_> = estimated
+            .column_statistics
+            .iter()
+            .map(|c| c.byte_size)
+            .collect();
+        assert_eq!(
+            bytes,
+            vec![
+                Precision::Inexact(1_000 * TEXT_WIDTH),
+                Precision::Inexact(8_000),
+                Precision::Inexact(1_000),
+            ]
+        );
+        assert_eq!(
+            estimated.total_byte_size,
+            Precision::Inexact(1_000 * TEXT_WIDTH + 9_000)
+        );
+        assert_eq!(estimated.num_rows, Precision::Inexact(1_000));
+        // Rows unknown: nothing to measure by, the scan's own figures stand.
+        let unknown = Arc::new(Statistics::new_unknown(&widths.schema));
+        assert!(Arc::ptr_eq(
+            &widths.statistics(&unknown).expect("stats"),
+            &unknown
+        ));
     }
 
     #[test]
@@ -586,6 +741,7 @@ mod tests {
         let plan = df.create_physical_plan().await.expect("plan");
         let shown = displayable(plan.as_ref()).indent(true).to_string();
         assert!(!shown.contains("EstimatedGroups"), "{shown}");
+        assert!(!shown.contains("WidthEstimate"), "{shown}");
         let rows: usize = collect(Arc::clone(&plan), ctx.task_ctx())
             .await
             .expect("rows")

@@ -82,6 +82,7 @@ pub fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + 
         [
             Arc::new(super::estimates::FilterSelectivity) as _,
             Arc::new(super::estimates::GroupEstimates) as _,
+            Arc::new(super::estimates::ScanWidths) as _,
             Arc::clone(&rules[join_selection]),
             Arc::new(super::estimates::DropGroupEstimates) as _,
         ],
