@@ -6,7 +6,6 @@
 //! or the enclosing object), `@position` (1-based index in the parent's list), `@const` (the
 //! child list's constant, e.g. `internal` for internal sponsors).
 
-use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use serde_json::Value;
@@ -122,9 +121,21 @@ pub struct ChildList {
     pub entity: &'static str,
     /// Constant handed to `@const` columns.
     pub constant: Option<&'static str>,
-    /// Items computed from the parent object rather than read from a list in it (`paths`
-    /// is then empty).
-    pub derive: Option<fn(&Value) -> Vec<Value>>,
+    /// Rows computed from the parent's row and the rows of its other lists rather than
+    /// read from a list in it (`paths` is then empty). See [`EntitySpec::derived_rows`].
+    pub derive: Option<DeriveRows>,
+}
+
+/// How a derived list's rows are computed: from the parent's id, its row, and the rows
+/// stored for each of its other lists (by entity; items that are not rows left out).
+pub type DeriveRows = fn(&str, &[Cell], &[ListRows<'_>]) -> Vec<Vec<Cell>>;
+
+/// The rows stored for one of an object's lists.
+pub struct ListRows<'a> {
+    /// The list's entity.
+    pub entity: &'static str,
+    /// Its items that are rows, in order.
+    pub rows: Vec<&'a [Cell]>,
 }
 
 /// One ingested entity.
@@ -951,12 +962,10 @@ pub const AUDIT_EVENT_STEP_DETAILS: [(&str, &str); 4] = [
     ("Escalation", "escalation"),
 ];
 
-/// One list an audit event's request links are read from: its paths in the event, its
-/// table's spec, and the columns that say whether an item names a request (`type` / `key`)
-/// and which (`id`).
+/// One list an audit event's request links are read from: its table, and the columns of
+/// its rows that say whether an item names a request (`type` / `key`) and which (`id`).
 struct LinkSource {
-    list: &'static ChildList,
-    spec: &'static EntitySpec,
+    entity: &'static str,
     kind: usize,
     id: usize,
     names_a_request: fn(&str) -> bool,
@@ -964,15 +973,10 @@ struct LinkSource {
     details: bool,
 }
 
-/// The event's lists the links (and the step details) are read from.
+/// The event's lists the links (and the step details) are read from, in the order of
+/// `audit_events`' lists.
 static LINK_SOURCES: LazyLock<Vec<LinkSource>> = LazyLock::new(|| {
     let events = entity("audit_events").expect("audit events are an entity");
-    let column = |spec: &EntitySpec, name: &str| {
-        spec.columns
-            .iter()
-            .position(|c| c.name == name)
-            .expect("the link columns exist")
-    };
     events
         .children
         .iter()
@@ -981,22 +985,21 @@ static LINK_SOURCES: LazyLock<Vec<LinkSource>> = LazyLock::new(|| {
             let (kind, id, names_a_request, details): (_, _, fn(&str) -> bool, _) =
                 match list.entity {
                     "audit_event_target_resources" => (
-                        column(spec, "type"),
-                        column(spec, "target_id"),
-                        |t| t.to_lowercase() == "accesspackageassignmentrequest",
+                        spec.column_index("type"),
+                        spec.column_index("target_id"),
+                        |t| t.eq_ignore_ascii_case("accesspackageassignmentrequest"),
                         false,
                     ),
                     "audit_event_additional_details" => (
-                        column(spec, "key"),
-                        column(spec, "value"),
+                        spec.column_index("key"),
+                        spec.column_index("value"),
                         |k| k == "RequestId",
                         true,
                     ),
                     _ => return None,
                 };
             Some(LinkSource {
-                list,
-                spec,
+                entity: list.entity,
                 kind,
                 id,
                 names_a_request,
@@ -1006,112 +1009,99 @@ static LINK_SOURCES: LazyLock<Vec<LinkSource>> = LazyLock::new(|| {
         .collect()
 });
 
-/// Where `audit_events` reads each of [`AUDIT_EVENT_STEP_COLUMNS`] from.
-static EVENT_STEP_PATHS: LazyLock<Vec<(&'static str, Vec<Vec<String>>)>> = LazyLock::new(|| {
+/// Where each column of a link row comes from.
+enum LinkCell {
+    /// `id`: the event's id and the request's, joined with `/`.
+    Key,
+    /// `audit_event_id`.
+    Event,
+    /// `request_id`.
+    Request,
+    /// One of [`AUDIT_EVENT_STEP_COLUMNS`]: the event row's cell of that column.
+    Step(usize),
+    /// One of [`AUDIT_EVENT_STEP_DETAILS`], by its index there.
+    Detail(usize),
+}
+
+/// The columns of `audit_event_requests`, in order, with where each comes from.
+static LINK_CELLS: LazyLock<Vec<LinkCell>> = LazyLock::new(|| {
     let events = entity("audit_events").expect("audit events are an entity");
-    AUDIT_EVENT_STEP_COLUMNS
+    let links = entity(AUDIT_EVENT_REQUESTS).expect("the links are an entity");
+    links
+        .columns
         .iter()
-        .map(|name| {
-            let c = events
-                .columns
+        .map(|c| match c.name.as_str() {
+            "id" => LinkCell::Key,
+            "audit_event_id" => LinkCell::Event,
+            "request_id" => LinkCell::Request,
+            name => match AUDIT_EVENT_STEP_DETAILS
                 .iter()
-                .find(|c| c.name == *name)
-                .expect("the step columns are columns of audit_events");
-            let paths = match c.sources.as_slice() {
-                [Source::Paths(paths)] => paths.clone(),
-                _ => panic!("step column {name} is read from the event's properties"),
-            };
-            (*name, paths)
+                .position(|(_, n)| *n == name)
+            {
+                Some(d) => LinkCell::Detail(d),
+                None => {
+                    assert!(
+                        AUDIT_EVENT_STEP_COLUMNS.contains(&name),
+                        "link column {name} is a step column"
+                    );
+                    LinkCell::Step(events.column_index(name))
+                }
+            },
         })
         .collect()
 });
 
-/// The requests an audit event is about, as `{"requestId": …}` items of
-/// `audit_event_requests`, each with the event's step columns. The link rule of the approval
+/// The rows of `audit_event_requests` for one audit event (its id and row), from the rows
+/// stored for its target resources and additional details. The link rule of the approval
 /// views: a target resource whose type is `AccessPackageAssignmentRequest` (any case) names
 /// a request by its id, and so does an `additionalDetails` entry of key `RequestId`; each
-/// distinct id once, in the order first named. Both lists are read through their own
-/// tables' extraction, so an event links to a request exactly when the rows of
-/// `audit_event_target_resources` and `audit_event_additional_details` stored for it say so
-/// (a rejected item names nothing). The step columns are the event's own values at the paths
-/// `audit_events` reads them from ([`AUDIT_EVENT_STEP_COLUMNS`], converted the same way), and
-/// the greatest value of each detail key of [`AUDIT_EVENT_STEP_DETAILS`] among the event's
-/// details that are rows.
-fn audit_event_request_links(event: &Value) -> Vec<Value> {
-    let mut ids: Vec<String> = Vec::new();
-    let mut details: [Option<String>; AUDIT_EVENT_STEP_DETAILS.len()] = Default::default();
+/// distinct id once, in the order first named. Only items stored as rows count, so an event
+/// links to a request exactly when the rows of `audit_event_target_resources` and
+/// `audit_event_additional_details` stored for it say so (a rejected item names nothing).
+/// Each link carries the event row's cells of [`AUDIT_EVENT_STEP_COLUMNS`] and the greatest
+/// value of each detail key of [`AUDIT_EVENT_STEP_DETAILS`] (exact case) among the event's
+/// details.
+fn audit_event_request_links(
+    event_id: &str,
+    event: &[Cell],
+    lists: &[ListRows<'_>],
+) -> Vec<Vec<Cell>> {
+    let mut ids: Vec<&str> = Vec::new();
+    let mut details: [Option<&str>; AUDIT_EVENT_STEP_DETAILS.len()] = Default::default();
     for source in LINK_SOURCES.iter() {
-        let Some(items) = source
-            .list
-            .paths
-            .iter()
-            .find_map(|p| get_path(event, p))
-            .and_then(Value::as_array)
-        else {
+        let Some(list) = lists.iter().find(|l| l.entity == source.entity) else {
             continue;
         };
-        for (i, item) in items.iter().enumerate() {
-            let ctx = Ctx {
-                position: i + 1,
-                ..Ctx::default()
-            };
-            // Most items name something else: their kind alone says so, without extracting
-            // the whole item (a kind that cannot be read fails the item's extraction too).
-            // An item that does name a request links it only if the whole item is a row.
-            let kind = match item.is_object() {
-                true => EntitySpec::cell(&source.spec.columns[source.kind], item, ctx).ok(),
-                false => None,
-            };
-            let Some(Cell::Str(kind)) = kind else {
-                continue;
-            };
-            let detail = match source.details {
-                true => AUDIT_EVENT_STEP_DETAILS
-                    .iter()
-                    .position(|(k, _)| *k == kind),
-                false => None,
-            };
-            if detail.is_none() && !(source.names_a_request)(&kind) {
-                continue;
-            }
-            let Ok(row) = source.spec.extract(item, ctx) else {
-                continue;
-            };
+        for row in &list.rows {
             let (Cell::Str(kind), value) = (&row[source.kind], &row[source.id]) else {
                 continue;
             };
-            if let (Some(d), Cell::Str(value)) = (detail, value)
-                && details[d].as_ref().is_none_or(|m| value > m)
+            let Cell::Str(value) = value else {
+                continue;
+            };
+            if source.details
+                && let Some(d) = AUDIT_EVENT_STEP_DETAILS.iter().position(|(k, _)| k == kind)
+                && details[d].is_none_or(|m| value.as_str() > m)
             {
-                details[d] = Some(value.clone());
+                details[d] = Some(value);
             }
-            if let Cell::Str(request) = value
-                && (source.names_a_request)(kind)
-                && !ids.contains(request)
-            {
-                ids.push(request.clone());
+            if (source.names_a_request)(kind) && !ids.contains(&value.as_str()) {
+                ids.push(value);
             }
-        }
-    }
-    if ids.is_empty() {
-        return Vec::new();
-    }
-    let mut step = serde_json::Map::new();
-    for (name, paths) in EVENT_STEP_PATHS.iter() {
-        if let Some(v) = paths.iter().find_map(|p| get_path(event, p)) {
-            step.insert((*name).to_string(), v.clone());
-        }
-    }
-    for ((_, name), value) in AUDIT_EVENT_STEP_DETAILS.iter().zip(details) {
-        if let Some(v) = value {
-            step.insert((*name).to_string(), Value::String(v));
         }
     }
     ids.into_iter()
-        .map(|id| {
-            let mut item = step.clone();
-            item.insert("requestId".to_string(), Value::String(id));
-            Value::Object(item)
+        .map(|request| {
+            LINK_CELLS
+                .iter()
+                .map(|c| match c {
+                    LinkCell::Key => Cell::Str(format!("{event_id}/{request}")),
+                    LinkCell::Event => Cell::Str(event_id.to_string()),
+                    LinkCell::Request => Cell::Str(request.to_string()),
+                    LinkCell::Step(i) => event[*i].clone(),
+                    LinkCell::Detail(d) => details[*d].map_or(Cell::Null, |v| Cell::Str(v.into())),
+                })
+                .collect()
         })
         .collect()
 }
@@ -1341,20 +1331,45 @@ impl EntitySpec {
             .map(|c| c.name.as_str())
     }
 
-    /// The nested lists of one object (and the lists derived from it), with their entity.
-    pub fn child_lists<'v>(&self, obj: &'v Value) -> Vec<(&ChildList, Cow<'v, [Value]>)> {
+    /// The nested lists of one object, with their entity (not the lists derived from it:
+    /// see [`Self::derived_rows`]).
+    pub fn child_lists<'v>(&self, obj: &'v Value) -> Vec<(&ChildList, &'v [Value])> {
         self.children
             .iter()
-            .filter_map(|c| match c.derive {
-                Some(derive) => Some((c, Cow::Owned(derive(obj)))),
-                None => c
-                    .paths
+            .filter(|c| c.derive.is_none())
+            .filter_map(|c| {
+                c.paths
                     .iter()
                     .find_map(|p| get_path(obj, p))
                     .and_then(Value::as_array)
-                    .map(|a| (c, Cow::Borrowed(a.as_slice()))),
+                    .map(|a| (c, a.as_slice()))
             })
             .collect()
+    }
+
+    /// The lists derived from one object (its id and row), each with its rows, computed
+    /// from the rows stored for its other lists.
+    pub fn derived_rows(
+        &self,
+        id: &str,
+        row: &[Cell],
+        lists: &[ListRows<'_>],
+    ) -> Vec<(&ChildList, Vec<Vec<Cell>>)> {
+        self.children
+            .iter()
+            .filter_map(|c| c.derive.map(|derive| (c, derive(id, row, lists))))
+            .collect()
+    }
+
+    /// The position of the column named `name`.
+    ///
+    /// # Panics
+    /// When the entity has no such column (a spec's own names are meant).
+    pub fn column_index(&self, name: &str) -> usize {
+        self.columns
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap_or_else(|| panic!("{} has a column {name}", self.table))
     }
 }
 
@@ -1473,29 +1488,7 @@ mod tests {
                 {"key": "ApprovalStage", "value": "1"}
             ]
         });
-        let (_, items) = events
-            .child_lists(&event)
-            .into_iter()
-            .find(|(l, _)| l.entity == "audit_event_requests")
-            .unwrap();
-        let parents = ["e1".to_string()];
-        let rows: Vec<Vec<Cell>> = items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                links
-                    .extract(
-                        item,
-                        Ctx {
-                            parents: &parents,
-                            position: i + 1,
-                            constant: None,
-                            json: None,
-                        },
-                    )
-                    .unwrap()
-            })
-            .collect();
+        let rows = links_of(&event);
         let text = |c: &Cell| c.as_str().unwrap().to_string();
         let got: Vec<[String; 3]> = rows
             .iter()
@@ -1525,11 +1518,54 @@ mod tests {
             assert_eq!(step(row, "justification"), Cell::Null);
         }
         assert!(
-            events
-                .child_lists(&json!({"id": "e2", "activityDateTime": "2026-07-01T00:00:00Z"}))
-                .iter()
-                .all(|(_, items)| items.is_empty())
+            links_of(&json!({"id": "e2", "activityDateTime": "2026-07-01T00:00:00Z"})).is_empty()
         );
+    }
+
+    /// The link rows of one audit event, as the ingest makes them: from the event's row and
+    /// the rows of its lists (items that are not rows left out).
+    fn links_of(event: &Value) -> Vec<Vec<Cell>> {
+        let events = entity("audit_events").unwrap();
+        let row = events.extract(event, Ctx::default()).unwrap();
+        let id = row[0].as_str().unwrap().to_string();
+        let parents = [id.clone()];
+        let lists: Vec<(&str, Vec<Vec<Cell>>)> = events
+            .child_lists(event)
+            .into_iter()
+            .map(|(list, items)| {
+                let spec = entity(list.entity).unwrap();
+                let rows = items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, item)| {
+                        let ctx = Ctx {
+                            parents: &parents,
+                            position: i + 1,
+                            constant: list.constant,
+                            json: None,
+                        };
+                        spec.extract(item, ctx).ok()
+                    })
+                    .collect();
+                (list.entity, rows)
+            })
+            .collect();
+        let stored: Vec<ListRows> = lists
+            .iter()
+            .map(|(entity, rows)| ListRows {
+                entity,
+                rows: rows.iter().map(Vec::as_slice).collect(),
+            })
+            .collect();
+        let mut derived = events.derived_rows(&id, &row, &stored);
+        assert_eq!(derived.len(), 1);
+        let (list, rows) = derived.remove(0);
+        assert_eq!(list.entity, AUDIT_EVENT_REQUESTS);
+        let links = entity(AUDIT_EVENT_REQUESTS).unwrap();
+        for r in &rows {
+            assert_eq!(r.len(), links.columns.len());
+        }
+        rows
     }
 
     #[test]

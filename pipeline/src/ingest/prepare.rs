@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::context::{self, Resolved};
 use super::loganalytics;
-use crate::catalog::{self, ChildList, Ctx, EntitySpec, value};
+use crate::catalog::{self, ChildList, Ctx, EntitySpec, ListRows, value};
 use crate::lake::Cell;
 
 /// A top-level record, prepared.
@@ -182,15 +182,21 @@ pub(super) fn object(
             };
         }
     };
-    let lists = spec.child_lists(value);
-    let lists = if lists.is_empty() {
+    if spec.children.is_empty() {
+        return Object {
+            row: Ok(row),
+            lists: vec![],
+        };
+    }
+    let id = row[0].as_str().unwrap_or_default().to_string();
+    let read = spec.child_lists(value);
+    let mut lists: Vec<List> = if read.is_empty() {
         vec![]
     } else {
         let mut parents = Vec::with_capacity(ctx.parents.len() + 1);
-        parents.push(row[0].as_str().unwrap_or_default().to_string());
+        parents.push(id.clone());
         parents.extend_from_slice(ctx.parents);
-        lists
-            .into_iter()
+        read.into_iter()
             .map(|(list, items)| {
                 let child = catalog::entity(list.entity).expect("child entities exist");
                 let items = items
@@ -210,6 +216,32 @@ pub(super) fn object(
             })
             .collect()
     };
+    // Derived lists come from the rows just made (an audit event's request links from its
+    // targets and details), not from the JSON again.
+    let stored: Vec<ListRows> = lists
+        .iter()
+        .map(|l| ListRows {
+            entity: l.child.table,
+            rows: l
+                .items
+                .iter()
+                .filter_map(|o| o.row.as_deref().ok())
+                .collect(),
+        })
+        .collect();
+    let derived = spec.derived_rows(&id, &row, &stored);
+    drop(stored);
+    for (list, rows) in derived {
+        let child = catalog::entity(list.entity).expect("child entities exist");
+        let items = rows
+            .into_iter()
+            .map(|row| Object {
+                row: Ok(row),
+                lists: vec![],
+            })
+            .collect();
+        lists.push(List { list, child, items });
+    }
     Object {
         row: Ok(row),
         lists,
