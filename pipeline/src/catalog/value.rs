@@ -98,7 +98,7 @@ impl<'v> JsonText<'v> {
     pub fn write(v: &'v Value, depth: usize) -> Self {
         let mut buf = Vec::with_capacity(1024);
         let mut spans = Vec::new();
-        write_noting(&mut buf, v, depth, &mut spans);
+        write_noting(&mut buf, v, depth, &mut Some(&mut spans));
         // Looked up by address: a record with a list of thousands of items is not scanned
         // once per item.
         spans.sort_unstable_by_key(|&(at, _, _)| at);
@@ -130,40 +130,67 @@ impl<'v> JsonText<'v> {
     }
 }
 
+/// Writes `v` as [`compact_json`] does, noting where each list and object down to `depth`
+/// levels lies (none when `spans` is `None`).
 fn write_noting(
     buf: &mut Vec<u8>,
     v: &Value,
     depth: usize,
-    spans: &mut Vec<(usize, usize, usize)>,
+    spans: &mut Option<&mut Vec<(usize, usize, usize)>>,
 ) {
     let start = buf.len();
+    let mut below = if depth > 0 {
+        spans.as_deref_mut()
+    } else {
+        None
+    };
     match v {
-        Value::Object(m) if depth > 0 => {
+        Value::Object(m) => {
             buf.push(b'{');
             for (i, (k, x)) in m.iter().enumerate() {
                 if i > 0 {
                     buf.push(b',');
                 }
-                write_compact(buf, k);
+                write_str(buf, k);
                 buf.push(b':');
-                write_noting(buf, x, depth - 1, spans);
+                write_noting(buf, x, depth.saturating_sub(1), &mut below);
             }
             buf.push(b'}');
         }
-        Value::Array(items) if depth > 0 => {
+        Value::Array(items) => {
             buf.push(b'[');
             for (i, x) in items.iter().enumerate() {
                 if i > 0 {
                     buf.push(b',');
                 }
-                write_noting(buf, x, depth - 1, spans);
+                write_noting(buf, x, depth.saturating_sub(1), &mut below);
             }
             buf.push(b']');
         }
+        Value::String(text) => write_str(buf, text),
         other => write_compact(buf, other),
     }
-    if matches!(v, Value::Object(_) | Value::Array(_)) {
+    if let Some(spans) = spans
+        && matches!(v, Value::Object(_) | Value::Array(_))
+    {
         spans.push((v as *const Value as usize, start, buf.len()));
+    }
+}
+
+/// A JSON string as serde_json writes it. Most strings hold nothing it escapes (a control
+/// character, `"` or `\`): those are copied as they are, checked without a branch per
+/// byte; the rest go through serde_json.
+fn write_str(buf: &mut Vec<u8>, text: &str) {
+    let escapes = text.as_bytes().iter().fold(false, |any, &b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if escapes {
+        write_compact(buf, text);
+    } else {
+        buf.reserve(text.len() + 2);
+        buf.push(b'"');
+        buf.extend_from_slice(text.as_bytes());
+        buf.push(b'"');
     }
 }
 
@@ -333,6 +360,9 @@ mod tests {
         let text = prop_oneof![
             "[a-zA-Z0-9 ]{0,6}",
             Just("quote\" back\\ tab\t nul\u{0} é 🙂 \u{202e}".to_string()),
+            Just("del\u{7f} unit\u{1f} bell\u{7} slash/ <b>&amp;</b>".to_string()),
+            "\\PC{0,8}",
+            "[\\x00-\\x7f]{0,8}",
         ];
         let leaf = prop_oneof![
             Just(Value::Null),
