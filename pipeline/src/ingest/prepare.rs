@@ -218,6 +218,12 @@ pub(super) fn object(
     };
     // Derived lists come from the rows just made (an audit event's request links from its
     // targets and details), not from the JSON again.
+    if spec.children.iter().all(|c| c.derive.is_none()) {
+        return Object {
+            row: Ok(row),
+            lists,
+        };
+    }
     let stored: Vec<ListRows> = lists
         .iter()
         .map(|l| ListRows {

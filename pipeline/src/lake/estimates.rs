@@ -29,7 +29,7 @@
 //!   `recertification_coverage`). [`GroupEstimates`] puts an [`EstimatedGroups`] over each
 //!   grouping that only removes repeats (`DISTINCT`, `UNION`, a `GROUP BY` with no
 //!   aggregate and no `ROLLUP`, `CUBE` or `GROUPING SETS`, whose keys' distinct counts are
-//!   unknown), which says it keeps one row in [`ROWS_PER_GROUP`]; [`DropGroupEstimates`]
+//!   unknown), which says it keeps one row in [`ROWS_PER_GROUP`]; [`DropEstimates`]
 //!   takes them out again once join selection has read them. A `GROUP BY` with aggregates is
 //!   left as it is: in the views it makes one row per event, request or assignment, about as
 //!   many as it reads (taking `control_changes`' first target per audit event for a tenth of
@@ -176,7 +176,7 @@ pub const ROWS_PER_GROUP: usize = 10;
 
 /// Puts an [`EstimatedGroups`] over every grouping that only removes repeats (`DISTINCT`,
 /// `UNION`, a `GROUP BY` without aggregates) where it gives its final rows (module doc).
-/// Place it before DataFusion's `join_selection`, and [`DropGroupEstimates`] after it.
+/// Place it before DataFusion's `join_selection`, and [`DropEstimates`] after it.
 #[derive(Debug, Default)]
 pub struct GroupEstimates;
 
@@ -258,9 +258,9 @@ fn removes_repeats_blindly(agg: &AggregateExec) -> bool {
 /// Takes out the [`EstimatedGroups`] and [`WidthEstimate`]s that [`GroupEstimates`] and
 /// [`ScanWidths`] put in.
 #[derive(Debug, Default)]
-pub struct DropGroupEstimates;
+pub struct DropEstimates;
 
-impl PhysicalOptimizerRule for DropGroupEstimates {
+impl PhysicalOptimizerRule for DropEstimates {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
@@ -279,7 +279,7 @@ impl PhysicalOptimizerRule for DropGroupEstimates {
     }
 
     fn name(&self) -> &str {
-        "drop_group_estimates"
+        "drop_estimates"
     }
 
     fn schema_check(&self) -> bool {
@@ -321,7 +321,7 @@ impl Passing for FewerGroups {
 
 /// Puts a [`WidthEstimate`] over each scan of the lake (a `DeltaScanExec`) and each other
 /// leaf whose size is not exact (module doc). Place it before DataFusion's `join_selection`,
-/// and [`DropGroupEstimates`] after it.
+/// and [`DropEstimates`] after it.
 #[derive(Debug, Default)]
 pub struct ScanWidths;
 
@@ -333,7 +333,7 @@ impl PhysicalOptimizerRule for ScanWidths {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_down(|node| {
             let scan = node.name() == "DeltaScanExec" || node.children().is_empty();
-            if !scan || node.downcast_ref::<WidthEstimate>().is_some() {
+            if !scan {
                 return Ok(Transformed::no(node));
             }
             let exact = StatisticsContext::new()

@@ -84,7 +84,7 @@ pub fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + 
             Arc::new(super::estimates::GroupEstimates) as _,
             Arc::new(super::estimates::ScanWidths) as _,
             Arc::clone(&rules[join_selection]),
-            Arc::new(super::estimates::DropGroupEstimates) as _,
+            Arc::new(super::estimates::DropEstimates) as _,
         ],
     );
     rules.push(Arc::new(super::compact_joins::CompactJoinOutput));
