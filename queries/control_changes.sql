@@ -271,10 +271,13 @@ control_events AS (
           'Create incompatible access package', 'Delete incompatible access package',
           'Create incompatible group', 'Delete incompatible group')
 ),
+-- (This and event_details only for control events: grouped over every event's targets, they
+-- were millions of groups at 10M audit events, held in two repartition buffers of ~480 MB.)
 first_package_target AS (
     SELECT audit_event_id, min(position) AS position
     FROM audit_event_target_resources
     WHERE lower(type) = 'accesspackage'
+      AND audit_event_id IN (SELECT id FROM control_events)
     GROUP BY audit_event_id
 ),
 event_objects AS (
@@ -298,6 +301,7 @@ event_details AS (
            max(CASE WHEN lower(key) = 'isapprovalrequiredforupdate' THEN lower(trim(value)) END) AS approval_update
     FROM audit_event_additional_details
     WHERE lower(key) IN ('isapprovalrequiredforadd', 'isapprovalrequiredforupdate')
+      AND audit_event_id IN (SELECT id FROM control_events)
     GROUP BY audit_event_id
 ),
 events AS (

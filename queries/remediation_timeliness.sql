@@ -36,7 +36,9 @@
 --     userRemove or approverRemove request for it (removal request, at its completedDateTime),
 --     and a successful audit event "... removes access package assignment ..." or "Remove
 --     access package assignment" linked to it (removal event: additionalDetails AssignmentId,
---     or its request by RequestId or by a target of type AccessPackageAssignmentRequest).
+--     any case, or a request the event is about by approval_trail's link rule, as
+--     audit_event_requests stores it: a target of type AccessPackageAssignmentRequest, any
+--     case, or additionalDetails RequestId).
 --     Evidence from before the instance started is ignored. days_after_close =
 --     (access_ended_at - review_closed) in days, 2 decimals; negative when access ended
 --     before the review closed.
@@ -171,9 +173,20 @@ removals AS (
     ) x
     WHERE x.removal_reason IS NOT NULL
 ),
--- Each assignment's end: still held at the latest snapshot, or when and how its last
--- stretch ended. (An aggregate joined back, not windows PARTITION BY assignment_id: those
--- kept a window state per assignment, ~10 µs each.)
+-- The assignments each removal was about: held at some time while the instance ran.
+pre_review_holdings AS (
+    SELECT DISTINCT r.instance_id, r.decision_id, r.start_date_time, h.assignment_id
+    FROM removals r
+    JOIN held h ON h.target_object_id = r.principal_id
+        AND h.access_package_id = r.access_package_id
+        AND (r.policy_id IS NULL OR h.assignment_policy_id = r.policy_id)
+        AND h.held_from < r.end_date_time
+        AND (h.held_to IS NULL OR h.held_to > r.start_date_time)
+),
+-- Each of those assignments' end: still held at the latest snapshot, or when and how its
+-- last stretch ended. (Only the assignments removals were about: an aggregate over every
+-- assignment's stretches, first_value ordered per group, cost more than the rest of the
+-- view at 1M audit events.)
 assignment_ends AS (
     SELECT h.assignment_id,
            max(CASE WHEN h.held_to IS NULL OR h.held_to > l.observed_at THEN 1 ELSE 0 END) = 1
@@ -185,24 +198,15 @@ assignment_ends AS (
     -- (The one-row side first: DataFusion's cross join emits a batch per row of its left side.)
     FROM latest l
     CROSS JOIN held h
+    JOIN (SELECT DISTINCT assignment_id FROM pre_review_holdings) k
+        ON k.assignment_id IS NOT DISTINCT FROM h.assignment_id
     GROUP BY h.assignment_id
 ),
--- Each holding stretch with its assignment's end.
-held_ends AS (
-    SELECT h.*, e.still_held, e.last_held_to, e.last_ended_by
-    FROM held h
-    JOIN assignment_ends e ON e.assignment_id IS NOT DISTINCT FROM h.assignment_id
-),
--- The assignments each removal was about: held at some time while the instance ran.
 pre_review AS (
-    SELECT DISTINCT r.instance_id, r.decision_id, r.start_date_time, h.assignment_id,
-           h.still_held, h.last_held_to AS held_to, h.last_ended_by AS ended_by
-    FROM removals r
-    JOIN held_ends h ON h.target_object_id = r.principal_id
-        AND h.access_package_id = r.access_package_id
-        AND (r.policy_id IS NULL OR h.assignment_policy_id = r.policy_id)
-        AND h.held_from < r.end_date_time
-        AND (h.held_to IS NULL OR h.held_to > r.start_date_time)
+    SELECT p.instance_id, p.decision_id, p.start_date_time, p.assignment_id,
+           e.still_held, e.last_held_to AS held_to, e.last_ended_by AS ended_by
+    FROM pre_review_holdings p
+    JOIN assignment_ends e ON e.assignment_id IS NOT DISTINCT FROM p.assignment_id
 ),
 removal_requests AS (
     SELECT id AS request_id, assignment_id, access_package_id,
@@ -225,25 +229,27 @@ event_assignments AS (
     JOIN audit_event_additional_details a ON a.audit_event_id = e.event_id
         AND lower(a.key) = 'assignmentid'
     UNION
-    SELECT e.event_id, e.at, q.assignment_id
-    FROM removal_events e
-    JOIN audit_event_additional_details a ON a.audit_event_id = e.event_id
-        AND lower(a.key) = 'requestid'
-    JOIN assignment_requests q ON q.id = a.value
-    UNION
-    SELECT e.event_id, e.at, q.assignment_id
+    -- The requests an event is about, as the ingest links them (approval_trail's link rule),
+    -- with the event's activity, time and result stored with each link.
+    SELECT l.audit_event_id AS event_id, l.activity_date_time AS at, q.assignment_id
+    FROM audit_event_requests l
+    JOIN assignment_requests q ON q.id = l.request_id
+    WHERE (lower(l.activity_display_name) LIKE '%removes%access package assignment%'
+           OR lower(l.activity_display_name) LIKE 'remove access package assignment%')
+      AND (l.result IS NULL OR lower(l.result) = 'success')
+),
+-- The users and access packages removal events name (the targets read once for both).
+removal_targets AS (
+    SELECT e.event_id, e.at, lower(t.type) AS type, t.target_id
     FROM removal_events e
     JOIN audit_event_target_resources t ON t.audit_event_id = e.event_id
-        AND lower(t.type) = 'accesspackageassignmentrequest'
-    JOIN assignment_requests q ON q.id = t.target_id
+        AND lower(t.type) IN ('user', 'accesspackage')
 ),
 event_principals AS (
-    SELECT e.event_id, e.at, u.target_id AS principal_id, p.target_id AS access_package_id
-    FROM removal_events e
-    JOIN audit_event_target_resources u ON u.audit_event_id = e.event_id
-        AND lower(u.type) = 'user'
-    JOIN audit_event_target_resources p ON p.audit_event_id = e.event_id
-        AND lower(p.type) = 'accesspackage'
+    SELECT u.event_id, u.at, u.target_id AS principal_id, p.target_id AS access_package_id
+    FROM removal_targets u
+    JOIN removal_targets p ON p.event_id = u.event_id AND p.type = 'accesspackage'
+    WHERE u.type = 'user'
 ),
 -- Removal evidence of an assignment.
 assignment_evidence AS (

@@ -40,6 +40,9 @@ held AS (
     -- (The one-row side first: DataFusion's cross join emits a batch per row of its left side.)
     FROM latest n
     CROSS JOIN assignment_holdings h
+    -- (Only the packages of a pair: the holdings of every package are held once for both
+    -- sides of the join.)
+    WHERE h.access_package_id IN (SELECT package_a FROM pairs UNION ALL SELECT package_b FROM pairs)
 ),
 both_held AS (
     SELECT x.user_object_id, p.package_a, p.package_b,
@@ -82,10 +85,13 @@ intervals AS (
     FROM merged
     GROUP BY user_object_id, package_a, package_b, grp
 ),
+-- The latest name of each user with an overlap (only those: an ordered aggregate over every
+-- user's versions cost seconds at 10M audit events).
 names AS (
     SELECT target_object_id,
            first_value(target_principal_name ORDER BY valid_from DESC, id DESC, row_hash DESC) AS user_principal_name
     FROM assignments_history
+    WHERE target_object_id IN (SELECT user_object_id FROM intervals)
     GROUP BY target_object_id
 )
 SELECT i.user_object_id, n.user_principal_name, i.package_a AS access_package_id,

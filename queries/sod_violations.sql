@@ -24,18 +24,26 @@ WITH pairs AS (
     WHERE c.access_package_id <> c.incompatible_access_package_id
     GROUP BY 1, 2
 ),
+-- The access packages each incompatibility-declaring event names (its targets read once for
+-- both sides of the pair).
+declaring_targets AS (
+    SELECT e.id AS event_id, e.activity_date_time, t.target_id
+    FROM audit_events e
+    JOIN audit_event_target_resources t ON t.audit_event_id = e.id
+        AND lower(t.type) = 'accesspackage'
+    WHERE e.activity_display_name = 'Create incompatible access package'
+),
 declared_in_audit AS (
     SELECT
         least(a.target_id, b.target_id) AS package_a,
         greatest(a.target_id, b.target_id) AS package_b,
-        min(e.activity_date_time) AS declared_at
-    FROM audit_events e
-    JOIN audit_event_target_resources a ON a.audit_event_id = e.id AND lower(a.type) = 'accesspackage'
-    JOIN audit_event_target_resources b ON b.audit_event_id = e.id AND lower(b.type) = 'accesspackage'
-        AND a.target_id < b.target_id
-    WHERE e.activity_display_name = 'Create incompatible access package'
+        min(a.activity_date_time) AS declared_at
+    FROM declaring_targets a
+    JOIN declaring_targets b ON b.event_id = a.event_id AND a.target_id < b.target_id
     GROUP BY 1, 2
 ),
+-- Who holds each package of a pair (only those: every holder of every package is millions of
+-- groups at 10M audit events, where the pairs name a handful of packages).
 held AS (
     SELECT
         target_object_id AS user_object_id,
@@ -45,6 +53,7 @@ held AS (
         min(schedule_start_date_time) AS since
     FROM assignments
     WHERE lower(state) IN ('delivered', 'partiallydelivered')
+      AND access_package_id IN (SELECT package_a FROM pairs UNION ALL SELECT package_b FROM pairs)
     GROUP BY target_object_id, access_package_id
 )
 SELECT

@@ -240,8 +240,10 @@ struct Sharing {
 static SHARED_SCANS: AtomicUsize = AtomicUsize::new(0);
 
 /// `plan` with every copy of a repeated subquery replaced by a scan of its one
-/// [`SharedResult`], made on its first copy, under the copy's alias. (What a shared subquery
-/// repeats within itself is shared when it is planned on its own, by this rule again.)
+/// [`SharedResult`], made on its first copy, under the copy's alias. The first copy's own
+/// repeated subqueries are replaced first, so a subquery read both inside a shared one and
+/// elsewhere is computed once for all (`remediation_timeliness` reads its holdings inside
+/// one shared CTE and beside it: before, they were computed once for each).
 fn share(
     plan: LogicalPlan,
     sharing: &Sharing,
@@ -268,6 +270,7 @@ fn share(
                 } else {
                     unordered(alias.input.as_ref())
                 };
+                let input = share(input, sharing, shared)?;
                 let result = Arc::new(SharedResult::new(
                     alias.alias.to_string(),
                     input,
@@ -427,6 +430,7 @@ impl SharedResult {
 
     /// The result, all partitions read at once, each held or spilled ([`Self::read_part`]).
     async fn compute(&self, state: &dyn Session) -> Result<Arc<Computed>> {
+        let started = std::time::Instant::now();
         let physical = state.create_physical_plan(&self.plan).await?;
         let runtime = state.runtime_env();
         let pool = &runtime.memory_pool;
@@ -460,6 +464,13 @@ impl SharedResult {
         if partitions.is_empty() {
             partitions.push(Part::Held(Vec::new()));
         }
+        tracing::debug!(
+            subquery = %self.name,
+            rows,
+            bytes = column_bytes.iter().sum::<usize>(),
+            seconds = started.elapsed().as_secs_f64(),
+            "Shared result computed."
+        );
         Ok(Arc::new(Computed {
             partitions,
             spills,
@@ -951,6 +962,23 @@ mod tests {
         let table = table(&ctx, "SELECT t.k, t.total FROM totals t JOIN top USING (k)").await;
         assert!(table.contains("| 3 | 110   |"), "{table}");
         assert_eq!(rows.load(Ordering::SeqCst), 6);
+    }
+
+    #[tokio::test]
+    async fn a_subquery_read_inside_a_shared_one_and_beside_it_is_computed_once() {
+        // `totals` is read by `top` (itself read twice) and by the outer query: computed in
+        // `top` and again for the outer query, `counted` would see 12 rows.
+        let sql = "WITH totals AS (SELECT k, sum(counted(v)) AS total FROM t GROUP BY k),
+                   top AS (SELECT a.k FROM totals a JOIN t ON t.k = a.k
+                           WHERE t.v > 45 AND a.total > 0)
+                   SELECT x.k, s.total, (SELECT count(*) FROM top) AS n
+                   FROM top x JOIN totals s ON s.k = x.k ORDER BY x.k";
+        let (inlined, inlined_rows) = run(false, sql).await;
+        let (shared, shared_rows) = run(true, sql).await;
+        assert_eq!(shared, inlined);
+        assert!(shared.contains("| 3 | 110   | 2 |"), "{shared}");
+        assert_eq!(inlined_rows, 18);
+        assert_eq!(shared_rows, 6);
     }
 
     #[tokio::test]
