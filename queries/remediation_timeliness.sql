@@ -170,6 +170,9 @@ removals AS (
         FROM decided d
         LEFT JOIN policy_at pa ON pa.instance_id = d.instance_id AND pa.policy_id = d.policy_id
             AND pa.r = 1
+        -- (No other decision removes access: filtered here, before the joins of `decided`,
+        -- not after them, at 4.3M decisions for 10M audit events.)
+        WHERE d.verdict IN ('deny', 'notreviewed')
     ) x
     WHERE x.removal_reason IS NOT NULL
 ),
