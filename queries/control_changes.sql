@@ -259,9 +259,12 @@ incompat_changes AS (
     JOIN observations o ON o.table_name = 'access_packages' AND o.observed_at < i.t
     GROUP BY i.access_package_id, i.setting, i.subject_id, i.subject_name, i.kind, i.t
 ),
--- Successful control events and the objects they name.
+-- Successful control events and the objects they name. (DISTINCT: an event stored once is
+-- listed once; and a distinct result is computed once and counted, so the joins below see
+-- that it is a handful of rows and look the events' targets and details up by its ids,
+-- where an estimate from the whole audit log had the targets of every event hashed.)
 control_events AS (
-    SELECT e.id, e.activity_display_name, e.activity_date_time,
+    SELECT DISTINCT e.id, e.activity_display_name, e.activity_date_time,
            coalesce(e.initiated_by_user_user_principal_name, e.initiated_by_app_display_name) AS actor
     FROM audit_events e
     WHERE e.result = 'success'
@@ -271,27 +274,31 @@ control_events AS (
           'Create incompatible access package', 'Delete incompatible access package',
           'Create incompatible group', 'Delete incompatible group')
 ),
--- (This and event_details only for control events: grouped over every event's targets, they
--- were millions of groups at 10M audit events, held in two repartition buffers of ~480 MB.)
+-- The control events' targets (read once for the two below).
+control_targets AS (
+    SELECT t.audit_event_id, lower(t.type) AS type, t.position, t.target_id, t.display_name,
+           t.modified_properties
+    FROM control_events e
+    JOIN audit_event_target_resources t ON t.audit_event_id = e.id
+),
 first_package_target AS (
     SELECT audit_event_id, min(position) AS position
-    FROM audit_event_target_resources
-    WHERE lower(type) = 'accesspackage'
-      AND audit_event_id IN (SELECT id FROM control_events)
+    FROM control_targets
+    WHERE type = 'accesspackage'
     GROUP BY audit_event_id
 ),
 event_objects AS (
     SELECT e.id AS event_id,
-           min(CASE WHEN lower(t.type) = 'accesspackageassignmentpolicy' THEN t.target_id END) AS policy_id,
-           min(CASE WHEN lower(t.type) = 'accesspackageassignmentpolicy' THEN t.display_name END) AS policy_name,
-           min(CASE WHEN lower(t.type) = 'accesspackageassignmentpolicy' THEN t.modified_properties END) AS modified_properties,
-           min(CASE WHEN lower(t.type) = 'accesspackage' AND t.position = f.position THEN t.target_id END) AS package_id,
-           min(CASE WHEN lower(t.type) = 'accesspackage' AND t.position > f.position THEN t.target_id END) AS other_package_id,
-           min(CASE WHEN lower(t.type) = 'accesspackage' AND t.position > f.position THEN t.display_name END) AS other_package_name,
-           min(CASE WHEN lower(t.type) = 'group' THEN t.target_id END) AS group_id,
-           min(CASE WHEN lower(t.type) = 'group' THEN t.display_name END) AS group_name
+           min(CASE WHEN t.type = 'accesspackageassignmentpolicy' THEN t.target_id END) AS policy_id,
+           min(CASE WHEN t.type = 'accesspackageassignmentpolicy' THEN t.display_name END) AS policy_name,
+           min(CASE WHEN t.type = 'accesspackageassignmentpolicy' THEN t.modified_properties END) AS modified_properties,
+           min(CASE WHEN t.type = 'accesspackage' AND t.position = f.position THEN t.target_id END) AS package_id,
+           min(CASE WHEN t.type = 'accesspackage' AND t.position > f.position THEN t.target_id END) AS other_package_id,
+           min(CASE WHEN t.type = 'accesspackage' AND t.position > f.position THEN t.display_name END) AS other_package_name,
+           min(CASE WHEN t.type = 'group' THEN t.target_id END) AS group_id,
+           min(CASE WHEN t.type = 'group' THEN t.display_name END) AS group_name
     FROM control_events e
-    JOIN audit_event_target_resources t ON t.audit_event_id = e.id
+    JOIN control_targets t ON t.audit_event_id = e.id
     LEFT JOIN first_package_target f ON f.audit_event_id = e.id
     GROUP BY e.id
 ),
