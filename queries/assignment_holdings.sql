@@ -45,7 +45,7 @@ WITH observations AS (
     SELECT valid_to FROM assignments_history WHERE valid_to IS NOT NULL
 ),
 versions AS (
-    SELECT h.*,
+    SELECT h.*, substr(h.id, 1, 2) AS bucket,
            CASE WHEN lower(h.state) IN ('delivered', 'partiallydelivered') THEN 'held'
                 WHEN lower(h.state) = 'expired' THEN 'expired'
                 ELSE 'not held' END AS kind
@@ -53,7 +53,11 @@ versions AS (
 ),
 -- The windows run over all versions in one order (id, valid_from, row_hash) rather than
 -- PARTITION BY id: the same answers (a version's predecessor counts only when it has the same
--- id), without a window state per assignment, which cost ~10 µs per assignment.
+-- id), without a window state per assignment, which cost ~10 µs per assignment. They are
+-- partitioned by `bucket` only (the id's first two characters), which keeps each
+-- assignment's versions together and lets every core window its share; the islands are then
+-- grouped by bucket too, in the partitions the windows left, as the versions come, sorted
+-- (1M audit events: 1.27 -> 0.80 s; 10M: ~10.3 -> ~8.7 s, peak alike).
 ordered AS (
     SELECT v.*,
            CASE WHEN lag(id) OVER w = id THEN lag(kind) OVER w END AS prev_kind,
@@ -61,18 +65,19 @@ ordered AS (
            -- Whether an earlier version of the assignment exists (row_number() > 1 per id).
            coalesce(lag(id) OVER w = id, false) AS seen_earlier
     FROM versions v
-    WINDOW w AS (ORDER BY id, valid_from, row_hash)
+    WINDOW w AS (PARTITION BY bucket ORDER BY id, valid_from, row_hash)
 ),
 islands AS (
     -- One island per stretch of held versions observed back to back, followed by the expired
     -- version that ended it, if any; an expired version after anything else stands alone.
     -- The first version of each assignment starts an island (its prev_kind is NULL), so the
-    -- running count over all versions numbers the islands of each assignment apart.
+    -- running count over a bucket's versions numbers the islands of each assignment apart.
     SELECT o.*,
-           sum(starts) OVER (ORDER BY id, valid_from, row_hash
+           sum(starts) OVER (PARTITION BY bucket ORDER BY id, valid_from, row_hash
                              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS island,
            -- The island's last version: the next version (in the same order) starts another.
-           coalesce(lead(starts) OVER (ORDER BY id, valid_from, row_hash), 1) = 1 AS ends,
+           coalesce(lead(starts) OVER (PARTITION BY bucket ORDER BY id, valid_from, row_hash), 1)
+               = 1 AS ends,
            -- The observation that ended this version's holding: a held version holds until
            -- its valid_to; an expired one was seen not held from its valid_from.
            CASE WHEN kind = 'held' THEN valid_to ELSE valid_from END AS seen_ending
@@ -123,7 +128,7 @@ spans AS (
            max(CASE WHEN ends THEN state END) AS state
     FROM islands_observed
     WHERE kind <> 'not held'
-    GROUP BY id, island
+    GROUP BY bucket, id, island
 ),
 -- The snapshots around each island: the latest before it was first observed (seen_before)
 -- and the last that showed it held (seen_held: before the one that showed it gone, or the

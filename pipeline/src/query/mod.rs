@@ -235,7 +235,13 @@ fn machine_memory() -> Option<u64> {
 ///   5.52M groups; since format 3 read only from lakes of format 1 or 2, and by
 ///   `direct_admin_grants`' and `control_changes`' smaller pivots) 2.0 -> 1.4 GB on its
 ///   own, and faster.
-pub const GOVLAKE_DEFAULTS: [(&str, &str); 3] = [
+/// - keep a hash partitioning on some of an aggregation's keys (`subset_repartition_threshold`
+///   2, DataFusion: 4, so from two partitions instead of from four): `assignment_holdings`
+///   windows its versions partitioned by a prefix of the assignment id and groups them by
+///   that prefix, id and island; repartitioned again, its groups arrived out of order and
+///   were all held at once (1.2 GB at 10M audit events) where now they are grouped in place,
+///   in order (session 39).
+pub const GOVLAKE_DEFAULTS: [(&str, &str); 4] = [
     (
         "datafusion.optimizer.enable_round_robin_repartition",
         "false",
@@ -245,6 +251,7 @@ pub const GOVLAKE_DEFAULTS: [(&str, &str); 3] = [
         "datafusion.execution.skip_partial_aggregation_probe_ratio_threshold",
         "0.5",
     ),
+    ("datafusion.optimizer.subset_repartition_threshold", "2"),
 ];
 
 /// The session's DataFusion settings: [`threads`] partitions, [`GOVLAKE_DEFAULTS`], then
