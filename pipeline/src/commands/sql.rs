@@ -299,10 +299,14 @@ async fn run_one(
             let props = deltalake::parquet::file::properties::WriterProperties::builder()
                 .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
                 .build();
-            let mut w =
-                deltalake::parquet::arrow::ArrowWriter::try_new(&mut out, schema, Some(props))?;
+            let mut w = govlake::report::parquet::ParallelParquet::try_new(
+                &mut out,
+                schema,
+                props,
+                govlake::query::threads(),
+            )?;
             each_batch!(|b| w.write(&b)?);
-            w.close()?;
+            w.into_inner()?;
         }
     }
     out.flush().context("Cannot write the result")?;
