@@ -296,15 +296,7 @@ async fn run_one(
             w.finish()?;
         }
         SqlFormat::Parquet => {
-            let props = deltalake::parquet::file::properties::WriterProperties::builder()
-                .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
-                .build();
-            let mut w = govlake::report::parquet::ParallelParquet::try_new(
-                &mut out,
-                schema,
-                props,
-                govlake::query::threads(),
-            )?;
+            let mut w = parquet_writer(&mut out, schema)?;
             each_batch!(|b| w.write(&b)?);
             w.into_inner()?;
         }
@@ -325,6 +317,22 @@ async fn run_one(
         }
     }
     Ok(())
+}
+
+/// The writer of `-o parquet`: Snappy, its columns encoded on the session's threads.
+fn parquet_writer<W: Write + Send>(
+    out: W,
+    schema: deltalake::arrow::datatypes::SchemaRef,
+) -> anyhow::Result<govlake::report::parquet::ParallelParquet<W>> {
+    let props = deltalake::parquet::file::properties::WriterProperties::builder()
+        .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
+        .build();
+    Ok(govlake::report::parquet::ParallelParquet::try_new(
+        out,
+        schema,
+        props,
+        govlake::query::threads(),
+    )?)
 }
 
 /// The message for a query naming a table or view the session does not have: the closest
