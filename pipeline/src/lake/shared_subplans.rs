@@ -26,8 +26,13 @@
 //! - it is computed when the query is planned, so `EXPLAIN` of such a query computes it too.
 //!
 //! Left as they are: subqueries that refer to an outer query's columns, to a parameter or to
-//! a recursive CTE's work table, that hold a volatile function, and every copy inside a correlated subquery (DataFusion must see that a correlated scalar
-//! subquery returns one row, which a scan does not show); queries with a recursive CTE.
+//! a recursive CTE's work table, that hold a volatile function, and every copy inside a
+//! correlated subquery (DataFusion must see that a correlated scalar subquery returns one
+//! row, which a scan does not show); queries with a recursive CTE.
+//!
+//! A shared result used inside another is held until the query is planned (with the outer
+//! one's plan), not freed once the outer one is computed: later shared results may then find
+//! less room in the pool and spill.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -57,6 +57,13 @@ impl<W: Write + Send> ParallelParquet<W> {
         mut props: WriterProperties,
         threads: usize,
     ) -> Result<Self> {
+        // What `ArrowWriter` would do and this does not: refused rather than ignored.
+        if props.max_row_group_bytes().is_some() || props.content_defined_chunking().is_some() {
+            return Err(ParquetError::General(
+                "row groups limited by bytes and content-defined chunking are not supported"
+                    .to_string(),
+            ));
+        }
         // As `ArrowWriter` does: the Arrow schema in the footer, for readers that want it.
         add_encoded_arrow_schema_to_metadata(&schema, &mut props);
         let parquet_schema = ArrowSchemaConverter::new()
@@ -84,7 +91,7 @@ impl<W: Write + Send> ParallelParquet<W> {
         while offset < batch.num_rows() {
             if self.open.is_none() {
                 let writers = self.factory.create_column_writers(self.row_groups)?;
-                self.open = Some((self.spawn(writers), 0));
+                self.open = Some((self.spawn(writers)?, 0));
             }
             let (encoders, rows) = self.open.as_mut().expect("a row group is open");
             let take = (self.row_group_rows - *rows).min(batch.num_rows() - offset);
@@ -95,7 +102,10 @@ impl<W: Write + Send> ParallelParquet<W> {
                     let encoder = &encoders[leaf % encoders.len()];
                     if encoder.leaves.send((leaf, leaves)).is_err() {
                         // The thread stopped on an error: closing the row group returns it.
-                        return self.close_row_group();
+                        self.close_row_group()?;
+                        return Err(ParquetError::General(
+                            "a Parquet encoder thread stopped early".to_string(),
+                        ));
                     }
                     leaf += 1;
                 }
@@ -117,7 +127,7 @@ impl<W: Write + Send> ParallelParquet<W> {
 
     /// The encoder threads of a row group, each given every `threads`-th of its column
     /// writers.
-    fn spawn(&self, writers: Vec<ArrowColumnWriter>) -> Vec<Encoder> {
+    fn spawn(&self, writers: Vec<ArrowColumnWriter>) -> Result<Vec<Encoder>> {
         let threads = self.threads.min(writers.len()).max(1);
         let mut shares: Vec<Vec<(usize, ArrowColumnWriter)>> =
             (0..threads).map(|_| Vec::new()).collect();
@@ -128,7 +138,7 @@ impl<W: Write + Send> ParallelParquet<W> {
             .into_iter()
             .map(|mut share| {
                 let (leaves, received) = std::sync::mpsc::sync_channel(QUEUED);
-                let done = std::thread::spawn(move || {
+                let encode = move || {
                     for (leaf, column) in received {
                         let (_, writer) = share
                             .iter_mut()
@@ -140,8 +150,12 @@ impl<W: Write + Send> ParallelParquet<W> {
                         .into_iter()
                         .map(|(leaf, writer)| Ok((leaf, writer.close()?)))
                         .collect()
-                });
-                Encoder { leaves, done }
+                };
+                let done = std::thread::Builder::new()
+                    .name("parquet-encoder".to_string())
+                    .spawn(encode)
+                    .map_err(|e| ParquetError::External(Box::new(e)))?;
+                Ok(Encoder { leaves, done })
             })
             .collect()
     }
@@ -154,8 +168,13 @@ impl<W: Write + Send> ParallelParquet<W> {
         let mut chunks = Vec::new();
         for encoder in encoders {
             drop(encoder.leaves);
-            let done = encoder.done.join().map_err(|_| {
-                ParquetError::General("a Parquet encoder thread panicked".to_string())
+            let done = encoder.done.join().map_err(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                ParquetError::General(format!("a Parquet encoder thread panicked: {why}"))
             })?;
             chunks.extend(done?);
         }
@@ -256,6 +275,15 @@ mod tests {
             let rows: usize = read.iter().map(RecordBatch::num_rows).sum();
             assert_eq!(rows, 3500);
         }
+    }
+
+    #[test]
+    fn properties_it_would_not_apply_are_refused() {
+        let (schema, _) = batches();
+        let props = WriterProperties::builder()
+            .set_max_row_group_bytes(Some(1 << 20))
+            .build();
+        assert!(ParallelParquet::try_new(Vec::new(), schema, props, 2).is_err());
     }
 
     #[test]
