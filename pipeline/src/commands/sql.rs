@@ -296,9 +296,13 @@ async fn run_one(
             w.finish()?;
         }
         SqlFormat::Parquet => {
-            let mut w = parquet_writer(&mut out, schema)?;
+            let props = deltalake::parquet::file::properties::WriterProperties::builder()
+                .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
+                .build();
+            let mut w =
+                deltalake::parquet::arrow::ArrowWriter::try_new(&mut out, schema, Some(props))?;
             each_batch!(|b| w.write(&b)?);
-            w.into_inner()?;
+            w.close()?;
         }
     }
     out.flush().context("Cannot write the result")?;
@@ -317,22 +321,6 @@ async fn run_one(
         }
     }
     Ok(())
-}
-
-/// The writer of `-o parquet`: Snappy, its columns encoded on the session's threads.
-fn parquet_writer<W: Write + Send>(
-    out: W,
-    schema: deltalake::arrow::datatypes::SchemaRef,
-) -> anyhow::Result<govlake::report::parquet::ParallelParquet<W>> {
-    let props = deltalake::parquet::file::properties::WriterProperties::builder()
-        .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
-        .build();
-    Ok(govlake::report::parquet::ParallelParquet::try_new(
-        out,
-        schema,
-        props,
-        govlake::query::threads(),
-    )?)
 }
 
 /// The message for a query naming a table or view the session does not have: the closest

@@ -11,7 +11,6 @@ pub mod csv;
 pub mod digest;
 pub mod pack;
 pub mod package;
-pub mod parquet;
 pub mod period;
 pub mod remote;
 pub mod render;
