@@ -25,6 +25,20 @@ use super::error::{Error, Result};
 /// row group size held up to a million requests' rows.
 pub const HELD_ROW_GROUP_ROWS: usize = 16_384;
 
+/// The column by which an audit event's child rows name their event, written with a Bloom
+/// filter in the [`EVENT_LOOKUP_TABLES`] ([`TableSchema::writer_properties`]).
+const EVENT_LINK_COLUMN: &str = "audit_event_id";
+
+/// The child tables of audit events that views look up by a few events' ids.
+const EVENT_LOOKUP_TABLES: [&str; 2] = [
+    "audit_event_target_resources",
+    "audit_event_additional_details",
+];
+
+/// False-positive rate of the Bloom filters: at 1 % a filter costs ~10 bits per distinct
+/// value (~8 KB for a row group of 16,384 target rows, ~5,500 events).
+const BLOOM_FILTER_FPP: f64 = 0.01;
+
 /// The column types govlake stores. Timestamps are UTC microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
@@ -164,6 +178,23 @@ impl TableSchema {
         {
             props = props.set_column_dictionary_enabled(ColumnPath::from(c.name.as_str()), false);
         }
+        // A Bloom filter on the link of an audit event's targets and details to their event:
+        // a view that starts from a few events (`Create incompatible access package`, a
+        // control's changes) looks their targets and details up by `audit_event_id`, and the
+        // hash join's dynamic filter (`audit_event_id IN (…)`) then skips every row group
+        // whose filter rules the ids out, where the ids' min/max (random GUIDs) rule out
+        // nothing. At 10M audit events `sod_violations` went 2.50 → 0.75 s (it decoded all
+        // 30.8M target rows to find two) and `control_changes` 3.29 → 1.30 s. Sized for the
+        // row group's rows (resolved when the properties are built, so the open appends'
+        // smaller row groups get smaller filters) and folded to BLOOM_FILTER_FPP once the
+        // row group is written. Not on `audit_event_requests`' link: no view looks requests'
+        // links up by a few events, and hashing each value costs the ingest.
+        if EVENT_LOOKUP_TABLES.contains(&self.name.as_str())
+            && self.index_of(EVENT_LINK_COLUMN).is_some()
+        {
+            props = props
+                .set_column_bloom_filter_fpp(ColumnPath::from(EVENT_LINK_COLUMN), BLOOM_FILTER_FPP);
+        }
         props.build()
     }
 
@@ -282,6 +313,80 @@ mod tests {
             ..schema
         };
         assert!(history.writer_properties().dictionary_enabled(&id));
+    }
+
+    #[test]
+    fn an_audit_event_childs_row_groups_rule_out_other_events_by_bloom_filter() {
+        use deltalake::parquet::arrow::ArrowWriter;
+        use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+        let schema = TableSchema {
+            name: "audit_event_target_resources".into(),
+            columns: vec![
+                Column {
+                    name: EVENT_LINK_COLUMN.into(),
+                    ty: ColumnType::Str,
+                },
+                Column {
+                    name: "target_id".into(),
+                    ty: ColumnType::Str,
+                },
+            ],
+            partition_by: vec![],
+        };
+        // Row groups of 100 rows, as an open append's row groups are smaller than the
+        // default: the filters are sized for them.
+        let props = schema
+            .writer_properties()
+            .into_builder()
+            .set_max_row_group_row_count(Some(100));
+        let rows: Vec<Vec<Cell>> = (0..300)
+            .map(|n| {
+                vec![
+                    Cell::Str(format!("event-{}", n / 2)),
+                    Cell::Str(format!("t{n}")),
+                ]
+            })
+            .collect();
+        let mut file = Vec::new();
+        let mut writer =
+            ArrowWriter::try_new(&mut file, schema.arrow(), Some(props.build())).unwrap();
+        writer.write(&schema.to_batch(&rows).unwrap()).unwrap();
+        writer.close().unwrap();
+        let options = deltalake::parquet::file::serialized_reader::ReadOptionsBuilder::new()
+            .with_reader_properties(
+                deltalake::parquet::file::properties::ReaderProperties::builder()
+                    .set_read_bloom_filter(true)
+                    .build(),
+            )
+            .build();
+        let reader =
+            SerializedFileReader::new_with_options(bytes::Bytes::from(file), options).unwrap();
+        assert_eq!(reader.num_row_groups(), 3);
+        for group in 0..3 {
+            let row_group = reader.get_row_group(group).unwrap();
+            let filter = row_group
+                .get_column_bloom_filter(0)
+                .expect("audit_event_id has a Bloom filter");
+            let (first, last) = (group * 50, group * 50 + 49);
+            assert!((first..=last).all(|e| filter.check(&format!("event-{e}").as_str())));
+            // The other row groups' 100 events: at 1 % a false positive or two at most.
+            let others = (0..150)
+                .filter(|e| !(first..=last).contains(e))
+                .filter(|e| filter.check(&format!("event-{e}").as_str()))
+                .count();
+            assert!(
+                others <= 5,
+                "row group {group}: {others} of 100 other events pass"
+            );
+            assert!(row_group.get_column_bloom_filter(1).is_none());
+        }
+        // The requests' links are not looked up by a few events: no filter to pay for.
+        let requests = TableSchema {
+            name: "audit_event_requests".into(),
+            ..schema
+        };
+        let link = ColumnPath::from(EVENT_LINK_COLUMN);
+        assert!(requests.writer_properties().bloom_filter_properties(&link).is_none());
     }
 
     #[test]
