@@ -647,7 +647,8 @@ fn two_jobs_started_together_one_runs_the_other_names_the_holder() {
     );
     // The lease is given back at the end: the next job runs.
     let next = run(govlake().arg("--config").arg(&config).args(["job", "run"]));
-    assert_eq!(next.code, 0, "{}", next.stderr);
+    // (Both streams: the job's summary, on stdout, says which step failed.)
+    assert_eq!(next.code, 0, "{}\n{}", next.stdout, next.stderr);
 }
 
 #[test]
