@@ -189,9 +189,7 @@ impl TableSchema {
         // smaller row groups get smaller filters) and folded to BLOOM_FILTER_FPP once the
         // row group is written. Not on `audit_event_requests`' link: no view looks requests'
         // links up by a few events, and hashing each value costs the ingest.
-        if EVENT_LOOKUP_TABLES.contains(&self.name.as_str())
-            && self.index_of(EVENT_LINK_COLUMN).is_some()
-        {
+        if EVENT_LOOKUP_TABLES.contains(&self.name.as_str()) {
             props = props
                 .set_column_bloom_filter_fpp(ColumnPath::from(EVENT_LINK_COLUMN), BLOOM_FILTER_FPP);
         }
@@ -333,8 +331,7 @@ mod tests {
             ],
             partition_by: vec![],
         };
-        // Row groups of 100 rows, as an open append's row groups are smaller than the
-        // default: the filters are sized for them.
+        // Row groups of 100 rows: each row group has a filter of its own events.
         let props = schema
             .writer_properties()
             .into_builder()
@@ -386,7 +383,12 @@ mod tests {
             ..schema
         };
         let link = ColumnPath::from(EVENT_LINK_COLUMN);
-        assert!(requests.writer_properties().bloom_filter_properties(&link).is_none());
+        assert!(
+            requests
+                .writer_properties()
+                .bloom_filter_properties(&link)
+                .is_none()
+        );
     }
 
     #[test]
