@@ -11,7 +11,9 @@
 //! - `mid_checkpoint`: a checkpoint's Parquet file is in the store, `_last_checkpoint` is not
 //!   updated yet;
 //! - `before_bookkeeping`: an ingest has committed every table, its `_ingest_runs` rows are
-//!   not written yet.
+//!   not written yet;
+//! - `before_record_commits`: an ingest has committed a chunk's list tables (an audit
+//!   event's targets, details, request links), not yet its records' (`audit_events`).
 //!
 //! The first three sit in the object store ([`FailpointStore`]), which the lake's log stores
 //! (`backends`) put in front of the real one only while a point is armed.
