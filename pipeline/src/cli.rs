@@ -323,7 +323,7 @@ pub struct OptimizeArgs {
     /// not read; name it to compact it too).
     #[arg(long = "table", value_name = "TABLE")]
     pub tables: Vec<String>,
-    /// Compact a table only when it holds at least this many small files (under 64 MiB).
+    /// Compact a table only when it holds at least this many small files (under 16 MiB).
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub min_small_files: usize,
     /// Only count each table's files and small files.

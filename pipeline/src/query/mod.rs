@@ -9,6 +9,7 @@
 pub mod changes;
 mod error;
 mod memory;
+pub mod parquet_out;
 pub mod refused;
 pub mod views;
 
