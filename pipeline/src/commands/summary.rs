@@ -133,7 +133,7 @@ pub fn print_summary(
     print_snapshot_gaps(s);
     for c in &s.compacted {
         println!(
-            "Compacted `{}`: {} small files rewritten as {} (of {} files).",
+            "Compacted `{}`: {} files rewritten as {} (of {} files).",
             c.table, c.files_removed, c.files_added, c.files_before
         );
     }

@@ -330,7 +330,7 @@ pub async fn optimize(
             println!("Dry run: nothing rewritten.");
         } else {
             println!(
-                "{rewritten} small files rewritten; the old ones stay for older versions until `govlake vacuum`."
+                "{rewritten} files rewritten; the old ones stay for older versions until `govlake vacuum`."
             );
         }
     }

@@ -26,9 +26,6 @@ use deltalake::parquet::errors::{ParquetError, Result};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::file::writer::SerializedFileWriter;
 
-/// Rows of a row group when the properties set no limit (parquet's default).
-const DEFAULT_ROW_GROUP_ROWS: usize = 1024 * 1024;
-
 /// Encoding of one row group: its column chunks, in schema order.
 type Encoding = JoinHandle<Result<Vec<ArrowColumnChunk>>>;
 
@@ -42,21 +39,22 @@ pub struct ParallelParquetWriter<W: Write + Send> {
     buffered_rows: usize,
     row_groups: usize,
     encoding: Option<Encoding>,
+    /// A row group failed to encode: the file would lack its rows, so nothing more is
+    /// written.
+    failed: bool,
 }
 
 impl<W: Write + Send> ParallelParquetWriter<W> {
-    /// A writer of `schema`'s batches to `out` with `props` (a row-group byte limit is not
-    /// supported: row groups end at the row limit only).
+    /// A writer of `schema`'s batches to `out` with `props`. Row groups end at the row limit
+    /// only (no limit: one row group, as [`ArrowWriter`] writes); a row-group byte limit and
+    /// content-defined chunking, which [`ArrowWriter`] would apply, are refused.
     pub fn try_new(out: W, schema: SchemaRef, props: WriterProperties) -> Result<Self> {
-        if props.max_row_group_bytes().is_some() {
+        if props.max_row_group_bytes().is_some() || props.content_defined_chunking().is_some() {
             return Err(ParquetError::General(
-                "a row-group byte limit is not supported by the parallel writer".into(),
+                "the parallel writer supports neither a row-group byte limit nor content-defined chunking".into(),
             ));
         }
-        let row_group_rows = props
-            .max_row_group_row_count()
-            .unwrap_or(DEFAULT_ROW_GROUP_ROWS)
-            .max(1);
+        let row_group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
         // Built as ArrowWriter builds it (the Arrow schema in the footer's metadata), then
         // taken apart for the column writers.
         let (file, factory) =
@@ -70,11 +68,13 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
             buffered_rows: 0,
             row_groups: 0,
             encoding: None,
+            failed: false,
         })
     }
 
     /// Buffers `batch`; each row group it fills is handed to the background encoder.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.check_not_failed()?;
         let mut offset = 0;
         while offset < batch.num_rows() {
             let take = (self.row_group_rows - self.buffered_rows).min(batch.num_rows() - offset);
@@ -90,6 +90,7 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
 
     /// Writes what is buffered and the footer, and hands back the output.
     pub fn into_inner(mut self) -> Result<W> {
+        self.check_not_failed()?;
         self.start_row_group()?;
         self.finish_encoding()?;
         self.file.into_inner()
@@ -107,6 +108,9 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
             return Ok(());
         }
         self.finish_encoding()?;
+        // The buffered rows are handed over below: until the encoding starts, a failure
+        // loses them.
+        self.failed = true;
         let writers = self.factory.create_column_writers(self.row_groups)?;
         self.row_groups += 1;
         let batches = std::mem::take(&mut self.buffered);
@@ -117,6 +121,16 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
             .spawn(move || encode_row_group(&schema, &batches, writers))
             .map_err(|e| ParquetError::External(Box::new(e)))?;
         self.encoding = Some(handle);
+        self.failed = false;
+        Ok(())
+    }
+
+    fn check_not_failed(&self) -> Result<()> {
+        if self.failed {
+            return Err(ParquetError::General(
+                "an earlier row group failed to encode or write: the file is incomplete".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -125,6 +139,8 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
         let Some(handle) = self.encoding.take() else {
             return Ok(());
         };
+        // Any failure from here on leaves the row group out of the file.
+        self.failed = true;
         let chunks = handle
             .join()
             .map_err(|_| ParquetError::General("the Parquet encoder thread panicked".into()))??;
@@ -133,6 +149,7 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
             chunk.append_to_row_group(&mut row_group)?;
         }
         row_group.close()?;
+        self.failed = false;
         Ok(())
     }
 }
@@ -147,6 +164,7 @@ fn leaf_count(field: &Field) -> usize {
         | DataType::LargeListView(child)
         | DataType::FixedSizeList(child, _)
         | DataType::Map(child, _) => leaf_count(child),
+        DataType::RunEndEncoded(_, values) => leaf_count(values),
         DataType::Dictionary(_, value) => leaf_count(&Field::new("", (**value).clone(), true)),
         _ => 1,
     }
@@ -192,6 +210,14 @@ fn encode_row_group(
             let field = schema.field(i);
             for batch in batches {
                 let leaves = compute_leaves(field, batch.column(i))?;
+                if leaves.len() != field_writers.len() {
+                    return Err(ParquetError::General(format!(
+                        "column `{}` has {} leaves where the Parquet schema has {}",
+                        field.name(),
+                        leaves.len(),
+                        field_writers.len()
+                    )));
+                }
                 for (writer, leaf) in field_writers.iter_mut().zip(&leaves) {
                     writer.write(leaf)?;
                 }
