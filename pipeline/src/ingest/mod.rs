@@ -594,36 +594,47 @@ async fn commit_appends(
     let (records, lists): (Vec<_>, Vec<_>) = open
         .into_values()
         .partition(|append| top_level.iter().any(|t| t == append.table()));
-    let (mut versions, mut failed) = (vec![], None);
-    for (wave, group) in [lists, records].into_iter().enumerate() {
-        if failed.is_some() {
-            break;
-        }
-        if wave == 1 && !group.is_empty() {
-            crate::lake::failpoint::hit("before_record_commits");
-        }
-        let commits: Vec<_> = group
-            .into_iter()
-            .map(|append| {
-                let (lake, metadata) = (lake.clone(), metadata.clone());
-                tokio::spawn(async move {
-                    let table = append.table().to_string();
-                    tracing::debug!(table = %table, rows = append.rows(), "Committing the rows written since the last commit.");
-                    let v = append.commit(&lake, &metadata).await?;
-                    Ok::<_, Error>((table, v))
-                })
+    let mut versions = vec![];
+    if let Some(e) = commit_side_by_side(lake, metadata, lists, &mut versions).await {
+        return (versions, Some(e));
+    }
+    if !records.is_empty() {
+        crate::lake::failpoint::hit("before_record_commits");
+    }
+    let failed = commit_side_by_side(lake, metadata, records, &mut versions).await;
+    (versions, failed)
+}
+
+/// Commits `appends` side by side (different tables), adding each new version to
+/// `versions`; returns the first failure once every commit has ended.
+async fn commit_side_by_side(
+    lake: &Lake,
+    metadata: &HashMap<String, Value>,
+    appends: Vec<OpenAppend>,
+    versions: &mut Vec<(String, i64)>,
+) -> Option<Error> {
+    let commits: Vec<_> = appends
+        .into_iter()
+        .map(|append| {
+            let (lake, metadata) = (lake.clone(), metadata.clone());
+            tokio::spawn(async move {
+                let table = append.table().to_string();
+                tracing::debug!(table = %table, rows = append.rows(), "Committing the rows written since the last commit.");
+                let v = append.commit(&lake, &metadata).await?;
+                Ok::<_, Error>((table, v))
             })
-            .collect();
-        for commit in commits {
-            match settle_task(commit).await {
-                Ok(v) => versions.push(v),
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
+        })
+        .collect();
+    let mut failed = None;
+    for commit in commits {
+        match settle_task(commit).await {
+            Ok(v) => versions.push(v),
+            Err(e) => {
+                failed.get_or_insert(e);
             }
         }
     }
-    (versions, failed)
+    failed
 }
 
 /// The outcome of a task of a chunk's writing; a panic there is this thread's.

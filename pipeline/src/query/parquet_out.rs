@@ -39,8 +39,8 @@ pub struct ParallelParquetWriter<W: Write + Send> {
     buffered_rows: usize,
     row_groups: usize,
     encoding: Option<Encoding>,
-    /// A row group failed to encode: the file would lack its rows, so nothing more is
-    /// written.
+    /// A call failed (a row group may be lost with it): the file would lack rows, so
+    /// nothing more is written.
     failed: bool,
 }
 
@@ -72,9 +72,25 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
         })
     }
 
-    /// Buffers `batch`; each row group it fills is handed to the background encoder.
+    /// Buffers `batch`; each row group it fills is handed to the background encoder. After
+    /// an error every later call fails too.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.check_not_failed()?;
+        let result = self.buffer(batch);
+        self.failed = result.is_err();
+        result
+    }
+
+    fn check_not_failed(&self) -> Result<()> {
+        if self.failed {
+            return Err(ParquetError::General(
+                "an earlier row group failed to encode or write: the file is incomplete".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn buffer(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut offset = 0;
         while offset < batch.num_rows() {
             let take = (self.row_group_rows - self.buffered_rows).min(batch.num_rows() - offset);
@@ -108,9 +124,6 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
             return Ok(());
         }
         self.finish_encoding()?;
-        // The buffered rows are handed over below: until the encoding starts, a failure
-        // loses them.
-        self.failed = true;
         let writers = self.factory.create_column_writers(self.row_groups)?;
         self.row_groups += 1;
         let batches = std::mem::take(&mut self.buffered);
@@ -121,16 +134,6 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
             .spawn(move || encode_row_group(&schema, &batches, writers))
             .map_err(|e| ParquetError::External(Box::new(e)))?;
         self.encoding = Some(handle);
-        self.failed = false;
-        Ok(())
-    }
-
-    fn check_not_failed(&self) -> Result<()> {
-        if self.failed {
-            return Err(ParquetError::General(
-                "an earlier row group failed to encode or write: the file is incomplete".into(),
-            ));
-        }
         Ok(())
     }
 
@@ -139,8 +142,6 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
         let Some(handle) = self.encoding.take() else {
             return Ok(());
         };
-        // Any failure from here on leaves the row group out of the file.
-        self.failed = true;
         let chunks = handle
             .join()
             .map_err(|_| ParquetError::General("the Parquet encoder thread panicked".into()))??;
@@ -149,7 +150,6 @@ impl<W: Write + Send> ParallelParquetWriter<W> {
             chunk.append_to_row_group(&mut row_group)?;
         }
         row_group.close()?;
-        self.failed = false;
         Ok(())
     }
 }
